@@ -1,0 +1,373 @@
+import Crypto
+import Foundation
+import Synchronization
+
+/// What to back up and how to label it.
+public struct BackupRequest: Sendable {
+    /// How the parent snapshot (the one whose metadata lets unchanged files be skipped) is chosen.
+    public enum ParentSelection: Sendable {
+        /// The newest snapshot of the same host and the same paths.
+        case automatic
+        /// Read every file.
+        case none
+        case snapshot(ID)
+    }
+
+    public var paths: [String]
+    public var excludes: [String] = []
+    public var tags: [String] = []
+    public var description: String?
+    public var parent: ParentSelection = .automatic
+    /// zstd level; nil uses the repository's.
+    public var compressionLevel: Int?
+    public var hostname: String = ProcessInfo.processInfo.hostName
+
+    public init(paths: [String]) {
+        self.paths = paths
+    }
+}
+
+/// What a finished backup reports.
+public struct BackupResult: Sendable {
+    public let snapshotID: ID
+    public let snapshot: Snapshot
+    /// Files that could not be read and were left out (the snapshot holds everything else).
+    public let warnings: [String]
+}
+
+/// Backs up file trees into one snapshot.
+///
+/// The walk is depth-first in name order. Files whose size, mtime and inode match the parent
+/// snapshot's node reuse its chunk list without being read. Other files are cut by the chunker;
+/// each chunk is hashed (keyed), and if the index does not know it, compressed, sealed and handed
+/// to the ``Packer``. Up to `fileWorkers` files are read at once and up to two chunks of a file
+/// are sealed at once, so both cores work whether the tree has many small files or one large one.
+/// Trees are saved bottom-up; the snapshot is written only after every pack and the index.
+public final class Archiver: Sendable {
+    private let repository: Repository
+    private let request: BackupRequest
+    private let progress: Progress?
+    private let excludes: ExcludeRules
+    private let level: Int
+    private let fileLimiter: AsyncLimiter
+    private let compressors: WorkerPool<ZstdCompressor>
+    private let buffers: WorkerPool<ChunkBuffer>
+    private let gear: [UInt64]
+    private let summary = Mutex(BackupSummary())
+    private let warnings = Mutex<[String]>([])
+
+    /// Parallel files being read; each holds one chunk buffer of twice the maximum chunk size.
+    static let fileWorkers = 2
+
+    public init(repository: Repository, request: BackupRequest, progress: Progress? = nil) throws {
+        self.repository = repository
+        self.request = request
+        self.progress = progress
+        self.excludes = try ExcludeRules(request.excludes)
+        let level = request.compressionLevel ?? repository.config.compressionLevel
+        try validateCompressionLevel(level)
+        self.level = level
+        self.fileLimiter = AsyncLimiter(limit: Archiver.fileWorkers)
+        self.compressors = WorkerPool { ZstdCompressor(level: level) }
+        let bufferSize = repository.config.chunker.maxSize * 2
+        self.buffers = WorkerPool { ChunkBuffer(size: bufferSize) }
+        self.gear = Chunker.gearTable(seed: repository.config.chunker.seed)
+    }
+
+    /// Runs the backup and writes the snapshot.
+    public func run() async throws -> BackupResult {
+        let started = repository.now()
+        let clock = ContinuousClock.now
+        guard !request.paths.isEmpty else {
+            throw BunkerError(.invalidArgument, "Nothing to back up: name at least one path.")
+        }
+        let paths = request.paths.map(FileSystem.absolute)
+        var names: [String: String] = [:]
+        for path in paths {
+            let name = path == "/" ? "root" : (path as NSString).lastPathComponent
+            if let other = names[name] {
+                throw BunkerError(.invalidArgument, "\(other) and \(path) would both be stored as \"\(name)\"; back them up in separate snapshots.")
+            }
+            names[name] = path
+            var st = stat()
+            if lstat(path, &st) != 0 {
+                throw BunkerError(.invalidArgument, "Cannot back up \(path): \(String(cString: strerror(errno))).")
+            }
+        }
+        let (parentID, parentTree) = try await findParent(paths: paths)
+
+        let packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) {
+            [repository] id, blobs, _ in
+            repository.index.addPending(pack: id, blobs: blobs)
+            FaultPoints.hit("backup-after-pack")
+        }
+
+        if let progress { startScan(paths: paths, progress: progress) }
+
+        var nodes: [Node] = []
+        for path in paths.sorted() {
+            let name = path == "/" ? "root" : (path as NSString).lastPathComponent
+            if let node = try await saveEntry(path: path, relative: "", name: name, parent: parentTree?.node(named: name), packer: packer) {
+                nodes.append(node)
+            }
+        }
+        let rootID = try await saveTree(Tree(nodes: nodes), packer: packer)
+        try await packer.flush()
+        try await repository.flushIndex()
+        FaultPoints.hit("backup-before-snapshot")
+
+        var final = summary.withLock { $0 }
+        final.warnings = warnings.withLock { $0.count }
+        final.durationSeconds = Double((ContinuousClock.now - clock).components.attoseconds) / 1e18
+            + Double((ContinuousClock.now - clock).components.seconds)
+        let snapshot = Snapshot(
+            time: started, hostname: request.hostname, username: currentUserName(), paths: paths.sorted(),
+            tags: request.tags, description: request.description, tree: rootID, parent: parentID,
+            programVersion: "bunker \(bunkerVersion)", summary: final)
+        let id = try await repository.saveSnapshot(snapshot)
+        return BackupResult(snapshotID: id, snapshot: snapshot, warnings: warnings.withLock { $0 })
+    }
+
+    // MARK: - Parent
+
+    private func findParent(paths: [String]) async throws -> (ID?, Tree?) {
+        let chosen: ID?
+        switch request.parent {
+        case .none:
+            return (nil, nil)
+        case .snapshot(let id):
+            chosen = id
+        case .automatic:
+            let wanted = paths.sorted()
+            chosen = try await repository.snapshots().last { $0.snapshot.hostname == request.hostname && $0.snapshot.paths == wanted }?.id
+        }
+        guard let chosen else { return (nil, nil) }
+        let snapshot = try await repository.loadSnapshot(chosen)
+        // A parent whose tree cannot be read only costs speed: read every file instead.
+        guard let tree = try? await repository.loadTree(snapshot.tree) else { return (nil, nil) }
+        return (chosen, tree)
+    }
+
+    // MARK: - Walk
+
+    private func warn(_ message: String) {
+        warnings.withLock { $0.append(message) }
+        progress?.update { $0.errors += 1 }
+    }
+
+    private func saveEntry(path: String, relative: String, name: String, parent: Node?, packer: Packer) async throws -> Node? {
+        let status: FileStatus
+        do {
+            status = try FileStatus(path: path)
+        } catch let error as BunkerError {
+            warn(error.message)
+            return nil
+        }
+        guard let kind = status.kind else {
+            warn("Skipped \(path): sockets, pipes and device files are not backed up.")
+            return nil
+        }
+        if !relative.isEmpty, excludes.excludes(name: name, absolute: path, relative: relative, isDirectory: kind == .directory) {
+            return nil
+        }
+        var node = Node(name: name, type: kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+        switch kind {
+        case .symlink:
+            do {
+                node.linkTarget = try FileSystem.readLink(path)
+            } catch let error as BunkerError {
+                warn(error.message)
+                return nil
+            }
+        case .directory:
+            let parentTree: Tree?
+            if let sub = parent?.subtree, parent?.type == .directory {
+                parentTree = try? await repository.loadTree(sub)
+            } else {
+                parentTree = nil
+            }
+            let entries: [String]
+            do {
+                entries = try FileSystem.entries(of: path)
+            } catch let error as BunkerError {
+                warn(error.message)
+                return nil
+            }
+            let children = try await saveChildren(of: path, relative: relative, entries: entries, parentTree: parentTree, packer: packer)
+            node.subtree = try await saveTree(Tree(nodes: children), packer: packer)
+            summary.withLock { $0.directories += 1 }
+        case .file:
+            node.size = status.size
+            node.inode = status.inode
+            node.device = status.device
+            if let parent, parent.type == .file, parent.size == status.size, parent.mtimeNanoseconds == status.mtimeNanoseconds,
+               parent.inode == status.inode, let content = parent.content, let sha = parent.sha256,
+               content.allSatisfy(repository.index.contains) {
+                node.content = content
+                node.sha256 = sha
+                summary.withLock {
+                    $0.filesUnmodified += 1
+                    $0.totalFiles += 1
+                    $0.totalBytes += status.size
+                }
+                progress?.update {
+                    $0.filesDone += 1
+                    $0.bytesDone += status.size
+                }
+                return node
+            }
+            do {
+                let (content, sha, size) = try await fileLimiter.withPermit {
+                    try await saveFileContent(path: path, packer: packer)
+                }
+                node.content = content
+                node.sha256 = sha
+                node.size = size
+            } catch let error as BunkerError where error.code == .sourceIO {
+                warn(error.message)
+                return nil
+            }
+            let isNew = parent?.type != .file
+            summary.withLock {
+                if isNew { $0.filesNew += 1 } else { $0.filesChanged += 1 }
+                $0.totalFiles += 1
+                $0.totalBytes += node.size ?? 0
+                $0.bytesRead += node.size ?? 0
+            }
+            progress?.update { $0.filesDone += 1 }
+        }
+        return node
+    }
+
+    private func saveChildren(of dir: String, relative: String, entries: [String], parentTree: Tree?, packer: Packer) async throws -> [Node] {
+        var results = [Node?](repeating: nil, count: entries.count)
+        let window = 16
+        try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
+            var next = 0
+            func launch(_ i: Int) {
+                let name = entries[i]
+                let childRelative = relative.isEmpty ? name : relative + "/" + name
+                let parent = parentTree?.node(named: name)
+                group.addTask {
+                    (i, try await self.saveEntry(path: dir + "/" + name, relative: childRelative, name: name, parent: parent, packer: packer))
+                }
+            }
+            while next < min(window, entries.count) {
+                launch(next)
+                next += 1
+            }
+            while let (i, node) = try await group.next() {
+                results[i] = node
+                if next < entries.count {
+                    launch(next)
+                    next += 1
+                }
+            }
+        }
+        return results.compactMap { $0 }
+    }
+
+    // MARK: - Content
+
+    private func saveFileContent(path: String, packer: Packer) async throws -> ([ID], String, UInt64) {
+        progress?.update { $0.currentPath = path }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw BunkerError(.sourceIO, "Cannot open \(path): \(String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let buffer = buffers.take()
+        defer { buffers.put(buffer) }
+        var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory) { target in
+            try FileSystem.read(fd: fd, into: target, path: path)
+        }
+        var hasher = SHA256()
+        var total: UInt64 = 0
+        var ids: [ID?] = []
+        try await withThrowingTaskGroup(of: (Int, ID).self) { group in
+            var inFlight = 0
+            while let chunk = try chunker.next({ bytes -> Data in
+                hasher.update(bufferPointer: bytes)
+                return Data(bytes)
+            }) {
+                total += UInt64(chunk.count)
+                progress?.update { $0.bytesDone += UInt64(chunk.count) }
+                let position = ids.count
+                ids.append(nil)
+                if inFlight >= 2, let (i, id) = try await group.next() {
+                    ids[i] = id
+                    inFlight -= 1
+                }
+                group.addTask { (position, try await self.saveBlob(.data, chunk, packer: packer)) }
+                inFlight += 1
+            }
+            while let (i, id) = try await group.next() { ids[i] = id }
+        }
+        let sha = ID(digest: hasher.finalize()).hex
+        return (ids.map { $0! }, sha, total)
+    }
+
+    private func saveTree(_ tree: Tree, packer: Packer) async throws -> ID {
+        try await saveBlob(.tree, JSONCoding.encoder.encode(tree), packer: packer)
+    }
+
+    /// Saves a blob unless the repository (or this backup) already has it; returns its id.
+    private func saveBlob(_ type: BlobType, _ plaintext: Data, packer: Packer) async throws -> ID {
+        let id = repository.key.blobID(of: plaintext)
+        guard repository.index.reserve(id) else { return id }
+        let compressed = compressors.with { $0.compress(plaintext) }
+        let sealed = try repository.key.seal(compressed ?? plaintext)
+        try await packer.add(type: type, id: id, sealed: sealed, rawLength: compressed == nil ? 0 : plaintext.count)
+        summary.withLock {
+            $0.blobsAdded += 1
+            $0.dataAdded += UInt64(plaintext.count)
+            $0.dataAddedStored += UInt64(sealed.count)
+        }
+        progress?.update { $0.bytesStored += UInt64(sealed.count) }
+        return id
+    }
+
+    // MARK: - Scan
+
+    /// Counts files and bytes in the background so progress can show a percentage and an ETA.
+    private func startScan(paths: [String], progress: Progress) {
+        let excludes = self.excludes
+        Thread.detachNewThread {
+            var files = 0
+            var bytes: UInt64 = 0
+            func walk(_ path: String, relative: String, name: String) {
+                guard let status = try? FileStatus(path: path), let kind = status.kind else { return }
+                if !relative.isEmpty, excludes.excludes(name: name, absolute: path, relative: relative, isDirectory: kind == .directory) { return }
+                switch kind {
+                case .file:
+                    files += 1
+                    bytes += status.size
+                case .directory:
+                    for child in (try? FileSystem.entries(of: path)) ?? [] {
+                        walk(path + "/" + child, relative: relative.isEmpty ? child : relative + "/" + child, name: child)
+                    }
+                case .symlink:
+                    break
+                }
+            }
+            for path in paths { walk(path, relative: "", name: (path as NSString).lastPathComponent) }
+            progress.update {
+                $0.filesTotal = files
+                $0.bytesTotal = bytes
+                $0.totalsKnown = true
+            }
+        }
+    }
+}
+
+/// A reusable chunker buffer (twice the maximum chunk size), pooled so that no file allocates one.
+final class ChunkBuffer: @unchecked Sendable {
+    let memory: UnsafeMutableRawBufferPointer
+
+    init(size: Int) {
+        memory = .allocate(byteCount: size, alignment: 64)
+    }
+
+    deinit { memory.deallocate() }
+}

@@ -1,0 +1,134 @@
+import Foundation
+
+/// The content-defined chunking parameters of a repository, stored in its config.
+public struct ChunkerParameters: Codable, Sendable, Equatable {
+    /// No chunk is smaller, except a file's last.
+    public var minSize: Int
+    /// The size chunks are normalized towards (a power of two).
+    public var averageSize: Int
+    /// No chunk is larger.
+    public var maxSize: Int
+    /// Seeds the gear table, so that chunk boundaries do not reveal content to the storage.
+    public var seed: UInt64
+
+    public init(minSize: Int, averageSize: Int, maxSize: Int, seed: UInt64) {
+        self.minSize = minSize
+        self.averageSize = averageSize
+        self.maxSize = maxSize
+        self.seed = seed
+    }
+
+    /// 512 KiB / 1 MiB / 8 MiB, restic's sizes, with a random seed.
+    public static func standard() -> ChunkerParameters {
+        ChunkerParameters(minSize: 512 << 10, averageSize: 1 << 20, maxSize: 8 << 20, seed: UInt64.random(in: 0...UInt64.max))
+    }
+
+    func validate() throws {
+        guard minSize >= 64, minSize < averageSize, averageSize < maxSize, averageSize & (averageSize - 1) == 0,
+              maxSize <= 64 << 20 else {
+            throw BunkerError(.unsupportedFormat, "Invalid chunker parameters min=\(minSize) avg=\(averageSize) max=\(maxSize).")
+        }
+    }
+}
+
+/// FastCDC content-defined chunking over a stream.
+///
+/// A gear hash (`h = h << 1 + gear[byte]`) rolls over the last 64 bytes; a cut is made where its
+/// high bits are zero. Below the average size a stricter mask (two more bits) applies, above it a
+/// looser one (two fewer), which pulls chunk sizes towards the average ("normalized chunking",
+/// Xia et al., 2016). No cut is looked for in the first `minSize` bytes. Because a boundary
+/// depends only on the 64 bytes before it, inserting data shifts no boundary beyond the next one.
+///
+/// The chunker reads into one buffer of at least `2 × maxSize` bytes that the caller lends it
+/// (and reuses across files), so memory stays bounded whatever the file's size.
+public struct Chunker {
+    private let parameters: ChunkerParameters
+    private let gear: [UInt64]
+    private let maskSmall: UInt64
+    private let maskLarge: UInt64
+    private let buffer: UnsafeMutableRawBufferPointer
+    private var start = 0
+    private var end = 0
+    private var eof = false
+    private let read: (UnsafeMutableRawBufferPointer) throws -> Int
+
+    /// Chunks whatever `read` yields; `read` fills the buffer it is given and returns the count,
+    /// 0 at the end.
+    public init(parameters: ChunkerParameters, gear: [UInt64], buffer: UnsafeMutableRawBufferPointer,
+                read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
+        precondition(buffer.count >= parameters.maxSize * 2, "the chunker needs twice the maximum chunk size")
+        self.parameters = parameters
+        self.gear = gear
+        let bits = Int(log2(Double(parameters.averageSize)).rounded())
+        self.maskSmall = Chunker.highMask(bits: bits + 2)
+        self.maskLarge = Chunker.highMask(bits: bits - 2)
+        self.buffer = buffer
+        self.read = read
+    }
+
+    private static func highMask(bits: Int) -> UInt64 {
+        bits >= 64 ? .max : ((UInt64(1) << UInt64(bits)) - 1) << UInt64(64 - bits)
+    }
+
+    /// The 256-entry gear table for a seed (splitmix64).
+    public static func gearTable(seed: UInt64) -> [UInt64] {
+        var state = seed
+        return (0..<256).map { _ in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    private mutating func fill() throws {
+        if start > 0 && start == end {
+            start = 0
+            end = 0
+        }
+        if end - start < parameters.maxSize && start > 0 {
+            // Move the remainder to the front so a whole max-size chunk fits after it.
+            (buffer.baseAddress! + 0).copyMemory(from: buffer.baseAddress! + start, byteCount: end - start)
+            end -= start
+            start = 0
+        }
+        while !eof && end < buffer.count && end - start < parameters.maxSize {
+            let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[end...]))
+            if n == 0 { eof = true } else { end += n }
+        }
+    }
+
+    /// Calls `body` with the next chunk's bytes (valid only during the call); false at the end.
+    public mutating func next<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try fill()
+        let available = end - start
+        if available == 0 { return nil }
+        let length = cut(UnsafeRawBufferPointer(rebasing: buffer[start..<end]))
+        let chunk = UnsafeRawBufferPointer(rebasing: buffer[start..<(start + length)])
+        start += length
+        return try body(chunk)
+    }
+
+    private func cut(_ data: UnsafeRawBufferPointer) -> Int {
+        let n = data.count
+        if n <= parameters.minSize { return n }
+        let normal = min(parameters.averageSize, n)
+        let limit = min(parameters.maxSize, n)
+        var hash: UInt64 = 0
+        var i = parameters.minSize
+        return gear.withUnsafeBufferPointer { g in
+            while i < normal {
+                hash = (hash << 1) &+ g[Int(data[i])]
+                if hash & maskSmall == 0 { return i + 1 }
+                i += 1
+            }
+            while i < limit {
+                hash = (hash << 1) &+ g[Int(data[i])]
+                if hash & maskLarge == 0 { return i + 1 }
+                i += 1
+            }
+            return limit
+        }
+    }
+}

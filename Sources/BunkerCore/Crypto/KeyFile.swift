@@ -1,0 +1,150 @@
+import Crypto
+import CryptoExtras
+import Foundation
+
+/// The cost parameters of scrypt, stored in every key file.
+public struct KDFParameters: Codable, Sendable, Equatable {
+    /// CPU/memory cost (a power of two).
+    public var n: Int
+    /// Block size.
+    public var r: Int
+    /// Parallelism.
+    public var p: Int
+
+    public init(n: Int, r: Int, p: Int) {
+        self.n = n
+        self.r = r
+        self.p = p
+    }
+
+    /// 2^15 × 8 × 1: about 32 MiB and a tenth of a second; the default for new keys.
+    public static let standard = KDFParameters(n: 1 << 15, r: 8, p: 1)
+    /// Cheap parameters for tests only: never for real repositories.
+    public static let testing = KDFParameters(n: 1 << 10, r: 8, p: 1)
+}
+
+/// A password-protected copy of the master key: `keys/<sha256 of the file>`, plain JSON.
+///
+/// The wrapping key is scrypt(password, salt); the master key is sealed under it with AES-256-GCM,
+/// so a wrong password fails authentication instead of yielding garbage.
+public struct KeyFile: Codable, Sendable {
+    public var version: Int
+    public var created: Date
+    public var hostname: String
+    public var username: String
+    public var kdf: String
+    public var parameters: KDFParameters
+    public var salt: Data
+    /// The master key's JSON, sealed under the password-derived key.
+    public var data: Data
+
+    /// Wraps `master` under `password`.
+    public static func make(master: MasterKey, password: String, parameters: KDFParameters, now: Date = Date()) throws -> KeyFile {
+        var salt = Data(count: 32)
+        salt.withUnsafeMutableBytes { raw in
+            var rng = SystemRandomNumberGenerator()
+            for i in 0..<raw.count { raw[i] = UInt8.random(in: 0...255, using: &rng) }
+        }
+        let wrapping = try deriveKey(password: password, salt: salt, parameters: parameters)
+        let plaintext = try JSONEncoder().encode(master.encoded)
+        let sealed = try AES.GCM.seal(plaintext, using: wrapping).combined!
+        return KeyFile(
+            version: 1, created: now, hostname: ProcessInfo.processInfo.hostName,
+            username: currentUserName(), kdf: "scrypt", parameters: parameters, salt: salt, data: sealed)
+    }
+
+    /// Unwraps the master key, or throws ``BunkerError/Code/wrongPassword``.
+    public func unlock(password: String) throws -> MasterKey {
+        guard kdf == "scrypt" else {
+            throw BunkerError(.unsupportedFormat, "Key file uses unknown KDF \"\(kdf)\"; upgrade Bunker.")
+        }
+        let wrapping = try KeyFile.deriveKey(password: password, salt: salt, parameters: parameters)
+        let plaintext: Data
+        do {
+            plaintext = try AES.GCM.open(AES.GCM.SealedBox(combined: data), using: wrapping)
+        } catch {
+            throw BunkerError(.wrongPassword, "Wrong password: no key of this repository opens with it.")
+        }
+        return try MasterKey(JSONDecoder().decode(MasterKey.Encoded.self, from: plaintext))
+    }
+
+    static func deriveKey(password: String, salt: Data, parameters: KDFParameters) throws -> SymmetricKey {
+        do {
+            return try KDF.Scrypt.deriveKey(
+                from: Data(password.utf8), salt: salt, outputByteCount: 32,
+                rounds: parameters.n, blockSize: parameters.r, parallelism: parameters.p)
+        } catch {
+            throw BunkerError(.invalidArgument, "scrypt failed with parameters N=\(parameters.n) r=\(parameters.r) p=\(parameters.p).", cause: error)
+        }
+    }
+
+    /// The file's bytes as stored.
+    public func encoded() throws -> Data {
+        try JSONCoding.encoder.encode(self)
+    }
+}
+
+/// The login name of the process's user, for key files, locks and snapshots.
+public func currentUserName() -> String {
+    if let name = ProcessInfo.processInfo.environment["USER"], !name.isEmpty { return name }
+    if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+    return "uid\(getuid())"
+}
+
+/// The JSON encoders every stored object uses: sorted keys so that equal content encodes equally.
+enum JSONCoding {
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, enc in
+            var c = enc.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        encoder.dataEncodingStrategy = .base64
+        return encoder
+    }
+
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { dec in
+            let c = try dec.singleValueContainer()
+            let text = try c.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an RFC 3339 time: \(text)")
+            }
+            return date
+        }
+        return decoder
+    }
+}
+
+/// RFC 3339 UTC timestamps with nanoseconds, as stored and printed.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let nanos = Int(((date.timeIntervalSince1970 - seconds) * 1e9).rounded())
+        var t = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
+                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), min(nanos, 999_999_999))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = formatter.date(from: text) {
+            // ISO8601DateFormatter keeps milliseconds only; restore the rest from the text.
+            if let dot = text.firstIndex(of: "."), let z = text.firstIndex(where: { $0 == "Z" || $0 == "+" }) {
+                let frac = text[text.index(after: dot)..<z]
+                if let value = Double("0." + frac) {
+                    return Date(timeIntervalSince1970: d.timeIntervalSince1970.rounded(.down) + value)
+                }
+            }
+            return d
+        }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Synchronization
+
+/// One index file's content: packs and the blobs each holds.
+///
+/// Stored sealed under `index/<sha256>`; plaintext layout: the magic `BKIX`, a version byte (1),
+/// then a u32 count of superseded index ids and those ids (32 bytes each; prune uses them to
+/// replace old index files), then a u32 count of packs, and per pack its id (32 bytes), a u32 blob
+/// count and per blob: type (1), id (32), offset, length, raw length (u32 each). All integers
+/// little-endian.
+public struct IndexFile: Sendable {
+    public var supersedes: [ID] = []
+    public var packs: [(id: ID, blobs: [PackedBlob])] = []
+
+    public init(supersedes: [ID] = [], packs: [(id: ID, blobs: [PackedBlob])] = []) {
+        self.supersedes = supersedes
+        self.packs = packs
+    }
+
+    static let magic = Data("BKIX".utf8)
+
+    func encoded() -> Data {
+        var out = IndexFile.magic
+        out.append(1)
+        out.appendLittleEndian(UInt32(supersedes.count))
+        for id in supersedes { out.append(contentsOf: id.bytes) }
+        out.appendLittleEndian(UInt32(packs.count))
+        for pack in packs {
+            out.append(contentsOf: pack.id.bytes)
+            out.appendLittleEndian(UInt32(pack.blobs.count))
+            for blob in pack.blobs {
+                out.append(blob.type.rawValue)
+                out.append(contentsOf: blob.id.bytes)
+                out.appendLittleEndian(blob.offset)
+                out.appendLittleEndian(blob.length)
+                out.appendLittleEndian(blob.rawLength)
+            }
+        }
+        return out
+    }
+
+    init(decoding data: Data, name: ID) throws {
+        var reader = ByteReader(data)
+        guard try reader.bytes(4) == IndexFile.magic, try reader.byte() == 1 else {
+            throw BunkerError(.unsupportedFormat, "Index \(name.short) has an unknown format; upgrade Bunker.")
+        }
+        for _ in 0..<(try reader.uint32()) { supersedes.append(ID(bytes: try reader.bytes(32))) }
+        for _ in 0..<(try reader.uint32()) {
+            let packID = ID(bytes: try reader.bytes(32))
+            var blobs: [PackedBlob] = []
+            for _ in 0..<(try reader.uint32()) {
+                guard let type = BlobType(rawValue: try reader.byte()) else {
+                    throw BunkerError(.corruptObject, "Index \(name.short) names an unknown blob type.")
+                }
+                let id = ID(bytes: try reader.bytes(32))
+                blobs.append(PackedBlob(type: type, id: id, offset: try reader.uint32(), length: try reader.uint32(), rawLength: try reader.uint32()))
+            }
+            packs.append((packID, blobs))
+        }
+    }
+}
+
+/// Where a blob is: its pack and its place in it.
+public struct BlobLocation: Sendable {
+    public let pack: ID
+    public let blob: PackedBlob
+}
+
+/// The in-memory union of every index file, plus packs written by this process and not yet
+/// named by an index file, plus blobs being written right now ("reserved").
+///
+/// A blob is saved at most once per process: ``reserve(_:)`` answers true to exactly one caller.
+public final class MasterIndex: Sendable {
+    private struct Entry {
+        var pack: Int32
+        var offset: UInt32
+        var length: UInt32
+        var rawLength: UInt32
+        var type: BlobType
+    }
+
+    private struct State {
+        var packs: [ID] = []
+        var packNumbers: [ID: Int32] = [:]
+        var entries: [ID: Entry] = [:]
+        var reserved: Set<ID> = []
+        var unsaved: [(id: ID, blobs: [PackedBlob])] = []
+        var indexFiles: [ID] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Adds every pack of an index file that has been read from storage.
+    func add(_ file: IndexFile, name: ID?) {
+        state.withLock { s in
+            for pack in file.packs { Self.insert(&s, pack: pack.id, blobs: pack.blobs) }
+            if let name { s.indexFiles.append(name) }
+        }
+    }
+
+    /// Records a pack this process has just written; it is saved in the next index file.
+    func addPending(pack: ID, blobs: [PackedBlob]) {
+        state.withLock { s in
+            Self.insert(&s, pack: pack, blobs: blobs)
+            s.unsaved.append((pack, blobs))
+            for blob in blobs { s.reserved.remove(blob.id) }
+        }
+    }
+
+    private static func insert(_ s: inout State, pack: ID, blobs: [PackedBlob]) {
+        let number: Int32
+        if let existing = s.packNumbers[pack] {
+            number = existing
+        } else {
+            number = Int32(s.packs.count)
+            s.packs.append(pack)
+            s.packNumbers[pack] = number
+        }
+        for blob in blobs where s.entries[blob.id] == nil {
+            s.entries[blob.id] = Entry(pack: number, offset: blob.offset, length: blob.length, rawLength: blob.rawLength, type: blob.type)
+        }
+    }
+
+    /// Claims the right to save blob `id`: true if nobody has it or is writing it.
+    public func reserve(_ id: ID) -> Bool {
+        state.withLock { s in
+            if s.entries[id] != nil { return false }
+            return s.reserved.insert(id).inserted
+        }
+    }
+
+    /// Whether the blob is in a pack that an index (or this process) knows.
+    public func contains(_ id: ID) -> Bool {
+        state.withLock { $0.entries[id] != nil }
+    }
+
+    /// Where the blob is, if known.
+    public func lookup(_ id: ID) -> BlobLocation? {
+        state.withLock { s in
+            guard let e = s.entries[id] else { return nil }
+            return BlobLocation(pack: s.packs[Int(e.pack)], blob: PackedBlob(type: e.type, id: id, offset: e.offset, length: e.length, rawLength: e.rawLength))
+        }
+    }
+
+    /// Takes the packs not yet written to an index file.
+    func takeUnsaved() -> [(id: ID, blobs: [PackedBlob])] {
+        state.withLock { s in
+            defer { s.unsaved = [] }
+            return s.unsaved
+        }
+    }
+
+    /// Every pack any index names.
+    public var packIDs: Set<ID> { state.withLock { Set($0.packs) } }
+
+    /// The index files read.
+    public var indexFileIDs: [ID] { state.withLock { $0.indexFiles } }
+
+    /// Every known blob, grouped by pack.
+    public func blobsByPack() -> [ID: [PackedBlob]] {
+        state.withLock { s in
+            var result: [ID: [PackedBlob]] = [:]
+            for (id, e) in s.entries {
+                result[s.packs[Int(e.pack)], default: []].append(PackedBlob(type: e.type, id: id, offset: e.offset, length: e.length, rawLength: e.rawLength))
+            }
+            return result
+        }
+    }
+
+    /// How many blobs are known.
+    public var count: Int { state.withLock { $0.entries.count } }
+}

@@ -1,0 +1,233 @@
+import Foundation
+
+/// An open repository: its storage, master key, config and index.
+///
+/// Write order is packs → index → snapshot, and deletion goes the other way, so that a process
+/// dying at any moment leaves every earlier snapshot whole.
+public final class Repository: Sendable {
+    public let storage: any Storage
+    public let key: MasterKey
+    public let config: RepositoryConfig
+    public let index: MasterIndex
+    /// The key file that opened the repository.
+    public let keyName: String
+    /// The clock; injected so that locks and snapshots can be tested without waiting.
+    public let now: @Sendable () -> Date
+
+    init(storage: any Storage, key: MasterKey, config: RepositoryConfig, keyName: String, now: @escaping @Sendable () -> Date) {
+        self.storage = storage
+        self.key = key
+        self.config = config
+        self.index = MasterIndex()
+        self.keyName = keyName
+        self.now = now
+    }
+
+    /// Creates a new repository in `storage`, protected by `password`.
+    public static func create(
+        storage: any Storage, password: String, config: RepositoryConfig = .new(),
+        kdf: KDFParameters = .standard, now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> Repository {
+        guard !password.isEmpty else {
+            throw BunkerError(.invalidArgument, "An empty password is not allowed; every repository is encrypted.")
+        }
+        try validateCompressionLevel(config.compressionLevel)
+        try config.chunker.validate()
+        if try await storage.exists(.config) {
+            throw BunkerError(.repositoryExists, "A repository already exists there; use it, or choose an empty location.")
+        }
+        let master = MasterKey.generate()
+        let keyFile = try KeyFile.make(master: master, password: password, parameters: kdf, now: now()).encoded()
+        let keyName = ID.sha256(of: keyFile).hex
+        try await storage.save(ObjectHandle(.key, keyName), data: keyFile)
+        let sealed = try master.seal(JSONCoding.encoder.encode(config))
+        // The config is written last: a location without it is not a repository yet.
+        try await storage.save(.config, data: sealed)
+        return Repository(storage: storage, key: master, config: config, keyName: keyName, now: now)
+    }
+
+    /// Opens the repository with `password`, trying every key file, and loads the index.
+    public static func open(
+        storage: any Storage, password: String, now: @escaping @Sendable () -> Date = { Date() }, loadIndex: Bool = true
+    ) async throws -> Repository {
+        let sealedConfig: Data
+        do {
+            sealedConfig = try await storage.load(.config)
+        } catch let error as BunkerError where error.code == .objectNotFound {
+            throw BunkerError(.repositoryNotFound, "There is no repository there (no config object). Create one with `bunker init`, or check --repo / BUNKER_REPOSITORY.")
+        }
+        var unlocked: (MasterKey, String)?
+        for info in try await storage.list(.key).sorted(by: { $0.handle.name < $1.handle.name }) {
+            guard let data = try? await storage.load(info.handle),
+                  let file = try? JSONCoding.decoder.decode(KeyFile.self, from: data) else { continue }
+            if let master = try? file.unlock(password: password) {
+                unlocked = (master, info.handle.name)
+                break
+            }
+        }
+        guard let (master, keyName) = unlocked else {
+            throw BunkerError(.wrongPassword, "Wrong password: no key of this repository opens with it. Check BUNKER_PASSWORD or --password-file.")
+        }
+        let configData: Data
+        do {
+            configData = try master.open(sealedConfig)
+        } catch {
+            throw BunkerError(.corruptObject, "The repository's config object is damaged and cannot be decrypted.", cause: error)
+        }
+        let config = try JSONCoding.decoder.decode(RepositoryConfig.self, from: configData)
+        guard config.version <= RepositoryConfig.currentVersion else {
+            throw BunkerError(.unsupportedFormat, "The repository has format version \(config.version); this Bunker reads up to \(RepositoryConfig.currentVersion). Upgrade Bunker.")
+        }
+        let repository = Repository(storage: storage, key: master, config: config, keyName: keyName, now: now)
+        if loadIndex { try await repository.loadIndex() }
+        return repository
+    }
+
+    // MARK: - Sealed objects
+
+    /// Seals `plaintext` and stores it under the SHA-256 of the stored bytes.
+    @discardableResult
+    func saveSealed(_ kind: ObjectKind, _ plaintext: Data) async throws -> ObjectHandle {
+        let sealed = try key.seal(plaintext)
+        let handle = ObjectHandle(kind, ID.sha256(of: sealed))
+        try await storage.save(handle, data: sealed)
+        return handle
+    }
+
+    /// Loads an object named by its SHA-256, checks the name, and decrypts it.
+    func loadSealed(_ kind: ObjectKind, _ id: ID) async throws -> Data {
+        let handle = ObjectHandle(kind, id)
+        let data = try await storage.load(handle)
+        guard ID.sha256(of: data) == id else {
+            throw BunkerError(.corruptObject, "\(handle) is damaged: its SHA-256 does not match its name.")
+        }
+        do {
+            return try key.open(data)
+        } catch {
+            throw BunkerError(.corruptObject, "\(handle) is damaged: it fails authentication.", cause: error)
+        }
+    }
+
+    // MARK: - Index
+
+    /// Reads every index file into memory.
+    public func loadIndex() async throws {
+        for info in try await storage.list(.index) {
+            guard let id = ID(hex: info.handle.name) else { continue }
+            let file = try IndexFile(decoding: try await loadSealed(.index, id), name: id)
+            index.add(file, name: id)
+        }
+    }
+
+    /// Writes an index file naming the packs this process wrote since the last one.
+    func flushIndex() async throws {
+        let packs = index.takeUnsaved()
+        guard !packs.isEmpty else { return }
+        let handle = try await saveSealed(.index, IndexFile(packs: packs).encoded())
+        if let id = ID(hex: handle.name) { index.add(IndexFile(), name: id) }
+    }
+
+    // MARK: - Blobs
+
+    /// Loads a blob, authenticates it, decompresses it and checks its id against its plaintext.
+    public func loadBlob(_ id: ID, decompressor: ZstdDecompressor? = nil) async throws -> Data {
+        guard let location = index.lookup(id) else {
+            throw BunkerError(.objectNotFound, "Blob \(id.short) is in no index: the repository is incomplete (run `bunker verify`).")
+        }
+        return try await loadBlob(location, decompressor: decompressor)
+    }
+
+    /// Loads a blob from a known location.
+    public func loadBlob(_ location: BlobLocation, decompressor: ZstdDecompressor? = nil) async throws -> Data {
+        let blob = location.blob
+        let handle = ObjectHandle(.pack, location.pack)
+        let sealed = try await storage.load(handle, range: Int(blob.offset)..<(Int(blob.offset) + Int(blob.length)))
+        return try decodeBlob(sealed, blob, pack: location.pack, decompressor: decompressor)
+    }
+
+    /// Decrypts, decompresses and checks one sealed blob.
+    func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
+        let where_ = "blob \(blob.id.short) in pack data/\(pack.hex)"
+        var plain: Data
+        do {
+            plain = try key.open(sealed)
+        } catch {
+            throw BunkerError(.corruptObject, "Damaged \(where_): it fails authentication.")
+        }
+        if blob.rawLength > 0 {
+            do {
+                plain = try (decompressor ?? ZstdDecompressor()).decompress(plain, size: Int(blob.rawLength))
+            } catch {
+                throw BunkerError(.corruptObject, "Damaged \(where_): it does not decompress.")
+            }
+        }
+        guard key.blobID(of: plain) == blob.id else {
+            throw BunkerError(.corruptObject, "Damaged \(where_): its content does not match its id.")
+        }
+        return plain
+    }
+
+    /// Loads and decodes a tree.
+    public func loadTree(_ id: ID) async throws -> Tree {
+        let data = try await loadBlob(id)
+        do {
+            return try JSONCoding.decoder.decode(Tree.self, from: data)
+        } catch {
+            throw BunkerError(.corruptObject, "Tree \(id.short) is not a valid directory listing.", cause: error)
+        }
+    }
+
+    // MARK: - Snapshots
+
+    /// Every snapshot, oldest first.
+    public func snapshots() async throws -> [(id: ID, snapshot: Snapshot)] {
+        var result: [(id: ID, snapshot: Snapshot)] = []
+        for info in try await storage.list(.snapshot) {
+            guard let id = ID(hex: info.handle.name) else { continue }
+            result.append((id, try await loadSnapshot(id)))
+        }
+        return result.sorted { ($0.snapshot.time, $0.id.hex) < ($1.snapshot.time, $1.id.hex) }
+    }
+
+    /// Reads one snapshot.
+    public func loadSnapshot(_ id: ID) async throws -> Snapshot {
+        let data: Data
+        do {
+            data = try await loadSealed(.snapshot, id)
+        } catch let error as BunkerError where error.code == .objectNotFound {
+            throw BunkerError(.snapshotNotFound, "Snapshot \(id.short) does not exist; `bunker snapshots` lists them.")
+        }
+        do {
+            return try JSONCoding.decoder.decode(Snapshot.self, from: data)
+        } catch {
+            throw BunkerError(.corruptObject, "Snapshot \(id.short) cannot be decoded.", cause: error)
+        }
+    }
+
+    /// Finds a snapshot by full id, unique prefix, or `latest`.
+    public func findSnapshot(_ reference: String) async throws -> (id: ID, snapshot: Snapshot) {
+        let all = try await snapshots()
+        if reference == "latest" {
+            guard let last = all.last else {
+                throw BunkerError(.snapshotNotFound, "The repository has no snapshots yet; run `bunker backup` first.")
+            }
+            return last
+        }
+        let needle = reference.lowercased()
+        guard needle.count >= 4, needle.allSatisfy(\.isHexDigit) else {
+            throw BunkerError(.invalidArgument, "\"\(reference)\" is not a snapshot id; give at least 4 hex digits or `latest`.")
+        }
+        let matches = all.filter { $0.id.hex.hasPrefix(needle) }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw BunkerError(.snapshotNotFound, "No snapshot matches \"\(reference)\"; `bunker snapshots` lists them.")
+        default: throw BunkerError(.invalidArgument, "\"\(reference)\" matches \(matches.count) snapshots; give more digits.")
+        }
+    }
+
+    /// Writes a snapshot: the last step of a backup.
+    func saveSnapshot(_ snapshot: Snapshot) async throws -> ID {
+        let handle = try await saveSealed(.snapshot, JSONCoding.encoder.encode(snapshot))
+        return ID(hex: handle.name)!
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+
+/// The repository's parameters, stored encrypted as the `config` object.
+public struct RepositoryConfig: Codable, Sendable {
+    /// The format version this build writes; see docs/repository-format.md.
+    public static let currentVersion = 1
+
+    public var version: Int
+    /// A random id, unique per repository.
+    public var id: String
+    public var chunker: ChunkerParameters
+    /// The zstd level used when a backup names none (1–19).
+    public var compressionLevel: Int
+    /// Packs are closed once they reach this many bytes.
+    public var packSize: Int
+    public var created: Date
+
+    enum CodingKeys: String, CodingKey {
+        case version, id, chunker, created
+        case compressionLevel = "compression_level"
+        case packSize = "pack_size"
+    }
+
+    /// The parameters for a new repository.
+    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), now: Date = Date()) -> RepositoryConfig {
+        RepositoryConfig(
+            version: currentVersion, id: ID.sha256(of: Array(UUID().uuidString.utf8)).hex,
+            chunker: chunker, compressionLevel: compressionLevel, packSize: 16 << 20, created: now)
+    }
+}
+
+/// zstd levels Bunker accepts.
+public let compressionLevels = 1...19
+
+/// Checks a compression level and says what is allowed.
+public func validateCompressionLevel(_ level: Int) throws {
+    guard compressionLevels.contains(level) else {
+        throw BunkerError(.invalidArgument, "Compression level \(level) is out of range; use 1 (fastest) to 19 (smallest), 3 is the default.")
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A repository in a local directory.
+///
+/// Objects are written to a temporary file in the object's directory, fsynced, then `link`ed to
+/// their final name (which fails instead of replacing an existing object), and the directory is
+/// fsynced. Directories are created 0700 and files 0600. Packs are spread over 256
+/// subdirectories by the first two hex digits of their name.
+public struct LocalStorage: Storage {
+    /// The repository's root directory.
+    public let root: String
+
+    private static let temporaryPrefix = ".tmp-"
+
+    public init(path: String) {
+        self.root = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+    }
+
+    /// Creates the root and every kind's directory (the 256 pack subdirectories too).
+    public func create() throws {
+        try makeDirectory(root)
+        for kind in ObjectKind.allCases where kind != .config {
+            try makeDirectory(directory(of: kind))
+        }
+        for i in 0..<256 {
+            try makeDirectory(directory(of: .pack) + "/" + String(format: "%02x", i))
+        }
+        try syncDirectory(root)
+    }
+
+    func directory(of kind: ObjectKind) -> String {
+        kind == .config ? root : root + "/" + kind.rawValue
+    }
+
+    func path(of handle: ObjectHandle) -> String {
+        switch handle.kind {
+        case .config: return root + "/config"
+        case .pack: return directory(of: .pack) + "/" + String(handle.name.prefix(2)) + "/" + handle.name
+        default: return directory(of: handle.kind) + "/" + handle.name
+        }
+    }
+
+    private func validate(_ handle: ObjectHandle) throws {
+        let name = handle.name
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), name != "..",
+              handle.kind != .pack || name.utf8.count >= 2 else {
+            throw BunkerError(.invalidArgument, "Invalid object name \"\(name)\".")
+        }
+    }
+
+    public func save(_ handle: ObjectHandle, data: Data) async throws {
+        try validate(handle)
+        let final = path(of: handle)
+        let dir = (final as NSString).deletingLastPathComponent
+        if handle.kind == .pack { try makeDirectory(dir) }
+        let temp = dir + "/" + Self.temporaryPrefix + UUID().uuidString
+        do {
+            try writeFile(temp, data)
+            FaultPoints.hit("storage-before-rename")
+            if link(temp, final) != 0 {
+                let err = errno
+                if err == EEXIST {
+                    throw BunkerError(.objectExists, "\(handle) already exists in the repository; objects are never overwritten.")
+                }
+                throw POSIXFailure(errno: err, operation: "link", path: final)
+            }
+            unlink(temp)
+            try syncDirectory(dir)
+        } catch let failure as POSIXFailure {
+            unlink(temp)
+            throw BunkerError.storage(failure)
+        } catch {
+            unlink(temp)
+            throw error
+        }
+    }
+
+    public func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
+        try validate(handle)
+        let file = path(of: handle)
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let err = errno
+            if err == ENOENT { throw BunkerError(.objectNotFound, "\(handle) is missing from the repository.") }
+            throw BunkerError.storage(POSIXFailure(errno: err, operation: "open", path: file))
+        }
+        defer { close(fd) }
+        let start: Int
+        let count: Int
+        if let range {
+            start = range.lowerBound
+            count = range.count
+        } else {
+            var st = Glibc.stat.init()
+            guard fstat(fd, &st) == 0 else { throw BunkerError.storage(POSIXFailure(errno: errno, operation: "stat", path: file)) }
+            start = 0
+            count = Int(st.st_size)
+        }
+        var data = Data(count: count)
+        var done = 0
+        try data.withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) in
+            while done < count {
+                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(start + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw BunkerError.storage(POSIXFailure(errno: errno, operation: "read", path: file))
+                }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        if done < count {
+            throw BunkerError(.corruptObject, "\(handle) is shorter than expected (wanted bytes \(start)..<\(start + count), file ends at \(start + done)); the object is truncated.")
+        }
+        return data
+    }
+
+    public func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {
+        try validate(handle)
+        let file = path(of: handle)
+        var st = Glibc.stat.init()
+        guard statPath(file, &st) == 0 else {
+            let err = errno
+            if err == ENOENT { throw BunkerError(.objectNotFound, "\(handle) is missing from the repository.") }
+            throw BunkerError.storage(POSIXFailure(errno: err, operation: "stat", path: file))
+        }
+        return ObjectInfo(handle: handle, size: Int(st.st_size))
+    }
+
+    public func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
+        switch kind {
+        case .config:
+            if let info = try? await stat(.config) { return [info] }
+            return []
+        case .pack:
+            var result: [ObjectInfo] = []
+            for sub in try entries(of: directory(of: .pack)) where sub.utf8.count == 2 {
+                result += try listFiles(in: directory(of: .pack) + "/" + sub, kind: .pack)
+            }
+            return result
+        default:
+            return try listFiles(in: directory(of: kind), kind: kind)
+        }
+    }
+
+    public func remove(_ handle: ObjectHandle) async throws {
+        try validate(handle)
+        let file = path(of: handle)
+        if unlink(file) != 0 {
+            let err = errno
+            if err == ENOENT { throw BunkerError(.objectNotFound, "\(handle) is missing from the repository.") }
+            throw BunkerError.storage(POSIXFailure(errno: err, operation: "remove", path: file))
+        }
+        try syncDirectory((file as NSString).deletingLastPathComponent)
+    }
+
+    /// Deletes temporary files left by writers that died before renaming them into place.
+    public func removeTemporaryFiles() throws -> Int {
+        var removed = 0
+        var dirs = ObjectKind.allCases.filter { $0 != .config && $0 != .pack }.map(directory(of:))
+        dirs.append(root)
+        for sub in (try? entries(of: directory(of: .pack))) ?? [] { dirs.append(directory(of: .pack) + "/" + sub) }
+        for dir in dirs {
+            for name in (try? entries(of: dir)) ?? [] where name.hasPrefix(Self.temporaryPrefix) {
+                if unlink(dir + "/" + name) == 0 { removed += 1 }
+            }
+        }
+        return removed
+    }
+
+    // MARK: - Helpers
+
+    private func listFiles(in dir: String, kind: ObjectKind) throws -> [ObjectInfo] {
+        var result: [ObjectInfo] = []
+        for name in try entries(of: dir) where !name.hasPrefix(".") {
+            var st = Glibc.stat.init()
+            if statPath(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
+                result.append(ObjectInfo(handle: ObjectHandle(kind, name), size: Int(st.st_size)))
+            }
+        }
+        return result
+    }
+
+    private func entries(of dir: String) throws -> [String] {
+        guard let d = opendir(dir) else {
+            let err = errno
+            if err == ENOENT { return [] }
+            throw BunkerError.storage(POSIXFailure(errno: err, operation: "list", path: dir))
+        }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private func makeDirectory(_ dir: String) throws {
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw BunkerError.storage(POSIXFailure(errno: errno, operation: "create directory", path: dir))
+        }
+    }
+
+    private func writeFile(_ file: String, _ data: Data) throws {
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw POSIXFailure(errno: errno, operation: "create", path: file) }
+        defer { close(fd) }
+        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var done = 0
+            while done < buffer.count {
+                let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw POSIXFailure(errno: errno, operation: "write", path: file)
+                }
+                done += n
+            }
+        }
+        if fsync(fd) != 0 { throw POSIXFailure(errno: errno, operation: "fsync", path: file) }
+    }
+
+    private func syncDirectory(_ dir: String) throws {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw BunkerError.storage(POSIXFailure(errno: errno, operation: "open directory", path: dir)) }
+        defer { close(fd) }
+        if fsync(fd) != 0 && errno != EINVAL {
+            throw BunkerError.storage(POSIXFailure(errno: errno, operation: "fsync directory", path: dir))
+        }
+    }
+}
+
+/// `stat(2)`, out of reach of ``LocalStorage/stat(_:)``'s name.
+private func statPath(_ path: String, _ st: inout Glibc.stat) -> Int32 {
+    stat(path, &st)
+}

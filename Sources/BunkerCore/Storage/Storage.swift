@@ -1,0 +1,94 @@
+import Foundation
+
+/// The kinds of object a repository keeps, each in its own namespace.
+public enum ObjectKind: String, Sendable, CaseIterable, Codable {
+    /// The single repository configuration object (name `config`).
+    case config
+    /// Key files: the master key wrapped under a password.
+    case key = "keys"
+    /// Packs of encrypted blobs.
+    case pack = "data"
+    /// Index files naming which pack holds which blob.
+    case index
+    /// Snapshot manifests.
+    case snapshot = "snapshots"
+    /// Lock files.
+    case lock = "locks"
+}
+
+/// A named object of one kind.
+public struct ObjectHandle: Hashable, Sendable, CustomStringConvertible {
+    public let kind: ObjectKind
+    public let name: String
+
+    public init(_ kind: ObjectKind, _ name: String) {
+        self.kind = kind
+        self.name = name
+    }
+
+    /// The handle of an object named by an ``ID``.
+    public init(_ kind: ObjectKind, _ id: ID) {
+        self.init(kind, id.hex)
+    }
+
+    /// The handle of the repository's configuration.
+    public static let config = ObjectHandle(.config, "config")
+
+    public var description: String { kind == .config ? "config" : "\(kind.rawValue)/\(name)" }
+}
+
+/// What ``Storage/stat(_:)`` and ``Storage/list(_:)`` report about an object.
+public struct ObjectInfo: Hashable, Sendable {
+    public let handle: ObjectHandle
+    public let size: Int
+
+    public init(handle: ObjectHandle, size: Int) {
+        self.handle = handle
+        self.size = size
+    }
+}
+
+/// Where a repository's objects live: a local directory, later an S3 bucket.
+///
+/// Every implementation gives these guarantees, which the rest of Bunker relies on and the
+/// shared conformance suite (`StorageConformance` in BunkerTesting) checks:
+/// - **Whole or nothing.** After `save` returns, the object is durable and complete; if `save`
+///   throws or the process dies, the object is either absent or complete, never partial.
+/// - **Never overwritten.** `save` of a name that exists throws ``BunkerError/Code/objectExists``
+///   and leaves the existing object untouched.
+/// - **Read after write.** Once `save` returns, `load`, `stat` and `list` see the object; once
+///   `remove` returns, they no longer do.
+/// - **Ranges.** `load` with a range returns exactly those bytes, or throws
+///   ``BunkerError/Code/corruptObject`` when the object is shorter than the range.
+/// - **Missing objects** make `load`, `stat` and `remove` throw ``BunkerError/Code/objectNotFound``.
+/// - `list` may be incomplete on eventually-consistent stores; callers never delete on the
+///   strength of a listing alone.
+public protocol Storage: Sendable {
+    /// Stores `data` under `handle`, durably and atomically; fails if the name exists.
+    func save(_ handle: ObjectHandle, data: Data) async throws
+    /// Reads the object, or only `range` of its bytes.
+    func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data
+    /// The object's size.
+    func stat(_ handle: ObjectHandle) async throws -> ObjectInfo
+    /// Every complete object of one kind, in no particular order.
+    func list(_ kind: ObjectKind) async throws -> [ObjectInfo]
+    /// Deletes the object.
+    func remove(_ handle: ObjectHandle) async throws
+}
+
+extension Storage {
+    /// Reads the whole object.
+    public func load(_ handle: ObjectHandle) async throws -> Data {
+        try await load(handle, range: nil)
+    }
+
+    /// Whether the object exists.
+    public func exists(_ handle: ObjectHandle) async throws -> Bool {
+        do {
+            _ = try await stat(handle)
+            return true
+        } catch let error as BunkerError where error.code == .objectNotFound {
+            return false
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// An error with a stable code, a message that says what to do, and the underlying cause.
+///
+/// The CLI maps ``Code`` to exit codes and the server (later) to HTTP statuses; a user never sees
+/// a bare "operation failed".
+public struct BunkerError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong, in a form that scripts can switch on.
+    public enum Code: String, Sendable, Codable {
+        case invalidArgument = "invalid_argument"
+        case repositoryNotFound = "repository_not_found"
+        case repositoryExists = "repository_exists"
+        case unsupportedFormat = "unsupported_format"
+        case wrongPassword = "wrong_password"
+        case keyNotFound = "key_not_found"
+        case objectNotFound = "object_not_found"
+        case objectExists = "object_exists"
+        case snapshotNotFound = "snapshot_not_found"
+        case corruptObject = "corrupt_object"
+        case integrity = "integrity"
+        case storageFull = "storage_full"
+        case storageIO = "storage_io"
+        case permissionDenied = "permission_denied"
+        case repositoryLocked = "repository_locked"
+        case sourceIO = "source_io"
+        case cancelled = "cancelled"
+    }
+
+    public let code: Code
+    public let message: String
+    public let cause: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    public var description: String {
+        if let cause { return "\(message) (\(cause))" }
+        return message
+    }
+}
+
+/// A failed system call, carrying `errno` and the path it concerned.
+public struct POSIXFailure: Error, CustomStringConvertible, Sendable {
+    public let errno: Int32
+    public let operation: String
+    public let path: String
+
+    public init(errno: Int32, operation: String, path: String) {
+        self.errno = errno
+        self.operation = operation
+        self.path = path
+    }
+
+    public var description: String {
+        "\(operation) \(path): \(String(cString: strerror(errno)))"
+    }
+}
+
+extension BunkerError {
+    /// Maps a failed system call on repository storage to an error that says what to do.
+    static func storage(_ failure: POSIXFailure) -> BunkerError {
+        switch failure.errno {
+        case ENOSPC, EDQUOT:
+            return BunkerError(.storageFull, "The repository's storage is full while writing \(failure.path). Free space or move the repository; nothing was committed by the failed operation.", cause: failure)
+        case EACCES, EPERM, EROFS:
+            return BunkerError(.permissionDenied, "No permission to \(failure.operation) \(failure.path). Check the owner and mode of the repository directory.", cause: failure)
+        case ENOENT:
+            return BunkerError(.objectNotFound, "\(failure.path) does not exist.", cause: failure)
+        default:
+            return BunkerError(.storageIO, "I/O error on the repository: \(failure).", cause: failure)
+        }
+    }
+}
