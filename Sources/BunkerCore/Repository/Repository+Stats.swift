@@ -1,0 +1,83 @@
+import Foundation
+
+/// Sizes and ratios of a repository.
+public struct RepositoryStats: Sendable, Codable {
+    public var snapshots = 0
+    public var snapshotsByTag: [String: Int] = [:]
+    public var packs = 0
+    public var blobs = 0
+    /// Sum over snapshots of the bytes they hold (what restoring all of them would write).
+    public var logicalBytes: UInt64 = 0
+    /// Plaintext bytes of distinct blobs (after deduplication, before compression).
+    public var uniqueBytes: UInt64 = 0
+    /// Bytes the repository occupies in storage (all objects).
+    public var storedBytes: UInt64 = 0
+    /// logical / unique.
+    public var deduplicationRatio: Double = 0
+    /// unique / stored pack bytes.
+    public var compressionRatio: Double = 0
+    public var oldest: Date?
+    public var newest: Date?
+    /// Free space on the repository's filesystem, when the storage can tell.
+    public var freeBytes: UInt64?
+    public var totalBytes: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case snapshots, packs, blobs, oldest, newest
+        case snapshotsByTag = "snapshots_by_tag"
+        case logicalBytes = "logical_bytes"
+        case uniqueBytes = "unique_bytes"
+        case storedBytes = "stored_bytes"
+        case deduplicationRatio = "deduplication_ratio"
+        case compressionRatio = "compression_ratio"
+        case freeBytes = "free_bytes"
+        case totalBytes = "filesystem_bytes"
+    }
+}
+
+extension Repository {
+    /// Counts snapshots, blobs and bytes.
+    public func stats() async throws -> RepositoryStats {
+        var stats = RepositoryStats()
+        let snapshots = try await snapshots()
+        stats.snapshots = snapshots.count
+        for (_, snapshot) in snapshots {
+            stats.logicalBytes += snapshot.summary?.totalBytes ?? 0
+            for tag in snapshot.tags { stats.snapshotsByTag[tag, default: 0] += 1 }
+        }
+        stats.oldest = snapshots.first?.snapshot.time
+        stats.newest = snapshots.last?.snapshot.time
+        var packBytes: UInt64 = 0
+        for kind in ObjectKind.allCases {
+            for info in try await storage.list(kind) {
+                stats.storedBytes += UInt64(info.size)
+                if kind == .pack {
+                    stats.packs += 1
+                    packBytes += UInt64(info.size)
+                }
+            }
+        }
+        for (_, blobs) in index.blobsByPack() {
+            for blob in blobs {
+                stats.blobs += 1
+                stats.uniqueBytes += UInt64(blob.plaintextLength)
+            }
+        }
+        if stats.uniqueBytes > 0 { stats.deduplicationRatio = Double(stats.logicalBytes) / Double(stats.uniqueBytes) }
+        if packBytes > 0 { stats.compressionRatio = Double(stats.uniqueBytes) / Double(packBytes) }
+        if let local = storage as? LocalStorage, let space = local.space() {
+            stats.freeBytes = space.free
+            stats.totalBytes = space.total
+        }
+        return stats
+    }
+}
+
+extension LocalStorage {
+    /// Free and total bytes of the filesystem holding the repository.
+    public func space() -> (free: UInt64, total: UInt64)? {
+        var s = statvfs()
+        guard statvfs(root, &s) == 0 else { return nil }
+        return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
+    }
+}

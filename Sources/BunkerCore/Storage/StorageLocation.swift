@@ -1,0 +1,43 @@
+import Foundation
+
+/// Turns a repository location, as users write it, into a ``Storage``.
+///
+/// A plain path (or `local:PATH`) is a ``LocalStorage``. Other schemes (`s3://`) come with their
+/// backends.
+public enum StorageLocation {
+    /// The storage at `location`; `create` makes the directories of a new local repository.
+    public static func storage(for location: String, create: Bool = false) throws -> any Storage {
+        guard !location.isEmpty else {
+            throw BunkerError(.invalidArgument, "No repository given: use --repo PATH or set BUNKER_REPOSITORY.")
+        }
+        var path = location
+        if path.hasPrefix("local:") { path.removeFirst("local:".count) }
+        if let scheme = path.range(of: "://") {
+            throw BunkerError(.invalidArgument, "Repository scheme \"\(path[..<scheme.lowerBound])\" is not supported by this build; use a local path.")
+        }
+        let storage = LocalStorage(path: FileSystem.absolute(path))
+        if create {
+            var st = stat()
+            if lstat(storage.root, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR,
+               let entries = try? FileManager.default.contentsOfDirectory(atPath: storage.root),
+               !entries.isEmpty, !FileManager.default.fileExists(atPath: storage.root + "/config") {
+                throw BunkerError(.repositoryExists, "\(storage.root) is a non-empty directory that is not a repository; choose an empty or new directory.")
+            }
+            let parent = (storage.root as NSString).deletingLastPathComponent
+            do {
+                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            } catch {
+                throw BunkerError(.permissionDenied, "Cannot create \(parent): \(error.localizedDescription)")
+            }
+            if !FileManager.default.fileExists(atPath: storage.root + "/config") {
+                try storage.create()
+            }
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: storage.root, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw BunkerError(.repositoryNotFound, "There is no repository at \(storage.root). Create one with `bunker init`, or check --repo / BUNKER_REPOSITORY.")
+            }
+        }
+        return storage
+    }
+}

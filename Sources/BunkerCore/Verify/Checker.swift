@@ -1,0 +1,306 @@
+import Foundation
+import Synchronization
+
+/// Which packs a data check reads.
+public enum DataSubset: Sendable, Equatable, CustomStringConvertible {
+    /// Part `n` of `m` (1-based): packs whose first id byte modulo `m` is `n − 1`, so running
+    /// 1/m … m/m over m days reads everything once.
+    case part(Int, of: Int)
+    /// A random share of the packs, in percent.
+    case percent(Double)
+
+    /// Parses `1/5` or `10%`.
+    public init(parsing text: String) throws {
+        if text.hasSuffix("%"), let value = Double(text.dropLast()), value > 0, value <= 100 {
+            self = .percent(value)
+            return
+        }
+        let parts = text.split(separator: "/")
+        if parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), m >= 1, n >= 1, n <= m {
+            self = .part(n, of: m)
+            return
+        }
+        throw BunkerError(.invalidArgument, "\"\(text)\" is not a subset; write n/m (e.g. 1/5) or a percentage (e.g. 10%).")
+    }
+
+    func includes(_ pack: ID) -> Bool {
+        switch self {
+        case .part(let n, let m): return Int(pack.bytes[0]) % m == n - 1
+        case .percent(let p): return Double.random(in: 0..<100) < p
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .part(let n, let m): return "\(n)/\(m)"
+        case .percent(let p): return "\(p)%"
+        }
+    }
+}
+
+/// A file that a damaged or missing object makes unrestorable.
+public struct AffectedFile: Sendable, Codable, Hashable {
+    public var snapshot: String
+    public var path: String
+}
+
+/// One problem a check found.
+public struct CheckIssue: Sendable, Codable {
+    /// `missing_pack`, `damaged_pack`, `damaged_blob`, `missing_blob`, `damaged_index`,
+    /// `damaged_snapshot`, `damaged_tree`.
+    public var kind: String
+    /// The stored object concerned (`data/<id>`, `index/<id>`, `snapshots/<id>`).
+    public var object: String
+    public var message: String
+    /// Which snapshots and files it affects.
+    public var affected: [AffectedFile] = []
+}
+
+/// What a check found.
+public struct CheckReport: Sendable, Codable {
+    public var snapshots = 0
+    public var indexFiles = 0
+    public var packs = 0
+    public var blobs = 0
+    public var packsRead = 0
+    public var bytesRead: UInt64 = 0
+    public var subset: String?
+    public var errors: [CheckIssue] = []
+    public var warnings: [String] = []
+
+    /// No errors (warnings are allowed).
+    public var ok: Bool { errors.isEmpty }
+
+    enum CodingKeys: String, CodingKey {
+        case snapshots, packs, blobs, subset, errors, warnings, ok
+        case indexFiles = "index_files"
+        case packsRead = "packs_read"
+        case bytesRead = "bytes_read"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(snapshots, forKey: .snapshots)
+        try c.encode(indexFiles, forKey: .indexFiles)
+        try c.encode(packs, forKey: .packs)
+        try c.encode(blobs, forKey: .blobs)
+        try c.encode(packsRead, forKey: .packsRead)
+        try c.encode(bytesRead, forKey: .bytesRead)
+        try c.encodeIfPresent(subset, forKey: .subset)
+        try c.encode(errors, forKey: .errors)
+        try c.encode(warnings, forKey: .warnings)
+        try c.encode(ok, forKey: .ok)
+    }
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        snapshots = try c.decode(Int.self, forKey: .snapshots)
+        indexFiles = try c.decode(Int.self, forKey: .indexFiles)
+        packs = try c.decode(Int.self, forKey: .packs)
+        blobs = try c.decode(Int.self, forKey: .blobs)
+        packsRead = try c.decode(Int.self, forKey: .packsRead)
+        bytesRead = try c.decode(UInt64.self, forKey: .bytesRead)
+        subset = try c.decodeIfPresent(String.self, forKey: .subset)
+        errors = try c.decode([CheckIssue].self, forKey: .errors)
+        warnings = try c.decode([String].self, forKey: .warnings)
+    }
+}
+
+/// Checks a repository: structure always, data on request.
+///
+/// 1. Every index file decrypts; every pack an index names exists with the size the index implies.
+/// 2. With `readData`, every selected pack is read whole: its SHA-256 must equal its name, its
+///    header must authenticate and agree with the index, and every blob must decrypt, decompress
+///    and hash to its id.
+/// 3. Every snapshot decrypts, and its trees are walked: every tree and chunk must be indexed.
+///    Files that use a damaged or missing blob are listed under the issue that damaged them.
+/// Packs no index names (left by an interrupted backup) are warnings: prune removes them.
+public struct Checker: Sendable {
+    private let repository: Repository
+    private let progress: Progress?
+
+    public init(repository: Repository, progress: Progress? = nil) {
+        self.repository = repository
+        self.progress = progress
+    }
+
+    public func check(readData: Bool, subset: DataSubset? = nil) async throws -> CheckReport {
+        var report = CheckReport()
+        report.subset = readData ? subset?.description : nil
+        let storage = repository.storage
+        // Blob id → issues that make it unusable; filled by the pack checks, used by the walk.
+        var badBlobs: [ID: Int] = [:]
+
+        // 1. Index files.
+        var packContents: [ID: [PackedBlob]] = [:]
+        for info in try await storage.list(.index) {
+            guard let id = ID(hex: info.handle.name) else { continue }
+            report.indexFiles += 1
+            do {
+                let file = try IndexFile(decoding: try await repository.loadSealed(.index, id), name: id)
+                for pack in file.packs { packContents[pack.id] = pack.blobs }
+            } catch {
+                report.errors.append(CheckIssue(kind: "damaged_index", object: "index/\(id.hex)", message: "Index file is damaged: \(error)"))
+            }
+        }
+        report.packs = packContents.count
+        report.blobs = Set(packContents.values.joined().map(\.id)).count
+
+        var stored: [ID: Int] = [:]
+        for info in try await storage.list(.pack) {
+            if let id = ID(hex: info.handle.name) { stored[id] = info.size }
+        }
+        for (id, _) in stored where packContents[id] == nil {
+            report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it.")
+        }
+
+        func markBad(_ blobs: [PackedBlob], issue: CheckIssue) {
+            report.errors.append(issue)
+            for blob in blobs { badBlobs[blob.id] = report.errors.count - 1 }
+        }
+
+        // 2. Packs: presence and size, then content.
+        var toRead: [(ID, [PackedBlob])] = []
+        for (pack, blobs) in packContents.sorted(by: { $0.key < $1.key }) {
+            let object = "data/\(pack.hex)"
+            // list() may miss objects on some stores: ask directly before calling a pack missing.
+            var size = stored[pack]
+            if size == nil { size = try? await storage.stat(ObjectHandle(.pack, pack)).size }
+            guard let size else {
+                markBad(blobs, issue: CheckIssue(kind: "missing_pack", object: object, message: "Pack \(object) is missing from the storage."))
+                continue
+            }
+            let expected = blobs.reduce(0) { $0 + Int($1.length) } + PackFormat.entrySize * blobs.count + MasterKey.sealOverhead + 4
+            if size != expected {
+                markBad(blobs, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is \(size) bytes, the index implies \(expected) (truncated or overwritten)."))
+                continue
+            }
+            if readData && (subset?.includes(pack) ?? true) { toRead.append((pack, blobs)) }
+        }
+
+        if readData {
+            progress?.update {
+                $0.filesTotal = toRead.count
+                $0.totalsKnown = true
+            }
+            let decompressor = ZstdDecompressor()
+            for (pack, blobs) in toRead {
+                let object = "data/\(pack.hex)"
+                progress?.update { $0.currentPath = object }
+                let data: Data
+                do {
+                    data = try await storage.load(ObjectHandle(.pack, pack))
+                } catch {
+                    markBad(blobs, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) cannot be read: \(error)"))
+                    continue
+                }
+                report.packsRead += 1
+                report.bytesRead += UInt64(data.count)
+                progress?.update {
+                    $0.filesDone += 1
+                    $0.bytesDone += UInt64(data.count)
+                }
+                let hashOK = ID.sha256(of: data) == pack
+                var damaged: [PackedBlob] = []
+                var detail: [String] = []
+                do {
+                    let header = try PackFormat.readHeader(of: data, id: pack, key: repository.key)
+                    if header.map(\.id) != blobs.map(\.id) {
+                        detail.append("its header disagrees with the index")
+                    }
+                    for blob in blobs {
+                        let start = data.startIndex + Int(blob.offset)
+                        guard Int(blob.offset) + Int(blob.length) <= data.count else {
+                            damaged.append(blob)
+                            continue
+                        }
+                        do {
+                            _ = try repository.decodeBlob(data[start..<(start + Int(blob.length))], blob, pack: pack, decompressor: decompressor)
+                        } catch {
+                            damaged.append(blob)
+                        }
+                    }
+                } catch {
+                    detail.append("its header is damaged")
+                    damaged = blobs
+                }
+                if !damaged.isEmpty {
+                    detail.append("\(damaged.count) of its \(blobs.count) blobs fail authentication (\(damaged.prefix(3).map(\.id.short).joined(separator: ", "))\(damaged.count > 3 ? ", …" : ""))")
+                }
+                if !hashOK {
+                    detail.insert("its SHA-256 does not match its name", at: 0)
+                }
+                if !detail.isEmpty {
+                    markBad(damaged, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is damaged: \(detail.joined(separator: "; "))."))
+                }
+            }
+        }
+
+        // 3. Snapshots and their trees.
+        var visitedTrees: [ID: Bool] = [:]
+        var affected: [Int: Set<AffectedFile>] = [:]
+        for info in try await storage.list(.snapshot) {
+            guard let id = ID(hex: info.handle.name) else { continue }
+            report.snapshots += 1
+            let snapshot: Snapshot
+            do {
+                snapshot = try await repository.loadSnapshot(id)
+            } catch {
+                report.errors.append(CheckIssue(kind: "damaged_snapshot", object: "snapshots/\(id.hex)", message: "Snapshot \(id.short) is damaged: \(error)"))
+                continue
+            }
+            var stack: [(ID, String)] = [(snapshot.tree, "")]
+            var seenInSnapshot: Set<ID> = []
+            while let (treeID, path) = stack.popLast() {
+                guard seenInSnapshot.insert(treeID).inserted else { continue }
+                let alreadyChecked = visitedTrees[treeID] != nil
+                // Trees already walked for another snapshot are walked again only to name
+                // affected files when something is damaged.
+                if alreadyChecked && badBlobs.isEmpty { continue }
+                let tree: Tree
+                do {
+                    if let issue = badBlobs[treeID] {
+                        affected[issue, default: []].insert(AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path))
+                        continue
+                    }
+                    guard repository.index.lookup(treeID) != nil else {
+                        report.errors.append(CheckIssue(kind: "missing_blob", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) is in no index.", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
+                        continue
+                    }
+                    tree = try await repository.loadTree(treeID)
+                } catch {
+                    report.errors.append(CheckIssue(kind: "damaged_tree", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) cannot be read: \(error)", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
+                    continue
+                }
+                visitedTrees[treeID] = true
+                for node in tree.nodes {
+                    let child = path + "/" + node.name
+                    switch node.type {
+                    case .directory:
+                        if let sub = node.subtree { stack.append((sub, child)) }
+                    case .file:
+                        var missing = false
+                        for blob in node.content ?? [] {
+                            if let issue = badBlobs[blob] {
+                                affected[issue, default: []].insert(AffectedFile(snapshot: id.hex, path: child))
+                            } else if !alreadyChecked, !repository.index.contains(blob) {
+                                missing = true
+                            }
+                        }
+                        if missing {
+                            report.errors.append(CheckIssue(kind: "missing_blob", object: "file content", message: "Chunks of \(child) are in no index.", affected: [AffectedFile(snapshot: id.hex, path: child)]))
+                        }
+                    case .symlink:
+                        break
+                    }
+                }
+            }
+        }
+        for (issue, files) in affected {
+            report.errors[issue].affected += files.sorted { ($0.snapshot, $0.path) < ($1.snapshot, $1.path) }
+        }
+        return report
+    }
+}

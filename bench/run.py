@@ -1,0 +1,774 @@
+#!/usr/bin/env python3
+"""Benchmark Bunker against restic and Borg on the same clinic data set, in one run.
+
+For each tool (encrypted, compressed, passwords from the environment) the runner measures, on
+identical data: init, the first full backup, a backup with no change, a backup after one day of
+change (mutate.py), a restore of the latest snapshot into an empty directory, and a verification
+that reads all data. Every step is run under /usr/bin/time -v for wall time, CPU time (user+sys)
+and peak RSS; the repository's size is taken after each step and its growth is the step's
+"bytes added". Cheap-to-repeat steps run --repeat times and report the median.
+
+It also measures the machine's limits (SHA-256, AES-256-GCM, zstd -3, sequential read of the
+tree), then prints Markdown tables per tool and the ratios of Bunker to restic and to Borg with
+the targets of the performance issue, and writes them to bench/RESULTS.md.
+
+Standard library only. Missing tools are installed from Debian's packages (apt-get); a missing
+tool or a failing step is reported in the tables and the run goes on.
+
+Usage: python3 bench/run.py [--size-mb 1024] [--repeat 3] [--tools bunker,restic,borg]
+                            [--work bench/work] [--bunker-bin PATH] [--output bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+MIB = 1024 * 1024
+GNU_TIME = "/usr/bin/time"
+PASSWORD = "bench-password-not-secret"
+ALL_TOOLS = ("bunker", "restic", "borg")
+#: Debian package providing each command the runner needs.
+PACKAGES = {"restic": "restic", "borg": "borgbackup", GNU_TIME: "time", "zstd": "zstd", "openssl": "openssl"}
+
+#: Steps in the order they run, with their labels in the tables.
+STEPS = {
+    "init": "init",
+    "full": "first full backup",
+    "nochange": "no-change backup",
+    "change": "after-day-change backup",
+    "restore": "restore latest",
+    "verify": "verify (read all data)",
+}
+#: Targets of the performance issue, as (label, step, metric, limit as a multiple of restic).
+TARGETS = [
+    ("First full backup, wall", "full", "wall", 0.7),
+    ("No-change backup, wall", "nochange", "wall", 0.4),
+    ("After-day-change backup, wall", "change", "wall", 0.6),
+    ("Bytes added by the day", "change", "added", 0.25),
+    ("Restore, wall", "restore", "wall", 0.7),
+    ("Verify, wall", "verify", "wall", 0.8),
+    ("Repository size after first backup", "full", "repo", 1.0),
+    ("Peak memory, worst step", None, "rss", 1.0),
+]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+class Tool:
+    """How to drive one backup tool. Backups run in the data set's parent and name `data`."""
+
+    name = ""
+    label = ""
+    password_variable = ""
+
+    def __init__(self, binary: str | None) -> None:
+        self.binary = binary
+
+    def version(self) -> str:
+        return first_line([self.binary, "--version"])
+
+    def init(self, repo: Path) -> list[str]:
+        raise NotImplementedError
+
+    def backup(self, repo: Path) -> list[str]:
+        raise NotImplementedError
+
+    def restore(self, repo: Path, target: Path) -> list[str]:
+        """Restores the latest snapshot; runs with `target` (empty) as working directory."""
+        raise NotImplementedError
+
+    def verify(self, repo: Path) -> list[str]:
+        raise NotImplementedError
+
+
+class Restic(Tool):
+    name, label, password_variable = "restic", "restic", "RESTIC_PASSWORD"
+
+    def version(self) -> str:
+        return first_line([self.binary, "version"])
+
+    def init(self, repo):
+        # Repository version 2 is the one with compression (restic's default "auto" level).
+        return [self.binary, "init", "--repo", str(repo), "--repository-version", "2"]
+
+    def backup(self, repo):
+        return [self.binary, "backup", "--repo", str(repo), "data"]
+
+    def restore(self, repo, target):
+        return [self.binary, "restore", "latest", "--repo", str(repo), "--target", str(target)]
+
+    def verify(self, repo):
+        return [self.binary, "check", "--read-data", "--repo", str(repo)]
+
+
+class Borg(Tool):
+    name, label, password_variable = "borg", "Borg", "BORG_PASSPHRASE"
+
+    def __init__(self, binary):
+        super().__init__(binary)
+        self.archives = 0
+
+    def init(self, repo):
+        return [self.binary, "init", "--encryption=repokey", str(repo)]
+
+    def backup(self, repo):
+        self.archives += 1
+        return [self.binary, "create", "--compression", "zstd,3", f"{repo}::state-{self.archives}", "data"]
+
+    def restore(self, repo, target):
+        return [self.binary, "extract", f"{repo}::state-{self.archives}"]
+
+    def verify(self, repo):
+        return [self.binary, "check", "--verify-data", str(repo)]
+
+
+class Bunker(Tool):
+    name, label, password_variable = "bunker", "Bunker", "BUNKER_PASSWORD"
+
+    def init(self, repo):
+        return [self.binary, "init", "--repo", str(repo)]
+
+    def backup(self, repo):
+        return [self.binary, "backup", "--repo", str(repo), "data", "--quiet"]
+
+    def restore(self, repo, target):
+        return [self.binary, "restore", "--repo", str(repo), "latest", "--target", str(target)]
+
+    def verify(self, repo):
+        return [self.binary, "verify", "--repo", str(repo), "--read-data"]
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"unknown ({error.__class__.__name__})"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0].strip() if lines and out.returncode == 0 else "unknown"
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def install_missing(tools: list[str]) -> None:
+    """Install the Debian packages of any missing command (apt-get update once, then install)."""
+    needed = [cmd for cmd in (*[t for t in tools if t != "bunker"], GNU_TIME, "zstd", "openssl")
+              if shutil.which(cmd) is None]
+    if not needed:
+        return
+    packages = sorted({PACKAGES[cmd] for cmd in needed})
+    prefix = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
+    if prefix is None or shutil.which("apt-get") is None:
+        log(f"missing {', '.join(needed)} and cannot install them here (need root and apt-get)")
+        return
+    log(f"installing {' '.join(packages)} from Debian's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in ([*prefix, "apt-get", "update"], [*prefix, "apt-get", "install", "-y", *packages]):
+        if subprocess.run(argv, env=env, stdin=subprocess.DEVNULL).returncode != 0:
+            log(f"'{' '.join(argv)}' failed; going on with what is installed")
+            return
+
+
+def build_bunker() -> tuple[str | None, str | None]:
+    """Build the release binary; returns (path, error)."""
+    if shutil.which("swift") is None:
+        return None, "swift is not installed"
+    log("building Bunker: swift build -c release --product bunker")
+    done = subprocess.run(["swift", "build", "-c", "release", "--product", "bunker"], cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL)
+    binary = REPO_ROOT / ".build" / "release" / "bunker"
+    if done.returncode != 0 or not binary.is_file():
+        return None, f"swift build failed (exit {done.returncode})"
+    return str(binary), None
+
+
+@dataclass
+class DataSet:
+    """A generated data set: `path` is the `data` directory that every tool backs up."""
+
+    path: Path
+    size_mb: int
+    seed: int
+    bytes: int
+    files: int
+    database_bytes: int
+    digest: str
+
+
+def ensure_dataset(work: Path, size_mb: int, seed: int) -> DataSet:
+    """Generate the data set once per size, seed and generator version, then reuse it."""
+    home = work / "datasets" / f"clinic-{size_mb}mb-seed{seed}"
+    marker = home / "dataset.json"
+    generator = hashlib.sha256((BENCH_DIR / "generate.py").read_bytes()).hexdigest()[:16]
+    if marker.is_file():
+        saved = json.loads(marker.read_text())
+        if saved.pop("generator", None) == generator:
+            return DataSet(path=Path(saved.pop("path")), **saved)
+        log("generate.py changed since the cached data set was made; generating it again")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    data = home / "data"
+    log(f"generating a {size_mb} MiB data set (seed {seed}) in {data}")
+    subprocess.run([sys.executable, str(BENCH_DIR / "generate.py"), str(data), "--size-mb", str(size_mb),
+                    "--seed", str(seed)], check=True, stdin=subprocess.DEVNULL)
+    total, files = tree_size(data)
+    dataset = DataSet(path=data, size_mb=size_mb, seed=seed, bytes=total, files=files,
+                      database_bytes=(data / "db" / "clinic.db").stat().st_size, digest=tree_digest(data))
+    marker.write_text(json.dumps({**dataset.__dict__, "path": str(data), "generator": generator}, indent=2))
+    return dataset
+
+
+def clean_environment(tool: Tool, home: Path) -> dict[str, str]:
+    """The parent's environment without other backup settings, with a private HOME and password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "BORG_", "BUNKER_"))}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"), XDG_CONFIG_HOME=str(home / "config"))
+    env[tool.password_variable] = PASSWORD
+    return env
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def walk_files(root: Path):
+    """Paths of the regular files under root, in a stable order."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                yield path
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    sizes = [os.path.getsize(path) for path in walk_files(root)]
+    return sum(sizes), len(sizes)
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-256 over every entry's relative path, kind and content (not times or owners)."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        relative = os.path.relpath(folder, root)
+        digest.update(f"d {relative}\0".encode())
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                digest.update(f"l {relative}/{name} {os.readlink(path)}\0".encode())
+            else:
+                with open(path, "rb") as file:
+                    digest.update(f"f {relative}/{name} {hashlib.file_digest(file, 'sha256').hexdigest()}\0".encode())
+    return digest.hexdigest()
+
+
+def read_tree(root: Path, evict_first: bool = False) -> tuple[int, float]:
+    """Read every file once (to warm or measure the page cache); returns (bytes, seconds).
+
+    With evict_first, each file's cached pages are dropped before it is read (posix_fadvise),
+    which needs no privileges and gives a cold-ish sequential read.
+    """
+    total = 0
+    started = time.monotonic()
+    buffer = bytearray(MIB)
+    for path in walk_files(root):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if evict_first:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            while count := os.readv(fd, [buffer]):
+                total += count
+        finally:
+            os.close(fd)
+    return total, time.monotonic() - started
+
+
+def find_restored_data(target: Path) -> Path:
+    """Where a tool put the `data` directory it restored (some keep the absolute path)."""
+    queue = [target]
+    while queue:
+        folder = queue.pop(0)
+        if folder.name == "data" and (folder / "db").is_dir() and (folder / "files").is_dir():
+            return folder
+        queue.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()))
+    return target
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_kib: int
+    added: int = 0
+
+
+@dataclass
+class Step:
+    runs: list[Run] = field(default_factory=list)
+    repo_bytes: int | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def median(self, metric: str) -> float | None:
+        if metric == "repo":
+            return self.repo_bytes
+        values = [getattr(run, metric) for run in self.runs]
+        return statistics.median(values) if values else None
+
+    def peak(self, metric: str) -> float | None:
+        values = [getattr(run, metric) for run in self.runs]
+        return max(values) if values else None
+
+
+def run_timed(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> Run:
+    """Run a command under /usr/bin/time -v; its output goes to log_path."""
+    timing = log_path.with_suffix(".time")
+    use_gnu_time = os.access(GNU_TIME, os.X_OK)
+    with log_path.open("wb") as output:
+        started = time.monotonic()
+        if use_gnu_time:
+            done = subprocess.run([GNU_TIME, "-v", "-o", str(timing), *argv], cwd=cwd, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+            returncode, usage = done.returncode, None
+        else:  # same numbers straight from the kernel
+            child = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                     stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(child.pid, 0)
+            returncode = child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+    if returncode != 0:
+        tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        raise StepFailed(f"exit {returncode}: {tail[-1].strip() if tail else 'no output'}")
+    if usage is not None:
+        return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kib=usage.ru_maxrss)
+    return parse_gnu_time(timing.read_text(), wall)
+
+
+def parse_gnu_time(report: str, fallback_wall: float) -> Run:
+    """Wall, CPU and peak RSS from the output of /usr/bin/time -v."""
+    fields = {}
+    for line in report.splitlines():
+        key, sep, value = line.strip().rpartition(": ")
+        if sep:
+            fields[key] = value.strip()
+    wall = fallback_wall
+    elapsed = fields.get("Elapsed (wall clock) time (h:mm:ss or m:ss)")
+    if elapsed:
+        wall = 0.0
+        for part in elapsed.split(":"):
+            wall = wall * 60 + float(part)
+    return Run(wall=wall, cpu=float(fields.get("User time (seconds)", 0)) + float(fields.get("System time (seconds)", 0)),
+               rss_kib=int(fields.get("Maximum resident set size (kbytes)", 0)))
+
+
+def repository_bytes(repo: Path) -> int:
+    """Apparent size of the repository (the sum of its files' sizes, as du -sb counts)."""
+    return tree_size(repo)[0] if repo.exists() else 0
+
+
+@dataclass
+class ToolResult:
+    tool: Tool
+    version: str = ""
+    steps: dict[str, Step] = field(default_factory=dict)
+    error: str | None = None
+    changed_digest: str | None = None
+
+
+class ToolBench:
+    """Runs every step for one tool in its own directory under the work dir."""
+
+    def __init__(self, tool: Tool, dataset: DataSet, work: Path, repeat: int) -> None:
+        self.tool = tool
+        self.dataset = dataset
+        self.repeat = repeat
+        self.root = work / "runs" / tool.name
+        self.repo = self.root / "repo"
+        self.source = self.root / "source"
+        self.logs = work / "logs" / tool.name
+        self.env = clean_environment(tool, self.root / "home")
+        self.result = ToolResult(tool=tool)
+
+    def run(self, keep: bool) -> ToolResult:
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
+        for folder in (self.source, self.logs, self.root / "home"):
+            folder.mkdir(parents=True)
+        # A copy of state 0 that mutate.py then turns into state 1, identical for every tool.
+        subprocess.run(["cp", "-a", str(self.dataset.path), str(self.source / "data")], check=True)
+        self.result.version = self.tool.version()
+        try:
+            self.steps()
+        finally:
+            if not keep:
+                shutil.rmtree(self.root, ignore_errors=True)
+        return self.result
+
+    def steps(self) -> None:
+        tool, repo, steps = self.tool, self.repo, self.result.steps
+        steps["init"] = self.measure("init", lambda _: tool.init(repo), self.source, 1)
+        if steps["init"].error:
+            for name in list(STEPS)[1:]:
+                steps[name] = Step(error="skipped: init failed")
+            return
+        warm = lambda _: read_tree(self.source / "data")
+        steps["full"] = self.measure("full", lambda _: tool.backup(repo), self.source, 1, before=warm)
+        steps["nochange"] = self.measure("nochange", lambda _: tool.backup(repo), self.source, self.repeat, before=warm)
+
+        log(f"[{tool.name}] applying one day of change (mutate.py)")
+        subprocess.run([sys.executable, str(BENCH_DIR / "mutate.py"), str(self.source / "data"),
+                        "--seed", str(self.dataset.seed), "--day", "1"], check=True, stdin=subprocess.DEVNULL)
+        self.result.changed_digest = tree_digest(self.source / "data")
+        steps["change"] = self.measure("change", lambda _: tool.backup(repo), self.source, 1, before=warm)
+
+        targets = [self.root / f"restore-{n}" for n in range(self.repeat)]
+        steps["restore"] = self.measure(
+            "restore", lambda n: tool.restore(repo, targets[n]), None, self.repeat,
+            before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
+        steps["verify"] = self.measure("verify", lambda _: tool.verify(repo), self.source, self.repeat)
+
+        size = self.dataset.bytes
+        for name in ("full", "restore", "verify"):
+            wall = steps[name].median("wall")
+            if wall and not steps[name].error:
+                steps[name].notes.append(f"{size / wall / 1e6:.0f} MB/s")
+
+    def check_restore(self, targets: list[Path]):
+        def after(n: int, step: Step) -> None:
+            if n == 0 and not step.error:
+                restored = tree_digest(find_restored_data(targets[n]))
+                step.notes.append("restored data matches" if restored == self.result.changed_digest
+                                  else "RESTORED DATA DIFFERS from the source")
+            shutil.rmtree(targets[n], ignore_errors=True)
+        return after
+
+    def measure(self, name: str, command, cwd: Path | None, repeat: int, before=None, after=None) -> Step:
+        """Run a step `repeat` times; cwd None means the step's own target directory."""
+        step = Step()
+        for n in range(repeat):
+            if before:
+                before(n)
+            argv = command(n)
+            workdir = cwd or Path(argv[argv.index("--target") + 1] if "--target" in argv else self.root / f"restore-{n}")
+            size_before = repository_bytes(self.repo)
+            try:
+                run = run_timed(argv, workdir, self.env, self.logs / f"{name}-{n + 1}.log")
+            except (StepFailed, OSError) as error:
+                step.error = str(error)
+            else:
+                run.added = repository_bytes(self.repo) - size_before
+                step.runs.append(run)
+            step.repo_bytes = repository_bytes(self.repo)
+            if after:
+                after(n, step)
+            if step.error:
+                break
+        status = f"FAILED ({step.error})" if step.error else (
+            f"{step.median('wall'):.2f} s wall, {step.median('cpu'):.2f} s CPU, "
+            f"{step.peak('rss_kib') / 1024:.0f} MiB peak")
+        log(f"[{self.tool.name}] {STEPS[name]}: {status}")
+        return step
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def machine_line() -> str:
+    uname = os.uname()
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        memory = f"{memory_kib / MIB:.1f} GiB RAM"
+    except (OSError, AttributeError):
+        memory = "unknown RAM"
+    return f"{uname.sysname} {uname.release} {uname.machine} · {cpu} · {os.cpu_count()} cores · {memory}"
+
+
+def openssl_speed(algorithm: str) -> float | None:
+    """Single-core throughput in MB/s from `openssl speed` on 1 MiB blocks."""
+    if shutil.which("openssl") is None:
+        return None
+    out = subprocess.run(["openssl", "speed", "-evp", algorithm, "-seconds", "1", "-bytes", "1048576"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    for line in out.stdout.splitlines():
+        match = re.match(rf"{re.escape(algorithm)}\s+([\d.]+)k\s*$", line.strip(), re.IGNORECASE)
+        if match:
+            return float(match.group(1)) * 1000 / 1e6
+    return None
+
+
+def measure_limits(dataset: DataSet, work: Path) -> list[tuple[str, str]]:
+    """The machine's ceilings for the work a backup does, as (measure, value) rows."""
+    rows = []
+    sha = openssl_speed("sha256")
+    if sha is None:
+        block = os.urandom(64 * MIB)
+        started = time.monotonic()
+        hashlib.sha256(block).digest()
+        sha = len(block) / (time.monotonic() - started) / 1e6
+        rows.append(("SHA-256, one core (Python hashlib)", f"{sha:,.0f} MB/s"))
+    else:
+        rows.append(("SHA-256, one core (openssl speed)", f"{sha:,.0f} MB/s"))
+    aes = openssl_speed("aes-256-gcm")
+    rows.append(("AES-256-GCM, one core (openssl speed)", f"{aes:,.0f} MB/s" if aes else "n/a (no openssl)"))
+
+    zstd = zstd_speed(dataset, work)
+    rows.append(zstd)
+
+    total, seconds = read_tree(dataset.path, evict_first=True)
+    rows.append(("Sequential read of the tree, cold-ish (pages evicted)", f"{total / seconds / 1e6:,.0f} MB/s"))
+    total, seconds = read_tree(dataset.path)
+    rows.append(("Sequential read of the tree, warm (page cache)", f"{total / seconds / 1e6:,.0f} MB/s"))
+    return rows
+
+
+def zstd_speed(dataset: DataSet, work: Path) -> tuple[str, str]:
+    """zstd -3 on one core over a sample of the compressible data (database, documents, logs)."""
+    label = "zstd -3 compression, one core, compressible sample"
+    if shutil.which("zstd") is None:
+        return label, "n/a (no zstd)"
+    sample = work / "limits" / "sample.bin"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    half = 32 * MIB
+    with sample.open("wb") as out:
+        with (dataset.path / "db" / "clinic.db").open("rb") as database:
+            out.write(database.read(half))
+        written = 0
+        for path in walk_files(dataset.path / "files"):
+            if written >= half:
+                break
+            if "/imaging/" not in path:
+                with open(path, "rb") as file:
+                    written += out.write(file.read(half - written))
+    data = sample.read_bytes()  # also puts the sample in the page cache
+    started = time.monotonic()
+    done = subprocess.run(["zstd", "-3", "-T1", "-q", "-c", str(sample)], capture_output=True)
+    seconds = time.monotonic() - started
+    shutil.rmtree(sample.parent, ignore_errors=True)
+    if done.returncode != 0 or not done.stdout:
+        return label, "failed"
+    return (f"{label} ({len(data) / MIB:.0f} MiB, ratio {len(data) / len(done.stdout):.2f})",
+            f"{len(data) / seconds / 1e6:,.0f} MB/s")
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    """A Markdown table padded so it also reads well in a terminal."""
+    cells = [[str(c).replace("|", "/") for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths))) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else "-" * (w + 2)
+                          for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def mib(value: float | None) -> str:
+    return "—" if value is None else f"{value / MIB:,.1f}"
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def tool_table(result: ToolResult) -> str:
+    rows = []
+    for name, label in STEPS.items():
+        step = result.steps.get(name)
+        if step is None:
+            continue
+        notes = list(step.notes)
+        if step.error:
+            notes.insert(0, f"FAILED: {step.error[:160]}")
+        rss = step.peak("rss_kib")
+        rows.append([label, seconds(step.median("wall")), seconds(step.median("cpu")),
+                     "—" if rss is None else f"{rss / 1024:,.0f}", mib(step.repo_bytes),
+                     mib(step.median("added")), str(len(step.runs)), "; ".join(notes)])
+    headers = ["Step", "Wall s", "CPU s", "Peak RSS MiB", "Repo MiB", "Added MiB", "Runs", "Notes"]
+    return table(headers, rows, right={1, 2, 3, 4, 5, 6})
+
+
+def metric(result: ToolResult, step: str, name: str) -> float | None:
+    entry = result.steps.get(step)
+    if entry is None or entry.error:
+        return None
+    return entry.median(name)
+
+
+def ratio(subject: ToolResult, baseline: ToolResult, step: str | None, name: str) -> tuple[float | None, str]:
+    """Subject/baseline for one target; for peak memory the worst step and its name."""
+    if step is not None:
+        mine, theirs = metric(subject, step, name), metric(baseline, step, name)
+        return (mine / theirs if mine is not None and theirs else None), ""
+    worst, where = None, ""
+    for each in STEPS:
+        mine, theirs = subject.steps.get(each), baseline.steps.get(each)
+        if not mine or not theirs or mine.error or theirs.error or not mine.runs or not theirs.runs:
+            continue
+        value = mine.peak("rss_kib") / max(1, theirs.peak("rss_kib"))
+        if worst is None or value > worst:
+            worst, where = value, STEPS[each]
+    return worst, where
+
+
+def ratio_table(results: dict[str, ToolResult]) -> tuple[str, str] | None:
+    """Bunker (or else the first tool run) against each other tool; marks against restic."""
+    names = list(results)
+    if len(names) < 2:
+        return None
+    subject = "bunker" if "bunker" in results else names[0]
+    baselines = [n for n in ("restic", "borg", "bunker") if n in results and n != subject]
+    me = results[subject]
+    headers = ["Metric", "Target"]
+    for base in baselines:
+        headers.append(f"{me.tool.label}/{results[base].tool.label}")
+        if base == "restic":
+            headers.append("Result")
+    rows = []
+    for label, step, name, limit in TARGETS:
+        row = [label, f"≤ {limit:.2f}× restic"]
+        for base in baselines:
+            value, where = ratio(me, results[base], step, name)
+            row.append("n/a" if value is None else f"{value:.2f}" + (f" ({where})" if where else ""))
+            if base == "restic":
+                row.append("n/a" if value is None else ("pass" if value <= limit else "MISS"))
+        rows.append(row)
+    title = f"{me.tool.label} compared (ratios below 1 mean {me.tool.label} is faster or smaller)"
+    return title, table(headers, rows, right=set(range(2, len(headers))))
+
+
+def render(args, dataset: DataSet, machine: str, limits, results: dict[str, ToolResult],
+           versions: list[str]) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Bunker benchmark results",
+        "",
+        f"- Date: {now}",
+        f"- Machine: {machine}",
+        f"- Tools: {'; '.join(versions)}",
+        f"- Data set: {dataset.bytes / MIB:,.1f} MiB in {dataset.files:,} files "
+        f"(SQLite database {dataset.database_bytes / MIB:,.1f} MiB), --size-mb {dataset.size_mb}, seed {dataset.seed}",
+        f"- Settings: restic repository v2 (compression auto); Borg repokey, zstd,3; Bunker defaults. "
+        f"Median of {args.repeat} runs for no-change backup, restore and verify.",
+        "- Command: `python3 bench/run.py " + " ".join(sys.argv[1:]) + "`",
+    ]
+    digests = {r.changed_digest for r in results.values() if r.changed_digest}
+    if len(digests) > 1:
+        lines.append("- WARNING: the tools did not see identical data after the day of change")
+    lines += ["", "## Machine limits", "", table(["Measure", "Throughput"], limits, right={1})]
+    for result in results.values():
+        lines += ["", f"## {result.tool.label}", ""]
+        lines.append(f"Not run: {result.error}" if result.error else tool_table(result))
+    compared = ratio_table(results)
+    if compared:
+        title, body = compared
+        lines += ["", "## Ratios", "", title + ".", "", body]
+    return "\n".join(lines) + "\n"
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="data set size in MiB (default 1024)")
+    parser.add_argument("--seed", type=int, default=42, help="data set seed (default 42)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the cheap steps, median reported (default 3)")
+    parser.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma-separated (default bunker,restic,borg)")
+    parser.add_argument("--work", type=Path, default=BENCH_DIR / "work", help="work directory (default bench/work)")
+    parser.add_argument("--bunker-bin", help="use this bunker binary instead of building one")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md", help="Markdown report (default bench/RESULTS.md)")
+    parser.add_argument("--keep", action="store_true", help="keep the repositories in the work directory")
+    args = parser.parse_args()
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = set(tools) - set(ALL_TOOLS)
+    if unknown or not tools:
+        parser.error(f"unknown tools {', '.join(sorted(unknown))}; choose from {', '.join(ALL_TOOLS)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    install_missing(tools)
+    adapters: dict[str, Tool] = {}
+    errors: dict[str, str] = {}
+    for name in tools:
+        if name == "bunker":
+            binary, error = (args.bunker_bin, None) if args.bunker_bin else build_bunker()
+            if binary and not os.access(binary, os.X_OK):
+                binary, error = None, f"{binary} is not an executable file"
+            binary = str(Path(binary).resolve()) if binary else None
+            adapters[name] = Bunker(binary)
+        else:
+            binary = shutil.which(name)
+            error = None if binary else f"{name} is not installed"
+            adapters[name] = Restic(binary) if name == "restic" else Borg(binary)
+        if error:
+            errors[name] = error
+
+    dataset = ensure_dataset(work, args.size_mb, args.seed)
+    log(f"data set: {dataset.bytes / MIB:.1f} MiB in {dataset.files} files at {dataset.path}")
+    machine = machine_line()
+    log("measuring the machine's limits")
+    limits = measure_limits(dataset, work)
+
+    results: dict[str, ToolResult] = {}
+    for name, tool in adapters.items():
+        if name in errors:
+            results[name] = ToolResult(tool=tool, error=errors[name])
+            log(f"[{name}] not run: {errors[name]}")
+            continue
+        log(f"[{name}] {tool.version()}")
+        try:
+            results[name] = ToolBench(tool, dataset, work, args.repeat).run(args.keep)
+        except (OSError, subprocess.CalledProcessError) as error:
+            results[name] = ToolResult(tool=tool, error=f"benchmark aborted: {error}")
+            log(f"[{name}] aborted: {error}")
+
+    versions = [r.version or f"{r.tool.name}: not run" for r in results.values()]
+    versions.append(f"Python {platform.python_version()}")
+    versions += [first_line(["zstd", "--version"]).replace("*** ", "").replace(" ***", ""), first_line(["openssl", "version"])]
+    report = render(args, dataset, machine, limits, results, versions)
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    log(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
