@@ -46,7 +46,7 @@ public struct BackupResult: Sendable {
 public final class Archiver: Sendable {
     private let repository: Repository
     private let request: BackupRequest
-    private let progress: Progress?
+    private let progress: OperationProgress?
     private let excludes: ExcludeRules
     private let level: Int
     private let fileLimiter: AsyncLimiter
@@ -59,7 +59,7 @@ public final class Archiver: Sendable {
     /// Parallel files being read; each holds one chunk buffer of twice the maximum chunk size.
     static let fileWorkers = 2
 
-    public init(repository: Repository, request: BackupRequest, progress: Progress? = nil) throws {
+    public init(repository: Repository, request: BackupRequest, progress: OperationProgress? = nil) throws {
         self.repository = repository
         self.request = request
         self.progress = progress
@@ -331,7 +331,7 @@ public final class Archiver: Sendable {
     // MARK: - Scan
 
     /// Counts files and bytes in the background so progress can show a percentage and an ETA.
-    private func startScan(paths: [String], progress: Progress) {
+    private func startScan(paths: [String], progress: OperationProgress) {
         let excludes = self.excludes
         Thread.detachNewThread {
             var files = 0

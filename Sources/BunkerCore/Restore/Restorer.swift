@@ -45,7 +45,7 @@ public struct RestoreReport: Sendable, Codable {
 /// Directories get their mode and mtime after their content.
 public final class Restorer: Sendable {
     private let loader: any BlobLoader
-    private let progress: Progress?
+    private let progress: OperationProgress?
     private let includes: [String]
     private let decompressors = WorkerPool { ZstdDecompressor() }
     private let failures = Mutex<[RestoreFailure]>([])
@@ -54,7 +54,7 @@ public final class Restorer: Sendable {
     private let isRoot = geteuid() == 0
 
     /// `includes` are paths inside the snapshot (`studies/2024`, `/studies/a.json`); empty means all.
-    public init(loader: any BlobLoader, includes: [String] = [], progress: Progress? = nil) {
+    public init(loader: any BlobLoader, includes: [String] = [], progress: OperationProgress? = nil) {
         self.loader = loader
         self.progress = progress
         self.includes = includes.map { $0.split(separator: "/").joined(separator: "/") }.filter { !$0.isEmpty }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// Counters a long operation updates and a front end reads to draw progress.
-public final class Progress: Sendable {
+public final class OperationProgress: Sendable {
     /// A consistent reading of the counters.
     public struct Counters: Sendable, Codable {
         public var filesDone = 0

@@ -119,9 +119,9 @@ public struct CheckReport: Sendable, Codable {
 /// Packs no index names (left by an interrupted backup) are warnings: prune removes them.
 public struct Checker: Sendable {
     private let repository: Repository
-    private let progress: Progress?
+    private let progress: OperationProgress?
 
-    public init(repository: Repository, progress: Progress? = nil) {
+    public init(repository: Repository, progress: OperationProgress? = nil) {
         self.repository = repository
         self.progress = progress
     }

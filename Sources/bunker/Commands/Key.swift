@@ -1,0 +1,100 @@
+import ArgumentParser
+import BunkerCore
+import Foundation
+
+extension BunkerCommand {
+    struct Key: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Manage the passwords that open the repository.",
+            subcommands: [List.self, Add.self, Remove.self, Passwd.self])
+
+        struct NewPassword: ParsableArguments {
+            @Option(help: ArgumentHelp("Read the new password from this file (default: $BUNKER_NEW_PASSWORD, else a prompt).", valueName: "file"))
+            var newPasswordFile: String?
+
+            func read() throws -> String {
+                if let newPasswordFile {
+                    guard let text = try? String(contentsOfFile: newPasswordFile, encoding: .utf8) else {
+                        throw BunkerError(.invalidArgument, "Cannot read the new password file \(newPasswordFile).")
+                    }
+                    return text.trimmingCharacters(in: .newlines)
+                }
+                if let env = ProcessInfo.processInfo.environment["BUNKER_NEW_PASSWORD"] { return env }
+                return try Terminal.readPassword(prompt: "New password: ", confirm: true)
+            }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List the keys; * marks the one in use.")
+            @OptionGroup var repository: RepositoryOptions
+
+            func run() async throws {
+                try await repository.output.run {
+                    let keys = try await repository.open(loadIndex: false).listKeys()
+                    if repository.output.json {
+                        Output.printJSON(keys)
+                        return
+                    }
+                    print("  ID        Created              Host             User")
+                    for k in keys {
+                        print("\(k.current ? "*" : " ") \(k.id.prefix(8))  \(Output.localTime(k.created))  \(k.hostname.padding(toLength: 16, withPad: " ", startingAt: 0)) \(k.username)")
+                    }
+                }
+            }
+        }
+
+        struct Add: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Add another password.")
+            @OptionGroup var repository: RepositoryOptions
+            @OptionGroup var newPassword: NewPassword
+
+            func run() async throws {
+                try await repository.output.run {
+                    let repo = try await repository.open(loadIndex: false)
+                    let id = try await repo.addKey(password: newPassword.read())
+                    if repository.output.json {
+                        Output.printJSON(["id": id])
+                    } else if !repository.output.quiet {
+                        print("Added key \(id.prefix(8)).")
+                    }
+                }
+            }
+        }
+
+        struct Remove: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove a password (not the one in use, never the last).")
+            @OptionGroup var repository: RepositoryOptions
+            @Argument(help: "Key id or unique prefix.") var id: String
+
+            func run() async throws {
+                try await repository.output.run {
+                    let repo = try await repository.open(loadIndex: false)
+                    let removed = try await repo.withLock(exclusive: true) { try await repo.removeKey(id) }
+                    if repository.output.json {
+                        Output.printJSON(["removed": removed])
+                    } else if !repository.output.quiet {
+                        print("Removed key \(removed.prefix(8)).")
+                    }
+                }
+            }
+        }
+
+        struct Passwd: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Change the password of the key in use.")
+            @OptionGroup var repository: RepositoryOptions
+            @OptionGroup var newPassword: NewPassword
+
+            func run() async throws {
+                try await repository.output.run {
+                    let repo = try await repository.open(loadIndex: false)
+                    let id = try await repo.withLock(exclusive: true) { try await repo.changePassword(to: newPassword.read()) }
+                    if repository.output.json {
+                        Output.printJSON(["id": id])
+                    } else if !repository.output.quiet {
+                        print("Password changed; the key is now \(id.prefix(8)).")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import BunkerCore
+import Foundation
+
+extension BunkerCommand {
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the repository's sizes and ratios.")
+
+        @OptionGroup var repository: RepositoryOptions
+
+        func run() async throws {
+            try await repository.output.run {
+                let repo = try await repository.open()
+                let stats = try await repo.stats()
+                if repository.output.json {
+                    Output.printJSON(stats)
+                    return
+                }
+                print("Snapshots:          \(stats.snapshots)")
+                for (tag, count) in stats.snapshotsByTag.sorted(by: { $0.key < $1.key }) {
+                    print("  tagged \(tag): \(count)")
+                }
+                if let oldest = stats.oldest, let newest = stats.newest {
+                    print("Oldest, newest:     \(Output.localTime(oldest)), \(Output.localTime(newest))")
+                }
+                print("Logical size:       \(Output.bytes(stats.logicalBytes)) (all snapshots)")
+                print("Unique data:        \(Output.bytes(stats.uniqueBytes)) in \(stats.blobs) blobs")
+                print("Stored size:        \(Output.bytes(stats.storedBytes)) in \(stats.packs) packs")
+                print(String(format: "Deduplication:      %.2f×", stats.deduplicationRatio))
+                print(String(format: "Compression:        %.2f×", stats.compressionRatio))
+                if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
+                    print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))
+                }
+            }
+        }
+    }
+}
