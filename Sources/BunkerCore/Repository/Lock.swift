@@ -14,6 +14,15 @@ public struct LockInfo: Codable, Sendable {
     public var pid: Int32
     public var nonce: String
 
+    public init(time: Date, exclusive: Bool, hostname: String, username: String, pid: Int32, nonce: String) {
+        self.time = time
+        self.exclusive = exclusive
+        self.hostname = hostname
+        self.username = username
+        self.pid = pid
+        self.nonce = nonce
+    }
+
     public static let staleAfter: TimeInterval = 30 * 60
     public static let refreshInterval: TimeInterval = 5 * 60
 

@@ -22,10 +22,10 @@ public struct RepositoryConfig: Codable, Sendable {
     }
 
     /// The parameters for a new repository.
-    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), now: Date = Date()) -> RepositoryConfig {
+    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), packSize: Int = 16 << 20, now: Date = Date()) -> RepositoryConfig {
         RepositoryConfig(
             version: currentVersion, id: ID.sha256(of: Array(UUID().uuidString.utf8)).hex,
-            chunker: chunker, compressionLevel: compressionLevel, packSize: 16 << 20, created: now)
+            chunker: chunker, compressionLevel: compressionLevel, packSize: packSize, created: now)
     }
 }
 

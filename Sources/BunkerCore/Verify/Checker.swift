@@ -42,6 +42,11 @@ public enum DataSubset: Sendable, Equatable, CustomStringConvertible {
 public struct AffectedFile: Sendable, Codable, Hashable {
     public var snapshot: String
     public var path: String
+
+    public init(snapshot: String, path: String) {
+        self.snapshot = snapshot
+        self.path = path
+    }
 }
 
 /// One problem a check found.

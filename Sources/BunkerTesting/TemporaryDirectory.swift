@@ -1,0 +1,20 @@
+import Foundation
+
+/// A directory under the system's temporary directory, removed when the body returns or throws.
+public func withTemporaryDirectory<R>(_ body: (String) async throws -> R) async rethrows -> R {
+    let path = NSTemporaryDirectory() + "bunker-test-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { removeTree(path) }
+    return try await body(path)
+}
+
+/// Removes a tree even where restored directories were made read-only.
+public func removeTree(_ path: String) {
+    if let walker = FileManager.default.enumerator(atPath: path) {
+        for case let sub as String in walker {
+            var st = stat()
+            if lstat(path + "/" + sub, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { chmod(path + "/" + sub, 0o700) }
+        }
+    }
+    try? FileManager.default.removeItem(atPath: path)
+}

@@ -1,0 +1,37 @@
+import BunkerCore
+import Foundation
+
+/// Repositories for tests: cheap scrypt, small chunks and packs so that a few MiB of data span
+/// many chunks and packs.
+public enum TestRepository {
+    public static let password = "correct horse battery staple"
+
+    /// 16 KiB / 64 KiB / 256 KiB chunks and 512 KiB packs.
+    public static let smallChunks = ChunkerParameters(minSize: 16 << 10, averageSize: 64 << 10, maxSize: 256 << 10, seed: 0x5EED)
+
+    /// Creates a repository in a local directory.
+    public static func create(at path: String, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10) async throws -> Repository {
+        let storage = try StorageLocation.storage(for: path, create: true)
+        return try await create(storage: storage, chunker: chunker, packSize: packSize)
+    }
+
+    /// Creates a repository in any storage.
+    public static func create(storage: any Storage, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10) async throws -> Repository {
+        try await Repository.create(
+            storage: storage, password: password,
+            config: .new(compressionLevel: 3, chunker: chunker, packSize: packSize), kdf: .testing)
+    }
+
+    /// Opens a repository made by ``create(at:chunker:packSize:)`` afresh (a new process would).
+    public static func open(at path: String) async throws -> Repository {
+        try await Repository.open(storage: StorageLocation.storage(for: path), password: password)
+    }
+
+    /// Backs up `paths` and returns the snapshot id.
+    @discardableResult
+    public static func backup(_ repository: Repository, _ paths: [String], tags: [String] = []) async throws -> BackupResult {
+        var request = BackupRequest(paths: paths)
+        request.tags = tags
+        return try await Archiver(repository: repository, request: request).run()
+    }
+}

@@ -1,0 +1,54 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+@Suite struct DedupTests {
+    @Test func unchangedDataAddsNoDataObjects() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src")
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            let packs = try await repo.storage.list(.pack).count
+            // Force every file to be read again: dedup, not the parent shortcut, must do the work.
+            var request = BackupRequest(paths: [dir + "/src"])
+            request.parent = .none
+            let again = try await Archiver(repository: repo, request: request).run()
+            #expect(again.snapshot.summary?.blobsAdded == 0)
+            #expect(try await repo.storage.list(.pack).count == packs)
+        }
+    }
+
+    @Test func identicalFilesAreStoredOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/src/a", size: 1 << 20, seed: 5)
+            try FileManager.default.copyItem(atPath: dir + "/src/a", toPath: dir + "/src/b")
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let result = try await TestRepository.backup(repo, [dir + "/src"])
+            let added = try #require(result.snapshot.summary?.dataAdded)
+            #expect(added < (1 << 20) + 64 << 10, "two copies of 1 MiB add about 1 MiB (\(added))")
+        }
+    }
+
+    @Test func oneByteChangeInALargeFileAddsAboutOneChunk() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            let file = dir + "/src/big.bin"
+            try TreeGenerator.writeRandomFile(file, size: 8 << 20, seed: 11)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: file))
+            try handle.seek(toOffset: 5_000_000)
+            let old = try handle.read(upToCount: 1)!
+            try handle.seek(toOffset: 5_000_000)
+            try handle.write(contentsOf: Data([old[0] ^ 0xFF]))
+            try handle.close()
+            let second = try await TestRepository.backup(repo, [dir + "/src"])
+            let summary = try #require(second.snapshot.summary)
+            // One data chunk (at most 256 KiB here) plus the two trees on the path to it.
+            #expect(summary.blobsAdded <= 4, "added \(summary.blobsAdded) blobs")
+            #expect(summary.dataAdded < 300 << 10, "added \(summary.dataAdded) bytes")
+        }
+    }
+}

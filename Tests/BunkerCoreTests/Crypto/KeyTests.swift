@@ -1,0 +1,70 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+@Suite struct KeyTests {
+    @Test func wrongPasswordIsAClearError() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await TestRepository.create(at: dir + "/repo")
+            await #expect {
+                _ = try await Repository.open(storage: StorageLocation.storage(for: dir + "/repo"), password: "wrong")
+            } throws: { error in
+                (error as? BunkerError)?.code == .wrongPassword
+            }
+        }
+    }
+
+    @Test func missingRepositoryIsAClearError() async throws {
+        try await withTemporaryDirectory { dir in
+            await #expect {
+                _ = try await Repository.open(storage: LocalStorage(path: dir), password: "x")
+            } throws: { error in
+                (error as? BunkerError)?.code == .repositoryNotFound
+            }
+        }
+    }
+
+    @Test func anotherKeyOpensTheSameRepository() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let added = try await repo.addKey(password: "second password", kdf: .testing)
+            let second = try await Repository.open(storage: StorageLocation.storage(for: dir + "/repo"), password: "second password")
+            #expect(second.keyName == added)
+            #expect(second.config.id == repo.config.id)
+            #expect(try await second.listKeys().count == 2)
+            // The first key can be removed through the second, never the one in use.
+            await #expect(throws: BunkerError.self) { _ = try await second.removeKey(added) }
+            _ = try await second.removeKey(repo.keyName)
+            await #expect {
+                _ = try await TestRepository.open(at: dir + "/repo")
+            } throws: { ($0 as? BunkerError)?.code == .wrongPassword }
+            // The last key is never removed.
+            await #expect(throws: BunkerError.self) { _ = try await second.removeKey(added) }
+        }
+    }
+
+    @Test func passwordChangeReplacesTheKey() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            _ = try await repo.changePassword(to: "new one", kdf: .testing)
+            _ = try await Repository.open(storage: StorageLocation.storage(for: dir + "/repo"), password: "new one")
+            await #expect(throws: BunkerError.self) { _ = try await TestRepository.open(at: dir + "/repo") }
+        }
+    }
+
+    @Test func storedObjectsRevealNoPlaintext() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            let marker = "PATIENT-NAME-MARKER-" + String(repeating: "x", count: 50)
+            try Data(marker.utf8).write(to: URL(fileURLWithPath: dir + "/src/record-of-marker.txt"))
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            for case let path as String in FileManager.default.enumerator(atPath: dir + "/repo")! {
+                guard let data = FileManager.default.contents(atPath: dir + "/repo/" + path) else { continue }
+                #expect(data.range(of: Data("MARKER".utf8)) == nil, "\(path) leaks content")
+                #expect(data.range(of: Data("record-of".utf8)) == nil, "\(path) leaks a file name")
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// A repository with one file big enough to span packs, and a small one in a pack of its own.
+private func makeRepository(in dir: String) async throws -> (Repository, BackupResult) {
+    try FileManager.default.createDirectory(atPath: dir + "/src/sub", withIntermediateDirectories: true)
+    try TreeGenerator.writeRandomFile(dir + "/src/large.bin", size: 3 << 20, seed: 21)
+    try TreeGenerator.writeRandomFile(dir + "/src/sub/small.bin", size: 2000, seed: 22)
+    let repo = try await TestRepository.create(at: dir + "/repo")
+    let result = try await TestRepository.backup(repo, [dir + "/src"])
+    return (repo, result)
+}
+
+/// The pack holding the first chunk of `path` inside the snapshot.
+private func packOfFile(_ repo: Repository, _ result: BackupResult, _ components: [String]) async throws -> ID {
+    var tree = try await repo.loadTree(result.snapshot.tree)
+    var node = tree.node(named: "src")!
+    for name in components {
+        tree = try await repo.loadTree(node.subtree!)
+        node = tree.node(named: name)!
+    }
+    return repo.index.lookup(node.content![0])!.pack
+}
+
+private func packPath(_ dir: String, _ pack: ID) -> String {
+    dir + "/repo/data/\(pack.hex.prefix(2))/\(pack.hex)"
+}
+
+@Suite struct DamageTests {
+    @Test func flippedBitIsNamedByVerifyAndRefusedByRestore() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let pack = try await packOfFile(repo, result, ["large.bin"])
+            let path = packPath(dir, pack)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[100] ^= 0x04
+            chmod(path, 0o600)
+            try bytes.write(to: URL(fileURLWithPath: path))
+
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let structural = try await Checker(repository: fresh).check(readData: false)
+            #expect(structural.ok, "a flipped bit keeps the size: only reading data finds it")
+            let report = try await Checker(repository: fresh).check(readData: true)
+            #expect(!report.ok)
+            let issue = try #require(report.errors.first { $0.object == "data/\(pack.hex)" })
+            #expect(issue.kind == "damaged_pack")
+            #expect(issue.affected.contains(AffectedFile(snapshot: result.snapshotID.hex, path: "/src/large.bin")))
+            #expect(!issue.affected.contains { $0.path.hasSuffix("small.bin") })
+
+            let restore = try await Restorer(loader: fresh).restore(tree: result.snapshot.tree, to: dir + "/out")
+            let failure = try #require(restore.failures.first)
+            #expect(restore.failures.count == 1)
+            #expect(failure.path == "src/large.bin")
+            #expect(failure.message.contains(pack.hex), "the message names the pack: \(failure.message)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out/src/large.bin"))
+            #expect(FileManager.default.contents(atPath: dir + "/out/src/sub/small.bin") == FileManager.default.contents(atPath: dir + "/src/sub/small.bin"))
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir + "/out/src").filter { $0.hasPrefix(".bunker-restore") }
+            #expect(leftovers.isEmpty)
+        }
+    }
+
+    @Test func truncatedPackIsFoundWithoutReadingData() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let pack = try await packOfFile(repo, result, ["large.bin"])
+            let path = packPath(dir, pack)
+            chmod(path, 0o600)
+            truncate(path, 1000)
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let report = try await Checker(repository: fresh).check(readData: false)
+            let issue = try #require(report.errors.first { $0.object == "data/\(pack.hex)" })
+            #expect(issue.message.contains("truncated"))
+            #expect(issue.affected.map(\.path).contains("/src/large.bin"))
+            let restore = try await Restorer(loader: fresh).restore(tree: result.snapshot.tree, to: dir + "/out")
+            // The pack may also hold the listing of src/sub, written last: then that directory
+            // is reported too. Nothing else is.
+            #expect(restore.failures.map(\.path).contains("src/large.bin"))
+            #expect(Set(restore.failures.map(\.path)).isSubset(of: ["src/large.bin", "src/sub"]))
+        }
+    }
+
+    @Test func deletedPackIsNamedWithTheFilesItHeld() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let pack = try await packOfFile(repo, result, ["sub", "small.bin"])
+            unlink(packPath(dir, pack))
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let report = try await Checker(repository: fresh).check(readData: true)
+            let issue = try #require(report.errors.first { $0.kind == "missing_pack" })
+            #expect(issue.object == "data/\(pack.hex)")
+            // The file, or (when its directory's listing shared the pack) the directory holding it.
+            let paths = issue.affected.map(\.path)
+            #expect(paths.contains("/src/sub/small.bin") || paths.contains("/src/sub"), "\(paths)")
+        }
+    }
+
+    @Test func dataSubsetsPartitionThePacks() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, _) = try await makeRepository(in: dir)
+            var total = 0
+            for n in 1...3 {
+                total += try await Checker(repository: repo).check(readData: true, subset: .part(n, of: 3)).packsRead
+            }
+            #expect(total == (try await repo.storage.list(.pack).count))
+            #expect(throws: BunkerError.self) { try DataSubset(parsing: "4/3") }
+            #expect(try DataSubset(parsing: "10%") == .percent(10))
+        }
+    }
+
+    @Test func damagedSnapshotIsReported() async throws {
+        try await withTemporaryDirectory { dir in
+            let (_, result) = try await makeRepository(in: dir)
+            let path = dir + "/repo/snapshots/\(result.snapshotID.hex)"
+            chmod(path, 0o600)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[bytes.count - 1] ^= 1
+            try bytes.write(to: URL(fileURLWithPath: path))
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let report = try await Checker(repository: fresh).check(readData: false)
+            #expect(report.errors.contains { $0.kind == "damaged_snapshot" && $0.object.hasSuffix(result.snapshotID.hex) })
+        }
+    }
+}
