@@ -276,8 +276,15 @@ def tree_digest(root: Path) -> str:
             if os.path.islink(path):
                 digest.update(f"l {relative}/{name} {os.readlink(path)}\0".encode())
             else:
-                with open(path, "rb") as file:
-                    digest.update(f"f {relative}/{name} {hashlib.file_digest(file, 'sha256').hexdigest()}\0".encode())
+                digest.update(f"f {relative}/{name} {file_sha256(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(MIB):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -423,6 +430,7 @@ class ToolBench:
         # A copy of state 0 that mutate.py then turns into state 1, identical for every tool.
         subprocess.run(["cp", "-a", str(self.dataset.path), str(self.source / "data")], check=True)
         self.result.version = self.tool.version()
+        log(f"[{self.tool.name}] {self.result.version}")
         try:
             self.steps()
         finally:
@@ -431,27 +439,33 @@ class ToolBench:
         return self.result
 
     def steps(self) -> None:
-        tool, repo, steps = self.tool, self.repo, self.result.steps
-        steps["init"] = self.measure("init", lambda _: tool.init(repo), self.source, 1)
+        tool, repo, source, steps = self.tool, self.repo, self.source, self.result.steps
+        steps["init"] = self.measure("init", lambda _: (tool.init(repo), source), 1)
         if steps["init"].error:
             for name in list(STEPS)[1:]:
                 steps[name] = Step(error="skipped: init failed")
             return
-        warm = lambda _: read_tree(self.source / "data")
-        steps["full"] = self.measure("full", lambda _: tool.backup(repo), self.source, 1, before=warm)
-        steps["nochange"] = self.measure("nochange", lambda _: tool.backup(repo), self.source, self.repeat, before=warm)
+
+        def backup(_: int) -> tuple[list[str], Path]:
+            return tool.backup(repo), source
+
+        def warm(_: int) -> None:
+            read_tree(source / "data")
+
+        steps["full"] = self.measure("full", backup, 1, before=warm)
+        steps["nochange"] = self.measure("nochange", backup, self.repeat, before=warm)
 
         log(f"[{tool.name}] applying one day of change (mutate.py)")
         subprocess.run([sys.executable, str(BENCH_DIR / "mutate.py"), str(self.source / "data"),
                         "--seed", str(self.dataset.seed), "--day", "1"], check=True, stdin=subprocess.DEVNULL)
-        self.result.changed_digest = tree_digest(self.source / "data")
-        steps["change"] = self.measure("change", lambda _: tool.backup(repo), self.source, 1, before=warm)
+        self.result.changed_digest = tree_digest(source / "data")
+        steps["change"] = self.measure("change", backup, 1, before=warm)
 
-        targets = [self.root / f"restore-{n}" for n in range(self.repeat)]
+        targets = [self.root / f"restore-{n + 1}" for n in range(self.repeat)]
         steps["restore"] = self.measure(
-            "restore", lambda n: tool.restore(repo, targets[n]), None, self.repeat,
+            "restore", lambda n: (tool.restore(repo, targets[n]), targets[n]), self.repeat,
             before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
-        steps["verify"] = self.measure("verify", lambda _: tool.verify(repo), self.source, self.repeat)
+        steps["verify"] = self.measure("verify", lambda _: (tool.verify(repo), source), self.repeat)
 
         size = self.dataset.bytes
         for name in ("full", "restore", "verify"):
@@ -460,6 +474,8 @@ class ToolBench:
                 steps[name].notes.append(f"{size / wall / 1e6:.0f} MB/s")
 
     def check_restore(self, targets: list[Path]):
+        """Compare the first restore with the source, then delete each restore (untimed)."""
+
         def after(n: int, step: Step) -> None:
             if n == 0 and not step.error:
                 restored = tree_digest(find_restored_data(targets[n]))
@@ -468,17 +484,20 @@ class ToolBench:
             shutil.rmtree(targets[n], ignore_errors=True)
         return after
 
-    def measure(self, name: str, command, cwd: Path | None, repeat: int, before=None, after=None) -> Step:
-        """Run a step `repeat` times; cwd None means the step's own target directory."""
+    def measure(self, name: str, command, repeat: int, before=None, after=None) -> Step:
+        """Run a step `repeat` times (stopping at a failure).
+
+        command(n) gives the argv and working directory of run n; before(n) runs untimed ahead
+        of it and after(n, step) untimed behind it.
+        """
         step = Step()
         for n in range(repeat):
             if before:
                 before(n)
-            argv = command(n)
-            workdir = cwd or Path(argv[argv.index("--target") + 1] if "--target" in argv else self.root / f"restore-{n}")
+            argv, cwd = command(n)
             size_before = repository_bytes(self.repo)
             try:
-                run = run_timed(argv, workdir, self.env, self.logs / f"{name}-{n + 1}.log")
+                run = run_timed(argv, cwd, self.env, self.logs / f"{name}-{n + 1}.log")
             except (StepFailed, OSError) as error:
                 step.error = str(error)
             else:
@@ -753,7 +772,6 @@ def main() -> None:
             results[name] = ToolResult(tool=tool, error=errors[name])
             log(f"[{name}] not run: {errors[name]}")
             continue
-        log(f"[{name}] {tool.version()}")
         try:
             results[name] = ToolBench(tool, dataset, work, args.repeat).run(args.keep)
         except (OSError, subprocess.CalledProcessError) as error:

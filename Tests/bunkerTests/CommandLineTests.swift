@@ -1,0 +1,113 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+private func env(_ repo: String) -> [String: String] {
+    ["BUNKER_REPOSITORY": repo, "BUNKER_PASSWORD": TestRepository.password]
+}
+
+private func json(_ text: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: Data(text.utf8))
+}
+
+@Suite(.serialized) struct CommandLineTests {
+    @Test func backupRestoreVerifyThroughTheCommandLine() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let e = env(dir + "/repo")
+
+            let backup = try BunkerProcess.run(["backup", dir + "/src", "--tag", "daily", "--description", "first", "--json"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let result = try #require(try json(backup.stdout) as? [String: Any])
+            let id = try #require(result["snapshot_id"] as? String)
+            #expect(id.count == 64)
+            #expect(result["tags"] as? [String] == ["daily"])
+            let summary = try #require(result["summary"] as? [String: Any])
+            #expect(summary["files_new"] as? Int == 62)
+
+            let list = try BunkerProcess.run(["snapshots", "--json"], environment: e)
+            let snapshots = try #require(try json(list.stdout) as? [[String: Any]])
+            #expect(snapshots.map { $0["id"] as? String } == [id])
+            #expect(snapshots.first?["description"] as? String == "first")
+
+            let restore = try BunkerProcess.run(["restore", String(id.prefix(8)), "--target", dir + "/out"], environment: e)
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(restore.stdout.contains("SHA-256 checked"))
+            #expect(compareTrees(dir + "/src", dir + "/out/src") == [])
+
+            let verify = try BunkerProcess.run(["verify", "--read-data", "--json"], environment: e)
+            #expect(verify.status == 0)
+            let report = try #require(try json(verify.stdout) as? [String: Any])
+            #expect(report["ok"] as? Bool == true)
+
+            let stats = try BunkerProcess.run(["stats", "--json"], environment: e)
+            let s = try #require(try json(stats.stdout) as? [String: Any])
+            #expect(s["snapshots"] as? Int == 1)
+            #expect((s["stored_bytes"] as? Int ?? 0) > 0)
+
+            let show = try BunkerProcess.run(["show", "latest", "--json"], environment: e)
+            let shown = try #require(try json(show.stdout) as? [String: Any])
+            let entries = try #require(shown["entries"] as? [[String: Any]])
+            #expect(entries.contains { $0["path"] as? String == "/src/docs/link-relative" && $0["link_target"] as? String == "../studies/2024/image-large.dcm" })
+        }
+    }
+
+    @Test func exitCodesAndErrorsAreDocumentedOnes() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let wrong = try BunkerProcess.run(["snapshots"], environment: ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": "nope"])
+            #expect(wrong.status == 5)
+            #expect(wrong.stderr.contains("Wrong password"))
+
+            let missing = try BunkerProcess.run(["snapshots", "--json"], environment: ["BUNKER_REPOSITORY": dir + "/none", "BUNKER_PASSWORD": "x"])
+            #expect(missing.status == 4)
+            let error = try #require(try json(missing.stdout) as? [String: String])
+            #expect(error["error"] == "repository_not_found")
+            #expect(error["message"]?.contains("bunker init") == true)
+
+            let noPassword = try BunkerProcess.run(["snapshots"], environment: ["BUNKER_REPOSITORY": dir + "/repo"])
+            #expect(noPassword.status == 64)
+            #expect(noPassword.stderr.contains("BUNKER_PASSWORD"))
+
+            let badLevel = try BunkerProcess.run(["backup", dir, "--compression-level", "40"], environment: env(dir + "/repo"))
+            #expect(badLevel.status == 64)
+            #expect(badLevel.stderr.contains("1 (fastest) to 19"))
+
+            let unknown = try BunkerProcess.run(["restore", "deadbeef", "--target", dir + "/out"], environment: env(dir + "/repo"))
+            #expect(unknown.status == 1)
+            #expect(unknown.stderr.contains("No snapshot matches"))
+        }
+    }
+
+    @Test func initCreatesARepositoryAndRefusesToOverwriteIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let e = ["BUNKER_PASSWORD": "pw", "BACKUP_COMPRESSION_LEVEL": "6"]
+            let first = try BunkerProcess.run(["init", "--repo", dir + "/repo", "--json"], environment: e)
+            #expect(first.status == 0, "\(first.stderr)")
+            let created = try #require(try json(first.stdout) as? [String: Any])
+            #expect(created["compression_level"] as? Int == 6)
+            #expect(created["version"] as? Int == 1)
+            let second = try BunkerProcess.run(["init", "--repo", dir + "/repo"], environment: e)
+            #expect(second.status != 0)
+            #expect(second.stderr.contains("already exists"))
+        }
+    }
+
+    @Test func keyCommandsAddAndRemovePasswords() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let e = env(dir + "/repo")
+            let add = try BunkerProcess.run(["key", "add", "--json"], environment: e.merging(["BUNKER_NEW_PASSWORD": "second"]) { $1 })
+            #expect(add.status == 0, "\(add.stderr)")
+            let list = try BunkerProcess.run(["key", "list", "--json"], environment: ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": "second"])
+            let keys = try #require(try json(list.stdout) as? [[String: Any]])
+            #expect(keys.count == 2)
+            #expect(keys.filter { $0["current"] as? Bool == true }.count == 1)
+            let remove = try BunkerProcess.run(["key", "remove", String(repo.keyName.prefix(8))], environment: ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": "second"])
+            #expect(remove.status == 0, "\(remove.stderr)")
+            #expect(try BunkerProcess.run(["snapshots"], environment: e).status == 5)
+        }
+    }
+}

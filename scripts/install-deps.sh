@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing Bunker needs, when it is missing (Debian/Ubuntu).
+set -euo pipefail
+
+need=()
+pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+[ -x /usr/bin/time ] || need+=(time)
+for extra in "$@"; do
+    case "$extra" in
+        restic) command -v restic >/dev/null || need+=(restic) ;;
+        borg) command -v borg >/dev/null || need+=(borgbackup) ;;
+        *) need+=("$extra") ;;
+    esac
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "Installing: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "Swift 6 is required: https://www.swift.org/install/" >&2; exit 1; }
