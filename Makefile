@@ -15,7 +15,7 @@ run: release
 
 test: deps
 	swift build --build-tests
-	swift test --parallel --num-workers 2
+	swift test
 
 bench: deps
 	python3 bench/run.py
