@@ -21,9 +21,11 @@ Usage: python3 bench/generate.py OUT_DIR [--size-mb 1024] [--seed 42]
 from __future__ import annotations
 
 import argparse
+import array
 import datetime as dt
 import json
 import math
+import operator
 import os
 import random
 import sqlite3
@@ -181,22 +183,33 @@ class TextMaker:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        # Repeating word i about 60/(i+1) times makes uniform choices follow Zipf's law.
-        self.pool = [w for i, w in enumerate(WORDS) for _ in range(max(1, 60 // (i + 1)))]
+        # Repeating word i in proportion to 1/(i+1) makes uniform draws follow Zipf's law. The
+        # pool has exactly 65536 entries so that two random bytes pick a word.
+        weights = [1 / (i + 1) for i in range(len(WORDS))]
+        counts = [max(1, int(65536 * w / sum(weights))) for w in weights]
+        counts[0] += 65536 - sum(counts)
+        self.pool = [w for w, n in zip(WORDS, counts) for _ in range(n)]
         self.mean_word = sum(len(w) + 1 for w in self.pool) / len(self.pool)
+
+    def words(self, count: int) -> tuple[str, ...]:
+        """`count` random words (bulk draws from randbytes: much faster than choices)."""
+        indices = array.array("H", self.rng.randbytes(2 * count))
+        if sys.byteorder == "big":
+            indices.byteswap()
+        return operator.itemgetter(*indices)(self.pool) if count > 1 else (self.pool[indices[0]],)
 
     def text(self, nbytes: int) -> str:
         """About `nbytes` of sentences."""
         rng = self.rng
-        words = rng.choices(self.pool, k=max(3, int(nbytes / self.mean_word)))
-        sentences = []
-        i = 0
-        while i < len(words):
-            n = 6 + int(rng.random() * 14)
-            sentence = " ".join(words[i:i + n])
-            sentences.append(sentence[0].upper() + sentence[1:] + ".")
-            i += n
-        return " ".join(sentences)
+        words = list(self.words(max(3, int(nbytes / self.mean_word))))
+        words[0] = words[0].capitalize()
+        end = 5 + int(rng.random() * 14)  # sentences of 6 to 19 words
+        while end < len(words) - 1:
+            words[end] += "."
+            words[end + 1] = words[end + 1].capitalize()
+            end += 6 + int(rng.random() * 14)
+        words[-1] += "."
+        return " ".join(words)
 
     def paragraphs(self, nbytes: int) -> str:
         """About `nbytes` of text in paragraphs of a few hundred bytes."""
@@ -207,6 +220,19 @@ class TextMaker:
             parts.append(self.text(size))
             left -= size + 2
         return "\n\n".join(parts)
+
+
+def format_record(record: dict) -> bytes:
+    """JSON with two-space indentation and one observation per line.
+
+    Only the small outer object goes through json's slow pretty-printer; the observations are
+    encoded one by one by its fast C encoder.
+    """
+    observations = record.pop("observations")
+    body = json.dumps({**record, "observations": "@OBSERVATIONS@"}, indent=2)
+    lines = ",\n    ".join(map(json.dumps, observations))
+    record["observations"] = observations
+    return (body.replace('"@OBSERVATIONS@"', f"[\n    {lines}\n  ]") + "\n").encode()
 
 
 def log_uniform(rng: random.Random, low: float, high: float) -> float:
@@ -390,14 +416,14 @@ class TreeWriter:
 
     def json_record(self, patient_id: int, kind: str, date: str, size: int) -> bytes:
         rng = self.rng
-        observations = []
-        for _ in range(max(1, int(size * 0.6 / 150))):
-            code, unit, low, high = rng.choice(LAB_TESTS)
-            observations.append({
-                "code": code, "value": round(rng.uniform(low, high), 2), "unit": unit,
-                "at": f"{date}T{rng.randrange(7, 18):02d}:{rng.randrange(60):02d}:00",
-                "flag": rng.choice(["", "", "", "H", "L"]),
-            })
+        count = max(1, int(size * 0.6 / 110))
+        observations = [
+            {"code": code, "value": round(low + (high - low) * rng.random(), 2), "unit": unit,
+             "at": f"{date}T{7 + int(rng.random() * 11):02d}:{int(rng.random() * 60):02d}:00",
+             "flag": flag}
+            for (code, unit, low, high), flag in zip(rng.choices(LAB_TESTS, k=count),
+                                                      rng.choices(("", "", "", "H", "L"), k=count))
+        ]
         record = {
             "resourceType": "Encounter" if kind == "visit" else "DiagnosticReport",
             "id": f"{kind}-{rng.getrandbits(48):012x}",
@@ -411,41 +437,43 @@ class TreeWriter:
             "observations": observations,
             "summary": self.text.text(int(size * 0.3)),
         }
-        return (json.dumps(record, indent=2) + "\n").encode()
+        return format_record(record)
 
     def image(self, size: int) -> bytes:
         """Incompressible bytes standing in for a DICOM or JPEG image, with a small header."""
         return b"\0" * 128 + b"DICM" + self.rng.randbytes(max(0, size - 132))
 
     def csv_export(self, size: int, day: int) -> bytes:
+        """Lab results of the last month, about `size` bytes (lines are ~55 bytes)."""
         rng = self.rng
+        count = max(1, size // 55)
+        start = START_DATE + dt.timedelta(days=day - 30)
+        moments = sorted(start + dt.timedelta(seconds=int(rng.random() * 30 * 86400)) for _ in range(count))
         lines = ["taken_at,patient,test,value,unit,flag,lab"]
-        total = 0
-        while total < size:
-            code, unit, low, high = rng.choice(LAB_TESTS)
-            moment = timestamp(day - int(rng.random() * 30), rng)
-            line = (f"{iso(moment)},{mrn(1 + int(rng.random() * 50000))},{code},"
-                    f"{rng.uniform(low, high):.2f},{unit},{rng.choice(('', '', 'H', 'L'))},LAB{rng.randrange(1, 6)}")
-            lines.append(line)
-            total += len(line) + 1
+        lines += [
+            f"{moment:%Y-%m-%dT%H:%M:%S},P{1 + int(rng.random() * 50000):07d},"
+            f"{code},{low + (high - low) * rng.random():.2f},{unit},{flag},LAB{lab}"
+            for moment, (code, unit, low, high), flag, lab in zip(
+                moments, rng.choices(LAB_TESTS, k=count), rng.choices(("", "", "H", "L"), k=count),
+                rng.choices("12345", k=count))
+        ]
         return ("\n".join(lines) + "\n").encode()
 
     def log(self, size: int, day: int) -> bytes:
+        """An application log of one day, about `size` bytes (lines are ~105 bytes)."""
         rng = self.rng
-        base = START_DATE + dt.timedelta(days=day)
-        lines = []
-        total = 0
-        seconds = 0.0
-        while total < size:
-            seconds += rng.random() * 2.0
-            moment = base + dt.timedelta(seconds=seconds)
-            path = rng.choice(API_PATHS).format(rng.randrange(1, 50000))
-            line = (f"{moment.isoformat(sep=' ', timespec='milliseconds')} {rng.choice(LOG_LEVELS):5} "
-                    f"[worker-{rng.randrange(8)}] {rng.choice(('GET', 'GET', 'GET', 'POST', 'PUT'))} {path} "
-                    f"{rng.choice((200, 200, 200, 200, 201, 304, 404, 500))} {rng.randrange(1, 900)}ms "
-                    f"user={rng.choice(CLINICIANS)} req={rng.getrandbits(32):08x}")
-            lines.append(line)
-            total += len(line) + 1
+        count = max(1, size // 105)
+        start = START_DATE + dt.timedelta(days=day)
+        moments = sorted(start + dt.timedelta(seconds=rng.random() * 12 * 3600) for _ in range(count))
+        lines = [
+            f"{moment.isoformat(sep=' ', timespec='milliseconds')} {level:5} "
+            f"[worker-{int(rng.random() * 8)}] {method} {path.format(1 + int(rng.random() * 50000))} "
+            f"{status} {1 + int(rng.random() * 900)}ms user={user} req={rng.getrandbits(32):08x}"
+            for moment, level, method, path, status, user in zip(
+                moments, rng.choices(LOG_LEVELS, k=count), rng.choices(("GET", "GET", "GET", "POST", "PUT"), k=count),
+                rng.choices(API_PATHS, k=count), rng.choices((200, 200, 200, 200, 201, 304, 404, 500), k=count),
+                rng.choices(CLINICIANS, k=count))
+        ]
         return ("\n".join(lines) + "\n").encode()
 
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from generate import (APPOINTMENT_STATUS, CLINICIANS, HISTORY_DAYS, INSERTS, KIB, MIB, START_DATE,
-                      ClinicRows, TreeWriter, iso, log_uniform, timestamp)
+                      ClinicRows, TreeWriter, format_record, iso, log_uniform, timestamp)
 
 #: Per table: share of rows (of the table's current highest id) updated, inserted, deleted.
 DB_CHANGES = {
@@ -147,7 +147,7 @@ def modify_document(path: Path, writer: TreeWriter, day: int) -> None:
                                        "unit": "mg/L", "at": f"{date}T12:00:00", "flag": ""})
         record["clinician"] = rng.choice(CLINICIANS)
         record["amended"] = date
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        path.write_bytes(format_record(record))
     else:
         with path.open("a") as letter:
             letter.write(f"\nAddendum {date}: " + writer.text.paragraphs(int(log_uniform(rng, 200, 3000))) + "\n")

@@ -58,6 +58,8 @@ public final class Archiver: Sendable {
 
     /// Parallel files being read; each holds one chunk buffer of twice the maximum chunk size.
     static let fileWorkers = 2
+    /// Packs written between two index files during a backup.
+    static let packsPerIndex = 8
 
     public init(repository: Repository, request: BackupRequest, progress: OperationProgress? = nil) throws {
         self.repository = repository
@@ -100,6 +102,11 @@ public final class Archiver: Sendable {
             [repository] id, blobs, _ in
             repository.index.addPending(pack: id, blobs: blobs)
             FaultPoints.hit("backup-after-pack")
+            // Index what is written every few packs, so that a backup interrupted later loses
+            // at most that much work: the next one finds these blobs and does not store them again.
+            if repository.index.unsavedPackCount >= Archiver.packsPerIndex {
+                try await repository.flushIndex()
+            }
         }
 
         if let progress { startScan(paths: paths, progress: progress) }
@@ -279,7 +286,8 @@ public final class Archiver: Sendable {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let buffer = buffers.take()
         defer { buffers.put(buffer) }
-        var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory) { target in
+        let fixedSize = Self.sqlitePageSize(fd: fd).flatMap(repository.config.chunker.pageAlignedChunkSize(pageSize:))
+        var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory, fixedSize: fixedSize) { target in
             try FileSystem.read(fd: fd, into: target, path: path)
         }
         var hasher = SHA256()
@@ -306,6 +314,22 @@ public final class Archiver: Sendable {
         }
         let sha = ID(digest: hasher.finalize()).hex
         return (ids.map { $0! }, sha, total)
+    }
+
+    /// The page size of an SQLite database file, read from its header; nil for other files.
+    ///
+    /// SQLite changes pages in place, so a few changed rows dirty a few pages; cutting the file at
+    /// page boundaries into small fixed chunks stores only those, where content-defined chunks of
+    /// a megabyte would each be dirtied by one scattered change.
+    static func sqlitePageSize(fd: Int32) -> Int? {
+        var header = [UInt8](repeating: 0, count: 18)
+        guard pread(fd, &header, 18, 0) == 18, header.prefix(16).elementsEqual(Array("SQLite format 3\0".utf8)) else {
+            return nil
+        }
+        let raw = Int(header[16]) << 8 | Int(header[17])
+        let size = raw == 1 ? 65536 : raw
+        guard size >= 512, size <= 65536, size & (size - 1) == 0 else { return nil }
+        return size
     }
 
     private func saveTree(_ tree: Tree, packer: Packer) async throws -> ID {

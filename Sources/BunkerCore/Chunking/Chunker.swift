@@ -10,22 +10,40 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
     public var maxSize: Int
     /// Seeds the gear table, so that chunk boundaries do not reveal content to the storage.
     public var seed: UInt64
+    /// Chunk size for database files (SQLite), cut at page boundaries instead of by content; nil
+    /// chunks them like any file.
+    public var pageAlignedSize: Int?
 
-    public init(minSize: Int, averageSize: Int, maxSize: Int, seed: UInt64) {
+    enum CodingKeys: String, CodingKey {
+        case seed
+        case minSize = "min_size"
+        case averageSize = "average_size"
+        case maxSize = "max_size"
+        case pageAlignedSize = "page_aligned_size"
+    }
+
+    public init(minSize: Int, averageSize: Int, maxSize: Int, seed: UInt64, pageAlignedSize: Int? = 64 << 10) {
         self.minSize = minSize
         self.averageSize = averageSize
         self.maxSize = maxSize
         self.seed = seed
+        self.pageAlignedSize = pageAlignedSize
     }
 
-    /// 512 KiB / 1 MiB / 8 MiB, restic's sizes, with a random seed.
+    /// 512 KiB / 1 MiB / 8 MiB (restic's sizes) with a random seed; database pages in 64 KiB chunks.
     public static func standard() -> ChunkerParameters {
         ChunkerParameters(minSize: 512 << 10, averageSize: 1 << 20, maxSize: 8 << 20, seed: UInt64.random(in: 0...UInt64.max))
     }
 
+    /// The chunk size for a database with pages of `pageSize` bytes: a whole number of pages.
+    func pageAlignedChunkSize(pageSize: Int) -> Int? {
+        guard let size = pageAlignedSize, pageSize > 0 else { return nil }
+        return min(maxSize, max(pageSize, size / pageSize * pageSize))
+    }
+
     func validate() throws {
         guard minSize >= 64, minSize < averageSize, averageSize < maxSize, averageSize & (averageSize - 1) == 0,
-              maxSize <= 64 << 20 else {
+              maxSize <= 64 << 20, (pageAlignedSize ?? 512) >= 512, (pageAlignedSize ?? 0) <= maxSize else {
             throw BunkerError(.unsupportedFormat, "Invalid chunker parameters min=\(minSize) avg=\(averageSize) max=\(maxSize).")
         }
     }
@@ -51,11 +69,16 @@ public struct Chunker {
     private var end = 0
     private var eof = false
     private let read: (UnsafeMutableRawBufferPointer) throws -> Int
+    private let fixedSize: Int?
 
     /// Chunks whatever `read` yields; `read` fills the buffer it is given and returns the count,
     /// 0 at the end.
-    public init(parameters: ChunkerParameters, gear: [UInt64], buffer: UnsafeMutableRawBufferPointer,
+    ///
+    /// With `fixedSize`, every chunk but the last has exactly that size: page-aligned chunking for
+    /// databases, whose pages change in place and never shift.
+    public init(parameters: ChunkerParameters, gear: [UInt64], buffer: UnsafeMutableRawBufferPointer, fixedSize: Int? = nil,
                 read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
+        self.fixedSize = fixedSize
         precondition(buffer.count >= parameters.maxSize * 2, "the chunker needs twice the maximum chunk size")
         self.parameters = parameters
         self.gear = gear
@@ -112,6 +135,7 @@ public struct Chunker {
 
     private func cut(_ data: UnsafeRawBufferPointer) -> Int {
         let n = data.count
+        if let fixedSize { return min(n, fixedSize) }
         if n <= parameters.minSize { return n }
         let normal = min(parameters.averageSize, n)
         let limit = min(parameters.maxSize, n)

@@ -152,6 +152,9 @@ public final class MasterIndex: Sendable {
         }
     }
 
+    /// Packs written by this process that no index file names yet.
+    var unsavedPackCount: Int { state.withLock { $0.unsaved.count } }
+
     /// Every pack any index names.
     public var packIDs: Set<ID> { state.withLock { Set($0.packs) } }
 

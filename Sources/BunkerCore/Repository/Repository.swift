@@ -36,6 +36,11 @@ public final class Repository: Sendable {
         if try await storage.exists(.config) {
             throw BunkerError(.repositoryExists, "A repository already exists there; use it, or choose an empty location.")
         }
+        // Keys without a config are leftovers of an interrupted init: they protect nothing, and
+        // one sealed under the same password would shadow the new master key.
+        for info in try await storage.list(.key) {
+            try await storage.remove(info.handle)
+        }
         let master = MasterKey.generate()
         let keyFile = try KeyFile.make(master: master, password: password, parameters: kdf, now: now()).encoded()
         let keyName = ID.sha256(of: keyFile).hex
@@ -110,12 +115,16 @@ public final class Repository: Sendable {
 
     // MARK: - Index
 
-    /// Reads every index file into memory.
+    /// Reads every index file into memory; a damaged one fails, naming it.
     public func loadIndex() async throws {
         for info in try await storage.list(.index) {
             guard let id = ID(hex: info.handle.name) else { continue }
-            let file = try IndexFile(decoding: try await loadSealed(.index, id), name: id)
-            index.add(file, name: id)
+            do {
+                let file = try IndexFile(decoding: try await loadSealed(.index, id), name: id)
+                index.add(file, name: id)
+            } catch let error as BunkerError where error.code == .corruptObject || error.code == .unsupportedFormat {
+                throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
+            }
         }
     }
 
@@ -179,12 +188,17 @@ public final class Repository: Sendable {
 
     // MARK: - Snapshots
 
-    /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first. A damaged one is left out here (so that it blocks
+    /// no backup or restore of the others); `bunker verify` reports it.
     public func snapshots() async throws -> [(id: ID, snapshot: Snapshot)] {
         var result: [(id: ID, snapshot: Snapshot)] = []
         for info in try await storage.list(.snapshot) {
             guard let id = ID(hex: info.handle.name) else { continue }
-            result.append((id, try await loadSnapshot(id)))
+            do {
+                result.append((id, try await loadSnapshot(id)))
+            } catch let error as BunkerError where error.code == .corruptObject {
+                continue
+            }
         }
         return result.sorted { ($0.snapshot.time, $0.id.hex) < ($1.snapshot.time, $1.id.hex) }
     }

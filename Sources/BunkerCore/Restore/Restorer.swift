@@ -123,9 +123,15 @@ public final class Restorer: Sendable {
         let final = dir + "/" + node.name
         switch node.type {
         case .directory:
-            if mkdir(final, 0o700) != 0 && errno != EEXIST {
-                fail(relative, "Cannot create directory: \(String(cString: strerror(errno))).")
-                return
+            if mkdir(final, 0o700) != 0 {
+                let err = errno
+                var st = stat()
+                // An existing directory is reused; anything else there (a symlink above all,
+                // which could lead outside the target) is refused.
+                guard err == EEXIST, lstat(final, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                    fail(relative, err == EEXIST ? "Something that is not a directory is in the way; move it and restore again." : "Cannot create directory: \(String(cString: strerror(err))).")
+                    return
+                }
             }
             guard let subtree = node.subtree else {
                 fail(relative, "The snapshot records this directory without a listing.")

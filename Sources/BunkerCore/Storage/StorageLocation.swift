@@ -20,7 +20,8 @@ public enum StorageLocation {
             var st = stat()
             if lstat(storage.root, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR,
                let entries = try? FileManager.default.contentsOfDirectory(atPath: storage.root),
-               !entries.isEmpty, !FileManager.default.fileExists(atPath: storage.root + "/config") {
+               !Set(entries).isSubset(of: ObjectKind.allCases.map(\.rawValue)),
+               !FileManager.default.fileExists(atPath: storage.root + "/config") {
                 throw BunkerError(.repositoryExists, "\(storage.root) is a non-empty directory that is not a repository; choose an empty or new directory.")
             }
             let parent = (storage.root as NSString).deletingLastPathComponent

@@ -113,7 +113,8 @@ public struct CheckReport: Sendable, Codable {
     }
 }
 
-/// Checks a repository: structure always, data on request.
+/// Checks a repository: structure always, data on request. Open the repository without loading
+/// its index (`loadIndex: false`) so that a damaged index file is reported instead of failing.
 ///
 /// 1. Every index file decrypts; every pack an index names exists with the size the index implies.
 /// 2. With `readData`, every selected pack is read whole: its SHA-256 must equal its name, its
@@ -139,6 +140,7 @@ public struct Checker: Sendable {
         var badBlobs: [ID: Int] = [:]
 
         // 1. Index files.
+        let loadedIndexFiles = Set(repository.index.indexFileIDs)
         var packContents: [ID: [PackedBlob]] = [:]
         for info in try await storage.list(.index) {
             guard let id = ID(hex: info.handle.name) else { continue }
@@ -146,6 +148,9 @@ public struct Checker: Sendable {
             do {
                 let file = try IndexFile(decoding: try await repository.loadSealed(.index, id), name: id)
                 for pack in file.packs { packContents[pack.id] = pack.blobs }
+                // A repository opened without its index (so that a damaged index file can be
+                // reported here rather than fail the open) gets the readable ones now.
+                if !loadedIndexFiles.contains(id) { repository.index.add(file, name: id) }
             } catch {
                 report.errors.append(CheckIssue(kind: "damaged_index", object: "index/\(id.hex)", message: "Index file is damaged: \(error)"))
             }

@@ -19,7 +19,7 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let subset = try readDataSubset.map(DataSubset.init(parsing:))
-                let repo = try await repository.open()
+                let repo = try await repository.open(loadIndex: false)
                 let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let report = try await repo.withLock(exclusive: false) {
                     try await ProgressLine.with(progress, verb: "verify") {

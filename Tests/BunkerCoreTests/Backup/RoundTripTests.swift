@@ -98,3 +98,31 @@ import Testing
         }
     }
 }
+
+@Suite struct RestoreSafetyTests {
+    @Test func restoreDoesNotFollowASymlinkWhereADirectoryGoes() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src/inner", withIntermediateDirectories: true)
+            try Data("payload".utf8).write(to: URL(fileURLWithPath: dir + "/src/inner/file"))
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let result = try await TestRepository.backup(repo, [dir + "/src"])
+            try FileManager.default.createDirectory(atPath: dir + "/out/src", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/elsewhere", withIntermediateDirectories: true)
+            symlink(dir + "/elsewhere", dir + "/out/src/inner")
+            let report = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: dir + "/out")
+            #expect(report.failures.map(\.path) == ["src/inner"])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/elsewhere").isEmpty)
+        }
+    }
+
+    @Test func interruptedInitCanBeRetried() async throws {
+        try await withTemporaryDirectory { dir in
+            // What an init killed after writing its key, before its config, leaves behind.
+            let storage = try StorageLocation.storage(for: dir + "/repo", create: true)
+            try await storage.save(ObjectHandle(.key, String(repeating: "a", count: 64)), data: Data("{}".utf8))
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let reopened = try await TestRepository.open(at: dir + "/repo")
+            #expect(try await reopened.listKeys().count == 1)
+        }
+    }
+}

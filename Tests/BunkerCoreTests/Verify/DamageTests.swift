@@ -123,3 +123,27 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 }
+
+@Suite struct DamagedIndexTests {
+    @Test func damagedIndexIsReportedByVerifyAndRefusedOnOpen() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 100_000)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            let name = try #require(try FileManager.default.contentsOfDirectory(atPath: dir + "/repo/index").first)
+            let path = dir + "/repo/index/" + name
+            chmod(path, 0o600)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[20] ^= 0x80
+            try bytes.write(to: URL(fileURLWithPath: path))
+            await #expect {
+                _ = try await TestRepository.open(at: dir + "/repo")
+            } throws: { error in
+                (error as? BunkerError)?.message.contains("index/\(name)") == true
+            }
+            let unindexed = try await Repository.open(storage: StorageLocation.storage(for: dir + "/repo"), password: TestRepository.password, loadIndex: false)
+            let report = try await Checker(repository: unindexed).check(readData: false)
+            #expect(report.errors.contains { $0.kind == "damaged_index" && $0.object == "index/\(name)" })
+        }
+    }
+}
