@@ -60,6 +60,8 @@ public final class Archiver: Sendable {
     static let fileWorkers = 2
     /// Packs written between two index files during a backup.
     static let packsPerIndex = 8
+    /// Bytes of chunks handed to one sealing task.
+    static let batchBytes = 512 << 10
 
     public init(repository: Repository, request: BackupRequest, progress: OperationProgress? = nil) throws {
         self.repository = repository
@@ -292,28 +294,44 @@ public final class Archiver: Sendable {
         }
         var hasher = SHA256()
         var total: UInt64 = 0
-        var ids: [ID?] = []
-        try await withThrowingTaskGroup(of: (Int, ID).self) { group in
+        var ids: [ID] = []
+        // Chunks go to the sealing tasks in batches of about half a MiB, so that small
+        // page-aligned database chunks cost one task and one packer call per batch, not each.
+        try await withThrowingTaskGroup(of: (Int, [ID]).self) { group in
+            var results: [Int: [ID]] = [:]
+            var batches = 0
             var inFlight = 0
+            var batch: [Data] = []
+            var batchBytes = 0
+            func dispatch() async throws {
+                if inFlight >= 2, let (i, done) = try await group.next() {
+                    results[i] = done
+                    inFlight -= 1
+                }
+                let work = batch
+                let position = batches
+                batches += 1
+                batch = []
+                batchBytes = 0
+                group.addTask { (position, try await self.saveBlobs(.data, work, packer: packer)) }
+                inFlight += 1
+            }
             while let chunk = try chunker.next({ bytes -> Data in
                 hasher.update(bufferPointer: bytes)
                 return Data(bytes)
             }) {
                 total += UInt64(chunk.count)
                 progress?.update { $0.bytesDone += UInt64(chunk.count) }
-                let position = ids.count
-                ids.append(nil)
-                if inFlight >= 2, let (i, id) = try await group.next() {
-                    ids[i] = id
-                    inFlight -= 1
-                }
-                group.addTask { (position, try await self.saveBlob(.data, chunk, packer: packer)) }
-                inFlight += 1
+                batch.append(chunk)
+                batchBytes += chunk.count
+                if batchBytes >= Archiver.batchBytes { try await dispatch() }
             }
-            while let (i, id) = try await group.next() { ids[i] = id }
+            if !batch.isEmpty { try await dispatch() }
+            while let (i, done) = try await group.next() { results[i] = done }
+            for i in 0..<batches { ids += results[i]! }
         }
         let sha = ID(digest: hasher.finalize()).hex
-        return (ids.map { $0! }, sha, total)
+        return (ids, sha, total)
     }
 
     /// The page size of an SQLite database file, read from its header; nil for other files.
@@ -338,18 +356,34 @@ public final class Archiver: Sendable {
 
     /// Saves a blob unless the repository (or this backup) already has it; returns its id.
     private func saveBlob(_ type: BlobType, _ plaintext: Data, packer: Packer) async throws -> ID {
-        let id = repository.key.blobID(of: plaintext)
-        guard repository.index.reserve(id) else { return id }
-        let compressed = compressors.with { $0.compress(plaintext) }
-        let sealed = try repository.key.seal(compressed ?? plaintext)
-        try await packer.add(type: type, id: id, sealed: sealed, rawLength: compressed == nil ? 0 : plaintext.count)
-        summary.withLock {
-            $0.blobsAdded += 1
-            $0.dataAdded += UInt64(plaintext.count)
-            $0.dataAddedStored += UInt64(sealed.count)
+        try await saveBlobs(type, [plaintext], packer: packer)[0]
+    }
+
+    /// Saves the blobs the repository (and this backup) does not have yet; returns every id.
+    private func saveBlobs(_ type: BlobType, _ plaintexts: [Data], packer: Packer) async throws -> [ID] {
+        var ids: [ID] = []
+        var sealed: [Packer.Entry] = []
+        var added = BackupSummary()
+        for plaintext in plaintexts {
+            let id = repository.key.blobID(of: plaintext)
+            ids.append(id)
+            guard repository.index.reserve(id) else { continue }
+            let compressed = compressors.with { $0.compress(plaintext) }
+            let data = try repository.key.seal(compressed ?? plaintext)
+            sealed.append(Packer.Entry(type: type, id: id, sealed: data, rawLength: compressed == nil ? 0 : plaintext.count))
+            added.blobsAdded += 1
+            added.dataAdded += UInt64(plaintext.count)
+            added.dataAddedStored += UInt64(data.count)
         }
-        progress?.update { $0.bytesStored += UInt64(sealed.count) }
-        return id
+        guard !sealed.isEmpty else { return ids }
+        try await packer.add(sealed)
+        summary.withLock {
+            $0.blobsAdded += added.blobsAdded
+            $0.dataAdded += added.dataAdded
+            $0.dataAddedStored += added.dataAddedStored
+        }
+        progress?.update { $0.bytesStored += added.dataAddedStored }
+        return ids
     }
 
     // MARK: - Scan

@@ -96,12 +96,24 @@ actor Packer {
         buffer.reserveCapacity(targetSize + (1 << 20))
     }
 
-    /// Adds a sealed blob; writes the pack when it is full.
-    func add(type: BlobType, id: ID, sealed: Data, rawLength: Int) async throws {
-        blobs.append(PackedBlob(type: type, id: id, offset: UInt32(buffer.count), length: UInt32(sealed.count), rawLength: UInt32(rawLength)))
-        buffer.append(sealed)
-        if buffer.count >= targetSize {
-            try await writeCurrent()
+    /// A sealed blob on its way into a pack.
+    struct Entry: Sendable {
+        var type: BlobType
+        var id: ID
+        var sealed: Data
+        /// Plaintext length if compressed, else 0.
+        var rawLength: Int
+    }
+
+    /// Adds sealed blobs; writes the pack whenever it is full.
+    func add(_ entries: [Entry]) async throws {
+        for entry in entries {
+            blobs.append(PackedBlob(type: entry.type, id: entry.id, offset: UInt32(buffer.count),
+                                    length: UInt32(entry.sealed.count), rawLength: UInt32(entry.rawLength)))
+            buffer.append(entry.sealed)
+            if buffer.count >= targetSize {
+                try await writeCurrent()
+            }
         }
     }
 

@@ -72,6 +72,15 @@ public final class Restorer: Sendable {
         }
         let tree = try await loader.loadTree(root)
         try await restoreChildren(of: tree, into: target, relative: "")
+        // One flush of the whole filesystem at the end instead of an fsync per file: as durable
+        // when the restore reports success, and thousands of small files restore far faster.
+        let fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            if syncfs(fd) != 0 {
+                throw BunkerError(.sourceIO, "Flushing the restored files to disk failed: \(String(cString: strerror(errno))). Check the target's disk; the restore may be incomplete.")
+            }
+        }
         var report = counters.withLock { $0 }
         report.failures = failures.withLock { $0 }
         if !includes.isEmpty && report.filesRestored + report.directoriesRestored + report.symlinksRestored == 0 && report.failures.isEmpty {
@@ -210,10 +219,6 @@ public final class Restorer: Sendable {
             fail(relative, "The restored content's SHA-256 (\(digest)) differs from the one recorded at backup time (\(node.sha256 ?? "none")); the file was not restored.")
             return
         }
-        if fsync(fd) != 0 {
-            fail(relative, "Cannot flush the file to disk: \(String(cString: strerror(errno))).")
-            return
-        }
         applyMetadata(node, path: temp, fd: fd)
         guard rename(temp, final) == 0 else {
             fail(relative, "Cannot put the file in place: \(String(cString: strerror(errno))).")
@@ -267,3 +272,7 @@ public final class Restorer: Sendable {
 }
 
 import Synchronization
+
+/// syncfs(2): glibc declares it only for _GNU_SOURCE, which the Glibc module is not built with.
+@_silgen_name("syncfs")
+private func syncfs(_ fd: Int32) -> Int32

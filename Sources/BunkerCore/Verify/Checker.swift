@@ -132,6 +132,68 @@ public struct Checker: Sendable {
         self.progress = progress
     }
 
+    /// What reading one pack found.
+    private struct PackReading: Sendable {
+        var bytes = 0
+        var damaged: [PackedBlob] = []
+        var issue: CheckIssue?
+    }
+
+    /// Reads a whole pack and checks its hash, header and every blob.
+    private func read(pack: ID, blobs: [PackedBlob]) async -> PackReading {
+        let object = "data/\(pack.hex)"
+        var reading = PackReading()
+        progress?.update { $0.currentPath = object }
+        let data: Data
+        do {
+            data = try await repository.storage.load(ObjectHandle(.pack, pack))
+        } catch {
+            reading.damaged = blobs
+            reading.issue = CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) cannot be read: \(error)")
+            return reading
+        }
+        reading.bytes = data.count
+        progress?.update {
+            $0.filesDone += 1
+            $0.bytesDone += UInt64(data.count)
+        }
+        let hashOK = ID.sha256(of: data) == pack
+        let decompressor = ZstdDecompressor()
+        var detail: [String] = []
+        do {
+            let header = try PackFormat.readHeader(of: data, id: pack, key: repository.key)
+            if header.map(\.id) != blobs.map(\.id) {
+                detail.append("its header disagrees with the index")
+            }
+            for blob in blobs {
+                let start = data.startIndex + Int(blob.offset)
+                guard Int(blob.offset) + Int(blob.length) <= data.count else {
+                    reading.damaged.append(blob)
+                    continue
+                }
+                do {
+                    _ = try repository.decodeBlob(data[start..<(start + Int(blob.length))], blob, pack: pack, decompressor: decompressor)
+                } catch {
+                    reading.damaged.append(blob)
+                }
+            }
+        } catch {
+            detail.append("its header is damaged")
+            reading.damaged = blobs
+        }
+        let damaged = reading.damaged
+        if !damaged.isEmpty {
+            detail.append("\(damaged.count) of its \(blobs.count) blobs fail authentication (\(damaged.prefix(3).map(\.id.short).joined(separator: ", "))\(damaged.count > 3 ? ", …" : ""))")
+        }
+        if !hashOK {
+            detail.insert("its SHA-256 does not match its name", at: 0)
+        }
+        if !detail.isEmpty {
+            reading.issue = CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is damaged: \(detail.joined(separator: "; ")).")
+        }
+        return reading
+    }
+
     public func check(readData: Bool, subset: DataSubset? = nil) async throws -> CheckReport {
         var report = CheckReport()
         report.subset = readData ? subset?.description : nil
@@ -195,55 +257,22 @@ public struct Checker: Sendable {
                 $0.filesTotal = toRead.count
                 $0.totalsKnown = true
             }
-            let decompressor = ZstdDecompressor()
-            for (pack, blobs) in toRead {
-                let object = "data/\(pack.hex)"
-                progress?.update { $0.currentPath = object }
-                let data: Data
-                do {
-                    data = try await storage.load(ObjectHandle(.pack, pack))
-                } catch {
-                    markBad(blobs, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) cannot be read: \(error)"))
-                    continue
+            // Two packs at a time: hashing, decryption and decompression keep both cores busy.
+            try await withThrowingTaskGroup(of: PackReading.self) { group in
+                var next = 0
+                func launch() {
+                    let (pack, blobs) = toRead[next]
+                    next += 1
+                    group.addTask { await self.read(pack: pack, blobs: blobs) }
                 }
-                report.packsRead += 1
-                report.bytesRead += UInt64(data.count)
-                progress?.update {
-                    $0.filesDone += 1
-                    $0.bytesDone += UInt64(data.count)
-                }
-                let hashOK = ID.sha256(of: data) == pack
-                var damaged: [PackedBlob] = []
-                var detail: [String] = []
-                do {
-                    let header = try PackFormat.readHeader(of: data, id: pack, key: repository.key)
-                    if header.map(\.id) != blobs.map(\.id) {
-                        detail.append("its header disagrees with the index")
+                while next < min(2, toRead.count) { launch() }
+                while let reading = try await group.next() {
+                    if next < toRead.count { launch() }
+                    if reading.bytes > 0 {
+                        report.packsRead += 1
+                        report.bytesRead += UInt64(reading.bytes)
                     }
-                    for blob in blobs {
-                        let start = data.startIndex + Int(blob.offset)
-                        guard Int(blob.offset) + Int(blob.length) <= data.count else {
-                            damaged.append(blob)
-                            continue
-                        }
-                        do {
-                            _ = try repository.decodeBlob(data[start..<(start + Int(blob.length))], blob, pack: pack, decompressor: decompressor)
-                        } catch {
-                            damaged.append(blob)
-                        }
-                    }
-                } catch {
-                    detail.append("its header is damaged")
-                    damaged = blobs
-                }
-                if !damaged.isEmpty {
-                    detail.append("\(damaged.count) of its \(blobs.count) blobs fail authentication (\(damaged.prefix(3).map(\.id.short).joined(separator: ", "))\(damaged.count > 3 ? ", …" : ""))")
-                }
-                if !hashOK {
-                    detail.insert("its SHA-256 does not match its name", at: 0)
-                }
-                if !detail.isEmpty {
-                    markBad(damaged, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is damaged: \(detail.joined(separator: "; "))."))
+                    if let issue = reading.issue { markBad(reading.damaged, issue: issue) }
                 }
             }
         }

@@ -11,13 +11,20 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Default zstd level for backups, 1–19 (default: $BACKUP_COMPRESSION_LEVEL, else 3).", valueName: "level"))
         var compressionLevel: Int?
 
+        @Option(help: ArgumentHelp("Chunk size for SQLite database files, cut at page boundaries (default 4096: one chunk per page; 0 chunks them like other files).", valueName: "bytes"))
+        var databaseChunkSize: Int?
+
         func run() async throws {
             try await repository.output.run {
                 let level = try compressionLevelSetting(compressionLevel) ?? 3
+                var chunker = ChunkerParameters.standard()
+                if let databaseChunkSize {
+                    chunker.pageAlignedSize = databaseChunkSize == 0 ? nil : databaseChunkSize
+                }
                 let location = try repository.location()
                 let password = try repository.password(confirm: true)
                 let storage = try StorageLocation.storage(for: location, create: true)
-                let repo = try await Repository.create(storage: storage, password: password, config: .new(compressionLevel: level))
+                let repo = try await Repository.create(storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker))
                 if repository.output.json {
                     Output.printJSON(InitOutput(repository: location, id: repo.config.id, key: repo.keyName, version: repo.config.version, compressionLevel: level))
                 } else if !repository.output.quiet {

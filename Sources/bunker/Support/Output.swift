@@ -126,9 +126,9 @@ enum Terminal {
 func tuneAllocator() {
     // <malloc.h> is not part of the Glibc module: the constants are glibc's M_TRIM_THRESHOLD (-1),
     // M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8).
-    _ = mallopt(-3, 64 << 20)
-    _ = mallopt(-1, 128 << 20)
-    _ = mallopt(-8, 4)
+    _ = mallopt(-3, 4 << 20)
+    _ = mallopt(-1, 8 << 20)
+    _ = mallopt(-8, 2)
 }
 
 @_silgen_name("mallopt")
