@@ -211,7 +211,7 @@ public final class Archiver: Sendable {
             node.device = status.device
             if let parent, parent.type == .file, parent.size == status.size, parent.mtimeNanoseconds == status.mtimeNanoseconds,
                parent.inode == status.inode, let content = parent.content, let sha = parent.sha256,
-               content.allSatisfy(repository.index.contains) {
+               repository.index.containsAll(content) {
                 node.content = content
                 node.sha256 = sha
                 summary.withLock {

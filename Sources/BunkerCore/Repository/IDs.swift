@@ -17,6 +17,15 @@ public struct ID: Hashable, Sendable, Comparable, CustomStringConvertible {
         (w0, w1, w2, w3) = words
     }
 
+    /// Builds an ID from exactly 32 raw bytes (the fast path for parsing indexes and packs).
+    public init(bytes raw: UnsafeRawBufferPointer) {
+        precondition(raw.count == 32, "an ID is 32 bytes")
+        w0 = raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+        w1 = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        w2 = raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        w3 = raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+    }
+
     /// Builds an ID from a digest or MAC.
     public init(digest: some ContiguousBytes) {
         self = digest.withUnsafeBytes { ID(bytes: $0) }

@@ -18,6 +18,8 @@ public struct IndexFile: Sendable {
     }
 
     static let magic = Data("BKIX".utf8)
+    /// Bytes per blob record: type, id, offset, length, raw length.
+    static let recordSize = 1 + 32 + 4 + 4 + 4
 
     func encoded() -> Data {
         var out = IndexFile.magic
@@ -47,15 +49,25 @@ public struct IndexFile: Sendable {
         for _ in 0..<(try reader.uint32()) { supersedes.append(ID(bytes: try reader.bytes(32))) }
         for _ in 0..<(try reader.uint32()) {
             let packID = ID(bytes: try reader.bytes(32))
+            let count = Int(try reader.uint32())
+            let records = try reader.bytes(count * IndexFile.recordSize)
             var blobs: [PackedBlob] = []
-            for _ in 0..<(try reader.uint32()) {
-                guard let type = BlobType(rawValue: try reader.byte()) else {
-                    throw BunkerError(.corruptObject, "Index \(name.short) names an unknown blob type.")
+            blobs.reserveCapacity(count)
+            try records.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+                for k in 0..<count {
+                    let record = UnsafeRawBufferPointer(rebasing: raw[(k * IndexFile.recordSize)..<((k + 1) * IndexFile.recordSize)])
+                    guard let type = BlobType(rawValue: record[0]) else {
+                        throw BunkerError(.corruptObject, "Index \(name.short) names an unknown blob type.")
+                    }
+                    func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: record.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
+                    blobs.append(PackedBlob(type: type, id: ID(bytes: UnsafeRawBufferPointer(rebasing: record[1..<33])),
+                                            offset: u32(33), length: u32(37), rawLength: u32(41)))
                 }
-                let id = ID(bytes: try reader.bytes(32))
-                blobs.append(PackedBlob(type: type, id: id, offset: try reader.uint32(), length: try reader.uint32(), rawLength: try reader.uint32()))
             }
             packs.append((packID, blobs))
+        }
+        guard reader.isAtEnd else {
+            throw BunkerError(.corruptObject, "Index \(name.short) has trailing bytes.")
         }
     }
 }
@@ -95,6 +107,7 @@ public final class MasterIndex: Sendable {
     /// Adds every pack of an index file that has been read from storage.
     func add(_ file: IndexFile, name: ID?) {
         state.withLock { s in
+            s.entries.reserveCapacity(s.entries.count + file.packs.reduce(0) { $0 + $1.blobs.count })
             for pack in file.packs { Self.insert(&s, pack: pack.id, blobs: pack.blobs) }
             if let name { s.indexFiles.append(name) }
         }
@@ -134,6 +147,11 @@ public final class MasterIndex: Sendable {
     /// Whether the blob is in a pack that an index (or this process) knows.
     public func contains(_ id: ID) -> Bool {
         state.withLock { $0.entries[id] != nil }
+    }
+
+    /// Whether every blob is known; one lock for the whole list.
+    public func containsAll(_ ids: [ID]) -> Bool {
+        state.withLock { s in ids.allSatisfy { s.entries[$0] != nil } }
     }
 
     /// Where the blob is, if known.

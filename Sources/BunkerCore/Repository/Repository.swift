@@ -154,6 +154,38 @@ public final class Repository: Sendable {
         return try decodeBlob(sealed, blob, pack: location.pack, decompressor: decompressor)
     }
 
+    /// Loads several blobs in order, reading runs that lie next to each other in one pack with one
+    /// request of at most 8 MiB.
+    public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor? = nil) async throws -> [Data] {
+        let locations = try ids.map { id -> BlobLocation in
+            guard let location = index.lookup(id) else {
+                throw BunkerError(.objectNotFound, "Blob \(id.short) is in no index: the repository is incomplete (run `bunker verify`).")
+            }
+            return location
+        }
+        let decompressor = decompressor ?? ZstdDecompressor()
+        var result: [Data] = []
+        result.reserveCapacity(ids.count)
+        var i = 0
+        while i < locations.count {
+            let first = locations[i]
+            let start = Int(first.blob.offset)
+            var end = start + Int(first.blob.length)
+            var j = i + 1
+            while j < locations.count, locations[j].pack == first.pack, Int(locations[j].blob.offset) == end, end - start < 8 << 20 {
+                end += Int(locations[j].blob.length)
+                j += 1
+            }
+            let data = try await storage.load(ObjectHandle(.pack, first.pack), range: start..<end)
+            for location in locations[i..<j] {
+                let offset = data.startIndex + Int(location.blob.offset) - start
+                result.append(try decodeBlob(data[offset..<(offset + Int(location.blob.length))], location.blob, pack: first.pack, decompressor: decompressor))
+            }
+            i = j
+        }
+        return result
+    }
+
     /// Decrypts, decompresses and checks one sealed blob.
     func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
         let where_ = "blob \(blob.id.short) in pack data/\(pack.hex)"

@@ -22,7 +22,7 @@ public struct RepositoryConfig: Codable, Sendable {
     }
 
     /// The parameters for a new repository.
-    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), packSize: Int = 16 << 20, now: Date = Date()) -> RepositoryConfig {
+    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), packSize: Int = 8 << 20, now: Date = Date()) -> RepositoryConfig {
         RepositoryConfig(
             version: currentVersion, id: ID.sha256(of: Array(UUID().uuidString.utf8)).hex,
             chunker: chunker, compressionLevel: compressionLevel, packSize: packSize, created: now)

@@ -56,8 +56,17 @@ public struct Tree: Codable, Sendable, Equatable {
         self.nodes = nodes.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
     }
 
-    /// The node with this name.
+    /// The node with this name (binary search: nodes are sorted by their names' bytes).
     public func node(named name: String) -> Node? {
-        nodes.first { $0.name == name }
+        let key = Array(name.utf8)
+        var low = 0
+        var high = nodes.count
+        while low < high {
+            let mid = (low + high) / 2
+            let candidate = Array(nodes[mid].name.utf8)
+            if candidate == key { return nodes[mid] }
+            if candidate.lexicographicallyPrecedes(key) { low = mid + 1 } else { high = mid }
+        }
+        return nil
     }
 }

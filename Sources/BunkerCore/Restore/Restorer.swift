@@ -5,8 +5,18 @@ import Foundation
 public protocol BlobLoader: Sendable {
     /// Loads, authenticates, decompresses and checks one blob.
     func loadBlob(_ id: ID, decompressor: ZstdDecompressor?) async throws -> Data
+    /// Loads several blobs, in order; a loader may read neighbours in one request.
+    func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data]
     /// Loads a directory listing.
     func loadTree(_ id: ID) async throws -> Tree
+}
+
+extension BlobLoader {
+    public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
+        var result: [Data] = []
+        for id in ids { result.append(try await loadBlob(id, decompressor: decompressor)) }
+        return result
+    }
 }
 
 extension Repository: BlobLoader {}
@@ -196,16 +206,24 @@ public final class Restorer: Sendable {
         var hasher = SHA256()
         var written: UInt64 = 0
         let content = node.content ?? []
+        // Chunks are loaded in batches of about 2 MiB (so that a database's small page chunks,
+        // adjacent in their packs, are read with one request), the next batch while the current
+        // one is written.
+        let average = max(1, Int(node.size ?? 0) / max(1, content.count))
+        let perBatch = max(1, (2 << 20) / average)
+        let batches = stride(from: 0, to: content.count, by: perBatch).map { Array(content[$0..<min(content.count, $0 + perBatch)]) }
         do {
-            // Load the next chunk while writing the current one.
-            var pending: Task<Data, any Error>? = content.first.map { id in Task { try await self.load(id) } }
-            for i in content.indices {
-                let data = try await pending!.value
-                pending = i + 1 < content.count ? { let id = content[i + 1]; return Task { try await self.load(id) } }() : nil
-                hasher.update(data: data)
-                try write(fd: fd, data, path: relative)
-                written += UInt64(data.count)
-                progress?.update { $0.bytesDone += UInt64(data.count) }
+            var pending: Task<[Data], any Error>? = batches.first.map { ids in Task { try await self.load(ids) } }
+            for i in batches.indices {
+                let blobs = try await pending!.value
+                pending = i + 1 < batches.count ? { let ids = batches[i + 1]; return Task { try await self.load(ids) } }() : nil
+                var joined = Data()
+                joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
+                for blob in blobs { joined.append(blob) }
+                hasher.update(data: joined)
+                try write(fd: fd, joined, path: relative)
+                written += UInt64(joined.count)
+                progress?.update { $0.bytesDone += UInt64(joined.count) }
             }
         } catch let error as BunkerError {
             fail(relative, error.message)
@@ -232,10 +250,10 @@ public final class Restorer: Sendable {
         progress?.update { $0.filesDone += 1 }
     }
 
-    private func load(_ id: ID) async throws -> Data {
+    private func load(_ ids: [ID]) async throws -> [Data] {
         let decompressor = decompressors.take()
         defer { decompressors.put(decompressor) }
-        return try await loader.loadBlob(id, decompressor: decompressor)
+        return try await loader.loadBlobs(ids, decompressor: decompressor)
     }
 
     private func write(fd: Int32, _ data: Data, path: String) throws {
