@@ -13,14 +13,7 @@ extension BunkerCommand {
             var newPasswordFile: String?
 
             func read() throws -> String {
-                if let newPasswordFile {
-                    guard let text = try? String(contentsOfFile: newPasswordFile, encoding: .utf8) else {
-                        throw BunkerError(.invalidArgument, "Cannot read the new password file \(newPasswordFile).")
-                    }
-                    return text.trimmingCharacters(in: .newlines)
-                }
-                if let env = ProcessInfo.processInfo.environment["BUNKER_NEW_PASSWORD"] { return env }
-                return try Terminal.readPassword(prompt: "New password: ", confirm: true)
+                try readSecret(file: newPasswordFile, environment: "BUNKER_NEW_PASSWORD", prompt: "New password: ", confirm: true)
             }
         }
 

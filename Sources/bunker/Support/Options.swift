@@ -21,14 +21,7 @@ struct RepositoryOptions: ParsableArguments {
 
     /// The password from the file, the environment or the terminal.
     func password(confirm: Bool = false) throws -> String {
-        if let passwordFile {
-            guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
-                throw BunkerError(.invalidArgument, "Cannot read the password file \(passwordFile).")
-            }
-            return text.trimmingCharacters(in: .newlines)
-        }
-        if let env = ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] { return env }
-        return try Terminal.readPassword(prompt: "Repository password: ", confirm: confirm)
+        try readSecret(file: passwordFile, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
     }
 
     /// Opens the repository.
@@ -83,4 +76,16 @@ struct OutputOptions: ParsableArguments {
 struct ErrorOutput: Encodable {
     var error: String
     var message: String
+}
+
+/// A secret from a file (first line), else an environment variable, else a prompt on a terminal.
+func readSecret(file: String?, environment: String, prompt: String, confirm: Bool) throws -> String {
+    if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw BunkerError(.invalidArgument, "Cannot read the password file \(file).")
+        }
+        return text.trimmingCharacters(in: .newlines)
+    }
+    if let value = ProcessInfo.processInfo.environment[environment] { return value }
+    return try Terminal.readPassword(prompt: prompt, confirm: confirm)
 }
