@@ -55,8 +55,8 @@ public struct KeyFile: Codable, Sendable {
 
     /// Unwraps the master key, or throws ``BunkerError/Code/wrongPassword``.
     public func unlock(password: String) throws -> MasterKey {
-        guard kdf == "scrypt" else {
-            throw BunkerError(.unsupportedFormat, "Key file uses unknown KDF \"\(kdf)\"; upgrade Bunker.")
+        guard version == 1, kdf == "scrypt" else {
+            throw BunkerError(.unsupportedFormat, "A key file has version \(version) and KDF \"\(kdf)\", which this Bunker cannot read; upgrade Bunker.")
         }
         let wrapping = try KeyFile.deriveKey(password: password, salt: salt, parameters: parameters)
         let plaintext: Data

@@ -68,3 +68,22 @@ import Testing
         }
     }
 }
+
+@Suite struct KeyFormatTests {
+    @Test func unknownKeyFormatSaysUpgradeNotWrongPassword() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let path = dir + "/repo/keys/" + repo.keyName
+            let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"kdf\":\"scrypt\"", with: "\"kdf\":\"argon2id\"")
+            #expect(text.contains("argon2id"))
+            chmod(path, 0o600)
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            await #expect {
+                _ = try await TestRepository.open(at: dir + "/repo")
+            } throws: { error in
+                guard let error = error as? BunkerError else { return false }
+                return error.code == .unsupportedFormat && error.message.contains("upgrade Bunker")
+            }
+        }
+    }
+}
