@@ -127,8 +127,8 @@ public final class Archiver: Sendable {
 
         var final = summary.withLock { $0 }
         final.warnings = warnings.withLock { $0.count }
-        final.durationSeconds = Double((ContinuousClock.now - clock).components.attoseconds) / 1e18
-            + Double((ContinuousClock.now - clock).components.seconds)
+        let elapsed = (ContinuousClock.now - clock).components
+        final.durationSeconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         let snapshot = Snapshot(
             time: started, hostname: request.hostname, username: currentUserName(), paths: paths.sorted(),
             tags: request.tags, description: request.description, tree: rootID, parent: parentID,

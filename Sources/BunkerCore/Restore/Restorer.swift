@@ -213,17 +213,27 @@ public final class Restorer: Sendable {
         let perBatch = max(1, (2 << 20) / average)
         let batches = stride(from: 0, to: content.count, by: perBatch).map { Array(content[$0..<min(content.count, $0 + perBatch)]) }
         do {
-            var pending: Task<[Data], any Error>? = batches.first.map { ids in Task { try await self.load(ids) } }
-            for i in batches.indices {
-                let blobs = try await pending!.value
-                pending = i + 1 < batches.count ? { let ids = batches[i + 1]; return Task { try await self.load(ids) } }() : nil
-                var joined = Data()
-                joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
-                for blob in blobs { joined.append(blob) }
-                hasher.update(data: joined)
-                try write(fd: fd, joined, path: relative)
-                written += UInt64(joined.count)
-                progress?.update { $0.bytesDone += UInt64(joined.count) }
+            try await withThrowingTaskGroup(of: (Int, [Data]).self) { group in
+                var loaded: [Int: [Data]] = [:]
+                var next = 0
+                func launch() {
+                    let (i, ids) = (next, batches[next])
+                    next += 1
+                    group.addTask { (i, try await self.load(ids)) }
+                }
+                while next < min(2, batches.count) { launch() }
+                for i in batches.indices {
+                    while loaded[i] == nil, let (done, blobs) = try await group.next() { loaded[done] = blobs }
+                    let blobs = loaded.removeValue(forKey: i)!
+                    if next < batches.count { launch() }
+                    var joined = Data()
+                    joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
+                    for blob in blobs { joined.append(blob) }
+                    hasher.update(data: joined)
+                    try write(fd: fd, joined, path: relative)
+                    written += UInt64(joined.count)
+                    progress?.update { $0.bytesDone += UInt64(joined.count) }
+                }
             }
         } catch let error as BunkerError {
             fail(relative, error.message)

@@ -38,7 +38,7 @@ extension BunkerCommand {
                     }
                 }
                 if repository.output.json {
-                    Output.printJSON(RestoreOutput(snapshotID: id.hex, target: FileManager.default.currentDirectoryPath == target ? target : target, report: report))
+                    Output.printJSON(RestoreOutput(snapshotID: id.hex, target: target, report: report))
                 } else {
                     for failure in report.failures { Output.error("\(failure.path): \(failure.message)") }
                     if !repository.output.quiet {
