@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -27,6 +29,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BunkerSources",
+            dependencies: [
+                "BunkerCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
+            name: "BunkerService",
+            dependencies: [
+                "BunkerCore",
+                "BunkerSources",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
             name: "BunkerTesting",
             dependencies: ["BunkerCore"]
         ),
@@ -34,12 +51,21 @@ let package = Package(
             name: "bunker",
             dependencies: [
                 "BunkerCore",
+                "BunkerService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "BunkerCoreTests",
             dependencies: ["BunkerCore", "BunkerTesting"]
+        ),
+        .testTarget(
+            name: "BunkerSourcesTests",
+            dependencies: ["BunkerSources", "BunkerCore", "BunkerTesting"]
+        ),
+        .testTarget(
+            name: "BunkerServiceTests",
+            dependencies: ["BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting"]
         ),
         .testTarget(
             name: "bunkerTests",

@@ -2,6 +2,35 @@ import Crypto
 import Foundation
 import Synchronization
 
+/// A byte stream backed up as one file: a database dump read from a pipe, say.
+public protocol ByteStream: Sendable {
+    /// Fills `buffer` and returns the number of bytes read: fewer than asked only at the end, 0 at the end.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Called once the stream has been read to its end; throws if its producer failed, and the
+    /// backup then fails without writing a snapshot.
+    func finish() throws
+}
+
+/// One entry at the root of a snapshot, or inside a ``directory(name:_:)`` item.
+public indirect enum BackupItem: Sendable {
+    /// A file or directory tree on disk, stored under `name`. Unreadable entries inside it are
+    /// left out with a warning.
+    case path(String, name: String, excludes: [String] = [])
+    /// One regular file that must be stored whole: any read error fails the backup.
+    case file(String, name: String)
+    /// A stream stored as a regular file named `name`.
+    case stream(any ByteStream, name: String)
+    /// A directory made by the backup itself, holding other items.
+    case directory(name: String, [BackupItem])
+
+    /// The name the item has in the snapshot.
+    public var name: String {
+        switch self {
+        case .path(_, let name, _), .file(_, let name), .stream(_, let name), .directory(let name, _): return name
+        }
+    }
+}
+
 /// What to back up and how to label it.
 public struct BackupRequest: Sendable {
     /// How the parent snapshot (the one whose metadata lets unchanged files be skipped) is chosen.
@@ -13,16 +42,34 @@ public struct BackupRequest: Sendable {
         case snapshot(ID)
     }
 
+    /// What the snapshot records as backed up (and the automatic parent must match).
     public var paths: [String]
+    /// The root entries of the snapshot.
+    public var items: [BackupItem]
+    /// Exclude patterns applied to every ``BackupItem/path(_:name:excludes:)`` item.
     public var excludes: [String] = []
     public var tags: [String] = []
     public var description: String?
+    /// The seed's backup type (`full`, `database`, `files`), recorded in the snapshot.
+    public var backupType: String?
     public var parent: ParentSelection = .automatic
     /// zstd level; nil uses the repository's.
     public var compressionLevel: Int?
     public var hostname: String = ProcessInfo.processInfo.hostName
+    /// Called after every item is stored and before the snapshot is written: what the snapshot
+    /// records about each source (a stream's producer knows its row counts only at its end).
+    public var describeSources: (@Sendable () throws -> [SnapshotSource])?
 
+    /// Backs up files and directories, each stored at the root under its last path component.
     public init(paths: [String]) {
+        let absolute = paths.map(FileSystem.absolute)
+        self.paths = absolute.sorted()
+        self.items = absolute.sorted().map { .path($0, name: $0 == "/" ? "root" : ($0 as NSString).lastPathComponent) }
+    }
+
+    /// Backs up the given items; `paths` is what the snapshot records as their origin.
+    public init(items: [BackupItem], paths: [String]) {
+        self.items = items
         self.paths = paths
     }
 }
@@ -47,7 +94,6 @@ public final class Archiver: Sendable {
     private let repository: Repository
     private let request: BackupRequest
     private let progress: OperationProgress?
-    private let excludes: ExcludeRules
     private let level: Int
     private let fileLimiter: AsyncLimiter
     private let compressors: WorkerPool<ZstdCompressor>
@@ -67,7 +113,7 @@ public final class Archiver: Sendable {
         self.repository = repository
         self.request = request
         self.progress = progress
-        self.excludes = try ExcludeRules(request.excludes)
+        _ = try ExcludeRules(request.excludes)
         let level = request.compressionLevel ?? repository.config.compressionLevel
         try validateCompressionLevel(level)
         self.level = level
@@ -82,23 +128,11 @@ public final class Archiver: Sendable {
     public func run() async throws -> BackupResult {
         let started = repository.now()
         let clock = ContinuousClock.now
-        guard !request.paths.isEmpty else {
+        guard !request.items.isEmpty else {
             throw BunkerError(.invalidArgument, "Nothing to back up: name at least one path.")
         }
-        let paths = request.paths.map(FileSystem.absolute)
-        var names: [String: String] = [:]
-        for path in paths {
-            let name = path == "/" ? "root" : (path as NSString).lastPathComponent
-            if let other = names[name] {
-                throw BunkerError(.invalidArgument, "\(other) and \(path) would both be stored as \"\(name)\"; back them up in separate snapshots.")
-            }
-            names[name] = path
-            var st = stat()
-            if lstat(path, &st) != 0 {
-                throw BunkerError(.invalidArgument, "Cannot back up \(path): \(String(cString: strerror(errno))).")
-            }
-        }
-        let (parentID, parentTree) = try await findParent(paths: paths)
+        try validate(request.items, origin: "the snapshot")
+        let (parentID, parentTree) = try await findParent(paths: request.paths)
 
         let packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) {
             [repository] id, blobs, _ in
@@ -111,18 +145,18 @@ public final class Archiver: Sendable {
             }
         }
 
-        if let progress { startScan(paths: paths, progress: progress) }
+        if let progress { try startScan(items: request.items, progress: progress) }
 
         var nodes: [Node] = []
-        for path in paths.sorted() {
-            let name = path == "/" ? "root" : (path as NSString).lastPathComponent
-            if let node = try await saveEntry(path: path, relative: "", name: name, parent: parentTree?.node(named: name), packer: packer) {
+        for item in request.items {
+            if let node = try await saveItem(item, parent: parentTree?.node(named: item.name), packer: packer) {
                 nodes.append(node)
             }
         }
         let rootID = try await saveTree(Tree(nodes: nodes), packer: packer)
         try await packer.flush()
         try await repository.flushIndex()
+        let sources = try request.describeSources?()
         FaultPoints.hit("backup-before-snapshot")
 
         var final = summary.withLock { $0 }
@@ -130,11 +164,42 @@ public final class Archiver: Sendable {
         let elapsed = (ContinuousClock.now - clock).components
         final.durationSeconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         let snapshot = Snapshot(
-            time: started, hostname: request.hostname, username: currentUserName(), paths: paths.sorted(),
+            time: started, hostname: request.hostname, username: currentUserName(), paths: request.paths,
             tags: request.tags, description: request.description, tree: rootID, parent: parentID,
-            programVersion: "bunker \(bunkerVersion)", summary: final)
+            programVersion: "bunker \(bunkerVersion)", summary: final, backupType: request.backupType, sources: sources)
         let id = try await repository.saveSnapshot(snapshot)
         return BackupResult(snapshotID: id, snapshot: snapshot, warnings: warnings.withLock { $0 })
+    }
+
+    /// Refuses items that would collide or cannot be read at all, before anything is stored.
+    private func validate(_ items: [BackupItem], origin: String) throws {
+        var names: [String: String] = [:]
+        for item in items {
+            let described: String
+            switch item {
+            case .path(let path, _, let excludes):
+                _ = try ExcludeRules(excludes)
+                described = path
+                var st = stat()
+                if lstat(path, &st) != 0 {
+                    throw BunkerError(.invalidArgument, "Cannot back up \(path): \(String(cString: strerror(errno))).")
+                }
+            case .file(let path, _):
+                described = path
+            case .stream(_, let name):
+                described = "stream \(name)"
+            case .directory(let name, let children):
+                described = name
+                try validate(children, origin: name)
+            }
+            guard Node(name: item.name, type: .file, mode: 0, mtimeNanoseconds: 0, uid: 0, gid: 0).hasSafeName else {
+                throw BunkerError(.invalidArgument, "\(described) cannot be stored as \(item.name.debugDescription): a name must not be empty, . or .., nor contain /.")
+            }
+            if let other = names[item.name] {
+                throw BunkerError(.invalidArgument, "\(other) and \(described) would both be stored as \"\(item.name)\" in \(origin); back them up in separate snapshots.")
+            }
+            names[item.name] = described
+        }
     }
 
     // MARK: - Parent
@@ -157,6 +222,75 @@ public final class Archiver: Sendable {
         return (chosen, tree)
     }
 
+    // MARK: - Items
+
+    private func saveItem(_ item: BackupItem, parent: Node?, packer: Packer) async throws -> Node? {
+        switch item {
+        case .path(let path, let name, let excludes):
+            let rules = try ExcludeRules(request.excludes + excludes)
+            return try await saveEntry(path: path, relative: "", name: name, parent: parent, excludes: rules, packer: packer)
+        case .file(let path, let name):
+            let status = try FileStatus(path: path)
+            guard status.kind == .file else {
+                throw BunkerError(.sourceIO, "\(path) is not a regular file.")
+            }
+            var node = Node(name: name, type: .file, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+            let (content, sha, size) = try await fileLimiter.withPermit {
+                try await saveFileContent(path: path, packer: packer)
+            }
+            node.content = content
+            node.sha256 = sha
+            node.size = size
+            countNewFile(size: size, isNew: parent?.type != .file)
+            return node
+        case .stream(let stream, let name):
+            var node = madeNode(name: name, type: .file, mode: 0o600)
+            progress?.update { $0.currentPath = name }
+            let (content, sha, size) = try await saveContent(of: name, fixedSize: nil, packer: packer) { target in
+                try stream.read(into: target)
+            }
+            try stream.finish()
+            node.content = content
+            node.sha256 = sha
+            node.size = size
+            countNewFile(size: size, isNew: parent?.type != .file)
+            return node
+        case .directory(let name, let children):
+            var node = madeNode(name: name, type: .directory, mode: 0o700)
+            let parentTree: Tree?
+            if let sub = parent?.subtree, parent?.type == .directory {
+                parentTree = try? await repository.loadTree(sub)
+            } else {
+                parentTree = nil
+            }
+            var nodes: [Node] = []
+            for child in children {
+                if let saved = try await saveItem(child, parent: parentTree?.node(named: child.name), packer: packer) {
+                    nodes.append(saved)
+                }
+            }
+            node.subtree = try await saveTree(Tree(nodes: nodes), packer: packer)
+            summary.withLock { $0.directories += 1 }
+            return node
+        }
+    }
+
+    /// A node for something the backup made rather than found: owned by this process, timed now.
+    private func madeNode(name: String, type: Node.Kind, mode: UInt32) -> Node {
+        let now = repository.now().timeIntervalSince1970
+        return Node(name: name, type: type, mode: mode, mtimeNanoseconds: Int64(now * 1e9), uid: geteuid(), gid: getegid())
+    }
+
+    private func countNewFile(size: UInt64, isNew: Bool) {
+        summary.withLock {
+            if isNew { $0.filesNew += 1 } else { $0.filesChanged += 1 }
+            $0.totalFiles += 1
+            $0.totalBytes += size
+            $0.bytesRead += size
+        }
+        progress?.update { $0.filesDone += 1 }
+    }
+
     // MARK: - Walk
 
     private func warn(_ message: String) {
@@ -164,7 +298,7 @@ public final class Archiver: Sendable {
         progress?.update { $0.errors += 1 }
     }
 
-    private func saveEntry(path: String, relative: String, name: String, parent: Node?, packer: Packer) async throws -> Node? {
+    private func saveEntry(path: String, relative: String, name: String, parent: Node?, excludes: ExcludeRules, packer: Packer) async throws -> Node? {
         let status: FileStatus
         do {
             status = try FileStatus(path: path)
@@ -202,7 +336,7 @@ public final class Archiver: Sendable {
                 warn(error.message)
                 return nil
             }
-            let children = try await saveChildren(of: path, relative: relative, entries: entries, parentTree: parentTree, packer: packer)
+            let children = try await saveChildren(of: path, relative: relative, entries: entries, parentTree: parentTree, excludes: excludes, packer: packer)
             node.subtree = try await saveTree(Tree(nodes: children), packer: packer)
             summary.withLock { $0.directories += 1 }
         case .file:
@@ -236,19 +370,12 @@ public final class Archiver: Sendable {
                 warn(error.message)
                 return nil
             }
-            let isNew = parent?.type != .file
-            summary.withLock {
-                if isNew { $0.filesNew += 1 } else { $0.filesChanged += 1 }
-                $0.totalFiles += 1
-                $0.totalBytes += node.size ?? 0
-                $0.bytesRead += node.size ?? 0
-            }
-            progress?.update { $0.filesDone += 1 }
+            countNewFile(size: node.size ?? 0, isNew: parent?.type != .file)
         }
         return node
     }
 
-    private func saveChildren(of dir: String, relative: String, entries: [String], parentTree: Tree?, packer: Packer) async throws -> [Node] {
+    private func saveChildren(of dir: String, relative: String, entries: [String], parentTree: Tree?, excludes: ExcludeRules, packer: Packer) async throws -> [Node] {
         var results = [Node?](repeating: nil, count: entries.count)
         let window = 16
         try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
@@ -258,7 +385,7 @@ public final class Archiver: Sendable {
                 let childRelative = relative.isEmpty ? name : relative + "/" + name
                 let parent = parentTree?.node(named: name)
                 group.addTask {
-                    (i, try await self.saveEntry(path: dir + "/" + name, relative: childRelative, name: name, parent: parent, packer: packer))
+                    (i, try await self.saveEntry(path: dir + "/" + name, relative: childRelative, name: name, parent: parent, excludes: excludes, packer: packer))
                 }
             }
             while next < min(window, entries.count) {
@@ -286,12 +413,21 @@ public final class Archiver: Sendable {
         }
         defer { close(fd) }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        let buffer = buffers.take()
-        defer { buffers.put(buffer) }
         let fixedSize = Self.sqlitePageSize(fd: fd).flatMap(repository.config.chunker.pageAlignedChunkSize(pageSize:))
-        var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory, fixedSize: fixedSize) { target in
+        return try await saveContent(of: path, fixedSize: fixedSize, packer: packer) { target in
             try FileSystem.read(fd: fd, into: target, path: path)
         }
+    }
+
+    /// Chunks what `read` yields, stores the chunks the repository lacks, and returns the chunk
+    /// ids, the SHA-256 of the whole content and its length.
+    private func saveContent(
+        of path: String, fixedSize: Int?, packer: Packer,
+        read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
+    ) async throws -> ([ID], String, UInt64) {
+        let buffer = buffers.take()
+        defer { buffers.put(buffer) }
+        var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory, fixedSize: fixedSize, read: read)
         var hasher = SHA256()
         var total: UInt64 = 0
         var ids: [ID] = []
@@ -389,12 +525,24 @@ public final class Archiver: Sendable {
     // MARK: - Scan
 
     /// Counts files and bytes in the background so progress can show a percentage and an ETA.
-    private func startScan(paths: [String], progress: OperationProgress) {
-        let excludes = self.excludes
+    private func startScan(items: [BackupItem], progress: OperationProgress) throws {
+        var roots: [(String, ExcludeRules)] = []
+        func collect(_ items: [BackupItem]) throws {
+            for item in items {
+                switch item {
+                case .path(let path, _, let excludes): roots.append((path, try ExcludeRules(request.excludes + excludes)))
+                case .file(let path, _): roots.append((path, try ExcludeRules([])))
+                case .directory(_, let children): try collect(children)
+                case .stream: break
+                }
+            }
+        }
+        try collect(items)
+        let scanned = roots
         Thread.detachNewThread {
             var files = 0
             var bytes: UInt64 = 0
-            func walk(_ path: String, relative: String, name: String) {
+            func walk(_ path: String, relative: String, name: String, excludes: ExcludeRules) {
                 guard let status = try? FileStatus(path: path), let kind = status.kind else { return }
                 if !relative.isEmpty, excludes.excludes(name: name, absolute: path, relative: relative, isDirectory: kind == .directory) { return }
                 switch kind {
@@ -403,13 +551,13 @@ public final class Archiver: Sendable {
                     bytes += status.size
                 case .directory:
                     for child in (try? FileSystem.entries(of: path)) ?? [] {
-                        walk(path + "/" + child, relative: relative.isEmpty ? child : relative + "/" + child, name: child)
+                        walk(path + "/" + child, relative: relative.isEmpty ? child : relative + "/" + child, name: child, excludes: excludes)
                     }
                 case .symlink:
                     break
                 }
             }
-            for path in paths { walk(path, relative: "", name: (path as NSString).lastPathComponent) }
+            for (path, excludes) in scanned { walk(path, relative: "", name: (path as NSString).lastPathComponent, excludes: excludes) }
             progress.update {
                 $0.filesTotal = files
                 $0.bytesTotal = bytes

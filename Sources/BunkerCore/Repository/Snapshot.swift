@@ -16,10 +16,49 @@ public struct Snapshot: Codable, Sendable {
     public var parent: ID?
     public var programVersion: String
     public var summary: BackupSummary?
+    /// The seed's backup type: `full`, `database` or `files`; nil for a backup of plain paths.
+    public var backupType: String?
+    /// The configured sources this snapshot holds, one root directory each; nil for a backup of
+    /// plain paths.
+    public var sources: [SnapshotSource]?
 
     enum CodingKeys: String, CodingKey {
-        case time, hostname, username, paths, tags, description, tree, parent, summary
+        case time, hostname, username, paths, tags, description, tree, parent, summary, sources
         case programVersion = "program_version"
+        case backupType = "backup_type"
+    }
+
+    /// The record of the source stored under `name`.
+    public func source(named name: String) -> SnapshotSource? {
+        sources?.first { $0.name == name }
+    }
+}
+
+/// What a snapshot records about one source: where it came from and what it held, so that a
+/// restore knows how to put it back and a drill what to compare against.
+public struct SnapshotSource: Codable, Sendable, Equatable {
+    /// The source's name, which is also its directory at the snapshot's root.
+    public var name: String
+    /// `files`, `sqlite` or `postgres`.
+    public var kind: String
+    /// Where it was read: a directory, a database file, or a `postgres://` address (never a password).
+    public var origin: String
+    /// Rows per table at backup time, for databases.
+    public var rowCounts: [String: Int]?
+    /// Kind-specific facts: page size, server version, dump format.
+    public var details: [String: String]?
+
+    public init(name: String, kind: String, origin: String, rowCounts: [String: Int]? = nil, details: [String: String]? = nil) {
+        self.name = name
+        self.kind = kind
+        self.origin = origin
+        self.rowCounts = rowCounts
+        self.details = details
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, origin, details
+        case rowCounts = "row_counts"
     }
 }
 

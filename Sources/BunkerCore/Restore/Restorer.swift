@@ -57,7 +57,7 @@ public final class Restorer: Sendable {
     private let loader: any BlobLoader
     private let progress: OperationProgress?
     private let includes: [String]
-    private let decompressors = WorkerPool { ZstdDecompressor() }
+    private let reader: ContentReader
     private let failures = Mutex<[RestoreFailure]>([])
     private let counters = Mutex(RestoreReport())
     private let fileLimiter = AsyncLimiter(limit: 2)
@@ -66,6 +66,7 @@ public final class Restorer: Sendable {
     /// `includes` are paths inside the snapshot (`studies/2024`, `/studies/a.json`); empty means all.
     public init(loader: any BlobLoader, includes: [String] = [], progress: OperationProgress? = nil) {
         self.loader = loader
+        self.reader = ContentReader(loader: loader)
         self.progress = progress
         self.includes = includes.map { $0.split(separator: "/").joined(separator: "/") }.filter { !$0.isEmpty }
     }
@@ -203,48 +204,20 @@ public final class Restorer: Sendable {
             close(fd)
             if !keep { unlink(temp) }
         }
-        var hasher = SHA256()
-        var written: UInt64 = 0
-        let content = node.content ?? []
-        // Chunks are loaded in batches of about 2 MiB (so that a database's small page chunks,
-        // adjacent in their packs, are read with one request), the next batch while the current
-        // one is written.
-        let average = max(1, Int(node.size ?? 0) / max(1, content.count))
-        let perBatch = max(1, (2 << 20) / average)
-        let batches = stride(from: 0, to: content.count, by: perBatch).map { Array(content[$0..<min(content.count, $0 + perBatch)]) }
+        let written: UInt64
         do {
-            try await withThrowingTaskGroup(of: (Int, [Data]).self) { group in
-                var loaded: [Int: [Data]] = [:]
-                var next = 0
-                func launch() {
-                    let (i, ids) = (next, batches[next])
-                    next += 1
-                    group.addTask { (i, try await self.load(ids)) }
-                }
-                while next < min(2, batches.count) { launch() }
-                for i in batches.indices {
-                    while loaded[i] == nil, let (done, blobs) = try await group.next() { loaded[done] = blobs }
-                    let blobs = loaded.removeValue(forKey: i)!
-                    if next < batches.count { launch() }
-                    var joined = Data()
-                    joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
-                    for blob in blobs { joined.append(blob) }
-                    hasher.update(data: joined)
-                    try write(fd: fd, joined, path: relative)
-                    written += UInt64(joined.count)
-                    progress?.update { $0.bytesDone += UInt64(joined.count) }
-                }
+            written = try await reader.read(node) { data in
+                try write(fd: fd, data, path: relative)
+                progress?.update { $0.bytesDone += UInt64(data.count) }
             }
+        } catch let error as BunkerError where error.code == .integrity {
+            fail(relative, error.message + " The file was not restored.")
+            return
         } catch let error as BunkerError {
             fail(relative, error.message)
             return
         } catch {
             fail(relative, "\(error)")
-            return
-        }
-        let digest = ID(digest: hasher.finalize()).hex
-        guard digest == node.sha256 else {
-            fail(relative, "The restored content's SHA-256 (\(digest)) differs from the one recorded at backup time (\(node.sha256 ?? "none")); the file was not restored.")
             return
         }
         applyMetadata(node, path: temp, fd: fd)
@@ -258,12 +231,6 @@ public final class Restorer: Sendable {
             $0.bytesRestored += written
         }
         progress?.update { $0.filesDone += 1 }
-    }
-
-    private func load(_ ids: [ID]) async throws -> [Data] {
-        let decompressor = decompressors.take()
-        defer { decompressors.put(decompressor) }
-        return try await loader.loadBlobs(ids, decompressor: decompressor)
     }
 
     private func write(fd: Int32, _ data: Data, path: String) throws {

@@ -1,0 +1,199 @@
+import BunkerCore
+import BunkerSources
+import Foundation
+
+/// Where a restore of configured sources goes.
+public enum RestoreTarget: Sendable, Equatable {
+    /// Over the live data, after a check and a safety backup.
+    case inPlace
+    /// Every selected source under a directory, as `DIR/NAME`; the live data is not touched.
+    case directory(String)
+    /// One SQLite source to this database file.
+    case sqliteFile(String)
+    /// One PostgreSQL source into this database.
+    case database(String)
+    /// One PostgreSQL source as a plain SQL file (`-` for standard output).
+    case sql(String)
+}
+
+/// A restore of sources from a snapshot.
+public struct SourceRestoreRequest: Sendable {
+    public var snapshot: String
+    public var type: BackupType = .full
+    public var sourceNames: [String] = []
+    public var target: RestoreTarget = .inPlace
+    /// Take a safety backup of the live data first (only for ``RestoreTarget/inPlace``).
+    public var safetyBackup = true
+
+    public init(snapshot: String) {
+        self.snapshot = snapshot
+    }
+}
+
+/// What a restore did.
+public struct RestoreOutcome: Sendable, Codable {
+    public var snapshotID: String
+    /// The snapshot holding the live data as it was just before the restore.
+    public var safetySnapshotID: String?
+    public var sources: [SourceRestoreResult] = []
+    /// Packs read and checked before anything was restored.
+    public var packsChecked = 0
+    public var warnings: [String] = []
+
+    enum CodingKeys: String, CodingKey {
+        case snapshotID = "snapshot_id"
+        case safetySnapshotID = "safety_snapshot_id"
+        case sources
+        case packsChecked = "packs_checked"
+        case warnings
+    }
+}
+
+extension BunkerService {
+    /// Restores sources from a snapshot, the safe way.
+    ///
+    /// 1. The data the restore needs is checked first: every pack it reads must hash to its name
+    ///    and every blob authenticate (nothing live is touched if not).
+    /// 2. For a restore in place, a safety backup of the current state is taken (a snapshot tagged
+    ///    `safety`), unless the caller declines.
+    /// 3. Each source restores: databases first, then file trees; each stages its data beside
+    ///    the live data, checks it, and swaps it in.
+    /// A failure at any step names the safety snapshot that holds the state before the attempt.
+    public func restore(_ request: SourceRestoreRequest, progress: OperationProgress? = nil) async throws -> RestoreOutcome {
+        let (id, snapshot) = try await repository.findSnapshot(request.snapshot)
+        guard let records = snapshot.sources else {
+            throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths, not of configured sources; restore it with --target DIR.")
+        }
+        for name in request.sourceNames where !records.contains(where: { $0.name == name }) {
+            throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source named \(name); it holds \(records.map(\.name).joined(separator: ", ")).")
+        }
+        let selected = records.filter {
+            (request.sourceNames.isEmpty || request.sourceNames.contains($0.name)) && request.type.includes(SourceKind(rawValue: $0.kind) ?? .files)
+        }
+        guard !selected.isEmpty else {
+            throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source matching --type \(request.type.rawValue).")
+        }
+        let destinations = try destinations(for: selected, target: request.target)
+        let scratch = try configuration.scratchDirectory()
+
+        return try await repository.withLock(exclusive: false) {
+            var outcome = RestoreOutcome(snapshotID: id.hex)
+            // 1. Check before touching anything.
+            progress?.update { $0.currentPath = "checking snapshot \(id.short)" }
+            let report = try await Checker(repository: repository).check(snapshot: id, roots: Set(selected.map(\.name)))
+            guard report.ok else {
+                let issues = report.errors.prefix(5).map { issue in
+                    issue.message + (issue.affected.isEmpty ? "" : " Affects: \(issue.affected.prefix(5).map(\.path).joined(separator: ", "))")
+                }
+                throw BunkerError(.integrity, "Snapshot \(id.short) is damaged, so nothing was restored and the live data is unchanged: \(issues.joined(separator: " "))")
+            }
+            outcome.packsChecked = report.packsRead
+
+            // 2. Safety backup of what is about to be overwritten.
+            if request.target == .inPlace {
+                if request.safetyBackup {
+                    var live: [String] = []
+                    for record in selected {
+                        if let source = sources.first(where: { $0.name == record.name }), await source.liveDataExists() {
+                            live.append(record.name)
+                        }
+                    }
+                    if !live.isEmpty {
+                        progress?.update { $0.currentPath = "safety backup" }
+                        outcome.safetySnapshotID = try await safetyBackup(of: live, before: id, type: request.type)
+                    }
+                } else {
+                    outcome.warnings.append("No safety backup was taken (--no-safety-backup): the data this restore overwrote cannot be recovered from Bunker.")
+                }
+            }
+
+            // 3. Restore, databases first: they are the ones that can refuse (a failed load rolls back).
+            let root = try await repository.loadTree(snapshot.tree)
+            let ordered = selected.sorted { ($0.kind == SourceKind.files.rawValue ? 1 : 0) < ($1.kind == SourceKind.files.rawValue ? 1 : 0) }
+            let context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
+            for record in ordered {
+                guard let node = root.node(named: record.name) else {
+                    throw failure(BunkerError(.corruptObject, "Snapshot \(id.short) lists source \(record.name) but holds no data for it."), outcome: outcome, source: record.name)
+                }
+                do {
+                    progress?.update { $0.currentPath = "restoring \(record.name)" }
+                    let source = try self.source(for: record)
+                    outcome.sources.append(try await source.restore(node, record: record, to: destinations[record.name]!, context: context))
+                } catch {
+                    throw failure(error, outcome: outcome, source: record.name)
+                }
+            }
+            return outcome
+        }
+    }
+
+    /// The error a failed restore step reports: what failed, what was already restored, and
+    /// where the state before the attempt is.
+    private func failure(_ error: any Error, outcome: RestoreOutcome, source: String) -> BunkerError {
+        let base = error as? BunkerError ?? BunkerError(.sourceIO, "\(error)")
+        var message = "Restoring source \(source) failed: \(base.message)"
+        message += " Source \(source) is as it was before the restore."
+        if !outcome.sources.isEmpty {
+            message += " Already restored: \(outcome.sources.map(\.source).joined(separator: ", "))."
+        }
+        if let safety = outcome.safetySnapshotID {
+            message += " The safety snapshot \(String(safety.prefix(8))) holds the state before the attempt: `bunker restore \(String(safety.prefix(8)))` puts it back."
+        }
+        return BunkerError(base.code, message, cause: base.cause)
+    }
+
+    private func destinations(for selected: [SnapshotSource], target: RestoreTarget) throws -> [String: RestoreDestination] {
+        var result: [String: RestoreDestination] = [:]
+        func single(_ kind: SourceKind, _ option: String) throws -> SnapshotSource {
+            guard selected.count == 1, selected[0].kind == kind.rawValue else {
+                throw BunkerError(.invalidArgument, "\(option) restores one \(kind.rawValue) source: pick it with --source NAME (selected: \(selected.map(\.name).joined(separator: ", "))).")
+            }
+            return selected[0]
+        }
+        switch target {
+        case .inPlace:
+            for record in selected {
+                guard isConfigured(record) else {
+                    throw BunkerError(.invalidArgument, "Source \(record.name) is in the snapshot but not in the configuration, so Bunker does not know where its live data is; restore it with --target DIR.")
+                }
+                result[record.name] = .live
+            }
+        case .directory(let dir):
+            for record in selected {
+                let sub = Configuration.absolute(dir, relativeTo: nil) + "/" + record.name
+                try FileManager.default.createDirectory(atPath: record.kind == SourceKind.files.rawValue ? dir : sub, withIntermediateDirectories: true)
+                switch SourceKind(rawValue: record.kind) {
+                case .sqlite: result[record.name] = .path(sub + "/" + (record.details?["file"] ?? "database.db"))
+                case .postgres: result[record.name] = .path(sub + "/" + (record.details?["file"] ?? "database.sql"))
+                default: result[record.name] = .path(sub)
+                }
+            }
+        case .sqliteFile(let path):
+            result[try single(.sqlite, "--to").name] = .path(Configuration.absolute(path, relativeTo: nil))
+        case .database(let name):
+            let record = try single(.postgres, "--to-database")
+            guard isConfigured(record) else {
+                throw BunkerError(.invalidArgument, "Source \(record.name) is not configured, so Bunker does not know which server to connect to.")
+            }
+            result[record.name] = .database(name)
+        case .sql(let path):
+            result[try single(.postgres, "--sql").name] = .path(path == "-" ? "-" : Configuration.absolute(path, relativeTo: nil))
+        }
+        return result
+    }
+
+    /// Backs up the named sources as they are now, tagged `safety`; returns the snapshot id.
+    private func safetyBackup(of names: [String], before id: ID, type: BackupType) async throws -> String {
+        var request = SourceBackupRequest(type: .full)
+        request.sourceNames = names
+        request.tags = ["safety"]
+        request.description = "Pre-restore safety copy, taken before restoring snapshot \(id.short)"
+        do {
+            // The caller holds the repository's lock already; a shared lock may be held twice.
+            let result = try await backup(request)
+            return result.snapshotID.hex
+        } catch let error as BunkerError {
+            throw BunkerError(error.code, "The safety backup before the restore failed, so nothing was restored and the live data is unchanged: \(error.message)", cause: error.cause)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import BunkerCore
+import BunkerSources
+import Foundation
+
+/// The seed's backup types: which sources a backup (or a restore) takes.
+public enum BackupType: String, Sendable, Codable, CaseIterable {
+    case full, database, files
+
+    func includes(_ kind: SourceKind) -> Bool {
+        switch self {
+        case .full: return true
+        case .database: return kind.isDatabase
+        case .files: return !kind.isDatabase
+        }
+    }
+}
+
+/// The operations both faces of Bunker (the CLI, later the HTTP server) run: backups of the
+/// configured sources, safe restores, restore drills and exports.
+public final class BunkerService: Sendable {
+    public let configuration: Configuration
+    public let repository: Repository
+    public let sources: [any Source]
+
+    public init(configuration: Configuration, repository: Repository) {
+        self.configuration = configuration
+        self.repository = repository
+        self.sources = configuration.makeSources()
+    }
+
+    /// The configured sources of `type`, or the named ones.
+    func selectSources(type: BackupType, names: [String]) throws -> [any Source] {
+        guard !sources.isEmpty else {
+            throw BunkerError(.invalidArgument, "No sources are configured: add [[source]] tables to bunker.toml (see docs/configuration.md), or name paths to back up.")
+        }
+        for name in names where !sources.contains(where: { $0.name == name }) {
+            throw BunkerError(.invalidArgument, "No source is named \(name); configured: \(sources.map(\.name).joined(separator: ", ")).")
+        }
+        let selected = sources.filter { (names.isEmpty || names.contains($0.name)) && type.includes($0.kind) }
+        guard !selected.isEmpty else {
+            throw BunkerError(.invalidArgument, "No configured source matches --type \(type.rawValue)\(names.isEmpty ? "" : " and --source \(names.joined(separator: ", "))").")
+        }
+        return selected
+    }
+
+    /// The source that restores a snapshot's record: the configured one of that name and kind,
+    /// else one rebuilt from the record (enough to restore somewhere else than the live place).
+    func source(for record: SnapshotSource) throws -> any Source {
+        if let configured = sources.first(where: { $0.name == record.name }), configured.kind.rawValue == record.kind {
+            return configured
+        }
+        guard let kind = SourceKind(rawValue: record.kind) else {
+            throw BunkerError(.unsupportedFormat, "Source \(record.name) is of kind \(record.kind), which this version of Bunker cannot restore; upgrade Bunker.")
+        }
+        switch kind {
+        case .files: return FilesSource(name: record.name, path: record.origin)
+        case .sqlite: return SQLiteSource(name: record.name, path: record.origin)
+        case .postgres:
+            let database = record.origin.split(separator: "/").last.map(String.init) ?? record.name
+            return PostgresSource(name: record.name, connection: PostgresConnection(host: "/var/run/postgresql", user: "postgres"), database: database)
+        }
+    }
+
+    func isConfigured(_ record: SnapshotSource) -> Bool {
+        sources.contains { $0.name == record.name && $0.kind.rawValue == record.kind }
+    }
+}

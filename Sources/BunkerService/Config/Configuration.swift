@@ -1,0 +1,282 @@
+import BunkerCore
+import BunkerSources
+import Foundation
+import TOMLKit
+
+/// Bunker's settings: `bunker.toml` with the seed's environment variables over it.
+///
+/// The file's shape is the one in DESIGN.md. Every key is checked: an unknown key, a value of the
+/// wrong type or a missing required key is an error that names the file and line.
+public struct Configuration: Sendable {
+    /// The repository settings.
+    public struct RepositorySettings: Sendable, Equatable {
+        public var path: String?
+        public var passwordFile: String?
+        public var compressionLevel: Int?
+    }
+
+    /// One `[[source]]` table.
+    public struct SourceSettings: Sendable, Equatable {
+        public var name: String
+        public var kind: SourceKind
+        public var path: String?
+        public var excludes: [String] = []
+        public var postgres: PostgresConnection?
+        public var database: String?
+    }
+
+    /// Where the configuration came from (nil: built from defaults and the environment alone).
+    public var file: String?
+    /// Catalog, scratch space, drill reports; default `./.bunker`.
+    public var dataDirectory: String
+    public var repository = RepositorySettings()
+    public var sources: [SourceSettings] = []
+
+    /// A configuration from the environment and defaults alone.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        dataDirectory = Self.absolute(environment["BUNKER_DATA_DIR"] ?? ".bunker", relativeTo: nil)
+        applyOverrides(environment)
+    }
+
+    /// Finds and reads the configuration: `explicit` (from --config), else `BUNKER_CONFIG`, else
+    /// `bunker.toml` beside the data directory; none found gives the defaults.
+    public static func load(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Configuration {
+        if let path = explicit ?? environment["BUNKER_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw BunkerError(.invalidArgument, "The configuration file \(path) does not exist.")
+            }
+            return try Configuration(file: path, environment: environment)
+        }
+        let dataDir = absolute(environment["BUNKER_DATA_DIR"] ?? ".bunker", relativeTo: nil)
+        let beside = (dataDir as NSString).deletingLastPathComponent + "/bunker.toml"
+        if FileManager.default.fileExists(atPath: beside) {
+            return try Configuration(file: beside, environment: environment)
+        }
+        return Configuration(environment: environment)
+    }
+
+    /// Reads a configuration file.
+    public init(file: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw BunkerError(.invalidArgument, "Cannot read the configuration file \(file).")
+        }
+        try self.init(text: text, file: file, environment: environment)
+    }
+
+    /// Parses configuration text; `file` names it in errors and anchors relative paths.
+    public init(text: String, file: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.file = file
+        let lines = ConfigLines(text: text)
+        let base = (Self.absolute(file, relativeTo: nil) as NSString).deletingLastPathComponent
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw BunkerError(.invalidArgument, "\(file):\(error.source.begin.line): \(error.description)")
+        }
+        var reader = TableReader(table: root, path: [], lines: lines, file: file)
+        let configured = try reader.string("data_dir")
+        dataDirectory = Self.absolute(environment["BUNKER_DATA_DIR"] ?? configured ?? ".bunker", relativeTo: base)
+
+        if let repo = try reader.table("repository") {
+            var r = repo
+            repository.path = try r.string("path").map { Self.absolute($0, relativeTo: base) }
+            repository.passwordFile = try r.string("password_file").map { Self.absolute($0, relativeTo: base) }
+            repository.compressionLevel = try r.int("compression_level", range: 1...19)
+            try r.rejectUnknown()
+        }
+        var names: Set<String> = []
+        for var s in try reader.tables("source") {
+            let name = try s.required { try $0.string("name") }
+            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+                throw s.error(key: "name", "a source name must be a plain name (no /), as it names the source's directory in snapshots")
+            }
+            guard names.insert(name).inserted else {
+                throw s.error(key: "name", "two sources are named \"\(name)\"")
+            }
+            let kindText = try s.required { try $0.string("kind") }
+            guard let kind = SourceKind(rawValue: kindText) else {
+                throw s.error(key: "kind", "kind must be files, sqlite or postgres, not \"\(kindText)\"")
+            }
+            var settings = SourceSettings(name: name, kind: kind)
+            switch kind {
+            case .files:
+                settings.path = Self.absolute(try s.required { try $0.string("path") }, relativeTo: base)
+                settings.excludes = try s.strings("exclude") ?? []
+                _ = try ExcludeRules(settings.excludes)
+            case .sqlite:
+                settings.path = Self.absolute(try s.required { try $0.string("path") }, relativeTo: base)
+            case .postgres:
+                if s.has("password") {
+                    throw s.error(key: "password", "a password is never written in the configuration; use password_env = \"PGPASSWORD\" or password_file")
+                }
+                settings.database = try s.required { try $0.string("database") }
+                settings.postgres = PostgresConnection(
+                    host: try s.string("host") ?? "/var/run/postgresql",
+                    port: try s.int("port", range: 1...65535) ?? 5432,
+                    user: try s.string("user") ?? (environment["USER"] ?? "postgres"),
+                    passwordEnvironment: try s.string("password_env"),
+                    passwordFile: try s.string("password_file").map { Self.absolute($0, relativeTo: base) },
+                    binDirectory: try s.string("bin_dir"))
+            }
+            try s.rejectUnknown()
+            sources.append(settings)
+        }
+        // Sections of later features: read by their own code, accepted here.
+        for later in ["retention", "server", "smtp", "schedule", "notifications", "webhook"] { reader.accept(later) }
+        try reader.rejectUnknown()
+        applyOverrides(environment)
+    }
+
+    /// The seed's environment variables win over the file.
+    private mutating func applyOverrides(_ environment: [String: String]) {
+        if let dir = environment["BACKUP_DIR"], !dir.isEmpty { repository.path = Self.absolute(dir, relativeTo: nil) }
+        if let level = environment["BACKUP_COMPRESSION_LEVEL"].flatMap(Int.init) { repository.compressionLevel = level }
+    }
+
+    /// The configured sources as objects that can back up and restore.
+    public func makeSources() -> [any Source] {
+        sources.map { settings -> any Source in
+            switch settings.kind {
+            case .files: return FilesSource(name: settings.name, path: settings.path!, excludes: settings.excludes)
+            case .sqlite: return SQLiteSource(name: settings.name, path: settings.path!)
+            case .postgres: return PostgresSource(name: settings.name, connection: settings.postgres!, database: settings.database!)
+            }
+        }
+    }
+
+    /// A private directory for temporary files, created on first use.
+    public func scratchDirectory() throws -> String {
+        let dir = dataDirectory + "/tmp"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return dir
+    }
+
+    static func absolute(_ path: String, relativeTo base: String?) -> String {
+        var expanded = (path as NSString).expandingTildeInPath
+        if !expanded.hasPrefix("/") {
+            expanded = (base ?? FileManager.default.currentDirectoryPath) + "/" + expanded
+        }
+        return (expanded as NSString).standardizingPath
+    }
+}
+
+/// Line numbers of tables and keys in a TOML text, for error messages (TOMLKit reports positions
+/// only for syntax errors). Keys are found where a line starts with `key =`, which is how every
+/// configuration in the documentation is written; anything else falls back to its table's line.
+struct ConfigLines: Sendable {
+    private var keys: [String: Int] = [:]
+
+    init(text: String) {
+        var table = ""
+        var arrayCounts: [String: Int] = [:]
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[[") {
+                let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                let index = arrayCounts[name, default: 0]
+                arrayCounts[name] = index + 1
+                table = "\(name)#\(index)"
+                keys[table] = number + 1
+            } else if line.hasPrefix("[") {
+                table = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                keys[table] = number + 1
+            } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
+                let key = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                let full = table.isEmpty ? key : table + "." + key
+                if keys[full] == nil { keys[full] = number + 1 }
+            }
+        }
+    }
+
+    /// The line of `key` in `table` (or of the table itself), if known.
+    func line(table: String, key: String?) -> Int? {
+        if let key, let line = keys[table.isEmpty ? key : table + "." + key] { return line }
+        return keys[table]
+    }
+}
+
+/// Reads one TOML table, remembering which keys were used so the rest can be refused.
+struct TableReader {
+    let table: TOMLTable
+    /// "repository" or "source#2".
+    let name: String
+    let lines: ConfigLines
+    let file: String
+    private var used: Set<String> = []
+
+    init(table: TOMLTable, path: [String], lines: ConfigLines, file: String) {
+        self.table = table
+        self.name = path.joined(separator: ".")
+        self.lines = lines
+        self.file = file
+    }
+
+    func error(key: String?, _ message: String) -> BunkerError {
+        let line = lines.line(table: name, key: key).map { ":\($0)" } ?? ""
+        let shownTable = name.isEmpty ? "" : " in [\(name.replacingOccurrences(of: "#", with: "] number "))\(name.contains("#") ? "" : "]")"
+        let shownKey = key.map { " \($0)" } ?? ""
+        return BunkerError(.invalidArgument, "\(file)\(line):\(shownKey)\(shownTable): \(message).")
+    }
+
+    func has(_ key: String) -> Bool { table[key] != nil }
+
+    mutating func accept(_ key: String) { used.insert(key) }
+
+    mutating func string(_ key: String) throws -> String? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let string = value.string else { throw error(key: key, "must be a string (in quotes)") }
+        return string
+    }
+
+    mutating func int(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let int = value.int else { throw error(key: key, "must be a whole number") }
+        guard range.contains(int) else { throw error(key: key, "must be between \(range.lowerBound) and \(range.upperBound), not \(int)") }
+        return int
+    }
+
+    mutating func strings(_ key: String) throws -> [String]? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw error(key: key, "must be a list of strings, like [\"*.tmp\", \"cache/\"]") }
+        return try array.map { element in
+            guard let string = element.string else { throw error(key: key, "must be a list of strings, like [\"*.tmp\", \"cache/\"]") }
+            return string
+        }
+    }
+
+    mutating func required<T>(_ read: (inout TableReader) throws -> T?) throws -> T {
+        let before = used
+        guard let value = try read(&self) else {
+            let missing = used.subtracting(before).first ?? "a key"
+            throw error(key: nil, "\(missing) is required")
+        }
+        return value
+    }
+
+    mutating func table(_ key: String) throws -> TableReader? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let sub = value.table else { throw error(key: key, "must be a table: [\(key)]") }
+        return TableReader(table: sub, path: name.isEmpty ? [key] : [name, key], lines: lines, file: file)
+    }
+
+    mutating func tables(_ key: String) throws -> [TableReader] {
+        used.insert(key)
+        guard let value = table[key] else { return [] }
+        guard let array = value.array else { throw error(key: key, "must be written as [[\(key)]] tables") }
+        return try array.enumerated().map { index, element in
+            guard let sub = element.table else { throw error(key: key, "must be written as [[\(key)]] tables") }
+            return TableReader(table: sub, path: ["\(key)#\(index)"], lines: lines, file: file)
+        }
+    }
+
+    func rejectUnknown() throws {
+        for key in table.keys.sorted() where !used.contains(key) {
+            throw error(key: key, "unknown key (check its spelling against docs/configuration.md)")
+        }
+    }
+}

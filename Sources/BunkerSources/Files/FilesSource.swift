@@ -1,0 +1,92 @@
+import BunkerCore
+import Foundation
+
+/// A directory tree, backed up with its excludes and restored by swapping in a checked copy.
+public struct FilesSource: Source {
+    public let name: String
+    public let path: String
+    public let excludes: [String]
+    public var kind: SourceKind { .files }
+    public var origin: String { path }
+
+    public init(name: String, path: String, excludes: [String] = []) {
+        self.name = name
+        self.path = (path as NSString).standardizingPath
+        self.excludes = excludes
+    }
+
+    public func liveDataExists() async -> Bool {
+        FileManager.default.fileExists(atPath: path)
+    }
+
+    public func prepareBackup(scratch: String) async throws -> PreparedBackup {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw BunkerError(.invalidArgument, "Source \(name): \(path) is not a directory. Fix `path` in the configuration.")
+        }
+        let record = SnapshotSource(name: name, kind: kind.rawValue, origin: path)
+        return PreparedBackup(item: .path(path, name: name, excludes: excludes), record: { record }, cleanup: {})
+    }
+
+    public func restore(_ node: Node, record: SnapshotSource?, to destination: RestoreDestination, context: RestoreContext) async throws -> SourceRestoreResult {
+        guard node.type == .directory, let subtree = node.subtree else {
+            throw BunkerError(.corruptObject, "The snapshot's entry for source \(name) is not a directory.")
+        }
+        switch destination {
+        case .database:
+            throw BunkerError(.invalidArgument, "Source \(name) is a file tree; it cannot be restored into a database.")
+        case .path(let target):
+            var result = SourceRestoreResult(source: name, kind: kind, destination: target)
+            let report = try await restoreChecked(subtree, to: target, context: context)
+            result.files = report.filesRestored
+            result.bytes = report.bytesRestored
+            result.checks = ["SHA-256 of \(report.filesRestored) files"]
+            return result
+        case .live:
+            var result = SourceRestoreResult(source: name, kind: kind, destination: path)
+            // The copy is built beside the live tree (same filesystem), checked, then swapped in
+            // with one rename: the application sees the old tree or the new one, never a mix.
+            let staging = SystemCalls.stagingPath(beside: path)
+            defer { try? FileManager.default.removeItem(atPath: staging) }
+            let report = try await restoreChecked(subtree, to: staging, context: context)
+            chmod(staging, mode_t(node.mode & 0o7777))
+            FaultPoints.hit("files-restore-before-swap")
+            if FileManager.default.fileExists(atPath: path) {
+                try SystemCalls.exchange(staging, path)
+            } else {
+                try FileManager.default.createDirectory(atPath: SystemCalls.directory(of: path), withIntermediateDirectories: true)
+                guard rename(staging, path) == 0 else {
+                    throw BunkerError(.sourceIO, "Cannot move the restored tree to \(path): \(String(cString: strerror(errno))).")
+                }
+            }
+            result.files = report.filesRestored
+            result.bytes = report.bytesRestored
+            result.checks = ["SHA-256 of \(report.filesRestored) files"]
+            return result
+        }
+    }
+
+    public func drill(_ node: Node, record: SnapshotSource?, context: RestoreContext) async throws -> [DrillCheck] {
+        guard let subtree = node.subtree else {
+            return [DrillCheck(name: "tree", passed: false, detail: "The snapshot's entry for \(name) has no directory listing.")]
+        }
+        let scratch = context.scratch + "/drill-files-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let report = try await Restorer(loader: context.loader, progress: context.progress).restore(tree: subtree, to: scratch)
+        if report.failures.isEmpty {
+            return [DrillCheck(name: "sha256", passed: true, detail: "\(report.filesRestored) files (\(report.bytesRestored) bytes) restored, every SHA-256 matches.")]
+        }
+        let listed = report.failures.prefix(5).map { "\($0.path): \($0.message)" }.joined(separator: "; ")
+        return [DrillCheck(name: "sha256", passed: false, detail: "\(report.failures.count) of \(report.filesRestored + report.failures.count) entries failed: \(listed)")]
+    }
+
+    /// Restores a tree and fails (removing nothing it did not create) if any entry failed.
+    private func restoreChecked(_ subtree: ID, to target: String, context: RestoreContext) async throws -> RestoreReport {
+        let report = try await Restorer(loader: context.loader, progress: context.progress).restore(tree: subtree, to: target)
+        guard report.failures.isEmpty else {
+            let listed = report.failures.prefix(5).map { "\($0.path): \($0.message)" }.joined(separator: "; ")
+            throw BunkerError(.integrity, "\(report.failures.count) entries of source \(name) could not be restored (\(listed)).")
+        }
+        return report
+    }
+}

@@ -1,0 +1,128 @@
+import BunkerCore
+import Foundation
+
+/// What kind of data a source holds.
+public enum SourceKind: String, Sendable, Codable, CaseIterable {
+    case files, sqlite, postgres
+
+    /// Databases are what `--type database` selects; file trees what `--type files` selects.
+    public var isDatabase: Bool { self != .files }
+}
+
+/// Where a restore puts a source's data.
+public enum RestoreDestination: Sendable, Equatable {
+    /// Over the live data, staged beside it, checked, then swapped in.
+    case live
+    /// Somewhere else on disk: a directory for files, a database file for SQLite, an SQL file
+    /// for PostgreSQL. The live data is not touched.
+    case path(String)
+    /// Another PostgreSQL database on the same server (created if missing).
+    case database(String)
+}
+
+/// What restoring one source did.
+public struct SourceRestoreResult: Sendable, Codable {
+    public var source: String
+    public var kind: SourceKind
+    /// Where the data went: a path, or a database name.
+    public var destination: String
+    public var files = 0
+    public var bytes: UInt64 = 0
+    /// The checks the restore ran on the staged data before it went live.
+    public var checks: [String] = []
+
+    public init(source: String, kind: SourceKind, destination: String) {
+        self.source = source
+        self.kind = kind
+        self.destination = destination
+    }
+}
+
+/// One check of a restore drill.
+public struct DrillCheck: Sendable, Codable, Equatable {
+    public var name: String
+    public var passed: Bool
+    public var detail: String
+
+    public init(name: String, passed: Bool, detail: String) {
+        self.name = name
+        self.passed = passed
+        self.detail = detail
+    }
+}
+
+/// A consistent view of a source, made for one backup.
+public struct PreparedBackup: Sendable {
+    /// What to store, named by the source.
+    public let item: BackupItem
+    /// What the snapshot records; called after the item is stored (a dump's row counts are known
+    /// only once it has been read to its end).
+    public let record: @Sendable () throws -> SnapshotSource
+    /// Removes temporary copies and stops helper processes; called whatever happened.
+    public let cleanup: @Sendable () -> Void
+
+    public init(item: BackupItem, record: @escaping @Sendable () throws -> SnapshotSource, cleanup: @escaping @Sendable () -> Void) {
+        self.item = item
+        self.record = record
+        self.cleanup = cleanup
+    }
+}
+
+/// What a source needs to read a snapshot back: the repository's blobs, and a scratch directory.
+public struct RestoreContext: Sendable {
+    public let loader: any BlobLoader
+    /// A private directory for temporary files (database copies, dumps).
+    public let scratch: String
+    public let progress: OperationProgress?
+
+    public init(loader: any BlobLoader, scratch: String, progress: OperationProgress? = nil) {
+        self.loader = loader
+        self.scratch = scratch
+        self.progress = progress
+    }
+}
+
+/// Something Bunker backs up and restores: a file tree, an SQLite database, a PostgreSQL database.
+///
+/// Each source is stored in a snapshot as one directory at the root, named by the source. The
+/// guarantees every source gives:
+/// - ``prepareBackup(scratch:)`` yields a consistent view (a database as of one moment, never a
+///   copy of a file being written), and a failure to read it whole fails the backup.
+/// - ``restore(_:record:to:context:)`` to ``RestoreDestination/live`` checks the restored data
+///   (SHA-256 of every file, `PRAGMA integrity_check`, a single-transaction load) before the live
+///   data changes, and leaves the live data as it was if any step fails.
+/// - ``drill(_:record:context:)`` restores into a scratch place, runs the same checks plus a
+///   comparison with what the backup recorded, and removes the scratch place.
+public protocol Source: Sendable {
+    var name: String { get }
+    var kind: SourceKind { get }
+    /// Where the data lives, as recorded in snapshots; never holds a secret.
+    var origin: String { get }
+
+    /// Whether there is live data to lose (a safety backup skips a source that has none yet).
+    func liveDataExists() async -> Bool
+
+    /// Makes a consistent view of the source for one backup.
+    func prepareBackup(scratch: String) async throws -> PreparedBackup
+
+    /// Restores this source's directory `node` of a snapshot.
+    func restore(_ node: Node, record: SnapshotSource?, to destination: RestoreDestination, context: RestoreContext) async throws -> SourceRestoreResult
+
+    /// Restores into a scratch place, checks the result, and cleans up.
+    func drill(_ node: Node, record: SnapshotSource?, context: RestoreContext) async throws -> [DrillCheck]
+}
+
+extension Source {
+    /// The single regular file in a database source's directory (its copy or its dump).
+    func databaseFile(in node: Node, loader: any BlobLoader, preferred: String?) async throws -> Node {
+        guard node.type == .directory, let subtree = node.subtree else {
+            throw BunkerError(.corruptObject, "The snapshot's entry for source \(name) is not a directory.")
+        }
+        let tree = try await loader.loadTree(subtree)
+        if let preferred, let file = tree.node(named: preferred), file.type == .file { return file }
+        guard let file = tree.nodes.first(where: { $0.type == .file }) else {
+            throw BunkerError(.corruptObject, "The snapshot holds no database file for source \(name).")
+        }
+        return file
+    }
+}

@@ -1,0 +1,71 @@
+import BunkerCore
+import Foundation
+
+/// renameat2(2), which glibc declares only for _GNU_SOURCE.
+@_silgen_name("renameat2")
+private func renameat2(_ olddirfd: Int32, _ oldpath: UnsafePointer<CChar>, _ newdirfd: Int32, _ newpath: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
+
+private let renameExchange: UInt32 = 2
+
+enum SystemCalls {
+    /// Swaps two paths in one step (RENAME_EXCHANGE), so that no moment exists in which neither
+    /// is in place. Where the filesystem cannot, falls back to two renames.
+    static func exchange(_ a: String, _ b: String) throws {
+        if renameat2(AT_FDCWD, a, AT_FDCWD, b, renameExchange) == 0 { return }
+        let err = errno
+        guard err == EINVAL || err == ENOSYS else {
+            throw BunkerError(.sourceIO, "Cannot swap \(a) and \(b): \(String(cString: strerror(err))).")
+        }
+        let aside = a + ".swap"
+        guard rename(b, aside) == 0 else {
+            throw BunkerError(.sourceIO, "Cannot move \(b) aside: \(String(cString: strerror(errno))).")
+        }
+        guard rename(a, b) == 0 else {
+            let message = String(cString: strerror(errno))
+            rename(aside, b)
+            throw BunkerError(.sourceIO, "Cannot move \(a) into place: \(message).")
+        }
+        guard rename(aside, a) == 0 else {
+            throw BunkerError(.sourceIO, "The restore is in place, but the previous data could not be moved to \(a): \(String(cString: strerror(errno))).")
+        }
+    }
+
+    /// Flushes a file (or directory) to disk.
+    static func fsync(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw BunkerError(.sourceIO, "Cannot open \(path) to flush it: \(String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        guard Glibc.fsync(fd) == 0 else {
+            throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot flush \(path) to disk: \(String(cString: strerror(errno))).")
+        }
+    }
+
+    /// Writes all of `data` to `fd`.
+    static func write(fd: Int32, _ data: Data, path: String) throws {
+        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var done = 0
+            while done < buffer.count {
+                let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
+                }
+                done += n
+            }
+        }
+    }
+
+    /// The directory holding `path`.
+    static func directory(of path: String) -> String {
+        (path as NSString).deletingLastPathComponent
+    }
+
+    /// A name no other file beside `path` has, for staging.
+    static func stagingPath(beside path: String, label: String = "bunker-restore") -> String {
+        let dir = directory(of: path)
+        let base = (path as NSString).lastPathComponent
+        return (dir.isEmpty ? "." : dir) + "/.\(base).\(label)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+}
