@@ -52,6 +52,7 @@ let package = Package(
             dependencies: [
                 "BunkerCore",
                 "BunkerService",
+                "BunkerSources",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

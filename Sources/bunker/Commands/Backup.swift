@@ -1,17 +1,28 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
     struct Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Back up files and directories into a new snapshot.",
-            discussion: "Files whose size, mtime and inode are unchanged since the last snapshot of the same paths are not read again.")
+            abstract: "Back up the configured sources (or the paths given) into a new snapshot.",
+            discussion: """
+                Without paths, every source in bunker.toml goes into one snapshot: SQLite databases copied online, \
+                PostgreSQL databases dumped with pg_dump, file trees walked. --type and --source narrow it. \
+                Files whose size, mtime and inode are unchanged since the last snapshot of the same sources are not read again.
+                """)
 
         @OptionGroup var repository: RepositoryOptions
 
-        @Argument(help: ArgumentHelp("Files or directories to back up.", valueName: "path"))
-        var paths: [String]
+        @Argument(help: ArgumentHelp("Files or directories to back up instead of the configured sources.", valueName: "path"))
+        var paths: [String] = []
+
+        @Option(help: ArgumentHelp("Which sources: full (all), database or files.", valueName: "type"))
+        var type: BackupType = .full
+
+        @Option(name: .customLong("source"), help: ArgumentHelp("Back up only this configured source (repeatable).", valueName: "name"))
+        var sources: [String] = []
 
         @Option(name: .customLong("tag"), help: ArgumentHelp("Label the snapshot (repeatable).", valueName: "tag"))
         var tags: [String] = []
@@ -35,11 +46,33 @@ extension BunkerCommand {
             if force && parent != nil {
                 throw ValidationError("--force and --parent exclude each other.")
             }
+            if !paths.isEmpty && (type != .full || !sources.isEmpty) {
+                throw ValidationError("--type and --source select configured sources; they cannot be combined with paths.")
+            }
         }
 
         func run() async throws {
             try await repository.output.run {
                 let level = try compressionLevelSetting(compressionLevel)
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
+                let result: BackupResult
+                if paths.isEmpty {
+                    let service = try await repository.service()
+                    var request = SourceBackupRequest(type: type)
+                    request.sourceNames = sources
+                    request.tags = tags
+                    request.description = description
+                    request.compressionLevel = level
+                    let chosen = request
+                    result = try await ProgressLine.with(progress, verb: "backup") { try await service.backup(chosen, progress: progress) }
+                } else {
+                    result = try await backupPaths(level: level, progress: progress)
+                }
+                try report(result)
+            }
+        }
+
+        private func backupPaths(level: Int?, progress: OperationProgress?) async throws -> BackupResult {
                 let repo = try await repository.open()
                 var request = BackupRequest(paths: paths)
                 request.excludes = excludes
@@ -51,11 +84,13 @@ extension BunkerCommand {
                 } else if let parent {
                     request.parent = .snapshot(try await repo.findSnapshot(parent).id)
                 }
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let archiver = try Archiver(repository: repo, request: request, progress: progress)
-                let result = try await repo.withLock(exclusive: false) {
+                return try await repo.withLock(exclusive: false) {
                     try await ProgressLine.with(progress, verb: "backup") { try await archiver.run() }
                 }
+        }
+
+        private func report(_ result: BackupResult) throws {
                 let s = result.snapshot.summary ?? BackupSummary()
                 if repository.output.json {
                     Output.printJSON(BackupOutput(result))
@@ -65,16 +100,20 @@ extension BunkerCommand {
                         print("Files: \(s.filesNew) new, \(s.filesChanged) changed, \(s.filesUnmodified) unmodified; \(s.directories) directories")
                         print("Added to the repository: \(Output.bytes(s.dataAdded)) (\(Output.bytes(s.dataAddedStored)) stored)")
                         print("Processed \(s.totalFiles) files, \(Output.bytes(s.totalBytes)) in \(Output.duration(s.durationSeconds))")
+                        if let sources = result.snapshot.sources {
+                            print("Sources: \(sources.map { "\($0.name) (\($0.kind))" }.joined(separator: ", "))")
+                        }
                         print("Snapshot \(result.snapshotID.short) saved\(result.snapshot.parent.map { " (parent \($0.short))" } ?? "")")
                     }
                 }
                 if !result.warnings.isEmpty {
                     throw ExitCode(3)
                 }
-            }
         }
     }
 }
+
+extension BackupType: ExpressibleByArgument {}
 
 struct BackupOutput: Encodable {
     var snapshotID: String
@@ -83,6 +122,8 @@ struct BackupOutput: Encodable {
     var paths: [String]
     var tags: [String]
     var parent: String?
+    var backupType: String?
+    var sources: [SnapshotSource]?
     var summary: BackupSummary?
     var warnings: [String]
 
@@ -93,6 +134,8 @@ struct BackupOutput: Encodable {
         paths = result.snapshot.paths
         tags = result.snapshot.tags
         parent = result.snapshot.parent?.hex
+        backupType = result.snapshot.backupType
+        sources = result.snapshot.sources
         summary = result.snapshot.summary
         warnings = result.warnings
     }
@@ -100,6 +143,7 @@ struct BackupOutput: Encodable {
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
         case shortID = "short_id"
-        case time, paths, tags, parent, summary, warnings
+        case time, paths, tags, parent, summary, warnings, sources
+        case backupType = "backup_type"
     }
 }

@@ -1,55 +1,128 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
+import BunkerSources
 import Foundation
 
 extension BunkerCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Restore a snapshot, or chosen paths of it, into a directory.",
-            discussion: "Every restored file's SHA-256 is checked against the one recorded at backup time; a file that fails is not left in the target.")
+            abstract: "Restore a snapshot: over the live sources (safely), or somewhere else.",
+            discussion: """
+                Without a destination, the configured sources in the snapshot are restored in place: the snapshot's data \\
+                is checked first, a safety backup (tagged "safety") of the current state is taken, then each source is \\
+                staged beside its live data, checked (SHA-256, PRAGMA integrity_check, a single-transaction load) and \\
+                swapped in. A failure leaves the live data as it was and names the safety snapshot.
+                --target DIR restores everything under DIR; --to, --to-database and --sql restore one database elsewhere. \\
+                A snapshot of plain paths needs --target.
+                """)
 
         @OptionGroup var repository: RepositoryOptions
 
         @Argument(help: ArgumentHelp("Snapshot id (or a unique prefix, or latest).", valueName: "id"))
         var snapshot: String
 
-        @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Directory to restore into (created if missing).", valueName: "dir"))
-        var target: String
+        @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Restore into this directory instead of over the live data (created if missing).", valueName: "dir"))
+        var target: String?
 
-        @Option(name: [.customShort("i"), .customLong("include")], help: ArgumentHelp("Restore only this path of the snapshot, e.g. studies/2024 (repeatable).", valueName: "path"))
+        @Option(name: [.customShort("i"), .customLong("include")], help: ArgumentHelp("With --target: restore only this path of the snapshot, e.g. studies/2024 (repeatable).", valueName: "path"))
         var includes: [String] = []
+
+        @Option(help: ArgumentHelp("Which sources: full (all), database or files.", valueName: "type"))
+        var type: BackupType = .full
+
+        @Option(name: .customLong("source"), help: ArgumentHelp("Restore only this source (repeatable).", valueName: "name"))
+        var sources: [String] = []
+
+        @Option(help: ArgumentHelp("Restore the one SQLite source to this new file instead of the live database.", valueName: "path"))
+        var to: String?
+
+        @Option(help: ArgumentHelp("Restore the one PostgreSQL source into this database (created if missing) instead of the live one.", valueName: "name"))
+        var toDatabase: String?
+
+        @Option(help: ArgumentHelp("Write the one PostgreSQL source's dump as plain SQL to this file (- for standard output).", valueName: "file"))
+        var sql: String?
+
+        @Flag(help: "Do not take a safety backup of the live data first (not recommended).")
+        var noSafetyBackup = false
+
+        func validate() throws {
+            let destinations = [target, to, toDatabase, sql].compactMap { $0 }
+            if destinations.count > 1 {
+                throw ValidationError("--target, --to, --to-database and --sql exclude each other.")
+            }
+            if !includes.isEmpty && target == nil {
+                throw ValidationError("--include needs --target.")
+            }
+        }
 
         func run() async throws {
             try await repository.output.run {
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let repo = try await repository.open()
                 let (id, s) = try await repo.findSnapshot(snapshot)
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
-                if let progress, let total = s.summary?.totalBytes, includes.isEmpty {
-                    progress.update {
-                        $0.bytesTotal = total
-                        $0.filesTotal = s.summary?.totalFiles ?? 0
-                        $0.totalsKnown = true
+                // Plain-path snapshots, and --include, restore the tree as it is stored.
+                if s.sources == nil || !includes.isEmpty {
+                    guard let target else {
+                        throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths: give --target DIR.")
                     }
+                    try await restoreTree(repo, id: id, snapshot: s, target: target, progress: progress)
+                    return
                 }
-                let restorer = Restorer(loader: repo, includes: includes, progress: progress)
-                let report = try await repo.withLock(exclusive: false) {
-                    try await ProgressLine.with(progress, verb: "restore") {
-                        try await restorer.restore(tree: s.tree, to: target)
-                    }
+                let service = BunkerService(configuration: try repository.configuration(), repository: repo)
+                var request = SourceRestoreRequest(snapshot: id.hex)
+                request.type = type
+                request.sourceNames = sources
+                request.safetyBackup = !noSafetyBackup
+                if let target { request.target = .directory(target) }
+                if let to { request.target = .sqliteFile(to) }
+                if let toDatabase { request.target = .database(toDatabase) }
+                if let sql { request.target = .sql(sql) }
+                if noSafetyBackup && request.target == .inPlace && !repository.output.json {
+                    Output.warning("--no-safety-backup: the live data this restore overwrites will not be recoverable from Bunker.")
                 }
+                let chosen = request
+                let outcome = try await ProgressLine.with(progress, verb: "restore") { try await service.restore(chosen, progress: progress) }
                 if repository.output.json {
-                    Output.printJSON(RestoreOutput(snapshotID: id.hex, target: target, report: report))
-                } else {
-                    for failure in report.failures { Output.error("\(failure.path): \(failure.message)") }
-                    if !repository.output.quiet {
-                        print("Restored \(report.filesRestored) files (\(Output.bytes(report.bytesRestored))), \(report.directoriesRestored) directories, \(report.symlinksRestored) symlinks from snapshot \(id.short) to \(target); every file's SHA-256 checked.")
-                        if !report.failures.isEmpty {
-                            print("\(report.failures.count) entries could NOT be restored (listed above); run `bunker verify --read-data` to see the damage.")
-                        }
+                    Output.printJSON(outcome)
+                } else if !repository.output.quiet {
+                    if let safety = outcome.safetySnapshotID {
+                        print("Safety backup of the live data: snapshot \(safety.prefix(8)) (tagged safety)")
+                    }
+                    print("Checked \(outcome.packsChecked) packs of snapshot \(id.short) before restoring.")
+                    for source in outcome.sources {
+                        print("Restored \(source.source) (\(source.kind.rawValue)) to \(source.destination): \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
                     }
                 }
-                if !report.failures.isEmpty { throw ExitCode(7) }
             }
+        }
+
+        private func restoreTree(_ repo: Repository, id: ID, snapshot s: Snapshot, target: String, progress: OperationProgress?) async throws {
+            if let progress, let total = s.summary?.totalBytes, includes.isEmpty {
+                progress.update {
+                    $0.bytesTotal = total
+                    $0.filesTotal = s.summary?.totalFiles ?? 0
+                    $0.totalsKnown = true
+                }
+            }
+            let restorer = Restorer(loader: repo, includes: includes, progress: progress)
+            let report = try await repo.withLock(exclusive: false) {
+                try await ProgressLine.with(progress, verb: "restore") {
+                    try await restorer.restore(tree: s.tree, to: target)
+                }
+            }
+            if repository.output.json {
+                Output.printJSON(RestoreOutput(snapshotID: id.hex, target: target, report: report))
+            } else {
+                for failure in report.failures { Output.error("\(failure.path): \(failure.message)") }
+                if !repository.output.quiet {
+                    print("Restored \(report.filesRestored) files (\(Output.bytes(report.bytesRestored))), \(report.directoriesRestored) directories, \(report.symlinksRestored) symlinks from snapshot \(id.short) to \(target); every file's SHA-256 checked.")
+                    if !report.failures.isEmpty {
+                        print("\(report.failures.count) entries could NOT be restored (listed above); run `bunker verify --read-data` to see the damage.")
+                    }
+                }
+            }
+            if !report.failures.isEmpty { throw ExitCode(7) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 /// Options every repository command shares.
@@ -10,24 +11,46 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Read the password from this file (default: $BUNKER_PASSWORD, else a prompt).", valueName: "file"))
     var passwordFile: String?
 
+    @Option(help: ArgumentHelp("Configuration file (default: $BUNKER_CONFIG, else bunker.toml beside the data directory).", valueName: "file"))
+    var config: String?
+
     @OptionGroup var output: OutputOptions
 
-    /// The repository location from the flag or the environment.
-    func location() throws -> String {
-        if let repo, !repo.isEmpty { return repo }
-        if let env = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"], !env.isEmpty { return env }
-        throw BunkerError(.invalidArgument, "No repository given: use --repo PATH or set BUNKER_REPOSITORY.")
+    /// The configuration file (if any) with the environment over it.
+    func configuration() throws -> Configuration {
+        try Configuration.load(explicit: config)
     }
 
-    /// The password from the file, the environment or the terminal.
-    func password(confirm: Bool = false) throws -> String {
-        try readSecret(file: passwordFile, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
+    /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration.
+    func location(_ configuration: Configuration? = nil) throws -> String {
+        if let repo, !repo.isEmpty { return repo }
+        if let env = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"], !env.isEmpty { return env }
+        if let path = try (configuration ?? self.configuration()).repository.path { return path }
+        throw BunkerError(.invalidArgument, "No repository given: use --repo PATH, set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path in bunker.toml.")
+    }
+
+    /// The password: --password-file, BUNKER_PASSWORD, the configuration's password_file, a prompt.
+    func password(confirm: Bool = false, _ configuration: Configuration? = nil) throws -> String {
+        if passwordFile == nil, ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] == nil,
+           let file = try (configuration ?? self.configuration()).repository.passwordFile {
+            return try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "", confirm: false)
+        }
+        return try readSecret(file: passwordFile, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
     }
 
     /// Opens the repository.
     func open(loadIndex: Bool = true) async throws -> Repository {
-        let storage = try StorageLocation.storage(for: location())
-        return try await Repository.open(storage: storage, password: password(), loadIndex: loadIndex)
+        let configuration = try configuration()
+        let storage = try StorageLocation.storage(for: location(configuration))
+        return try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+    }
+
+    /// Opens the repository with the configured sources.
+    func service() async throws -> BunkerService {
+        let configuration = try configuration()
+        let storage = try StorageLocation.storage(for: location(configuration))
+        let repository = try await Repository.open(storage: storage, password: password(configuration))
+        return BunkerService(configuration: configuration, repository: repository)
     }
 }
 

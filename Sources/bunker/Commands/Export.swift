@@ -1,0 +1,39 @@
+import ArgumentParser
+import BunkerCore
+import BunkerService
+import Foundation
+
+extension BunkerCommand {
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a snapshot as a ZIP archive in the seed's layout.",
+            discussion: """
+                The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \\
+                each), each SQLite database file under its source name, the file trees under their source names, \\
+                metadata.json, and SHA256SUMS, which `sha256sum -c SHA256SUMS` checks after unzipping.
+                """)
+
+        @OptionGroup var repository: RepositoryOptions
+
+        @Argument(help: ArgumentHelp("Snapshot id (or a unique prefix, or latest).", valueName: "id"))
+        var snapshot: String
+
+        @Option(help: ArgumentHelp("The ZIP file to write (must not exist).", valueName: "file"))
+        var zip: String
+
+        func run() async throws {
+            try await repository.output.run {
+                let service = try await repository.service()
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
+                let summary = try await ProgressLine.with(progress, verb: "export") {
+                    try await service.export(snapshot: snapshot, to: zip, progress: progress)
+                }
+                if repository.output.json {
+                    Output.printJSON(summary)
+                } else if !repository.output.quiet {
+                    print("Wrote \(summary.file): \(summary.entries.count) files, \(Output.bytes(summary.bytes)), from snapshot \(summary.snapshotID.prefix(8)).")
+                }
+            }
+        }
+    }
+}
