@@ -61,12 +61,11 @@ let package = Package(
             dependencies: ["BunkerCore", "BunkerTesting"]
         ),
         .testTarget(
-            name: "BunkerSourcesTests",
-            dependencies: ["BunkerSources", "BunkerCore", "BunkerTesting"]
-        ),
-        .testTarget(
             name: "BunkerServiceTests",
-            dependencies: ["BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting"]
+            dependencies: [
+                "BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(
             name: "bunkerTests",

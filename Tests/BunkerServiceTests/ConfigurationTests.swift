@@ -1,0 +1,68 @@
+import BunkerCore
+import BunkerService
+import BunkerSources
+import Foundation
+import Testing
+
+@Suite struct ConfigurationTests {
+    @Test func readsTheDocumentedShape() throws {
+        let config = try Configuration(text: """
+            data_dir = "/var/lib/bunker"
+
+            [repository]
+            path = "/data/backups"
+            compression_level = 5
+
+            [[source]]
+            name = "clinic"
+            kind = "postgres"
+            host = "/var/run/postgresql"
+            port = 5433
+            database = "clinic"
+            user = "backup"
+            password_env = "PGPASSWORD"
+
+            [[source]]
+            name = "studies"
+            kind = "files"
+            path = "/data/studies"
+            exclude = ["*.tmp", "cache/"]
+
+            [retention]
+            keep_daily = 7
+            """, file: "/etc/bunker/bunker.toml", environment: [:])
+        #expect(config.dataDirectory == "/var/lib/bunker")
+        #expect(config.repository.path == "/data/backups")
+        #expect(config.repository.compressionLevel == 5)
+        #expect(config.sources.map(\.name) == ["clinic", "studies"])
+        #expect(config.sources[0].postgres == PostgresConnection(host: "/var/run/postgresql", port: 5433, user: "backup", passwordEnvironment: "PGPASSWORD"))
+        #expect(config.sources[1].excludes == ["*.tmp", "cache/"])
+    }
+
+    @Test func seedEnvironmentVariablesOverrideTheFile() throws {
+        let config = try Configuration(text: "[repository]\npath = \"/a\"\ncompression_level = 3\n", file: "/x/bunker.toml",
+                                       environment: ["BACKUP_DIR": "/b", "BACKUP_COMPRESSION_LEVEL": "9"])
+        #expect(config.repository.path == "/b")
+        #expect(config.repository.compressionLevel == 9)
+    }
+
+    @Test(arguments: [
+        ("[repository]\npath = \"/a\"\ncompresion_level = 3\n", ":3: compresion_level", "unknown key"),
+        ("[[source]]\nname = \"db\"\nkind = \"oracle\"\npath = \"/x\"\n", ":3: kind", "files, sqlite or postgres"),
+        ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\npassword = \"secret\"\n", ":5: password", "never written"),
+        ("[[source]]\nname = \"db\"\nkind = \"sqlite\"\n", ":1:", "path is required"),
+        ("[repository]\ncompression_level = 42\n", ":2: compression_level", "between 1 and 19"),
+        ("[repository\npath = 1\n", ":1:", "parsing"),
+        ("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/y\"\n", ":6: name", "two sources"),
+    ])
+    func errorsNameTheLine(text: String, location: String, message: String) throws {
+        do {
+            _ = try Configuration(text: text, file: "/etc/bunker.toml", environment: [:])
+            Issue.record("accepted a bad configuration")
+        } catch let error as BunkerError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.hasPrefix("/etc/bunker.toml" + location), "\(error.message)")
+            #expect(error.message.contains(message), "\(error.message)")
+        }
+    }
+}

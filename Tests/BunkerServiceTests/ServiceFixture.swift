@@ -1,0 +1,84 @@
+import BunkerCore
+import BunkerService
+import BunkerTesting
+import Foundation
+import GRDB
+
+/// A service over a fresh test repository, configured by TOML text written for the test.
+func makeService(in dir: String, sources: String) async throws -> BunkerService {
+    let text = """
+        data_dir = "\(dir)/data"
+
+        [repository]
+        path = "\(dir)/repo"
+
+        \(sources)
+        """
+    let configuration = try Configuration(text: text, file: dir + "/bunker.toml", environment: [:])
+    try text.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+    let repository = try await TestRepository.create(at: dir + "/repo")
+    return BunkerService(configuration: configuration, repository: repository)
+}
+
+/// Creates an SQLite database with a `patients` table of `rows` rows.
+func makeDatabase(at path: String, rows: Int, journalMode: String = "wal") throws {
+    let db = try DatabaseQueue(path: path)
+    try db.writeWithoutTransaction { db in
+        _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = \(journalMode)")
+        try db.execute(sql: "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT NOT NULL, notes TEXT, photo BLOB)")
+        try db.execute(sql: "CREATE TABLE visits (id INTEGER PRIMARY KEY, patient INTEGER REFERENCES patients(id), at TEXT)")
+    }
+    try db.write { db in
+        for i in 1...rows {
+            try db.execute(sql: "INSERT INTO patients (id, name, notes, photo) VALUES (?, ?, ?, randomblob(200))",
+                           arguments: [i, "Patient \(i)", String(repeating: "note \(i) ", count: 20)])
+            try db.execute(sql: "INSERT INTO visits (patient, at) VALUES (?, datetime('now'))", arguments: [i])
+        }
+    }
+    try db.close()
+}
+
+/// Rows of a table.
+func count(_ table: String, in path: String) throws -> Int {
+    let db = try DatabaseQueue(path: path)
+    defer { try? db.close() }
+    return try db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM \(table)") ?? -1 }
+}
+
+func fileBytes(_ path: String) -> Data? {
+    FileManager.default.contents(atPath: path)
+}
+
+/// Runs a shell command; returns status and combined output.
+@discardableResult
+func shell(_ command: String, in dir: String? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    if let dir { process.currentDirectoryURL = URL(fileURLWithPath: dir) }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Flips one byte in the middle of the largest pack of a repository.
+func damageLargestPack(in repo: String) throws -> String {
+    let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
+    let sized = files.compactMap { name -> (String, Int)? in
+        let path = repo + "/data/" + name
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size > 0 else { return nil }
+        return (path, size)
+    }
+    let (path, size) = sized.max { $0.1 < $1.1 }!
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: UInt64(size / 2))
+    let byte = try handle.read(upToCount: 1)![0]
+    try handle.seek(toOffset: UInt64(size / 2))
+    try handle.write(contentsOf: Data([byte ^ 0xFF]))
+    try handle.close()
+    return (path as NSString).lastPathComponent
+}
