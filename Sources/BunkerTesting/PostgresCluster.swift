@@ -60,7 +60,9 @@ public final class PostgresCluster: Sendable {
             arguments = ["-u", "postgres", "--", executable] + arguments
             executable = "/usr/sbin/runuser"
         }
-        let result = try Self.run(executable, arguments, environment: [:])
+        // Output goes to a file, not a pipe: the server pg_ctl starts would inherit a pipe and
+        // keep it open, and reading it to its end would wait for the server to stop.
+        let result = try Self.run(executable, arguments, environment: [:], outputFile: directory + "/command.log")
         guard result.status == 0 else {
             let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
             throw FixtureError("\(command[0]) failed (\(result.status)): \(result.output)\n\(log.suffix(2000))")
@@ -94,21 +96,11 @@ public final class PostgresCluster: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs a client or server program, its output kept in a file of the cluster's directory.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String], outputFile: String? = nil) throws -> (status: Int32, output: String) {
+        let file = outputFile ?? NSTemporaryDirectory() + "/bunker-pg-out-\(UUID().uuidString)"
+        defer { if outputFile == nil { unlink(file) } }
+        return try spawnAndWait(executable, arguments, environment: environment, outputFile: file)
     }
 }
 

@@ -6,6 +6,7 @@ import GRDB
 
 /// A service over a fresh test repository, configured by TOML text written for the test.
 func makeService(in dir: String, sources: String) async throws -> BunkerService {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let text = """
         data_dir = "\(dir)/data"
 

@@ -183,10 +183,13 @@ public struct PostgresSource: Source {
                 FaultPoints.hit("postgres-restore-write")
             }
         } catch {
-            // psql has not seen the end of its input, so it has not committed: killing it rolls back.
+            // psql has not seen the end of its input, so it has not committed: killing it rolls
+            // back. It may also have stopped by itself on an error (ON_ERROR_STOP), which is why
+            // the write failed.
             child.kill()
             if created { try? dropDatabase(target) }
-            throw error
+            let reason = child.errorText.isEmpty ? (error as? BunkerError)?.message ?? "\(error)" : "psql said: \(child.errorText)"
+            throw BunkerError((error as? BunkerError)?.code ?? .sourceIO, "Loading the dump into database \(target) failed before psql committed; the transaction was rolled back, so \(target) is as it was. \(reason)", cause: error)
         }
         let status = child.wait()
         guard status == 0 else {
