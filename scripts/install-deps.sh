@@ -7,6 +7,9 @@ pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ -x /usr/bin/time ] || need+=(time)
+command -v unzip >/dev/null || need+=(unzip)
+# The tests start real PostgreSQL clusters (initdb, pg_ctl, pg_dump, psql).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pg_dump >/dev/null || need+=(postgresql)
 for extra in "$@"; do
     case "$extra" in
         restic) command -v restic >/dev/null || need+=(restic) ;;
