@@ -8,10 +8,10 @@ extension BunkerCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a snapshot into scratch places and prove it is whole.",
             discussion: """
-                Checks the snapshot's stored data, restores every source into a scratch place (a temporary directory, \\
-                a scratch SQLite file, a scratch PostgreSQL database that is dropped afterwards), runs the integrity \\
-                checks (SHA-256 of every file, PRAGMA integrity_check, the load's exit status, row counts against those \\
-                recorded at backup time) and measures the time it took. The report (JSON and text) is kept under the \\
+                Checks the snapshot's stored data, restores every source into a scratch place (a temporary directory, \
+                a scratch SQLite file, a scratch PostgreSQL database that is dropped afterwards), runs the integrity \
+                checks (SHA-256 of every file, PRAGMA integrity_check, the load's exit status, row counts against those \
+                recorded at backup time) and measures the time it took. The report (JSON and text) is kept under the \
                 data directory's drills/. Exits 7 when the drill fails. Live data is never touched.
                 """)
 

@@ -8,8 +8,8 @@ extension BunkerCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a snapshot as a ZIP archive in the seed's layout.",
             discussion: """
-                The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \\
-                each), each SQLite database file under its source name, the file trees under their source names, \\
+                The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \
+                each), each SQLite database file under its source name, the file trees under their source names, \
                 metadata.json, and SHA256SUMS, which `sha256sum -c SHA256SUMS` checks after unzipping.
                 """)
 

@@ -9,11 +9,11 @@ extension BunkerCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a snapshot: over the live sources (safely), or somewhere else.",
             discussion: """
-                Without a destination, the configured sources in the snapshot are restored in place: the snapshot's data \\
-                is checked first, a safety backup (tagged "safety") of the current state is taken, then each source is \\
-                staged beside its live data, checked (SHA-256, PRAGMA integrity_check, a single-transaction load) and \\
+                Without a destination, the configured sources in the snapshot are restored in place: the snapshot's data \
+                is checked first, a safety backup (tagged "safety") of the current state is taken, then each source is \
+                staged beside its live data, checked (SHA-256, PRAGMA integrity_check, a single-transaction load) and \
                 swapped in. A failure leaves the live data as it was and names the safety snapshot.
-                --target DIR restores everything under DIR; --to, --to-database and --sql restore one database elsewhere. \\
+                --target DIR restores everything under DIR; --to, --to-database and --sql restore one database elsewhere. \
                 A snapshot of plain paths needs --target.
                 """)
 
