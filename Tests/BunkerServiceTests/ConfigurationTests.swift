@@ -39,6 +39,25 @@ import Testing
         #expect(config.sources[1].excludes == ["*.tmp", "cache/"])
     }
 
+    @Test func schedulesAreReadAndDefaultWhenAbsent() throws {
+        let config = try Configuration(text: """
+            [[schedule]]
+            job = "backup"
+            cron = "0 23 * * *"
+            backup_type = "database"
+
+            [[schedule]]
+            job = "drill"
+            cron = "@monthly"
+            """, file: "/etc/bunker/bunker.toml", environment: [:])
+        #expect(config.effectiveSchedules == [
+            Schedule(job: .backup, cron: try CronExpression("0 23 * * *"), backupType: .database),
+            Schedule(job: .drill, cron: try CronExpression("@monthly")),
+        ])
+        let none = try Configuration(text: "", file: "/etc/bunker/bunker.toml", environment: [:])
+        #expect(none.effectiveSchedules == Schedule.defaults)
+    }
+
     @Test func seedEnvironmentVariablesOverrideTheFile() throws {
         let config = try Configuration(text: "[repository]\npath = \"/a\"\ncompression_level = 3\n", file: "/x/bunker.toml",
                                        environment: ["BACKUP_DIR": "/b", "BACKUP_COMPRESSION_LEVEL": "9"])
@@ -54,6 +73,9 @@ import Testing
         ("[repository]\ncompression_level = 42\n", ":2: compression_level", "between 1 and 19"),
         ("[repository\npath = 1\n", ":1:", "parsing"),
         ("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/y\"\n", ":6: name", "two sources"),
+        ("[[schedule]]\njob = \"backup\"\ncron = \"0 25 * * *\"\n", ":3: cron", "25 is outside 0–23"),
+        ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify or drill"),
+        ("[[schedule]]\njob = \"verify\"\ncron = \"@daily\"\nbackup_type = \"full\"\n", ":4: backup_type", "job = \"backup\" only"),
     ])
     func errorsNameTheLine(text: String, location: String, message: String) throws {
         do {

@@ -31,6 +31,11 @@ public struct Configuration: Sendable {
     public var dataDirectory: String
     public var repository = RepositorySettings()
     public var sources: [SourceSettings] = []
+    /// The `[[schedule]]` lines; nil when there are none, and then ``Schedule/defaults`` apply.
+    public var schedules: [Schedule]?
+
+    /// What `bunker serve` schedules.
+    public var effectiveSchedules: [Schedule] { schedules ?? Schedule.defaults }
 
     /// A configuration from the environment and defaults alone.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -122,8 +127,30 @@ public struct Configuration: Sendable {
             try s.rejectUnknown()
             sources.append(settings)
         }
+        for var t in try reader.tables("schedule") {
+            let jobText = try t.required { try $0.string("job") }
+            guard let job = ScheduledJobKind(rawValue: jobText) else {
+                throw t.error(key: "job", "job must be backup, cleanup, verify or drill, not \"\(jobText)\"")
+            }
+            let cron: CronExpression
+            do {
+                cron = try CronExpression(try t.required { try $0.string("cron") })
+            } catch let error as BunkerError where error.code == .invalidArgument && error.message.hasPrefix("The cron") {
+                throw t.error(key: "cron", error.message)
+            }
+            var backupType: BackupType?
+            if let typeText = try t.string("backup_type") {
+                guard job == .backup else { throw t.error(key: "backup_type", "backup_type belongs to job = \"backup\" only") }
+                guard let type = BackupType(rawValue: typeText) else {
+                    throw t.error(key: "backup_type", "backup_type must be full, database or files, not \"\(typeText)\"")
+                }
+                backupType = type
+            }
+            try t.rejectUnknown()
+            schedules = (schedules ?? []) + [Schedule(job: job, cron: cron, backupType: backupType)]
+        }
         // Sections of later features: read by their own code, accepted here.
-        for later in ["retention", "server", "smtp", "schedule", "notifications", "webhook"] { reader.accept(later) }
+        for later in ["retention", "server", "smtp", "notifications", "webhook"] { reader.accept(later) }
         try reader.rejectUnknown()
         applyOverrides(environment)
     }
