@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -36,10 +38,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BunkerSMTP",
+            dependencies: [
+                "BunkerCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(
             name: "BunkerService",
             dependencies: [
                 "BunkerCore",
                 "BunkerSources",
+                "BunkerSMTP",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
@@ -66,6 +79,10 @@ let package = Package(
                 "BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
+        ),
+        .testTarget(
+            name: "BunkerSMTPTests",
+            dependencies: ["BunkerSMTP", "BunkerCore", "BunkerTesting"]
         ),
         .testTarget(
             name: "bunkerTests",

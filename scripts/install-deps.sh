@@ -8,6 +8,9 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ -x /usr/bin/time ] || need+=(time)
 command -v unzip >/dev/null || need+=(unzip)
+command -v openssl >/dev/null || need+=(openssl)
+# The tests start a real SMTP server (aiosmtpd) with Debian's own Python.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 # The tests start real PostgreSQL clusters (initdb, pg_ctl, pg_dump, psql).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pg_dump >/dev/null || need+=(postgresql)
 for extra in "$@"; do

@@ -9,6 +9,13 @@ import Foundation
 /// to stop. Here the child keeps only descriptors 0–2 (`closefrom` 3), and the wait is for this
 /// one process id.
 public func spawnAndWait(_ executable: String, _ arguments: [String], environment: [String: String] = [:], outputFile: String) throws -> (status: Int32, output: String) {
+    let pid = try spawn(executable, arguments, environment: environment, outputFile: outputFile)
+    let code = try waitForExit(pid, executable)
+    return (code, (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? "")
+}
+
+/// Starts a program with its output in `outputFile`; returns its process id, for ``waitForExit(_:_:)``.
+public func spawn(_ executable: String, _ arguments: [String], environment: [String: String] = [:], outputFile: String) throws -> pid_t {
     let fd = open(outputFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
     guard fd >= 0 else { throw FixtureError("Cannot create \(outputFile): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -33,14 +40,17 @@ public func spawnAndWait(_ executable: String, _ arguments: [String], environmen
     var pid: pid_t = 0
     let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
     guard spawned == 0 else { throw FixtureError("Cannot run \(executable): \(String(cString: strerror(spawned)))") }
+    return pid
+}
+
+/// Waits for a spawned program; returns its exit code, or 128 + the signal that killed it.
+@discardableResult
+public func waitForExit(_ pid: pid_t, _ what: String) throws -> Int32 {
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 {
-        guard errno == EINTR else { throw FixtureError("waitpid for \(executable) failed: \(String(cString: strerror(errno)))") }
+        guard errno == EINTR else { throw FixtureError("waitpid for \(what) failed: \(String(cString: strerror(errno)))") }
     }
-    let output = (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? ""
-    // Exited normally: the exit code; killed by a signal: 128 + the signal, as shells report it.
-    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return (code, output)
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
 }
 
 /// Adds "close every descriptor from 3 on" to `actions`: glibc's `closefrom` action (2.34 and

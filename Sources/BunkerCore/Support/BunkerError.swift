@@ -24,6 +24,8 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
         case repositoryLocked = "repository_locked"
         case sourceIO = "source_io"
         case cancelled = "cancelled"
+        /// A server Bunker talks to (mail, webhooks) could not be reached or refused.
+        case network = "network"
     }
 
     public let code: Code

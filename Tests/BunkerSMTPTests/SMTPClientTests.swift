@@ -1,0 +1,129 @@
+import BunkerCore
+import BunkerSMTP
+import BunkerTesting
+import Foundation
+import Testing
+
+/// Sends real mail to a real SMTP server (aiosmtpd) on loopback.
+@Suite(.serialized) struct SMTPClientTests {
+    func message(to: [String] = ["admin@clinic.example", "Dr. Müller <ops@clinic.example>"]) -> MailMessage {
+        MailMessage(
+            from: MailAddress("bunker@clinic.example", name: "Bunker Backups"),
+            to: to.map { text in
+                if let open = text.firstIndex(of: "<") {
+                    return MailAddress(String(text[text.index(after: open)..<text.index(before: text.endIndex)]), name: String(text[..<open]).trimmingCharacters(in: .whitespaces))
+                }
+                return MailAddress(text)
+            },
+            subject: "Backup succeeded – app-db, 12.5 MB",
+            text: "Snapshot 1a2b3c4d\n.a line that starts with a dot\nChecksum: sha256:00ff",
+            html: "<p>Snapshot <b>1a2b3c4d</b></p>")
+    }
+
+    func settings(_ server: SMTPTestServer, _ security: SMTPSettings.Security, password: String? = nil) -> SMTPSettings {
+        SMTPSettings(host: "localhost", port: server.port, security: security, username: server.mode == .plain ? nil : server.user,
+                     password: password ?? server.password, timeout: 5, trustedCertificatesFile: server.certificateFile)
+    }
+
+    /// The body parts of a MIME message, decoded.
+    func decodedParts(_ raw: String) -> [String] {
+        raw.components(separatedBy: "Content-Transfer-Encoding: base64\r\n\r\n").dropFirst().compactMap { part in
+            let base64 = part.components(separatedBy: "\r\n--")[0].replacingOccurrences(of: "\r\n", with: "")
+            return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    @Test(arguments: [SMTPTestServer.Mode.starttls, .tls])
+    func deliversToEveryRecipientOverTLSWithAuth(mode: SMTPTestServer.Mode) async throws {
+        try await withTemporaryDirectory { dir in
+            let server = try SMTPTestServer.start(mode: mode, in: dir)
+            defer { server.stop() }
+            try await SMTPClient(settings: settings(server, mode == .tls ? .tls : .starttls)).send(message())
+
+            let received = server.messages()
+            #expect(received.count == 1)
+            let (raw, envelope) = try #require(received.first)
+            #expect(envelope["to"] as? [String] == ["admin@clinic.example", "ops@clinic.example"])
+            #expect(envelope["from"] as? String == "bunker@clinic.example")
+            #expect(envelope["login"] as? String == "bunker", "the client authenticated")
+            #expect(envelope["tls"] as? Bool == true, "over TLS")
+            #expect(raw.contains("Subject: =?utf-8?b?"), "a non-ASCII subject is encoded")
+            #expect(raw.contains("From: Bunker Backups <bunker@clinic.example>"))
+            let parts = decodedParts(raw)
+            #expect(parts.count == 2)
+            #expect(parts.first == "Snapshot 1a2b3c4d\r\n.a line that starts with a dot\r\nChecksum: sha256:00ff")
+            #expect(parts.last == "<p>Snapshot <b>1a2b3c4d</b></p>")
+        }
+    }
+
+    @Test func aWrongPasswordIsRefusedAndNotWorthRetrying() async throws {
+        try await withTemporaryDirectory { dir in
+            let server = try SMTPTestServer.start(mode: .starttls, in: dir)
+            defer { server.stop() }
+            do {
+                try await SMTPClient(settings: settings(server, .starttls, password: "wrong")).send(message())
+                Issue.record("a wrong password was accepted")
+            } catch let error as BunkerError {
+                #expect(error.code == .network)
+                #expect(error.message.contains("refused AUTH"), "\(error.message)")
+                #expect(error.message.contains("535"), "the server's reply is quoted: \(error.message)")
+                #expect(!SMTPFailure.isTransient(error))
+                #expect(!error.message.contains(server.password), "the password is never in a message")
+            }
+            #expect(server.messages().isEmpty)
+        }
+    }
+
+    @Test func anUntrustedCertificateIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let server = try SMTPTestServer.start(mode: .tls, in: dir)
+            defer { server.stop() }
+            var untrusted = settings(server, .tls)
+            untrusted.trustedCertificatesFile = nil
+            await #expect(throws: BunkerError.self) { try await SMTPClient(settings: untrusted).send(message()) }
+            #expect(server.messages().isEmpty)
+        }
+    }
+
+    @Test func aServerThatIsDownIsATransientError() async throws {
+        let port = try freeTCPPort()
+        do {
+            try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .starttls, timeout: 2)).send(message())
+            Issue.record("sent to a server that is not there")
+        } catch let error as BunkerError {
+            #expect(error.code == .network)
+            #expect(error.message.contains("Cannot connect to the mail server 127.0.0.1:\(port)"), "\(error.message)")
+            #expect(SMTPFailure.isTransient(error))
+        }
+    }
+
+    @Test func aServerThatSaysNothingTimesOut() async throws {
+        // A listener that accepts and never speaks.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        listen(fd, 4)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        do {
+            try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .starttls, timeout: 1)).send(message())
+            Issue.record("a silent server was taken for a working one")
+        } catch let error as BunkerError {
+            #expect(error.message.contains("did not answer within 1 s at the greeting"), "\(error.message)")
+            #expect(SMTPFailure.isTransient(error))
+        }
+    }
+
+    @Test func thePasswordIsNeverSentUnencrypted() async throws {
+        let settings = SMTPSettings(host: "127.0.0.1", port: 1, security: .none, username: "u", password: "p")
+        await #expect(throws: BunkerError.self) { try await SMTPClient(settings: settings).send(message()) }
+    }
+
+    @Test func dotsAtTheStartOfALineAreDoubled() {
+        #expect(SMTPClient.dotStuffedForTesting(".a\r\nb\r\n.c") == "..a\r\nb\r\n..c\r\n")
+    }
+}
