@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Only its HummingbirdBcrypt product (plain C bcrypt, no server) is used by the service layer.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -41,6 +43,9 @@ let package = Package(
                 "BunkerCore",
                 "BunkerSources",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ]
         ),
         .target(
@@ -65,11 +70,12 @@ let package = Package(
             dependencies: [
                 "BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ]
         ),
         .testTarget(
             name: "bunkerTests",
-            dependencies: ["bunker", "BunkerCore", "BunkerTesting"]
+            dependencies: ["bunker", "BunkerCore", "BunkerService", "BunkerTesting"]
         ),
     ]
 )

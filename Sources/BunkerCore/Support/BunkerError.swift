@@ -24,6 +24,15 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
         case repositoryLocked = "repository_locked"
         case sourceIO = "source_io"
         case cancelled = "cancelled"
+        /// The catalog (users, backup metadata, audit trail) cannot be opened or written.
+        case catalog = "catalog"
+        /// The audit trail's hash chain or its signed anchors do not match: rows were tampered with.
+        case auditTampered = "audit_tampered"
+        case userNotFound = "user_not_found"
+        /// A wrong user name or password, or a deactivated user.
+        case authenticationFailed = "authentication_failed"
+        /// Too many failed logins: the account is locked for a while.
+        case accountLocked = "account_locked"
     }
 
     public let code: Code

@@ -31,6 +31,8 @@ public struct Configuration: Sendable {
     public var dataDirectory: String
     public var repository = RepositorySettings()
     public var sources: [SourceSettings] = []
+    /// `[auth]`: failed logins before a lockout, and its length.
+    public var loginPolicy = LoginPolicy()
 
     /// A configuration from the environment and defaults alone.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -122,6 +124,11 @@ public struct Configuration: Sendable {
             try s.rejectUnknown()
             sources.append(settings)
         }
+        if var auth = try reader.table("auth") {
+            loginPolicy.maxFailures = try auth.int("max_failed_logins", range: 1...100) ?? loginPolicy.maxFailures
+            if let minutes = try auth.int("lockout_minutes", range: 1...(7 * 24 * 60)) { loginPolicy.lockoutSeconds = TimeInterval(minutes * 60) }
+            try auth.rejectUnknown()
+        }
         // Sections of later features: read by their own code, accepted here.
         for later in ["retention", "server", "smtp", "schedule", "notifications", "webhook"] { reader.accept(later) }
         try reader.rejectUnknown()
@@ -141,6 +148,25 @@ public struct Configuration: Sendable {
             case .files: return FilesSource(name: settings.name, path: settings.path!, excludes: settings.excludes)
             case .sqlite: return SQLiteSource(name: settings.name, path: settings.path!)
             case .postgres: return PostgresSource(name: settings.name, connection: settings.postgres!, database: settings.database!)
+            }
+        }
+    }
+
+    /// Opens the catalog in the data directory, after checking that no restore can overwrite it.
+    public func openCatalog() throws -> Catalog {
+        try checkDataDirectoryIsOutsideSources()
+        var options = Catalog.Options()
+        options.loginPolicy = loginPolicy
+        return try Catalog(dataDirectory: dataDirectory, options: options)
+    }
+
+    /// The data directory holds the audit trail: it must not be inside a file tree that a
+    /// restore replaces, or a restore would roll the trail back.
+    public func checkDataDirectoryIsOutsideSources() throws {
+        for source in sources where source.kind == .files {
+            guard let path = source.path else { continue }
+            if dataDirectory == path || dataDirectory.hasPrefix(path.hasSuffix("/") ? path : path + "/") {
+                throw BunkerError(.invalidArgument, "data_dir \(dataDirectory) is inside source \(source.name) (\(path)), which a restore replaces along with the catalog and audit trail; set data_dir (or BUNKER_DATA_DIR) to a directory outside every source.")
             }
         }
     }
