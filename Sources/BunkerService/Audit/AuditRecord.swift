@@ -19,7 +19,7 @@ public enum AuditOutcome: String, Sendable, Codable, CaseIterable {
 ///
 /// Rows are only ever appended. Each row's `hash` is the SHA-256 of the previous row's hash and
 /// this row's ``canonicalContent``, so that changing, removing or inserting a row breaks the
-/// chain from that row on (see docs/audit-trail.md).
+/// chain from that row on. docs/audit-trail.md specifies the format.
 public struct AuditRecord: Codable, Sendable, Equatable {
     /// 1, 2, 3, … without gaps.
     public var seq: Int64
