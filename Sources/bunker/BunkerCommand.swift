@@ -17,7 +17,7 @@ struct BunkerCommand: AsyncParsableCommand {
             8 storage full; 9 the audit trail was tampered with; 64 invalid command line.
             """,
         version: "bunker \(bunkerVersion)",
-        subcommands: [Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self, Key.self, User.self, Audit.self, CatalogCommand.self]
+        subcommands: [Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self, Key.self, User.self, Audit.self, CatalogCommand.self, Serve.self]
     )
 
     static func main() async {

@@ -29,16 +29,7 @@ struct AuditAnchor: Sendable {
     init(file: String, keyFile: String) throws {
         self.file = file
         self.keyFile = keyFile
-        if let text = try? String(contentsOfFile: keyFile, encoding: .utf8) {
-            guard let id = ID(hex: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw BunkerError(.catalog, "The audit key \(keyFile) is damaged (it must hold 64 hex digits); restore it from your backup of the data directory.")
-            }
-            key = SymmetricKey(data: id.bytes)
-        } else {
-            let generated = SymmetricKey(size: .bits256)
-            try Self.write(ID(digest: generated).hex + "\n", to: keyFile, flags: O_EXCL, naming: "the audit key")
-            key = generated
-        }
+        key = try SecretFile.loadOrCreate(at: keyFile, naming: "the audit key")
     }
 
     private func signature(seq: Int64, hash: String, timestamp: String) -> String {
@@ -49,19 +40,7 @@ struct AuditAnchor: Sendable {
     /// Appends a signed head and flushes it to disk.
     func append(seq: Int64, hash: String, timestamp: String) throws {
         let line = "v1 \(seq) \(hash) \(timestamp) \(signature(seq: seq, hash: hash, timestamp: timestamp))\n"
-        try Self.write(line, to: file, flags: O_APPEND, naming: "the audit anchor file")
-    }
-
-    /// Writes `text` in one write(2) to a file opened with `flags` (created 0600), and fsyncs it.
-    private static func write(_ text: String, to path: String, flags: Int32, naming what: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0o600)
-        guard fd >= 0 else {
-            throw BunkerError(.catalog, "Cannot open \(what) \(path): \(String(cString: strerror(errno))).")
-        }
-        defer { close(fd) }
-        guard Glibc.write(fd, text, text.utf8.count) == text.utf8.count, fsync(fd) == 0 else {
-            throw BunkerError(.catalog, "Cannot write \(what) \(path): \(String(cString: strerror(errno))).")
-        }
+        try SecretFile.write(line, to: file, flags: O_APPEND, naming: "the audit anchor file")
     }
 
     /// The file's lines, each with whether its signature checks; nil when there is no file.

@@ -25,6 +25,27 @@ public struct Configuration: Sendable {
         public var database: String?
     }
 
+    /// `[server]`: where `bunker serve` listens and how its tokens are made.
+    public struct ServerSettings: Sendable, Equatable {
+        /// `host:port`; loopback by default.
+        public var listen = "127.0.0.1:8080"
+        /// How long an access token is valid.
+        public var tokenLifetime: TimeInterval = 3600
+        /// The HS256 secret (64 hex digits); default `<data_dir>/jwt.key`, generated at first start.
+        public var jwtSecretFile: String?
+
+        /// `listen` as host and port (checked when the configuration is read).
+        public var listenAddress: (host: String, port: Int) {
+            Self.parse(listen) ?? ("127.0.0.1", 8080)
+        }
+
+        static func parse(_ listen: String) -> (host: String, port: Int)? {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+            let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            return host.isEmpty ? nil : (host, port)
+        }
+    }
+
     /// Where the configuration came from (nil: built from defaults and the environment alone).
     public var file: String?
     /// Catalog, scratch space, drill reports; default `./.bunker`.
@@ -33,6 +54,7 @@ public struct Configuration: Sendable {
     public var sources: [SourceSettings] = []
     /// `[auth]`: failed logins before a lockout, and its length.
     public var loginPolicy = LoginPolicy()
+    public var server = ServerSettings()
 
     /// A configuration from the environment and defaults alone.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -129,8 +151,17 @@ public struct Configuration: Sendable {
             if let minutes = try auth.int("lockout_minutes", range: 1...(7 * 24 * 60)) { loginPolicy.lockoutSeconds = TimeInterval(minutes * 60) }
             try auth.rejectUnknown()
         }
+        if var table = try reader.table("server") {
+            if let listen = try table.string("listen") {
+                guard ServerSettings.parse(listen) != nil else { throw table.error(key: "listen", "must be host:port, like \"127.0.0.1:8080\"") }
+                server.listen = listen
+            }
+            if let minutes = try table.int("token_lifetime_minutes", range: 1...(24 * 60)) { server.tokenLifetime = TimeInterval(minutes * 60) }
+            server.jwtSecretFile = try table.string("jwt_secret_file").map { Self.absolute($0, relativeTo: base) }
+            try table.rejectUnknown()
+        }
         // Sections of later features: read by their own code, accepted here.
-        for later in ["retention", "server", "smtp", "schedule", "notifications", "webhook"] { reader.accept(later) }
+        for later in ["retention", "smtp", "schedule", "notifications", "webhook"] { reader.accept(later) }
         try reader.rejectUnknown()
         applyOverrides(environment)
     }

@@ -31,6 +31,11 @@ extension Catalog {
         try queue.read { try UserRecord.filter(Column("username") == username).fetchOne($0) }
     }
 
+    /// The user with that id, if any.
+    public func user(id: Int64) throws -> UserRecord? {
+        try queue.read { try UserRecord.fetchOne($0, key: id) }
+    }
+
     /// Adds a user; the change and its audit row are one transaction.
     @discardableResult
     public func addUser(_ new: NewUser, by actor: Actor) throws -> UserRecord {
@@ -56,6 +61,23 @@ extension Catalog {
             try append(AuditEntry(action: "user.add", target: new.username, outcome: .success, details: details), by: actor, in: db)
             return user
         }
+    }
+
+    /// Creates the first administrator when the catalog has no user yet: `username`, and
+    /// `password` or else a generated one, which is returned so that it can be shown once.
+    /// Returns nil when users exist already. Audited as `user.add` by Bunker itself.
+    public func ensureFirstAdministrator(username: String, password: String?, email: String?) throws -> (user: UserRecord, generatedPassword: String?)? {
+        guard try queue.read({ try UserRecord.fetchCount($0) }) == 0 else { return nil }
+        let chosen = password ?? Self.generatedPassword()
+        let user = try addUser(NewUser(username: username, fullName: "Administrator", email: email, role: .systemAdmin, password: chosen), by: .system)
+        return (user, password == nil ? chosen : nil)
+    }
+
+    /// 20 characters from a 57-letter alphabet without look-alikes: about 116 bits.
+    static func generatedPassword() -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<20).map { _ in alphabet.randomElement(using: &generator)! })
     }
 
     /// Deactivates or reactivates a user.

@@ -53,6 +53,18 @@ import Testing
         }
     }
 
+    @Test func theFirstAdministratorIsCreatedOnceWithAGeneratedPassword() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            let (admin, generated) = try #require(try catalog.ensureFirstAdministrator(username: "admin", password: nil, email: nil))
+            let password = try #require(generated)
+            #expect(password.count == 20 && admin.role == .systemAdmin)
+            #expect(try catalog.authenticate(username: "admin", password: password).id == admin.id)
+            #expect(try catalog.ensureFirstAdministrator(username: "root", password: "given-password", email: nil) == nil)
+            #expect(try catalog.auditRecords().first?.actor == "bunker")
+        }
+    }
+
     @Test func fiveFailedLoginsLockTheAccountForTheConfiguredTime() async throws {
         try await withTemporaryDirectory { dir in
             let clock = TestClock()
