@@ -45,6 +45,9 @@ extension Catalog {
         guard !new.fullName.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw BunkerError(.invalidArgument, "A user needs a full name: it is what an electronic signature shows.")
         }
+        if let email = new.email, email.range(of: "^[^@\\s]+@[^@\\s]+$", options: .regularExpression) == nil {
+            throw BunkerError(.invalidArgument, "\"\(email)\" is not an e-mail address.")
+        }
         try Self.checkPassword(new.password)
         let hash = Bcrypt.hash(new.password, cost: options.bcryptCost)
         return try write(anchor: true) { db in
@@ -125,7 +128,8 @@ extension Catalog {
         let policy = options.loginPolicy
         // bcrypt before the transaction: it is slow on purpose, and must not hold the write lock.
         let stored = try user(named: username)
-        let matches = stored.map { Bcrypt.verify(password, hash: $0.passwordHash) } ?? false
+        // An unknown name costs a bcrypt check too, so that timing does not tell which names exist.
+        let matches = Bcrypt.verify(password, hash: stored?.passwordHash ?? Self.unknownUserHash) && stored != nil
         let actor = Actor(name: stored?.username ?? username, channel: .api, userID: stored?.id, requestID: requestID)
         let outcome: Result<UserRecord, BunkerError> = try write(anchor: false) { db in
             func deny(_ reason: String, _ error: BunkerError) throws -> Result<UserRecord, BunkerError> {
@@ -173,6 +177,9 @@ extension Catalog {
             return user
         }
     }
+
+    /// A bcrypt hash (cost 12) of a random string nobody knows, checked for unknown user names.
+    static let unknownUserHash = "$2b$12$ZiuUdOCa.OWk8ZeizmtCdOTur/v9K.J2xbEiDQfF9f0fHyepPdzym"
 
     static func checkPassword(_ password: String) throws {
         guard password.count >= 8 else {

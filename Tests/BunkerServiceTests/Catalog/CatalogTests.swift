@@ -89,3 +89,46 @@ import Testing
         try beside.checkDataDirectoryIsOutsideSources()
     }
 }
+
+@Suite struct AuditedOperationTests {
+    @Test func anInPlaceRestoreAuditsItsReasonAndItsSafetyBackupInsideIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 64 << 10)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let backup = try await service.backup(SourceBackupRequest(), by: testAdmin)
+            var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
+            request.reason = "ticket 4711"
+            let outcome = try await service.restore(request, by: testAdmin)
+
+            let rows = try service.catalog().auditRecords()
+            #expect(rows.map { "\($0.action) \($0.outcome.rawValue)" } == [
+                "backup started", "backup success",
+                "restore started", "backup started", "backup success", "restore success",
+            ])
+            #expect(rows[2].reason == "ticket 4711")
+            #expect(rows[3].reason?.hasPrefix("safety copy before restoring snapshot") == true)
+            #expect(rows[4].operationSeq == 4 && rows[5].operationSeq == 3)
+            #expect(rows[5].detailValues["safety_snapshot"] == outcome.safetySnapshotID)
+            #expect(try service.catalog().backups().count == 2, "the safety snapshot is in the catalog too")
+            #expect(try service.catalog().jobs().allSatisfy { $0.state == .succeeded })
+        }
+    }
+
+    @Test func aFailedOperationEndsWithOutcomeFailureAndItsError() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await makeService(in: dir, sources: "")
+            await #expect(throws: BunkerError.self) {
+                _ = try await service.restore(SourceRestoreRequest(snapshot: "deadbeef"), by: testAdmin)
+            }
+            let rows = try service.catalog().auditRecords()
+            #expect(rows.map(\.outcome) == [.started, .failure])
+            #expect(rows[1].detailValues["error"]?.contains("deadbeef") == true, "\(rows[1].details ?? "")")
+            #expect(try service.catalog().jobs().first?.state == .failed)
+        }
+    }
+}
