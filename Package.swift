@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "bunker", targets: ["bunker"]),
         .library(name: "BunkerCore", targets: ["BunkerCore"]),
+        .library(name: "BunkerServer", targets: ["BunkerServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
@@ -15,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // Only its HummingbirdBcrypt product (plain C bcrypt, no server) is used by the service layer.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.25.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
     ],
     targets: [
         .systemLibrary(
@@ -54,6 +59,19 @@ let package = Package(
                 "BunkerSources",
                 "BunkerSMTP",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ]
+        ),
+        .target(
+            name: "BunkerServer",
+            dependencies: [
+                "BunkerCore",
+                "BunkerService",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -65,6 +83,7 @@ let package = Package(
             dependencies: [
                 "BunkerCore",
                 "BunkerService",
+                "BunkerServer",
                 "BunkerSources",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -78,6 +97,14 @@ let package = Package(
             dependencies: [
                 "BunkerService", "BunkerSources", "BunkerCore", "BunkerTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ]
+        ),
+        .testTarget(
+            name: "BunkerServerTests",
+            dependencies: [
+                "BunkerServer", "BunkerService", "BunkerCore", "BunkerTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(
@@ -86,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "bunkerTests",
-            dependencies: ["bunker", "BunkerCore", "BunkerTesting"]
+            dependencies: ["bunker", "BunkerCore", "BunkerService", "BunkerTesting"]
         ),
     ]
 )

@@ -23,8 +23,28 @@ extension BunkerService {
     /// archiver then stores them as one directory each; the snapshot is written last, with what
     /// each source recorded (row counts). Any source failing fails the whole backup, and no
     /// snapshot is written.
-    public func backup(_ request: SourceBackupRequest, progress: OperationProgress? = nil) async throws -> BackupResult {
+    ///
+    /// Audited as `backup` by `actor`; the snapshot's metadata row is written with the end row.
+    public func backup(_ request: SourceBackupRequest, by actor: Actor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> BackupResult {
         let selected = try selectSources(type: request.type, names: request.sourceNames)
+        var details = ["backup_type": request.type.rawValue, "sources": selected.map(\.name).joined(separator: ",")]
+        details["description"] = request.description
+        return try await audited("backup", target: "sources:" + selected.map(\.name).joined(separator: ","), by: actor, reason: reason, details: details) {
+            try await runBackup(request, selected: selected, progress: progress)
+        } describe: { Self.backupRecorded($0, by: actor) }
+    }
+
+    /// Backs up plain paths (not configured sources) into one snapshot; audited as `backup`.
+    public func backup(paths request: BackupRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> BackupResult {
+        var details = ["paths": request.paths.joined(separator: ",")]
+        details["description"] = request.description
+        return try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
+            let archiver = try Archiver(repository: repository, request: request, progress: progress)
+            return try await repository.withLock(exclusive: false) { try await archiver.run() }
+        } describe: { Self.backupRecorded($0, by: actor) }
+    }
+
+    private func runBackup(_ request: SourceBackupRequest, selected: [any Source], progress: OperationProgress?) async throws -> BackupResult {
         let scratch = try configuration.scratchDirectory()
         return try await repository.withLock(exclusive: false) {
             var prepared: [PreparedBackup] = []

@@ -74,7 +74,22 @@ extension BunkerService {
     /// Restores a snapshot (default: the newest that is not a safety copy) into scratch places,
     /// checks everything, measures the time it took, and writes the report under the data
     /// directory's `drills/`. Live data is never touched.
-    public func drill(snapshot reference: String?, sourceNames: [String] = [], progress: OperationProgress? = nil) async throws -> DrillReport {
+    ///
+    /// Audited as `drill` by `actor`; a drill that runs but fails its checks ends with outcome
+    /// `failure`.
+    public func drill(snapshot reference: String?, sourceNames: [String] = [], by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
+        var details: [String: String] = [:]
+        if !sourceNames.isEmpty { details["sources"] = sourceNames.joined(separator: ",") }
+        return try await audited("drill", target: reference ?? "latest", by: actor, details: details) {
+            try await runDrill(snapshot: reference, sourceNames: sourceNames, progress: progress)
+        } describe: { report in
+            var details = ["rto_seconds": String(format: "%.3f", report.durationSeconds)]
+            details["report"] = report.reportPath
+            return AuditedResult(outcome: report.passed ? .success : .failure, target: report.snapshotID, details: details)
+        }
+    }
+
+    private func runDrill(snapshot reference: String?, sourceNames: [String], progress: OperationProgress?) async throws -> DrillReport {
         let (id, snapshot): (ID, Snapshot)
         if let reference {
             (id, snapshot) = try await repository.findSnapshot(reference)

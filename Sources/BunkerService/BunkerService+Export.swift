@@ -54,10 +54,16 @@ extension BunkerService {
     ///
     /// Every entry streams from the repository through a SHA-256 check; the archive is written
     /// to a temporary file beside `path` and renamed into place only when complete.
-    public func export(snapshot reference: String, to path: String, progress: OperationProgress? = nil) async throws -> ExportSummary {
-        // A shared lock: a prune (exclusive) cannot delete packs this export is reading.
-        try await repository.withLock(exclusive: false) {
-            try await self.writeExport(snapshot: reference, to: path, progress: progress)
+    ///
+    /// Audited as `export` by `actor`.
+    public func export(snapshot reference: String, to path: String, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
+        try await audited("export", target: reference, by: actor, details: ["file": path]) {
+            // A shared lock: a prune (exclusive) cannot delete packs this export is reading.
+            try await repository.withLock(exclusive: false) {
+                try await self.writeExport(snapshot: reference, to: path, progress: progress)
+            }
+        } describe: { summary in
+            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes)])
         }
     }
 

@@ -24,6 +24,8 @@ public struct SourceRestoreRequest: Sendable {
     public var target: RestoreTarget = .inPlace
     /// Take a safety backup of the live data first (only for ``RestoreTarget/inPlace``).
     public var safetyBackup = true
+    /// Why the restore is done, recorded in the audit trail (an electronic signature's meaning).
+    public var reason: String?
 
     public init(snapshot: String) {
         self.snapshot = snapshot
@@ -59,7 +61,58 @@ extension BunkerService {
     /// 3. Each source restores: databases first, then file trees; each stages its data beside
     ///    the live data, checks it, and swaps it in.
     /// A failure at any step names the safety snapshot that holds the state before the attempt.
-    public func restore(_ request: SourceRestoreRequest, progress: OperationProgress? = nil) async throws -> RestoreOutcome {
+    ///
+    /// Audited as `restore` by `actor`, with the request's reason; the safety backup is audited
+    /// as a backup of its own, inside the restore.
+    public func restore(_ request: SourceRestoreRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> RestoreOutcome {
+        try await audited("restore", target: request.snapshot, by: actor, reason: request.reason, details: Self.auditDetails(of: request)) {
+            try await runRestore(request, by: actor, progress: progress)
+        } describe: { outcome in
+            var details = ["sources": outcome.sources.map(\.source).joined(separator: ",")]
+            details["safety_snapshot"] = outcome.safetySnapshotID
+            return AuditedResult(target: outcome.snapshotID, details: details)
+        }
+    }
+
+    /// Restores a snapshot's tree as it is stored (a backup of plain paths, or part of any
+    /// snapshot) under `target`; audited as `restore`.
+    public func restoreTree(snapshot reference: String, includes: [String] = [], to target: String, by actor: Actor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> RestoreReport {
+        var details = ["destination": "directory:" + target]
+        if !includes.isEmpty { details["include"] = includes.joined(separator: ",") }
+        return try await audited("restore", target: reference, by: actor, reason: reason, details: details) {
+            let (id, snapshot) = try await repository.findSnapshot(reference)
+            if let progress, let total = snapshot.summary?.totalBytes, includes.isEmpty {
+                progress.update {
+                    $0.bytesTotal = total
+                    $0.filesTotal = snapshot.summary?.totalFiles ?? 0
+                    $0.totalsKnown = true
+                }
+            }
+            let restorer = Restorer(loader: repository, includes: includes, progress: progress)
+            let report = try await repository.withLock(exclusive: false) { try await restorer.restore(tree: snapshot.tree, to: target) }
+            return (id, report)
+        } describe: { restored in
+            let report = restored.1
+            return AuditedResult(
+                outcome: report.failures.isEmpty ? .success : .failure, target: restored.0.hex,
+                details: ["files": String(report.filesRestored), "bytes": String(report.bytesRestored), "failures": String(report.failures.count)])
+        }.1
+    }
+
+    static func auditDetails(of request: SourceRestoreRequest) -> [String: String] {
+        var details = ["backup_type": request.type.rawValue, "safety_backup": String(request.safetyBackup)]
+        if !request.sourceNames.isEmpty { details["sources"] = request.sourceNames.joined(separator: ",") }
+        switch request.target {
+        case .inPlace: details["destination"] = "in place"
+        case .directory(let dir): details["destination"] = "directory:" + dir
+        case .sqliteFile(let path): details["destination"] = "sqlite:" + path
+        case .database(let name): details["destination"] = "database:" + name
+        case .sql(let path): details["destination"] = "sql:" + path
+        }
+        return details
+    }
+
+    private func runRestore(_ request: SourceRestoreRequest, by actor: Actor, progress: OperationProgress?) async throws -> RestoreOutcome {
         let (id, snapshot) = try await repository.findSnapshot(request.snapshot)
         guard let records = snapshot.sources else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths, not of configured sources; restore it with --target DIR.")
@@ -100,7 +153,7 @@ extension BunkerService {
                     }
                     if !live.isEmpty {
                         progress?.update { $0.currentPath = "safety backup" }
-                        outcome.safetySnapshotID = try await safetyBackup(of: live, before: id, type: request.type)
+                        outcome.safetySnapshotID = try await safetyBackup(of: live, before: id, by: actor)
                     }
                 } else {
                     outcome.warnings.append("No safety backup was taken (--no-safety-backup): the data this restore overwrote cannot be recovered from Bunker.")
@@ -183,14 +236,14 @@ extension BunkerService {
     }
 
     /// Backs up the named sources as they are now, tagged `safety`; returns the snapshot id.
-    private func safetyBackup(of names: [String], before id: ID, type: BackupType) async throws -> String {
+    private func safetyBackup(of names: [String], before id: ID, by actor: Actor) async throws -> String {
         var request = SourceBackupRequest(type: .full)
         request.sourceNames = names
         request.tags = ["safety"]
         request.description = "Pre-restore safety copy, taken before restoring snapshot \(id.short)"
         do {
             // The caller holds the repository's lock already; a shared lock may be held twice.
-            let result = try await backup(request)
+            let result = try await backup(request, by: actor, reason: "safety copy before restoring snapshot \(id.short)")
             return result.snapshotID.hex
         } catch let error as BunkerError {
             throw BunkerError(error.code, "The safety backup before the restore failed, so nothing was restored and the live data is unchanged: \(error.message)", cause: error.cause)

@@ -1,6 +1,7 @@
 import BunkerCore
 import BunkerSources
 import Foundation
+import Synchronization
 
 /// The seed's backup types: which sources a backup (or a restore) takes.
 public enum BackupType: String, Sendable, Codable, CaseIterable {
@@ -16,16 +17,33 @@ public enum BackupType: String, Sendable, Codable, CaseIterable {
 }
 
 /// The operations both faces of Bunker (the CLI, later the HTTP server) run: backups of the
-/// configured sources, safe restores, restore drills and exports.
+/// configured sources, safe restores, restore drills, exports and verifies.
+///
+/// Every operation is audited here, not by its caller: it takes the ``Actor`` who asked, writes
+/// a start row before touching anything and an end row (with the catalog change it made, such
+/// as a new backup's metadata) when it ends, so that the CLI and the server audit alike.
 public final class BunkerService: Sendable {
     public let configuration: Configuration
     public let repository: Repository
     public let sources: [any Source]
+    private let openedCatalog: Mutex<Catalog?>
 
-    public init(configuration: Configuration, repository: Repository) {
+    /// A service over `repository`; the catalog is opened on first use unless one is given.
+    public init(configuration: Configuration, repository: Repository, catalog: Catalog? = nil) {
         self.configuration = configuration
         self.repository = repository
         self.sources = configuration.makeSources()
+        self.openedCatalog = Mutex(catalog)
+    }
+
+    /// The catalog in the configured data directory, opened (and created) on first use.
+    public func catalog() throws -> Catalog {
+        try openedCatalog.withLock { opened in
+            if let opened { return opened }
+            let catalog = try configuration.openCatalog()
+            opened = catalog
+            return catalog
+        }
     }
 
     /// The configured sources of `type`, or the named ones.

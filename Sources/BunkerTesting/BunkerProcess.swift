@@ -24,7 +24,16 @@ public enum BunkerProcess {
     }
 
     /// Runs `bunker arguments…` with `environment` added to a minimal one; waits for it.
+    ///
+    /// Unless the test names a data directory or a configuration, the data directory (catalog
+    /// and audit trail) is `bunker-data` beside `BUNKER_REPOSITORY`, inside the test's temporary
+    /// directory, not `./.bunker` in the working directory that all tests share.
     public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+        var environment = environment
+        if environment["BUNKER_DATA_DIR"] == nil, environment["BUNKER_CONFIG"] == nil, !arguments.contains("--config"),
+           let repo = environment["BUNKER_REPOSITORY"] {
+            environment["BUNKER_DATA_DIR"] = (repo as NSString).deletingLastPathComponent + "/bunker-data"
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -26,6 +26,15 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
         case cancelled = "cancelled"
         /// A server Bunker talks to (mail, webhooks) could not be reached or refused.
         case network = "network"
+        /// The catalog (users, backup metadata, audit trail) cannot be opened or written.
+        case catalog = "catalog"
+        /// The audit trail's hash chain or its signed anchors do not match: rows were tampered with.
+        case auditTampered = "audit_tampered"
+        case userNotFound = "user_not_found"
+        /// A wrong user name or password, or a deactivated user.
+        case authenticationFailed = "authentication_failed"
+        /// Too many failed logins: the account is locked for a while.
+        case accountLocked = "account_locked"
     }
 
     public let code: Code

@@ -25,6 +25,27 @@ public struct Configuration: Sendable {
         public var database: String?
     }
 
+    /// `[server]`: where `bunker serve` listens and how its tokens are made.
+    public struct ServerSettings: Sendable, Equatable {
+        /// `host:port`; loopback by default.
+        public var listen = "127.0.0.1:8080"
+        /// How long an access token is valid.
+        public var tokenLifetime: TimeInterval = 3600
+        /// The HS256 secret (64 hex digits); default `<data_dir>/jwt.key`, generated at first start.
+        public var jwtSecretFile: String?
+
+        /// `listen` as host and port (checked when the configuration is read).
+        public var listenAddress: (host: String, port: Int) {
+            Self.parse(listen) ?? ("127.0.0.1", 8080)
+        }
+
+        static func parse(_ listen: String) -> (host: String, port: Int)? {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+            let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            return host.isEmpty ? nil : (host, port)
+        }
+    }
+
     /// Where the configuration came from (nil: built from defaults and the environment alone).
     public var file: String?
     /// Catalog, scratch space, drill reports; default `./.bunker`.
@@ -36,6 +57,9 @@ public struct Configuration: Sendable {
 
     /// What `bunker serve` schedules.
     public var effectiveSchedules: [Schedule] { schedules ?? Schedule.defaults }
+    /// `[auth]`: failed logins before a lockout, and its length.
+    public var loginPolicy = LoginPolicy()
+    public var server = ServerSettings()
 
     /// A configuration from the environment and defaults alone.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -149,8 +173,22 @@ public struct Configuration: Sendable {
             try t.rejectUnknown()
             schedules = (schedules ?? []) + [Schedule(job: job, cron: cron, backupType: backupType)]
         }
+        if var auth = try reader.table("auth") {
+            loginPolicy.maxFailures = try auth.int("max_failed_logins", range: 1...100) ?? loginPolicy.maxFailures
+            if let minutes = try auth.int("lockout_minutes", range: 1...(7 * 24 * 60)) { loginPolicy.lockoutSeconds = TimeInterval(minutes * 60) }
+            try auth.rejectUnknown()
+        }
+        if var table = try reader.table("server") {
+            if let listen = try table.string("listen") {
+                guard ServerSettings.parse(listen) != nil else { throw table.error(key: "listen", "must be host:port, like \"127.0.0.1:8080\"") }
+                server.listen = listen
+            }
+            if let minutes = try table.int("token_lifetime_minutes", range: 1...(24 * 60)) { server.tokenLifetime = TimeInterval(minutes * 60) }
+            server.jwtSecretFile = try table.string("jwt_secret_file").map { Self.absolute($0, relativeTo: base) }
+            try table.rejectUnknown()
+        }
         // Sections of later features: read by their own code, accepted here.
-        for later in ["retention", "server", "smtp", "notifications", "webhook"] { reader.accept(later) }
+        for later in ["retention", "smtp", "notifications", "webhook"] { reader.accept(later) }
         try reader.rejectUnknown()
         applyOverrides(environment)
     }
@@ -168,6 +206,25 @@ public struct Configuration: Sendable {
             case .files: return FilesSource(name: settings.name, path: settings.path!, excludes: settings.excludes)
             case .sqlite: return SQLiteSource(name: settings.name, path: settings.path!)
             case .postgres: return PostgresSource(name: settings.name, connection: settings.postgres!, database: settings.database!)
+            }
+        }
+    }
+
+    /// Opens the catalog in the data directory, after checking that no restore can overwrite it.
+    public func openCatalog() throws -> Catalog {
+        try checkDataDirectoryIsOutsideSources()
+        var options = Catalog.Options()
+        options.loginPolicy = loginPolicy
+        return try Catalog(dataDirectory: dataDirectory, options: options)
+    }
+
+    /// The data directory holds the audit trail: it must not be inside a file tree that a
+    /// restore replaces, or a restore would roll the trail back.
+    public func checkDataDirectoryIsOutsideSources() throws {
+        for source in sources where source.kind == .files {
+            guard let path = source.path else { continue }
+            if dataDirectory == path || dataDirectory.hasPrefix(path.hasSuffix("/") ? path : path + "/") {
+                throw BunkerError(.invalidArgument, "data_dir \(dataDirectory) is inside source \(source.name) (\(path)), which a restore replaces along with the catalog and audit trail; set data_dir (or BUNKER_DATA_DIR) to a directory outside every source.")
             }
         }
     }

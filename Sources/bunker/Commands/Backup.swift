@@ -73,7 +73,8 @@ extension BunkerCommand {
         }
 
         private func backupPaths(level: Int?, progress: OperationProgress?) async throws -> BackupResult {
-                let repo = try await repository.open()
+                let service = try await repository.service()
+                let repo = service.repository
                 var request = BackupRequest(paths: paths)
                 request.excludes = excludes
                 request.tags = tags
@@ -84,10 +85,8 @@ extension BunkerCommand {
                 } else if let parent {
                     request.parent = .snapshot(try await repo.findSnapshot(parent).id)
                 }
-                let archiver = try Archiver(repository: repo, request: request, progress: progress)
-                return try await repo.withLock(exclusive: false) {
-                    try await ProgressLine.with(progress, verb: "backup") { try await archiver.run() }
-                }
+                let chosen = request
+                return try await ProgressLine.with(progress, verb: "backup") { try await service.backup(paths: chosen, progress: progress) }
         }
 
         private func report(_ result: BackupResult) throws {

@@ -46,6 +46,9 @@ extension BunkerCommand {
         @Flag(help: "Do not take a safety backup of the live data first (not recommended).")
         var noSafetyBackup = false
 
+        @Option(help: ArgumentHelp("Why this restore is done, recorded in the audit trail.", valueName: "text"))
+        var reason: String?
+
         func validate() throws {
             let destinations = [target, to, toDatabase, sql].compactMap { $0 }
             if destinations.count > 1 {
@@ -59,18 +62,18 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let progress = repository.output.showsProgress ? OperationProgress() : nil
-                let repo = try await repository.open()
-                let (id, s) = try await repo.findSnapshot(snapshot)
+                let service = try await repository.service()
+                let (id, s) = try await service.repository.findSnapshot(snapshot)
                 // Plain-path snapshots, and --include, restore the tree as it is stored.
                 if s.sources == nil || !includes.isEmpty {
                     guard let target else {
                         throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths: give --target DIR.")
                     }
-                    try await restoreTree(repo, id: id, snapshot: s, target: target, progress: progress)
+                    try await restoreTree(service, id: id, target: target, progress: progress)
                     return
                 }
-                let service = BunkerService(configuration: try repository.configuration(), repository: repo)
                 var request = SourceRestoreRequest(snapshot: id.hex)
+                request.reason = reason
                 request.type = type
                 request.sourceNames = sources
                 request.safetyBackup = !noSafetyBackup
@@ -97,19 +100,9 @@ extension BunkerCommand {
             }
         }
 
-        private func restoreTree(_ repo: Repository, id: ID, snapshot s: Snapshot, target: String, progress: OperationProgress?) async throws {
-            if let progress, let total = s.summary?.totalBytes, includes.isEmpty {
-                progress.update {
-                    $0.bytesTotal = total
-                    $0.filesTotal = s.summary?.totalFiles ?? 0
-                    $0.totalsKnown = true
-                }
-            }
-            let restorer = Restorer(loader: repo, includes: includes, progress: progress)
-            let report = try await repo.withLock(exclusive: false) {
-                try await ProgressLine.with(progress, verb: "restore") {
-                    try await restorer.restore(tree: s.tree, to: target)
-                }
+        private func restoreTree(_ service: BunkerService, id: ID, target: String, progress: OperationProgress?) async throws {
+            let report = try await ProgressLine.with(progress, verb: "restore") {
+                try await service.restoreTree(snapshot: id.hex, includes: includes, to: target, reason: reason, progress: progress)
             }
             if repository.output.json {
                 Output.printJSON(RestoreOutput(snapshotID: id.hex, target: target, report: report))

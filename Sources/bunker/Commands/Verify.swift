@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
@@ -19,12 +20,10 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let subset = try readDataSubset.map(DataSubset.init(parsing:))
-                let repo = try await repository.open(loadIndex: false)
+                let service = try await repository.service(loadIndex: false)
                 let progress = repository.output.showsProgress ? OperationProgress() : nil
-                let report = try await repo.withLock(exclusive: false) {
-                    try await ProgressLine.with(progress, verb: "verify") {
-                        try await Checker(repository: repo, progress: progress).check(readData: readData || subset != nil, subset: subset)
-                    }
+                let report = try await ProgressLine.with(progress, verb: "verify") {
+                    try await service.verify(readData: readData, subset: subset, progress: progress)
                 }
                 if repository.output.json {
                     Output.printJSON(report)

@@ -45,12 +45,27 @@ struct RepositoryOptions: ParsableArguments {
         return try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
     }
 
-    /// Opens the repository with the configured sources.
-    func service() async throws -> BunkerService {
+    /// Opens the repository with the configured sources and the catalog, which audits what the
+    /// command does as the local user.
+    func service(loadIndex: Bool = true) async throws -> BunkerService {
         let configuration = try configuration()
+        let catalog = try configuration.openCatalog()
         let storage = try StorageLocation.storage(for: location(configuration))
-        let repository = try await Repository.open(storage: storage, password: password(configuration))
-        return BunkerService(configuration: configuration, repository: repository)
+        let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
+    }
+}
+
+/// Options of the commands that use only the catalog (users, the audit trail), not the repository.
+struct CatalogOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Configuration file (default: $BUNKER_CONFIG, else bunker.toml beside the data directory).", valueName: "file"))
+    var config: String?
+
+    @OptionGroup var output: OutputOptions
+
+    /// Opens the catalog in the configured data directory.
+    func catalog() throws -> Catalog {
+        try Configuration.load(explicit: config).openCatalog()
     }
 }
 
@@ -91,6 +106,7 @@ struct OutputOptions: ParsableArguments {
         case .corruptObject, .integrity, .objectNotFound: return 7
         case .storageFull: return 8
         case .invalidArgument: return 64
+        case .auditTampered: return 9
         default: return 1
         }
     }

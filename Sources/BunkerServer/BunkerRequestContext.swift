@@ -1,0 +1,36 @@
+import BunkerService
+import Hummingbird
+
+/// Who a request is from, once ``AuthenticationMiddleware`` has checked its token.
+public struct Identity: Sendable {
+    public var userID: Int64
+    public var username: String
+    public var fullName: String
+    public var role: Role
+
+    /// The audit trail's actor for this request.
+    func actor(requestID: String) -> Actor {
+        Actor(name: username, channel: .api, userID: userID, requestID: requestID)
+    }
+}
+
+/// The request context of every route: Hummingbird's core storage and the caller's identity.
+public struct BunkerRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Set by ``AuthenticationMiddleware``; nil on the routes that need no login.
+    public var identity: Identity?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        identity = nil
+    }
+
+    /// Login bodies and later JSON requests are small; larger bodies are refused with 413.
+    public var maxUploadSize: Int { 1 << 20 }
+
+    /// The identity, or a 401 for a route that needs one.
+    func requireIdentity() throws -> Identity {
+        guard let identity else { throw APIError(.unauthorized, code: "unauthenticated", "Log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login.") }
+        return identity
+    }
+}

@@ -1,0 +1,52 @@
+import BunkerCore
+import Foundation
+import GRDB
+
+/// How an audited operation's end row describes its result.
+struct AuditedResult {
+    var outcome: AuditOutcome = .success
+    /// Replaces the start row's target (a backup's snapshot id is known only at the end).
+    var target: String?
+    var details: [String: String] = [:]
+    var message: String?
+    /// The catalog change the operation made, written with the end row.
+    var change: ((Database) throws -> Void)?
+}
+
+extension BunkerService {
+    /// Runs `body` as an audited operation of `actor`: a start row (and a running job) first,
+    /// then an end row saying how it went, with `describe`'s details and catalog change.
+    ///
+    /// Nothing runs if the start row cannot be written: an operation that cannot be audited is
+    /// not done. A thrown error ends the operation with outcome `failure` and its message.
+    func audited<T>(
+        _ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:],
+        _ body: () async throws -> T, describe: (T) -> AuditedResult = { _ in AuditedResult() }
+    ) async throws -> T {
+        let catalog = try catalog()
+        let operation = try catalog.begin(action, target: target, by: actor, reason: reason, details: details)
+        let value: T
+        do {
+            value = try await body()
+        } catch {
+            let message = (error as? BunkerError)?.message ?? "\(error)"
+            var failed = ["error": message]
+            if let code = (error as? BunkerError)?.code { failed["code"] = code.rawValue }
+            // The operation's own error is the one to report; if even the end row cannot be
+            // written, the next start closes the operation as interrupted.
+            try? catalog.finish(operation, outcome: .failure, details: failed, message: message)
+            throw error
+        }
+        let result = describe(value)
+        try catalog.finish(operation, outcome: result.outcome, target: result.target, details: result.details, message: result.message, change: result.change)
+        return value
+    }
+
+    /// The end row of a backup: the snapshot's id, and its metadata row in `backups`.
+    static func backupRecorded(_ result: BackupResult, by actor: Actor) -> AuditedResult {
+        let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: actor.name, userID: actor.userID)
+        var details = ["size_bytes": String(record.sizeBytes), "files": String(record.fileCount), "checksum": record.checksum]
+        if !result.warnings.isEmpty { details["warnings"] = String(result.warnings.count) }
+        return AuditedResult(target: result.snapshotID.hex, details: details, change: { db in try record.insert(db) })
+    }
+}

@@ -1,0 +1,28 @@
+import BunkerCore
+import Foundation
+
+extension BunkerService {
+    /// Checks the repository's structure, and with `readData` its stored bytes (all, or
+    /// `subset`). Audited as `verify` by `actor`: a check that finds damage ends with outcome
+    /// `failure` and the number of errors.
+    public func verify(readData: Bool, subset: DataSubset? = nil, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> CheckReport {
+        var details = ["read_data": String(readData || subset != nil)]
+        details["subset"] = subset.map { "\($0)" }
+        return try await audited("verify", target: "repository", by: actor, details: details) {
+            try await repository.withLock(exclusive: false) {
+                try await Checker(repository: repository, progress: progress).check(readData: readData || subset != nil, subset: subset)
+            }
+        } describe: { report in
+            AuditedResult(
+                outcome: report.ok ? .success : .failure,
+                details: ["errors": String(report.errors.count), "snapshots": String(report.snapshots), "packs_read": String(report.packsRead)])
+        }
+    }
+
+    /// Re-creates the catalog's backup metadata from the repository's snapshots (see
+    /// ``Catalog/rebuildBackups(from:by:)``); returns the number of rows added.
+    public func rebuildCatalog(by actor: Actor = .localUser()) async throws -> Int {
+        let snapshots = try await repository.snapshots()
+        return try catalog().rebuildBackups(from: snapshots.map { ($0.id, $0.snapshot) }, by: actor)
+    }
+}

@@ -1,0 +1,82 @@
+import BunkerCore
+import Foundation
+import GRDB
+
+/// A long operation in progress: its job and its start row in the audit trail.
+public struct AuditedOperation: Sendable {
+    public let jobID: String
+    public let startSeq: Int64
+    public let action: String
+    public let target: String?
+    public let actor: Actor
+}
+
+extension Catalog {
+    /// Writes an operation's start row and its running job, in one transaction.
+    public func begin(_ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:]) throws -> AuditedOperation {
+        try write(anchor: false) { db in
+            let start = try append(AuditEntry(action: action, target: target, outcome: .started, reason: reason, details: details), by: actor, in: db)
+            let job = JobRecord(
+                id: UUID().uuidString.lowercased(), kind: action, state: .running, actor: actor.name, target: target,
+                startedAt: options.now(), finishedAt: nil, pid: getpid(), hostname: ProcessInfo.processInfo.hostName,
+                auditSeq: start.seq, message: nil)
+            try job.insert(db)
+            return AuditedOperation(jobID: job.id, startSeq: start.seq, action: action, target: target, actor: actor)
+        }
+    }
+
+    /// Writes an operation's end row, finishes its job and applies `change` (the catalog change
+    /// the operation made, such as a new backup's row), all in one transaction; then anchors.
+    public func finish(
+        _ operation: AuditedOperation, outcome: AuditOutcome, target: String? = nil, details: [String: String] = [:],
+        message: String? = nil, change: ((Database) throws -> Void)? = nil
+    ) throws {
+        try write(anchor: true) { db in
+            try change?(db)
+            try append(AuditEntry(action: operation.action, target: target ?? operation.target, outcome: outcome, details: details, operationSeq: operation.startSeq),
+                       by: operation.actor, in: db)
+            try db.execute(
+                sql: "UPDATE jobs SET state = ?, finished_at = ?, message = ? WHERE id = ?",
+                arguments: [outcome == .success ? JobRecord.State.succeeded : .failed, options.now(), message, operation.jobID])
+        }
+    }
+
+    /// Closes the operations left running by a process that died (a crash, a SIGKILL, a power
+    /// cut): each gets an end row with outcome `interrupted`, written as by its own actor.
+    /// Jobs of live processes, and of other hosts sharing the data directory, are left alone.
+    func closeInterruptedOperations() throws {
+        let host = ProcessInfo.processInfo.hostName
+        let running = try queue.read { db in
+            try JobRecord.filter(Column("state") == JobRecord.State.running.rawValue).fetchAll(db)
+        }
+        let dead = running.filter { $0.hostname == host && !Self.processIsAlive($0.pid) }
+        guard !dead.isEmpty else { return }
+        try write(anchor: true) { db in
+            for job in dead {
+                // Re-read under the write lock: another process may have closed it meanwhile.
+                guard try JobRecord.fetchOne(db, key: job.id)?.state == .running else { continue }
+                let start = try AuditRecord.fetchOne(db, key: job.auditSeq)
+                let via = start?.detailValues["via"].flatMap(Actor.Channel.init(rawValue:)) ?? .system
+                let actor = Actor(name: job.actor, channel: via, requestID: start?.requestID)
+                try append(
+                    AuditEntry(action: job.kind, target: job.target, outcome: .interrupted,
+                               details: ["job": job.id, "pid": String(job.pid), "detected_by_pid": String(getpid())],
+                               operationSeq: job.auditSeq),
+                    by: actor, in: db)
+                try db.execute(
+                    sql: "UPDATE jobs SET state = 'interrupted', finished_at = ?, message = ? WHERE id = ?",
+                    arguments: [options.now(), "Process \(job.pid) ended before the operation finished.", job.id])
+            }
+        }
+    }
+
+    /// Jobs, newest first.
+    public func jobs(limit: Int = 50) throws -> [JobRecord] {
+        try queue.read { try JobRecord.order(Column("started_at").desc).limit(limit).fetchAll($0) }
+    }
+
+    static func processIsAlive(_ pid: Int32) -> Bool {
+        if pid == getpid() { return true }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+}

@@ -1,0 +1,107 @@
+import GRDB
+
+extension Catalog {
+    /// The catalog's schema, only ever changed by appending a named migration.
+    ///
+    /// Constraints live in the schema, so that a bug in Bunker (or a hand-made change) cannot
+    /// store a user without a valid role, a backup without its checksum, or an audit row out of
+    /// sequence. The triggers on `audit` refuse UPDATE and DELETE and any insert that is not the
+    /// next row of the chain; they stop accidents, not attackers (anyone with the file can drop
+    /// them), which is what the hash chain and the signed anchors are for.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-users") { db in
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    username TEXT NOT NULL UNIQUE COLLATE NOCASE
+                        CHECK (length(username) BETWEEN 1 AND 64 AND username NOT GLOB '*[^A-Za-z0-9._@-]*'),
+                    full_name TEXT NOT NULL CHECK (length(full_name) > 0),
+                    email TEXT CHECK (email IS NULL OR email LIKE '%_@_%'),
+                    role TEXT NOT NULL CHECK (role IN ('SYSTEM_ADMIN', 'AUDITOR', 'VIEWER')),
+                    password_hash TEXT NOT NULL CHECK (password_hash GLOB '$2[abxy]$*'),
+                    active BOOLEAN NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+                    failed_logins INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+                    locked_until DATETIME,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    password_changed_at DATETIME NOT NULL
+                );
+                CREATE TRIGGER users_never_deleted BEFORE DELETE ON users
+                BEGIN SELECT RAISE(ABORT, 'users are deactivated, never deleted'); END;
+                CREATE TRIGGER users_never_renamed BEFORE UPDATE OF username ON users
+                WHEN NEW.username IS NOT OLD.username
+                BEGIN SELECT RAISE(ABORT, 'users are never renamed'); END;
+                """)
+        }
+        migrator.registerMigration("v1-backups") { db in
+            try db.execute(sql: """
+                CREATE TABLE backups (
+                    snapshot_id TEXT PRIMARY KEY NOT NULL CHECK (length(snapshot_id) = 64),
+                    created_by TEXT NOT NULL CHECK (length(created_by) > 0),
+                    created_by_user_id INTEGER REFERENCES users(id),
+                    description TEXT,
+                    backup_type TEXT CHECK (backup_type IS NULL OR backup_type IN ('full', 'database', 'files')),
+                    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+                    stored_bytes INTEGER NOT NULL CHECK (stored_bytes >= 0),
+                    file_count INTEGER NOT NULL CHECK (file_count >= 0),
+                    checksum TEXT NOT NULL CHECK (length(checksum) = 64),
+                    created_at DATETIME NOT NULL,
+                    hostname TEXT NOT NULL,
+                    tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags)),
+                    sources TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(sources))
+                );
+                CREATE INDEX backups_by_time ON backups(created_at);
+                """)
+        }
+        migrator.registerMigration("v1-audit") { db in
+            try db.execute(sql: """
+                CREATE TABLE audit (
+                    seq INTEGER PRIMARY KEY CHECK (seq > 0),
+                    timestamp TEXT NOT NULL CHECK (timestamp GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*Z'),
+                    actor TEXT NOT NULL CHECK (length(actor) > 0),
+                    action TEXT NOT NULL CHECK (length(action) > 0),
+                    target TEXT,
+                    outcome TEXT NOT NULL CHECK (outcome IN ('started', 'success', 'failure', 'denied', 'interrupted')),
+                    reason TEXT,
+                    request_id TEXT,
+                    details TEXT CHECK (details IS NULL OR json_valid(details)),
+                    operation_seq INTEGER REFERENCES audit(seq),
+                    prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+                    hash TEXT NOT NULL UNIQUE CHECK (length(hash) = 64)
+                );
+                CREATE INDEX audit_by_action ON audit(action);
+                CREATE INDEX audit_by_actor ON audit(actor);
+                CREATE INDEX audit_by_time ON audit(timestamp);
+                CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+                CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+                CREATE TRIGGER audit_chained BEFORE INSERT ON audit
+                WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit)
+                  OR NEW.prev_hash IS NOT COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '\(AuditRecord.genesisHash)')
+                BEGIN SELECT RAISE(ABORT, 'an audit row must be the next row of the chain'); END;
+                """)
+        }
+        migrator.registerMigration("v1-jobs") { db in
+            try db.execute(sql: """
+                CREATE TABLE jobs (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    kind TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'interrupted')),
+                    actor TEXT NOT NULL,
+                    target TEXT,
+                    started_at DATETIME NOT NULL,
+                    finished_at DATETIME,
+                    pid INTEGER NOT NULL,
+                    hostname TEXT NOT NULL,
+                    audit_seq INTEGER NOT NULL UNIQUE REFERENCES audit(seq),
+                    message TEXT,
+                    CHECK ((state = 'running') = (finished_at IS NULL))
+                );
+                CREATE INDEX jobs_running ON jobs(state) WHERE state = 'running';
+                """)
+        }
+        return migrator
+    }
+}

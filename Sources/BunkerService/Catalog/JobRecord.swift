@@ -1,0 +1,42 @@
+import Foundation
+import GRDB
+
+/// A long operation (table `jobs`): a backup, restore, drill, export or verify, from its start
+/// row in the audit trail to its end row.
+public struct JobRecord: Codable, Sendable, Equatable {
+    /// Where a job is.
+    public enum State: String, Sendable, Codable {
+        case running, succeeded, failed
+        /// Its process died; closed at the next start.
+        case interrupted
+    }
+
+    /// A UUID.
+    public var id: String
+    /// The audited action: `backup`, `restore`, …
+    public var kind: String
+    public var state: State
+    public var actor: String
+    public var target: String?
+    public var startedAt: Date
+    public var finishedAt: Date?
+    /// The process running it, so that the next start can tell a crash from a job still running.
+    public var pid: Int32
+    public var hostname: String
+    /// The job's start row in the audit trail.
+    public var auditSeq: Int64
+    public var message: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, state, actor, target, pid, hostname, message
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case auditSeq = "audit_seq"
+    }
+}
+
+extension JobRecord.State: DatabaseValueConvertible {}
+
+extension JobRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "jobs"
+}

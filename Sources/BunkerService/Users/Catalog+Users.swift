@@ -1,0 +1,193 @@
+import BunkerCore
+import Foundation
+import GRDB
+import HummingbirdBcrypt
+
+/// A new user's details.
+public struct NewUser: Sendable {
+    public var username: String
+    public var fullName: String
+    public var email: String?
+    public var role: Role
+    public var password: String
+
+    public init(username: String, fullName: String, email: String? = nil, role: Role, password: String) {
+        self.username = username
+        self.fullName = fullName
+        self.email = email
+        self.role = role
+        self.password = password
+    }
+}
+
+extension Catalog {
+    /// Every user, in the order they were added.
+    public func users() throws -> [UserRecord] {
+        try queue.read { try UserRecord.order(Column("id")).fetchAll($0) }
+    }
+
+    /// The user of that name (case-insensitive), if any.
+    public func user(named username: String) throws -> UserRecord? {
+        try queue.read { try UserRecord.filter(Column("username") == username).fetchOne($0) }
+    }
+
+    /// The user with that id, if any.
+    public func user(id: Int64) throws -> UserRecord? {
+        try queue.read { try UserRecord.fetchOne($0, key: id) }
+    }
+
+    /// Adds a user; the change and its audit row are one transaction.
+    @discardableResult
+    public func addUser(_ new: NewUser, by actor: Actor) throws -> UserRecord {
+        guard new.username.range(of: "^[A-Za-z0-9._@-]{1,64}$", options: .regularExpression) != nil else {
+            throw BunkerError(.invalidArgument, "A user name is 1 to 64 letters, digits, '.', '_', '@' or '-'; \"\(new.username)\" is not.")
+        }
+        guard !new.fullName.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw BunkerError(.invalidArgument, "A user needs a full name: it is what an electronic signature shows.")
+        }
+        if let email = new.email, email.range(of: "^[^@\\s]+@[^@\\s]+$", options: .regularExpression) == nil {
+            throw BunkerError(.invalidArgument, "\"\(email)\" is not an e-mail address.")
+        }
+        try Self.checkPassword(new.password)
+        let hash = Bcrypt.hash(new.password, cost: options.bcryptCost)
+        return try write(anchor: true) { db in
+            if let existing = try UserRecord.filter(Column("username") == new.username).fetchOne(db) {
+                throw BunkerError(.invalidArgument, "A user named \(existing.username) already exists\(existing.active ? "" : " (deactivated: `bunker user enable \(existing.username)`)"); users are never deleted or renamed, so pick another name.")
+            }
+            let now = options.now()
+            var user = UserRecord(
+                id: nil, username: new.username, fullName: new.fullName, email: new.email, role: new.role, passwordHash: hash,
+                active: true, failedLogins: 0, lockedUntil: nil, createdAt: now, updatedAt: now, passwordChangedAt: now)
+            try user.insert(db)
+            var details = ["role": new.role.rawValue, "full_name": new.fullName]
+            details["email"] = new.email
+            try append(AuditEntry(action: "user.add", target: new.username, outcome: .success, details: details), by: actor, in: db)
+            return user
+        }
+    }
+
+    /// Creates the first administrator when the catalog has no user yet: `username`, and
+    /// `password` or else a generated one, which is returned so that it can be shown once.
+    /// Returns nil when users exist already. Audited as `user.add` by Bunker itself.
+    public func ensureFirstAdministrator(username: String, password: String?, email: String?) throws -> (user: UserRecord, generatedPassword: String?)? {
+        guard try queue.read({ try UserRecord.fetchCount($0) }) == 0 else { return nil }
+        let chosen = password ?? Self.generatedPassword()
+        let user = try addUser(NewUser(username: username, fullName: "Administrator", email: email, role: .systemAdmin, password: chosen), by: .system)
+        return (user, password == nil ? chosen : nil)
+    }
+
+    /// 20 characters from a 57-letter alphabet without look-alikes: about 116 bits.
+    static func generatedPassword() -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<20).map { _ in alphabet.randomElement(using: &generator)! })
+    }
+
+    /// Deactivates or reactivates a user.
+    @discardableResult
+    public func setActive(_ username: String, _ active: Bool, by actor: Actor) throws -> UserRecord {
+        try changeUser(username, action: active ? "user.enable" : "user.disable", by: actor) { user in
+            user.active = active
+            if active {
+                user.failedLogins = 0
+                user.lockedUntil = nil
+            }
+            return [:]
+        }
+    }
+
+    /// Gives a user another role.
+    @discardableResult
+    public func setRole(_ username: String, _ role: Role, by actor: Actor) throws -> UserRecord {
+        try changeUser(username, action: "user.role", by: actor) { user in
+            let old = user.role
+            user.role = role
+            return ["from": old.rawValue, "to": role.rawValue]
+        }
+    }
+
+    /// Sets a user's password; also clears a lockout.
+    @discardableResult
+    public func setPassword(_ username: String, _ password: String, by actor: Actor) throws -> UserRecord {
+        try Self.checkPassword(password)
+        let hash = Bcrypt.hash(password, cost: options.bcryptCost)
+        return try changeUser(username, action: "user.passwd", by: actor) { user in
+            user.passwordHash = hash
+            user.passwordChangedAt = options.now()
+            user.failedLogins = 0
+            user.lockedUntil = nil
+            return [:]
+        }
+    }
+
+    /// Checks a user name and password, counting failures: after the policy's number of failures
+    /// in a row the account is locked for the policy's time. Every attempt is audited
+    /// (`auth.login`: success, or denied with the reason).
+    public func authenticate(username: String, password: String, requestID: String? = nil) throws -> UserRecord {
+        let now = options.now()
+        let policy = options.loginPolicy
+        // bcrypt before the transaction: it is slow on purpose, and must not hold the write lock.
+        let stored = try user(named: username)
+        // An unknown name costs a bcrypt check too, so that timing does not tell which names exist.
+        let matches = Bcrypt.verify(password, hash: stored?.passwordHash ?? Self.unknownUserHash) && stored != nil
+        let actor = Actor(name: stored?.username ?? username, channel: .api, userID: stored?.id, requestID: requestID)
+        let outcome: Result<UserRecord, BunkerError> = try write(anchor: false) { db in
+            func deny(_ reason: String, _ error: BunkerError) throws -> Result<UserRecord, BunkerError> {
+                try append(AuditEntry(action: "auth.login", target: username, outcome: .denied, reason: reason), by: actor, in: db)
+                return .failure(error)
+            }
+            let wrong = BunkerError(.authenticationFailed, "Wrong user name or password.")
+            guard var user = try UserRecord.filter(Column("username") == username).fetchOne(db) else {
+                return try deny("unknown user", wrong)
+            }
+            guard user.active else { return try deny("user deactivated", wrong) }
+            if user.isLocked(at: now), let until = user.lockedUntil {
+                return try deny("account locked", BunkerError(.accountLocked, "This account is locked after \(policy.maxFailures) failed logins until \(Timestamp.format(until)); try again then, or ask an administrator to set a new password."))
+            }
+            guard matches else {
+                user.failedLogins += 1
+                var reason = "wrong password (\(user.failedLogins) of \(policy.maxFailures))"
+                if user.failedLogins >= policy.maxFailures {
+                    user.lockedUntil = now.addingTimeInterval(policy.lockoutSeconds)
+                    user.failedLogins = 0
+                    reason += "; locked until \(Timestamp.format(user.lockedUntil!))"
+                }
+                user.updatedAt = now
+                try user.update(db)
+                return try deny(reason, wrong)
+            }
+            user.failedLogins = 0
+            user.lockedUntil = nil
+            try user.update(db)
+            try append(AuditEntry(action: "auth.login", target: user.username, outcome: .success), by: actor, in: db)
+            return .success(user)
+        }
+        return try outcome.get()
+    }
+
+    private func changeUser(_ username: String, action: String, by actor: Actor, _ change: (inout UserRecord) throws -> [String: String]) throws -> UserRecord {
+        try write(anchor: true) { db in
+            guard var user = try UserRecord.filter(Column("username") == username).fetchOne(db) else {
+                throw BunkerError(.userNotFound, "There is no user named \(username); `bunker user list` shows them.")
+            }
+            let details = try change(&user)
+            user.updatedAt = options.now()
+            try user.update(db)
+            try append(AuditEntry(action: action, target: user.username, outcome: .success, details: details), by: actor, in: db)
+            return user
+        }
+    }
+
+    /// A bcrypt hash (cost 12) of a random string nobody knows, checked for unknown user names.
+    static let unknownUserHash = "$2b$12$ZiuUdOCa.OWk8ZeizmtCdOTur/v9K.J2xbEiDQfF9f0fHyepPdzym"
+
+    static func checkPassword(_ password: String) throws {
+        guard password.count >= 8 else {
+            throw BunkerError(.invalidArgument, "A password needs at least 8 characters.")
+        }
+        // bcrypt reads only the first 72 bytes: a longer password would be silently cut.
+        guard password.utf8.count <= 72 else {
+            throw BunkerError(.invalidArgument, "A password may have at most 72 bytes (bcrypt ignores the rest).")
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import BunkerCore
+import BunkerService
+import BunkerTesting
+import Foundation
+import GRDB
+import Testing
+
+/// A change made behind Bunker's back, with the real sqlite3 tool, and the row that
+/// `verifyAudit` must name first.
+struct Tampering: Sendable, CustomTestStringConvertible {
+    var name: String
+    /// SQL, given the rows as they are (to forge hashes where the attacker would).
+    var sql: @Sendable ([AuditRecord]) -> String
+    var firstBadSeq: Int64
+    var says: String
+
+    var testDescription: String { name }
+}
+
+@Suite struct AuditTrailTests {
+    @Test func auditRowsAreHashChainedFromTheGenesisHash() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let rows = try catalog.auditRecords()
+            #expect(rows.map(\.seq) == [1, 2, 3, 4, 5])
+            #expect(rows[0].prevHash == AuditRecord.genesisHash)
+            for (previous, row) in zip(rows, rows.dropFirst()) {
+                #expect(row.prevHash == previous.hash)
+            }
+            for row in rows {
+                #expect(row.hash == row.computedHash(previous: row.prevHash))
+                #expect(row.actor == "test-admin" && row.action == "user.add" && row.outcome == .success)
+                #expect(row.timestamp.hasSuffix("Z"))
+            }
+            let verification = try catalog.verifyAudit()
+            #expect(verification.ok, "\(verification.problem ?? "")")
+            #expect(verification.rows == 5 && verification.headSeq == 5 && verification.headHash == rows[4].hash)
+            #expect(verification.anchors == 5, "each change is an operation whose end anchors the head")
+        }
+    }
+
+    @Test func triggersRefuseUpdatesAndDeletesOfTheAuditTable() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let update = try sqlite3(catalog.path, "UPDATE audit SET actor = 'mallory' WHERE seq = 2;")
+            #expect(update.output.contains("append-only"), "\(update.output)")
+            let delete = try sqlite3(catalog.path, "DELETE FROM audit WHERE seq = 5;")
+            #expect(delete.output.contains("append-only"), "\(delete.output)")
+            #expect(try catalog.verifyAudit().ok)
+        }
+    }
+
+    static let tamperings: [Tampering] = [
+        Tampering(name: "an UPDATE of a row's actor", sql: { _ in
+            "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;"
+        }, firstBadSeq: 3, says: "row 3 is not the row that was written"),
+        Tampering(name: "a DELETE of a row", sql: { _ in
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 3;"
+        }, firstBadSeq: 4, says: "row 3 is missing"),
+        Tampering(name: "a row inserted at the end with a made-up hash", sql: { rows in
+            """
+            INSERT INTO audit (seq, timestamp, actor, action, target, outcome, prev_hash, hash)
+            VALUES (6, '2026-12-01T00:00:00.000000000Z', 'mallory', 'restore', 'latest', 'success', '\(rows[4].hash)', '\(String(repeating: "a", count: 64))');
+            """
+        }, firstBadSeq: 6, says: "row 6 is not the row that was written"),
+        Tampering(name: "a row inserted in the middle with a correctly computed hash", sql: { rows in
+            var forged = rows[2]
+            forged.actor = "mallory"
+            forged.prevHash = rows[1].hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            return """
+                DROP TRIGGER audit_chained; DROP TRIGGER audit_no_update;
+                UPDATE audit SET seq = seq + 100 WHERE seq >= 3;
+                UPDATE audit SET seq = seq - 99 WHERE seq >= 100;
+                INSERT INTO audit (seq, timestamp, actor, action, target, outcome, details, prev_hash, hash)
+                VALUES (3, '\(forged.timestamp)', 'mallory', '\(forged.action)', '\(forged.target!)', 'success', '\(forged.details!)', '\(forged.prevHash)', '\(forged.hash)');
+                """
+        }, firstBadSeq: 4, says: "row 4 is not the row that was written"),
+    ]
+
+    @Test(arguments: tamperings)
+    func tamperingWithSqlite3IsDetectedAtTheFirstBadRow(_ tampering: Tampering) async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let rows = try catalog.auditRecords()
+            let run = try sqlite3(catalog.path, tampering.sql(rows))
+            #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+            let verification = try catalog.verifyAudit()
+            #expect(!verification.ok)
+            #expect(verification.firstBadSeq == tampering.firstBadSeq, "\(verification.problem ?? "")")
+            #expect(verification.problem?.contains(tampering.says) == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func aChainRewrittenWithRecomputedHashesIsCaughtByTheSignedAnchors() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            // The attacker knows the algorithm: row 2 is changed and every hash after it
+            // recomputed, so the chain itself is consistent again.
+            var rows = try catalog.auditRecords()
+            rows[1].actor = "mallory"
+            for index in 1..<rows.count {
+                rows[index].prevHash = rows[index - 1].hash
+                rows[index].hash = rows[index].computedHash(previous: rows[index].prevHash)
+            }
+            let updates = rows.dropFirst().map { "UPDATE audit SET actor = '\($0.actor)', prev_hash = '\($0.prevHash)', hash = '\($0.hash)' WHERE seq = \($0.seq);" }
+            let run = try sqlite3(catalog.path, "DROP TRIGGER audit_no_update;\n" + updates.joined(separator: "\n"))
+            #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+            for row in try catalog.auditRecords() {
+                #expect(row.hash == row.computedHash(previous: row.prevHash), "the rewritten chain is self-consistent")
+            }
+
+            let verification = try catalog.verifyAudit()
+            #expect(!verification.ok)
+            #expect(verification.firstBadSeq == 2, "\(verification.problem ?? "")")
+            #expect(verification.problem?.contains("rewritten") == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func aTrailCutShortOrAForgedAnchorIsDetected() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= 4;")
+            #expect(cut.status == 0, "\(cut.output)")
+            let truncated = try catalog.verifyAudit()
+            #expect(!truncated.ok && truncated.firstBadSeq == 4, "\(truncated.problem ?? "")")
+            #expect(truncated.problem?.contains("rows after 3 were removed") == true, "\(truncated.problem ?? "")")
+
+            try await withTemporaryDirectory { other in
+                let second = try makeCatalogWithFiveRows(in: other)
+                let rows = try second.auditRecords()
+                let line = "v1 5 \(rows[4].hash) 2026-12-01T00:00:00.000000000Z \(String(repeating: "0", count: 64))\n"
+                let handle = try #require(FileHandle(forWritingAtPath: other + "/data/audit-anchors.log"))
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data(line.utf8))
+                try handle.close()
+                let forged = try second.verifyAudit()
+                #expect(!forged.ok)
+                #expect(forged.problem?.contains("not signed") == true, "\(forged.problem ?? "")")
+            }
+        }
+    }
+
+    @Test func anOperationWhoseProcessDiedIsClosedAsInterruptedAtTheNextStart() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            let operation = try catalog.begin("backup", target: "sources:db", by: testAdmin)
+            // A process that has exited stands for the one that crashed.
+            let exited = Process()
+            exited.executableURL = URL(fileURLWithPath: "/bin/true")
+            try exited.run()
+            exited.waitUntilExit()
+            let run = try sqlite3(catalog.path, "UPDATE jobs SET pid = \(exited.processIdentifier) WHERE id = '\(operation.jobID)';")
+            #expect(run.status == 0, "\(run.output)")
+
+            let reopened = try makeCatalog(in: dir)
+            let rows = try reopened.auditRecords()
+            #expect(rows.map(\.outcome) == [.started, .interrupted])
+            #expect(rows[1].operationSeq == operation.startSeq && rows[1].actor == "test-admin" && rows[1].action == "backup")
+            #expect(try reopened.jobs().first?.state == .interrupted)
+            #expect(try reopened.verifyAudit().ok)
+
+            // A job of a live process is left running.
+            let live = try reopened.begin("verify", target: "repository", by: testAdmin)
+            _ = try makeCatalog(in: dir)
+            #expect(try reopened.jobs().first { $0.id == live.jobID }?.state == .running)
+        }
+    }
+
+    @Test func listFiltersAndPagesAndExportWritesEveryRow() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            try catalog.setRole("bob", .auditor, by: Actor(name: "carol", channel: .cli))
+            var filter = AuditFilter()
+            filter.action = "user"
+            filter.limit = 4
+            let first = try catalog.auditRecords(filter)
+            #expect(first.map(\.seq) == [1, 2, 3, 4])
+            filter.afterSeq = 4
+            #expect(try catalog.auditRecords(filter).map(\.seq) == [5, 6])
+            var byActor = AuditFilter()
+            byActor.actor = "carol"
+            #expect(try catalog.auditRecords(byActor).map(\.action) == ["user.role"])
+            var exact = AuditFilter()
+            exact.action = "user.role"
+            #expect(try catalog.auditRecords(exact).map(\.seq) == [6])
+
+            var jsonl = ""
+            try catalog.exportAudit(format: .jsonl) { jsonl += $0 }
+            let lines = jsonl.split(separator: "\n")
+            #expect(lines.count == 6)
+            let decoded = try JSONDecoder().decode(AuditRecord.self, from: Data(lines[5].utf8))
+            #expect(decoded == (try catalog.auditRecords()).last)
+
+            var csv = ""
+            try catalog.exportAudit(format: .csv) { csv += $0 }
+            let csvLines = csv.split(separator: "\r\n")
+            #expect(csvLines.count == 7)
+            #expect(csvLines[0] == "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash")
+            #expect(csvLines[6].hasPrefix("6,") && csvLines[6].contains(",carol,user.role,bob,success,"))
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import BunkerCore
+import BunkerService
+import BunkerTesting
+import Foundation
+import GRDB
+import Testing
+
+@Suite struct CatalogTests {
+    @Test func migrationsCreateTheSchemaWithItsConstraints() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users"])
+            let tables = try sqlite3(catalog.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name;").output
+            for table in ["audit", "backups", "jobs", "users"] {
+                #expect(tables.split(separator: "\n").contains(Substring(table)), "table \(table) in \(tables)")
+            }
+            for secret in ["catalog.sqlite", "audit.key"] {
+                let mode = try FileManager.default.attributesOfItem(atPath: dir + "/data/" + secret)[.posixPermissions] as? NSNumber
+                #expect(mode?.intValue == 0o600, "\(secret) is private")
+            }
+            // The schema, not only Bunker, refuses a role that does not exist.
+            let badRole = try sqlite3(catalog.path, """
+                INSERT INTO users (username, full_name, role, password_hash, created_at, updated_at, password_changed_at)
+                VALUES ('x', 'X', 'ROOT', '$2b$04$abc', '2026-01-01', '2026-01-01', '2026-01-01');
+                """)
+            #expect(badRole.output.contains("CHECK constraint failed"), "\(badRole.output)")
+            // Opening it again migrates nothing and keeps the key.
+            let key = try String(contentsOfFile: dir + "/data/audit.key", encoding: .utf8)
+            _ = try makeCatalog(in: dir)
+            #expect(try String(contentsOfFile: dir + "/data/audit.key", encoding: .utf8) == key)
+        }
+    }
+
+    @Test func backupMetadataIsRecordedWithItsEndRowAndRebuiltFromTheRepository() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 64 << 10)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let alice = Actor(name: "alice", channel: .api, requestID: "req-1")
+            var request = SourceBackupRequest(type: .files)
+            request.description = "before the upgrade"
+            let result = try await service.backup(request, by: alice)
+
+            let record = try #require(try service.catalog().backup(id: result.snapshotID.hex))
+            #expect(record.createdBy == "alice")
+            #expect(record.description == "before the upgrade")
+            #expect(record.backupType == "files")
+            #expect(record.checksum == result.snapshot.tree.hex)
+            #expect(record.sizeBytes == Int64(result.snapshot.summary!.totalBytes) && record.sizeBytes > 0)
+            let rows = try service.catalog().auditRecords()
+            #expect(rows.map(\.outcome) == [.started, .success])
+            #expect(rows[1].target == result.snapshotID.hex && rows[1].operationSeq == rows[0].seq)
+            #expect(rows.allSatisfy { $0.actor == "alice" && $0.requestID == "req-1" })
+
+            // The catalog is lost: a new one learns the backup again from the repository.
+            removeTree(dir + "/data")
+            let fresh = BunkerService(configuration: service.configuration, repository: service.repository)
+            #expect(try fresh.catalog().backups().isEmpty)
+            #expect(try await fresh.rebuildCatalog(by: testAdmin) == 1)
+            let rebuilt = try #require(try fresh.catalog().backup(id: result.snapshotID.hex))
+            #expect(rebuilt.createdBy.hasSuffix("(rebuilt)"))
+            #expect(rebuilt.checksum == record.checksum && rebuilt.sizeBytes == record.sizeBytes)
+            #expect(try fresh.catalog().auditRecords().map(\.action) == ["catalog.rebuild"])
+            #expect(try await fresh.rebuildCatalog(by: testAdmin) == 0, "a second rebuild adds nothing")
+        }
+    }
+
+    @Test func aDataDirectoryThatARestoreWouldOverwriteIsRefused() throws {
+        let text = """
+            data_dir = "/srv/studies/.bunker"
+
+            [[source]]
+            name = "studies"
+            kind = "files"
+            path = "/srv/studies"
+            """
+        let configuration = try Configuration(text: text, file: "/etc/bunker.toml", environment: [:])
+        #expect(throws: BunkerError.self) { try configuration.openCatalog() }
+        do {
+            try configuration.checkDataDirectoryIsOutsideSources()
+        } catch let error as BunkerError {
+            #expect(error.message.contains("inside source studies"))
+        }
+        let beside = try Configuration(text: text.replacingOccurrences(of: "/srv/studies/.bunker", with: "/srv/studies-bunker"), file: "/etc/bunker.toml", environment: [:])
+        try beside.checkDataDirectoryIsOutsideSources()
+    }
+}
+
+@Suite struct AuditedOperationTests {
+    @Test func anInPlaceRestoreAuditsItsReasonAndItsSafetyBackupInsideIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 64 << 10)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let backup = try await service.backup(SourceBackupRequest(), by: testAdmin)
+            var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
+            request.reason = "ticket 4711"
+            let outcome = try await service.restore(request, by: testAdmin)
+
+            let rows = try service.catalog().auditRecords()
+            #expect(rows.map { "\($0.action) \($0.outcome.rawValue)" } == [
+                "backup started", "backup success",
+                "restore started", "backup started", "backup success", "restore success",
+            ])
+            #expect(rows[2].reason == "ticket 4711")
+            #expect(rows[3].reason?.hasPrefix("safety copy before restoring snapshot") == true)
+            #expect(rows[4].operationSeq == 4 && rows[5].operationSeq == 3)
+            #expect(rows[5].detailValues["safety_snapshot"] == outcome.safetySnapshotID)
+            #expect(try service.catalog().backups().count == 2, "the safety snapshot is in the catalog too")
+            #expect(try service.catalog().jobs().allSatisfy { $0.state == .succeeded })
+        }
+    }
+
+    @Test func aFailedOperationEndsWithOutcomeFailureAndItsError() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await makeService(in: dir, sources: "")
+            await #expect(throws: BunkerError.self) {
+                _ = try await service.restore(SourceRestoreRequest(snapshot: "deadbeef"), by: testAdmin)
+            }
+            let rows = try service.catalog().auditRecords()
+            #expect(rows.map(\.outcome) == [.started, .failure])
+            #expect(rows[1].detailValues["error"]?.contains("deadbeef") == true, "\(rows[1].details ?? "")")
+            #expect(try service.catalog().jobs().first?.state == .failed)
+        }
+    }
+}
