@@ -44,6 +44,7 @@ extension Repository {
         let handle = try await acquireLock(exclusive: exclusive)
         let current = LockedHandle(handle)
         do {
+            try await reloadIndexIfReplaced()
             let result = try await withThrowingTaskGroup(of: R?.self) { group in
                 group.addTask {
                     while !Task.isCancelled {

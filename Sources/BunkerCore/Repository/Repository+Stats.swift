@@ -65,19 +65,10 @@ extension Repository {
         }
         if stats.uniqueBytes > 0 { stats.deduplicationRatio = Double(stats.logicalBytes) / Double(stats.uniqueBytes) }
         if packBytes > 0 { stats.compressionRatio = Double(stats.uniqueBytes) / Double(packBytes) }
-        if let local = storage as? LocalStorage, let space = local.space() {
+        if let reporting = storage as? any SpaceReporting, let space = reporting.space() {
             stats.freeBytes = space.free
             stats.totalBytes = space.total
         }
         return stats
-    }
-}
-
-extension LocalStorage {
-    /// Free and total bytes of the filesystem holding the repository.
-    public func space() -> (free: UInt64, total: UInt64)? {
-        var s = statvfs()
-        guard statvfs(root, &s) == 0 else { return nil }
-        return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
     }
 }

@@ -135,6 +135,29 @@ public final class Repository: Sendable {
         }
     }
 
+    /// Reads the index again if a prune replaced index files since it was loaded.
+    ///
+    /// A process opens the repository (and reads the index) before it takes its lock; a prune
+    /// that ran in between may have deleted packs that the old index names, and a backup that
+    /// deduplicated against them would write a snapshot with missing data. ``withLock(exclusive:_:)``
+    /// calls this once the lock is held, when nothing can replace index files any more.
+    func reloadIndexIfReplaced() async throws {
+        let loaded = index.indexFileIDs
+        guard !loaded.isEmpty, index.unsavedPackCount == 0 else { return }
+        let present = Set(try await storage.list(.index).compactMap { ID(hex: $0.handle.name) })
+        var missing = false
+        for id in loaded where !present.contains(id) {
+            // A listing may be incomplete: ask by name before concluding the file is gone.
+            if !(try await storage.exists(ObjectHandle(.index, id))) {
+                missing = true
+                break
+            }
+        }
+        guard missing else { return }
+        index.removeAll()
+        try await loadIndex()
+    }
+
     /// Writes an index file naming the packs this process wrote since the last one.
     func flushIndex() async throws {
         let packs = index.takeUnsaved()
