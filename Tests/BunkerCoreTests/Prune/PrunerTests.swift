@@ -1,0 +1,214 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// Three generations of a small tree: each replaces one random file, so that every generation
+/// owns about 1.5 MiB of incompressible data no other generation shares.
+private func backUpThreeGenerations(_ repo: Repository, _ clock: TestClock, in dir: String) async throws -> [BackupResult] {
+    try FileManager.default.createDirectory(atPath: dir + "/src/notes", withIntermediateDirectories: true)
+    try TreeGenerator.writeRandomFile(dir + "/src/shared.bin", size: 700 << 10, seed: 1)
+    var rng = SeededGenerator(seed: 10)
+    for i in 0..<5 { try rng.text(20_000).write(to: URL(fileURLWithPath: dir + "/src/notes/\(i).txt")) }
+    var results: [BackupResult] = []
+    for generation in 0..<3 {
+        try TreeGenerator.writeRandomFile(dir + "/src/scan.dcm", size: 1536 << 10, seed: UInt64(100 + generation))
+        try copyPreservingTimes(dir + "/src", to: dir + "/generation-\(generation)")
+        results.append(try await TestRepository.backup(repo, [dir + "/src"]))
+        clock.advance(by: 86400)
+    }
+    return results
+}
+
+/// `cp -a`: the copy keeps modification times, so that restores can be compared with it.
+private func copyPreservingTimes(_ source: String, to target: String) throws {
+    let cp = Process()
+    cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+    cp.arguments = ["-a", source, target]
+    try cp.run()
+    cp.waitUntilExit()
+    #expect(cp.terminationStatus == 0)
+}
+
+private func restore(_ repo: Repository, _ result: BackupResult, to target: String) async throws {
+    let report = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: target)
+    #expect(report.failures.isEmpty, "\(report.failures)")
+}
+
+private func keepLast(_ n: Int) -> RetentionPolicy {
+    var policy = RetentionPolicy()
+    policy.keepLast = n
+    policy.minimumAge = RetentionDuration()
+    return policy
+}
+
+@Suite struct PrunerTests {
+    @Test func pruneAfterForgetFreesSpaceAndKeptSnapshotsRestoreByteIdentically() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let before = TestRepository.packBytes(at: dir + "/repo")
+
+            let forget = try await repo.forget(policy: keepLast(1))
+            #expect(Set(forget.removed) == [generations[0].snapshotID, generations[1].snapshotID])
+            var options = PruneOptions()
+            options.maxUnused = .percent(0)
+            let report = try await Pruner(repository: repo, options: options).run()
+            let after = TestRepository.packBytes(at: dir + "/repo")
+
+            // Two generations' own scans (1.5 MiB each, incompressible) are gone.
+            #expect(before - after >= 3 << 20, "freed \(before - after) bytes")
+            #expect(report.bytesFreed == Int64(before) - Int64(after), "the report measures what was freed")
+            #expect(report.unusedBytesRemaining == 0)
+            #expect(report.indexFilesReplaced >= 1)
+
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let check = try await Checker(repository: fresh).check(readData: true)
+            #expect(check.ok, "\(check.errors.map(\.message))")
+            #expect(check.warnings.isEmpty, "\(check.warnings)")
+            #expect(try await fresh.snapshots().map(\.id) == [generations[2].snapshotID])
+            try await restore(fresh, generations[2], to: dir + "/out")
+            #expect(compareTrees(dir + "/generation-2", dir + "/out/src", checkDirectoryTimes: false) == [])
+
+            let again = try await Pruner(repository: fresh, options: options).run()
+            #expect(again.packsDeleted == 0 && again.packsRepacked == 0 && again.unusedBytes == 0, "nothing is left to clean")
+        }
+    }
+
+    @Test func heldSnapshotSurvivesForgetAndPruneUntilReleased() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let hold = try await repo.addHold(to: generations[0].snapshotID.short, reason: "litigation 2026-7")
+
+            let forget = try await repo.forget(policy: keepLast(1))
+            #expect(forget.removed == [generations[1].snapshotID])
+            let held = try #require(forget.decisions.first { $0.id == generations[0].snapshotID })
+            #expect(held.keep && held.reasons.first?.hasPrefix("hold: litigation 2026-7") == true)
+            _ = try await Pruner(repository: repo).run()
+
+            // A new process (the catalog gone) still sees the hold: it lives in the repository.
+            let fresh = try await TestRepository.open(at: dir + "/repo", now: clock.now)
+            #expect(try await fresh.holds().map(\.id) == [hold.id])
+            try await restore(fresh, generations[0], to: dir + "/out")
+            #expect(compareTrees(dir + "/generation-0", dir + "/out/src", checkDirectoryTimes: false) == [])
+
+            #expect(try await fresh.removeHolds(generations[0].snapshotID.short).map(\.id) == [hold.id])
+            let released = try await fresh.forget(policy: keepLast(1))
+            #expect(released.removed == [generations[0].snapshotID])
+        }
+    }
+
+    @Test func minimumAgeProtectsYoungSnapshotsWhateverThePolicy() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            var policy = keepLast(1)
+            policy.minimumAge = .days(5)
+            let report = try await repo.forget(policy: policy)
+            #expect(report.removed.isEmpty)
+            #expect(report.decisions.allSatisfy { $0.keep })
+            clock.advance(by: 86400 * 3 - 3600)
+            // The first generation is now 6 days old less an hour, the second 5 days less an hour.
+            let later = try await repo.forget(policy: policy)
+            #expect(later.removed == [generations[0].snapshotID])
+        }
+    }
+
+    @Test func dryRunsChangeNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            _ = try await backUpThreeGenerations(repo, clock, in: dir)
+            let forget = try await repo.forget(policy: keepLast(1), dryRun: true)
+            #expect(forget.removeCount == 2 && forget.removed.isEmpty)
+            #expect(try await repo.snapshots().count == 3)
+            _ = try await repo.forget(policy: keepLast(1))
+            let before = TestRepository.packBytes(at: dir + "/repo")
+            var options = PruneOptions()
+            options.dryRun = true
+            let plan = try await Pruner(repository: repo, options: options).run()
+            #expect(plan.bytesDeleted > 0 && plan.packsWritten == 0)
+            #expect(TestRepository.packBytes(at: dir + "/repo") == before)
+        }
+    }
+
+    @Test func pruneRefusesToRunWhenASnapshotIsDamaged() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let path = dir + "/repo/snapshots/" + generations[1].snapshotID.hex
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[40] ^= 1
+            chmod(path, 0o600)
+            try bytes.write(to: URL(fileURLWithPath: path))
+            _ = try await repo.forget(policy: keepLast(1))
+            let before = TestRepository.packBytes(at: dir + "/repo")
+            let error = await #expect(throws: BunkerError.self) { try await Pruner(repository: repo).run() }
+            #expect(error?.code == .corruptObject)
+            #expect(error?.message.contains("bunker verify") == true)
+            #expect(TestRepository.packBytes(at: dir + "/repo") == before, "nothing was deleted")
+        }
+    }
+
+    @Test func unindexedPacksAreDeletedOnlyAfterTheGracePeriod() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            // A backup whose index file and snapshot never made it (its writer died) leaves packs
+            // that no index names.
+            let indexBefore = Set(try await repo.storage.list(.index).map(\.handle))
+            try FileManager.default.createDirectory(atPath: dir + "/stray", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/stray/x.bin", size: 300 << 10, seed: 9)
+            let result = try await TestRepository.backup(repo, [dir + "/stray"])
+            try await repo.storage.remove(ObjectHandle(.snapshot, result.snapshotID))
+            for info in try await repo.storage.list(.index) where !indexBefore.contains(info.handle) {
+                try await repo.storage.remove(info.handle)
+            }
+
+            clock.set(Date())
+            let soon = try await TestRepository.open(at: dir + "/repo", now: clock.now)
+            let kept = try await Pruner(repository: soon).run()
+            #expect(kept.unindexedPacksKept >= 1 && kept.unindexedPacksDeleted == 0, "a young unindexed pack may belong to a live writer")
+            clock.advance(by: 2 * 3600)
+            let late = try await Pruner(repository: soon).run()
+            #expect(late.unindexedPacksDeleted == kept.unindexedPacksKept)
+            let check = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+            #expect(check.ok && check.warnings.isEmpty, "\(check.errors.map(\.message)) \(check.warnings)")
+            try await restore(soon, generations[2], to: dir + "/out")
+            #expect(compareTrees(dir + "/generation-2", dir + "/out/src", checkDirectoryTimes: false) == [])
+        }
+    }
+
+    /// A process that opened the repository (and read its index) before a prune replaced it must
+    /// not deduplicate against packs the prune deleted.
+    @Test func backupOpenedBeforeAPruneReadsTheNewIndexOnceLocked() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let early = try await TestRepository.open(at: dir + "/repo", now: clock.now)
+
+            let pruner = try await TestRepository.open(at: dir + "/repo", now: clock.now)
+            _ = try await pruner.forget(policy: keepLast(1))
+            var options = PruneOptions()
+            options.maxUnused = .percent(0)
+            _ = try await Pruner(repository: pruner, options: options).run()
+
+            // generation-0's scan is back: its chunks were pruned, and `early` still indexes them.
+            try copyPreservingTimes(dir + "/generation-0", to: dir + "/again")
+            let result = try await early.withLock(exclusive: false) { try await TestRepository.backup(early, [dir + "/again"]) }
+            let check = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+            #expect(check.ok, "\(check.errors.map(\.message))")
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            try await restore(fresh, result, to: dir + "/out")
+            #expect(compareTrees(dir + "/generation-0", dir + "/out/again", checkDirectoryTimes: false) == [])
+            _ = generations
+        }
+    }
+}
