@@ -17,7 +17,7 @@ struct BunkerCommand: AsyncParsableCommand {
             8 storage full; 64 invalid command line.
             """,
         version: "bunker \(bunkerVersion)",
-        subcommands: [Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self, Key.self]
+        subcommands: [Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self, Forget.self, Prune.self, Cleanup.self, Hold.self, Key.self]
     )
 
     static func main() async {

@@ -67,6 +67,9 @@ public struct PruneOptions: Sendable {
     public var unindexedGrace: TimeInterval = 3600
     /// Decide and report, change nothing.
     public var dryRun = false
+    /// Snapshots to count as already forgotten: a cleanup's dry run plans the prune that would
+    /// follow its forget.
+    public var forgotten: Set<ID> = []
 
     public init() {}
 }
@@ -93,6 +96,8 @@ public struct PruneReport: Sendable, Codable {
     public var indexFilesReplaced = 0
     public var bytesDeleted: UInt64 = 0
     public var bytesWritten: UInt64 = 0
+    /// Used blob bytes copied out of repacked packs (a dry run's estimate of what it would write).
+    public var bytesRepacked: UInt64 = 0
     /// Unused bytes that stay in packs below the `max_unused` threshold.
     public var unusedBytesRemaining: UInt64 = 0
     public var temporaryFilesRemoved = 0
@@ -117,6 +122,7 @@ public struct PruneReport: Sendable, Codable {
         case indexFilesReplaced = "index_files_replaced"
         case bytesDeleted = "bytes_deleted"
         case bytesWritten = "bytes_written"
+        case bytesRepacked = "bytes_repacked"
         case unusedBytesRemaining = "unused_bytes_remaining"
         case temporaryFilesRemoved = "temporary_files_removed"
         case bytesFreed = "bytes_freed"
@@ -139,6 +145,7 @@ public struct PruneReport: Sendable, Codable {
         try c.encode(indexFilesReplaced, forKey: .indexFilesReplaced)
         try c.encode(bytesDeleted, forKey: .bytesDeleted)
         try c.encode(bytesWritten, forKey: .bytesWritten)
+        try c.encode(bytesRepacked, forKey: .bytesRepacked)
         try c.encode(unusedBytesRemaining, forKey: .unusedBytesRemaining)
         try c.encode(temporaryFilesRemoved, forKey: .temporaryFilesRemoved)
         try c.encode(bytesFreed, forKey: .bytesFreed)
@@ -161,6 +168,7 @@ public struct PruneReport: Sendable, Codable {
         indexFilesReplaced = try c.decode(Int.self, forKey: .indexFilesReplaced)
         bytesDeleted = try c.decode(UInt64.self, forKey: .bytesDeleted)
         bytesWritten = try c.decode(UInt64.self, forKey: .bytesWritten)
+        bytesRepacked = try c.decode(UInt64.self, forKey: .bytesRepacked)
         unusedBytesRemaining = try c.decode(UInt64.self, forKey: .unusedBytesRemaining)
         temporaryFilesRemoved = try c.decode(Int.self, forKey: .temporaryFilesRemoved)
     }
@@ -200,9 +208,10 @@ public struct Pruner: Sendable {
 
     /// Prunes under the exclusive lock; pass `lockHeld` only from inside
     /// ``Repository/withLock(exclusive:_:)`` with `exclusive`.
+    /// A dry run takes a shared lock: it only reads.
     public func run(lockHeld: Bool = false) async throws -> PruneReport {
         if lockHeld { return try await prune() }
-        return try await repository.withLock(exclusive: true) { try await self.prune() }
+        return try await repository.withLock(exclusive: !options.dryRun) { try await self.prune() }
     }
 
     private func refuse(_ what: String, cause: (any Error & Sendable)? = nil) -> BunkerError {
@@ -280,6 +289,7 @@ public struct Pruner: Sendable {
             repackBytes += candidate.size
             remaining -= candidate.unused
             report.bytesDeleted += candidate.size
+            report.bytesRepacked += candidate.used
         }
         report.packsRepacked = repack.count
         report.unusedBytesRemaining = remaining
@@ -347,7 +357,7 @@ public struct Pruner: Sendable {
     private func usedBlobs(_ report: inout PruneReport) async throws -> Set<ID> {
         var used: Set<ID> = []
         for info in try await repository.storage.list(.snapshot) {
-            guard let id = ID(hex: info.handle.name) else { continue }
+            guard let id = ID(hex: info.handle.name), !options.forgotten.contains(id) else { continue }
             let snapshot: Snapshot
             do {
                 snapshot = try await repository.loadSnapshot(id)
