@@ -3,33 +3,6 @@ import BunkerTesting
 import Foundation
 import Testing
 
-/// Three generations of a small tree: each replaces one random file, so that every generation
-/// owns about 1.5 MiB of incompressible data no other generation shares.
-private func backUpThreeGenerations(_ repo: Repository, _ clock: TestClock, in dir: String) async throws -> [BackupResult] {
-    try FileManager.default.createDirectory(atPath: dir + "/src/notes", withIntermediateDirectories: true)
-    try TreeGenerator.writeRandomFile(dir + "/src/shared.bin", size: 700 << 10, seed: 1)
-    var rng = SeededGenerator(seed: 10)
-    for i in 0..<5 { try rng.text(20_000).write(to: URL(fileURLWithPath: dir + "/src/notes/\(i).txt")) }
-    var results: [BackupResult] = []
-    for generation in 0..<3 {
-        try TreeGenerator.writeRandomFile(dir + "/src/scan.dcm", size: 1536 << 10, seed: UInt64(100 + generation))
-        try copyPreservingTimes(dir + "/src", to: dir + "/generation-\(generation)")
-        results.append(try await TestRepository.backup(repo, [dir + "/src"]))
-        clock.advance(by: 86400)
-    }
-    return results
-}
-
-/// `cp -a`: the copy keeps modification times, so that restores can be compared with it.
-private func copyPreservingTimes(_ source: String, to target: String) throws {
-    let cp = Process()
-    cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-    cp.arguments = ["-a", source, target]
-    try cp.run()
-    cp.waitUntilExit()
-    #expect(cp.terminationStatus == 0)
-}
-
 private func restore(_ repo: Repository, _ result: BackupResult, to target: String) async throws {
     let report = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: target)
     #expect(report.failures.isEmpty, "\(report.failures)")
@@ -47,7 +20,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             let before = TestRepository.packBytes(at: dir + "/repo")
 
             let forget = try await repo.forget(policy: keepLast(1))
@@ -80,7 +53,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             let hold = try await repo.addHold(to: generations[0].snapshotID.short, reason: "litigation 2026-7")
 
             let forget = try await repo.forget(policy: keepLast(1))
@@ -105,7 +78,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             var policy = keepLast(1)
             policy.minimumAge = .days(5)
             let report = try await repo.forget(policy: policy)
@@ -122,7 +95,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            _ = try await backUpThreeGenerations(repo, clock, in: dir)
+            _ = try await Generations.backUp(repo, clock: clock, in: dir)
             let forget = try await repo.forget(policy: keepLast(1), dryRun: true)
             #expect(forget.removeCount == 2 && forget.removed.isEmpty)
             #expect(try await repo.snapshots().count == 3)
@@ -140,7 +113,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             let path = dir + "/repo/snapshots/" + generations[1].snapshotID.hex
             var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
             bytes[40] ^= 1
@@ -159,7 +132,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             // A backup whose index file and snapshot never made it (its writer died) leaves packs
             // that no index names.
             let indexBefore = Set(try await repo.storage.list(.index).map(\.handle))
@@ -191,7 +164,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
             let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
-            let generations = try await backUpThreeGenerations(repo, clock, in: dir)
+            let generations = try await Generations.backUp(repo, clock: clock, in: dir)
             let early = try await TestRepository.open(at: dir + "/repo", now: clock.now)
 
             let pruner = try await TestRepository.open(at: dir + "/repo", now: clock.now)
@@ -201,7 +174,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             _ = try await Pruner(repository: pruner, options: options).run()
 
             // generation-0's scan is back: its chunks were pruned, and `early` still indexes them.
-            try copyPreservingTimes(dir + "/generation-0", to: dir + "/again")
+            try Generations.copyPreservingTimes(dir + "/generation-0", to: dir + "/again")
             let result = try await early.withLock(exclusive: false) { try await TestRepository.backup(early, [dir + "/again"]) }
             let check = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
             #expect(check.ok, "\(check.errors.map(\.message))")
