@@ -102,8 +102,9 @@ public struct PruneReport: Sendable, Codable {
     public var unusedBytesRemaining: UInt64 = 0
     public var temporaryFilesRemoved = 0
 
-    /// Bytes of storage given back.
-    public var bytesFreed: Int64 { Int64(bytesDeleted) - Int64(bytesWritten) }
+    /// Bytes of storage given back: deleted minus written (a dry run's estimate counts the used
+    /// bytes it would copy as written).
+    public var bytesFreed: Int64 = 0
 
     public init() {}
 
@@ -126,51 +127,6 @@ public struct PruneReport: Sendable, Codable {
         case unusedBytesRemaining = "unused_bytes_remaining"
         case temporaryFilesRemoved = "temporary_files_removed"
         case bytesFreed = "bytes_freed"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(dryRun, forKey: .dryRun)
-        try c.encode(snapshots, forKey: .snapshots)
-        try c.encode(packs, forKey: .packs)
-        try c.encode(blobsUsed, forKey: .blobsUsed)
-        try c.encode(blobsUnused, forKey: .blobsUnused)
-        try c.encode(usedBytes, forKey: .usedBytes)
-        try c.encode(unusedBytes, forKey: .unusedBytes)
-        try c.encode(packsDeleted, forKey: .packsDeleted)
-        try c.encode(packsRepacked, forKey: .packsRepacked)
-        try c.encode(packsWritten, forKey: .packsWritten)
-        try c.encode(unindexedPacksDeleted, forKey: .unindexedPacksDeleted)
-        try c.encode(unindexedPacksKept, forKey: .unindexedPacksKept)
-        try c.encode(indexFilesReplaced, forKey: .indexFilesReplaced)
-        try c.encode(bytesDeleted, forKey: .bytesDeleted)
-        try c.encode(bytesWritten, forKey: .bytesWritten)
-        try c.encode(bytesRepacked, forKey: .bytesRepacked)
-        try c.encode(unusedBytesRemaining, forKey: .unusedBytesRemaining)
-        try c.encode(temporaryFilesRemoved, forKey: .temporaryFilesRemoved)
-        try c.encode(bytesFreed, forKey: .bytesFreed)
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        dryRun = try c.decode(Bool.self, forKey: .dryRun)
-        snapshots = try c.decode(Int.self, forKey: .snapshots)
-        packs = try c.decode(Int.self, forKey: .packs)
-        blobsUsed = try c.decode(Int.self, forKey: .blobsUsed)
-        blobsUnused = try c.decode(Int.self, forKey: .blobsUnused)
-        usedBytes = try c.decode(UInt64.self, forKey: .usedBytes)
-        unusedBytes = try c.decode(UInt64.self, forKey: .unusedBytes)
-        packsDeleted = try c.decode(Int.self, forKey: .packsDeleted)
-        packsRepacked = try c.decode(Int.self, forKey: .packsRepacked)
-        packsWritten = try c.decode(Int.self, forKey: .packsWritten)
-        unindexedPacksDeleted = try c.decode(Int.self, forKey: .unindexedPacksDeleted)
-        unindexedPacksKept = try c.decode(Int.self, forKey: .unindexedPacksKept)
-        indexFilesReplaced = try c.decode(Int.self, forKey: .indexFilesReplaced)
-        bytesDeleted = try c.decode(UInt64.self, forKey: .bytesDeleted)
-        bytesWritten = try c.decode(UInt64.self, forKey: .bytesWritten)
-        bytesRepacked = try c.decode(UInt64.self, forKey: .bytesRepacked)
-        unusedBytesRemaining = try c.decode(UInt64.self, forKey: .unusedBytesRemaining)
-        temporaryFilesRemoved = try c.decode(Int.self, forKey: .temporaryFilesRemoved)
     }
 }
 
@@ -309,12 +265,16 @@ public struct Pruner: Sendable {
         report.unindexedPacksDeleted = deleteUnindexed.count
 
         let changesIndex = !deleteIndexed.isEmpty || !repack.isEmpty || indexFiles.count > 1
-        guard !options.dryRun else { return report }
+        guard !options.dryRun else {
+            report.bytesFreed = Int64(report.bytesDeleted) - Int64(report.bytesRepacked)
+            return report
+        }
 
         // 4a. New packs.
         let written = try await copyUsedBlobs(of: repack, packBlobs: packBlobs, home: home)
         report.packsWritten = written.count
         report.bytesWritten = written.reduce(0) { $0 + UInt64(Self.packSize($1.blobs)) }
+        report.bytesFreed = Int64(report.bytesDeleted) - Int64(report.bytesWritten)
 
         // 4b. The new index, superseding every index file read.
         if changesIndex {

@@ -106,7 +106,7 @@ enum RetentionOutput {
             Swift.print("Kept \(report.unindexedPacksKept) unindexed pack\(report.unindexedPacksKept == 1 ? "" : "s") younger than the grace period (a later prune removes them)")
         }
         if report.dryRun {
-            Swift.print("Would free about \(Output.bytes(UInt64(max(0, Int64(report.bytesDeleted) - Int64(report.bytesRepacked))))); unused data left: \(Output.bytes(report.unusedBytesRemaining)) (dry run: nothing changed)")
+            Swift.print("Would free about \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)) (dry run: nothing changed)")
         } else {
             Swift.print("Freed \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)); \(report.indexFilesReplaced) index file\(report.indexFilesReplaced == 1 ? "" : "s") replaced")
         }
