@@ -65,6 +65,31 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
     }
 }
 
+/// A cleanup killed between two snapshot deletions leaves whole snapshots; the next one finishes.
+@Suite(.serialized) struct CleanupCrashTests {
+    @Test func cleanupKilledWhileForgettingLeavesWholeSnapshotsAndTheNextCleanupFinishes() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let generations = try await Generations.backUp(repo, clock: nil, in: dir)
+            let e = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/.bunker"]
+            let arguments = ["cleanup", "--keep-last", "1", "--min-age", "0", "--max-unused", "0%"]
+
+            let killed = try BunkerProcess.run(arguments, environment: e.merging(["BUNKER_FAULT_KILL": "forget-after-remove:1"]) { $1 })
+            #expect(killed.killed && killed.status == SIGKILL, "\(killed.stderr)")
+            let left = try await TestRepository.open(at: dir + "/repo").snapshots().map(\.id)
+            #expect(left.count == 2 && left.contains(generations[2].snapshotID), "one snapshot removed, the kept one still there")
+            #expect(try BunkerProcess.run(["verify", "--read-data"], environment: e).status == 0)
+
+            let next = try BunkerProcess.run(arguments, environment: e)
+            #expect(next.status == 0, "\(next.stderr)")
+            #expect(try await TestRepository.open(at: dir + "/repo").snapshots().map(\.id) == [generations[2].snapshotID])
+            let restore = try BunkerProcess.run(["restore", generations[2].snapshotID.hex, "--target", dir + "/out"], environment: e)
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(compareTrees(dir + "/generation-2", dir + "/out/src", checkDirectoryTimes: false) == [])
+        }
+    }
+}
+
 /// Backup and prune at the same time: one of them is refused with "repository is busy" (exit 6)
 /// or both succeed one after the other; nothing is lost either way.
 @Suite(.serialized) struct PruneConcurrencyTests {

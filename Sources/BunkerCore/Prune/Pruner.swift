@@ -179,9 +179,11 @@ public struct Pruner: Sendable {
         report.dryRun = options.dryRun
         let storage = repository.storage
 
-        // 1. Index files and used blobs.
+        // 1. Index files and used blobs. The in-memory index is rebuilt from the files read here,
+        // under the lock, so that the walk below sees exactly what this prune will supersede.
         var indexFiles: [ID] = []
         var packBlobs: [ID: [PackedBlob]] = [:]
+        repository.index.removeAll()
         for info in try await storage.list(.index) {
             guard let id = ID(hex: info.handle.name) else { continue }
             let file: IndexFile
@@ -191,6 +193,7 @@ public struct Pruner: Sendable {
                 throw refuse("index file index/\(id.hex) is damaged", cause: error)
             }
             indexFiles.append(id)
+            repository.index.add(file, name: id)
             for pack in file.packs where packBlobs[pack.id] == nil { packBlobs[pack.id] = pack.blobs }
         }
         report.packs = packBlobs.count
