@@ -13,7 +13,7 @@ struct BunkerCommand: AsyncParsableCommand {
 
             Exit codes: 0 success; 1 failure; 3 backup written but some files could not be read;
             4 no repository there; 5 wrong password; 6 repository busy (locked);
-            7 damaged or missing data (verify found errors, restore could not restore some files);
+            7 damaged or missing data (verify found errors, restore could not restore some files, prune refused a damaged repository);
             8 storage full; 64 invalid command line.
             """,
         version: "bunker \(bunkerVersion)",
