@@ -113,6 +113,27 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         }
     }
 
+    @Test func backupWithRetryLockWaitsForThePruneToFinish() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            _ = try await Generations.backUp(repo, clock: nil, in: dir, count: 1)
+            let e = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password]
+            let holder = Task { try await repo.withLock(exclusive: true) { try await Task.sleep(for: .seconds(2)) } }
+            while try await repo.locks().isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            let started = ContinuousClock.now
+            let outcome = try await Task.detached { try BunkerProcess.run(["backup", dir + "/src", "--retry-lock", "60s"], environment: e) }.value
+            try await holder.value
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            #expect(ContinuousClock.now - started > .seconds(1), "the backup waited for the exclusive lock")
+            #expect(try await repo.snapshots().count == 2)
+
+            let impatient = try await repo.withLock(exclusive: true) {
+                try BunkerProcess.run(["backup", dir + "/src", "--retry-lock", "1s"], environment: e)
+            }
+            #expect(impatient.status == 6 && impatient.stderr.contains("Waited 1 s"), "\(impatient.stderr)")
+        }
+    }
+
     @Test func backupsAndPrunesStartedTogetherLoseNothing() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try await TestRepository.create(at: dir + "/repo")

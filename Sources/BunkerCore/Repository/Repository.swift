@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// An open repository: its storage, master key, config and index.
 ///
@@ -13,6 +14,14 @@ public final class Repository: Sendable {
     public let keyName: String
     /// The clock; injected so that locks and snapshots can be tested without waiting.
     public let now: @Sendable () -> Date
+    private let lockWaitSetting = Mutex<TimeInterval>(0)
+
+    /// Seconds ``withLock(exclusive:_:)`` waits for a conflicting lock to be released before it
+    /// fails with "repository is busy"; 0 (the default) fails at once.
+    public var lockWait: TimeInterval {
+        get { lockWaitSetting.withLock { $0 } }
+        set { lockWaitSetting.withLock { $0 = newValue } }
+    }
 
     init(storage: any Storage, key: MasterKey, config: RepositoryConfig, keyName: String, now: @escaping @Sendable () -> Date) {
         self.storage = storage

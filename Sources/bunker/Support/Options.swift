@@ -14,7 +14,21 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Configuration file (default: $BUNKER_CONFIG, else bunker.toml beside the data directory).", valueName: "file"))
     var config: String?
 
+    @Option(help: ArgumentHelp("If another process holds a conflicting lock, wait this long for it (30s, 10m, 1h) before failing with \"repository is busy\".", valueName: "duration"))
+    var retryLock: String?
+
     @OptionGroup var output: OutputOptions
+
+    /// --retry-lock in seconds.
+    func lockWait() throws -> TimeInterval {
+        guard let retryLock else { return 0 }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        if let unit = retryLock.last.flatMap({ units[$0] }), let value = Double(retryLock.dropLast()), value >= 0 {
+            return value * unit
+        }
+        if let seconds = Double(retryLock), seconds >= 0 { return seconds }
+        throw BunkerError(.invalidArgument, "--retry-lock \"\(retryLock)\" is not a duration; write e.g. 30s, 10m or 1h.")
+    }
 
     /// The configuration file (if any) with the environment over it.
     func configuration() throws -> Configuration {
@@ -42,7 +56,9 @@ struct RepositoryOptions: ParsableArguments {
     func open(loadIndex: Bool = true) async throws -> Repository {
         let configuration = try configuration()
         let storage = try StorageLocation.storage(for: location(configuration))
-        return try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        repository.lockWait = try lockWait()
+        return repository
     }
 
     /// Opens the repository with the configured sources.
@@ -50,6 +66,7 @@ struct RepositoryOptions: ParsableArguments {
         let configuration = try configuration()
         let storage = try StorageLocation.storage(for: location(configuration))
         let repository = try await Repository.open(storage: storage, password: password(configuration))
+        repository.lockWait = try lockWait()
         return BunkerService(configuration: configuration, repository: repository)
     }
 }
