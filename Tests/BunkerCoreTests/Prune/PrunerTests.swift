@@ -185,3 +185,64 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         }
     }
 }
+
+@Suite struct PrunePlanTests {
+    /// Generations 0 and 1 forgotten: their own packs hold no used blob, and the packs shared
+    /// with generation 2 hold some unused blobs. Every plan is a dry run on the same repository.
+    @Test func maxUnusedAndMaxRepackSizeBoundTheRepacking() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            _ = try await Generations.backUp(repo, clock: nil, in: dir)
+            var policy = RetentionPolicy()
+            policy.keepLast = 1
+            policy.minimumAge = RetentionDuration()
+            _ = try await repo.forget(policy: policy)
+            func plan(_ configure: (inout PruneOptions) -> Void) async throws -> PruneReport {
+                var options = PruneOptions()
+                options.dryRun = true
+                configure(&options)
+                return try await Pruner(repository: repo, options: options).run()
+            }
+
+            let unlimited = try await plan { $0.maxUnused = .unlimited }
+            #expect(unlimited.packsDeleted > 0 && unlimited.packsRepacked == 0, "unlimited: only wholly unused packs go")
+            #expect(unlimited.unusedBytesRemaining > 0)
+
+            let strict = try await plan { $0.maxUnused = .percent(0) }
+            #expect(strict.packsRepacked > 0 && strict.unusedBytesRemaining == 0)
+            #expect(strict.packsDeleted == unlimited.packsDeleted)
+
+            let bounded = try await plan { $0.maxUnused = .percent(0); $0.maxRepackBytes = 1 }
+            #expect(bounded.packsRepacked == 0, "no pack fits in one byte of repacking")
+            #expect(bounded.unusedBytesRemaining == unlimited.unusedBytesRemaining)
+
+            let tolerant = try await plan { $0.maxUnused = .bytes(unlimited.unusedBytesRemaining) }
+            #expect(tolerant.packsRepacked == 0, "the unused bytes left are within the limit")
+            let almost = try await plan { $0.maxUnused = .bytes(unlimited.unusedBytesRemaining - 1) }
+            #expect(almost.packsRepacked >= 1, "one byte over the limit repacks")
+        }
+    }
+
+    @Test(arguments: [("5%", UnusedLimit.percent(5)), ("0%", .percent(0)), ("500M", .bytes(500 << 20)), ("2G", .bytes(2 << 30)), ("unlimited", .unlimited)])
+    func unusedLimitsParseLikeRestics(_ text: String, _ expected: UnusedLimit) throws {
+        #expect(try UnusedLimit(parsing: text) == expected)
+    }
+
+    @Test func aDamagedHoldStopsForgetRatherThanReleaseItsSnapshot() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let generations = try await Generations.backUp(repo, clock: nil, in: dir)
+            let hold = try await repo.addHold(to: generations[0].snapshotID.hex, reason: "case 9")
+            let path = dir + "/repo/holds/" + hold.id.hex
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[bytes.count - 1] ^= 1
+            chmod(path, 0o600)
+            try bytes.write(to: URL(fileURLWithPath: path))
+            var policy = RetentionPolicy()
+            policy.keepLast = 1
+            policy.minimumAge = RetentionDuration()
+            await #expect(throws: BunkerError.self) { try await repo.forget(policy: policy) }
+            #expect(try await repo.snapshots().count == 3)
+        }
+    }
+}
