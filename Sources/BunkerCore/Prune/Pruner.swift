@@ -166,8 +166,20 @@ public struct Pruner: Sendable {
     /// ``Repository/withLock(exclusive:_:)`` with `exclusive`.
     /// A dry run takes a shared lock: it only reads.
     public func run(lockHeld: Bool = false) async throws -> PruneReport {
-        if lockHeld { return try await prune() }
-        return try await repository.withLock(exclusive: !options.dryRun) { try await self.prune() }
+        if lockHeld { return try await pruneKeepingIndex() }
+        return try await repository.withLock(exclusive: !options.dryRun) { try await self.pruneKeepingIndex() }
+    }
+
+    /// Prunes; if prune stops half-way, the in-memory index is read again in full, so that a
+    /// long-lived process (the server) goes on with a complete index.
+    private func pruneKeepingIndex() async throws -> PruneReport {
+        do {
+            return try await prune()
+        } catch {
+            repository.index.removeAll()
+            try? await repository.loadIndex()
+            throw error
+        }
     }
 
     private func refuse(_ what: String, cause: (any Error & Sendable)? = nil) -> BunkerError {
@@ -183,12 +195,16 @@ public struct Pruner: Sendable {
         // under the lock, so that the walk below sees exactly what this prune will supersede.
         var indexFiles: [ID] = []
         var packBlobs: [ID: [PackedBlob]] = [:]
+        // A listing may miss objects: index files this process read before are asked for by name.
+        let listed = Set(try await storage.list(.index).compactMap { ID(hex: $0.handle.name) })
+        let known = Set(repository.index.indexFileIDs).subtracting(listed)
         repository.index.removeAll()
-        for info in try await storage.list(.index) {
-            guard let id = ID(hex: info.handle.name) else { continue }
+        for id in listed.union(known).sorted() {
             let file: IndexFile
             do {
                 file = try IndexFile(decoding: try await repository.loadSealed(.index, id), name: id)
+            } catch let error as BunkerError where error.code == .objectNotFound && known.contains(id) {
+                continue
             } catch let error as BunkerError where error.code == .corruptObject || error.code == .unsupportedFormat {
                 throw refuse("index file index/\(id.hex) is damaged", cause: error)
             }

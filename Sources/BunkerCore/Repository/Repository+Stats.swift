@@ -84,7 +84,9 @@ extension Repository {
             }
         }
         stats.sources = last.values.sorted { ($0.name, $0.kind) < ($1.name, $1.kind) }
-        stats.heldSnapshots = Set(try await holds().map(\.hold.snapshot)).intersection(snapshots.map(\.id)).count
+        // A damaged hold stops a forget, not a report.
+        let holds = (try? await holds()) ?? []
+        stats.heldSnapshots = Set(holds.map(\.hold.snapshot)).intersection(snapshots.map(\.id)).count
         stats.oldest = snapshots.first?.snapshot.time
         stats.newest = snapshots.last?.snapshot.time
         var packBytes: UInt64 = 0
