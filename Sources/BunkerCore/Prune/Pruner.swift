@@ -215,9 +215,27 @@ public struct Pruner: Sendable {
         report.packs = packBlobs.count
         let used = try await usedBlobs(&report)
 
+        // Each used blob's home is its first copy in a pack that exists: a copy in a missing
+        // pack must not make prune delete the pack holding the only other copy.
+        var stored: [ID: ObjectInfo] = [:]
+        for info in try await storage.list(.pack) {
+            if let id = ID(hex: info.handle.name) { stored[id] = info }
+        }
         var home: [ID: ID] = [:]
+        var unlisted: [ID] = []
         for (pack, blobs) in packBlobs.sorted(by: { $0.key < $1.key }) {
+            guard stored[pack] != nil else {
+                unlisted.append(pack)
+                continue
+            }
             for blob in blobs where used.contains(blob.id) && home[blob.id] == nil { home[blob.id] = pack }
+        }
+        for pack in unlisted where packBlobs[pack]!.contains(where: { used.contains($0.id) && home[$0.id] == nil }) {
+            // The listing may be incomplete: ask by name before calling the pack missing.
+            guard (try? await storage.stat(ObjectHandle(.pack, pack))) != nil else {
+                throw refuse("pack data/\(pack.hex), which holds data in use, is missing")
+            }
+            for blob in packBlobs[pack]! where used.contains(blob.id) && home[blob.id] == nil { home[blob.id] = pack }
         }
         if let missing = used.first(where: { home[$0] == nil }) {
             throw refuse("blob \(missing.short), which a snapshot uses, is in no index")
@@ -272,8 +290,7 @@ public struct Pruner: Sendable {
         // 3. Packs no index names.
         var deleteUnindexed: [ID] = []
         let now = repository.now()
-        for info in try await storage.list(.pack) {
-            guard let id = ID(hex: info.handle.name), packBlobs[id] == nil else { continue }
+        for (id, info) in stored where packBlobs[id] == nil {
             if let modified = info.modified, now.timeIntervalSince(modified) > options.unindexedGrace {
                 deleteUnindexed.append(id)
                 report.bytesDeleted += UInt64(info.size)

@@ -128,6 +128,24 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         }
     }
 
+    @Test func pruneRefusesToRunWhenAPackInUseIsMissing() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let generations = try await Generations.backUp(repo, clock: nil, in: dir)
+            _ = try await repo.forget(policy: keepLast(1))
+            let tree = try await repo.loadTree(generations[2].snapshot.tree)
+            let src = try #require(tree.node(named: "src")?.subtree)
+            let scan = try #require(try await repo.loadTree(src).node(named: "scan.dcm"))
+            let chunk = try #require(scan.content?.first)
+            let pack = try #require(repo.index.lookup(chunk)).pack
+            try await repo.storage.remove(ObjectHandle(.pack, pack))
+            let before = TestRepository.packBytes(at: dir + "/repo")
+            let error = await #expect(throws: BunkerError.self) { try await Pruner(repository: repo).run() }
+            #expect(error?.message.contains("data/\(pack.hex), which holds data in use, is missing") == true, "\(String(describing: error))")
+            #expect(TestRepository.packBytes(at: dir + "/repo") == before, "nothing was deleted")
+        }
+    }
+
     @Test func unindexedPacksAreDeletedOnlyAfterTheGracePeriod() async throws {
         try await withTemporaryDirectory { dir in
             let clock = TestClock(Date())
