@@ -136,8 +136,9 @@ public struct PruneReport: Sendable, Codable {
 /// Under the repository's exclusive lock:
 /// 1. Read every index file (a damaged one stops prune: it cannot tell what is used) and walk
 ///    every snapshot's trees to collect the blobs in use (a damaged snapshot or a missing tree
-///    stops prune too: its blobs would look unused). Each used blob gets one home, the first
-///    indexed copy; other copies are duplicates and count as unused.
+///    stops prune too: its blobs would look unused). Each used blob gets one home, its first
+///    copy in a pack that exists; other copies are duplicates and count as unused. A used blob
+///    with no existing copy stops prune.
 /// 2. Sort the indexed packs: wholly used (kept), wholly unused (deleted), partly used. Partly
 ///    used packs are repacked, emptiest first, until the unused bytes left are within
 ///    `max_unused` (and at most `max_repack_size` bytes are rewritten).
