@@ -322,7 +322,7 @@ public struct Checker: Sendable {
             if let id = ID(hex: info.handle.name) { stored[id] = info.size }
         }
         for (id, _) in stored where packContents[id] == nil {
-            report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it.")
+            report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it once it is older than the grace period (1 hour by default).")
         }
 
         func markBad(_ blobs: [PackedBlob], issue: CheckIssue) {
