@@ -37,6 +37,10 @@ private func json(_ text: String) throws -> Any {
             #expect(dry.stdout.contains("keep_last 1 (#1)"))
             #expect(try await repo.snapshots().count == 3, "a dry run removes nothing")
 
+            for bad in [["prune", "--unindexed-grace", "5x"], ["prune", "--max-unused", "120%"], ["cleanup", "--retry-lock", "soon"], ["forget", "--keep-within", "3 days"]] {
+                let refused = try BunkerProcess.run(bad, environment: e)
+                #expect(refused.status == 64 && refused.stderr.contains("write"), "\(bad): \(refused.stderr)")
+            }
             let none = try BunkerProcess.run(["forget", "--keep-last", "0", "--min-age", "0"], environment: e)
             #expect(none.status == 64 && none.stderr.contains("no keep rule"), "\(none.stderr)")
 

@@ -22,12 +22,7 @@ struct RepositoryOptions: ParsableArguments {
     /// --retry-lock in seconds.
     func lockWait() throws -> TimeInterval {
         guard let retryLock else { return 0 }
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-        if let unit = retryLock.last.flatMap({ units[$0] }), let value = Double(retryLock.dropLast()), value >= 0 {
-            return value * unit
-        }
-        if let seconds = Double(retryLock), seconds >= 0 { return seconds }
-        throw BunkerError(.invalidArgument, "--retry-lock \"\(retryLock)\" is not a duration; write e.g. 30s, 10m or 1h.")
+        return try seconds(retryLock, option: "--retry-lock")
     }
 
     /// The configuration file (if any) with the environment over it.
@@ -116,6 +111,16 @@ struct OutputOptions: ParsableArguments {
 struct ErrorOutput: Encodable {
     var error: String
     var message: String
+}
+
+/// A wait such as `30s`, `10m` (minutes), `1h` or `2d`, in seconds; a bare number is seconds.
+func seconds(_ text: String, option: String) throws -> TimeInterval {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    if let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 {
+        return value * unit
+    }
+    if let value = Double(text), value >= 0 { return value }
+    throw BunkerError(.invalidArgument, "\(option) \"\(text)\" is not a duration; write e.g. 30s, 10m, 1h or 2d.")
 }
 
 /// A secret from a file (first line), else an environment variable, else a prompt on a terminal.

@@ -59,7 +59,7 @@ struct PruneFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Rewrite at most this much pack data in one run (e.g. 2G).", valueName: "size"))
     var maxRepackSize: String?
 
-    @Option(help: ArgumentHelp("Delete packs no index names only when older than this (default 1h).", valueName: "duration"))
+    @Option(help: ArgumentHelp("Delete packs no index names only when older than this (30m, 1h, 2d; default 1h).", valueName: "duration"))
     var unindexedGrace = "1h"
 
     func options() throws -> PruneOptions {
@@ -71,8 +71,7 @@ struct PruneFlags: ParsableArguments {
             }
             options.maxRepackBytes = bytes
         }
-        let grace = try RetentionDuration(parsing: unindexedGrace)
-        options.unindexedGrace = Date().timeIntervalSince(grace.cutoff(before: Date()))
+        options.unindexedGrace = try seconds(unindexedGrace, option: "--unindexed-grace")
         return options
     }
 }
