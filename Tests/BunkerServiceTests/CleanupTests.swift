@@ -18,6 +18,7 @@ import Testing
                 keep_last = 1
                 min_age_days = 0
                 """)
+            #expect(try await service.stats().sourcesNeverBackedUp == ["studies"])
             var ids: [ID] = []
             for generation in 0..<3 {
                 try TreeGenerator.writeRandomFile(dir + "/studies/scan.dcm", size: 1 << 20, seed: UInt64(generation + 1))
@@ -34,6 +35,9 @@ import Testing
             #expect(Set(done.forget.removed) == Set(ids.prefix(2)))
             #expect(abs(done.prune.bytesFreed - plan.prune.bytesFreed) < 64 << 10, "plan \(plan.prune.bytesFreed), done \(done.prune.bytesFreed)")
             #expect(try await service.repository.snapshots().map(\.id) == [ids[2]])
+            let stats = try await service.stats()
+            #expect(stats.sourcesNeverBackedUp == [] && stats.sources.map(\.name) == ["studies"])
+            #expect(stats.snapshotsByKind == ["full": 1])
             let check = try await Checker(repository: service.repository).check(readData: true)
             #expect(check.ok && check.warnings.isEmpty)
         }

@@ -32,6 +32,9 @@ public struct RepositoryStats: Sendable, Codable {
     public var sources: [SourceLastBackup] = []
     /// Snapshots under a hold.
     public var heldSnapshots = 0
+    /// Configured sources that no snapshot holds yet (filled in by the service layer, which
+    /// knows the configuration).
+    public var sourcesNeverBackedUp: [String] = []
     public var packs = 0
     public var blobs = 0
     /// Sum over snapshots of the bytes they hold (what restoring all of them would write).
@@ -55,6 +58,7 @@ public struct RepositoryStats: Sendable, Codable {
         case snapshotsByTag = "snapshots_by_tag"
         case snapshotsByKind = "snapshots_by_kind"
         case heldSnapshots = "held_snapshots"
+        case sourcesNeverBackedUp = "sources_never_backed_up"
         case logicalBytes = "logical_bytes"
         case uniqueBytes = "unique_bytes"
         case storedBytes = "stored_bytes"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
@@ -10,8 +11,7 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let repo = try await repository.open()
-                let stats = try await repo.stats()
+                let stats = try await repository.service().stats()
                 if repository.output.json {
                     Output.printJSON(stats)
                     return
@@ -36,6 +36,9 @@ extension BunkerCommand {
                     for source in stats.sources {
                         print("  \(source.name) (\(source.kind)): \(Output.localTime(source.lastBackup)), snapshot \(source.snapshot.prefix(8))")
                     }
+                }
+                if !stats.sourcesNeverBackedUp.isEmpty {
+                    print("Never backed up:    \(stats.sourcesNeverBackedUp.joined(separator: ", "))")
                 }
                 if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
                     print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))

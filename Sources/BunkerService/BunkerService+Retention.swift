@@ -21,6 +21,14 @@ public struct CleanupOutcome: Sendable, Codable {
 }
 
 extension BunkerService {
+    /// The repository's statistics, with the configured sources that were never backed up.
+    public func stats() async throws -> RepositoryStats {
+        var stats = try await repository.stats()
+        let seen = Set(stats.sources.map { "\($0.name)\u{0}\($0.kind)" })
+        stats.sourcesNeverBackedUp = sources.filter { !seen.contains("\($0.name)\u{0}\($0.kind.rawValue)") }.map(\.name)
+        return stats
+    }
+
     /// Applies the retention policy (the configured one unless the request names another).
     public func forget(policy: RetentionPolicy? = nil, dryRun: Bool = false) async throws -> ForgetReport {
         try await repository.forget(policy: policy ?? configuration.retention, dryRun: dryRun)
