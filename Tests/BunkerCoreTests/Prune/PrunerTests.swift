@@ -264,3 +264,43 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         }
     }
 }
+
+@Suite struct YearsOfCleanupTests {
+    /// Three years of fortnightly backups, each followed by the scheduled cleanup under the
+    /// seed's tiers (one-year compliance period): what stays is exactly what the policy keeps, the
+    /// repository verifies, and the oldest survivor restores byte for byte.
+    @Test func fortnightlyBackupsAndCleanupsOverThreeYearsKeepTheTiers() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(TestClock.utc("2023-01-02 23:00"))
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            let policy = RetentionPolicy.standard(complianceDays: 365)
+            var options = PruneOptions()
+            options.maxUnused = .percent(0)
+            options.unindexedGrace = 0
+            var generationOf: [ID: UInt64] = [:]
+            var times: [(id: ID, snapshot: Snapshot)] = []
+            for generation in UInt64(0)..<78 {
+                try TreeGenerator.writeRandomFile(dir + "/src/day.bin", size: 20_000, seed: generation + 1)
+                let result = try await TestRepository.backup(repo, [dir + "/src"])
+                generationOf[result.snapshotID] = generation
+                times.append((result.snapshotID, result.snapshot))
+                clock.advance(by: 3600)
+                _ = try await repo.forget(policy: policy)
+                _ = try await Pruner(repository: repo, options: options).run()
+                clock.advance(by: 14 * 86400 - 3600)
+            }
+            let remaining = try await repo.snapshots()
+            let expected = policy.apply(to: times, holds: [], now: clock.now()).filter(\.keep).map(\.id)
+            #expect(Set(remaining.map(\.id)) == Set(expected))
+            #expect(remaining.count >= 14 && remaining.count <= 20, "about 1 daily, 2 weekly, 12 monthly and 2 yearly: \(remaining.count)")
+
+            let check = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+            #expect(check.ok && check.warnings.isEmpty, "\(check.errors.map(\.message)) \(check.warnings)")
+            let oldest = try #require(remaining.first)
+            _ = try await Restorer(loader: repo).restore(tree: oldest.snapshot.tree, to: dir + "/out")
+            var rng = SeededGenerator(seed: try #require(generationOf[oldest.id]) + 1)
+            #expect(FileManager.default.contents(atPath: dir + "/out/src/day.bin") == rng.bytes(20_000))
+        }
+    }
+}
