@@ -35,14 +35,14 @@ extension BunkerService {
     }
 
     /// Removes data no snapshot references.
-    public func prune(_ options: PruneOptions) async throws -> PruneReport {
-        try await Pruner(repository: repository, options: options).run()
+    public func prune(_ options: PruneOptions, progress: OperationProgress? = nil) async throws -> PruneReport {
+        try await Pruner(repository: repository, options: options, progress: progress).run()
     }
 
     /// Forget, then prune, under one exclusive lock, so that no backup can slip in between and
     /// nothing the forget kept can be pruned. A dry run takes a shared lock and plans the prune
     /// as if the forget had happened.
-    public func cleanup(_ request: CleanupRequest) async throws -> CleanupOutcome {
+    public func cleanup(_ request: CleanupRequest, progress: OperationProgress? = nil) async throws -> CleanupOutcome {
         let policy = request.policy ?? configuration.retention
         var options = request.prune
         options.dryRun = request.dryRun
@@ -51,7 +51,7 @@ extension BunkerService {
             let forget = try await repository.forget(policy: policy, dryRun: request.dryRun, lockHeld: true)
             var pruneOptions = frozen
             if request.dryRun { pruneOptions.forgotten = Set(forget.decisions.filter { !$0.keep }.map(\.id)) }
-            let prune = try await Pruner(repository: repository, options: pruneOptions).run(lockHeld: true)
+            let prune = try await Pruner(repository: repository, options: pruneOptions, progress: progress).run(lockHeld: true)
             return CleanupOutcome(forget: forget, prune: prune)
         }
     }

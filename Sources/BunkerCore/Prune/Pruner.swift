@@ -157,10 +157,13 @@ public struct PruneReport: Sendable, Codable {
 public struct Pruner: Sendable {
     private let repository: Repository
     private let options: PruneOptions
+    private let progress: OperationProgress?
 
-    public init(repository: Repository, options: PruneOptions = PruneOptions()) {
+    /// `progress` counts snapshots walked, then packs and bytes repacked.
+    public init(repository: Repository, options: PruneOptions = PruneOptions(), progress: OperationProgress? = nil) {
         self.repository = repository
         self.options = options
+        self.progress = progress
     }
 
     /// Prunes under the exclusive lock; pass `lockHeld` only from inside
@@ -362,6 +365,10 @@ public struct Pruner: Sendable {
                 throw refuse("snapshot \(id.short) is damaged", cause: error)
             }
             report.snapshots += 1
+            progress?.update {
+                $0.filesDone += 1
+                $0.currentPath = "snapshot \(id.short)"
+            }
             var stack = [snapshot.tree]
             while let treeID = stack.popLast() {
                 guard used.insert(treeID).inserted else { continue }
@@ -384,6 +391,12 @@ public struct Pruner: Sendable {
     /// each one authenticates and matches its id. Returns the packs written.
     private func copyUsedBlobs(of packs: [ID], packBlobs: [ID: [PackedBlob]], home: [ID: ID]) async throws -> [(id: ID, blobs: [PackedBlob])] {
         guard !packs.isEmpty else { return [] }
+        progress?.update {
+            $0 = OperationProgress.Counters()
+            $0.filesTotal = packs.count
+            $0.bytesTotal = packs.reduce(0) { $0 + UInt64(Self.packSize(packBlobs[$1] ?? [])) }
+            $0.totalsKnown = true
+        }
         let collected = WrittenPacks()
         let packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) { id, blobs, _ in
             await collected.append(id, blobs)
@@ -412,6 +425,11 @@ public struct Pruner: Sendable {
                 entries.append(Packer.Entry(type: blob.type, id: blob.id, sealed: Data(sealed), rawLength: Int(blob.rawLength)))
             }
             try await packer.add(entries)
+            progress?.update {
+                $0.filesDone += 1
+                $0.bytesDone += UInt64(data.count)
+                $0.currentPath = "pack \(pack.short)"
+            }
         }
         try await packer.flush()
         return await collected.packs

@@ -22,7 +22,9 @@ extension BunkerCommand {
                 var request = CleanupRequest(policy: try policy.policy(configured: service.configuration.retention))
                 request.prune = try tuning.options()
                 request.dryRun = dryRun
-                let outcome = try await service.cleanup(request)
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
+                let chosen = request
+                let outcome = try await ProgressLine.with(progress, verb: "cleanup") { try await service.cleanup(chosen, progress: progress) }
                 if repository.output.json {
                     Output.printJSON(outcome)
                 } else if !repository.output.quiet {

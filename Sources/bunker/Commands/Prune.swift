@@ -23,7 +23,10 @@ extension BunkerCommand {
             try await repository.output.run {
                 var options = try tuning.options()
                 options.dryRun = dryRun
-                let report = try await repository.service().prune(options)
+                let service = try await repository.service()
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
+                let chosen = options
+                let report = try await ProgressLine.with(progress, verb: "prune") { try await service.prune(chosen, progress: progress) }
                 if repository.output.json {
                     Output.printJSON(report)
                 } else if !repository.output.quiet {

@@ -27,8 +27,11 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             #expect(Set(forget.removed) == [generations[0].snapshotID, generations[1].snapshotID])
             var options = PruneOptions()
             options.maxUnused = .percent(0)
-            let report = try await Pruner(repository: repo, options: options).run()
+            let progress = OperationProgress()
+            let report = try await Pruner(repository: repo, options: options, progress: progress).run()
             let after = TestRepository.packBytes(at: dir + "/repo")
+            #expect(report.packsRepacked > 0, "generation 0's packs mix kept and forgotten data")
+            #expect(progress.counters.filesDone == report.packsRepacked && progress.counters.totalsKnown, "progress counts packs repacked")
 
             // Two generations' own scans (1.5 MiB each, incompressible) are gone.
             #expect(before - after >= 3 << 20, "freed \(before - after) bytes")
