@@ -71,9 +71,13 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             try await restore(fresh, generations[0], to: dir + "/out")
             #expect(compareTrees(dir + "/generation-0", dir + "/out/src", checkDirectoryTimes: false) == [])
 
+            _ = try await fresh.addHold(to: generations[2].snapshotID.short, reason: "second")
             #expect(try await fresh.removeHolds(generations[0].snapshotID.short).map(\.id) == [hold.id])
             let released = try await fresh.forget(policy: keepLast(1))
             #expect(released.removed == [generations[0].snapshotID])
+            try await fresh.storage.remove(ObjectHandle(.snapshot, generations[2].snapshotID))
+            let check = try await Checker(repository: fresh).check(readData: false)
+            #expect(check.ok && check.warnings.contains { $0.contains("which no longer exists") }, "\(check.warnings)")
         }
     }
 
@@ -264,6 +268,8 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             policy.minimumAge = RetentionDuration()
             await #expect(throws: BunkerError.self) { try await repo.forget(policy: policy) }
             #expect(try await repo.snapshots().count == 3)
+            let check = try await Checker(repository: repo).check(readData: false)
+            #expect(check.errors.map(\.kind) == ["damaged_hold"], "verify names the hold that blocks forget")
         }
     }
 }
