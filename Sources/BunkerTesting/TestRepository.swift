@@ -10,21 +10,40 @@ public enum TestRepository {
     public static let smallChunks = ChunkerParameters(minSize: 16 << 10, averageSize: 64 << 10, maxSize: 256 << 10, seed: 0x5EED)
 
     /// Creates a repository in a local directory.
-    public static func create(at path: String, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10) async throws -> Repository {
+    public static func create(
+        at path: String, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> Repository {
         let storage = try StorageLocation.storage(for: path, create: true)
-        return try await create(storage: storage, chunker: chunker, packSize: packSize)
+        return try await create(storage: storage, chunker: chunker, packSize: packSize, now: now)
     }
 
     /// Creates a repository in any storage.
-    public static func create(storage: any Storage, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10) async throws -> Repository {
+    public static func create(
+        storage: any Storage, chunker: ChunkerParameters = smallChunks, packSize: Int = 512 << 10,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> Repository {
         try await Repository.create(
             storage: storage, password: password,
-            config: .new(compressionLevel: 3, chunker: chunker, packSize: packSize), kdf: .testing)
+            config: .new(compressionLevel: 3, chunker: chunker, packSize: packSize), kdf: .testing, now: now)
     }
 
-    /// Opens a repository made by ``create(at:chunker:packSize:)`` afresh (a new process would).
-    public static func open(at path: String) async throws -> Repository {
-        try await Repository.open(storage: StorageLocation.storage(for: path), password: password)
+    /// Opens a repository made by ``create(at:chunker:packSize:now:)`` afresh (a new process would).
+    public static func open(at path: String, now: @escaping @Sendable () -> Date = { Date() }) async throws -> Repository {
+        try await Repository.open(storage: StorageLocation.storage(for: path), password: password, now: now)
+    }
+
+    /// Bytes of all packs under a local repository's `data/`.
+    public static func packBytes(at path: String) -> UInt64 {
+        guard let walker = FileManager.default.enumerator(atPath: path + "/data") else { return 0 }
+        var total: UInt64 = 0
+        for case let sub as String in walker {
+            var st = stat()
+            if lstat(path + "/data/" + sub, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, !sub.contains("/.") {
+                total += UInt64(st.st_size)
+            }
+        }
+        return total
     }
 
     /// Backs up `paths` and returns the snapshot id.

@@ -13,11 +13,14 @@ struct BunkerCommand: AsyncParsableCommand {
 
             Exit codes: 0 success; 1 failure; 3 backup written but some files could not be read;
             4 no repository there; 5 wrong password; 6 repository busy (locked);
-            7 damaged or missing data (verify found errors, restore could not restore some files);
+            7 damaged or missing data (verify found errors, restore could not restore some files, prune refused a damaged repository);
             8 storage full; 9 the audit trail was tampered with; 64 invalid command line.
             """,
         version: "bunker \(bunkerVersion)",
-        subcommands: [Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self, Key.self, User.self, Audit.self, CatalogCommand.self, Serve.self]
+        subcommands: [
+            Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self,
+            Forget.self, Prune.self, Cleanup.self, Hold.self, Key.self, User.self, Audit.self, CatalogCommand.self, Serve.self,
+        ]
     )
 
     static func main() async {

@@ -37,6 +37,37 @@ import Testing
         #expect(config.sources.map(\.name) == ["clinic", "studies"])
         #expect(config.sources[0].postgres == PostgresConnection(host: "/var/run/postgresql", port: 5433, user: "backup", passwordEnvironment: "PGPASSWORD"))
         #expect(config.sources[1].excludes == ["*.tmp", "cache/"])
+        var retention = RetentionPolicy()
+        retention.keepDaily = 7
+        #expect(config.retention == retention, "a table with a keep rule replaces the default tiers")
+    }
+
+    @Test func retentionTableReadsEveryKeyAndTheSeedsComplianceDays() throws {
+        let config = try Configuration(text: """
+            [retention]
+            keep_last = 2
+            keep_hourly = 24
+            keep_weekly = 4
+            keep_monthly = 12
+            keep_yearly = 7
+            keep_within = "3d"
+            keep_within_daily = "10d"
+            keep_tags = ["audit", "legal"]
+            min_age_days = 2
+            safety_min_age_days = 60
+            """, file: "/etc/bunker.toml", environment: ["BACKUP_RETENTION_DAYS": "3650"])
+        let p = config.retention
+        #expect((p.keepLast, p.keepHourly, p.keepDaily, p.keepWeekly, p.keepMonthly, p.keepYearly) == (2, 24, nil, 4, 12, 7))
+        #expect(p.keepWithin == .days(3) && p.keepWithinDaily == .days(10))
+        #expect(p.keepTags == ["audit", "legal"])
+        #expect(p.minimumAge == .days(2) && p.safetyMinimumAge == .days(60))
+        #expect(p.keepWithinYearly == .days(3650), "BACKUP_RETENTION_DAYS sets how long a yearly backup is kept")
+
+        let defaults = try Configuration(text: "[retention]\nmin_age_days = 3\n", file: "/etc/bunker.toml", environment: [:])
+        var standard = RetentionPolicy.standard(complianceDays: 2555)
+        standard.minimumAge = .days(3)
+        #expect(defaults.retention == standard, "without keep rules the seed's tiers apply")
+        #expect(Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
     }
 
     @Test func schedulesAreReadAndDefaultWhenAbsent() throws {
@@ -71,6 +102,8 @@ import Testing
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\npassword = \"secret\"\n", ":5: password", "never written"),
         ("[[source]]\nname = \"db\"\nkind = \"sqlite\"\n", ":1:", "path is required"),
         ("[repository]\ncompression_level = 42\n", ":2: compression_level", "between 1 and 19"),
+        ("[retention]\nkeep_daily = 7\nkeep_within = \"3 days\"\n", ":3: keep_within", "not a duration"),
+        ("[retention]\nkeep_dayly = 7\n", ":2: keep_dayly", "unknown key"),
         ("[repository\npath = 1\n", ":1:", "parsing"),
         ("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/y\"\n", ":6: name", "two sources"),
         ("[[schedule]]\njob = \"backup\"\ncron = \"0 25 * * *\"\n", ":3: cron", "25 is outside 0–23"),

@@ -190,6 +190,11 @@ public final class MasterIndex: Sendable {
         }
     }
 
+    /// Forgets everything, before the index files are read again.
+    func removeAll() {
+        state.withLock { $0 = State() }
+    }
+
     /// How many blobs are known.
     public var count: Int { state.withLock { $0.entries.count } }
 }

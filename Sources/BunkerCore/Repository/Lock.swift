@@ -39,11 +39,13 @@ public struct LockInfo: Codable, Sendable {
 extension Repository {
     /// Runs `body` while holding a lock, refreshing it while `body` runs and removing it after.
     ///
-    /// Fails with ``BunkerError/Code/repositoryLocked`` when a conflicting lock is held.
+    /// Fails with ``BunkerError/Code/repositoryLocked`` when a conflicting lock is held for longer
+    /// than ``lockWait``.
     public func withLock<R: Sendable>(exclusive: Bool, _ body: @Sendable () async throws -> R) async throws -> R {
-        let handle = try await acquireLock(exclusive: exclusive)
+        let handle = try await acquireLockWaiting(exclusive: exclusive)
         let current = LockedHandle(handle)
         do {
+            try await reloadIndexIfReplaced()
             let result = try await withThrowingTaskGroup(of: R?.self) { group in
                 group.addTask {
                     while !Task.isCancelled {
@@ -72,6 +74,24 @@ extension Repository {
         let info = LockInfo(time: now(), exclusive: exclusive, hostname: ProcessInfo.processInfo.hostName,
                             username: currentUserName(), pid: getpid(), nonce: UUID().uuidString)
         return try await saveSealed(.lock, JSONCoding.encoder.encode(info))
+    }
+
+    /// Tries to lock every second until ``lockWait`` has passed.
+    private func acquireLockWaiting(exclusive: Bool) async throws -> ObjectHandle {
+        let wait = lockWait
+        let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+        while true {
+            do {
+                return try await acquireLock(exclusive: exclusive)
+            } catch let error as BunkerError where error.code == .repositoryLocked {
+                let left = deadline - ContinuousClock.now
+                guard left > .zero else {
+                    if wait <= 0 { throw error }
+                    throw BunkerError(.repositoryLocked, error.message + " (Waited \(Int(wait)) s for it.)")
+                }
+                try await Task.sleep(for: min(left, .seconds(1)))
+            }
+        }
     }
 
     private func acquireLock(exclusive: Bool) async throws -> ObjectHandle {

@@ -1,9 +1,40 @@
 import Foundation
 
+/// When a source (or a backed-up path) was last backed up.
+public struct SourceLastBackup: Sendable, Codable, Equatable {
+    /// The source's name, or the path for a backup of plain paths.
+    public var name: String
+    /// `files`, `sqlite`, `postgres`, or `path`.
+    public var kind: String
+    public var lastBackup: Date
+    public var snapshot: String
+
+    public init(name: String, kind: String, lastBackup: Date, snapshot: String) {
+        self.name = name
+        self.kind = kind
+        self.lastBackup = lastBackup
+        self.snapshot = snapshot
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, snapshot
+        case lastBackup = "last_backup"
+    }
+}
+
 /// Sizes and ratios of a repository.
 public struct RepositoryStats: Sendable, Codable {
     public var snapshots = 0
     public var snapshotsByTag: [String: Int] = [:]
+    /// Snapshots per backup type (`full`, `database`, `files`; `paths` for a backup of plain paths).
+    public var snapshotsByKind: [String: Int] = [:]
+    /// Every source's newest snapshot, safety snapshots aside (they are not scheduled backups).
+    public var sources: [SourceLastBackup] = []
+    /// Snapshots under a hold.
+    public var heldSnapshots = 0
+    /// Configured sources that no snapshot holds yet (filled in by the service layer, which
+    /// knows the configuration).
+    public var sourcesNeverBackedUp: [String] = []
     public var packs = 0
     public var blobs = 0
     /// Sum over snapshots of the bytes they hold (what restoring all of them would write).
@@ -23,8 +54,11 @@ public struct RepositoryStats: Sendable, Codable {
     public var totalBytes: UInt64?
 
     enum CodingKeys: String, CodingKey {
-        case snapshots, packs, blobs, oldest, newest
+        case snapshots, packs, blobs, oldest, newest, sources
         case snapshotsByTag = "snapshots_by_tag"
+        case snapshotsByKind = "snapshots_by_kind"
+        case heldSnapshots = "held_snapshots"
+        case sourcesNeverBackedUp = "sources_never_backed_up"
         case logicalBytes = "logical_bytes"
         case uniqueBytes = "unique_bytes"
         case storedBytes = "stored_bytes"
@@ -41,10 +75,22 @@ extension Repository {
         var stats = RepositoryStats()
         let snapshots = try await snapshots()
         stats.snapshots = snapshots.count
-        for (_, snapshot) in snapshots {
+        var last: [String: SourceLastBackup] = [:]
+        for (id, snapshot) in snapshots {
             stats.logicalBytes += snapshot.summary?.totalBytes ?? 0
             for tag in snapshot.tags { stats.snapshotsByTag[tag, default: 0] += 1 }
+            stats.snapshotsByKind[snapshot.backupType ?? "paths", default: 0] += 1
+            guard !snapshot.tags.contains(RetentionPolicy.safetyTag) else { continue }
+            let covered = snapshot.sources?.map { ($0.name, $0.kind) } ?? snapshot.paths.map { ($0, "path") }
+            for (name, kind) in covered {
+                // Snapshots come oldest first: the last one seen is the newest.
+                last[name + "\u{0}" + kind] = SourceLastBackup(name: name, kind: kind, lastBackup: snapshot.time, snapshot: id.hex)
+            }
         }
+        stats.sources = last.values.sorted { ($0.name, $0.kind) < ($1.name, $1.kind) }
+        // A damaged hold stops a forget, not a report.
+        let holds = (try? await holds()) ?? []
+        stats.heldSnapshots = Set(holds.map(\.hold.snapshot)).intersection(snapshots.map(\.id)).count
         stats.oldest = snapshots.first?.snapshot.time
         stats.newest = snapshots.last?.snapshot.time
         var packBytes: UInt64 = 0
@@ -65,19 +111,10 @@ extension Repository {
         }
         if stats.uniqueBytes > 0 { stats.deduplicationRatio = Double(stats.logicalBytes) / Double(stats.uniqueBytes) }
         if packBytes > 0 { stats.compressionRatio = Double(stats.uniqueBytes) / Double(packBytes) }
-        if let local = storage as? LocalStorage, let space = local.space() {
+        if let reporting = storage as? any SpaceReporting, let space = reporting.space() {
             stats.freeBytes = space.free
             stats.totalBytes = space.total
         }
         return stats
-    }
-}
-
-extension LocalStorage {
-    /// Free and total bytes of the filesystem holding the repository.
-    public func space() -> (free: UInt64, total: UInt64)? {
-        var s = statvfs()
-        guard statvfs(root, &s) == 0 else { return nil }
-        return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// An open repository: its storage, master key, config and index.
 ///
@@ -13,6 +14,14 @@ public final class Repository: Sendable {
     public let keyName: String
     /// The clock; injected so that locks and snapshots can be tested without waiting.
     public let now: @Sendable () -> Date
+    private let lockWaitSetting = Mutex<TimeInterval>(0)
+
+    /// Seconds ``withLock(exclusive:_:)`` waits for a conflicting lock to be released before it
+    /// fails with "repository is busy"; 0 (the default) fails at once.
+    public var lockWait: TimeInterval {
+        get { lockWaitSetting.withLock { $0 } }
+        set { lockWaitSetting.withLock { $0 = newValue } }
+    }
 
     init(storage: any Storage, key: MasterKey, config: RepositoryConfig, keyName: String, now: @escaping @Sendable () -> Date) {
         self.storage = storage
@@ -133,6 +142,29 @@ public final class Repository: Sendable {
                 throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
             }
         }
+    }
+
+    /// Reads the index again if a prune replaced index files since it was loaded.
+    ///
+    /// A process opens the repository (and reads the index) before it takes its lock; a prune
+    /// that ran in between may have deleted packs that the old index names, and a backup that
+    /// deduplicated against them would write a snapshot with missing data. ``withLock(exclusive:_:)``
+    /// calls this once the lock is held, when nothing can replace index files any more.
+    func reloadIndexIfReplaced() async throws {
+        let loaded = index.indexFileIDs
+        guard !loaded.isEmpty, index.unsavedPackCount == 0 else { return }
+        let present = Set(try await storage.list(.index).compactMap { ID(hex: $0.handle.name) })
+        var missing = false
+        for id in loaded where !present.contains(id) {
+            // A listing may be incomplete: ask by name before concluding the file is gone.
+            if !(try await storage.exists(ObjectHandle(.index, id))) {
+                missing = true
+                break
+            }
+        }
+        guard missing else { return }
+        index.removeAll()
+        try await loadIndex()
     }
 
     /// Writes an index file naming the packs this process wrote since the last one.

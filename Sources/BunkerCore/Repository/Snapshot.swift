@@ -22,6 +22,25 @@ public struct Snapshot: Codable, Sendable {
     /// plain paths.
     public var sources: [SnapshotSource]?
 
+    public init(
+        time: Date, hostname: String, username: String, paths: [String], tags: [String] = [], description: String? = nil,
+        tree: ID, parent: ID? = nil, programVersion: String = "bunker \(bunkerVersion)", summary: BackupSummary? = nil,
+        backupType: String? = nil, sources: [SnapshotSource]? = nil
+    ) {
+        self.time = time
+        self.hostname = hostname
+        self.username = username
+        self.paths = paths
+        self.tags = tags
+        self.description = description
+        self.tree = tree
+        self.parent = parent
+        self.programVersion = programVersion
+        self.summary = summary
+        self.backupType = backupType
+        self.sources = sources
+    }
+
     enum CodingKeys: String, CodingKey {
         case time, hostname, username, paths, tags, description, tree, parent, summary, sources
         case programVersion = "program_version"

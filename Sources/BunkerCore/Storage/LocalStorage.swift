@@ -9,7 +9,7 @@ import Glibc
 /// their final name (which fails instead of replacing an existing object), and the directory is
 /// fsynced. Directories are created 0700 and files 0600. Packs are spread over 256
 /// subdirectories by the first two hex digits of their name.
-public struct LocalStorage: Storage {
+public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     /// The repository's root directory.
     public let root: String
 
@@ -55,7 +55,8 @@ public struct LocalStorage: Storage {
         try validate(handle)
         let final = path(of: handle)
         let dir = (final as NSString).deletingLastPathComponent
-        if handle.kind == .pack { try makeDirectory(dir) }
+        // Pack subdirectories, and `holds/` in repositories made before holds existed.
+        if handle.kind == .pack || handle.kind == .hold { try makeDirectory(dir) }
         let temp = dir + "/" + Self.temporaryPrefix + UUID().uuidString
         do {
             try writeFile(temp, data)
@@ -127,7 +128,7 @@ public struct LocalStorage: Storage {
             if err == ENOENT { throw BunkerError(.objectNotFound, "\(handle) is missing from the repository.") }
             throw BunkerError.storage(POSIXFailure(errno: err, operation: "stat", path: file))
         }
-        return ObjectInfo(handle: handle, size: Int(st.st_size))
+        return ObjectInfo(handle: handle, size: Int(st.st_size), modified: modificationTime(st))
     }
 
     public func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
@@ -157,6 +158,13 @@ public struct LocalStorage: Storage {
         try syncDirectory((file as NSString).deletingLastPathComponent)
     }
 
+    /// Free and total bytes of the filesystem holding the repository.
+    public func space() -> (free: UInt64, total: UInt64)? {
+        var s = statvfs()
+        guard statvfs(root, &s) == 0 else { return nil }
+        return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
+    }
+
     /// Deletes temporary files left by writers that died before renaming them into place.
     public func removeTemporaryFiles() throws -> Int {
         var removed = 0
@@ -178,7 +186,7 @@ public struct LocalStorage: Storage {
         for name in try entries(of: dir) where !name.hasPrefix(".") {
             var st = Glibc.stat.init()
             if statPath(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
-                result.append(ObjectInfo(handle: ObjectHandle(kind, name), size: Int(st.st_size)))
+                result.append(ObjectInfo(handle: ObjectHandle(kind, name), size: Int(st.st_size), modified: modificationTime(st)))
             }
         }
         return result
@@ -233,6 +241,10 @@ public struct LocalStorage: Storage {
             throw BunkerError.storage(POSIXFailure(errno: errno, operation: "fsync directory", path: dir))
         }
     }
+}
+
+private func modificationTime(_ st: Glibc.stat) -> Date {
+    Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
 }
 
 /// `stat(2)`, out of reach of ``LocalStorage/stat(_:)``'s name.

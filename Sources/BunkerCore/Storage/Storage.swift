@@ -14,6 +14,8 @@ public enum ObjectKind: String, Sendable, CaseIterable, Codable {
     case snapshot = "snapshots"
     /// Lock files.
     case lock = "locks"
+    /// Holds: a snapshot that retention must keep until the hold is removed (legal hold).
+    case hold = "holds"
 }
 
 /// A named object of one kind.
@@ -41,10 +43,14 @@ public struct ObjectHandle: Hashable, Sendable, CustomStringConvertible {
 public struct ObjectInfo: Hashable, Sendable {
     public let handle: ObjectHandle
     public let size: Int
+    /// When the object was written, if the storage can tell; prune deletes a pack that no index
+    /// names only when this is known and older than its grace period.
+    public let modified: Date?
 
-    public init(handle: ObjectHandle, size: Int) {
+    public init(handle: ObjectHandle, size: Int, modified: Date? = nil) {
         self.handle = handle
         self.size = size
+        self.modified = modified
     }
 }
 
@@ -91,4 +97,19 @@ extension Storage {
             return false
         }
     }
+}
+
+/// A storage that can tell how much room its filesystem has left (``LocalStorage`` via
+/// `statvfs`); `bunker stats` and low-space alerts use it when the storage offers it.
+public protocol SpaceReporting: Sendable {
+    /// Free bytes available to this process, and the filesystem's total size.
+    func space() -> (free: UInt64, total: UInt64)?
+}
+
+/// A storage whose interrupted writes can leave temporary files behind (``LocalStorage``'s
+/// `.tmp-*`). Only a holder of the exclusive lock may call it: another writer's temporary file
+/// would otherwise vanish under it.
+public protocol TemporaryFileCleaning: Sendable {
+    /// Deletes every writer's temporary file and returns how many there were.
+    func removeTemporaryFiles() throws -> Int
 }

@@ -52,7 +52,7 @@ public struct AffectedFile: Sendable, Codable, Hashable {
 /// One problem a check found.
 public struct CheckIssue: Sendable, Codable {
     /// `missing_pack`, `damaged_pack`, `damaged_blob`, `missing_blob`, `damaged_index`,
-    /// `damaged_snapshot`, `damaged_tree`.
+    /// `damaged_snapshot`, `damaged_tree`, `damaged_hold`.
     public var kind: String
     /// The stored object concerned (`data/<id>`, `index/<id>`, `snapshots/<id>`).
     public var object: String
@@ -322,7 +322,7 @@ public struct Checker: Sendable {
             if let id = ID(hex: info.handle.name) { stored[id] = info.size }
         }
         for (id, _) in stored where packContents[id] == nil {
-            report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it.")
+            report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it once it is older than the grace period (1 hour by default).")
         }
 
         func markBad(_ blobs: [PackedBlob], issue: CheckIssue) {
@@ -422,6 +422,24 @@ public struct Checker: Sendable {
         for (issue, files) in affected {
             report.errors[issue].affected += files.sorted { ($0.snapshot, $0.path) < ($1.snapshot, $1.path) }
         }
+        try await checkHolds(&report)
         return report
+    }
+
+    /// 4. Holds: a damaged one blocks every forget, so it is an error; one naming a snapshot
+    /// that is gone protects nothing, so it is a warning.
+    private func checkHolds(_ report: inout CheckReport) async throws {
+        let snapshots = Set(try await repository.storage.list(.snapshot).map(\.handle.name))
+        for info in try await repository.storage.list(.hold) {
+            guard let id = ID(hex: info.handle.name) else { continue }
+            do {
+                let hold = try JSONCoding.decoder.decode(Hold.self, from: try await repository.loadSealed(.hold, id))
+                if !snapshots.contains(hold.snapshot.hex), !(try await repository.storage.exists(ObjectHandle(.snapshot, hold.snapshot))) {
+                    report.warnings.append("Hold holds/\(id.short) names snapshot \(hold.snapshot.short), which no longer exists; `bunker hold remove \(id.short)` removes it.")
+                }
+            } catch {
+                report.errors.append(CheckIssue(kind: "damaged_hold", object: "holds/\(id.hex)", message: "Hold holds/\(id.hex) is damaged, so no forget can run until it is removed or restored from a copy of the repository: \(error)"))
+            }
+        }
     }
 }

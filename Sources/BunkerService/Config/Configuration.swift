@@ -60,6 +60,8 @@ public struct Configuration: Sendable {
     /// `[auth]`: failed logins before a lockout, and its length.
     public var loginPolicy = LoginPolicy()
     public var server = ServerSettings()
+    /// The `[retention]` policy; without one, the seed's tiers (``RetentionPolicy/standard(complianceDays:)``).
+    public var retention = RetentionPolicy.standard()
 
     /// A configuration from the environment and defaults alone.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -187,14 +189,49 @@ public struct Configuration: Sendable {
             server.jwtSecretFile = try table.string("jwt_secret_file").map { Self.absolute($0, relativeTo: base) }
             try table.rejectUnknown()
         }
+        if var table = try reader.table("retention") {
+            retention = try Self.readRetention(&table)
+            try table.rejectUnknown()
+        }
         // Sections of later features: read by their own code, accepted here.
-        for later in ["retention", "smtp", "notifications", "webhook"] { reader.accept(later) }
+        for later in ["smtp", "notifications", "webhook"] { reader.accept(later) }
         try reader.rejectUnknown()
         applyOverrides(environment)
     }
 
+    /// Reads `[retention]`. Without any `keep_*` key the seed's tiers apply (so a table that only
+    /// sets `min_age_days` keeps them); with one, exactly the rules written.
+    private static func readRetention(_ table: inout TableReader) throws -> RetentionPolicy {
+        let counts = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
+        let spans = ["keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly", "keep_within_monthly", "keep_within_yearly"]
+        var policy = (counts + spans + ["keep_tags"]).contains(where: table.has) ? RetentionPolicy() : .standard()
+        let n = try counts.map { try table.int($0, range: 0...1_000_000) }
+        (policy.keepLast, policy.keepHourly, policy.keepDaily) = (n[0] ?? policy.keepLast, n[1] ?? policy.keepHourly, n[2] ?? policy.keepDaily)
+        (policy.keepWeekly, policy.keepMonthly, policy.keepYearly) = (n[3] ?? policy.keepWeekly, n[4] ?? policy.keepMonthly, n[5] ?? policy.keepYearly)
+        var d: [RetentionDuration?] = []
+        for key in spans {
+            guard let text = try table.string(key) else {
+                d.append(nil)
+                continue
+            }
+            do {
+                d.append(try RetentionDuration(parsing: text))
+            } catch let error as BunkerError {
+                throw table.error(key: key, error.message)
+            }
+        }
+        (policy.keepWithin, policy.keepWithinHourly, policy.keepWithinDaily) = (d[0] ?? policy.keepWithin, d[1] ?? policy.keepWithinHourly, d[2] ?? policy.keepWithinDaily)
+        (policy.keepWithinWeekly, policy.keepWithinMonthly, policy.keepWithinYearly) = (d[3] ?? policy.keepWithinWeekly, d[4] ?? policy.keepWithinMonthly, d[5] ?? policy.keepWithinYearly)
+        policy.keepTags = try table.strings("keep_tags") ?? []
+        if let days = try table.int("min_age_days", range: 0...100_000) { policy.minimumAge = .days(days) }
+        if let days = try table.int("safety_min_age_days", range: 0...100_000) { policy.safetyMinimumAge = .days(days) }
+        return policy
+    }
+
     /// The seed's environment variables win over the file.
     private mutating func applyOverrides(_ environment: [String: String]) {
+        // The seed's compliance period: how long a yearly backup is kept.
+        if let days = environment["BACKUP_RETENTION_DAYS"].flatMap(Int.init), days > 0 { retention.keepWithinYearly = .days(days) }
         if let dir = environment["BACKUP_DIR"], !dir.isEmpty { repository.path = Self.absolute(dir, relativeTo: nil) }
         if let level = environment["BACKUP_COMPRESSION_LEVEL"].flatMap(Int.init) { repository.compressionLevel = level }
     }

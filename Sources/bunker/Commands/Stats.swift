@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
@@ -10,13 +11,15 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let repo = try await repository.open()
-                let stats = try await repo.stats()
+                let stats = try await repository.service().stats()
                 if repository.output.json {
                     Output.printJSON(stats)
                     return
                 }
-                print("Snapshots:          \(stats.snapshots)")
+                print("Snapshots:          \(stats.snapshots)\(stats.heldSnapshots > 0 ? " (\(stats.heldSnapshots) held)" : "")")
+                for (kind, count) in stats.snapshotsByKind.sorted(by: { $0.key < $1.key }) {
+                    print("  \(kind): \(count)")
+                }
                 for (tag, count) in stats.snapshotsByTag.sorted(by: { $0.key < $1.key }) {
                     print("  tagged \(tag): \(count)")
                 }
@@ -28,6 +31,15 @@ extension BunkerCommand {
                 print("Stored size:        \(Output.bytes(stats.storedBytes)) in \(stats.packs) packs")
                 print(String(format: "Deduplication:      %.2f×", stats.deduplicationRatio))
                 print(String(format: "Compression:        %.2f×", stats.compressionRatio))
+                if !stats.sources.isEmpty {
+                    print("Last backup:")
+                    for source in stats.sources {
+                        print("  \(source.name) (\(source.kind)): \(Output.localTime(source.lastBackup)), snapshot \(source.snapshot.prefix(8))")
+                    }
+                }
+                if !stats.sourcesNeverBackedUp.isEmpty {
+                    print("Never backed up:    \(stats.sourcesNeverBackedUp.joined(separator: ", "))")
+                }
                 if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
                     print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))
                 }

@@ -14,7 +14,16 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Configuration file (default: $BUNKER_CONFIG, else bunker.toml beside the data directory).", valueName: "file"))
     var config: String?
 
+    @Option(help: ArgumentHelp("If another process holds a conflicting lock, wait this long for it (30s, 10m, 1h) before failing with \"repository is busy\".", valueName: "duration"))
+    var retryLock: String?
+
     @OptionGroup var output: OutputOptions
+
+    /// --retry-lock in seconds.
+    func lockWait() throws -> TimeInterval {
+        guard let retryLock else { return 0 }
+        return try seconds(retryLock, option: "--retry-lock")
+    }
 
     /// The configuration file (if any) with the environment over it.
     func configuration() throws -> Configuration {
@@ -42,7 +51,9 @@ struct RepositoryOptions: ParsableArguments {
     func open(loadIndex: Bool = true) async throws -> Repository {
         let configuration = try configuration()
         let storage = try StorageLocation.storage(for: location(configuration))
-        return try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        repository.lockWait = try lockWait()
+        return repository
     }
 
     /// Opens the repository with the configured sources and the catalog, which audits what the
@@ -52,6 +63,7 @@ struct RepositoryOptions: ParsableArguments {
         let catalog = try configuration.openCatalog()
         let storage = try StorageLocation.storage(for: location(configuration))
         let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        repository.lockWait = try lockWait()
         return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
     }
 }
@@ -115,6 +127,16 @@ struct OutputOptions: ParsableArguments {
 struct ErrorOutput: Encodable {
     var error: String
     var message: String
+}
+
+/// A wait such as `30s`, `10m` (minutes), `1h` or `2d`, in seconds; a bare number is seconds.
+func seconds(_ text: String, option: String) throws -> TimeInterval {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    if let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 {
+        return value * unit
+    }
+    if let value = Double(text), value >= 0 { return value }
+    throw BunkerError(.invalidArgument, "\(option) \"\(text)\" is not a duration; write e.g. 30s, 10m, 1h or 2d.")
 }
 
 /// A secret from a file (first line), else an environment variable, else a prompt on a terminal.

@@ -1,0 +1,54 @@
+import Foundation
+
+/// What `forget` decided and did.
+public struct ForgetReport: Sendable, Codable {
+    /// The policy applied, in words.
+    public var policy: String
+    public var dryRun: Bool
+    /// Every readable snapshot, oldest first, with its decision and reasons.
+    public var decisions: [RetentionDecision]
+    /// Snapshots removed (none on a dry run).
+    public var removed: [ID] = []
+
+    public var keptCount: Int { decisions.filter(\.keep).count }
+    public var removeCount: Int { decisions.filter { !$0.keep }.count }
+
+    enum CodingKeys: String, CodingKey {
+        case policy, decisions, removed
+        case dryRun = "dry_run"
+    }
+}
+
+extension Repository {
+    /// Applies a retention policy: decides for every snapshot, and unless `dryRun` deletes the
+    /// snapshots no rule, hold or floor keeps. Only snapshot objects are deleted; `prune` then
+    /// removes the data nothing references any more.
+    ///
+    /// Runs under the exclusive lock (so no hold can be added between reading holds and
+    /// deleting); pass `lockHeld` only from inside ``withLock(exclusive:_:)`` with `exclusive`.
+    /// A damaged snapshot is never judged, so never deleted: `bunker verify` reports it.
+    public func forget(policy: RetentionPolicy, dryRun: Bool = false, lockHeld: Bool = false) async throws -> ForgetReport {
+        guard policy.hasKeepRule else {
+            throw BunkerError(.invalidArgument, "The retention policy has no keep rule, so it would remove every snapshot older than the minimum age; set [retention] in bunker.toml or give --keep-daily, --keep-last, --keep-within … (see README).")
+        }
+        let body: @Sendable () async throws -> ForgetReport = {
+            let snapshots = try await self.snapshots()
+            let holds = try await self.holds().map(\.hold)
+            let decisions = policy.apply(to: snapshots, holds: holds, now: self.now())
+            var report = ForgetReport(policy: policy.summary, dryRun: dryRun, decisions: decisions)
+            guard !dryRun else { return report }
+            for decision in decisions where !decision.keep {
+                do {
+                    try await self.storage.remove(ObjectHandle(.snapshot, decision.id))
+                } catch let error as BunkerError where error.code == .objectNotFound {
+                    // Already gone: removed by an earlier, interrupted forget.
+                }
+                report.removed.append(decision.id)
+                FaultPoints.hit("forget-after-remove")
+            }
+            return report
+        }
+        if dryRun || lockHeld { return try await body() }
+        return try await withLock(exclusive: true, body)
+    }
+}

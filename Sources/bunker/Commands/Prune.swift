@@ -1,0 +1,38 @@
+import ArgumentParser
+import BunkerCore
+import BunkerService
+import Foundation
+
+extension BunkerCommand {
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove data that no snapshot references.",
+            discussion: """
+                Deletes packs no snapshot uses, repacks packs that are mostly unused, and rewrites the index. \
+                Runs under an exclusive lock: a backup started meanwhile fails with "repository is busy" (exit 6). \
+                Interrupted at any point, the repository stays whole and the next prune finishes the cleaning.
+                """)
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var tuning: PruneFlags
+
+        @Flag(help: "Report what would be deleted and repacked, change nothing.")
+        var dryRun = false
+
+        func run() async throws {
+            try await repository.output.run {
+                var options = try tuning.options()
+                options.dryRun = dryRun
+                let service = try await repository.service()
+                let progress = repository.output.showsProgress ? OperationProgress() : nil
+                let chosen = options
+                let report = try await ProgressLine.with(progress, verb: "prune") { try await service.prune(chosen, progress: progress) }
+                if repository.output.json {
+                    Output.printJSON(report)
+                } else if !repository.output.quiet {
+                    RetentionOutput.print(report)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+private func json(_ text: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: Data(text.utf8))
+}
+
+@Suite(.serialized) struct RetentionCommandTests {
+    @Test func holdForgetCleanupAndStatsThroughTheCommandLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let generations = try await Generations.backUp(repo, clock: nil, in: dir)
+            let e = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/.bunker"]
+            let first = generations[0].snapshotID.hex
+
+            let noReason = try BunkerProcess.run(["hold", "add", first, "--reason", " "], environment: e)
+            #expect(noReason.status == 64, "a hold needs a reason: \(noReason.stderr)")
+            let add = try BunkerProcess.run(["hold", "add", String(first.prefix(8)), "--reason", "case 114", "--json"], environment: e)
+            #expect(add.status == 0, "\(add.stderr)")
+            let list = try #require(try json(BunkerProcess.run(["hold", "list", "--json"], environment: e).stdout) as? [[String: Any]])
+            #expect(list.map { $0["snapshot"] as? String } == [first])
+            #expect(list.first?["reason"] as? String == "case 114")
+
+            // The default policy keeps all three (they are younger than the one-day minimum age).
+            let defaults = try BunkerProcess.run(["forget", "--dry-run", "--json"], environment: e)
+            let planned = try #require(try json(defaults.stdout) as? [String: Any])
+            let decisions = try #require(planned["decisions"] as? [[String: Any]])
+            #expect(decisions.count == 3 && decisions.allSatisfy { $0["keep"] as? Bool == true })
+            #expect(decisions.allSatisfy { ($0["reasons"] as? [String])?.contains { $0.hasPrefix("min_age 1d") } == true })
+
+            let dry = try BunkerProcess.run(["forget", "--keep-last", "1", "--min-age", "0", "--dry-run"], environment: e)
+            #expect(dry.status == 0, "\(dry.stderr)")
+            #expect(dry.stdout.contains("remove  \(generations[1].snapshotID.short)"), "\(dry.stdout)")
+            #expect(dry.stdout.contains("keep    \(generations[0].snapshotID.short)") && dry.stdout.contains("hold: case 114"))
+            #expect(dry.stdout.contains("keep_last 1 (#1)"))
+            #expect(try await repo.snapshots().count == 3, "a dry run removes nothing")
+
+            for bad in [["prune", "--unindexed-grace", "5x"], ["prune", "--max-unused", "120%"], ["cleanup", "--retry-lock", "soon"], ["forget", "--keep-within", "3 days"]] {
+                let refused = try BunkerProcess.run(bad, environment: e)
+                #expect(refused.status == 64 && refused.stderr.contains("write"), "\(bad): \(refused.stderr)")
+            }
+            let none = try BunkerProcess.run(["forget", "--keep-last", "0", "--min-age", "0"], environment: e)
+            #expect(none.status == 64 && none.stderr.contains("no keep rule"), "\(none.stderr)")
+
+            let cleanup = try BunkerProcess.run(["cleanup", "--keep-last", "1", "--min-age", "0", "--max-unused", "0%", "--json"], environment: e)
+            #expect(cleanup.status == 0, "\(cleanup.stderr)")
+            let outcome = try #require(try json(cleanup.stdout) as? [String: Any])
+            let forget = try #require(outcome["forget"] as? [String: Any])
+            let prune = try #require(outcome["prune"] as? [String: Any])
+            #expect(forget["removed"] as? [String] == [generations[1].snapshotID.hex])
+            #expect((prune["bytes_freed"] as? Int ?? 0) > 1 << 20, "\(prune)")
+
+            let stats = try #require(try json(BunkerProcess.run(["stats", "--json"], environment: e).stdout) as? [String: Any])
+            #expect(stats["snapshots"] as? Int == 2)
+            #expect(stats["held_snapshots"] as? Int == 1)
+            #expect(stats["snapshots_by_kind"] as? [String: Int] == ["paths": 2])
+            let sources = try #require(stats["sources"] as? [[String: Any]])
+            #expect(sources.first?["snapshot"] as? String == generations[2].snapshotID.hex)
+            #expect(stats["free_bytes"] as? Int != nil)
+
+            let remove = try BunkerProcess.run(["hold", "remove", String(first.prefix(8))], environment: e)
+            #expect(remove.status == 0 && remove.stdout.contains("Removed 1 hold"), "\(remove.stderr)")
+            let released = try BunkerProcess.run(["forget", "--keep-last", "1", "--min-age", "0", "--json"], environment: e)
+            let after = try #require(try json(released.stdout) as? [String: Any])
+            #expect(after["removed"] as? [String] == [first])
+            let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
+            #expect(verify.status == 0, "\(verify.stdout)")
+        }
+    }
+}
