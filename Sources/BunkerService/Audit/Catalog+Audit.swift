@@ -13,7 +13,14 @@ public struct AuditFilter: Sendable {
     public var afterSeq: Int64?
     public var limit = 100
 
-    public init() {}
+    public init(action: String? = nil, actor: String? = nil, since: Date? = nil, until: Date? = nil, afterSeq: Int64? = nil, limit: Int = 100) {
+        self.action = action
+        self.actor = actor
+        self.since = since
+        self.until = until
+        self.afterSeq = afterSeq
+        self.limit = limit
+    }
 }
 
 /// The result of checking the audit trail.

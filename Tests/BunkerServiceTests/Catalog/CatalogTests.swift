@@ -132,3 +132,56 @@ import Testing
         }
     }
 }
+
+@Suite struct CatalogConcurrencyTests {
+    @Test func twoConnectionsWritingAtOnceKeepTheChainGapFree() async throws {
+        try await withTemporaryDirectory { dir in
+            let first = try makeCatalog(in: dir)
+            let second = try makeCatalog(in: dir)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, catalog) in [first, second].enumerated() {
+                    group.addTask {
+                        for n in 0..<20 {
+                            let operation = try catalog.begin("verify", target: "writer \(index) #\(n)", by: testAdmin)
+                            try catalog.finish(operation, outcome: .success)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let rows = try first.auditRecords(AuditFilter(limit: 1000))
+            #expect(rows.map(\.seq) == Array(1...80))
+            let verification = try second.verifyAudit()
+            #expect(verification.ok, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func rowsOutsideOperationsAreAnchoredEveryIntervalRows() async throws {
+        try await withTemporaryDirectory { dir in
+            var options = testCatalogOptions()
+            options.anchorInterval = 3
+            let catalog = try Catalog(dataDirectory: dir + "/data", options: options)
+            for n in 1...7 {
+                try catalog.recordDenied("audit.read", target: "/api/v1/audit", reason: "attempt \(n)", by: testAdmin)
+            }
+            let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
+            #expect(anchors.map { $0.split(separator: " ")[1] } == ["3", "6"])
+            try catalog.writeAnchor()
+            let afterStop = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
+            #expect(afterStop.last?.split(separator: " ")[1] == "7", "a stop anchors the head")
+        }
+    }
+
+    @Test func aCatalogFromANewerBunkerIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            try sqlite3(catalog.path, "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future');")
+            do {
+                _ = try makeCatalog(in: dir)
+                Issue.record("a newer catalog was opened")
+            } catch let error as BunkerError {
+                #expect(error.code == .unsupportedFormat && error.message.contains("upgrade Bunker"))
+            }
+        }
+    }
+}
