@@ -119,6 +119,31 @@ import Testing
         }
     }
 
+    @Test func verifyDrillAndExportAreEachAuditedWithTheirResult() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 256 << 10)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let backup = try await service.backup(SourceBackupRequest(), by: testAdmin)
+            _ = try await service.verify(readData: true, by: testAdmin)
+            let drill = try await service.drill(snapshot: nil, by: testAdmin)
+            let export = try await service.export(snapshot: "latest", to: dir + "/out.zip", by: testAdmin)
+            _ = try damageLargestPack(in: dir + "/repo")
+            let damaged = try await service.verify(readData: true, by: testAdmin)
+            #expect(!damaged.ok)
+
+            let ends = try service.catalog().auditRecords().filter { $0.operationSeq != nil }
+            #expect(ends.map { "\($0.action) \($0.outcome.rawValue)" } == ["backup success", "verify success", "drill success", "export success", "verify failure"])
+            #expect(ends[2].target == backup.snapshotID.hex && ends[2].detailValues["report"] == drill.reportPath)
+            #expect(ends[3].detailValues["file"] == export.file)
+            #expect(ends[4].detailValues["errors"] == String(damaged.errors.count))
+        }
+    }
+
     @Test func aFailedOperationEndsWithOutcomeFailureAndItsError() async throws {
         try await withTemporaryDirectory { dir in
             let service = try await makeService(in: dir, sources: "")
