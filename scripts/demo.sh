@@ -38,3 +38,6 @@ echo "== Restore the latest snapshot into $data/restored"
 diff -r "$data/studies" "$data/restored/studies" && echo "Restored tree is identical to the source."
 echo "== Repository statistics"
 "$bin" stats
+echo "== The audit trail of what was just done (catalog in ./.bunker)"
+"$bin" audit list --limit 20
+"$bin" audit verify

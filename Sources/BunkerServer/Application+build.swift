@@ -20,6 +20,7 @@ public func buildApplication(_ configuration: Configuration, catalog: Catalog? =
     let api = router.group("api/v1")
     HealthController().register(on: api)
     AuthController(catalog: catalog, tokens: tokens).register(on: api)
+    AuditController(catalog: catalog, tokens: tokens).register(on: api)
 
     let (host, port) = configuration.server.listenAddress
     return Application(

@@ -13,7 +13,14 @@ public struct AuditFilter: Sendable {
     public var afterSeq: Int64?
     public var limit = 100
 
-    public init() {}
+    public init(action: String? = nil, actor: String? = nil, since: Date? = nil, until: Date? = nil, afterSeq: Int64? = nil, limit: Int = 100) {
+        self.action = action
+        self.actor = actor
+        self.since = since
+        self.until = until
+        self.afterSeq = afterSeq
+        self.limit = limit
+    }
 }
 
 /// The result of checking the audit trail.
@@ -36,9 +43,42 @@ public struct AuditVerification: Sendable, Codable {
     }
 }
 
-/// The formats `bunker audit export` writes.
+/// The formats `bunker audit export` (and the API's export) write.
 public enum AuditExportFormat: String, Sendable, CaseIterable {
     case jsonl, csv
+
+    /// The first line, before any row (CSV's column names).
+    public var header: String? {
+        switch self {
+        case .jsonl: return nil
+        case .csv: return "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash\r\n"
+        }
+    }
+
+    /// One row as a line, with its line ending.
+    public func line(_ row: AuditRecord) throws -> String {
+        switch self {
+        case .jsonl:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: try encoder.encode(row), as: UTF8.self) + "\n"
+        case .csv:
+            let values: [String?] = [
+                String(row.seq), row.timestamp, row.actor, row.action, row.target, row.outcome.rawValue, row.reason,
+                row.requestID, row.details, row.operationSeq.map(String.init), row.prevHash, row.hash,
+            ]
+            return values.map { Self.csvField($0 ?? "") }.joined(separator: ",") + "\r\n"
+        }
+    }
+
+    /// RFC 4180 quoting; a leading =, +, - or @ is prefixed with ' so that a spreadsheet does not
+    /// run it as a formula.
+    static func csvField(_ value: String) -> String {
+        var text = value
+        if let first = text.first, "=+-@".contains(first), Int(text) == nil { text = "'" + text }
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
 }
 
 extension Catalog {
@@ -59,34 +99,18 @@ extension Catalog {
 
     /// Writes every audit row, oldest first, as JSON lines or CSV, streaming from the database.
     public func exportAudit(format: AuditExportFormat, to write: (String) throws -> Void) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let columns = ["seq", "timestamp", "actor", "action", "target", "outcome", "reason", "request_id", "details", "operation_seq", "prev_hash", "hash"]
-        if format == .csv { try write(columns.joined(separator: ",") + "\r\n") }
+        if let header = format.header { try write(header) }
         try queue.read { db in
             let rows = try AuditRecord.order(Column("seq")).fetchCursor(db)
-            while let row = try rows.next() {
-                switch format {
-                case .jsonl:
-                    try write(String(decoding: try encoder.encode(row), as: UTF8.self) + "\n")
-                case .csv:
-                    let values: [String?] = [
-                        String(row.seq), row.timestamp, row.actor, row.action, row.target, row.outcome.rawValue, row.reason,
-                        row.requestID, row.details, row.operationSeq.map(String.init), row.prevHash, row.hash,
-                    ]
-                    try write(values.map { Self.csvField($0 ?? "") }.joined(separator: ",") + "\r\n")
-                }
-            }
+            while let row = try rows.next() { try write(try format.line(row)) }
         }
     }
 
-    /// RFC 4180 quoting; a leading =, +, - or @ is prefixed with ' so that a spreadsheet does not
-    /// run it as a formula.
-    static func csvField(_ value: String) -> String {
-        var text = value
-        if let first = text.first, "=+-@".contains(first), Int(text) == nil { text = "'" + text }
-        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
-        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    /// Records a refused request (a role without the permission): one `denied` row.
+    public func recordDenied(_ action: String, target: String?, reason: String, by actor: Actor) throws {
+        _ = try write(anchor: false) { db in
+            try append(AuditEntry(action: action, target: target, outcome: .denied, reason: reason), by: actor, in: db)
+        }
     }
 
     /// Checks the whole audit trail: the sequence has no gap, every row's hash covers its content

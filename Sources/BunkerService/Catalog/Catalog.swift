@@ -65,6 +65,15 @@ public final class Catalog: Sendable {
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             chmod(path, 0o600)
+        } catch {
+            throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error).")
+        }
+        // A catalog written by a newer Bunker has migrations this one does not know: using it
+        // could lose what they added.
+        if try queue.read({ try Self.migrator.hasBeenSuperseded($0) }) {
+            throw BunkerError(.unsupportedFormat, "The catalog \(path) was written by a newer version of Bunker; upgrade Bunker.")
+        }
+        do {
             try Self.migrator.migrate(queue)
         } catch {
             throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error). If the file is damaged, move it aside and run `bunker catalog rebuild`.")

@@ -119,6 +119,31 @@ import Testing
         }
     }
 
+    @Test func verifyDrillAndExportAreEachAuditedWithTheirResult() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 256 << 10)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let backup = try await service.backup(SourceBackupRequest(), by: testAdmin)
+            _ = try await service.verify(readData: true, by: testAdmin)
+            let drill = try await service.drill(snapshot: nil, by: testAdmin)
+            let export = try await service.export(snapshot: "latest", to: dir + "/out.zip", by: testAdmin)
+            _ = try damageLargestPack(in: dir + "/repo")
+            let damaged = try await service.verify(readData: true, by: testAdmin)
+            #expect(!damaged.ok)
+
+            let ends = try service.catalog().auditRecords().filter { $0.operationSeq != nil }
+            #expect(ends.map { "\($0.action) \($0.outcome.rawValue)" } == ["backup success", "verify success", "drill success", "export success", "verify failure"])
+            #expect(ends[2].target == backup.snapshotID.hex && ends[2].detailValues["report"] == drill.reportPath)
+            #expect(ends[3].detailValues["file"] == export.file)
+            #expect(ends[4].detailValues["errors"] == String(damaged.errors.count))
+        }
+    }
+
     @Test func aFailedOperationEndsWithOutcomeFailureAndItsError() async throws {
         try await withTemporaryDirectory { dir in
             let service = try await makeService(in: dir, sources: "")
@@ -129,6 +154,59 @@ import Testing
             #expect(rows.map(\.outcome) == [.started, .failure])
             #expect(rows[1].detailValues["error"]?.contains("deadbeef") == true, "\(rows[1].details ?? "")")
             #expect(try service.catalog().jobs().first?.state == .failed)
+        }
+    }
+}
+
+@Suite struct CatalogConcurrencyTests {
+    @Test func twoConnectionsWritingAtOnceKeepTheChainGapFree() async throws {
+        try await withTemporaryDirectory { dir in
+            let first = try makeCatalog(in: dir)
+            let second = try makeCatalog(in: dir)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, catalog) in [first, second].enumerated() {
+                    group.addTask {
+                        for n in 0..<20 {
+                            let operation = try catalog.begin("verify", target: "writer \(index) #\(n)", by: testAdmin)
+                            try catalog.finish(operation, outcome: .success)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let rows = try first.auditRecords(AuditFilter(limit: 1000))
+            #expect(rows.map(\.seq) == Array(1...80))
+            let verification = try second.verifyAudit()
+            #expect(verification.ok, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func rowsOutsideOperationsAreAnchoredEveryIntervalRows() async throws {
+        try await withTemporaryDirectory { dir in
+            var options = testCatalogOptions()
+            options.anchorInterval = 3
+            let catalog = try Catalog(dataDirectory: dir + "/data", options: options)
+            for n in 1...7 {
+                try catalog.recordDenied("audit.read", target: "/api/v1/audit", reason: "attempt \(n)", by: testAdmin)
+            }
+            let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
+            #expect(anchors.map { $0.split(separator: " ")[1] } == ["3", "6"])
+            try catalog.writeAnchor()
+            let afterStop = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
+            #expect(afterStop.last?.split(separator: " ")[1] == "7", "a stop anchors the head")
+        }
+    }
+
+    @Test func aCatalogFromANewerBunkerIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            try sqlite3(catalog.path, "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future');")
+            do {
+                _ = try makeCatalog(in: dir)
+                Issue.record("a newer catalog was opened")
+            } catch let error as BunkerError {
+                #expect(error.code == .unsupportedFormat && error.message.contains("upgrade Bunker"))
+            }
         }
     }
 }
