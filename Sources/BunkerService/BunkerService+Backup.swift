@@ -26,6 +26,19 @@ extension BunkerService {
     ///
     /// Audited as `backup` by `actor`; the snapshot's metadata row is written with the end row.
     public func backup(_ request: SourceBackupRequest, by actor: Actor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> BackupResult {
+        let names = request.sourceNames.isEmpty ? sources.filter { request.type.includes($0.kind) }.map(\.name) : request.sourceNames
+        return try await notifying(by: actor) { result in
+            .backupSucceeded(result, request: request, now: repository.now())
+        } failure: { error in
+            .backupFailed(error, sources: names, request: request, now: repository.now())
+        } _: {
+            try await auditedBackup(request, by: actor, reason: reason, progress: progress)
+        }
+    }
+
+    /// ``backup(_:by:reason:progress:)`` without notifications: the safety copy before a restore
+    /// is told about in the restore's message.
+    func auditedBackup(_ request: SourceBackupRequest, by actor: Actor, reason: String?, progress: OperationProgress?) async throws -> BackupResult {
         let selected = try selectSources(type: request.type, names: request.sourceNames)
         var details = ["backup_type": request.type.rawValue, "sources": selected.map(\.name).joined(separator: ",")]
         details["description"] = request.description
@@ -38,10 +51,16 @@ extension BunkerService {
     public func backup(paths request: BackupRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> BackupResult {
         var details = ["paths": request.paths.joined(separator: ",")]
         details["description"] = request.description
-        return try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
-            let archiver = try Archiver(repository: repository, request: request, progress: progress)
-            return try await repository.withLock(exclusive: false) { try await archiver.run() }
-        } describe: { Self.backupRecorded($0, by: actor) }
+        return try await notifying(by: actor) { result in
+            .backupSucceeded(result, request: nil, now: repository.now())
+        } failure: { error in
+            .backupFailed(error, sources: request.paths, request: nil, now: repository.now())
+        } _: {
+            try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
+                let archiver = try Archiver(repository: repository, request: request, progress: progress)
+                return try await repository.withLock(exclusive: false) { try await archiver.run() }
+            } describe: { Self.backupRecorded($0, by: actor) }
+        }
     }
 
     private func runBackup(_ request: SourceBackupRequest, selected: [any Source], progress: OperationProgress?) async throws -> BackupResult {

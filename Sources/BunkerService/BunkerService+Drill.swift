@@ -80,12 +80,18 @@ extension BunkerService {
     public func drill(snapshot reference: String?, sourceNames: [String] = [], by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
         var details: [String: String] = [:]
         if !sourceNames.isEmpty { details["sources"] = sourceNames.joined(separator: ",") }
-        return try await audited("drill", target: reference ?? "latest", by: actor, details: details) {
+        return try await notifying(by: actor) { (report: DrillReport) in
+            report.passed ? nil : .drillFailed(report, error: nil, now: repository.now())
+        } failure: { error in
+            .drillFailed(nil, error: error, now: repository.now())
+        } _: {
+            try await audited("drill", target: reference ?? "latest", by: actor, details: details) {
             try await runDrill(snapshot: reference, sourceNames: sourceNames, progress: progress)
         } describe: { report in
             var details = ["rto_seconds": String(format: "%.3f", report.durationSeconds)]
             details["report"] = report.reportPath
             return AuditedResult(outcome: report.passed ? .success : .failure, target: report.snapshotID, details: details)
+            }
         }
     }
 

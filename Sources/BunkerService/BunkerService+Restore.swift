@@ -65,6 +65,16 @@ extension BunkerService {
     /// Audited as `restore` by `actor`, with the request's reason; the safety backup is audited
     /// as a backup of its own, inside the restore.
     public func restore(_ request: SourceRestoreRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> RestoreOutcome {
+        try await notifying(by: actor) { outcome in
+            .restoreSucceeded(outcome, reason: request.reason, now: repository.now())
+        } failure: { error in
+            .restoreFailed(error, request: request, now: repository.now())
+        } _: {
+            try await auditedRestore(request, by: actor, progress: progress)
+        }
+    }
+
+    private func auditedRestore(_ request: SourceRestoreRequest, by actor: Actor, progress: OperationProgress?) async throws -> RestoreOutcome {
         try await audited("restore", target: request.snapshot, by: actor, reason: request.reason, details: Self.auditDetails(of: request)) {
             try await runRestore(request, by: actor, progress: progress)
         } describe: { outcome in
@@ -192,7 +202,7 @@ extension BunkerService {
         if let safety = outcome.safetySnapshotID {
             message += " The safety snapshot \(String(safety.prefix(8))) holds the state before the attempt: `bunker restore \(String(safety.prefix(8)))` puts it back."
         }
-        return BunkerError(base.code, message, cause: base.cause)
+        return BunkerError(base.code, message, cause: RestoreFailure(safetySnapshotID: outcome.safetySnapshotID, underlying: base.cause))
     }
 
     private func destinations(for selected: [SnapshotSource], target: RestoreTarget) throws -> [String: RestoreDestination] {
@@ -243,10 +253,22 @@ extension BunkerService {
         request.description = "Pre-restore safety copy, taken before restoring snapshot \(id.short)"
         do {
             // The caller holds the repository's lock already; a shared lock may be held twice.
-            let result = try await backup(request, by: actor, reason: "safety copy before restoring snapshot \(id.short)")
+            let result = try await auditedBackup(request, by: actor, reason: "safety copy before restoring snapshot \(id.short)", progress: nil)
             return result.snapshotID.hex
         } catch let error as BunkerError {
             throw BunkerError(error.code, "The safety backup before the restore failed, so nothing was restored and the live data is unchanged: \(error.message)", cause: error.cause)
         }
     }
+}
+
+/// The cause of a failed restore's error: which safety snapshot holds the state before it.
+struct RestoreFailure: Error, Sendable, CustomStringConvertible {
+    var safetySnapshotID: String?
+    var underlying: (any Error & Sendable)?
+    var description: String { underlying.map { "\($0)" } ?? "restore failed" }
+}
+
+extension BunkerError {
+    /// For a failed restore: the safety snapshot taken before it, if one was.
+    public var safetySnapshotID: String? { (cause as? RestoreFailure)?.safetySnapshotID }
 }

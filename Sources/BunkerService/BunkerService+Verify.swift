@@ -8,7 +8,12 @@ extension BunkerService {
     public func verify(readData: Bool, subset: DataSubset? = nil, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> CheckReport {
         var details = ["read_data": String(readData || subset != nil)]
         details["subset"] = subset.map { "\($0)" }
-        return try await audited("verify", target: "repository", by: actor, details: details) {
+        return try await notifying(by: actor) { (report: CheckReport) in
+            report.ok ? nil : .verifyFailed(report, error: nil, now: repository.now())
+        } failure: { error in
+            .verifyFailed(nil, error: error, now: repository.now())
+        } _: {
+            try await audited("verify", target: "repository", by: actor, details: details) {
             try await repository.withLock(exclusive: false) {
                 try await Checker(repository: repository, progress: progress).check(readData: readData || subset != nil, subset: subset)
             }
@@ -16,6 +21,7 @@ extension BunkerService {
             AuditedResult(
                 outcome: report.ok ? .success : .failure,
                 details: ["errors": String(report.errors.count), "snapshots": String(report.snapshots), "packs_read": String(report.packsRead)])
+            }
         }
     }
 

@@ -27,9 +27,18 @@ public final class BunkerService: Sendable {
     public let repository: Repository
     public let sources: [any Source]
     private let openedCatalog: Mutex<Catalog?>
+    /// When queued notifications are sent.
+    public let delivery: NotificationDelivery
+    let outboxState = Mutex(OutboxState())
+
+    struct OutboxState {
+        /// The outbox once made; `.some(nil)` when nothing is configured to notify.
+        var made: NotificationOutbox??
+    }
 
     /// A service over `repository`; the catalog is opened on first use unless one is given.
-    public init(configuration: Configuration, repository: Repository, catalog: Catalog? = nil) {
+    public init(configuration: Configuration, repository: Repository, catalog: Catalog? = nil, delivery: NotificationDelivery = .inline) {
+        self.delivery = delivery
         self.configuration = configuration
         self.repository = repository
         self.sources = configuration.makeSources()

@@ -35,25 +35,12 @@ public final class SMTPTestServer: Sendable {
             guard made.status == 0 else { throw FixtureError("openssl could not make a certificate: \(made.output)") }
         }
         let port = try port ?? freeTCPPort()
-        let script = repositoryRoot() + "/scripts/test-smtp-server.py"
         let log = directory + "/server-\(port).log"
-        let pid = try spawn("/usr/bin/python3", [
-            script, "--port", String(port), "--mode", mode.rawValue, "--cert", directory + "/cert.pem",
+        let pid = try startTestScript("test-smtp-server.py", [
+            "--port", String(port), "--mode", mode.rawValue, "--cert", directory + "/cert.pem",
             "--key", directory + "/key.pem", "--user", "bunker", "--password", "s3cret-for-tests", "--spool", directory + "/spool",
-        ], outputFile: log)
-        let server = SMTPTestServer(port: port, mode: mode, directory: directory, pid: pid)
-        for _ in 0..<200 {
-            if let text = try? String(contentsOfFile: log, encoding: .utf8) {
-                if text.contains("READY") { return server }
-                if text.contains("Traceback") || text.contains("Error") {
-                    server.stop()
-                    throw FixtureError("The test SMTP server did not start (is python3-aiosmtpd installed? `make test` installs it):\n\(text)")
-                }
-            }
-            usleep(50_000)
-        }
-        server.stop()
-        throw FixtureError("The test SMTP server did not start within 10 s: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        ], log: log, what: "test SMTP server (is python3-aiosmtpd installed? `make test` installs it)")
+        return SMTPTestServer(port: port, mode: mode, directory: directory, pid: pid)
     }
 
     /// The messages received so far, oldest first: the raw message and its envelope.
@@ -89,6 +76,21 @@ public func freeTCPPort() throws -> Int {
     guard bound == 0 else { throw FixtureError("bind failed") }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Starts one of the repository's `scripts/test-*.py` servers with Debian's Python and waits
+/// until it prints READY; returns its process id.
+func startTestScript(_ name: String, _ arguments: [String], log: String, what: String) throws -> pid_t {
+    let pid = try spawn("/usr/bin/python3", [repositoryRoot() + "/scripts/" + name] + arguments, outputFile: log)
+    for _ in 0..<200 {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        if text.contains("READY") { return pid }
+        if text.contains("Traceback") || text.contains("Error") { break }
+        usleep(50_000)
+    }
+    kill(pid, SIGKILL)
+    _ = try? waitForExit(pid, what)
+    throw FixtureError("The \(what) did not start:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 }
 
 /// The package's root directory (where Package.swift is), from this file's place in it.

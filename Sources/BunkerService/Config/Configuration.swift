@@ -60,6 +60,10 @@ public struct Configuration: Sendable {
     /// `[auth]`: failed logins before a lockout, and its length.
     public var loginPolicy = LoginPolicy()
     public var server = ServerSettings()
+    /// `[smtp]`, or the seed's SMTP_* variables; nil: no e-mail.
+    public var smtp: SMTPConfiguration?
+    public var notifications = NotificationSettings()
+    public var webhooks: [WebhookSettings] = []
     /// The `[retention]` policy; without one, the seed's tiers (``RetentionPolicy/standard(complianceDays:)``).
     public var retention = RetentionPolicy.standard()
 
@@ -193,8 +197,7 @@ public struct Configuration: Sendable {
             retention = try Self.readRetention(&table)
             try table.rejectUnknown()
         }
-        // Sections of later features: read by their own code, accepted here.
-        for later in ["smtp", "notifications", "webhook"] { reader.accept(later) }
+        try readNotificationSettings(&reader, base: base)
         try reader.rejectUnknown()
         applyOverrides(environment)
     }
@@ -234,6 +237,7 @@ public struct Configuration: Sendable {
         if let days = environment["BACKUP_RETENTION_DAYS"].flatMap(Int.init), days > 0 { retention.keepWithinYearly = .days(days) }
         if let dir = environment["BACKUP_DIR"], !dir.isEmpty { repository.path = Self.absolute(dir, relativeTo: nil) }
         if let level = environment["BACKUP_COMPRESSION_LEVEL"].flatMap(Int.init) { repository.compressionLevel = level }
+        applyMailOverrides(environment)
     }
 
     /// The configured sources as objects that can back up and restore.

@@ -1,0 +1,156 @@
+import BunkerCore
+import BunkerSMTP
+import Foundation
+
+/// `[smtp]`: the mail server, with the seed's `SMTP_*` and `EMAILS_FROM_*` variables over it.
+public struct SMTPConfiguration: Sendable, Equatable {
+    public var host: String
+    public var port: Int?
+    public var security: SMTPSettings.Security = .starttls
+    public var user: String?
+    /// The variable holding the password (default `SMTP_PASSWORD`, the seed's name).
+    public var passwordEnvironment = "SMTP_PASSWORD"
+    public var passwordFile: String?
+    public var fromEmail = "bunker@localhost"
+    public var fromName = "Bunker"
+    public var timeoutSeconds = 30
+    /// Extra certificates to trust (PEM), for a private CA.
+    public var caFile: String?
+}
+
+/// `[notifications]`: who is told, about what, and the alert thresholds.
+public struct NotificationSettings: Sendable, Equatable {
+    /// Addresses always told, besides the user who started an operation and every active
+    /// SYSTEM_ADMIN.
+    public var emailTo: [String] = []
+    /// The events that send e-mail; nil: all.
+    public var emailEvents: Set<NotificationEvent.Kind>?
+    /// An alert when no backup succeeded for this long (the seeds use 25 and 48 hours).
+    public var backupOverdueHours = 25.0
+    /// An alert when the repository's filesystem has less free space than this.
+    public var minFreeSpacePercent = 20.0
+}
+
+/// One `[[webhook]]`: a JSON POST per event, signed with HMAC-SHA-256 when a secret is set.
+public struct WebhookSettings: Sendable, Equatable {
+    public var name: String
+    public var url: String
+    public var secretEnvironment: String?
+    public var secretFile: String?
+    /// The events posted; nil: all.
+    public var events: Set<NotificationEvent.Kind>?
+    public var timeoutSeconds = 10
+}
+
+extension Configuration {
+    /// Reads `[smtp]`, `[notifications]` and `[[webhook]]`, then the seed's variables.
+    mutating func readNotificationSettings(_ reader: inout TableReader, base: String) throws {
+        if var t = try reader.table("smtp") {
+            if t.has("password") {
+                throw t.error(key: "password", "a password is never written in the configuration; set SMTP_PASSWORD, or password_env / password_file")
+            }
+            var smtp = SMTPConfiguration(host: try t.required { try $0.string("host") })
+            smtp.port = try t.int("port", range: 1...65535)
+            if let tls = try t.string("tls") {
+                guard let security = SMTPSettings.Security(rawValue: tls) else {
+                    throw t.error(key: "tls", "tls must be starttls, tls or none, not \"\(tls)\"")
+                }
+                smtp.security = security
+            }
+            smtp.user = try t.string("user")
+            smtp.passwordEnvironment = try t.string("password_env") ?? smtp.passwordEnvironment
+            smtp.passwordFile = try t.string("password_file").map { Self.absolute($0, relativeTo: base) }
+            smtp.fromEmail = try t.string("from_email") ?? smtp.fromEmail
+            smtp.fromName = try t.string("from_name") ?? smtp.fromName
+            smtp.timeoutSeconds = try t.int("timeout_seconds", range: 1...600) ?? smtp.timeoutSeconds
+            smtp.caFile = try t.string("ca_file").map { Self.absolute($0, relativeTo: base) }
+            try t.rejectUnknown()
+            self.smtp = smtp
+        }
+        if var t = try reader.table("notifications") {
+            notifications.emailTo = try t.strings("email_to") ?? []
+            for address in notifications.emailTo where !MailAddress(address).isValid {
+                throw t.error(key: "email_to", "\"\(address)\" is not an e-mail address")
+            }
+            if let names = try t.strings("email_events") {
+                notifications.emailEvents = try Self.eventKinds(names, key: "email_events", in: t)
+            }
+            if let hours = try t.int("backup_overdue_hours", range: 1...(24 * 365)) { notifications.backupOverdueHours = Double(hours) }
+            if let percent = try t.int("min_free_space_percent", range: 0...99) { notifications.minFreeSpacePercent = Double(percent) }
+            try t.rejectUnknown()
+        }
+        for var t in try reader.tables("webhook") {
+            let url = try t.required { try $0.string("url") }
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                throw t.error(key: "url", "url must be an http:// or https:// address, not \"\(url)\"")
+            }
+            if t.has("secret") {
+                throw t.error(key: "secret", "a secret is never written in the configuration; use secret_env or secret_file")
+            }
+            var hook = WebhookSettings(name: try t.string("name") ?? "webhook\(webhooks.count + 1)", url: url)
+            hook.secretEnvironment = try t.string("secret_env")
+            hook.secretFile = try t.string("secret_file").map { Self.absolute($0, relativeTo: base) }
+            if let names = try t.strings("events") { hook.events = try Self.eventKinds(names, key: "events", in: t) }
+            hook.timeoutSeconds = try t.int("timeout_seconds", range: 1...600) ?? hook.timeoutSeconds
+            try t.rejectUnknown()
+            webhooks.append(hook)
+        }
+    }
+
+    private static func eventKinds(_ names: [String], key: String, in table: TableReader) throws -> Set<NotificationEvent.Kind> {
+        try Set(names.map { name in
+            guard let kind = NotificationEvent.Kind(rawValue: name) else {
+                throw table.error(key: key, "\"\(name)\" is not an event; events are \(NotificationEvent.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return kind
+        })
+    }
+
+    /// The seed's variables: SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_TLS (true: STARTTLS),
+    /// SMTP_SSL (true: implicit TLS), EMAILS_FROM_EMAIL, EMAILS_FROM_NAME. SMTP_PASSWORD is read
+    /// when mail is sent.
+    mutating func applyMailOverrides(_ environment: [String: String]) {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let host = value("SMTP_HOST") {
+            if smtp == nil { smtp = SMTPConfiguration(host: host) } else { smtp!.host = host }
+        }
+        guard smtp != nil else { return }
+        if let port = value("SMTP_PORT").flatMap(Int.init) { smtp!.port = port }
+        if let user = value("SMTP_USER") { smtp!.user = user }
+        if let tls = value("SMTP_TLS")?.lowercased() {
+            smtp!.security = ["1", "true", "yes", "starttls"].contains(tls) ? .starttls : ["tls", "ssl"].contains(tls) ? .tls : .none
+        }
+        if let ssl = value("SMTP_SSL")?.lowercased(), ["1", "true", "yes"].contains(ssl) { smtp!.security = .tls }
+        if let from = value("EMAILS_FROM_EMAIL") { smtp!.fromEmail = from }
+        if let name = value("EMAILS_FROM_NAME") { smtp!.fromName = name }
+    }
+
+    /// The notifiers this configuration asks for: e-mail when `[smtp]` (or SMTP_HOST) is set,
+    /// and each webhook. Secrets are read now, from the environment or their files.
+    public func makeNotifiers(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [any Notifier] {
+        var notifiers: [any Notifier] = []
+        if let smtp {
+            var password = environment[smtp.passwordEnvironment]
+            if let file = smtp.passwordFile {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw BunkerError(.invalidArgument, "Cannot read the SMTP password file \(file).")
+                }
+                password = text.trimmingCharacters(in: .newlines)
+            }
+            let settings = SMTPSettings(host: smtp.host, port: smtp.port, security: smtp.security, username: smtp.user, password: password,
+                                        timeout: Double(smtp.timeoutSeconds), trustedCertificatesFile: smtp.caFile)
+            notifiers.append(EmailNotifier(settings: settings, from: MailAddress(smtp.fromEmail, name: smtp.fromName), events: notifications.emailEvents))
+        }
+        for hook in webhooks {
+            var secret = hook.secretEnvironment.flatMap { environment[$0] }
+            if let file = hook.secretFile {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw BunkerError(.invalidArgument, "Cannot read the secret file \(file) of webhook \(hook.name).")
+                }
+                secret = text.trimmingCharacters(in: .newlines)
+            }
+            notifiers.append(WebhookNotifier(name: hook.name, url: hook.url, secret: secret, events: hook.events, timeout: Double(hook.timeoutSeconds)))
+        }
+        return notifiers
+    }
+}
