@@ -1,0 +1,76 @@
+import BunkerCore
+import Foundation
+
+extension BunkerService {
+    /// Reads the repository and raises (notifies) the alerts it calls for; returns them.
+    @discardableResult
+    public func checkAlerts() async -> [NotificationEvent] {
+        let newest = try? await repository.snapshots().last { !$0.snapshot.tags.contains("safety") }
+        let space = (repository.storage as? any SpaceReporting)?.space()
+        let monitor = AlertMonitor(
+            overdueHours: configuration.notifications.backupOverdueHours, minFreePercent: configuration.notifications.minFreeSpacePercent,
+            stateFile: configuration.dataDirectory + "/alerts.json", now: repository.now)
+        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space))
+        for alert in alerts {
+            if let catalog = try? catalog() {
+                try? catalog.record("alert", target: alert.kind.rawValue, outcome: .failure, details: ["title": alert.title], by: .system)
+            }
+            await notify(alert, initiator: .system)
+        }
+        return alerts
+    }
+
+    /// The scheduler over the configured schedules, running jobs through this service as the
+    /// actor `scheduler`. Its state is kept in the data directory.
+    public func makeScheduler(timeZone: TimeZone = .current) -> Scheduler {
+        Scheduler(schedules: configuration.effectiveSchedules, stateFile: configuration.dataDirectory + "/scheduler.json",
+                  timeZone: timeZone, now: repository.now) { [weak self] run in
+            await self?.runScheduled(run)
+        }
+    }
+
+    /// Runs one scheduled job. Failures are already audited and notified by the operation.
+    func runScheduled(_ run: ScheduledRun) async {
+        let actor = Actor(name: "scheduler", channel: .system)
+        do {
+            switch run.schedule.job {
+            case .backup:
+                var request = SourceBackupRequest(type: run.schedule.backupType ?? .full)
+                request.tags = ["scheduled"]
+                _ = try await backup(request, by: actor, reason: "scheduled (\(run.schedule.cron))")
+            case .cleanup:
+                _ = try await cleanup(CleanupRequest())
+            case .verify:
+                // A rotating seventh of the data each run: a weekly verify reads everything in
+                // seven weeks, a daily one in a week.
+                let day = Calendar(identifier: .gregorian).ordinality(of: .day, in: .era, for: run.scheduledAt) ?? 0
+                _ = try await verify(readData: true, subset: .part(day % 7 + 1, of: 7), by: actor)
+            case .drill:
+                _ = try await drill(snapshot: nil, by: actor)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("bunker: scheduled \(run.schedule.job.rawValue) failed: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+        }
+    }
+
+    /// What `bunker serve` runs beside the HTTP server until cancelled: the scheduler, delivery
+    /// of queued notifications every 15 s, and the alert checks every 5 minutes.
+    public func runBackgroundWork(scheduler: Scheduler? = nil) async {
+        let scheduler = scheduler ?? makeScheduler()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await scheduler.run() }
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    await deliverNotifications()
+                    try? await Task.sleep(for: .seconds(15))
+                }
+            }
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    await checkAlerts()
+                    try? await Task.sleep(for: .seconds(300))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// What the monitor looks at: facts read from the repository.
+public struct MonitorReading: Sendable, Equatable {
+    /// The newest successful backup that is not a safety copy; nil: none yet.
+    public var lastSuccessfulBackup: Date?
+    /// Free and total bytes of the repository's filesystem, when the storage can tell.
+    public var space: (free: UInt64, total: UInt64)?
+
+    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?) {
+        self.lastSuccessfulBackup = lastSuccessfulBackup
+        self.space = space
+    }
+
+    public static func == (a: MonitorReading, b: MonitorReading) -> Bool {
+        a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total
+    }
+}
+
+/// Raises the alerts nobody should have to look for: no successful backup for too long, and too
+/// little free space on the repository's filesystem.
+///
+/// Each alert is raised once per episode, not at every check: the overdue alert again only after
+/// a newer backup has succeeded and become overdue in turn, the space alert again only after the
+/// free space has recovered (by one point above the threshold) and fallen again. Before the
+/// first backup, the overdue clock runs from when monitoring began. What was raised is kept in a
+/// state file, so a restart does not repeat it.
+public final class AlertMonitor: Sendable {
+    public let overdueAfter: TimeInterval
+    public let minFreePercent: Double
+    private let stateFile: String?
+    private let now: @Sendable () -> Date
+
+    struct State: Codable {
+        var watchingSince: Date
+        /// The backup time (or `watchingSince`) the overdue alert was raised for.
+        var overdueRaisedFor: Date?
+        var lowSpaceRaised = false
+    }
+
+    public init(overdueHours: Double, minFreePercent: Double, stateFile: String?, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.overdueAfter = overdueHours * 3600
+        self.minFreePercent = minFreePercent
+        self.stateFile = stateFile
+        self.now = now
+    }
+
+    /// The alerts `reading` calls for now; remembers them so they are not raised twice.
+    public func evaluate(_ reading: MonitorReading) -> [NotificationEvent] {
+        let time = now()
+        var state = load() ?? State(watchingSince: time)
+        var alerts: [NotificationEvent] = []
+
+        let reference = reading.lastSuccessfulBackup ?? state.watchingSince
+        let age = time.timeIntervalSince(reference)
+        if age > overdueAfter && state.overdueRaisedFor != reference {
+            state.overdueRaisedFor = reference
+            let hours = String(format: "%.1f", age / 3600)
+            var facts: [NotificationEvent.Fact] = [.init("Threshold", String(format: "%.0f hours", overdueAfter / 3600))]
+            if let last = reading.lastSuccessfulBackup {
+                facts.insert(.init("Last successful backup", ISO8601DateFormatter().string(from: last) + " (\(hours) hours ago)"), at: 0)
+            } else {
+                facts.insert(.init("Last successful backup", "none since monitoring began \(hours) hours ago"), at: 0)
+            }
+            alerts.append(NotificationEvent(
+                kind: .backupOverdue, time: time, title: "No successful backup for \(hours) hours", facts: facts,
+                actions: [
+                    "Look for backup_failed messages and at `bunker audit list --action backup`.",
+                    "Check that `bunker serve` (or the systemd timer / cron line) is running and that the schedule has a backup.",
+                    "Run `bunker backup` now.",
+                ]))
+        }
+
+        if let space = reading.space, space.total > 0 {
+            let percent = Double(space.free) / Double(space.total) * 100
+            if percent < minFreePercent && !state.lowSpaceRaised {
+                state.lowSpaceRaised = true
+                alerts.append(NotificationEvent(
+                    kind: .lowDiskSpace, time: time, title: String(format: "Only %.1f%% free on the repository's filesystem", percent),
+                    facts: [
+                        .init("Free", NotificationEvent.size(space.free)), .init("Total", NotificationEvent.size(space.total)),
+                        .init("Threshold", String(format: "%.0f%%", minFreePercent)),
+                    ],
+                    actions: [
+                        "Run `bunker cleanup --dry-run` to see what the retention policy would free, then `bunker cleanup`.",
+                        "Add space, or move the repository; a backup that fills the disk fails without harming earlier ones.",
+                    ]))
+            } else if percent >= minFreePercent + 1 {
+                state.lowSpaceRaised = false
+            }
+        }
+        save(state)
+        return alerts
+    }
+
+    private func load() -> State? {
+        guard let stateFile, let data = FileManager.default.contents(atPath: stateFile) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(State.self, from: data)
+    }
+
+    private func save(_ state: State) {
+        guard let stateFile else { return }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        try? FileManager.default.createDirectory(atPath: (stateFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? encoder.encode(state).write(to: URL(fileURLWithPath: stateFile), options: .atomic)
+    }
+}

@@ -1,0 +1,71 @@
+import BunkerCore
+import BunkerService
+import BunkerTesting
+import Foundation
+import Testing
+
+@Suite struct AlertMonitorTests {
+    @Test func theOverdueAlertFiresWhenTheClockPassesTheThresholdAndNotBefore() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-01T23:00:00Z"))
+            let monitor = AlertMonitor(overdueHours: 25, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now })
+            let lastBackup = utc("2026-12-01T23:00:00Z")
+            let reading = MonitorReading(lastSuccessfulBackup: lastBackup, space: nil)
+
+            clock.set(utc("2026-12-02T23:59:00Z"))  // 24 h 59 min
+            #expect(monitor.evaluate(reading).isEmpty)
+            clock.set(utc("2026-12-03T00:00:00Z"))  // exactly 25 h: not yet "longer than"
+            #expect(monitor.evaluate(reading).isEmpty)
+            clock.set(utc("2026-12-03T00:01:00Z"))
+            let alerts = monitor.evaluate(reading)
+            #expect(alerts.map(\.kind) == [.backupOverdue])
+            #expect(alerts.first?.fact("Last successful backup")?.hasPrefix("2026-12-01T23:00:00Z") == true)
+
+            // Once per episode, also across a restart (a new monitor on the same state file).
+            clock.set(utc("2026-12-03T06:00:00Z"))
+            #expect(monitor.evaluate(reading).isEmpty)
+            let restarted = AlertMonitor(overdueHours: 25, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now })
+            #expect(restarted.evaluate(reading).isEmpty)
+
+            // A newer backup ends the episode; it can become overdue in its turn.
+            let newer = MonitorReading(lastSuccessfulBackup: utc("2026-12-03T07:00:00Z"), space: nil)
+            clock.set(utc("2026-12-03T08:00:00Z"))
+            #expect(restarted.evaluate(newer).isEmpty)
+            clock.set(utc("2026-12-04T08:01:00Z"))
+            #expect(restarted.evaluate(newer).map(\.kind) == [.backupOverdue])
+        }
+    }
+
+    @Test func withoutAnyBackupTheClockRunsFromWhenMonitoringBegan() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-01T00:00:00Z"))
+            let none = MonitorReading(lastSuccessfulBackup: nil, space: nil)
+            #expect(AlertMonitor(overdueHours: 48, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now }).evaluate(none).isEmpty)
+            clock.set(utc("2026-12-02T23:00:00Z"))
+            #expect(AlertMonitor(overdueHours: 48, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now }).evaluate(none).isEmpty)
+            clock.set(utc("2026-12-03T00:30:00Z"))
+            let alerts = AlertMonitor(overdueHours: 48, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now }).evaluate(none)
+            #expect(alerts.map(\.kind) == [.backupOverdue], "48.5 hours after monitoring began, across restarts")
+            #expect(alerts.first?.fact("Last successful backup") == "none since monitoring began 48.5 hours ago")
+        }
+    }
+
+    @Test func lowSpaceIsRaisedOnceAndAgainOnlyAfterItRecovered() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-01T00:00:00Z"))
+            let monitor = AlertMonitor(overdueHours: 25, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now })
+            func reading(freePercent: UInt64) -> MonitorReading {
+                MonitorReading(lastSuccessfulBackup: clock.now, space: (free: freePercent * 1_000_000, total: 100_000_000))
+            }
+            #expect(monitor.evaluate(reading(freePercent: 35)).isEmpty)
+            let low = monitor.evaluate(reading(freePercent: 15))
+            #expect(low.map(\.kind) == [.lowDiskSpace])
+            #expect(low.first?.title == "Only 15.0% free on the repository's filesystem")
+            #expect(monitor.evaluate(reading(freePercent: 12)).isEmpty, "not again while it stays low")
+            #expect(monitor.evaluate(reading(freePercent: 20)).isEmpty, "20% is not yet a recovery (one point of hysteresis)")
+            #expect(monitor.evaluate(reading(freePercent: 18)).isEmpty)
+            #expect(monitor.evaluate(reading(freePercent: 30)).isEmpty)
+            #expect(monitor.evaluate(reading(freePercent: 10)).map(\.kind) == [.lowDiskSpace])
+        }
+    }
+}
