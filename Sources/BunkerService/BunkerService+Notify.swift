@@ -93,3 +93,19 @@ extension BunkerService {
         return value
     }
 }
+
+extension BunkerService {
+    /// Sends a test message through every configured notifier now, to the usual recipients and
+    /// `extra`; returns what each delivery did. Throws when nothing is configured.
+    public func sendTestNotification(to extra: [String] = [], by actor: Actor = .localUser()) async throws -> [DeliveryResult] {
+        guard let outbox = notificationOutbox() else {
+            throw BunkerError(.invalidArgument, "No notifier is configured: add [smtp] (or SMTP_HOST) or a [[webhook]] to bunker.toml; see docs/notifications.md.")
+        }
+        let event = NotificationEvent(
+            kind: .test, time: repository.now(), title: "Test message from Bunker",
+            facts: [.init("Sent by", actor.name), .init("Configuration", configuration.file ?? "defaults")],
+            actions: ["Nothing to do: this message shows that notifications reach you."], initiatedBy: actor.name)
+        let ids = outbox.enqueue(event, recipients: recipients(for: actor) + extra.map { MailAddress($0) })
+        return await outbox.deliverDue(only: ids)
+    }
+}
