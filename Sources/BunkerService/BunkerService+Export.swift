@@ -67,6 +67,15 @@ extension BunkerService {
         }
     }
 
+    /// One line of `SHA256SUMS` as GNU `sha256sum` writes it: a name with a backslash, newline or
+    /// carriage return is escaped and the line starts with a backslash, so that `sha256sum -c`
+    /// reads every name back exactly.
+    static func checksumLine(sha256: String, path: String) -> String {
+        guard path.contains(where: { $0 == "\\" || $0 == "\n" || $0 == "\r" }) else { return "\(sha256)  \(path)\n" }
+        let escaped = path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+        return "\\\(sha256)  \(escaped)\n"
+    }
+
     private func writeExport(snapshot reference: String, to path: String, progress: OperationProgress?) async throws -> ExportSummary {
         let (id, snapshot) = try await repository.findSnapshot(reference)
         let target = Configuration.absolute(path, relativeTo: nil)
@@ -175,7 +184,7 @@ extension BunkerService {
         try encoder.encode(metadata).write(to: URL(fileURLWithPath: metadataFile))
         try await add("metadata.json", file: metadataFile)
 
-        let sums = entries.map { "\($0.sha256)  \($0.path)\n" }.joined()
+        let sums = entries.map { Self.checksumLine(sha256: $0.sha256, path: $0.path) }.joined()
         let sumsFile = scratch + "/export-sums-\(UUID().uuidString.prefix(8))"
         defer { unlink(sumsFile) }
         try Data(sums.utf8).write(to: URL(fileURLWithPath: sumsFile))

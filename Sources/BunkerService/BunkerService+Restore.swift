@@ -26,9 +26,26 @@ public struct SourceRestoreRequest: Sendable {
     public var safetyBackup = true
     /// Why the restore is done, recorded in the audit trail (an electronic signature's meaning).
     public var reason: String?
+    /// The electronic signature that approved the restore, recorded in its audit rows.
+    public var signature: ElectronicSignature?
 
     public init(snapshot: String) {
         self.snapshot = snapshot
+    }
+}
+
+/// A user's re-entered password, checked just now, bound to what it approves (21 CFR Part 11
+/// style): who signed (full name), when (UTC) and the meaning of the signature.
+public struct ElectronicSignature: Sendable, Equatable {
+    public var signerName: String
+    public var signedAt: Date
+    /// Such as `approved restore`.
+    public var meaning: String
+
+    public init(signerName: String, signedAt: Date, meaning: String) {
+        self.signerName = signerName
+        self.signedAt = signedAt
+        self.meaning = meaning
     }
 }
 
@@ -112,6 +129,11 @@ extension BunkerService {
     static func auditDetails(of request: SourceRestoreRequest) -> [String: String] {
         var details = ["backup_type": request.type.rawValue, "safety_backup": String(request.safetyBackup)]
         if !request.sourceNames.isEmpty { details["sources"] = request.sourceNames.joined(separator: ",") }
+        if let signature = request.signature {
+            details["signed_by"] = signature.signerName
+            details["signed_at"] = Timestamp.format(signature.signedAt)
+            details["signature_meaning"] = signature.meaning
+        }
         switch request.target {
         case .inPlace: details["destination"] = "in place"
         case .directory(let dir): details["destination"] = "directory:" + dir

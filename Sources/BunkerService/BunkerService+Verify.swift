@@ -25,6 +25,19 @@ extension BunkerService {
         }
     }
 
+    /// Checks one snapshot's data: every pack it needs is read, hashed against its name and every
+    /// blob authenticated. Audited as `verify` of the snapshot; damage ends as `failure`.
+    public func verify(snapshot reference: String, by actor: Actor = .localUser()) async throws -> CheckReport {
+        try await audited("verify", target: reference, by: actor, details: ["read_data": "true", "scope": "snapshot"]) {
+            try await repository.withLock(exclusive: false) {
+                let (id, _) = try await repository.findSnapshot(reference)
+                return try await Checker(repository: repository).check(snapshot: id)
+            }
+        } describe: { report in
+            AuditedResult(outcome: report.ok ? .success : .failure, details: ["errors": String(report.errors.count), "packs_read": String(report.packsRead)])
+        }
+    }
+
     /// Re-creates the catalog's backup metadata from the repository's snapshots (see
     /// ``Catalog/rebuildBackups(from:by:)``); returns the number of rows added.
     public func rebuildCatalog(by actor: Actor = .localUser()) async throws -> Int {

@@ -67,3 +67,19 @@ private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions
         posix_spawn_file_actions_addclose(&actions, fd)
     }
 }
+
+/// Runs a shell command; returns status and combined output.
+@discardableResult
+public func shell(_ command: String, in dir: String? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    if let dir { process.currentDirectoryURL = URL(fileURLWithPath: dir) }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}

@@ -50,22 +50,6 @@ func fileBytes(_ path: String) -> Data? {
     FileManager.default.contents(atPath: path)
 }
 
-/// Runs a shell command; returns status and combined output.
-@discardableResult
-func shell(_ command: String, in dir: String? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    if let dir { process.currentDirectoryURL = URL(fileURLWithPath: dir) }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 /// Flips one byte in the middle of the largest pack of a repository.
 func damageLargestPack(in repo: String) throws -> String {
     let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }

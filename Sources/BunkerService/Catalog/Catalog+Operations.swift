@@ -75,6 +75,11 @@ extension Catalog {
         try queue.read { try JobRecord.order(Column("started_at").desc).limit(limit).fetchAll($0) }
     }
 
+    /// One job by its id.
+    public func job(id: String) throws -> JobRecord? {
+        try queue.read { try JobRecord.fetchOne($0, key: id) }
+    }
+
     static func processIsAlive(_ pid: Int32) -> Bool {
         if pid == getpid() { return true }
         return kill(pid, 0) == 0 || errno == EPERM

@@ -165,6 +165,26 @@ extension Catalog {
         return try outcome.get()
     }
 
+    /// Checks an electronic signature: the user re-enters their password to approve `meaning`
+    /// (such as `approved restore`) of `target`. A wrong password is audited as a denied
+    /// `esign` row and fails with ``BunkerError/Code/authenticationFailed``; a right one returns
+    /// the signature (full name, time) for the operation to record.
+    public func confirmSignature(userID: Int64, password: String, meaning: String, target: String?, requestID: String?) throws -> ElectronicSignature {
+        guard let user = try user(id: userID), user.active else {
+            throw BunkerError(.authenticationFailed, "The signing user is not an active user.")
+        }
+        guard Bcrypt.verify(password, hash: user.passwordHash) else {
+            let actor = Actor(name: user.username, channel: .api, userID: userID, requestID: requestID)
+            _ = try write(anchor: true) { db in
+                try append(AuditEntry(action: "esign", target: target, outcome: .denied, reason: "wrong password for the signature \"\(meaning)\"",
+                                      details: ["signer": user.fullName, "meaning": meaning]),
+                           by: actor, in: db)
+            }
+            throw BunkerError(.authenticationFailed, "The password re-entered to sign is wrong, so nothing was done.")
+        }
+        return ElectronicSignature(signerName: user.fullName, signedAt: options.now(), meaning: meaning)
+    }
+
     private func changeUser(_ username: String, action: String, by actor: Actor, _ change: (inout UserRecord) throws -> [String: String]) throws -> UserRecord {
         try write(anchor: true) { db in
             guard var user = try UserRecord.filter(Column("username") == username).fetchOne(db) else {

@@ -8,11 +8,13 @@ import Hummingbird
 extension BunkerCommand {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the HTTP API (login and health for now) until SIGINT or SIGTERM.",
+            abstract: "Run the HTTP API until SIGINT or SIGTERM.",
             discussion: """
                 Listens on [server] listen in bunker.toml (default 127.0.0.1:8080). When the catalog has no user, \\
                 a first administrator is created: BUNKER_ADMIN_USER (default admin), BUNKER_ADMIN_PASSWORD (else a \\
-                generated one, printed once) and BUNKER_ADMIN_EMAIL.
+                generated one, printed once) and BUNKER_ADMIN_EMAIL. The repository is --repo, $BUNKER_REPOSITORY or \
+                [repository] path, opened with --password-file, $BUNKER_PASSWORD or [repository] password_file; without \
+                one, the backup routes answer 503.
                 """)
 
         @Option(help: ArgumentHelp("Configuration file (default: $BUNKER_CONFIG, else bunker.toml beside the data directory).", valueName: "file"))
@@ -20,6 +22,12 @@ extension BunkerCommand {
 
         @Option(help: ArgumentHelp("Listen here instead of [server] listen (host:port).", valueName: "address"))
         var listen: String?
+
+        @Option(name: [.customShort("r"), .long], help: ArgumentHelp("Repository location (default: $BUNKER_REPOSITORY, else [repository] path).", valueName: "path"))
+        var repo: String?
+
+        @Option(help: ArgumentHelp("Read the repository password from this file (default: $BUNKER_PASSWORD, else [repository] password_file).", valueName: "file"))
+        var passwordFile: String?
 
         func run() async throws {
             try await OutputOptions().run {
@@ -33,12 +41,26 @@ extension BunkerCommand {
                     email: environment["BUNKER_ADMIN_EMAIL"]) {
                     print("Created the first administrator \(user.username)\(generated.map { " with the password \($0) (shown only this once)" } ?? "").")
                 }
-                let app = try await buildApplication(configuration, catalog: catalog)
+                let service = try await openService(configuration, catalog: catalog)
+                let app = try await buildApplication(configuration, catalog: catalog, service: service)
                 let (host, port) = configuration.server.listenAddress
                 print("Bunker API on http://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login.")
                 defer { try? catalog.writeAnchor() }
                 try await app.runService()
             }
+        }
+
+        /// The service over the configured repository, or nil (with a note) when none is.
+        private func openService(_ configuration: Configuration, catalog: Catalog) async throws -> BunkerService? {
+            let environment = ProcessInfo.processInfo.environment
+            guard let location = [repo, environment["BUNKER_REPOSITORY"], configuration.repository.path].compactMap({ $0 }).first(where: { !$0.isEmpty }) else {
+                print("No repository is configured: the backup routes answer 503 until [repository] path (or --repo) is set.")
+                return nil
+            }
+            let file = passwordFile ?? (environment["BUNKER_PASSWORD"] == nil ? configuration.repository.passwordFile : nil)
+            let password = try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: false)
+            let repository = try await Repository.open(storage: StorageLocation.storage(for: location), password: password)
+            return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
         }
     }
 }

@@ -1,0 +1,221 @@
+import BunkerCore
+import BunkerService
+import Foundation
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// The seed's backup routes: create, list, show, download, verify and restore.
+///
+/// Only `SYSTEM_ADMIN` creates, downloads, verifies and restores; every role lists and reads
+/// backups. Backups and restores go through the ``WriterGate``: one at a time.
+struct BackupController {
+    let deps: APIDependencies
+
+    func register(on api: RouterGroup<BunkerRequestContext>) {
+        let admin = deps.authorized(api, [.systemAdmin], action: "backup.write")
+        admin.post("backup", use: create)
+        admin.post("restore/:backup_id", use: restore)
+        admin.get("backup/:backup_id/download", use: download)
+        admin.post("backup/:backup_id/verify", use: verify)
+        let readers = deps.authorized(api, [.systemAdmin, .auditor, .viewer], action: "backup.read")
+        readers.get("backups", use: list)
+        readers.get("backup/:backup_id", use: show)
+    }
+
+    // MARK: Create
+
+    @Sendable func create(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let body = try await request.decode(as: BackupRequestBody.self, context: context)
+        if let description = body.description, description.count > 1000 {
+            throw APIError(.badRequest, code: "invalid_request", "description may have at most 1000 characters.")
+        }
+        let service = try deps.requireService()
+        var backup = SourceBackupRequest(type: body.backupType ?? .full)
+        backup.description = body.description
+        let chosen = backup
+        let actor = identity.actor(requestID: context.id)
+        let lease = try deps.gate.claim(for: "a backup by \(identity.username)")
+        let progress = OperationProgress()
+        let jobs = deps.jobs
+
+        guard body.async == true else {
+            defer { lease.release() }
+            let result = try await service.backup(chosen, by: actor, progress: progress)
+            return try created(result).response(from: request, context: context)
+        }
+
+        // The backup outlives this request: it runs in a task of its own, holding the gate, and
+        // the answer is the job's id as soon as its start row is written.
+        let (started, continuation) = AsyncStream.makeStream(of: String.self)
+        let jobID = Mutex<String?>(nil)
+        let task = Task<Void, any Error> {
+            defer {
+                lease.release()
+                continuation.finish()
+            }
+            let report: @Sendable (AuditedOperation) -> Void = { operation in
+                // The first operation is the backup; a nested one would come after.
+                guard jobID.withLock({ id in defer { id = id ?? operation.jobID }; return id == nil }) else { return }
+                jobs.started(operation.jobID, progress: progress)
+                continuation.yield(operation.jobID)
+            }
+            try await BunkerService.$operationStarted.withValue(report) {
+                let result = try await service.backup(chosen, by: actor, progress: progress)
+                if let id = jobID.withLock({ $0 }) { jobs.produced(id, backupID: result.snapshotID.hex) }
+            }
+        }
+        var iterator = started.makeAsyncIterator()
+        guard let startedJob = await iterator.next() else {
+            // It failed before it started (nothing to back up, say): answer with that error.
+            try await task.value
+            throw APIError(.internalServerError, code: "internal", "The backup ended before it started.")
+        }
+        var headers = HTTPFields()
+        headers[.location] = "/api/v1/jobs/\(startedJob)"
+        var response = try JobAccepted(jobID: startedJob).response(from: request, context: context)
+        response.status = .accepted
+        response.headers.append(contentsOf: headers)
+        return response
+    }
+
+    private func created(_ result: BackupResult) -> BackupCreated {
+        let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: "", userID: nil)
+        return BackupCreated(
+            backupID: record.snapshotID, filename: WireTime.backupFilename(record.createdAt), sizeMB: WireTime.megabytes(record.sizeBytes),
+            checksum: record.checksum, createdAt: WireTime.string(record.createdAt))
+    }
+
+    // MARK: Read
+
+    struct ListQuery: Decodable {
+        var limit: Int?
+    }
+
+    @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItem] {
+        let query = try request.uri.decodeQuery(as: ListQuery.self, context: context)
+        let limit = query.limit ?? 50
+        guard (1...1000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
+        }
+        return try deps.catalog.backups(limit: limit).map(item)
+    }
+
+    @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItem {
+        try item(try await record(Validate.backupID(context)))
+    }
+
+    private func item(_ record: BackupRecord) throws -> BackupItem {
+        BackupItem(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+    }
+
+    /// The catalog row of a backup id or prefix; 404 if there is none.
+    private func record(_ id: String) async throws -> BackupRecord {
+        var full = id
+        if id.count < 64 {
+            full = try await deps.requireService().repository.findSnapshot(id).id.hex
+        }
+        guard let record = try deps.catalog.backup(id: full) else {
+            throw APIError(.notFound, code: "not_found", "No backup \(id) is in the catalog; `bunker catalog rebuild` adds the repository's snapshots to it.")
+        }
+        return record
+    }
+
+    // MARK: Restore
+
+    @Sendable func restore(_ request: Request, context: BunkerRequestContext) async throws -> RestoreDone {
+        let identity = try context.requireIdentity()
+        let id = try Validate.backupID(context)
+        let body = try await request.decode(as: RestoreRequestBody.self, context: context)
+        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
+        }
+        let service = try deps.requireService()
+        let backup = try await record(id)
+        let meaning = "approved restore"
+        guard let password = body.password, !password.isEmpty else {
+            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
+            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
+        }
+        let signature: ElectronicSignature
+        do {
+            signature = try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
+        } catch let error as BunkerError where error.code == .authenticationFailed {
+            throw APIError(.forbidden, code: "signature_invalid", error.message)
+        }
+        var restore = SourceRestoreRequest(snapshot: backup.snapshotID)
+        restore.safetyBackup = body.createSafetyBackup ?? true
+        restore.reason = reason
+        restore.signature = signature
+        let chosen = restore
+        let outcome = try await deps.gate.withClaim(for: "a restore by \(identity.username)") {
+            try await service.restore(chosen, by: identity.actor(requestID: context.id))
+        }
+        return RestoreDone(
+            backupID: outcome.snapshotID, backupFilename: WireTime.backupFilename(backup.createdAt),
+            safetyBackupID: outcome.safetySnapshotID, restoredAt: WireTime.string(deps.catalog.options.now()))
+    }
+
+    // MARK: Download and verify
+
+    /// The export ZIP, written to a temporary file under the data directory and streamed from it
+    /// in 256 KiB pieces; the file is unlinked as soon as it is open, so nothing is left behind.
+    @Sendable func download(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let scratch = try service.configuration.scratchDirectory()
+        let path = scratch + "/download-\(UUID().uuidString.lowercased()).zip"
+        defer { unlink(path) }
+        _ = try await service.export(snapshot: backup.snapshotID, to: path, by: identity.actor(requestID: context.id))
+        let file = try OpenFile(path: path)
+        unlink(path)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/zip"
+        headers[.contentLength] = String(file.size)
+        headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
+        let body = ResponseBody { writer in
+            while let chunk = try file.read(upTo: 256 << 10) {
+                try await writer.write(chunk)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    @Sendable func verify(_ request: Request, context: BunkerRequestContext) async throws -> VerifyResult {
+        let identity = try context.requireIdentity()
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let report = try await service.verify(snapshot: backup.snapshotID, by: identity.actor(requestID: context.id))
+        let message = report.ok
+            ? "Every pack backup \(backup.snapshotID.prefix(8)) needs was read, hashed and authenticated (\(report.packsRead) packs)."
+            : "Backup \(backup.snapshotID.prefix(8)) is damaged: " + report.errors.prefix(5).map(\.message).joined(separator: " ")
+        return VerifyResult(backupID: backup.snapshotID, valid: report.ok, message: message)
+    }
+}
+
+/// A file open for reading, closed when the last reference goes (also when a client hangs up
+/// before the body is read).
+final class OpenFile: Sendable {
+    private let handle: FileHandle
+    let size: UInt64
+
+    init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw BunkerError(.sourceIO, "Cannot open \(path): \(String(cString: strerror(errno))).")
+        }
+        self.handle = handle
+        size = try handle.seekToEnd()
+        try handle.seek(toOffset: 0)
+    }
+
+    /// The next piece, or nil at the end.
+    func read(upTo count: Int) throws -> ByteBuffer? {
+        guard let data = try handle.read(upToCount: count), !data.isEmpty else { return nil }
+        return ByteBuffer(data: data)
+    }
+
+    deinit { try? handle.close() }
+}

@@ -1,0 +1,254 @@
+import BunkerCore
+import BunkerService
+import Foundation
+import Hummingbird
+
+/// The wire forms of backups, field for field as the seed's API has them.
+enum WireTime {
+    /// ISO 8601 in UTC, whole seconds: `2026-12-02T12:38:23Z`.
+    static func string(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+
+    /// The seed's file name of a backup: `backup_YYYYMMDD_HHMMSS.zip`, from its UTC time.
+    static func backupFilename(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(format: "backup_%04d%02d%02d_%02d%02d%02d.zip", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+    }
+
+    /// Bytes as the seed's `size_mb`: MiB with two decimals.
+    static func megabytes(_ bytes: Int64) -> Double {
+        (Double(bytes) / 1_048_576 * 100).rounded() / 100
+    }
+}
+
+/// `POST /backup`'s body.
+struct BackupRequestBody: Decodable {
+    var description: String?
+    var backupType: BackupType?
+    /// Answer 202 with a job id at once instead of waiting.
+    var async: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case description, async
+        case backupType = "backup_type"
+    }
+}
+
+/// `POST /backup`'s answer once the backup is done.
+struct BackupCreated: ResponseEncodable {
+    var success = true
+    var backupID: String
+    var filename: String
+    var sizeMB: Double
+    var checksum: String
+    var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case success, filename, checksum
+        case backupID = "backup_id"
+        case sizeMB = "size_mb"
+        case createdAt = "created_at"
+    }
+}
+
+/// `POST /backup`'s (and `POST /restore`'s) answer with `"async": true`: 202 and the job to poll.
+struct JobAccepted: ResponseEncodable {
+    var success = true
+    var jobID: String
+    var status = "running"
+
+    enum CodingKeys: String, CodingKey {
+        case success, status
+        case jobID = "job_id"
+    }
+}
+
+/// One backup in `GET /backups` and `GET /backup/{id}`.
+struct BackupItem: ResponseEncodable {
+    struct Metadata: Encodable {
+        var backupType: String?
+        var hostname: String
+        var tags: [String]
+        var sources: [String]
+        var fileCount: Int64
+        var sizeBytes: Int64
+        var storedBytes: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case hostname, tags, sources
+            case backupType = "backup_type"
+            case fileCount = "file_count"
+            case sizeBytes = "size_bytes"
+            case storedBytes = "stored_bytes"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(backupType, forKey: .backupType)
+            try c.encode(hostname, forKey: .hostname)
+            try c.encode(tags, forKey: .tags)
+            try c.encode(sources, forKey: .sources)
+            try c.encode(fileCount, forKey: .fileCount)
+            try c.encode(sizeBytes, forKey: .sizeBytes)
+            try c.encode(storedBytes, forKey: .storedBytes)
+        }
+    }
+
+    var id: String
+    var filename: String
+    var sizeMB: Double
+    var checksum: String
+    var description: String?
+    /// The creating user's id; null for a backup from the command line.
+    var createdBy: Int64?
+    var createdByName: String
+    var createdByEmail: String?
+    var createdAt: String
+    var metadata: Metadata
+
+    enum CodingKeys: String, CodingKey {
+        case id, filename, checksum, description, metadata
+        case sizeMB = "size_mb"
+        case createdBy = "created_by"
+        case createdByName = "created_by_name"
+        case createdByEmail = "created_by_email"
+        case createdAt = "created_at"
+    }
+
+    init(_ record: BackupRecord, user: UserRecord?) {
+        id = record.snapshotID
+        filename = WireTime.backupFilename(record.createdAt)
+        sizeMB = WireTime.megabytes(record.sizeBytes)
+        checksum = record.checksum
+        description = record.description
+        createdBy = record.createdByUserID
+        createdByName = user?.fullName ?? record.createdBy
+        createdByEmail = user?.email
+        createdAt = WireTime.string(record.createdAt)
+        let list = { (text: String) in (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? [] }
+        metadata = Metadata(
+            backupType: record.backupType, hostname: record.hostname, tags: list(record.tags), sources: list(record.sources),
+            fileCount: record.fileCount, sizeBytes: record.sizeBytes, storedBytes: record.storedBytes)
+    }
+
+    /// Every key, null or not: the seed's clients read them all.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(filename, forKey: .filename)
+        try c.encode(sizeMB, forKey: .sizeMB)
+        try c.encode(checksum, forKey: .checksum)
+        try c.encode(description, forKey: .description)
+        try c.encode(createdBy, forKey: .createdBy)
+        try c.encode(createdByName, forKey: .createdByName)
+        try c.encode(createdByEmail, forKey: .createdByEmail)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(metadata, forKey: .metadata)
+    }
+}
+
+/// `POST /restore/{id}`'s body: the restore's options and its electronic signature.
+struct RestoreRequestBody: Decodable {
+    var createSafetyBackup: Bool?
+    /// The caller's password, re-entered to sign the restore.
+    var password: String?
+    var reason: String?
+
+    enum CodingKeys: String, CodingKey {
+        case password, reason
+        case createSafetyBackup = "create_safety_backup"
+    }
+}
+
+/// `POST /restore/{id}`'s answer.
+struct RestoreDone: ResponseEncodable {
+    var success = true
+    var backupID: String
+    var backupFilename: String
+    var safetyBackupID: String?
+    var restoredAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case success
+        case backupID = "backup_id"
+        case backupFilename = "backup_filename"
+        case safetyBackupID = "safety_backup_id"
+        case restoredAt = "restored_at"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(success, forKey: .success)
+        try c.encode(backupID, forKey: .backupID)
+        try c.encode(backupFilename, forKey: .backupFilename)
+        try c.encode(safetyBackupID, forKey: .safetyBackupID)
+        try c.encode(restoredAt, forKey: .restoredAt)
+    }
+}
+
+/// `POST /backup/{id}/verify`'s answer.
+struct VerifyResult: ResponseEncodable {
+    var backupID: String
+    var valid: Bool
+    var message: String
+
+    enum CodingKeys: String, CodingKey {
+        case valid, message
+        case backupID = "backup_id"
+    }
+}
+
+/// `GET /jobs/{id}`'s answer: the job's state from the catalog and, while this server runs it,
+/// its progress.
+struct JobStatus: ResponseEncodable {
+    struct Progress: Encodable {
+        var filesDone: Int
+        var filesTotal: Int
+        var bytesDone: UInt64
+        var bytesTotal: UInt64
+        var totalsKnown: Bool
+        var current: String
+
+        enum CodingKeys: String, CodingKey {
+            case current
+            case filesDone = "files_done"
+            case filesTotal = "files_total"
+            case bytesDone = "bytes_done"
+            case bytesTotal = "bytes_total"
+            case totalsKnown = "totals_known"
+        }
+    }
+
+    var id: String
+    var kind: String
+    var state: String
+    var target: String?
+    var startedAt: String
+    var finishedAt: String?
+    var message: String?
+    var backupID: String?
+    var progress: Progress?
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, state, target, message, progress
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case backupID = "backup_id"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(state, forKey: .state)
+        try c.encode(target, forKey: .target)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(finishedAt, forKey: .finishedAt)
+        try c.encode(message, forKey: .message)
+        try c.encode(backupID, forKey: .backupID)
+        try c.encode(progress, forKey: .progress)
+    }
+}

@@ -1,0 +1,24 @@
+import Foundation
+import Hummingbird
+
+/// Checks of path parameters: an id that is not of its shape is a 400 that names it, before it
+/// reaches the repository or a file name.
+enum Validate {
+    /// A snapshot id or an unambiguous prefix of one: 8 to 64 lowercase hex digits.
+    static func backupID(_ context: BunkerRequestContext) throws -> String {
+        let id = context.parameters.get("backup_id") ?? ""
+        guard (8...64).contains(id.utf8.count), id.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw APIError(.badRequest, code: "invalid_request", "A backup id is 8 to 64 lowercase hex digits (GET /api/v1/backups lists them).")
+        }
+        return id
+    }
+
+    /// A job id: a lowercase UUID.
+    static func jobID(_ context: BunkerRequestContext) throws -> String {
+        let id = context.parameters.get("job_id") ?? ""
+        guard id.utf8.count == 36, UUID(uuidString: id) != nil, id == id.lowercased() else {
+            throw APIError(.badRequest, code: "invalid_request", "A job id is a lowercase UUID, as POST /api/v1/backup with \"async\": true answers.")
+        }
+        return id
+    }
+}

@@ -1,0 +1,256 @@
+import BunkerCore
+import BunkerServer
+import BunkerService
+import BunkerTesting
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// The seed's backup routes, their shapes compared field by field with issue 6.
+@Suite struct BackupRoutesTests {
+    static func isHex64(_ text: String?) -> Bool {
+        guard let text else { return false }
+        return text.utf8.count == 64 && text.allSatisfy(\.isHexDigit) && text == text.lowercased()
+    }
+
+    @Test func backupWaitsAndAnswersTheSeedsShape() async throws {
+        try await withAPI { api in
+            let body = try await api.backup(try await api.token("alice"), description: "before the upgrade")
+            #expect(body.keys.sorted() == ["backup_id", "checksum", "created_at", "filename", "size_mb", "success"])
+            #expect(body["success"] as? Bool == true)
+            let id = try #require(body["backup_id"] as? String)
+            #expect(Self.isHex64(id))
+            #expect(Self.isHex64(body["checksum"] as? String))
+            let created = try #require(body["created_at"] as? String)
+            #expect(created.hasSuffix("Z"))
+            let time = try #require(ISO8601DateFormatter().date(from: created))
+            let expected = "backup_" + Self.compact(time) + ".zip"
+            #expect(body["filename"] as? String == expected)
+            let sizeMB = try #require(body["size_mb"] as? Double)
+            let record = try #require(try api.catalog.backup(id: id))
+            #expect(abs(sizeMB - Double(record.sizeBytes) / 1_048_576) < 0.01)
+            #expect(record.description == "before the upgrade")
+            #expect(record.createdByUserID == (try api.catalog.user(named: "alice"))?.id)
+        }
+    }
+
+    @Test func backupsAreListedNewestFirstWithTheSeedsFields() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let first = try await api.backup(alice, description: "first", type: "full")
+            try await Task.sleep(for: .milliseconds(1100))
+            let second = try await api.backup(alice, description: "second", type: "files")
+            let list = try array(try await api.send(.get, "/api/v1/backups?limit=50", token: try await api.token("victor")))
+            #expect(list.map { $0["id"] as? String } == [second["backup_id"] as? String, first["backup_id"] as? String])
+            let item = try #require(list.first)
+            #expect(item.keys.sorted() == ["checksum", "created_at", "created_by", "created_by_email", "created_by_name", "description", "filename", "id", "metadata", "size_mb"])
+            #expect(item["filename"] as? String == second["filename"] as? String)
+            #expect(item["checksum"] as? String == second["checksum"] as? String)
+            #expect(item["size_mb"] as? Double == second["size_mb"] as? Double)
+            #expect(item["created_at"] as? String == second["created_at"] as? String)
+            #expect(item["description"] as? String == "second")
+            #expect((item["created_by"] as? NSNumber)?.int64Value == (try api.catalog.user(named: "alice"))?.id)
+            #expect(item["created_by_name"] as? String == "Alice Martin")
+            #expect(item["created_by_email"] as? String == "alice@clinic.example")
+            let metadata = try #require(item["metadata"] as? [String: Any])
+            #expect(metadata["backup_type"] as? String == "files")
+            #expect(metadata["sources"] as? [String] == ["studies"])
+            #expect(list.last.flatMap { ($0["metadata"] as? [String: Any])?["sources"] as? [String] } == ["app-db", "studies"])
+
+            let one = try array(try await api.send(.get, "/api/v1/backups?limit=1", token: alice))
+            #expect(one.count == 1)
+            let shown = try object(try await api.send(.get, "/api/v1/backup/\(try #require(item["id"] as? String))", token: alice))
+            #expect(NSDictionary(dictionary: shown) == NSDictionary(dictionary: item))
+            let byPrefix = try object(try await api.send(.get, "/api/v1/backup/\(try #require(item["id"] as? String).prefix(12))", token: alice))
+            #expect(byPrefix["id"] as? String == item["id"] as? String)
+        }
+    }
+
+    @Test func asyncBackupAnswers202WithAJobWhoseStateEndsSucceeded() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let response = try await api.send(.post, "/api/v1/backup", token: alice, json: ["description": "nightly", "backup_type": "database", "async": true])
+            #expect(response.status == .accepted)
+            let body = try object(response)
+            let job = try #require(body["job_id"] as? String)
+            #expect(response.headers[.location] == "/api/v1/jobs/\(job)")
+            var state: [String: Any] = [:]
+            for _ in 0..<300 {
+                state = try object(try await api.send(.get, "/api/v1/jobs/\(job)", token: alice))
+                if state["state"] as? String != "running" { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(state["state"] as? String == "succeeded")
+            #expect(state["kind"] as? String == "backup")
+            #expect(state["progress"] is [String: Any])
+            let id = try #require(state["backup_id"] as? String)
+            #expect(try api.catalog.backup(id: id)?.backupType == "database")
+        }
+    }
+
+    @Test func restoreIsAnElectronicSignatureRecordedWithNameTimeAndMeaning() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            let note = api.studies + "/studies/2024/patient-001/note-1.txt"
+            let original = try Data(contentsOf: URL(fileURLWithPath: note))
+            try Data("overwritten by mistake".utf8).write(to: URL(fileURLWithPath: note))
+
+            let unsigned = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["reason": "ticket 4711"])
+            #expect(unsigned.status == .forbidden)
+            #expect(try object(unsigned)["error"] as? String == "signature_required")
+            let wrong = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "not-her-password", "reason": "ticket 4711"])
+            #expect(wrong.status == .forbidden)
+            #expect(try object(wrong)["error"] as? String == "signature_invalid")
+            let noReason = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "alice-password"])
+            #expect(noReason.status == .badRequest)
+            let denied = try api.catalog.auditRecords(AuditFilter(action: "esign")).filter { $0.outcome == .denied }
+            #expect(denied.count == 2)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: note)) != original, "nothing was restored yet")
+            #expect(try api.catalog.auditRecords(AuditFilter(action: "restore")).isEmpty)
+
+            let response = try await api.send(.post, "/api/v1/restore/\(id)", token: alice,
+                                              json: ["create_safety_backup": true, "password": "alice-password", "reason": "ticket 4711: note overwritten"])
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let body = try object(response)
+            #expect(body.keys.sorted() == ["backup_filename", "backup_id", "restored_at", "safety_backup_id", "success"])
+            #expect(body["success"] as? Bool == true)
+            #expect(body["backup_id"] as? String == id)
+            let record = try #require(try api.catalog.backup(id: id))
+            #expect(body["backup_filename"] as? String == "backup_" + Self.compact(record.createdAt) + ".zip")
+            #expect((body["restored_at"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) } != nil)
+            let safety = try #require(body["safety_backup_id"] as? String)
+            #expect(try api.catalog.backup(id: safety) != nil)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: note)) == original)
+
+            let start = try #require(try api.catalog.auditRecords(AuditFilter(action: "restore")).first { $0.outcome == .started })
+            #expect(start.actor == "alice")
+            #expect(start.reason == "ticket 4711: note overwritten")
+            #expect(start.timestamp.hasSuffix("Z"))
+            #expect(start.detailValues["signed_by"] == "Alice Martin")
+            #expect(start.detailValues["signature_meaning"] == "approved restore")
+            #expect(start.detailValues["signed_at"]?.hasSuffix("Z") == true)
+        }
+    }
+
+    @Test func downloadIsTheExportZipWhoseChecksumsPass() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let created = try await api.backup(alice)
+            let id = try #require(created["backup_id"] as? String)
+            let response = try await api.send(.get, "/api/v1/backup/\(id)/download", token: alice)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "application/zip")
+            let filename = try #require(created["filename"] as? String)
+            #expect(response.headers[.contentDisposition] == "attachment; filename=\"\(filename)\"")
+            #expect(response.headers[.contentLength] == String(response.body.readableBytes))
+            let out = api.dir + "/download"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try Data(buffer: response.body).write(to: URL(fileURLWithPath: out + "/" + filename))
+            // -^ keeps control characters (the sample tree has a name with a tab) instead of escaping them.
+            let unzip = try shell("unzip -q -^ '\(filename)' && sha256sum -c --quiet SHA256SUMS", in: out)
+            #expect(unzip.status == 0, "\(unzip.output)")
+            #expect(FileManager.default.fileExists(atPath: out + "/metadata.json"))
+            let scratch = try api.service.configuration.scratchDirectory()
+            let left = try FileManager.default.contentsOfDirectory(atPath: scratch).filter { $0.hasPrefix("download-") }
+            #expect(left.isEmpty, "the temporary export is removed")
+        }
+    }
+
+    @Test func verifyAnswersValidForAnIntactBackupAndInvalidForADamagedOne() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            let good = try object(try await api.send(.post, "/api/v1/backup/\(id)/verify", token: alice))
+            #expect(good.keys.sorted() == ["backup_id", "message", "valid"])
+            #expect(good["backup_id"] as? String == id)
+            #expect(good["valid"] as? Bool == true)
+            try flipByteInLargestPack(of: api.dir + "/repo")
+            let bad = try object(try await api.send(.post, "/api/v1/backup/\(id)/verify", token: alice))
+            #expect(bad["valid"] as? Bool == false)
+            #expect((bad["message"] as? String)?.contains("damaged") == true)
+            let ends = try api.catalog.auditRecords(AuditFilter(action: "verify")).filter { $0.outcome != .started }
+            #expect(ends.map(\.outcome) == [.success, .failure])
+        }
+    }
+
+    @Test func statsAndMetricsDescribeTheRepositoryAndTheOperations() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            _ = try await api.send(.post, "/api/v1/backup/\(id)/verify", token: alice)
+            let victor = try await api.token("victor")
+            let stats = try object(try await api.send(.get, "/api/v1/stats", token: victor))
+            #expect(stats["snapshots"] as? Int == 1)
+            #expect((stats["stored_bytes"] as? Int ?? 0) > 0)
+            let metrics = try await api.send(.get, "/api/v1/metrics", token: victor)
+            #expect(metrics.status == .ok)
+            #expect(metrics.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let lines = String(buffer: metrics.body).split(separator: "\n").map(String.init)
+            #expect(lines.contains("bunker_backups_total{outcome=\"success\"} 1"))
+            #expect(lines.contains("bunker_backups_total{outcome=\"failure\"} 0"))
+            #expect(lines.contains("bunker_restores_total{outcome=\"success\"} 0"))
+            #expect(lines.contains("bunker_verifies_total{outcome=\"success\"} 1"))
+            #expect(lines.contains("bunker_last_verify_success 1"))
+            #expect(lines.contains { $0.hasPrefix("bunker_last_backup_success_timestamp_seconds{source=\"app-db\"} ") })
+            #expect(lines.contains { $0.hasPrefix("bunker_last_backup_success_timestamp_seconds{source=\"studies\"} ") })
+            #expect(lines.contains("bunker_operation_duration_seconds_count{kind=\"backup\"} 1"))
+            #expect(lines.contains { $0.hasPrefix("bunker_backup_bytes_added_total ") && !$0.hasSuffix(" 0") })
+            #expect(lines.contains { $0.hasPrefix("bunker_repository_size_bytes ") && !$0.hasSuffix(" 0") })
+            #expect(lines.contains { $0.hasPrefix("bunker_repository_free_bytes ") })
+        }
+    }
+
+    @Test func badIdsAndBodiesAreJSON4xxNever500() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let cases: [(HTTPRequest.Method, String, String?, Int)] = [
+                (.get, "/api/v1/backup/..%2F..%2Fetc%2Fpasswd", nil, 400),
+                (.get, "/api/v1/backup/ZZZZZZZZZZ", nil, 400),
+                (.get, "/api/v1/backup/deadbeefdeadbeef", nil, 404),
+                (.get, "/api/v1/backup/deadbeef/download", nil, 404),
+                (.post, "/api/v1/restore/..", "{}", 400),
+                (.get, "/api/v1/jobs/not-a-job", nil, 400),
+                (.get, "/api/v1/jobs/\(UUID().uuidString.lowercased())", nil, 404),
+                (.get, "/api/v1/backups?limit=0", nil, 400),
+                (.get, "/api/v1/backups?limit=many", nil, 400),
+                (.post, "/api/v1/backup", "{", 400),
+                (.post, "/api/v1/backup", "{\"backup_type\": \"everything\"}", 400),
+                (.post, "/api/v1/backup", "{\"description\": 5}", 400),
+                (.post, "/api/v1/backup", "{\"async\": \"yes\"}", 400),
+            ]
+            for (method, uri, body, status) in cases {
+                let response = try await api.send(method, uri, token: alice, raw: body)
+                #expect(response.status.code == status, "\(method) \(uri) \(body ?? "")")
+                #expect(try object(response).keys.sorted() == ["error", "message"], "\(method) \(uri)")
+            }
+        }
+    }
+
+    /// `YYYYMMDD_HHMMSS` in UTC.
+    static func compact(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd_HHmmss"
+        return formatter.string(from: date)
+    }
+}
+
+/// Flips one byte in the middle of the largest pack of a local repository.
+func flipByteInLargestPack(of repo: String) throws {
+    let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
+    let sized = files.compactMap { name -> (String, Int)? in
+        let path = repo + "/data/" + name
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size > 0 else { return nil }
+        return (path, size)
+    }
+    let (path, size) = try #require(sized.max { $0.1 < $1.1 })
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: UInt64(size / 2))
+    let byte = try #require(try handle.read(upToCount: 1)).first!
+    try handle.seek(toOffset: UInt64(size / 2))
+    try handle.write(contentsOf: Data([byte ^ 0xFF]))
+}
