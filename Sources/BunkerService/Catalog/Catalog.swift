@@ -54,32 +54,53 @@ public final class Catalog: Sendable {
         } catch {
             throw BunkerError(.catalog, "Cannot create the data directory \(dataDirectory) (\(error)): check its parent's owner and mode, or set data_dir.")
         }
-        anchor = try AuditAnchor(file: dataDirectory + "/audit-anchors.log", keyFile: dataDirectory + "/audit.key")
-        var configuration = GRDB.Configuration()
-        configuration.journalMode = .wal
-        configuration.busyMode = .timeout(30)
-        configuration.prepareDatabase { db in
-            // An audit row is acknowledged only once it is on disk.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        do {
-            queue = try DatabaseQueue(path: path, configuration: configuration)
-            chmod(path, 0o600)
-        } catch {
-            throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error).")
-        }
-        // A catalog written by a newer Bunker has migrations this one does not know: using it
-        // could lose what they added.
-        if try queue.read({ try Self.migrator.hasBeenSuperseded($0) }) {
-            throw BunkerError(.unsupportedFormat, "The catalog \(path) was written by a newer version of Bunker; upgrade Bunker.")
-        }
-        do {
-            try Self.migrator.migrate(queue)
-        } catch {
-            throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error). If the file is damaged, move it aside and run `bunker catalog rebuild`.")
+        // Two processes starting at once (a backup and a prune from cron) would both create the
+        // key and run the migrations; the second would fail on tables the first just made.
+        let path = self.path
+        (anchor, queue) = try Self.whileLocked(dataDirectory + "/catalog.lock") { () throws -> (AuditAnchor, DatabaseQueue) in
+            let anchor: AuditAnchor
+            let queue: DatabaseQueue
+            anchor = try AuditAnchor(file: dataDirectory + "/audit-anchors.log", keyFile: dataDirectory + "/audit.key")
+            var configuration = GRDB.Configuration()
+            configuration.journalMode = .wal
+            configuration.busyMode = .timeout(30)
+            configuration.prepareDatabase { db in
+                // An audit row is acknowledged only once it is on disk.
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            do {
+                queue = try DatabaseQueue(path: path, configuration: configuration)
+                chmod(path, 0o600)
+            } catch {
+                throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error).")
+            }
+            // A catalog written by a newer Bunker has migrations this one does not know: using it
+            // could lose what they added.
+            if try queue.read({ try Self.migrator.hasBeenSuperseded($0) }) {
+                throw BunkerError(.unsupportedFormat, "The catalog \(path) was written by a newer version of Bunker; upgrade Bunker.")
+            }
+            do {
+                try Self.migrator.migrate(queue)
+            } catch {
+                throw BunkerError(.catalog, "Cannot open the catalog \(path): \(error). If the file is damaged, move it aside and run `bunker catalog rebuild`.")
+            }
+            return (anchor, queue)
         }
         lastAnchoredSeq = Mutex(try anchor.lines()?.last?.seq ?? 0)
         try closeInterruptedOperations()
+    }
+
+    /// Runs `body` holding an exclusive `flock` on `lockFile` (created if missing).
+    static func whileLocked<T>(_ lockFile: String, _ body: () throws -> T) throws -> T {
+        let fd = open(lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw BunkerError(.catalog, "Cannot create \(lockFile): \(String(cString: strerror(errno))). Check the data directory's owner and mode.")
+        }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw BunkerError(.catalog, "Cannot lock \(lockFile): \(String(cString: strerror(errno))).") }
+        }
+        return try body()
     }
 
     /// The names of the migrations applied, in order.

@@ -8,7 +8,7 @@ import Hummingbird
 extension BunkerCommand {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the HTTP API until SIGINT or SIGTERM.",
+            abstract: "Run the HTTP API, the scheduler, notification delivery and alerts until SIGINT or SIGTERM.",
             discussion: """
                 Listens on [server] listen in bunker.toml (default 127.0.0.1:8080). When the catalog has no user, \\
                 a first administrator is created: BUNKER_ADMIN_USER (default admin), BUNKER_ADMIN_PASSWORD (else a \\
@@ -46,7 +46,17 @@ extension BunkerCommand {
                 let (host, port) = configuration.server.listenAddress
                 print("Bunker API on http://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login.")
                 defer { try? catalog.writeAnchor() }
-                try await app.runService()
+                // Beside the HTTP server: the scheduler, notification delivery and alerts, until
+                // the server stops (SIGINT or SIGTERM).
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    if let service {
+                        print("Scheduler: \(configuration.effectiveSchedules.map { "\($0.job.rawValue)\($0.backupType.map { " (\($0.rawValue))" } ?? "") at \"\($0.cron)\"" }.joined(separator: ", ")).")
+                        group.addTask { await service.runBackgroundWork() }
+                    }
+                    group.addTask { try await app.runService() }
+                    try await group.next()
+                    group.cancelAll()
+                }
             }
         }
 
@@ -60,7 +70,8 @@ extension BunkerCommand {
             let file = passwordFile ?? (environment["BUNKER_PASSWORD"] == nil ? configuration.repository.passwordFile : nil)
             let password = try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: false)
             let repository = try await Repository.open(storage: StorageLocation.storage(for: location), password: password)
-            return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
+            // Notifications go out from the background loop, so no request waits for a mail server.
+            return BunkerService(configuration: configuration, repository: repository, catalog: catalog, delivery: .background)
         }
     }
 }

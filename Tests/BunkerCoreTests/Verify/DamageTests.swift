@@ -15,13 +15,18 @@ private func makeRepository(in dir: String) async throws -> (Repository, BackupR
 
 /// The pack holding the first chunk of `path` inside the snapshot.
 private func packOfFile(_ repo: Repository, _ result: BackupResult, _ components: [String]) async throws -> ID {
+    try await locationOfFile(repo, result, components).pack
+}
+
+/// Where the file's first chunk is stored.
+private func locationOfFile(_ repo: Repository, _ result: BackupResult, _ components: [String]) async throws -> BlobLocation {
     var tree = try await repo.loadTree(result.snapshot.tree)
     var node = tree.node(named: "src")!
     for name in components {
         tree = try await repo.loadTree(node.subtree!)
         node = tree.node(named: name)!
     }
-    return repo.index.lookup(node.content![0])!.pack
+    return repo.index.lookup(node.content![0])!
 }
 
 private func packPath(_ dir: String, _ pack: ID) -> String {
@@ -32,10 +37,13 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
     @Test func flippedBitIsNamedByVerifyAndRefusedByRestore() async throws {
         try await withTemporaryDirectory { dir in
             let (repo, result) = try await makeRepository(in: dir)
-            let pack = try await packOfFile(repo, result, ["large.bin"])
+            // A bit inside large.bin's first chunk (blobs of several files share a pack, in an
+            // order that depends on which file was read first).
+            let location = try await locationOfFile(repo, result, ["large.bin"])
+            let pack = location.pack
             let path = packPath(dir, pack)
             var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[100] ^= 0x04
+            bytes[Int(location.blob.offset) + 20] ^= 0x04
             chmod(path, 0o600)
             try bytes.write(to: URL(fileURLWithPath: path))
 
