@@ -41,6 +41,12 @@ private func json(_ text: String) throws -> Any {
                 let refused = try BunkerProcess.run(bad, environment: e)
                 #expect(refused.status == 64 && refused.stderr.contains("write"), "\(bad): \(refused.stderr)")
             }
+            for short in [["prune", "--unindexed-grace", "0"], ["cleanup", "--keep-last", "1", "--unindexed-grace", "30m"]] {
+                let refused = try BunkerProcess.run(short, environment: e)
+                #expect(refused.status == 64 && refused.stderr.contains("--unsafe-short-grace"), "\(short): \(refused.stderr)")
+            }
+            let unsafe = try BunkerProcess.run(["prune", "--dry-run", "--unindexed-grace", "0", "--unsafe-short-grace"], environment: e)
+            #expect(unsafe.status == 0, "\(unsafe.stderr)")
             let none = try BunkerProcess.run(["forget", "--keep-last", "0", "--min-age", "0"], environment: e)
             #expect(none.status == 64 && none.stderr.contains("no keep rule"), "\(none.stderr)")
 
