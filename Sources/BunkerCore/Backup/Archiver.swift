@@ -535,7 +535,12 @@ public final class Archiver: Sendable {
         for plaintext in plaintexts {
             let id = repository.key.blobID(of: plaintext)
             ids.append(id)
-            guard repository.index.reserve(id) else { continue }
+            // Known, or being stored by this backup: nothing to store. Being stored by another
+            // backup of this process: store it too, for that one may yet fail and never write it
+            // (a duplicate costs space until the next prune, a missing blob costs the snapshot).
+            if !repository.index.reserve(id) {
+                if repository.index.contains(id) || inFlight.withLock({ $0.reserved.contains(id) }) { continue }
+            }
             inFlight.withLock { _ = $0.reserved.insert(id) }
             let compressed = compressors.with { $0.compress(plaintext) }
             let data = try repository.key.seal(compressed ?? plaintext)

@@ -107,6 +107,33 @@ private func verifyAndRestore(_ path: String, _ result: BackupResult, item: Stri
         }
     }
 
+    /// Two backups of the same process store the same new data; the one that reserved a chunk
+    /// first fails before writing it. The other must not have counted on it.
+    @Test func backupBesideAFailingBackupOfTheSameDataStoresWhatTheOtherNeverWrote() async throws {
+        try await withTemporaryDirectory { dir in
+            let local = try StorageLocation.storage(for: dir + "/repo", create: true)
+            _ = try await TestRepository.create(storage: local)
+            try FileManager.default.createDirectory(atPath: dir + "/big", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/big/a.bin", size: 3 << 20, seed: 79)
+            let repository = Shared<Repository?>(nil)
+            let packsSaved = Shared(0)
+            let other = Shared<BackupResult?>(nil)
+            let storage = InterceptingStorage(local) { handle in
+                guard handle.kind == .pack, packsSaved.update({ (n: inout Int) -> Int in n += 1; return n }) == 2,
+                      let repo = repository.get() else { return }
+                // The second pack of the first backup is on its way: its chunks are reserved and
+                // not stored. A second backup of the same file runs to its end, then the first fails.
+                other.set(try await TestRepository.backup(repo, [dir + "/big"]))
+                throw BunkerError(.storageFull, "The repository's storage is full while writing \(handle) (injected).")
+            }
+            let repo = try await Repository.open(storage: storage, password: TestRepository.password)
+            repository.set(repo)
+            await #expect(throws: BunkerError.self) { try await TestRepository.backup(repo, [dir + "/big"]) }
+            let result = try #require(other.get())
+            try await verifyAndRestore(dir + "/repo", result, item: "big", original: dir + "/big", to: dir + "/out")
+        }
+    }
+
     /// With `snapshots/` gone, a listing that read as empty made prune delete every pack.
     @Test func pruneFailsWhenTheSnapshotsDirectoryIsMissing() async throws {
         try await withTemporaryDirectory { dir in
