@@ -134,15 +134,22 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
         }
     }
 
+    /// Rounds of a backup and a prune started at the same moment, until both kinds have really
+    /// run at least once (not merely been told "busy"); every snapshot written must then restore
+    /// the very bytes of its round.
     @Test func backupsAndPrunesStartedTogetherLoseNothing() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try await TestRepository.create(at: dir + "/repo")
             let generations = try await Generations.backUp(repo, clock: nil, in: dir)
             _ = try await repo.forget(policy: keepLast(1))
             let e = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password]
-            var written: [String] = []
-            for round in 0..<3 {
+            var written: [(id: String, round: Int)] = []
+            var backupsRan = 0
+            var prunesRan = 0
+            var round = 0
+            while round < 3 || ((backupsRan == 0 || prunesRan == 0) && round < 12) {
                 try TreeGenerator.writeRandomFile(dir + "/src/round.bin", size: 400 << 10, seed: UInt64(round + 50))
+                try Generations.copyPreservingTimes(dir + "/src", to: dir + "/round-\(round)")
                 async let backup = Task.detached { try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: e) }.value
                 async let prune = Task.detached { try BunkerProcess.run(["prune", "--max-unused", "0%"], environment: e) }.value
                 for outcome in [try await backup, try await prune] {
@@ -151,22 +158,30 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
                             "either it ran or it was told the repository is busy: \(outcome.status) \(outcome.stdout) \(outcome.stderr)")
                 }
                 let b = try await backup
-                if b.status == 0, let json = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any],
-                   let id = json["snapshot_id"] as? String {
-                    written.append(id)
+                if b.status == 0 {
+                    backupsRan += 1
+                    let json = try #require(try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any])
+                    written.append((try #require(json["snapshot_id"] as? String), round))
                 }
+                if try await prune.status == 0 { prunesRan += 1 }
+                round += 1
             }
+            #expect(backupsRan > 0 && prunesRan > 0, "both ran at least once in \(round) rounds: \(backupsRan) backups, \(prunesRan) prunes")
+
             let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
             #expect(verify.status == 0, "\(verify.stdout)")
             let fresh = try await TestRepository.open(at: dir + "/repo")
             let ids = try await fresh.snapshots().map(\.id.hex)
-            #expect(Set(written + [generations[2].snapshotID.hex]).isSubset(of: Set(ids)))
+            #expect(Set(written.map(\.id) + [generations[2].snapshotID.hex]).isSubset(of: Set(ids)))
             let restore = try BunkerProcess.run(["restore", generations[2].snapshotID.hex, "--target", dir + "/out"], environment: e)
             #expect(restore.status == 0, "\(restore.stderr)")
             #expect(compareTrees(dir + "/generation-2", dir + "/out/src", checkDirectoryTimes: false) == [])
-            for id in written {
-                let r = try BunkerProcess.run(["restore", id, "--target", dir + "/check-\(id.prefix(8))"], environment: e)
+            for (id, round) in written {
+                let target = dir + "/check-\(id.prefix(8))"
+                let r = try BunkerProcess.run(["restore", id, "--target", target], environment: e)
                 #expect(r.status == 0, "snapshot \(id.prefix(8)) restores: \(r.stderr)")
+                #expect(compareTrees(dir + "/round-\(round)", target + "/src", checkDirectoryTimes: false) == [],
+                        "snapshot \(id.prefix(8)) holds round \(round)'s files")
             }
         }
     }

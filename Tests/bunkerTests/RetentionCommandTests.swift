@@ -41,6 +41,12 @@ private func json(_ text: String) throws -> Any {
                 let refused = try BunkerProcess.run(bad, environment: e)
                 #expect(refused.status == 64 && refused.stderr.contains("write"), "\(bad): \(refused.stderr)")
             }
+            for short in [["prune", "--unindexed-grace", "0"], ["cleanup", "--keep-last", "1", "--unindexed-grace", "30m"]] {
+                let refused = try BunkerProcess.run(short, environment: e)
+                #expect(refused.status == 64 && refused.stderr.contains("--unsafe-short-grace"), "\(short): \(refused.stderr)")
+            }
+            let unsafe = try BunkerProcess.run(["prune", "--dry-run", "--unindexed-grace", "0", "--unsafe-short-grace"], environment: e)
+            #expect(unsafe.status == 0, "\(unsafe.stderr)")
             let none = try BunkerProcess.run(["forget", "--keep-last", "0", "--min-age", "0"], environment: e)
             #expect(none.status == 64 && none.stderr.contains("no keep rule"), "\(none.stderr)")
 
@@ -67,6 +73,25 @@ private func json(_ text: String) throws -> Any {
             #expect(after["removed"] as? [String] == [first])
             let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
             #expect(verify.status == 0, "\(verify.stdout)")
+        }
+    }
+
+    /// With no snapshot left but packs still indexed, prune and cleanup stop (exit 7) and name
+    /// `--allow-empty`, which then deletes the data.
+    @Test func pruneOfARepositoryWithoutSnapshotsNeedsAllowEmpty() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            _ = try await Generations.backUp(repo, clock: nil, in: dir, count: 1)
+            for info in try await repo.storage.list(.snapshot) { try await repo.storage.remove(info.handle) }
+            let e = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/.bunker"]
+            for arguments in [["prune"], ["prune", "--dry-run"], ["cleanup", "--keep-last", "1", "--min-age", "0"]] {
+                let refused = try BunkerProcess.run(arguments, environment: e)
+                #expect(refused.status == 7 && refused.stderr.contains("--allow-empty"), "\(arguments): \(refused.stderr)")
+            }
+            #expect(TestRepository.packBytes(at: dir + "/repo") > 0)
+            let allowed = try BunkerProcess.run(["prune", "--allow-empty"], environment: e)
+            #expect(allowed.status == 0, "\(allowed.stderr)")
+            #expect(TestRepository.packBytes(at: dir + "/repo") == 0)
         }
     }
 }

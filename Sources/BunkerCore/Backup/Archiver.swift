@@ -101,6 +101,10 @@ public final class Archiver: Sendable {
     private let gear: [UInt64]
     private let summary = Mutex(BackupSummary())
     private let warnings = Mutex<[String]>([])
+    /// What this backup has claimed in the shared index and not yet indexed: packs written, and
+    /// blobs reserved but not yet in a written pack. A failed backup settles both (see
+    /// ``settleAfterFailure()``).
+    private let inFlight = Mutex<(packs: Set<ID>, reserved: Set<ID>)>(([], []))
 
     /// Parallel files being read; each holds one chunk buffer of twice the maximum chunk size.
     static let fileWorkers = 2
@@ -135,8 +139,12 @@ public final class Archiver: Sendable {
         let (parentID, parentTree) = try await findParent(paths: request.paths)
 
         let packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) {
-            [repository] id, blobs, _ in
+            [self] id, blobs, _ in
             repository.index.addPending(pack: id, blobs: blobs)
+            inFlight.withLock { claims in
+                claims.packs.insert(id)
+                for blob in blobs { claims.reserved.remove(blob.id) }
+            }
             FaultPoints.hit("backup-after-pack")
             // Index what is written every few packs, so that a backup interrupted later loses
             // at most that much work: the next one finds these blobs and does not store them again.
@@ -147,15 +155,21 @@ public final class Archiver: Sendable {
 
         if let progress { try startScan(items: request.items, progress: progress) }
 
-        var nodes: [Node] = []
-        for item in request.items {
-            if let node = try await saveItem(item, parent: parentTree?.node(named: item.name), packer: packer) {
-                nodes.append(node)
+        let rootID: ID
+        do {
+            var nodes: [Node] = []
+            for item in request.items {
+                if let node = try await saveItem(item, parent: parentTree?.node(named: item.name), packer: packer) {
+                    nodes.append(node)
+                }
             }
+            rootID = try await saveTree(Tree(nodes: nodes), packer: packer)
+            try await packer.flush()
+            try await repository.flushIndex()
+        } catch {
+            await settleAfterFailure()
+            throw error
         }
-        let rootID = try await saveTree(Tree(nodes: nodes), packer: packer)
-        try await packer.flush()
-        try await repository.flushIndex()
         let sources = try request.describeSources?()
         FaultPoints.hit("backup-before-snapshot")
 
@@ -169,6 +183,24 @@ public final class Archiver: Sendable {
             programVersion: "bunker \(bunkerVersion)", summary: final, backupType: request.backupType, sources: sources)
         let id = try await repository.saveSnapshot(snapshot)
         return BackupResult(snapshotID: id, snapshot: snapshot, warnings: warnings.withLock { $0 })
+    }
+
+    /// Leaves the shared index true after a failed backup, for the next operation of the same
+    /// process (the server runs many).
+    ///
+    /// The packs already written are indexed, so they are safe from prune and the next backup
+    /// may reuse them; if even that index file cannot be written (a full disk), they are dropped
+    /// from memory instead, since prune will delete them as leftovers once they are past its
+    /// grace period and nothing may deduplicate against them. Blobs reserved but never written
+    /// are released, or no later backup of this process would ever store them.
+    private func settleAfterFailure() async {
+        do {
+            try await repository.flushIndex()
+        } catch {
+            repository.index.dropUnsaved(inFlight.withLock { $0.packs })
+        }
+        repository.index.release(inFlight.withLock { $0.reserved })
+        inFlight.withLock { $0 = ([], []) }
     }
 
     /// Refuses items that would collide or cannot be read at all, before anything is stored.
@@ -503,7 +535,13 @@ public final class Archiver: Sendable {
         for plaintext in plaintexts {
             let id = repository.key.blobID(of: plaintext)
             ids.append(id)
-            guard repository.index.reserve(id) else { continue }
+            // Known, or being stored by this backup: nothing to store. Being stored by another
+            // backup of this process: store it too, for that one may yet fail and never write it
+            // (a duplicate costs space until the next prune, a missing blob costs the snapshot).
+            if !repository.index.reserve(id) {
+                if repository.index.contains(id) || inFlight.withLock({ $0.reserved.contains(id) }) { continue }
+            }
+            inFlight.withLock { _ = $0.reserved.insert(id) }
             let compressed = compressors.with { $0.compress(plaintext) }
             let data = try repository.key.seal(compressed ?? plaintext)
             sealed.append(Packer.Entry(type: type, id: id, sealed: data, rawLength: compressed == nil ? 0 : plaintext.count))

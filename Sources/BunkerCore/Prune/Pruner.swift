@@ -63,15 +63,35 @@ public struct PruneOptions: Sendable {
     /// At most this many bytes of packs are read and rewritten in one run (nil: no limit).
     public var maxRepackBytes: UInt64?
     /// A pack that no index names is deleted only once it is older than this: a writer whose lock
-    /// was wrongly taken for stale may still be about to index it.
+    /// was wrongly taken for stale may still be about to index it. At least
+    /// ``minimumUnindexedGrace`` unless ``allowShortGrace``.
     public var unindexedGrace: TimeInterval = 3600
+    /// Accept an ``unindexedGrace`` below ``minimumUnindexedGrace`` (`--unsafe-short-grace`): only
+    /// safe when no other process can be writing to the repository.
+    public var allowShortGrace = false
+    /// Prune even when no snapshot is left while the index still names packs (`--allow-empty`).
+    /// Without it such a prune refuses: a listing that lost the snapshots would make it delete
+    /// every pack.
+    public var allowEmpty = false
     /// Decide and report, change nothing.
     public var dryRun = false
     /// Snapshots to count as already forgotten: a cleanup's dry run plans the prune that would
     /// follow its forget.
     public var forgotten: Set<ID> = []
 
+    /// The shortest ``unindexedGrace`` accepted without ``allowShortGrace``: twice the time after
+    /// which a lock is taken for stale, so that a writer whose lock was wrongly judged stale has
+    /// long indexed its packs (or died) before they count as leftovers.
+    public static let minimumUnindexedGrace: TimeInterval = max(3600, 2 * LockInfo.staleAfter)
+
     public init() {}
+
+    /// Refuses settings that could delete data a live writer still needs.
+    public func validate() throws {
+        guard unindexedGrace >= PruneOptions.minimumUnindexedGrace || allowShortGrace else {
+            throw BunkerError(.invalidArgument, "An unindexed grace of \(Int(unindexedGrace)) s is shorter than the minimum of \(Int(PruneOptions.minimumUnindexedGrace / 60)) minutes: prune could delete the packs of a backup that is still running. Give a longer --unindexed-grace, or add --unsafe-short-grace if no other process can be using the repository.")
+        }
+    }
 }
 
 /// What prune found and did.
@@ -138,7 +158,9 @@ public struct PruneReport: Sendable, Codable {
 ///    every snapshot's trees to collect the blobs in use (a damaged snapshot or a missing tree
 ///    stops prune too: its blobs would look unused). Each used blob gets one home, its first
 ///    copy in a pack that exists; other copies are duplicates and count as unused. A used blob
-///    with no existing copy stops prune.
+///    with no existing copy stops prune, and so does finding no snapshot at all while the index
+///    names packs (unless `--allow-empty`): that is more often a listing that failed than an
+///    empty repository.
 /// 2. Sort the indexed packs: wholly used (kept), wholly unused (deleted), partly used. Partly
 ///    used packs are repacked, emptiest first, until the unused bytes left are within
 ///    `max_unused` (and at most `max_repack_size` bytes are rewritten).
@@ -170,18 +192,23 @@ public struct Pruner: Sendable {
     /// ``Repository/withLock(exclusive:_:)`` with `exclusive`.
     /// A dry run takes a shared lock: it only reads.
     public func run(lockHeld: Bool = false) async throws -> PruneReport {
+        try options.validate()
         if lockHeld { return try await pruneKeepingIndex() }
         return try await repository.withLock(exclusive: !options.dryRun) { try await self.pruneKeepingIndex() }
     }
 
-    /// Prunes; if prune stops half-way, the in-memory index is read again in full, so that a
-    /// long-lived process (the server) goes on with a complete index.
+    /// Prunes; if a real prune stops half-way, the in-memory index is read again in full, so that
+    /// a long-lived process (the server) goes on with a complete index. A dry run never touches
+    /// the repository's in-memory index: it runs under a shared lock, beside backups of the same
+    /// process whose packs are not indexed yet.
     private func pruneKeepingIndex() async throws -> PruneReport {
         do {
             return try await prune()
         } catch {
-            repository.index.removeAll()
-            try? await repository.loadIndex()
+            if !options.dryRun {
+                repository.index.removeAll()
+                try? await repository.loadIndex()
+            }
             throw error
         }
     }
@@ -195,14 +222,15 @@ public struct Pruner: Sendable {
         report.dryRun = options.dryRun
         let storage = repository.storage
 
-        // 1. Index files and used blobs. The in-memory index is rebuilt from the files read here,
-        // under the lock, so that the walk below sees exactly what this prune will supersede.
+        // 1. Index files and used blobs. The walk below finds trees in a pack map built here from
+        // the files read under the lock, so that it sees exactly what this prune will supersede;
+        // the repository's own index is left alone (a dry run shares the process with backups).
         var indexFiles: [ID] = []
         var packBlobs: [ID: [PackedBlob]] = [:]
+        let packMap = MasterIndex()
         // A listing may miss objects: index files this process read before are asked for by name.
         let listed = Set(try await storage.list(.index).compactMap { ID(hex: $0.handle.name) })
         let known = Set(repository.index.indexFileIDs).subtracting(listed)
-        repository.index.removeAll()
         for id in listed.union(known).sorted() {
             let file: IndexFile
             do {
@@ -213,11 +241,14 @@ public struct Pruner: Sendable {
                 throw refuse("index file index/\(id.hex) is damaged", cause: error)
             }
             indexFiles.append(id)
-            repository.index.add(file, name: id)
+            packMap.add(file, name: id)
             for pack in file.packs where packBlobs[pack.id] == nil { packBlobs[pack.id] = pack.blobs }
         }
         report.packs = packBlobs.count
-        let used = try await usedBlobs(&report)
+        let used = try await usedBlobs(&report, packMap: packMap)
+        if report.snapshots == 0 && !packBlobs.isEmpty && !options.allowEmpty {
+            throw BunkerError(.integrity, "Prune stopped before changing anything: the repository lists no snapshot, yet its index names \(packBlobs.count) pack\(packBlobs.count == 1 ? "" : "s"), and pruning would delete them all. If the snapshots were removed on purpose, run prune again with --allow-empty; otherwise check the repository's snapshots/ directory (or bucket listing) and run `bunker verify`.")
+        }
 
         // Each used blob's home is its first copy in a pack that exists: a copy in a missing
         // pack must not make prune delete the pack holding the only other copy.
@@ -354,8 +385,12 @@ public struct Pruner: Sendable {
     }
 
     /// Every blob a snapshot uses: its trees and its files' chunks.
-    private func usedBlobs(_ report: inout PruneReport) async throws -> Set<ID> {
+    ///
+    /// Trees walked are remembered apart from the blobs in use: a file whose content is the
+    /// same bytes as a directory listing has the same id, and must not stop that tree's walk.
+    private func usedBlobs(_ report: inout PruneReport, packMap: MasterIndex) async throws -> Set<ID> {
         var used: Set<ID> = []
+        var walked: Set<ID> = []
         for info in try await repository.storage.list(.snapshot) {
             guard let id = ID(hex: info.handle.name), !options.forgotten.contains(id) else { continue }
             let snapshot: Snapshot
@@ -371,10 +406,11 @@ public struct Pruner: Sendable {
             }
             var stack = [snapshot.tree]
             while let treeID = stack.popLast() {
-                guard used.insert(treeID).inserted else { continue }
+                guard walked.insert(treeID).inserted else { continue }
+                used.insert(treeID)
                 let tree: Tree
                 do {
-                    tree = try await repository.loadTree(treeID)
+                    tree = try await repository.loadTree(treeID, in: packMap)
                 } catch let error as BunkerError {
                     throw refuse("directory listing \(treeID.short) of snapshot \(id.short) cannot be read", cause: error)
                 }

@@ -170,6 +170,48 @@ public final class MasterIndex: Sendable {
         }
     }
 
+    /// Gives back packs taken by ``takeUnsaved()`` whose index file could not be written.
+    func returnUnsaved(_ packs: [(id: ID, blobs: [PackedBlob])]) {
+        state.withLock { $0.unsaved = packs + $0.unsaved }
+    }
+
+    /// Forgets packs this process wrote that no index file names (a backup that failed and could
+    /// not index them): nothing may deduplicate against them, since a prune may delete them.
+    /// Packs already named by an index file are kept.
+    func dropUnsaved(_ packs: Set<ID>) {
+        guard !packs.isEmpty else { return }
+        state.withLock { s in
+            let dropped = Set(s.unsaved.map(\.id)).intersection(packs)
+            guard !dropped.isEmpty else { return }
+            s.unsaved.removeAll { dropped.contains($0.id) }
+            let numbers = Set(dropped.compactMap { s.packNumbers[$0] })
+            s.entries = s.entries.filter { !numbers.contains($0.value.pack) }
+        }
+    }
+
+    /// Gives up the claims of ``reserve(_:)`` on blobs that will not be saved after all.
+    func release(_ ids: some Sequence<ID>) {
+        state.withLock { s in
+            for id in ids { s.reserved.remove(id) }
+        }
+    }
+
+    /// Replaces what was read from index files with `files`, keeping the packs this process wrote
+    /// and has not indexed yet (a backup still running beside the caller) and its reservations.
+    func replaceLoaded(with files: [(name: ID, file: IndexFile)]) {
+        var fresh = State()
+        for (name, file) in files {
+            for pack in file.packs { Self.insert(&fresh, pack: pack.id, blobs: pack.blobs) }
+            fresh.indexFiles.append(name)
+        }
+        state.withLock { s in
+            for pack in s.unsaved { Self.insert(&fresh, pack: pack.id, blobs: pack.blobs) }
+            fresh.unsaved = s.unsaved
+            fresh.reserved = s.reserved
+            s = fresh
+        }
+    }
+
     /// Packs written by this process that no index file names yet.
     var unsavedPackCount: Int { state.withLock { $0.unsaved.count } }
 

@@ -15,12 +15,19 @@ public final class Repository: Sendable {
     /// The clock; injected so that locks and snapshots can be tested without waiting.
     public let now: @Sendable () -> Date
     private let lockWaitSetting = Mutex<TimeInterval>(0)
+    private let lockTimingSetting = Mutex(LockTiming())
 
     /// Seconds ``withLock(exclusive:_:)`` waits for a conflicting lock to be released before it
     /// fails with "repository is busy"; 0 (the default) fails at once.
     public var lockWait: TimeInterval {
         get { lockWaitSetting.withLock { $0 } }
         set { lockWaitSetting.withLock { $0 = newValue } }
+    }
+
+    /// The lock refresh schedule; tests shorten it.
+    var lockTiming: LockTiming {
+        get { lockTimingSetting.withLock { $0 } }
+        set { lockTimingSetting.withLock { $0 = newValue } }
     }
 
     init(storage: any Storage, key: MasterKey, config: RepositoryConfig, keyName: String, now: @escaping @Sendable () -> Date) {
@@ -133,45 +140,64 @@ public final class Repository: Sendable {
 
     /// Reads every index file into memory; a damaged one fails, naming it.
     public func loadIndex() async throws {
+        for (name, file) in try await readIndexFiles() { index.add(file, name: name) }
+    }
+
+    /// Every index file the storage lists, read and decoded.
+    private func readIndexFiles() async throws -> [(name: ID, file: IndexFile)] {
+        var files: [(name: ID, file: IndexFile)] = []
         for info in try await storage.list(.index) {
             guard let id = ID(hex: info.handle.name) else { continue }
             do {
-                let file = try IndexFile(decoding: try await loadSealed(.index, id), name: id)
-                index.add(file, name: id)
+                files.append((id, try IndexFile(decoding: try await loadSealed(.index, id), name: id)))
             } catch let error as BunkerError where error.code == .corruptObject || error.code == .unsupportedFormat {
                 throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
             }
         }
+        return files
     }
 
-    /// Reads the index again if a prune replaced index files since it was loaded.
+    /// Reads the index again if the set of index files changed since it was loaded.
     ///
-    /// A process opens the repository (and reads the index) before it takes its lock; a prune
-    /// that ran in between may have deleted packs that the old index names, and a backup that
-    /// deduplicated against them would write a snapshot with missing data. ``withLock(exclusive:_:)``
-    /// calls this once the lock is held, when nothing can replace index files any more.
-    func reloadIndexIfReplaced() async throws {
-        let loaded = index.indexFileIDs
-        guard !loaded.isEmpty, index.unsavedPackCount == 0 else { return }
+    /// A process reads the index when it opens the repository, long before it takes a lock (the
+    /// server keeps it for days); a prune that ran in between may have deleted packs that the old
+    /// index names, and a backup that deduplicated against them would write a snapshot with
+    /// missing data. ``withLock(exclusive:_:)`` calls this once the lock is held, when nothing can
+    /// replace index files any more. Any difference counts: an index file gone (a prune replaced
+    /// it) or one this process has not read (another writer's, or a prune's). Packs this process
+    /// wrote and has not indexed yet stay known: only a backup running beside the caller, under
+    /// its own shared lock, has such packs, and no prune can have run meanwhile.
+    func reloadIndexIfChanged() async throws {
+        let loaded = Set(index.indexFileIDs)
+        // A repository opened without its index (verify reads it itself) is left that way.
+        guard !loaded.isEmpty || index.count > 0 else { return }
         let present = Set(try await storage.list(.index).compactMap { ID(hex: $0.handle.name) })
-        var missing = false
-        for id in loaded where !present.contains(id) {
-            // A listing may be incomplete: ask by name before concluding the file is gone.
-            if !(try await storage.exists(ObjectHandle(.index, id))) {
-                missing = true
-                break
+        var changed = !present.subtracting(loaded).isEmpty
+        if !changed {
+            for id in loaded.subtracting(present) {
+                // A listing may be incomplete: ask by name before concluding the file is gone.
+                if !(try await storage.exists(ObjectHandle(.index, id))) {
+                    changed = true
+                    break
+                }
             }
         }
-        guard missing else { return }
-        index.removeAll()
-        try await loadIndex()
+        guard changed else { return }
+        index.replaceLoaded(with: try await readIndexFiles())
     }
 
-    /// Writes an index file naming the packs this process wrote since the last one.
+    /// Writes an index file naming the packs this process wrote since the last one. If that
+    /// fails, the packs stay waiting for the next one.
     func flushIndex() async throws {
         let packs = index.takeUnsaved()
         guard !packs.isEmpty else { return }
-        let handle = try await saveSealed(.index, IndexFile(packs: packs).encoded())
+        let handle: ObjectHandle
+        do {
+            handle = try await saveSealed(.index, IndexFile(packs: packs).encoded())
+        } catch {
+            index.returnUnsaved(packs)
+            throw error
+        }
         if let id = ID(hex: handle.name) { index.add(IndexFile(), name: id) }
     }
 
@@ -249,7 +275,16 @@ public final class Repository: Sendable {
 
     /// Loads and decodes a tree.
     public func loadTree(_ id: ID) async throws -> Tree {
-        let data = try await loadBlob(id)
+        try await loadTree(id, in: index)
+    }
+
+    /// Loads and decodes a tree found in `index` rather than the repository's own (prune reads
+    /// through a pack map of its own).
+    func loadTree(_ id: ID, in index: MasterIndex) async throws -> Tree {
+        guard let location = index.lookup(id) else {
+            throw BunkerError(.objectNotFound, "Blob \(id.short) is in no index: the repository is incomplete (run `bunker verify`).")
+        }
+        let data = try await loadBlob(location)
         do {
             return try JSONCoding.decoder.decode(Tree.self, from: data)
         } catch {

@@ -142,6 +142,10 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
                 result += try listFiles(in: directory(of: .pack) + "/" + sub, kind: .pack)
             }
             return result
+        case .hold:
+            // Repositories made before holds existed have no `holds/` until the first hold.
+            guard access(directory(of: .hold), F_OK) == 0 || errno != ENOENT else { return [] }
+            return try listFiles(in: directory(of: .hold), kind: .hold)
         default:
             return try listFiles(in: directory(of: kind), kind: kind)
         }
@@ -181,26 +185,46 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
 
     // MARK: - Helpers
 
+    /// The objects in one directory. A name that vanishes between `readdir` and `stat` was
+    /// removed meanwhile and is left out; any other failure to `stat` fails the listing, since a
+    /// caller (prune) must never take an object it could not see for absent.
     private func listFiles(in dir: String, kind: ObjectKind) throws -> [ObjectInfo] {
         var result: [ObjectInfo] = []
         for name in try entries(of: dir) where !name.hasPrefix(".") {
             var st = Glibc.stat.init()
-            if statPath(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
+            guard statPath(dir + "/" + name, &st) == 0 else {
+                let err = errno
+                if err == ENOENT { continue }
+                throw BunkerError.storage(POSIXFailure(errno: err, operation: "stat", path: dir + "/" + name))
+            }
+            if (st.st_mode & S_IFMT) == S_IFREG {
                 result.append(ObjectInfo(handle: ObjectHandle(kind, name), size: Int(st.st_size), modified: modificationTime(st)))
             }
         }
         return result
     }
 
+    /// The names in a directory that must exist: a missing one (a repository damaged or not
+    /// mounted) fails, rather than reading as empty.
     private func entries(of dir: String) throws -> [String] {
         guard let d = opendir(dir) else {
             let err = errno
-            if err == ENOENT { return [] }
+            if err == ENOENT {
+                throw BunkerError(.storageIO, "The repository directory \(dir) is missing, so its objects cannot be listed. Check that the repository is mounted and complete; run `bunker verify` before any prune.",
+                                  cause: POSIXFailure(errno: err, operation: "list", path: dir))
+            }
             throw BunkerError.storage(POSIXFailure(errno: err, operation: "list", path: dir))
         }
         defer { closedir(d) }
         var names: [String] = []
-        while let entry = readdir(d) {
+        while true {
+            // readdir returns NULL both at the end and on an error; only errno tells them apart.
+            errno = 0
+            guard let entry = readdir(d) else {
+                let err = errno
+                if err != 0 { throw BunkerError.storage(POSIXFailure(errno: err, operation: "list", path: dir)) }
+                break
+            }
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }

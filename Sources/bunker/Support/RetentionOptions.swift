@@ -59,8 +59,14 @@ struct PruneFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Rewrite at most this much pack data in one run (e.g. 2G).", valueName: "size"))
     var maxRepackSize: String?
 
-    @Option(help: ArgumentHelp("Delete packs no index names only when older than this (30m, 1h, 2d; default 1h).", valueName: "duration"))
+    @Option(help: ArgumentHelp("Delete packs no index names only when older than this (1h, 2d; default and minimum 1h).", valueName: "duration"))
     var unindexedGrace = "1h"
+
+    @Flag(help: "Accept an --unindexed-grace below 1h. Unsafe: only when no other process can be writing to the repository.")
+    var unsafeShortGrace = false
+
+    @Flag(help: "Prune even if the repository lists no snapshot while its index names packs (deletes them all).")
+    var allowEmpty = false
 
     func options() throws -> PruneOptions {
         var options = PruneOptions()
@@ -72,6 +78,9 @@ struct PruneFlags: ParsableArguments {
             options.maxRepackBytes = bytes
         }
         options.unindexedGrace = try seconds(unindexedGrace, option: "--unindexed-grace")
+        options.allowShortGrace = unsafeShortGrace
+        options.allowEmpty = allowEmpty
+        try options.validate()
         return options
     }
 }

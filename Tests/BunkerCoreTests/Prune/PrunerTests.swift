@@ -108,11 +108,20 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             #expect(try await repo.snapshots().count == 3)
             _ = try await repo.forget(policy: keepLast(1))
             let before = TestRepository.packBytes(at: dir + "/repo")
+            let indexFiles = Set(try await repo.storage.list(.index).map(\.handle))
+            let snapshots = Set(try await repo.storage.list(.snapshot).map(\.handle))
+            let memory = (count: repo.index.count, packs: repo.index.packIDs, files: repo.index.indexFileIDs)
             var options = PruneOptions()
             options.dryRun = true
+            options.maxUnused = .percent(0)
             let plan = try await Pruner(repository: repo, options: options).run()
-            #expect(plan.bytesDeleted > 0 && plan.packsWritten == 0)
+            #expect(plan.bytesDeleted > 0 && plan.packsWritten == 0 && plan.packsRepacked > 0)
             #expect(TestRepository.packBytes(at: dir + "/repo") == before)
+            #expect(Set(try await repo.storage.list(.index).map(\.handle)) == indexFiles)
+            #expect(Set(try await repo.storage.list(.snapshot).map(\.handle)) == snapshots)
+            #expect(repo.index.count == memory.count && repo.index.packIDs == memory.packs && repo.index.indexFileIDs == memory.files,
+                    "the in-memory index is the one from before")
+            #expect(try await repo.locks().isEmpty)
         }
     }
 
@@ -287,6 +296,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             var options = PruneOptions()
             options.maxUnused = .percent(0)
             options.unindexedGrace = 0
+            options.allowShortGrace = true
             var generationOf: [ID: UInt64] = [:]
             var times: [(id: ID, snapshot: Snapshot)] = []
             for generation in UInt64(0)..<78 {

@@ -1,6 +1,7 @@
-import BunkerCore
+@testable import BunkerCore
 import BunkerTesting
 import Foundation
+import Synchronization
 import Testing
 
 @Suite struct LockTests {
@@ -32,4 +33,84 @@ import Testing
         let mine = LockInfo(time: Date(), exclusive: true, hostname: "h", username: "u", pid: getpid(), nonce: "n")
         #expect(!mine.isStale(now: Date(), hostname: "h"))
     }
+
+    /// A pid means something only on the same host since the same boot: a lock from another
+    /// machine with the same host name (or from before a reboot) is judged by its age alone.
+    @Test func deadPidCountsOnlyWhenTheBootIDMatches() {
+        let now = Date()
+        func lock(boot: String?) -> LockInfo {
+            LockInfo(time: now, exclusive: true, hostname: "h", username: "u", pid: 999_999, nonce: "n", bootID: boot)
+        }
+        #expect(lock(boot: "boot-a").isStale(now: now, hostname: "h", bootID: "boot-a"))
+        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: "boot-a"), "another machine's live process")
+        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: nil))
+        #expect(lock(boot: "boot-b").isStale(now: now + LockInfo.staleAfter + 1, hostname: "h", bootID: "boot-a"))
+        #expect(lock(boot: nil).isStale(now: now, hostname: "h", bootID: "boot-a"), "an older lock file: judged as before")
+    }
+
+    @Test func locksRecordTheBootIDAndOlderLockFilesStillDecode() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let held = try await repo.withLock(exclusive: false) { try await repo.locks().map(\.1) }
+            #expect(held.count == 1 && held.first?.bootID == LockInfo.currentBootID)
+            #expect(FileManager.default.fileExists(atPath: "/proc/sys/kernel/random/boot_id") == (LockInfo.currentBootID != nil))
+            let old = #"{"time":"2026-01-01T00:00:00Z","exclusive":true,"hostname":"h","username":"u","pid":1,"nonce":"n"}"#
+            let decoded = try JSONCoding.decoder.decode(LockInfo.self, from: Data(old.utf8))
+            #expect(decoded.bootID == nil && decoded.pid == 1)
+        }
+    }
+
+    /// A lock file that cannot be read may be a live writer's: it blocks, and the error names it.
+    @Test func unreadableLockCountsAsHeldAndIsNamed() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let garbage = Data("not a lock".utf8)
+            let name = ID.sha256(of: garbage).hex
+            try await repo.storage.save(ObjectHandle(.lock, name), data: garbage)
+            for exclusive in [false, true] {
+                await #expect {
+                    try await repo.withLock(exclusive: exclusive) {}
+                } throws: { error in
+                    guard let error = error as? BunkerError else { return false }
+                    return error.code == .repositoryLocked && error.message.contains("locks/\(name) cannot be read")
+                }
+            }
+            #expect(try await repo.storage.list(.lock).map(\.handle.name) == [name], "nothing else was left, and the unreadable lock stays")
+        }
+    }
+
+    /// When the lock can no longer be refreshed, the operation is stopped well before others may
+    /// take the lock for stale, and says why.
+    @Test func failingLockRefreshStopsTheOperation() async throws {
+        try await withTemporaryDirectory { dir in
+            let local = try StorageLocation.storage(for: dir + "/repo", create: true)
+            _ = try await TestRepository.create(storage: local)
+            let lockSaves = LockSaveCounter()
+            let storage = InterceptingStorage(local) { handle in
+                if handle.kind == .lock, lockSaves.next() > 1 {
+                    throw BunkerError(.storageIO, "I/O error on the repository (injected) while writing \(handle).")
+                }
+            }
+            let repo = try await Repository.open(storage: storage, password: TestRepository.password)
+            repo.lockTiming = LockTiming(refresh: .milliseconds(50), retry: .milliseconds(20), giveUpAfter: .milliseconds(300))
+            let bodyFinished = LockSaveCounter()
+            await #expect {
+                try await repo.withLock(exclusive: true) {
+                    try await Task.sleep(for: .seconds(120))
+                    _ = bodyFinished.next()
+                }
+            } throws: { error in
+                guard let error = error as? BunkerError else { return false }
+                return error.code == .repositoryLocked && error.message.contains("could not be refreshed")
+            }
+            #expect(bodyFinished.next() == 1, "the operation was cancelled, not waited for")
+            #expect(try await local.list(.lock).isEmpty)
+        }
+    }
+}
+
+/// A count shared with a storage hook or a locked body.
+private final class LockSaveCounter: Sendable {
+    private let count = Mutex(0)
+    func next() -> Int { count.withLock { $0 += 1; return $0 } }
 }
