@@ -1,0 +1,110 @@
+import BunkerCore
+import Foundation
+import GRDB
+
+/// What an administrator sees at `GET /api/v1/health`: is anything overdue, failing or full.
+public struct HealthDetail: Sendable, Codable {
+    public struct LastRun: Sendable, Codable {
+        public var time: String
+        public var outcome: String
+        public var target: String?
+        public var details: [String: String]
+    }
+
+    public struct Space: Sendable, Codable {
+        public var freeBytes: UInt64
+        public var totalBytes: UInt64
+        public var freePercent: Double
+
+        enum CodingKeys: String, CodingKey {
+            case freeBytes = "free_bytes"
+            case totalBytes = "total_bytes"
+            case freePercent = "free_percent"
+        }
+    }
+
+    public struct ScheduledJob: Sendable, Codable {
+        public var job: String
+        public var cron: String
+        public var backupType: String?
+        public var nextRun: String?
+
+        enum CodingKeys: String, CodingKey {
+            case job, cron
+            case backupType = "backup_type"
+            case nextRun = "next_run"
+        }
+    }
+
+    /// `ok`, or `degraded` with the reasons in ``problems``.
+    public var status: String
+    public var problems: [String]
+    public var lastBackupAt: String?
+    public var lastBackupAgeHours: Double?
+    public var lastBackupID: String?
+    public var lastVerify: LastRun?
+    public var lastDrill: LastRun?
+    public var space: Space?
+    public var scheduler: [ScheduledJob]
+    public var notificationsWaiting: Int
+    public var notificationsFailed: Int
+
+    enum CodingKeys: String, CodingKey {
+        case status, problems, space, scheduler
+        case lastBackupAt = "last_backup_at"
+        case lastBackupAgeHours = "last_backup_age_hours"
+        case lastBackupID = "last_backup_id"
+        case lastVerify = "last_verify"
+        case lastDrill = "last_drill"
+        case notificationsWaiting = "notifications_waiting"
+        case notificationsFailed = "notifications_failed"
+    }
+}
+
+extension Catalog {
+    /// The newest end row of `action` (a finished verify, drill, …).
+    func lastFinished(_ action: String) throws -> AuditRecord? {
+        try queue.read { db in
+            try AuditRecord.filter(Column("action") == action && Column("operation_seq") != nil).order(Column("seq").desc).fetchOne(db)
+        }
+    }
+}
+
+extension BunkerService {
+    /// The health of backups: last backup and its age, last verify and drill, free space, the
+    /// scheduler's next runs, and the notification outbox.
+    public func healthDetail() async -> HealthDetail {
+        let now = repository.now()
+        let formatter = ISO8601DateFormatter()
+        var problems: [String] = []
+        let newest = try? await repository.snapshots().last { !$0.snapshot.tags.contains("safety") }
+        let age = newest.map { now.timeIntervalSince($0.snapshot.time) / 3600 }
+        if let age, age > configuration.notifications.backupOverdueHours {
+            problems.append(String(format: "no successful backup for %.1f hours", age))
+        } else if newest == nil {
+            problems.append("no backup yet")
+        }
+        func lastRun(_ action: String) -> HealthDetail.LastRun? {
+            guard let row = try? catalog().lastFinished(action) else { return nil }
+            return HealthDetail.LastRun(time: row.timestamp, outcome: row.outcome.rawValue, target: row.target, details: row.detailValues)
+        }
+        let verify = lastRun("verify")
+        let drill = lastRun("drill")
+        if verify?.outcome == "failure" { problems.append("the last verify found problems") }
+        if drill?.outcome == "failure" { problems.append("the last restore drill failed") }
+        var space: HealthDetail.Space?
+        if let (free, total) = (repository.storage as? any SpaceReporting)?.space(), total > 0 {
+            let percent = Double(free) / Double(total) * 100
+            space = HealthDetail.Space(freeBytes: free, totalBytes: total, freePercent: (percent * 10).rounded() / 10)
+            if percent < configuration.notifications.minFreeSpacePercent { problems.append(String(format: "only %.1f%% free space", percent)) }
+        }
+        let next = await makeScheduler().nextRuns()
+        let outbox = notificationOutbox()
+        return HealthDetail(
+            status: problems.isEmpty ? "ok" : "degraded", problems: problems,
+            lastBackupAt: newest.map { formatter.string(from: $0.snapshot.time) }, lastBackupAgeHours: age.map { ($0 * 10).rounded() / 10 },
+            lastBackupID: newest?.id.hex, lastVerify: verify, lastDrill: drill, space: space,
+            scheduler: next.map { HealthDetail.ScheduledJob(job: $0.schedule.job.rawValue, cron: $0.schedule.cron.description, backupType: $0.schedule.backupType?.rawValue, nextRun: $0.at.map(formatter.string)) },
+            notificationsWaiting: outbox?.pending.count ?? 0, notificationsFailed: outbox?.failed.count ?? 0)
+    }
+}
