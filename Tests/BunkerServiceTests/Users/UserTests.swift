@@ -79,14 +79,22 @@ import Testing
                 _ = try catalog.authenticate(username: "dana", password: "dana-password")
                 Issue.record("a locked account logged in")
             } catch let error as BunkerError {
-                #expect(error.code == .accountLocked)
+                // The same answer as an unknown name, so that a lock does not reveal that the name exists.
+                #expect(error.code == .authenticationFailed && error.message == "Wrong user name or password.")
+            }
+            do {
+                _ = try catalog.authenticate(username: "nobody", password: "dana-password")
+                Issue.record("an unknown user logged in")
+            } catch let error as BunkerError {
+                #expect(error.code == .authenticationFailed && error.message == "Wrong user name or password.")
             }
             clock.advance(by: 2 * 60)
             #expect(try catalog.authenticate(username: "dana", password: "dana-password").failedLogins == 0)
             let denied = try catalog.auditRecords().filter { $0.outcome == .denied }
-            #expect(denied.count == 6)
+            #expect(denied.count == 7)
             #expect(denied[4].reason?.contains("locked until") == true)
-            #expect(denied[5].reason == "account locked")
+            #expect(denied[5].reason?.hasPrefix("account locked until") == true, "the lock stays visible in the audit trail")
+            #expect(denied[6].reason == "unknown user")
         }
     }
 }
