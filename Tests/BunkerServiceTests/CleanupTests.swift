@@ -4,20 +4,25 @@ import BunkerTesting
 import Foundation
 import Testing
 
+/// A service with one file source, `studies`, and the policy keep_last 1 without a minimum age.
+private func makeKeepLastOneService(in dir: String) async throws -> BunkerService {
+    try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
+    return try await makeService(in: dir, sources: """
+        [[source]]
+        name = "studies"
+        kind = "files"
+        path = "\(dir)/studies"
+
+        [retention]
+        keep_last = 1
+        min_age_days = 0
+        """)
+}
+
 @Suite struct CleanupTests {
     @Test func cleanupAppliesTheConfiguredPolicyAndItsDryRunPredictsThePrune() async throws {
         try await withTemporaryDirectory { dir in
-            try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
-            let service = try await makeService(in: dir, sources: """
-                [[source]]
-                name = "studies"
-                kind = "files"
-                path = "\(dir)/studies"
-
-                [retention]
-                keep_last = 1
-                min_age_days = 0
-                """)
+            let service = try await makeKeepLastOneService(in: dir)
             #expect(try await service.stats().sourcesNeverBackedUp == ["studies"])
             var ids: [ID] = []
             for generation in 0..<3 {
@@ -45,17 +50,7 @@ import Testing
 
     @Test func forgetPruneCleanupAndHoldsAreAuditedAsTheLocalUserAndForgetDropsBackupRows() async throws {
         try await withTemporaryDirectory { dir in
-            try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
-            let service = try await makeService(in: dir, sources: """
-                [[source]]
-                name = "studies"
-                kind = "files"
-                path = "\(dir)/studies"
-
-                [retention]
-                keep_last = 1
-                min_age_days = 0
-                """)
+            let service = try await makeKeepLastOneService(in: dir)
             var ids: [ID] = []
             for generation in 0..<4 {
                 try TreeGenerator.writeRandomFile(dir + "/studies/scan.dcm", size: 64 << 10, seed: UInt64(generation + 1))

@@ -120,9 +120,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
     @Test func aTrailCutShortOrAForgedAnchorIsDetected() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
-            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= 4;")
-            #expect(cut.status == 0, "\(cut.output)")
-            let truncated = try catalog.verifyAudit()
+            let truncated = try verifyAfterRemovingAuditRows(from: 4, of: catalog)
             #expect(!truncated.ok && truncated.firstBadSeq == 4, "\(truncated.problem ?? "")")
             #expect(truncated.problem?.contains("rows after 3 were removed") == true, "\(truncated.problem ?? "")")
 
@@ -145,12 +143,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
             let operation = try catalog.begin("backup", target: "sources:db", by: testAdmin)
-            // A process that has exited stands for the one that crashed.
-            let exited = Process()
-            exited.executableURL = URL(fileURLWithPath: "/bin/true")
-            try exited.run()
-            exited.waitUntilExit()
-            let run = try sqlite3(catalog.path, "UPDATE jobs SET pid = \(exited.processIdentifier) WHERE id = '\(operation.jobID)';")
+            let run = try sqlite3(catalog.path, "UPDATE jobs SET pid = \(try exitedProcessID()) WHERE id = '\(operation.jobID)';")
             #expect(run.status == 0, "\(run.output)")
 
             let reopened = try makeCatalog(in: dir)
@@ -218,18 +211,15 @@ struct Tampering: Sendable, CustomTestStringConvertible {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
             try catalog.recordDenied("restore", target: "/api/v1/restore/x", reason: "role VIEWER is not SYSTEM_ADMIN", by: testAdmin)
-            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 6;")
-            #expect(cut.status == 0, "\(cut.output)")
-            let denied = try catalog.verifyAudit()
+            let denied = try verifyAfterRemovingAuditRows(from: 6, of: catalog)
             #expect(!denied.ok && denied.firstBadSeq == 6, "\(denied.problem ?? "")")
             #expect(denied.problem?.contains("rows after 5 were removed") == true, "\(denied.problem ?? "")")
         }
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
             let operation = try catalog.begin("restore", target: "latest", by: testAdmin)
-            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM jobs WHERE id = '\(operation.jobID)'; DELETE FROM audit WHERE seq = 6;")
-            #expect(cut.status == 0, "\(cut.output)")
-            let started = try catalog.verifyAudit()
+            try sqlite3(catalog.path, "DELETE FROM jobs WHERE id = '\(operation.jobID)';")
+            let started = try verifyAfterRemovingAuditRows(from: 6, of: catalog)
             #expect(!started.ok && started.firstBadSeq == 6, "\(started.problem ?? "")")
         }
     }
@@ -237,23 +227,18 @@ struct Tampering: Sendable, CustomTestStringConvertible {
     @Test func anchorFileCutShortTogetherWithTheRowsIsDetected() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
-            let file = dir + "/data/audit-anchors.log"
-            let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
-            #expect(lines.count == 5)
-            try (lines.prefix(3).joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
-            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= 4;")
-            #expect(cut.status == 0, "\(cut.output)")
-            let verification = try catalog.verifyAudit()
+            try rewriteAnchorLines(in: dir) { lines in
+                #expect(lines.count == 5)
+                lines.removeLast(2)
+            }
+            let verification = try verifyAfterRemovingAuditRows(from: 4, of: catalog)
             #expect(!verification.ok && verification.firstBadSeq == 4, "\(verification.problem ?? "")")
             #expect(verification.problem?.contains("cut short") == true, "\(verification.problem ?? "")")
         }
         try await withTemporaryDirectory { dir in
             // A line removed from the middle breaks the next line's chained signature.
             let catalog = try makeCatalogWithFiveRows(in: dir)
-            let file = dir + "/data/audit-anchors.log"
-            var lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
-            lines.remove(at: 2)
-            try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            try rewriteAnchorLines(in: dir) { $0.remove(at: 2) }
             let verification = try catalog.verifyAudit()
             #expect(!verification.ok && verification.problem?.contains("Line 3 of") == true, "\(verification.problem ?? "")")
         }
@@ -304,11 +289,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
             let operation = try catalog.begin("backup", target: "sources:db", by: testAdmin)
-            let exited = Process()
-            exited.executableURL = URL(fileURLWithPath: "/bin/true")
-            try exited.run()
-            exited.waitUntilExit()
-            try sqlite3(catalog.path, "UPDATE jobs SET pid = \(exited.processIdentifier) WHERE id = '\(operation.jobID)';")
+            try sqlite3(catalog.path, "UPDATE jobs SET pid = \(try exitedProcessID()) WHERE id = '\(operation.jobID)';")
             var options = testCatalogOptions()
             options.readOnly = true
             let reader = try Catalog(dataDirectory: dir + "/data", options: options)
