@@ -117,7 +117,7 @@ public final class Catalog: Sendable {
             }
         }
         for file in files {
-            let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 throw BunkerError(.catalog, "Cannot create \(file): \(String(cString: strerror(errno))); check the data directory's owner and mode.")
             }

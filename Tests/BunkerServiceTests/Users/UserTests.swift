@@ -65,6 +65,16 @@ import Testing
         }
     }
 
+    @Test func theServersLoginRunsOnTheThreadPoolWithTheSameChecksAndRows() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            let added = try catalog.addUser(NewUser(username: "alice", fullName: "Alice Martin", role: .viewer, password: "first-password"), by: testAdmin)
+            #expect(try await catalog.authenticateOnThreadPool(username: "alice", password: "first-password").id == added.id)
+            await #expect(throws: BunkerError.self) { try await catalog.authenticateOnThreadPool(username: "alice", password: "wrong-password") }
+            #expect(try catalog.auditRecords().map(\.outcome) == [.success, .success, .denied])
+        }
+    }
+
     @Test func fiveFailedLoginsLockTheAccountForTheConfiguredTime() async throws {
         try await withTemporaryDirectory { dir in
             let clock = TestClock()
