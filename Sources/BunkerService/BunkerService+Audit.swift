@@ -23,7 +23,8 @@ extension BunkerService {
     /// then an end row saying how it went, with `describe`'s details and catalog change.
     ///
     /// Nothing runs if the start row cannot be written: an operation that cannot be audited is
-    /// not done. A thrown error ends the operation with outcome `failure` and its message.
+    /// not done. A thrown error ends the operation with outcome `failure` and its message. An
+    /// end row that cannot be written does not change the result reported (see ``finish(_:in:_:)``).
     func audited<T>(
         _ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:],
         _ body: () async throws -> T, describe: (T) -> AuditedResult = { _ in AuditedResult() }
@@ -38,14 +39,33 @@ extension BunkerService {
             let message = (error as? BunkerError)?.message ?? "\(error)"
             var failed = ["error": message]
             if let code = (error as? BunkerError)?.code { failed["code"] = code.rawValue }
-            // The operation's own error is the one to report; if even the end row cannot be
-            // written, the next start closes the operation as interrupted.
-            try? catalog.finish(operation, outcome: .failure, details: failed, message: message)
+            // The operation's own error is the one to report.
+            Self.finish(operation, in: catalog) {
+                try catalog.finish(operation, outcome: .failure, details: failed, message: message)
+            }
             throw error
         }
         let result = describe(value)
-        try catalog.finish(operation, outcome: result.outcome, target: result.target, details: result.details, message: result.message, change: result.change)
+        Self.finish(operation, in: catalog) {
+            try catalog.finish(operation, outcome: result.outcome, target: result.target, details: result.details, message: result.message, change: result.change)
+        }
         return value
+    }
+
+    /// Writes an operation's end row, trying twice. If both fail, the operation's own result
+    /// stands (a backup that made its snapshot did succeed): the job stays `running` and the
+    /// next process to open the catalog after this one ends closes it as `interrupted`.
+    static func finish(_ operation: AuditedOperation, in catalog: Catalog, _ write: () throws -> Void) {
+        do {
+            try write()
+        } catch {
+            do {
+                try write()
+            } catch {
+                let message = (error as? BunkerError)?.message ?? "\(error)"
+                FileHandle.standardError.write(Data("bunker: warning: the end row of \(operation.action) (audit row \(operation.startSeq), job \(operation.jobID)) could not be written: \(message) It will be recorded as interrupted.\n".utf8))
+            }
+        }
     }
 
     /// The end row of a backup: the snapshot's id, and its metadata row in `backups`.

@@ -87,9 +87,12 @@ private func me(_ client: any TestClientProtocol, token: String) async throws ->
             #expect(try await login(client, "nobody", "whatever-password").status == .unauthorized)
             _ = try await login(client, "alice", "not-her-password")
             let locked = try await login(client, "alice", "alice-password")
-            #expect(locked.status.code == 423)
-            #expect(try json(locked.body)["error"] as? String == "account_locked")
-            #expect(try catalog.auditRecords().filter { $0.action == "auth.login" && $0.outcome == .denied }.count == 7)
+            let unknown = try await login(client, "nobody", "alice-password")
+            #expect(locked.status == .unauthorized, "a locked account answers like an unknown name")
+            #expect(try json(locked.body)["error"] as? String == "authentication_failed")
+            #expect(try json(locked.body)["message"] as? String == json(unknown.body)["message"] as? String)
+            #expect(try catalog.auditRecords().last { $0.target == "alice" }?.reason?.hasPrefix("account locked until") == true)
+            #expect(try catalog.auditRecords().filter { $0.action == "auth.login" && $0.outcome == .denied }.count == 8)
         }
     }
 
@@ -110,8 +113,13 @@ private func me(_ client: any TestClientProtocol, token: String) async throws ->
 
             let fresh = try #require(try json(try await login(client, "alice", "alice-password").body)["access_token"] as? String)
             #expect(try await me(client, token: fresh).status == .ok)
+            clock.advance(by: 1)
+            try catalog.setPassword("alice", "alice-new-password", by: .system)
+            #expect(try await me(client, token: fresh).status == .unauthorized, "a token issued before a password change stops working")
+            let renewed = try #require(try json(try await login(client, "alice", "alice-new-password").body)["access_token"] as? String)
+            #expect(try await me(client, token: renewed).status == .ok)
             try catalog.setActive("alice", false, by: .system)
-            #expect(try await me(client, token: fresh).status == .unauthorized, "a deactivated user's token stops working at once")
+            #expect(try await me(client, token: renewed).status == .unauthorized, "a deactivated user's token stops working at once")
         }
     }
 

@@ -28,6 +28,19 @@ private func auditRows(_ environment: [String: String]) throws -> [[String: Any]
     return try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
 }
 
+/// The number of audit rows, read with the real sqlite3 tool (opening no Bunker catalog).
+private func auditRowCount(_ database: String) throws -> Int? {
+    let sqlite = Process()
+    sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    sqlite.arguments = [database, "SELECT count(*) FROM audit;"]
+    let pipe = Pipe()
+    sqlite.standardOutput = pipe
+    try sqlite.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    sqlite.waitUntilExit()
+    return Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+}
+
 @Suite(.serialized) struct AuditCommandTests {
     @Test func aCommandLineBackupWritesStartAndEndRowsAsTheLocalUser() async throws {
         try await withTemporaryDirectory { dir in
@@ -71,6 +84,13 @@ private func auditRows(_ environment: [String: String]) throws -> [[String: Any]
             let killed = try BunkerProcess.run(["backup"], environment: e.merging(["BUNKER_FAULT_KILL": "backup-before-snapshot"]) { $1 })
             #expect(killed.killed && killed.status == SIGKILL, "\(killed.stderr)")
 
+            // verify reads only: it neither closes the dead process's operation nor anchors.
+            let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8)
+            let readOnly = try BunkerProcess.run(["audit", "verify", "--json"], environment: e)
+            #expect(readOnly.status == 0, "\(readOnly.stdout) \(readOnly.stderr)")
+            #expect(try auditRowCount(dir + "/data/catalog.sqlite") == 1)
+            #expect(try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8) == anchors)
+
             // The next command to open the catalog closes the dead process's operation.
             let rows = try auditRows(e)
             #expect(rows.map { $0["outcome"] as? String } == ["started", "interrupted"])
@@ -78,6 +98,23 @@ private func auditRows(_ environment: [String: String]) throws -> [[String: Any]
             #expect(rows[1]["actor"] as? String == Actor.localUser().name)
             let verify = try BunkerProcess.run(["audit", "verify", "--json"], environment: e)
             #expect(verify.status == 0, "\(verify.stdout)")
+        }
+    }
+
+    @Test func verifyRefusesATrailWhoseKeyWasDeletedAndDoesNotMakeANewOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let e = try await configure(dir)
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            for file in ["audit.key", "audit-anchors.log", "audit-anchors.head"] {
+                try FileManager.default.removeItem(atPath: dir + "/data/" + file)
+            }
+            let verify = try BunkerProcess.run(["audit", "verify"], environment: e)
+            #expect(verify.status == 9, "\(verify.stdout) \(verify.stderr)")
+            #expect(verify.stderr.contains("audit.key is missing"), "\(verify.stderr)")
+            let list = try BunkerProcess.run(["audit", "list"], environment: e)
+            #expect(list.status == 9, "no command makes a new key for an existing trail: \(list.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/data/audit.key"))
         }
     }
 

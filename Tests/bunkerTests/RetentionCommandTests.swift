@@ -1,4 +1,5 @@
 import BunkerCore
+import BunkerService
 import BunkerTesting
 import Foundation
 import Testing
@@ -73,6 +74,16 @@ private func json(_ text: String) throws -> Any {
             #expect(after["removed"] as? [String] == [first])
             let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
             #expect(verify.status == 0, "\(verify.stdout)")
+
+            // Every change above went through the service layer and the audit trail, as the local user.
+            let audit = try BunkerProcess.run(["audit", "list", "--json", "--limit", "1000"], environment: e)
+            let rows = try #require(try json(audit.stdout) as? [[String: Any]])
+            let ends = rows.filter { $0["outcome"] as? String != "started" }.compactMap { row -> String? in
+                guard let action = row["action"] as? String, action != "verify" else { return nil }
+                return "\(action) \(row["outcome"] as? String ?? "")"
+            }
+            #expect(ends == ["hold.add failure", "hold.add success", "forget success", "forget success", "forget failure", "cleanup success", "hold.remove success", "forget success"], "\(ends)")
+            #expect(rows.allSatisfy { $0["actor"] as? String == Actor.localUser().name })
         }
     }
 

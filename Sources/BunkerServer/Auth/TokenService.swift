@@ -50,10 +50,17 @@ struct TokenService: Sendable {
         return (try await keys.sign(payload), expires)
     }
 
-    /// The user id of a valid, unexpired token; nil for anything else.
-    func verify(_ token: String) async -> Int64? {
+    /// The user id of a valid, unexpired token, and when it was issued; nil for anything else.
+    func verify(_ token: String) async -> (userID: Int64, issuedAt: Date)? {
         guard let payload = try? await keys.verify(token, as: AccessToken.self),
-              payload.expiration.value > now() else { return nil }
-        return Int64(payload.subject.value)
+              payload.expiration.value > now(), let id = Int64(payload.subject.value) else { return nil }
+        return (id, payload.issuedAt.value)
+    }
+
+    /// Whether a token issued at `issuedAt` is older than the user's last password change, and
+    /// so no longer valid: a new password ends every session of the old one. Compared in whole
+    /// seconds, the precision of a token's `iat`.
+    static func predatesPasswordChange(_ issuedAt: Date, of user: UserRecord) -> Bool {
+        issuedAt.timeIntervalSince1970.rounded(.down) < user.passwordChangedAt.timeIntervalSince1970.rounded(.down)
     }
 }

@@ -48,7 +48,7 @@ struct AuthController {
     /// Checks the password (bcrypt, lockout, audited by the catalog) and issues a token.
     @Sendable func login(_ request: Request, context: BunkerRequestContext) async throws -> LoginResponse {
         let body = try await request.decode(as: LoginRequest.self, context: context)
-        let user = try catalog.authenticate(username: body.username, password: body.password, requestID: context.id)
+        let user = try await catalog.authenticateOnThreadPool(username: body.username, password: body.password, requestID: context.id)
         let (token, expires) = try await tokens.issue(for: user)
         return LoginResponse(accessToken: token, expiresAt: ISO8601DateFormatter().string(from: expires))
     }

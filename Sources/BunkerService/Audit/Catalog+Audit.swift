@@ -108,13 +108,14 @@ extension Catalog {
 
     /// Records a refused request (a role without the permission): one `denied` row.
     public func recordDenied(_ action: String, target: String?, reason: String, by actor: Actor) throws {
-        _ = try write(anchor: false) { db in
+        _ = try write { db in
             try append(AuditEntry(action: action, target: target, outcome: .denied, reason: reason), by: actor, in: db)
         }
     }
 
     /// Checks the whole audit trail: the sequence has no gap, every row's hash covers its content
-    /// and the previous row's hash, and every signed anchor matches the row it names.
+    /// and the previous row's hash, every signed anchor matches the row it names, and the
+    /// anchor file ends where its signed head says.
     ///
     /// Reports the first problem found, chain before anchors: the chain names the exact row;
     /// the anchors catch what the chain cannot, a chain rewritten with recomputed hashes or cut
@@ -165,7 +166,7 @@ extension Catalog {
             return fail(nil, "The audit anchor file \(anchor.file) is missing, so a rewritten trail cannot be ruled out; restore it from a backup of the data directory.")
         }
         if let forged = anchorLines.first(where: { !$0.signed }) {
-            return fail(nil, "Line \(forged.number) of \(anchor.file) is not signed with this data directory's audit key: the anchor file (or \(anchor.keyFile)) was edited or replaced.")
+            return fail(nil, "Line \(forged.number) of \(anchor.file) is not signed with this data directory's audit key, or does not chain to the line before it: the anchor file (or \(anchor.keyFile)) was edited, cut or replaced.")
         }
         var lastGood: Int64 = 0
         for line in anchorLines.sorted(by: { $0.seq < $1.seq }) {
@@ -176,6 +177,20 @@ extension Catalog {
                 return fail(lastGood + 1, "The audit trail was rewritten: row \(line.seq) no longer has the hash signed in the anchor of \(line.timestamp), although every hash was recomputed. The rewrite starts after row \(lastGood) and at or before row \(line.seq).")
             }
             lastGood = line.seq
+        }
+        // Chained lines are named by the signed head file: a file cut short (with the rows it
+        // anchored) ends before the line the head names.
+        if anchorLines.contains(where: \.chained) {
+            let last = anchorLines[anchorLines.count - 1]
+            guard let head = try anchor.head() else {
+                return fail(nil, "The audit anchor head \(anchor.headFile) is missing, so a trail cut short together with \(anchor.file) cannot be ruled out; restore it from a backup of the data directory.")
+            }
+            guard head.signed else {
+                return fail(nil, "The audit anchor head \(anchor.headFile) is not signed with this data directory's audit key: it was edited or replaced.")
+            }
+            guard head.mac == last.mac, head.seq == last.seq else {
+                return fail((result.headSeq ?? 0) + 1, "The audit anchor file \(anchor.file) was cut short: it ends at an anchor of row \(last.seq), but its signed head names a later anchor of row \(head.seq); the rows after \(result.headSeq ?? 0) were removed with it.")
+            }
         }
         return result
     }

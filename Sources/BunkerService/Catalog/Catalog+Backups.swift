@@ -18,7 +18,7 @@ extension Catalog {
     /// what they say. Audited as `catalog.rebuild`; returns the number of rows added.
     @discardableResult
     public func rebuildBackups(from snapshots: [(id: ID, snapshot: Snapshot)], by actor: Actor) throws -> Int {
-        try write(anchor: true) { db in
+        try write { db in
             var added = 0
             for (id, snapshot) in snapshots where try !BackupRecord.exists(db, key: id.hex) {
                 let creator = snapshot.username.isEmpty ? "unknown (rebuilt)" : "\(snapshot.username) (rebuilt)"

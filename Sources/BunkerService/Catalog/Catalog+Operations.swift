@@ -14,11 +14,11 @@ public struct AuditedOperation: Sendable {
 extension Catalog {
     /// Writes an operation's start row and its running job, in one transaction.
     public func begin(_ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:]) throws -> AuditedOperation {
-        try write(anchor: false) { db in
+        try write { db in
             let start = try append(AuditEntry(action: action, target: target, outcome: .started, reason: reason, details: details), by: actor, in: db)
             let job = JobRecord(
                 id: UUID().uuidString.lowercased(), kind: action, state: .running, actor: actor.name, target: target,
-                startedAt: options.now(), finishedAt: nil, pid: getpid(), hostname: ProcessInfo.processInfo.hostName,
+                startedAt: options.now(), finishedAt: nil, pid: getpid(), processStart: ProcessIdentity.current, hostname: ProcessInfo.processInfo.hostName,
                 auditSeq: start.seq, message: nil)
             try job.insert(db)
             return AuditedOperation(jobID: job.id, startSeq: start.seq, action: action, target: target, actor: actor)
@@ -31,7 +31,7 @@ extension Catalog {
         _ operation: AuditedOperation, outcome: AuditOutcome, target: String? = nil, details: [String: String] = [:],
         message: String? = nil, change: ((Database) throws -> Void)? = nil
     ) throws {
-        try write(anchor: true) { db in
+        try write { db in
             try change?(db)
             try append(AuditEntry(action: operation.action, target: target ?? operation.target, outcome: outcome, details: details, operationSeq: operation.startSeq),
                        by: operation.actor, in: db)
@@ -43,15 +43,17 @@ extension Catalog {
 
     /// Closes the operations left running by a process that died (a crash, a SIGKILL, a power
     /// cut): each gets an end row with outcome `interrupted`, written as by its own actor.
-    /// Jobs of live processes, and of other hosts sharing the data directory, are left alone.
+    /// Jobs of live processes (the same pid, boot and start time) are left alone, and so are
+    /// jobs of other hosts sharing the data directory: this host cannot tell whether their
+    /// process runs, so they stay `running` until a process on their own host opens the catalog.
     func closeInterruptedOperations() throws {
         let host = ProcessInfo.processInfo.hostName
         let running = try queue.read { db in
             try JobRecord.filter(Column("state") == JobRecord.State.running.rawValue).fetchAll(db)
         }
-        let dead = running.filter { $0.hostname == host && !Self.processIsAlive($0.pid) }
+        let dead = running.filter { $0.hostname == host && !ProcessIdentity.isAlive(pid: $0.pid, identity: $0.processStart) }
         guard !dead.isEmpty else { return }
-        try write(anchor: true) { db in
+        try write { db in
             for job in dead {
                 // Re-read under the write lock: another process may have closed it meanwhile.
                 guard try JobRecord.fetchOne(db, key: job.id)?.state == .running else { continue }
@@ -78,10 +80,5 @@ extension Catalog {
     /// One job by its id.
     public func job(id: String) throws -> JobRecord? {
         try queue.read { try JobRecord.fetchOne($0, key: id) }
-    }
-
-    static func processIsAlive(_ pid: Int32) -> Bool {
-        if pid == getpid() { return true }
-        return kill(pid, 0) == 0 || errno == EPERM
     }
 }

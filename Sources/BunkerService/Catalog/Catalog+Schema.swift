@@ -102,6 +102,9 @@ extension Catalog {
                 CREATE INDEX jobs_running ON jobs(state) WHERE state = 'running';
                 """)
         }
+        migrator.registerMigration("v2-jobs-process-start") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN process_start TEXT")
+        }
         return migrator
     }
 }

@@ -22,6 +22,9 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var finishedAt: Date?
     /// The process running it, so that the next start can tell a crash from a job still running.
     public var pid: Int32
+    /// The process's boot id and start time (`<boot id>:<ticks>`), which tell a reused pid from
+    /// the job's own process; nil for jobs written before Bunker kept it.
+    public var processStart: String?
     public var hostname: String
     /// The job's start row in the audit trail.
     public var auditSeq: Int64
@@ -32,6 +35,7 @@ public struct JobRecord: Codable, Sendable, Equatable {
         case startedAt = "started_at"
         case finishedAt = "finished_at"
         case auditSeq = "audit_seq"
+        case processStart = "process_start"
     }
 }
 

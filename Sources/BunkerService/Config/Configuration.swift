@@ -60,6 +60,9 @@ public struct Configuration: Sendable {
     /// `[auth]`: failed logins before a lockout, and its length.
     public var loginPolicy = LoginPolicy()
     public var server = ServerSettings()
+    /// `[audit] key_file`: the audit anchors' key, kept outside the data directory if wanted;
+    /// default `<data_dir>/audit.key`.
+    public var auditKeyFile: String?
     /// `[smtp]`, or the seed's SMTP_* variables; nil: no e-mail.
     public var smtp: SMTPConfiguration?
     public var notifications = NotificationSettings()
@@ -184,6 +187,10 @@ public struct Configuration: Sendable {
             if let minutes = try auth.int("lockout_minutes", range: 1...(7 * 24 * 60)) { loginPolicy.lockoutSeconds = TimeInterval(minutes * 60) }
             try auth.rejectUnknown()
         }
+        if var table = try reader.table("audit") {
+            auditKeyFile = try table.string("key_file").map { Self.absolute($0, relativeTo: base) }
+            try table.rejectUnknown()
+        }
         if var table = try reader.table("server") {
             if let listen = try table.string("listen") {
                 guard ServerSettings.parse(listen) != nil else { throw table.error(key: "listen", "must be host:port, like \"127.0.0.1:8080\"") }
@@ -251,23 +258,49 @@ public struct Configuration: Sendable {
         }
     }
 
-    /// Opens the catalog in the data directory, after checking that no restore can overwrite it.
-    public func openCatalog() throws -> Catalog {
+    /// Opens the catalog in the data directory, after checking that no restore can overwrite it;
+    /// `readOnly` opens it without writing anything (to verify the audit trail).
+    public func openCatalog(readOnly: Bool = false) throws -> Catalog {
         try checkDataDirectoryIsOutsideSources()
         var options = Catalog.Options()
         options.loginPolicy = loginPolicy
+        options.auditKeyFile = auditKeyFile
+        options.readOnly = readOnly
         return try Catalog(dataDirectory: dataDirectory, options: options)
     }
 
     /// The data directory holds the audit trail: it must not be inside a file tree that a
     /// restore replaces, or a restore would roll the trail back.
+    /// Paths are compared with their symbolic links resolved: a source named through a link
+    /// (or a data directory reached through one) is the same place as its target.
     public func checkDataDirectoryIsOutsideSources() throws {
+        let data = Self.resolvingSymlinks(dataDirectory)
         for source in sources where source.kind == .files {
-            guard let path = source.path else { continue }
-            if dataDirectory == path || dataDirectory.hasPrefix(path.hasSuffix("/") ? path : path + "/") {
+            guard let named = source.path else { continue }
+            let path = Self.resolvingSymlinks(named)
+            if data == path || data.hasPrefix(path.hasSuffix("/") ? path : path + "/") {
                 throw BunkerError(.invalidArgument, "data_dir \(dataDirectory) is inside source \(source.name) (\(path)), which a restore replaces along with the catalog and audit trail; set data_dir (or BUNKER_DATA_DIR) to a directory outside every source.")
             }
         }
+    }
+
+    /// `path` with every symbolic link resolved; for a path that does not exist yet, its
+    /// nearest existing ancestor is resolved and the rest appended.
+    /// A link to a place that does not exist yet (a data directory not created) is followed too.
+    static func resolvingSymlinks(_ path: String, depth: Int = 0) -> String {
+        if let resolved = realpath(path, nil) {
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        guard !parent.isEmpty, parent != path, depth < 40 else { return path }
+        let base = resolvingSymlinks(parent, depth: depth + 1)
+        let here = (base as NSString).appendingPathComponent((path as NSString).lastPathComponent)
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: here) {
+            let absolute = target.hasPrefix("/") ? target : (base as NSString).appendingPathComponent(target)
+            return resolvingSymlinks((absolute as NSString).standardizingPath, depth: depth + 1)
+        }
+        return here
     }
 
     /// A private directory for temporary files, created on first use.

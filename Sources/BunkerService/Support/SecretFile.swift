@@ -8,12 +8,21 @@ public enum SecretFile {
     /// Reads the key at `path`, generating it from the system's random source if the file does
     /// not exist yet. `naming` says in errors what the key is for.
     public static func loadOrCreate(at path: String, naming what: String) throws -> SymmetricKey {
-        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-            guard let id = ID(hex: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw BunkerError(.catalog, "\(what.prefix(1).uppercased() + what.dropFirst()) in \(path) is damaged (it must hold 64 hex digits); restore it from your backup of the data directory.")
-            }
-            return SymmetricKey(data: id.bytes)
+        try load(at: path, naming: what) ?? create(at: path, naming: what)
+    }
+
+    /// Reads the key at `path`; nil when there is no such file.
+    public static func load(at path: String, naming what: String) throws -> SymmetricKey? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let id = ID(hex: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw BunkerError(.catalog, "\(what.prefix(1).uppercased() + what.dropFirst()) in \(path) is unreadable or damaged (it must hold 64 hex digits); restore it from your backup of the data directory.")
         }
+        return SymmetricKey(data: id.bytes)
+    }
+
+    /// Generates a key and writes it to `path`, which must not exist yet.
+    public static func create(at path: String, naming what: String) throws -> SymmetricKey {
         let generated = SymmetricKey(size: .bits256)
         try write(ID(digest: generated).hex + "\n", to: path, flags: O_EXCL, naming: what)
         return generated

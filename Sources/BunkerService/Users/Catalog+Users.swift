@@ -2,6 +2,7 @@ import BunkerCore
 import Foundation
 import GRDB
 import HummingbirdBcrypt
+import NIOPosix
 
 /// A new user's details.
 public struct NewUser: Sendable {
@@ -50,7 +51,7 @@ extension Catalog {
         }
         try Self.checkPassword(new.password)
         let hash = Bcrypt.hash(new.password, cost: options.bcryptCost)
-        return try write(anchor: true) { db in
+        return try write { db in
             if let existing = try UserRecord.filter(Column("username") == new.username).fetchOne(db) {
                 throw BunkerError(.invalidArgument, "A user named \(existing.username) already exists\(existing.active ? "" : " (deactivated: `bunker user enable \(existing.username)`)"); users are never deleted or renamed, so pick another name.")
             }
@@ -131,7 +132,7 @@ extension Catalog {
         // An unknown name costs a bcrypt check too, so that timing does not tell which names exist.
         let matches = Bcrypt.verify(password, hash: stored?.passwordHash ?? Self.unknownUserHash) && stored != nil
         let actor = Actor(name: stored?.username ?? username, channel: .api, userID: stored?.id, requestID: requestID)
-        let outcome: Result<UserRecord, BunkerError> = try write(anchor: false) { db in
+        let outcome: Result<UserRecord, BunkerError> = try write { db in
             func deny(_ reason: String, _ error: BunkerError) throws -> Result<UserRecord, BunkerError> {
                 try append(AuditEntry(action: "auth.login", target: username, outcome: .denied, reason: reason), by: actor, in: db)
                 return .failure(error)
@@ -141,8 +142,10 @@ extension Catalog {
                 return try deny("unknown user", wrong)
             }
             guard user.active else { return try deny("user deactivated", wrong) }
+            // A locked account answers like a wrong password, so that the answer does not tell
+            // which names exist; the lock is recorded in the audit row.
             if user.isLocked(at: now), let until = user.lockedUntil {
-                return try deny("account locked", BunkerError(.accountLocked, "This account is locked after \(policy.maxFailures) failed logins until \(Timestamp.format(until)); try again then, or ask an administrator to set a new password."))
+                return try deny("account locked until \(Timestamp.format(until))", wrong)
             }
             guard matches else {
                 user.failedLogins += 1
@@ -175,7 +178,7 @@ extension Catalog {
         }
         guard Bcrypt.verify(password, hash: user.passwordHash) else {
             let actor = Actor(name: user.username, channel: .api, userID: userID, requestID: requestID)
-            _ = try write(anchor: true) { db in
+            _ = try write { db in
                 try append(AuditEntry(action: "esign", target: target, outcome: .denied, reason: "wrong password for the signature \"\(meaning)\"",
                                       details: ["signer": user.fullName, "meaning": meaning]),
                            by: actor, in: db)
@@ -185,8 +188,17 @@ extension Catalog {
         return ElectronicSignature(signerName: user.fullName, signedAt: options.now(), meaning: meaning)
     }
 
+    /// ``authenticate(username:password:requestID:)`` on NIO's blocking thread pool: bcrypt
+    /// takes a quarter of a second on purpose, and the server's request handlers run on the
+    /// cooperative pool, which a few concurrent logins would otherwise stall.
+    public func authenticateOnThreadPool(username: String, password: String, requestID: String? = nil) async throws -> UserRecord {
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.authenticate(username: username, password: password, requestID: requestID)
+        }
+    }
+
     private func changeUser(_ username: String, action: String, by actor: Actor, _ change: (inout UserRecord) throws -> [String: String]) throws -> UserRecord {
-        try write(anchor: true) { db in
+        try write { db in
             guard var user = try UserRecord.filter(Column("username") == username).fetchOne(db) else {
                 throw BunkerError(.userNotFound, "There is no user named \(username); `bunker user list` shows them.")
             }

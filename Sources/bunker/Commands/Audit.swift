@@ -80,7 +80,8 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await options.output.run {
-                    let result = try options.catalog().verifyAudit()
+                    // Read-only: verifying must not change what it verifies (no key made, nothing closed).
+                    let result = try options.catalog(readOnly: true).verifyAudit()
                     if options.output.json {
                         Output.printJSON(result)
                     } else if result.ok {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
@@ -17,7 +18,7 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let record = try await repository.open(loadIndex: false).addHold(to: snapshot, reason: reason)
+                    let record = try await repository.service(loadIndex: false).addHold(to: snapshot, reason: reason)
                     if repository.output.json {
                         Output.printJSON(HoldOutput(record))
                     } else if !repository.output.quiet {
@@ -33,7 +34,7 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let holds = try await repository.open(loadIndex: false).holds()
+                    let holds = try await repository.service(loadIndex: false).holds()
                     if repository.output.json {
                         Output.printJSON(holds.map(HoldOutput.init))
                         return
@@ -55,7 +56,7 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let removed = try await repository.open(loadIndex: false).removeHolds(snapshot)
+                    let removed = try await repository.service(loadIndex: false).removeHolds(snapshot)
                     if repository.output.json {
                         Output.printJSON(removed.map(HoldOutput.init))
                     } else if !repository.output.quiet {

@@ -75,9 +75,9 @@ struct CatalogOptions: ParsableArguments {
 
     @OptionGroup var output: OutputOptions
 
-    /// Opens the catalog in the configured data directory.
-    func catalog() throws -> Catalog {
-        try Configuration.load(explicit: config).openCatalog()
+    /// Opens the catalog in the configured data directory; `readOnly` writes nothing.
+    func catalog(readOnly: Bool = false) throws -> Catalog {
+        try Configuration.load(explicit: config).openCatalog(readOnly: readOnly)
     }
 }
 

@@ -120,9 +120,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
     @Test func aTrailCutShortOrAForgedAnchorIsDetected() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
-            let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= 4;")
-            #expect(cut.status == 0, "\(cut.output)")
-            let truncated = try catalog.verifyAudit()
+            let truncated = try verifyAfterRemovingAuditRows(from: 4, of: catalog)
             #expect(!truncated.ok && truncated.firstBadSeq == 4, "\(truncated.problem ?? "")")
             #expect(truncated.problem?.contains("rows after 3 were removed") == true, "\(truncated.problem ?? "")")
 
@@ -145,12 +143,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
             let operation = try catalog.begin("backup", target: "sources:db", by: testAdmin)
-            // A process that has exited stands for the one that crashed.
-            let exited = Process()
-            exited.executableURL = URL(fileURLWithPath: "/bin/true")
-            try exited.run()
-            exited.waitUntilExit()
-            let run = try sqlite3(catalog.path, "UPDATE jobs SET pid = \(exited.processIdentifier) WHERE id = '\(operation.jobID)';")
+            let run = try sqlite3(catalog.path, "UPDATE jobs SET pid = \(try exitedProcessID()) WHERE id = '\(operation.jobID)';")
             #expect(run.status == 0, "\(run.output)")
 
             let reopened = try makeCatalog(in: dir)
@@ -164,6 +157,19 @@ struct Tampering: Sendable, CustomTestStringConvertible {
             let live = try reopened.begin("verify", target: "repository", by: testAdmin)
             _ = try makeCatalog(in: dir)
             #expect(try reopened.jobs().first { $0.id == live.jobID }?.state == .running)
+
+            // A job with this process's pid but another start (pid 1 of a crashed container,
+            // or a job written before start times were kept) is a dead process's job.
+            let reused = try reopened.begin("backup", target: "sources:db", by: testAdmin)
+            let legacy = try reopened.begin("restore", target: "latest", by: testAdmin)
+            try sqlite3(catalog.path, """
+                UPDATE jobs SET process_start = 'another-boot:12345' WHERE id = '\(reused.jobID)';
+                UPDATE jobs SET process_start = NULL WHERE id = '\(legacy.jobID)';
+                """)
+            let again = try makeCatalog(in: dir)
+            let states = Dictionary(uniqueKeysWithValues: try again.jobs().map { ($0.id, $0.state) })
+            #expect(states[reused.jobID] == .interrupted && states[legacy.jobID] == .interrupted)
+            #expect(states[live.jobID] == .running)
         }
     }
 
@@ -198,6 +204,102 @@ struct Tampering: Sendable, CustomTestStringConvertible {
             #expect(csvLines.count == 7)
             #expect(csvLines[0] == "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash")
             #expect(csvLines[6].hasPrefix("6,") && csvLines[6].contains(",carol,user.role,bob,success,"))
+        }
+    }
+
+    @Test func aDeletedTrailingDeniedRowOrStartRowIsDetected() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            try catalog.recordDenied("restore", target: "/api/v1/restore/x", reason: "role VIEWER is not SYSTEM_ADMIN", by: testAdmin)
+            let denied = try verifyAfterRemovingAuditRows(from: 6, of: catalog)
+            #expect(!denied.ok && denied.firstBadSeq == 6, "\(denied.problem ?? "")")
+            #expect(denied.problem?.contains("rows after 5 were removed") == true, "\(denied.problem ?? "")")
+        }
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let operation = try catalog.begin("restore", target: "latest", by: testAdmin)
+            try sqlite3(catalog.path, "DELETE FROM jobs WHERE id = '\(operation.jobID)';")
+            let started = try verifyAfterRemovingAuditRows(from: 6, of: catalog)
+            #expect(!started.ok && started.firstBadSeq == 6, "\(started.problem ?? "")")
+        }
+    }
+
+    @Test func anchorFileCutShortTogetherWithTheRowsIsDetected() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            try rewriteAnchorLines(in: dir) { lines in
+                #expect(lines.count == 5)
+                lines.removeLast(min(2, lines.count))
+            }
+            let verification = try verifyAfterRemovingAuditRows(from: 4, of: catalog)
+            #expect(!verification.ok && verification.firstBadSeq == 4, "\(verification.problem ?? "")")
+            #expect(verification.problem?.contains("cut short") == true, "\(verification.problem ?? "")")
+        }
+        try await withTemporaryDirectory { dir in
+            // A line removed from the middle breaks the next line's chained signature.
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            try rewriteAnchorLines(in: dir) { lines in
+                #expect(lines.count == 5)
+                if lines.count > 2 { lines.remove(at: 2) }
+            }
+            let verification = try catalog.verifyAudit()
+            #expect(!verification.ok && verification.problem?.contains("Line 3 of") == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func aMissingAuditKeyIsNotRecreatedForAnExistingTrail() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try makeCatalogWithFiveRows(in: dir)
+            try FileManager.default.removeItem(atPath: dir + "/data/audit.key")
+            try FileManager.default.removeItem(atPath: dir + "/data/audit-anchors.log")
+            try FileManager.default.removeItem(atPath: dir + "/data/audit-anchors.head")
+            for readOnly in [false, true] {
+                var options = testCatalogOptions()
+                options.readOnly = readOnly
+                do {
+                    _ = try Catalog(dataDirectory: dir + "/data", options: options)
+                    Issue.record("a catalog with rows opened without its audit key (read-only: \(readOnly))")
+                } catch let error as BunkerError {
+                    #expect(error.code == .auditTampered && error.message.contains("audit.key is missing"), "\(error.message)")
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/data/audit.key"))
+        }
+    }
+
+    @Test func theAuditKeyCanBeKeptOutsideTheDataDirectory() async throws {
+        try await withTemporaryDirectory { dir in
+            let configuration = try Configuration(text: """
+                data_dir = "data"
+
+                [audit]
+                key_file = "keys/audit.key"
+                """, file: dir + "/bunker.toml", environment: [:])
+            #expect(configuration.auditKeyFile == dir + "/keys/audit.key")
+            try FileManager.default.createDirectory(atPath: dir + "/keys", withIntermediateDirectories: true)
+            let catalog = try configuration.openCatalog()
+            try catalog.recordDenied("audit.read", target: nil, reason: "test", by: testAdmin)
+            #expect(FileManager.default.fileExists(atPath: dir + "/keys/audit.key"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/data/audit.key"))
+            #expect(try configuration.openCatalog(readOnly: true).verifyAudit().ok)
+            #expect(throws: BunkerError.self) {
+                try Configuration(text: "[audit]\nkey = \"x\"", file: dir + "/bunker.toml", environment: [:])
+            }
+        }
+    }
+
+    @Test func aReadOnlyCatalogWritesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            let operation = try catalog.begin("backup", target: "sources:db", by: testAdmin)
+            try sqlite3(catalog.path, "UPDATE jobs SET pid = \(try exitedProcessID()) WHERE id = '\(operation.jobID)';")
+            var options = testCatalogOptions()
+            options.readOnly = true
+            let reader = try Catalog(dataDirectory: dir + "/data", options: options)
+            #expect(try reader.verifyAudit().ok)
+            #expect(try reader.auditRecords().map(\.outcome) == [.started], "a reader closes nothing")
+            #expect(try reader.jobs().first?.state == .running)
+            #expect(throws: BunkerError.self) { try reader.recordDenied("x", target: nil, reason: "y", by: testAdmin) }
         }
     }
 }

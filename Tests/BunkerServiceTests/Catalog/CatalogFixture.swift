@@ -2,6 +2,7 @@ import BunkerService
 import BunkerTesting
 import Foundation
 import Synchronization
+import Testing
 
 /// A clock that tests move by hand.
 final class TestClock: Sendable {
@@ -47,4 +48,29 @@ func makeCatalogWithFiveRows(in dir: String) throws -> Catalog {
 @discardableResult
 func sqlite3(_ database: String, _ sql: String) throws -> (status: Int32, output: String) {
     try shell("sqlite3 '\(database)' <<'SQL'\n\(sql)\nSQL")
+}
+
+/// Deletes the audit rows from `seq` on with sqlite3, as someone with a shell would, and
+/// returns what verification then says.
+func verifyAfterRemovingAuditRows(from seq: Int64, of catalog: Catalog) throws -> AuditVerification {
+    let cut = try sqlite3(catalog.path, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= \(seq);")
+    #expect(cut.status == 0, "\(cut.output)")
+    return try catalog.verifyAudit()
+}
+
+/// The pid of a process that has exited: it stands for one that crashed.
+func exitedProcessID() throws -> Int32 {
+    let exited = Process()
+    exited.executableURL = URL(fileURLWithPath: "/bin/true")
+    try exited.run()
+    exited.waitUntilExit()
+    return exited.processIdentifier
+}
+
+/// Rewrites the lines of `<dir>/data/audit-anchors.log`.
+func rewriteAnchorLines(in dir: String, _ change: (inout [Substring]) -> Void) throws {
+    let file = dir + "/data/audit-anchors.log"
+    var lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+    change(&lines)
+    try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
 }

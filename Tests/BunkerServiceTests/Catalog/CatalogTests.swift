@@ -9,7 +9,7 @@ import Testing
     @Test func migrationsCreateTheSchemaWithItsConstraints() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
-            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users"])
+            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start"])
             let tables = try sqlite3(catalog.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name;").output
             for table in ["audit", "backups", "jobs", "users"] {
                 #expect(tables.split(separator: "\n").contains(Substring(table)), "table \(table) in \(tables)")
@@ -88,6 +88,34 @@ import Testing
         let beside = try Configuration(text: text.replacingOccurrences(of: "/srv/studies/.bunker", with: "/srv/studies-bunker"), file: "/etc/bunker.toml", environment: [:])
         try beside.checkDataDirectoryIsOutsideSources()
     }
+
+    @Test func aDataDirectoryInsideASourceNamedThroughASymlinkIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/srv/studies", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/studies-link", withDestinationPath: dir + "/srv/studies")
+            try FileManager.default.createSymbolicLink(atPath: dir + "/data-link", withDestinationPath: dir + "/srv/studies/.bunker")
+            for (dataDir, sourcePath) in [(dir + "/srv/studies/.bunker", dir + "/studies-link"), (dir + "/data-link", dir + "/srv/studies")] {
+                let configuration = try Configuration(text: """
+                    data_dir = "\(dataDir)"
+
+                    [[source]]
+                    name = "studies"
+                    kind = "files"
+                    path = "\(sourcePath)"
+                    """, file: dir + "/bunker.toml", environment: [:])
+                #expect(throws: BunkerError.self, "\(dataDir) in \(sourcePath)") { try configuration.checkDataDirectoryIsOutsideSources() }
+            }
+            let beside = try Configuration(text: """
+                data_dir = "\(dir)/srv/bunker"
+
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies-link"
+                """, file: dir + "/bunker.toml", environment: [:])
+            try beside.checkDataDirectoryIsOutsideSources()
+        }
+    }
 }
 
 @Suite struct AuditedOperationTests {
@@ -156,6 +184,26 @@ import Testing
             #expect(try service.catalog().jobs().first?.state == .failed)
         }
     }
+
+    @Test func aBackupWhoseEndRowCannotBeWrittenStillSucceedsAndIsLaterClosedAsInterrupted() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/studies/scan.dcm", size: 16 << 10, seed: 1)
+            let service = try await makeService(in: dir, sources: """
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """)
+            let catalog = try service.catalog()
+            // The end row's transaction fails (as on a full disk): every job update is refused.
+            try sqlite3(catalog.path, "CREATE TRIGGER jobs_fail BEFORE UPDATE ON jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+            let result = try await service.backup(SourceBackupRequest(), by: testAdmin)
+            #expect(try await service.repository.snapshots().map(\.id) == [result.snapshotID])
+            #expect(try catalog.auditRecords().map(\.outcome) == [.started])
+            #expect(try catalog.jobs().first?.state == .running)
+        }
+    }
 }
 
 @Suite struct CatalogConcurrencyTests {
@@ -181,19 +229,36 @@ import Testing
         }
     }
 
-    @Test func rowsOutsideOperationsAreAnchoredEveryIntervalRows() async throws {
+    @Test func everyCommitIsAnchoredInAChainOfSignedLines() async throws {
         try await withTemporaryDirectory { dir in
-            var options = testCatalogOptions()
-            options.anchorInterval = 3
-            let catalog = try Catalog(dataDirectory: dir + "/data", options: options)
-            for n in 1...7 {
+            let catalog = try makeCatalog(in: dir)
+            for n in 1...4 {
                 try catalog.recordDenied("audit.read", target: "/api/v1/audit", reason: "attempt \(n)", by: testAdmin)
             }
             let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
-            #expect(anchors.map { $0.split(separator: " ")[1] } == ["3", "6"])
+            #expect(anchors.map { $0.split(separator: " ")[1] } == ["1", "2", "3", "4"])
+            #expect(anchors.allSatisfy { $0.hasPrefix("v2 ") })
+            let head = try String(contentsOfFile: dir + "/data/audit-anchors.head", encoding: .utf8).split(separator: " ")
+            #expect(head[1] == "4" && head[2] == anchors[3].split(separator: " ")[4])
             try catalog.writeAnchor()
             let afterStop = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
-            #expect(afterStop.last?.split(separator: " ")[1] == "7", "a stop anchors the head")
+            #expect(afterStop.count == 4, "an anchored head is not anchored twice")
+            #expect(try catalog.verifyAudit().ok)
+        }
+    }
+
+    @Test func theCatalogItsWalFilesAndTheDataDirectoryArePrivate() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            let catalog = try makeCatalog(in: dir)
+            try catalog.recordDenied("audit.read", target: nil, reason: "test", by: testAdmin)
+            func mode(_ path: String) throws -> Int {
+                try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            }
+            #expect(try mode(dir + "/data") == 0o700, "an open data directory is made private")
+            for file in ["catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "audit.key", "audit-anchors.log", "audit-anchors.head"] {
+                #expect(try mode(dir + "/data/" + file) == 0o600, "\(file)")
+            }
         }
     }
 

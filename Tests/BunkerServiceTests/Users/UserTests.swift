@@ -65,6 +65,16 @@ import Testing
         }
     }
 
+    @Test func theServersLoginRunsOnTheThreadPoolWithTheSameChecksAndRows() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalog(in: dir)
+            let added = try catalog.addUser(NewUser(username: "alice", fullName: "Alice Martin", role: .viewer, password: "first-password"), by: testAdmin)
+            #expect(try await catalog.authenticateOnThreadPool(username: "alice", password: "first-password").id == added.id)
+            await #expect(throws: BunkerError.self) { try await catalog.authenticateOnThreadPool(username: "alice", password: "wrong-password") }
+            #expect(try catalog.auditRecords().map(\.outcome) == [.success, .success, .denied])
+        }
+    }
+
     @Test func fiveFailedLoginsLockTheAccountForTheConfiguredTime() async throws {
         try await withTemporaryDirectory { dir in
             let clock = TestClock()
@@ -79,14 +89,22 @@ import Testing
                 _ = try catalog.authenticate(username: "dana", password: "dana-password")
                 Issue.record("a locked account logged in")
             } catch let error as BunkerError {
-                #expect(error.code == .accountLocked)
+                // The same answer as an unknown name, so that a lock does not reveal that the name exists.
+                #expect(error.code == .authenticationFailed && error.message == "Wrong user name or password.")
+            }
+            do {
+                _ = try catalog.authenticate(username: "nobody", password: "dana-password")
+                Issue.record("an unknown user logged in")
+            } catch let error as BunkerError {
+                #expect(error.code == .authenticationFailed && error.message == "Wrong user name or password.")
             }
             clock.advance(by: 2 * 60)
             #expect(try catalog.authenticate(username: "dana", password: "dana-password").failedLogins == 0)
             let denied = try catalog.auditRecords().filter { $0.outcome == .denied }
-            #expect(denied.count == 6)
+            #expect(denied.count == 7)
             #expect(denied[4].reason?.contains("locked until") == true)
-            #expect(denied[5].reason == "account locked")
+            #expect(denied[5].reason?.hasPrefix("account locked until") == true, "the lock stays visible in the audit trail")
+            #expect(denied[6].reason == "unknown user")
         }
     }
 }
