@@ -16,6 +16,7 @@ run: release
 test: deps
 	swift build --build-tests
 	swift test
+	bash scripts/schemathesis.sh
 
 bench: deps
 	python3 bench/run.py

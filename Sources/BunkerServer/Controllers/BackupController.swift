@@ -94,7 +94,7 @@ struct BackupController {
     }
 
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItem] {
-        let query = try request.uri.decodeQuery(as: ListQuery.self, context: context)
+        let query = try request.query(as: ListQuery.self, context: context)
         let limit = query.limit ?? 50
         guard (1...1000).contains(limit) else {
             throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
