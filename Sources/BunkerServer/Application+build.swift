@@ -37,5 +37,6 @@ public func buildRouter(_ configuration: Configuration, catalog: Catalog? = nil,
     BackupController(deps: deps).register(on: api)
     JobsController(deps: deps).register(on: api)
     StatsController(deps: deps).register(on: api)
+    CleanupController(deps: deps).register(on: api)
     return router
 }

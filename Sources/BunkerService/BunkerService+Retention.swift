@@ -42,7 +42,20 @@ extension BunkerService {
     /// Forget, then prune, under one exclusive lock, so that no backup can slip in between and
     /// nothing the forget kept can be pruned. A dry run takes a shared lock and plans the prune
     /// as if the forget had happened.
-    public func cleanup(_ request: CleanupRequest, progress: OperationProgress? = nil) async throws -> CleanupOutcome {
+    ///
+    /// Audited as `cleanup` by `actor`, with what was forgotten and freed.
+    public func cleanup(_ request: CleanupRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> CleanupOutcome {
+        try await audited("cleanup", target: "repository", by: actor, details: ["dry_run": String(request.dryRun)]) {
+            try await runCleanup(request, progress: progress)
+        } describe: { outcome in
+            AuditedResult(details: [
+                "forgotten": String(outcome.forget.removeCount),
+                "packs_deleted": String(outcome.prune.packsDeleted), "bytes_freed": String(outcome.prune.bytesFreed),
+            ])
+        }
+    }
+
+    private func runCleanup(_ request: CleanupRequest, progress: OperationProgress?) async throws -> CleanupOutcome {
         let policy = request.policy ?? configuration.retention
         var options = request.prune
         options.dryRun = request.dryRun

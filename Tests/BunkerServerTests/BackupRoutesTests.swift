@@ -202,6 +202,22 @@ import Testing
         }
     }
 
+    @Test func cleanupAppliesTheRetentionPolicyAndIsAudited() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            _ = try await api.backup(alice)
+            let response = try await api.send(.post, "/api/v1/cleanup", token: alice, json: ["dry_run": true])
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let body = try object(response)
+            #expect(body.keys.sorted() == ["bytes_freed", "dry_run", "forgotten", "kept", "packs_deleted", "success"])
+            #expect(body["dry_run"] as? Bool == true)
+            #expect(body["kept"] as? Int == 1)
+            let end = try #require(try api.catalog.auditRecords(AuditFilter(action: "cleanup")).last)
+            #expect(end.outcome == .success && end.actor == "alice")
+            #expect(end.detailValues["forgotten"] == "0")
+        }
+    }
+
     @Test func badIdsAndBodiesAreJSON4xxNever500() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")
