@@ -76,7 +76,7 @@ import Testing
             let job = try #require(body["job_id"] as? String)
             #expect(response.headers[.location] == "/api/v1/jobs/\(job)")
             var state: [String: Any] = [:]
-            for _ in 0..<300 {
+            for _ in 0..<1200 {
                 state = try object(try await api.send(.get, "/api/v1/jobs/\(job)", token: alice))
                 if state["state"] as? String != "running" { break }
                 try await Task.sleep(for: .milliseconds(100))

@@ -49,21 +49,20 @@ struct BackupController {
         // The backup outlives this request: it runs in a task of its own, holding the gate, and
         // the answer is the job's id as soon as its start row is written.
         let (started, continuation) = AsyncStream.makeStream(of: String.self)
-        let jobID = Mutex<String?>(nil)
         let task = Task<Void, any Error> {
             defer {
                 lease.release()
                 continuation.finish()
             }
+            let announced = Atomic(false)
             let report: @Sendable (AuditedOperation) -> Void = { operation in
                 // The first operation is the backup; a nested one would come after.
-                guard jobID.withLock({ id in defer { id = id ?? operation.jobID }; return id == nil }) else { return }
+                guard !announced.exchange(true, ordering: .acquiringAndReleasing) else { return }
                 jobs.started(operation.jobID, progress: progress)
                 continuation.yield(operation.jobID)
             }
-            try await BunkerService.$operationStarted.withValue(report) {
-                let result = try await service.backup(chosen, by: actor, progress: progress)
-                if let id = jobID.withLock({ $0 }) { jobs.produced(id, backupID: result.snapshotID.hex) }
+            _ = try await BunkerService.$operationStarted.withValue(report) {
+                try await service.backup(chosen, by: actor, progress: progress)
             }
         }
         var iterator = started.makeAsyncIterator()
