@@ -134,6 +134,24 @@ import Testing
         }
     }
 
+    @Test func wrongSignaturePasswordsCountTowardsTheLockout() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            for attempt in 1...5 {
+                let wrong = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "guess-\(attempt)", "reason": "guessing"])
+                #expect(wrong.status == .forbidden)
+                #expect(try object(wrong)["error"] as? String == "signature_invalid")
+            }
+            let locked = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "alice-password", "reason": "now right"])
+            #expect(locked.status == .forbidden)
+            #expect(try object(locked)["error"] as? String == "account_locked")
+            #expect(try api.catalog.user(named: "alice")?.isLocked(at: Date()) == true)
+            #expect(try await api.send(.post, "/api/v1/auth/login", json: ["username": "alice", "password": "alice-password"]).status.code == 423)
+            #expect(try api.catalog.auditRecords(AuditFilter(action: "restore")).isEmpty)
+        }
+    }
+
     @Test func downloadIsTheExportZipWhoseChecksumsPass() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")

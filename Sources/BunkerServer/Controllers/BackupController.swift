@@ -140,8 +140,8 @@ struct BackupController {
         let signature: ElectronicSignature
         do {
             signature = try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
-        } catch let error as BunkerError where error.code == .authenticationFailed {
-            throw APIError(.forbidden, code: "signature_invalid", error.message)
+        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
+            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
         }
         var restore = SourceRestoreRequest(snapshot: backup.snapshotID)
         restore.safetyBackup = body.createSafetyBackup ?? true
