@@ -19,6 +19,7 @@ run: release
 test: deps
 	swift build --build-tests
 	swift test --no-parallel
+	bash scripts/schemathesis.sh
 
 bench: deps
 	python3 bench/run.py

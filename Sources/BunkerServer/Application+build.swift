@@ -2,7 +2,10 @@ import BunkerCore
 import BunkerService
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
+import NIOSSL
 
 /// Builds the HTTP API for `bunker serve` and for the tests: the same routes, middleware and
 /// services either way.
@@ -17,8 +20,33 @@ public func buildApplication(_ configuration: Configuration, catalog: Catalog? =
     let (host, port) = configuration.server.listenAddress
     return Application(
         router: router,
+        server: try serverBuilder(configuration.server),
         configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Bunker"),
         logger: logger)
+}
+
+/// HTTP/1.1, inside TLS when `[server]` names a certificate and a key (plain HTTP is meant for
+/// loopback only).
+func serverBuilder(_ settings: Configuration.ServerSettings) throws -> HTTPServerBuilder {
+    guard let certificateFile = settings.tlsCertificateFile, let keyFile = settings.tlsKeyFile else { return .http1() }
+    let chain: [NIOSSLCertificate]
+    let key: NIOSSLPrivateKey
+    do {
+        chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+    } catch {
+        throw BunkerError(.invalidArgument, "Cannot read the TLS certificate \(certificateFile) (\(error)): [server] tls_certificate must name a PEM certificate chain.")
+    }
+    do {
+        key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+    } catch {
+        throw BunkerError(.invalidArgument, "Cannot read the TLS key \(keyFile) (\(error)): [server] tls_key must name an unencrypted PEM private key.")
+    }
+    guard !chain.isEmpty else {
+        throw BunkerError(.invalidArgument, "The TLS certificate file \(certificateFile) holds no certificate.")
+    }
+    var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    tls.minimumTLSVersion = .tlsv12
+    return try .tls(.http1(), tlsConfiguration: tls)
 }
 
 /// Every route of the API under `/api/v1`, with its middleware.
@@ -37,5 +65,6 @@ public func buildRouter(_ configuration: Configuration, catalog: Catalog? = nil,
     BackupController(deps: deps).register(on: api)
     JobsController(deps: deps).register(on: api)
     StatsController(deps: deps).register(on: api)
+    CleanupController(deps: deps).register(on: api)
     return router
 }

@@ -57,9 +57,10 @@ func array(_ response: TestResponse) throws -> [[String: Any]] {
     try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [[String: Any]], "\(String(buffer: response.body))")
 }
 
-/// Runs `test` against a live server on a free loopback port; `largeFileSize` makes backups
-/// take longer (the concurrency test needs them to overlap).
-func withAPI(largeFileSize: Int = 256 << 10, _ test: @escaping @Sendable (APIFixture) async throws -> Void) async throws {
+/// Runs `test` against the server: by default through the router (no socket, and no client
+/// timeout to trip when the whole suite loads the machine), or `.live` on a free loopback port.
+/// `largeFileSize` makes backups take longer (the concurrency test needs them to overlap).
+func withAPI(_ mode: TestingSetup = .router, largeFileSize: Int = 256 << 10, _ test: @escaping @Sendable (APIFixture) async throws -> Void) async throws {
     try await withTemporaryDirectory { dir in
         try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: largeFileSize)
         let db = try shell("sqlite3 '\(dir)/app.db' 'PRAGMA journal_mode=wal; CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO patients (name) VALUES (\"Ada\"), (\"Grace\");'")
@@ -92,7 +93,7 @@ func withAPI(largeFileSize: Int = 256 << 10, _ test: @escaping @Sendable (APIFix
         let repository = try await TestRepository.create(at: dir + "/repo")
         let service = BunkerService(configuration: configuration, repository: repository, catalog: catalog)
         let app = try await buildApplication(configuration, catalog: catalog, service: service)
-        try await app.test(.live) { client in
+        try await app.test(mode) { client in
             try await test(APIFixture(dir: dir, catalog: catalog, service: service, client: client))
         }
     }

@@ -76,7 +76,7 @@ import Testing
             let job = try #require(body["job_id"] as? String)
             #expect(response.headers[.location] == "/api/v1/jobs/\(job)")
             var state: [String: Any] = [:]
-            for _ in 0..<300 {
+            for _ in 0..<1200 {
                 state = try object(try await api.send(.get, "/api/v1/jobs/\(job)", token: alice))
                 if state["state"] as? String != "running" { break }
                 try await Task.sleep(for: .milliseconds(100))
@@ -131,6 +131,26 @@ import Testing
             #expect(start.detailValues["signed_by"] == "Alice Martin")
             #expect(start.detailValues["signature_meaning"] == "approved restore")
             #expect(start.detailValues["signed_at"]?.hasSuffix("Z") == true)
+        }
+    }
+
+    @Test func wrongSignaturePasswordsCountTowardsTheLockout() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            for attempt in 1...5 {
+                let wrong = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "guess-\(attempt)", "reason": "guessing"])
+                #expect(wrong.status == .forbidden)
+                #expect(try object(wrong)["error"] as? String == "signature_invalid")
+            }
+            let locked = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "alice-password", "reason": "now right"])
+            #expect(locked.status == .forbidden)
+            #expect(try object(locked)["error"] as? String == "account_locked")
+            #expect(try api.catalog.user(named: "alice")?.isLocked(at: Date()) == true)
+            // A locked account answers like a wrong password (which names exist stays hidden);
+            // the lock is in the audit trail.
+            #expect(try await api.send(.post, "/api/v1/auth/login", json: ["username": "alice", "password": "alice-password"]).status == .unauthorized)
+            #expect(try api.catalog.auditRecords(AuditFilter(action: "restore")).isEmpty)
         }
     }
 
@@ -202,6 +222,22 @@ import Testing
         }
     }
 
+    @Test func cleanupAppliesTheRetentionPolicyAndIsAudited() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            _ = try await api.backup(alice)
+            let response = try await api.send(.post, "/api/v1/cleanup", token: alice, json: ["dry_run": true])
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let body = try object(response)
+            #expect(body.keys.sorted() == ["bytes_freed", "dry_run", "forgotten", "kept", "packs_deleted", "success"])
+            #expect(body["dry_run"] as? Bool == true)
+            #expect(body["kept"] as? Int == 1)
+            let end = try #require(try api.catalog.auditRecords(AuditFilter(action: "cleanup")).last)
+            #expect(end.outcome == .success && end.actor == "alice")
+            #expect(end.detailValues["removed_count"] == "0")
+        }
+    }
+
     @Test func badIdsAndBodiesAreJSON4xxNever500() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")
@@ -215,6 +251,9 @@ import Testing
                 (.get, "/api/v1/jobs/\(UUID().uuidString.lowercased())", nil, 404),
                 (.get, "/api/v1/backups?limit=0", nil, 400),
                 (.get, "/api/v1/backups?limit=many", nil, 400),
+                (.get, "/api/v1/backups?limit=null&limit=null", nil, 400),
+                (.get, "/api/v1/audit?until=null&until=null", nil, 400),
+                (.get, "/api/v1/audit/export?format=csv&format=csv", nil, 400),
                 (.post, "/api/v1/backup", "{", 400),
                 (.post, "/api/v1/backup", "{\"backup_type\": \"everything\"}", 400),
                 (.post, "/api/v1/backup", "{\"description\": 5}", 400),

@@ -31,6 +31,7 @@ import Testing
         Route(method: .post, uri: "/api/v1/restore/\(unknown)", body: "{\"password\": \"x\", \"reason\": \"matrix\"}", allowed: admin, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/backup/\(unknown)/download", allowed: admin, allowedStatus: 404),
         Route(method: .post, uri: "/api/v1/backup/\(unknown)/verify", allowed: admin, allowedStatus: 404),
+        Route(method: .post, uri: "/api/v1/cleanup", body: "{\"dry_run\": \"yes\"}", allowed: admin, allowedStatus: 400),
         Route(method: .get, uri: "/api/v1/backups", allowed: everyone, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/backup/\(unknown)", allowed: everyone, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/jobs/00000000-0000-4000-8000-000000000000", allowed: readers, allowedStatus: 404),

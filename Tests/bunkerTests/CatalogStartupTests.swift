@@ -11,7 +11,7 @@ import Testing
                 let environment = ["BUNKER_DATA_DIR": dir + "/data-\(round)"]
                 let outcomes = try await withThrowingTaskGroup(of: BunkerProcess.Outcome.self) { group in
                     for _ in 0..<4 {
-                        group.addTask { try BunkerProcess.run(["audit", "verify", "--json"], environment: environment) }
+                        group.addTask { try BunkerProcess.run(["user", "list", "--json"], environment: environment) }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }

@@ -150,7 +150,13 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
             while round < 3 || ((backupsRan == 0 || prunesRan == 0) && round < 12) {
                 try TreeGenerator.writeRandomFile(dir + "/src/round.bin", size: 400 << 10, seed: UInt64(round + 50))
                 try Generations.copyPreservingTimes(dir + "/src", to: dir + "/round-\(round)")
-                async let backup = Task.detached { try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: e) }.value
+                // Started together; in odd rounds the prune gets a head start of a few milliseconds,
+                // so that each kind wins the race now and then whatever their start-up costs.
+                let pruneFirst = round % 2 == 1
+                async let backup = Task.detached {
+                    if pruneFirst { try await Task.sleep(for: .milliseconds(60)) }
+                    return try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: e)
+                }.value
                 async let prune = Task.detached { try BunkerProcess.run(["prune", "--max-unused", "0%"], environment: e) }.value
                 for outcome in [try await backup, try await prune] {
                     // (--json prints the error on standard output.)

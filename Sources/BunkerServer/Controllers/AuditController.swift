@@ -44,7 +44,7 @@ struct AuditController {
     }
 
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> Page {
-        let query = try request.uri.decodeQuery(as: ListQuery.self, context: context)
+        let query = try request.query(as: ListQuery.self, context: context)
         var filter = AuditFilter()
         filter.action = query.action
         filter.actor = query.actor
@@ -62,7 +62,7 @@ struct AuditController {
 
     /// The whole trail, streamed a thousand rows at a time so memory stays bounded.
     @Sendable func export(_ request: Request, context: BunkerRequestContext) async throws -> Response {
-        let query = try request.uri.decodeQuery(as: ExportQuery.self, context: context)
+        let query = try request.query(as: ExportQuery.self, context: context)
         guard let format = AuditExportFormat(rawValue: query.format ?? "jsonl") else {
             throw APIError(.badRequest, code: "invalid_request", "format must be jsonl or csv.")
         }

@@ -49,21 +49,20 @@ struct BackupController {
         // The backup outlives this request: it runs in a task of its own, holding the gate, and
         // the answer is the job's id as soon as its start row is written.
         let (started, continuation) = AsyncStream.makeStream(of: String.self)
-        let jobID = Mutex<String?>(nil)
         let task = Task<Void, any Error> {
             defer {
                 lease.release()
                 continuation.finish()
             }
+            let announced = Atomic(false)
             let report: @Sendable (AuditedOperation) -> Void = { operation in
                 // The first operation is the backup; a nested one would come after.
-                guard jobID.withLock({ id in defer { id = id ?? operation.jobID }; return id == nil }) else { return }
+                guard !announced.exchange(true, ordering: .acquiringAndReleasing) else { return }
                 jobs.started(operation.jobID, progress: progress)
                 continuation.yield(operation.jobID)
             }
-            try await BunkerService.$operationStarted.withValue(report) {
-                let result = try await service.backup(chosen, by: actor, progress: progress)
-                if let id = jobID.withLock({ $0 }) { jobs.produced(id, backupID: result.snapshotID.hex) }
+            _ = try await BunkerService.$operationStarted.withValue(report) {
+                try await service.backup(chosen, by: actor, progress: progress)
             }
         }
         var iterator = started.makeAsyncIterator()
@@ -94,7 +93,7 @@ struct BackupController {
     }
 
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItem] {
-        let query = try request.uri.decodeQuery(as: ListQuery.self, context: context)
+        let query = try request.query(as: ListQuery.self, context: context)
         let limit = query.limit ?? 50
         guard (1...1000).contains(limit) else {
             throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
@@ -141,8 +140,8 @@ struct BackupController {
         let signature: ElectronicSignature
         do {
             signature = try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
-        } catch let error as BunkerError where error.code == .authenticationFailed {
-            throw APIError(.forbidden, code: "signature_invalid", error.message)
+        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
+            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
         }
         var restore = SourceRestoreRequest(snapshot: backup.snapshotID)
         restore.safetyBackup = body.createSafetyBackup ?? true

@@ -14,13 +14,18 @@ struct JobsController {
         guard let job = try deps.catalog.job(id: id) else {
             throw APIError(.notFound, code: "not_found", "No job \(id) is known.")
         }
-        let live = deps.jobs.entry(id)
-        let progress = live.map { entry in
-            let c = entry.progress.counters
+        let progress = deps.jobs.progress(of: id).map { progress in
+            let c = progress.counters
             return JobStatus.Progress(filesDone: c.filesDone, filesTotal: c.filesTotal, bytesDone: c.bytesDone, bytesTotal: c.bytesTotal, totalsKnown: c.totalsKnown, current: c.currentPath)
         }
         return JobStatus(
             id: job.id, kind: job.kind, state: job.state.rawValue, target: job.target, startedAt: WireTime.string(job.startedAt),
-            finishedAt: job.finishedAt.map(WireTime.string), message: job.message, backupID: live?.backupID, progress: progress)
+            finishedAt: job.finishedAt.map(WireTime.string), message: job.message, backupID: try backupID(of: job), progress: progress)
+    }
+
+    /// The backup a finished backup job made: the target of its end row in the audit trail.
+    private func backupID(of job: JobRecord) throws -> String? {
+        guard job.kind == "backup", job.state == .succeeded, let end = try deps.catalog.operationEnd(startSeq: job.auditSeq) else { return nil }
+        return end.target
     }
 }

@@ -2,26 +2,16 @@ import BunkerCore
 import Foundation
 import Synchronization
 
-/// The live side of jobs this server started: their progress counters and, once done, what they
-/// produced (a backup's id). The catalog keeps each job's state; this adds what only the
-/// running process knows.
+/// The progress counters of the jobs this server started, which only the running process knows;
+/// the catalog keeps each job's state and result.
 final class JobRegistry: Sendable {
-    struct Entry: Sendable {
-        var progress: OperationProgress
-        var backupID: String?
-    }
-
-    private let entries = Mutex<[String: Entry]>([:])
+    private let running = Mutex<[String: OperationProgress]>([:])
 
     func started(_ jobID: String, progress: OperationProgress) {
-        entries.withLock { $0[jobID] = Entry(progress: progress) }
+        running.withLock { $0[jobID] = progress }
     }
 
-    func produced(_ jobID: String, backupID: String) {
-        entries.withLock { $0[jobID]?.backupID = backupID }
-    }
-
-    func entry(_ jobID: String) -> Entry? {
-        entries.withLock { $0[jobID] }
+    func progress(of jobID: String) -> OperationProgress? {
+        running.withLock { $0[jobID] }
     }
 }

@@ -22,3 +22,17 @@ enum Validate {
         return id
     }
 }
+
+extension Request {
+    /// The query decoded as `T`; anything that does not decode (a wrong type, a key given twice)
+    /// is a 400 that says so, never a 500.
+    func query<T: Decodable>(as type: T.Type, context: BunkerRequestContext) throws -> T {
+        do {
+            return try uri.decodeQuery(as: type, context: context)
+        } catch let error as HTTPError {
+            throw APIError(.badRequest, code: "invalid_request", "The query is not valid: \(error.body ?? "a parameter has the wrong type").")
+        } catch {
+            throw APIError(.badRequest, code: "invalid_request", "The query is not valid: a parameter has the wrong type or is given more than once.")
+        }
+    }
+}

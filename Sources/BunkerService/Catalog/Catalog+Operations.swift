@@ -81,4 +81,10 @@ extension Catalog {
     public func job(id: String) throws -> JobRecord? {
         try queue.read { try JobRecord.fetchOne($0, key: id) }
     }
+
+    /// The end row of the operation whose start row is `startSeq` (nil while it runs): its
+    /// target is what the operation made or used, such as a backup's snapshot id.
+    public func operationEnd(startSeq: Int64) throws -> AuditRecord? {
+        try queue.read { try AuditRecord.filter(Column("operation_seq") == startSeq).order(Column("seq")).fetchOne($0) }
+    }
 }

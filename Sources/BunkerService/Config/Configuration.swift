@@ -33,6 +33,9 @@ public struct Configuration: Sendable {
         public var tokenLifetime: TimeInterval = 3600
         /// The HS256 secret (64 hex digits); default `<data_dir>/jwt.key`, generated at first start.
         public var jwtSecretFile: String?
+        /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
+        public var tlsCertificateFile: String?
+        public var tlsKeyFile: String?
 
         /// `listen` as host and port (checked when the configuration is read).
         public var listenAddress: (host: String, port: Int) {
@@ -198,6 +201,11 @@ public struct Configuration: Sendable {
             }
             if let minutes = try table.int("token_lifetime_minutes", range: 1...(24 * 60)) { server.tokenLifetime = TimeInterval(minutes * 60) }
             server.jwtSecretFile = try table.string("jwt_secret_file").map { Self.absolute($0, relativeTo: base) }
+            server.tlsCertificateFile = try table.string("tls_certificate").map { Self.absolute($0, relativeTo: base) }
+            server.tlsKeyFile = try table.string("tls_key").map { Self.absolute($0, relativeTo: base) }
+            if (server.tlsCertificateFile == nil) != (server.tlsKeyFile == nil) {
+                throw table.error(key: server.tlsCertificateFile == nil ? "tls_key" : "tls_certificate", "needs tls_certificate and tls_key together")
+            }
             try table.rejectUnknown()
         }
         if var table = try reader.table("retention") {

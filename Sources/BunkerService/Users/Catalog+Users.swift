@@ -148,16 +148,7 @@ extension Catalog {
                 return try deny("account locked until \(Timestamp.format(until))", wrong)
             }
             guard matches else {
-                user.failedLogins += 1
-                var reason = "wrong password (\(user.failedLogins) of \(policy.maxFailures))"
-                if user.failedLogins >= policy.maxFailures {
-                    user.lockedUntil = now.addingTimeInterval(policy.lockoutSeconds)
-                    user.failedLogins = 0
-                    reason += "; locked until \(Timestamp.format(user.lockedUntil!))"
-                }
-                user.updatedAt = now
-                try user.update(db)
-                return try deny(reason, wrong)
+                return try deny(try countFailedPassword(&user, at: now, in: db), wrong)
             }
             user.failedLogins = 0
             user.lockedUntil = nil
@@ -170,22 +161,46 @@ extension Catalog {
 
     /// Checks an electronic signature: the user re-enters their password to approve `meaning`
     /// (such as `approved restore`) of `target`. A wrong password is audited as a denied
-    /// `esign` row and fails with ``BunkerError/Code/authenticationFailed``; a right one returns
-    /// the signature (full name, time) for the operation to record.
+    /// `esign` row, counts towards the lockout like a failed login (so a stolen token cannot
+    /// guess the password here), and fails with ``BunkerError/Code/authenticationFailed``; a
+    /// locked account fails with ``BunkerError/Code/accountLocked``. A right one returns the
+    /// signature (full name, time) for the operation to record.
     public func confirmSignature(userID: Int64, password: String, meaning: String, target: String?, requestID: String?) throws -> ElectronicSignature {
-        guard let user = try user(id: userID), user.active else {
+        let now = options.now()
+        guard let stored = try user(id: userID), stored.active else {
             throw BunkerError(.authenticationFailed, "The signing user is not an active user.")
         }
-        guard Bcrypt.verify(password, hash: user.passwordHash) else {
-            let actor = Actor(name: user.username, channel: .api, userID: userID, requestID: requestID)
-            _ = try write { db in
-                try append(AuditEntry(action: "esign", target: target, outcome: .denied, reason: "wrong password for the signature \"\(meaning)\"",
+        if stored.isLocked(at: now), let until = stored.lockedUntil {
+            throw BunkerError(.accountLocked, "This account is locked after \(options.loginPolicy.maxFailures) failed passwords until \(Timestamp.format(until)); nothing was done.")
+        }
+        guard Bcrypt.verify(password, hash: stored.passwordHash) else {
+            let actor = Actor(name: stored.username, channel: .api, userID: userID, requestID: requestID)
+            try write { db in
+                guard var user = try UserRecord.fetchOne(db, key: userID) else { return }
+                let reason = try countFailedPassword(&user, at: now, in: db)
+                try append(AuditEntry(action: "esign", target: target, outcome: .denied, reason: "signature \"\(meaning)\": \(reason)",
                                       details: ["signer": user.fullName, "meaning": meaning]),
                            by: actor, in: db)
             }
             throw BunkerError(.authenticationFailed, "The password re-entered to sign is wrong, so nothing was done.")
         }
-        return ElectronicSignature(signerName: user.fullName, signedAt: options.now(), meaning: meaning)
+        return ElectronicSignature(signerName: stored.fullName, signedAt: now, meaning: meaning)
+    }
+
+    /// Counts a wrong password against `user` (inside a write), locking the account at the
+    /// policy's limit; the reason to audit.
+    private func countFailedPassword(_ user: inout UserRecord, at now: Date, in db: Database) throws -> String {
+        let policy = options.loginPolicy
+        user.failedLogins += 1
+        var reason = "wrong password (\(user.failedLogins) of \(policy.maxFailures))"
+        if user.failedLogins >= policy.maxFailures {
+            user.lockedUntil = now.addingTimeInterval(policy.lockoutSeconds)
+            user.failedLogins = 0
+            reason += "; locked until \(Timestamp.format(user.lockedUntil!))"
+        }
+        user.updatedAt = now
+        try user.update(db)
+        return reason
     }
 
     /// ``authenticate(username:password:requestID:)`` on NIO's blocking thread pool: bcrypt

@@ -44,7 +44,8 @@ extension BunkerCommand {
                 let service = try await openService(configuration, catalog: catalog)
                 let app = try await buildApplication(configuration, catalog: catalog, service: service)
                 let (host, port) = configuration.server.listenAddress
-                print("Bunker API on http://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login.")
+                let scheme = configuration.server.tlsCertificateFile == nil ? "http" : "https"
+                print("Bunker API on \(scheme)://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login.")
                 defer { try? catalog.writeAnchor() }
                 // Beside the HTTP server: the scheduler, notification delivery and alerts, until
                 // the server stops (SIGINT or SIGTERM).
