@@ -58,7 +58,7 @@ public func buildRouter(_ configuration: Configuration, catalog: Catalog? = nil,
     let router = Router(context: BunkerRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let api = router.group("api/v1")
-    HealthController().register(on: api)
+    HealthController(deps: deps).register(on: api)
     OpenAPIController().register(on: api)
     AuthController(catalog: catalog, tokens: tokens).register(on: api)
     AuditController(catalog: catalog, tokens: tokens).register(on: api)

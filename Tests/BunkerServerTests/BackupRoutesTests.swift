@@ -219,6 +219,17 @@ import Testing
             #expect(lines.contains { $0.hasPrefix("bunker_backup_bytes_added_total ") && !$0.hasSuffix(" 0") })
             #expect(lines.contains { $0.hasPrefix("bunker_repository_size_bytes ") && !$0.hasSuffix(" 0") })
             #expect(lines.contains { $0.hasPrefix("bunker_repository_free_bytes ") })
+            #expect(lines.contains { $0.hasPrefix("bunker_scheduler_next_run_timestamp_seconds{job=\"backup:database\",cron=\"0 2 * * *\"} ") },
+                    "the default schedules' next runs")
+
+            // Health in detail, for administrators and auditors only.
+            let health = try await api.send(.get, "/api/v1/health/detail", token: try await api.token("olga"))
+            #expect(health.status == .ok)
+            let detail = try object(health)
+            #expect(detail["status"] as? String == "ok", "\(detail)")
+            #expect((detail["last_verify"] as? [String: Any])?["outcome"] as? String == "success")
+            #expect((detail["scheduler"] as? [[String: Any]])?.count == 5)
+            #expect(try await api.send(.get, "/api/v1/health/detail", token: victor).status == .forbidden)
         }
     }
 

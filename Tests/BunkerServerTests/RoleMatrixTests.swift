@@ -36,6 +36,7 @@ import Testing
         Route(method: .get, uri: "/api/v1/backup/\(unknown)", allowed: everyone, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/jobs/00000000-0000-4000-8000-000000000000", allowed: readers, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/stats", allowed: everyone, allowedStatus: 200),
+        Route(method: .get, uri: "/api/v1/health/detail", allowed: readers, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/metrics", allowed: everyone, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/audit", allowed: readers, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/audit/verify", allowed: readers, allowedStatus: 200),

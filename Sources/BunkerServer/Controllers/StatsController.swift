@@ -19,8 +19,10 @@ struct StatsController {
     }
 
     @Sendable func metrics(_ request: Request, context: BunkerRequestContext) async throws -> Response {
-        let stats = try await deps.requireService().stats()
-        let text = PrometheusText.render(operations: try deps.catalog.operationMetrics(), repository: stats)
+        let service = try deps.requireService()
+        let stats = try await service.stats()
+        let schedule = await service.makeScheduler().nextRuns().map { (job: $0.schedule.job.rawValue + ($0.schedule.backupType.map { ":" + $0.rawValue } ?? ""), cron: $0.schedule.cron.description, next: $0.at) }
+        let text = PrometheusText.render(operations: try deps.catalog.operationMetrics(), repository: stats, schedule: schedule)
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
@@ -34,7 +36,7 @@ enum PrometheusText {
     /// The operations whose ended runs are counted, and their metric names.
     static let counted = [("backup", "bunker_backups_total"), ("restore", "bunker_restores_total"), ("verify", "bunker_verifies_total"), ("drill", "bunker_drills_total"), ("export", "bunker_exports_total")]
 
-    static func render(operations: OperationMetrics, repository: RepositoryStats) -> String {
+    static func render(operations: OperationMetrics, repository: RepositoryStats, schedule: [(job: String, cron: String, next: Date?)] = []) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -78,6 +80,10 @@ enum PrometheusText {
             sample("bunker_last_verify_success", [], last.passed ? 1 : 0)
             family("bunker_last_verify_timestamp_seconds", "gauge", "Unix time the newest verify ended.")
             sample("bunker_last_verify_timestamp_seconds", [], last.at.timeIntervalSince1970.rounded())
+        }
+        family("bunker_scheduler_next_run_timestamp_seconds", "gauge", "Unix time of each schedule's next run in bunker serve.")
+        for entry in schedule {
+            if let next = entry.next { sample("bunker_scheduler_next_run_timestamp_seconds", [("job", entry.job), ("cron", entry.cron)], next.timeIntervalSince1970.rounded()) }
         }
         return out
     }
