@@ -10,7 +10,8 @@ extension BunkerService {
         let monitor = AlertMonitor(
             overdueHours: configuration.notifications.backupOverdueHours, minFreePercent: configuration.notifications.minFreeSpacePercent,
             stateFile: configuration.dataDirectory + "/alerts.json", now: repository.now)
-        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space))
+        let lockouts = (try? catalog().lockouts()) ?? []
+        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space, lockouts: lockouts))
         for alert in alerts {
             if let catalog = try? catalog() {
                 try? catalog.record("alert", target: alert.kind.rawValue, outcome: .failure, details: ["title": alert.title], by: .system)

@@ -6,14 +6,32 @@ public struct MonitorReading: Sendable, Equatable {
     public var lastSuccessfulBackup: Date?
     /// Free and total bytes of the repository's filesystem, when the storage can tell.
     public var space: (free: UInt64, total: UInt64)?
+    /// Accounts locked after repeated wrong passwords, as the audit trail records them.
+    public var lockouts: [Lockout]
 
-    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?) {
+    /// One lockout: the audit row that records it.
+    public struct Lockout: Sendable, Equatable {
+        public var seq: Int64
+        public var username: String
+        public var time: String
+        public var reason: String
+
+        public init(seq: Int64, username: String, time: String, reason: String) {
+            self.seq = seq
+            self.username = username
+            self.time = time
+            self.reason = reason
+        }
+    }
+
+    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?, lockouts: [Lockout] = []) {
         self.lastSuccessfulBackup = lastSuccessfulBackup
         self.space = space
+        self.lockouts = lockouts
     }
 
     public static func == (a: MonitorReading, b: MonitorReading) -> Bool {
-        a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total
+        a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total && a.lockouts == b.lockouts
     }
 }
 
@@ -23,8 +41,9 @@ public struct MonitorReading: Sendable, Equatable {
 /// Each alert is raised once per episode, not at every check: the overdue alert again only after
 /// a newer backup has succeeded and become overdue in turn, the space alert again only after the
 /// free space has recovered (by one point above the threshold) and fallen again. Before the
-/// first backup, the overdue clock runs from when monitoring began. What was raised is kept in a
-/// state file, so a restart does not repeat it.
+/// first backup, the overdue clock runs from when monitoring began. An account locked after
+/// repeated wrong passwords is told about once per lockout. What was raised is kept in a state
+/// file, so a restart does not repeat it.
 public final class AlertMonitor: Sendable {
     public let overdueAfter: TimeInterval
     public let minFreePercent: Double
@@ -36,6 +55,9 @@ public final class AlertMonitor: Sendable {
         /// The backup time (or `watchingSince`) the overdue alert was raised for.
         var overdueRaisedFor: Date?
         var lowSpaceRaised = false
+        /// The audit row of the newest lockout already told about; nil before the first look,
+        /// when the lockouts of the past are taken as known.
+        var lastLockoutSeq: Int64?
     }
 
     public init(overdueHours: Double, minFreePercent: Double, stateFile: String?, now: @escaping @Sendable () -> Date = { Date() }) {
@@ -89,6 +111,17 @@ public final class AlertMonitor: Sendable {
                 state.lowSpaceRaised = false
             }
         }
+        let newLockouts = reading.lockouts.filter { $0.seq > (state.lastLockoutSeq ?? .max) }
+        for lockout in newLockouts {
+            alerts.append(NotificationEvent(
+                kind: .accountLocked, time: time, title: "Account \(lockout.username) locked after repeated wrong passwords",
+                facts: [.init("User", lockout.username), .init("When", lockout.time), .init("Audit row", String(lockout.seq)), .init("Detail", lockout.reason)],
+                actions: [
+                    "If it was not \(lockout.username), treat it as an attack on the account: `bunker audit list --action auth` shows the attempts.",
+                    "The lock ends by itself; `bunker user passwd \(lockout.username)` sets a new password if it was guessed at.",
+                ]))
+        }
+        state.lastLockoutSeq = max(state.lastLockoutSeq ?? 0, reading.lockouts.map(\.seq).max() ?? 0)
         save(state)
         return alerts
     }

@@ -62,6 +62,14 @@ public struct HealthDetail: Sendable, Codable {
 }
 
 extension Catalog {
+    /// The audit rows of lockouts (a refused password that locked the account), oldest first.
+    func lockouts(limit: Int = 100) throws -> [MonitorReading.Lockout] {
+        try queue.read { db in
+            try AuditRecord.filter(Column("outcome") == AuditOutcome.denied.rawValue && Column("reason").like("%locked until%"))
+                .order(Column("seq").desc).limit(limit).fetchAll(db)
+        }.reversed().map { MonitorReading.Lockout(seq: $0.seq, username: $0.action == "auth.login" ? ($0.target ?? $0.actor) : $0.actor, time: $0.timestamp, reason: $0.reason ?? "") }
+    }
+
     /// The newest end row of `action` (a finished verify, drill, …).
     func lastFinished(_ action: String) throws -> AuditRecord? {
         try queue.read { db in

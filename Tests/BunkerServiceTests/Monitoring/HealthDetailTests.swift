@@ -37,3 +37,21 @@ import Testing
         }
     }
 }
+
+@Suite struct LockoutAlertTests {
+    @Test func aLockedAccountIsToldAboutOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await makeService(in: dir, sources: "")
+            let catalog = try service.catalog()
+            _ = try catalog.addUser(NewUser(username: "mallory", fullName: "Mal Lory", email: "m@clinic.example", role: .viewer, password: "a long enough password"), by: .system)
+            #expect(await service.checkAlerts().filter { $0.kind == .accountLocked }.isEmpty, "the first look takes the past as known")
+            for _ in 0..<5 {
+                #expect(throws: BunkerError.self) { _ = try catalog.authenticate(username: "mallory", password: "guess") }
+            }
+            let alerts = await service.checkAlerts().filter { $0.kind == .accountLocked }
+            #expect(alerts.map(\.title) == ["Account mallory locked after repeated wrong passwords"])
+            #expect(await service.checkAlerts().filter { $0.kind == .accountLocked }.isEmpty, "once per lockout")
+            #expect(try catalog.auditRecords(AuditFilter(action: "alert")).contains { $0.target == "account_locked" }, "the alert is audited")
+        }
+    }
+}
