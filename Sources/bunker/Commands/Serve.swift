@@ -54,6 +54,9 @@ extension BunkerCommand {
                         print("Scheduler: \(configuration.effectiveSchedules.map { "\($0.job.rawValue)\($0.backupType.map { " (\($0.rawValue))" } ?? "") at \"\($0.cron)\"" }.joined(separator: ", ")).")
                         group.addTask { await service.runBackgroundWork() }
                     }
+                    // Shown now, not when a block of output fills: under systemd or a pipe the
+                    // first administrator's password would otherwise wait in a buffer.
+                    fflush(nil)
                     group.addTask { try await app.runService() }
                     try await group.next()
                     group.cancelAll()
