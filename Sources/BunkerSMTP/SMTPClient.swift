@@ -21,12 +21,16 @@ public struct SMTPClient: Sendable {
         self.group = group
     }
 
-    /// Delivers `message` to every recipient, or throws.
+    /// Delivers `message` to every recipient the server accepts, or throws; recipients that are
+    /// not addresses are left out, and so are those the server refuses for good, as long as one
+    /// is accepted.
     public func send(_ message: MailMessage) async throws {
+        var message = message
+        message.to = message.to.filter(\.isValid)
         guard !message.to.isEmpty else {
-            throw SMTPFailure.error("The message has no recipients.", transient: false)
+            throw SMTPFailure.error("The message has no recipient with a valid e-mail address.", transient: false)
         }
-        for address in [message.from] + message.to where !address.isValid {
+        for address in [message.from] where !address.isValid {
             throw SMTPFailure.error("\"\(address.email)\" is not an e-mail address; correct it in the user's profile or in EMAILS_FROM_EMAIL.", transient: false)
         }
         if settings.username != nil && settings.security == .none {
@@ -49,8 +53,18 @@ public struct SMTPClient: Sendable {
                 try await authenticate(session, user: user, password: settings.password ?? "", features: features)
             }
             _ = try await session.command("MAIL FROM:<\(message.from.email)>", expect: 250, "MAIL FROM")
+            // A recipient the server refuses for good (an unknown mailbox) does not stop the
+            // message to the others; a temporary refusal fails the attempt, to be retried whole.
+            var refused: [String] = []
             for recipient in message.to {
-                _ = try await session.command("RCPT TO:<\(recipient.email)>", expect: [250, 251], "RCPT TO \(recipient.email)")
+                do {
+                    _ = try await session.command("RCPT TO:<\(recipient.email)>", expect: [250, 251], "RCPT TO \(recipient.email)")
+                } catch let error as BunkerError where !SMTPFailure.isTransient(error) && error.message.contains("refused RCPT TO") {
+                    refused.append("\(recipient.email) (\(error.message))")
+                }
+            }
+            guard refused.count < message.to.count else {
+                throw SMTPFailure.error("The mail server refused every recipient: \(refused.joined(separator: "; "))", transient: false)
             }
             _ = try await session.command("DATA", expect: 354, "DATA")
             _ = try await session.command(Self.dotStuffed(message.rendered()) + ".", expect: 250, "the message")

@@ -40,18 +40,27 @@ extension BunkerService {
                 request.tags = ["scheduled"]
                 _ = try await backup(request, by: actor, reason: "scheduled (\(run.schedule.cron))")
             case .cleanup:
-                _ = try await cleanup(CleanupRequest())
+                _ = try await cleanup(CleanupRequest(), by: actor)
             case .verify:
                 // A rotating seventh of the data each run: a weekly verify reads everything in
                 // seven weeks, a daily one in a week.
-                let day = Calendar(identifier: .gregorian).ordinality(of: .day, in: .era, for: run.scheduledAt) ?? 0
-                _ = try await verify(readData: true, subset: .part(day % 7 + 1, of: 7), by: actor)
+                _ = try await verify(readData: true, subset: nextVerifyPart(), by: actor)
             case .drill:
                 _ = try await drill(snapshot: nil, by: actor)
             }
         } catch {
             FileHandle.standardError.write(Data("bunker: scheduled \(run.schedule.job.rawValue) failed: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
         }
+    }
+
+    /// The part of the data the next scheduled verify reads: 1/7, 2/7, … 7/7, then 1/7 again,
+    /// counted in the data directory's `verify-rotation` file.
+    public func nextVerifyPart() -> DataSubset {
+        let file = configuration.dataDirectory + "/verify-rotation"
+        let done = (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        try? FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try? String(done + 1).write(toFile: file, atomically: true, encoding: .utf8)
+        return .part(done % 7 + 1, of: 7)
     }
 
     /// What `bunker serve` runs beside the HTTP server until cancelled: the scheduler, delivery

@@ -120,7 +120,11 @@ import Testing
 
     @Test func thePasswordIsNeverSentUnencrypted() async throws {
         let settings = SMTPSettings(host: "127.0.0.1", port: 1, security: .none, username: "u", password: "p")
-        await #expect(throws: BunkerError.self) { try await SMTPClient(settings: settings).send(message()) }
+        await #expect {
+            try await SMTPClient(settings: settings).send(message())
+        } throws: { error in
+            (error as? BunkerError)?.message.hasPrefix("Refusing to send the SMTP password unencrypted") == true
+        }
     }
 
     @Test func dotsAtTheStartOfALineAreDoubled() {

@@ -62,10 +62,11 @@ public struct HealthDetail: Sendable, Codable {
 }
 
 extension Catalog {
-    /// The audit rows of lockouts (a refused password that locked the account), oldest first.
+    /// The audit rows of lockouts (the refused password that locked the account; not the
+    /// attempts refused while it stays locked), oldest first.
     func lockouts(limit: Int = 100) throws -> [MonitorReading.Lockout] {
         try queue.read { db in
-            try AuditRecord.filter(Column("outcome") == AuditOutcome.denied.rawValue && Column("reason").like("%locked until%"))
+            try AuditRecord.filter(Column("outcome") == AuditOutcome.denied.rawValue && Column("reason").like("%wrong password (%); locked until%"))
                 .order(Column("seq").desc).limit(limit).fetchAll(db)
         }.reversed().map { MonitorReading.Lockout(seq: $0.seq, username: $0.action == "auth.login" ? ($0.target ?? $0.actor) : $0.actor, time: $0.timestamp, reason: $0.reason ?? "") }
     }
@@ -108,6 +109,9 @@ extension BunkerService {
         }
         let next = await makeScheduler().nextRuns()
         let outbox = notificationOutbox()
+        if let failed = outbox?.failed.count, failed > 0 {
+            problems.append("\(failed) notifications could not be delivered (see `bunker notify status`)")
+        }
         return HealthDetail(
             status: problems.isEmpty ? "ok" : "degraded", problems: problems,
             lastBackupAt: newest.map { formatter.string(from: $0.snapshot.time) }, lastBackupAgeHours: age.map { ($0 * 10).rounded() / 10 },

@@ -22,7 +22,8 @@ public struct DeliveryResult: Sendable, Equatable {
 /// ``enqueue(_:recipients:)`` writes one file per notifier that wants the event (written whole,
 /// then renamed) and never throws. ``deliverDue()`` tries every entry that is due; a delivered
 /// entry is removed, a transient failure is retried later with a growing delay (1 min, 2, 4, …,
-/// at most 6 h), and after a permanent failure or ``maxAttempts`` the entry moves to `failed/`
+/// at most 6 h; the default 24 attempts span about four days, a long weekend of mail outage),
+/// and after a permanent failure or ``maxAttempts`` the entry moves to `failed/`
 /// where an operator can read why. Only one process delivers at a time (a lock file); another
 /// caller returns at once.
 public final class NotificationOutbox: Sendable {
@@ -48,7 +49,7 @@ public final class NotificationOutbox: Sendable {
         var name: String?
     }
 
-    public init(directory: String, notifiers: [any Notifier], maxAttempts: Int = 10,
+    public init(directory: String, notifiers: [any Notifier], maxAttempts: Int = 24,
                 now: @escaping @Sendable () -> Date = { Date() }, onResult: @escaping @Sendable (DeliveryResult) -> Void = { _ in }) {
         self.directory = directory
         self.notifiers = notifiers
@@ -64,7 +65,11 @@ public final class NotificationOutbox: Sendable {
     public func enqueue(_ event: NotificationEvent, recipients: [MailAddress]) -> [String] {
         var ids: [String] = []
         var seen = Set<String>()
-        let unique = recipients.filter { seen.insert($0.email.lowercased()).inserted }
+        // An address SMTP cannot carry (a typo in a profile) must not stop the mail to the others.
+        let unique = recipients.filter { $0.isValid && seen.insert($0.email.lowercased()).inserted }
+        for bad in recipients where !bad.isValid {
+            FileHandle.standardError.write(Data("bunker: left out the recipient \"\(bad.email)\", which is not an e-mail address.\n".utf8))
+        }
         for notifier in notifiers where notifier.wants(event.kind) {
             let time = now()
             let entry = Entry(id: Self.newID(time), channel: notifier.channel, event: event,

@@ -106,16 +106,15 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         while day < limit {
             let parts = calendar.dateComponents([.day, .month, .weekday], from: day)
             if matchesDay(day: parts.day!, month: parts.month!, weekday: parts.weekday! - 1) {
-                // Candidate times of this day, in order; a time skipped by a daylight-saving
-                // change does not exist and is not a match.
+                // Candidate times of this day, in order. A time skipped by a daylight-saving
+                // change runs right after the jump (as cron does), so a 02:00 backup is not
+                // lost once a year.
                 for hour in hours.sorted() {
                     for minute in minutes.sorted() {
                         var wanted = calendar.dateComponents([.year, .month, .day], from: day)
                         wanted.hour = hour
                         wanted.minute = minute
-                        guard let candidate = calendar.date(from: wanted),
-                              calendar.component(.hour, from: candidate) == hour,
-                              candidate >= start else { continue }
+                        guard let candidate = calendar.date(from: wanted), candidate >= start else { continue }
                         return candidate
                     }
                 }

@@ -38,6 +38,16 @@ import Testing
     }
 }
 
+@Suite struct VerifyRotationTests {
+    @Test func scheduledVerifiesReadEachSeventhInTurn() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await makeService(in: dir, sources: "")
+            let parts = (0..<8).map { _ in "\(service.nextVerifyPart())" }
+            #expect(parts == ["1/7", "2/7", "3/7", "4/7", "5/7", "6/7", "7/7", "1/7"])
+        }
+    }
+}
+
 @Suite struct LockoutAlertTests {
     @Test func aLockedAccountIsToldAboutOnce() async throws {
         try await withTemporaryDirectory { dir in
@@ -50,6 +60,10 @@ import Testing
             }
             let alerts = await service.checkAlerts().filter { $0.kind == .accountLocked }
             #expect(alerts.map(\.title) == ["Account mallory locked after repeated wrong passwords"])
+            // Attempts on the locked account are refused (and audited) but are not new lockouts.
+            for _ in 0..<3 {
+                #expect(throws: BunkerError.self) { _ = try catalog.authenticate(username: "mallory", password: "a long enough password") }
+            }
             #expect(await service.checkAlerts().filter { $0.kind == .accountLocked }.isEmpty, "once per lockout")
             #expect(try catalog.auditRecords(AuditFilter(action: "alert")).contains { $0.target == "account_locked" }, "the alert is audited")
         }

@@ -30,11 +30,13 @@ func utc(_ text: String) -> Date {
         #expect(cron.nextFire(after: utc(after), in: TimeZone(identifier: "UTC")!) == utc(expected))
     }
 
-    @Test func aTimeSkippedByDaylightSavingDoesNotFire() throws {
-        // 2026-03-29 02:30 does not exist in Berlin (clocks jump from 02:00 to 03:00).
+    @Test func aTimeSkippedByDaylightSavingRunsRightAfterTheJump() throws {
+        // 2026-03-29 02:30 does not exist in Berlin (clocks jump from 02:00 to 03:00): the run
+        // comes at 03:30 CEST (01:30 UTC) that day, not a day later.
         let cron = try CronExpression("30 2 * * *")
         let berlin = TimeZone(identifier: "Europe/Berlin")!
-        #expect(cron.nextFire(after: utc("2026-03-28T12:00:00Z"), in: berlin) == utc("2026-03-30T00:30:00Z"))
+        #expect(cron.nextFire(after: utc("2026-03-28T12:00:00Z"), in: berlin) == utc("2026-03-29T01:30:00Z"))
+        #expect(cron.nextFire(after: utc("2026-03-29T01:30:00Z"), in: berlin) == utc("2026-03-30T00:30:00Z"), "and once only")
     }
 
     @Test func anImpossibleDateNeverFires() throws {
