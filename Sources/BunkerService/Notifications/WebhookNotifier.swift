@@ -30,6 +30,13 @@ public struct WebhookNotifier: Notifier {
 
     public var channel: String { "webhook:\(name)" }
 
+    /// The URL as errors, logs and the audit trail show it: scheme, host and port only, since a
+    /// chat's incoming-webhook path is itself a secret.
+    var shownURL: String {
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host else { return "(the configured URL)" }
+        return "\(scheme)://\(host)\(parts.port.map { ":\($0)" } ?? "")/…"
+    }
+
     public func wants(_ kind: NotificationEvent.Kind) -> Bool {
         events?.contains(kind) ?? true
     }
@@ -78,14 +85,14 @@ public struct WebhookNotifier: Notifier {
         do {
             response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
         } catch {
-            throw BunkerError(.network, "Webhook \(name) (\(url)) could not be reached: \(error).", cause: WebhookFailure(transient: true))
+            throw BunkerError(.network, "Webhook \(name) (\(shownURL)) could not be reached: \(error).", cause: WebhookFailure(transient: true))
         }
         // The answer's body is not needed; read a little of it for the error message.
         let answer = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
         let status = Int(response.status.code)
         guard (200..<300).contains(status) else {
             let transient = status == 429 || status >= 500
-            throw BunkerError(.network, "Webhook \(name) (\(url)) answered \(status)\(answer.isEmpty ? "" : ": \(answer.prefix(200))").", cause: WebhookFailure(transient: transient))
+            throw BunkerError(.network, "Webhook \(name) (\(shownURL)) answered \(status)\(answer.isEmpty ? "" : ": \(answer.prefix(200))").", cause: WebhookFailure(transient: transient))
         }
     }
 

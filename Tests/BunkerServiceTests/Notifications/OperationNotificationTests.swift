@@ -143,6 +143,10 @@ import Testing
             #expect((json["text"] as? String)?.hasPrefix("*Restore of snapshot") == true, "a Slack-compatible text field")
             #expect((json["facts"] as? [String: String])?["Safety snapshot"] == safety.id.hex)
 
+            let waiting = try #require(service.notificationOutbox()?.pending.first { $0.channel == "webhook:ops" })
+            #expect(waiting.lastError?.contains("http://127.0.0.1:\(receiver.port)/…") == true, "\(waiting.lastError ?? "")")
+            #expect(waiting.lastError?.contains("/hooks/bunker") == false, "the URL's path (a secret for chats) is never shown")
+
             clock.advance(by: 61)
             await service.deliverNotifications()
             posts = receiver.posts()
