@@ -222,9 +222,18 @@ final class SMTPSession: Sendable {
     }
 
     /// Puts TLS under the connection (after the server's 220 to STARTTLS).
+    ///
+    /// Anything the server sent after its 220 and before TLS began would be read as the first
+    /// reply under TLS: a man in the middle can inject replies that way (CVE-2011-0411), so such
+    /// data ends the session instead.
     func startTLS(_ context: NIOSSLContext, serverHostname: String) async throws {
         let name = Self.sniName(serverHostname)
-        try await channel.eventLoop.submit { [channel] in
+        let host = settings.host
+        try await channel.eventLoop.submit { [channel, lines] in
+            let reader = try channel.pipeline.syncOperations.handler(type: ReplyLineHandler.self)
+            guard !lines.hasPending, !reader.hasPartialLine else {
+                throw SMTPFailure.error("The mail server \(host) sent data after agreeing to STARTTLS and before TLS began, as a man in the middle would; the session was ended. Check the network path to the server.", transient: false)
+            }
             let handler = try NIOSSLClientHandler(context: context, serverHostname: name)
             try channel.pipeline.syncOperations.addHandler(handler, position: .first)
         }.get()
@@ -266,6 +275,8 @@ final class LineQueue: Sendable {
     }
 
     func markTimedOut() { state.withLockedValue { $0.timedOut = true } }
+    /// Whether lines arrived that nobody has read yet.
+    var hasPending: Bool { state.withLockedValue { !$0.lines.isEmpty } }
     var timedOut: Bool { state.withLockedValue { $0.timedOut } }
     var failure: String? { state.withLockedValue { $0.failure } }
 
@@ -292,6 +303,9 @@ final class ReplyLineHandler: ChannelInboundHandler {
     init(lines: LineQueue) {
         self.lines = lines
     }
+
+    /// Whether bytes of an unfinished line are waiting (call on the channel's event loop).
+    var hasPartialLine: Bool { !pending.isEmpty }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)

@@ -127,6 +127,46 @@ import Testing
         }
     }
 
+    @Test func dataInjectedBeforeTLSBeginsEndsTheSession() async throws {
+        // A "server" (a man in the middle) that agrees to STARTTLS and, in the same packet,
+        // slips in a reply meant to be read as if it came under TLS.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        listen(listener, 1)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let server = Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            defer { close(connection) }
+            func say(_ text: String) { _ = text.withCString { write(connection, $0, strlen($0)) } }
+            func hear() -> String {
+                var buffer = [UInt8](repeating: 0, count: 1024)
+                let n = read(connection, &buffer, buffer.count)
+                return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+            }
+            say("220 mitm ESMTP\r\n")
+            _ = hear()  // EHLO
+            say("250-mitm\r\n250 STARTTLS\r\n")
+            _ = hear()  // STARTTLS
+            say("220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
+            _ = hear()
+        }
+        server.start()
+        do {
+            try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .starttls, timeout: 5)).send(message())
+            Issue.record("the client went on after data injected before TLS")
+        } catch let error as BunkerError {
+            #expect(error.message.contains("sent data after agreeing to STARTTLS"), "\(error.message)")
+            #expect(!SMTPFailure.isTransient(error))
+        }
+    }
+
     @Test func dotsAtTheStartOfALineAreDoubled() {
         #expect(SMTPClient.dotStuffedForTesting(".a\r\nb\r\n.c") == "..a\r\nb\r\n..c\r\n")
     }
