@@ -17,12 +17,11 @@ extension BunkerService {
     public func notificationOutbox() -> NotificationOutbox? {
         outboxState.withLock { state in
             if let made = state.made { return made }
-            var notifiers: [any Notifier] = []
-            do {
-                notifiers = try configuration.makeNotifiers()
-            } catch {
-                FileHandle.standardError.write(Data("bunker: notifications are off: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+            let (notifiers, problems) = configuration.makeNotifiers()
+            for problem in problems {
+                FileHandle.standardError.write(Data("bunker: \(problem).\n".utf8))
             }
+            state.problems = problems
             let outbox: NotificationOutbox? = notifiers.isEmpty ? nil : NotificationOutbox(
                 directory: configuration.dataDirectory + "/outbox", notifiers: notifiers, now: repository.now
             ) { [weak self] result in
@@ -31,6 +30,12 @@ extension BunkerService {
             state.made = .some(outbox)
             return outbox
         }
+    }
+
+    /// What keeps a configured notifier from working (an unreadable secret), for health.
+    public var notificationProblems: [String] {
+        _ = notificationOutbox()
+        return outboxState.withLock { $0.problems }
     }
 
     /// Sends what is due in the outbox; the server calls this every few seconds.

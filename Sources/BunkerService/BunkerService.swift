@@ -34,6 +34,8 @@ public final class BunkerService: Sendable {
     struct OutboxState {
         /// The outbox once made; `.some(nil)` when nothing is configured to notify.
         var made: NotificationOutbox??
+        /// Why a configured notifier could not be made.
+        var problems: [String] = []
     }
 
     /// A service over `repository`; the catalog is opened on first use unless one is given.

@@ -126,31 +126,49 @@ extension Configuration {
     }
 
     /// The notifiers this configuration asks for: e-mail when `[smtp]` (or SMTP_HOST) is set,
-    /// and each webhook. Secrets are read now, from the environment or their files.
-    public func makeNotifiers(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [any Notifier] {
+    /// and each webhook, with what keeps any of them from working. Secrets are read now, from
+    /// the environment or their files; each notifier stands alone, so a secret that cannot be
+    /// read disables that notifier only (and is reported), never the others.
+    public func makeNotifiers(environment: [String: String] = ProcessInfo.processInfo.environment) -> (notifiers: [any Notifier], problems: [String]) {
         var notifiers: [any Notifier] = []
+        var problems: [String] = []
         if let smtp {
             var password = environment[smtp.passwordEnvironment]
+            var readable = true
             if let file = smtp.passwordFile {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw BunkerError(.invalidArgument, "Cannot read the SMTP password file \(file).")
+                if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+                    password = text.trimmingCharacters(in: .newlines)
+                } else {
+                    readable = false
+                    problems.append("e-mail is off: the SMTP password file \(file) cannot be read")
                 }
-                password = text.trimmingCharacters(in: .newlines)
             }
-            let settings = SMTPSettings(host: smtp.host, port: smtp.port, security: smtp.security, username: smtp.user, password: password,
-                                        timeout: Double(smtp.timeoutSeconds), trustedCertificatesFile: smtp.caFile)
-            notifiers.append(EmailNotifier(settings: settings, from: MailAddress(smtp.fromEmail, name: smtp.fromName), events: notifications.emailEvents))
+            if readable {
+                let settings = SMTPSettings(host: smtp.host, port: smtp.port, security: smtp.security, username: smtp.user, password: password,
+                                            timeout: Double(smtp.timeoutSeconds), trustedCertificatesFile: smtp.caFile)
+                notifiers.append(EmailNotifier(settings: settings, from: MailAddress(smtp.fromEmail, name: smtp.fromName), events: notifications.emailEvents))
+            }
         }
         for hook in webhooks {
-            var secret = hook.secretEnvironment.flatMap { environment[$0] }
+            var secret: String?
+            if let variable = hook.secretEnvironment {
+                secret = environment[variable]
+                if secret?.isEmpty ?? true {
+                    // Posting unsigned when a signature was asked for would let receivers accept
+                    // forgeries, or refuse every post: neither, say so.
+                    problems.append("webhook \(hook.name) is off: its secret variable \(variable) is not set")
+                    continue
+                }
+            }
             if let file = hook.secretFile {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw BunkerError(.invalidArgument, "Cannot read the secret file \(file) of webhook \(hook.name).")
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8), !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                    problems.append("webhook \(hook.name) is off: its secret file \(file) cannot be read or is empty")
+                    continue
                 }
                 secret = text.trimmingCharacters(in: .newlines)
             }
             notifiers.append(WebhookNotifier(name: hook.name, url: hook.url, secret: secret, events: hook.events, timeout: Double(hook.timeoutSeconds)))
         }
-        return notifiers
+        return (notifiers, problems)
     }
 }

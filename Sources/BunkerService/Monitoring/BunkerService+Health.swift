@@ -109,6 +109,7 @@ extension BunkerService {
         }
         let next = await makeScheduler().nextRuns()
         let outbox = notificationOutbox()
+        problems += notificationProblems
         if let failed = outbox?.failed.count, failed > 0 {
             problems.append("\(failed) notifications could not be delivered (see `bunker notify status`)")
         }
