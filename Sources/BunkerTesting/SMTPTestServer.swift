@@ -64,18 +64,28 @@ public final class SMTPTestServer: Sendable {
 
 /// A TCP port on 127.0.0.1 that nothing listens on now.
 public func freeTCPPort() throws -> Int {
+    let (fd, port) = try listeningSocket()
+    close(fd)
+    return port
+}
+
+/// A socket listening on 127.0.0.1 on a free port (for fakes that misbehave in ways a real
+/// server will not); the caller closes it.
+public func listeningSocket(backlog: Int32 = 4) throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw FixtureError("socket failed") }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    guard bound == 0 else { throw FixtureError("bind failed") }
+    guard bound == 0, listen(fd, backlog) == 0 else {
+        close(fd)
+        throw FixtureError("bind or listen on 127.0.0.1 failed: \(String(cString: strerror(errno)))")
+    }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
 
 /// Starts one of the repository's `scripts/test-*.py` servers with Debian's Python and waits

@@ -99,16 +99,8 @@ import Testing
 
     @Test func aServerThatSaysNothingTimesOut() async throws {
         // A listener that accepts and never speaks.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try listeningSocket()
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        listen(fd, 4)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let port = Int(UInt16(bigEndian: address.sin_port))
         do {
             try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .starttls, timeout: 1)).send(message())
             Issue.record("a silent server was taken for a working one")
@@ -130,16 +122,8 @@ import Testing
     @Test func dataInjectedBeforeTLSBeginsEndsTheSession() async throws {
         // A "server" (a man in the middle) that agrees to STARTTLS and, in the same packet,
         // slips in a reply meant to be read as if it came under TLS.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, port) = try listeningSocket(backlog: 1)
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
-        listen(listener, 1)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        let port = Int(UInt16(bigEndian: address.sin_port))
         let server = Thread {
             let connection = accept(listener, nil, nil)
             guard connection >= 0 else { return }
