@@ -112,6 +112,8 @@ public final class Archiver: Sendable {
     static let packsPerIndex = 8
     /// Bytes of chunks handed to one sealing task.
     static let batchBytes = 512 << 10
+    /// New data chunks smaller than this are stored in bundles (see ``saveBlobs(_:_:packer:)``).
+    static let bundleMemberLimit = 64 << 10
 
     public init(repository: Repository, request: BackupRequest, progress: OperationProgress? = nil) throws {
         self.repository = repository
@@ -528,10 +530,15 @@ public final class Archiver: Sendable {
     }
 
     /// Saves the blobs the repository (and this backup) does not have yet; returns every id.
+    ///
+    /// New data chunks below ``bundleMemberLimit`` (a database's page chunks) are stored together
+    /// as one bundle when a batch has several: one compression over about half a MiB instead of
+    /// one per page (zstd finds far more to share, and the per-call cost is paid once), one seal,
+    /// and a 36-byte header entry per page instead of 69 bytes of seal and entry. Each page keeps
+    /// its own id, so deduplication stays per page.
     private func saveBlobs(_ type: BlobType, _ plaintexts: [Data], packer: Packer) async throws -> [ID] {
         var ids: [ID] = []
-        var sealed: [Packer.Entry] = []
-        var added = BackupSummary()
+        var fresh: [(id: ID, plaintext: Data)] = []
         for plaintext in plaintexts {
             let id = repository.key.blobID(of: plaintext)
             ids.append(id)
@@ -542,14 +549,31 @@ public final class Archiver: Sendable {
                 if repository.index.contains(id) || inFlight.withLock({ $0.reserved.contains(id) }) { continue }
             }
             inFlight.withLock { _ = $0.reserved.insert(id) }
-            let compressed = compressors.with { $0.compress(plaintext) }
-            let data = try repository.key.seal(compressed ?? plaintext)
-            sealed.append(Packer.Entry(type: type, id: id, sealed: data, rawLength: compressed == nil ? 0 : plaintext.count))
-            added.blobsAdded += 1
-            added.dataAdded += UInt64(plaintext.count)
+            fresh.append((id, plaintext))
+        }
+        guard !fresh.isEmpty else { return ids }
+        var sealed: [Packer.Entry] = []
+        var added = BackupSummary()
+        let bundling = type == .data && repository.config.version >= RepositoryConfig.bundlesSince
+        let bundled = bundling ? fresh.filter { $0.plaintext.count < Archiver.bundleMemberLimit } : []
+        if bundled.count >= 2 {
+            var joined = Data(capacity: bundled.reduce(0) { $0 + $1.plaintext.count })
+            for blob in bundled { joined.append(blob.plaintext) }
+            let compressed = compressors.with { $0.compress(joined) }
+            let data = try repository.key.seal(compressed ?? joined)
+            sealed.append(Packer.Entry(bundle: bundled.map { ($0.id, $0.plaintext.count) }, sealed: data, rawLength: compressed == nil ? 0 : joined.count))
+            added.blobsAdded += bundled.count
+            added.dataAdded += UInt64(joined.count)
             added.dataAddedStored += UInt64(data.count)
         }
-        guard !sealed.isEmpty else { return ids }
+        for blob in fresh where bundled.count < 2 || blob.plaintext.count >= Archiver.bundleMemberLimit {
+            let compressed = compressors.with { $0.compress(blob.plaintext) }
+            let data = try repository.key.seal(compressed ?? blob.plaintext)
+            sealed.append(Packer.Entry(type: type, id: blob.id, sealed: data, rawLength: compressed == nil ? 0 : blob.plaintext.count))
+            added.blobsAdded += 1
+            added.dataAdded += UInt64(blob.plaintext.count)
+            added.dataAddedStored += UInt64(data.count)
+        }
         try await packer.add(sealed)
         summary.withLock {
             $0.blobsAdded += added.blobsAdded

@@ -284,22 +284,28 @@ public struct Pruner: Sendable {
         for (pack, blobs) in packBlobs {
             var usedBytes: UInt64 = 0
             var unusedBytes: UInt64 = 0
+            var usedCount = 0
+            var unusedCount = 0
+            // Counted per blob, not per byte: a bundle member's share of the bundle's bytes can
+            // round to 0, and a pack with a used blob must never look unused.
             for blob in blobs {
                 if home[blob.id] == pack {
-                    usedBytes += UInt64(blob.length)
-                    report.blobsUsed += 1
+                    usedBytes += UInt64(blob.storedShare)
+                    usedCount += 1
                 } else {
-                    unusedBytes += UInt64(blob.length)
-                    report.blobsUnused += 1
+                    unusedBytes += UInt64(blob.storedShare)
+                    unusedCount += 1
                 }
             }
+            report.blobsUsed += usedCount
+            report.blobsUnused += unusedCount
             totalUsed += usedBytes
             report.unusedBytes += unusedBytes
             let size = UInt64(Self.packSize(blobs))
-            if usedBytes == 0 {
+            if usedCount == 0 {
                 deleteIndexed.append(pack)
                 report.bytesDeleted += size
-            } else if unusedBytes > 0 {
+            } else if unusedCount > 0 {
                 partial.append(Candidate(pack: pack, size: size, used: usedBytes, unused: unusedBytes))
             }
         }
@@ -423,8 +429,9 @@ public struct Pruner: Sendable {
         return used
     }
 
-    /// Copies the used blobs of `packs` into new packs, sealed bytes as they are, after checking
-    /// each one authenticates and matches its id. Returns the packs written.
+    /// Copies the used blobs of `packs` into new packs, after checking each one authenticates and
+    /// matches its id: sealed bytes as they are, except bundles holding members no snapshot uses,
+    /// which are made again from the used members. Returns the packs written.
     private func copyUsedBlobs(of packs: [ID], packBlobs: [ID: [PackedBlob]], home: [ID: ID]) async throws -> [(id: ID, blobs: [PackedBlob])] {
         guard !packs.isEmpty else { return [] }
         progress?.update {
@@ -439,6 +446,7 @@ public struct Pruner: Sendable {
             FaultPoints.hit("prune-after-pack")
         }
         let decompressor = ZstdDecompressor()
+        let compressor = ZstdCompressor(level: repository.config.compressionLevel)
         for pack in packs.sorted() {
             let data: Data
             do {
@@ -447,18 +455,35 @@ public struct Pruner: Sendable {
                 throw refuse("pack data/\(pack.hex), which holds data in use, cannot be read", cause: error)
             }
             var entries: [Packer.Entry] = []
-            for blob in packBlobs[pack] ?? [] where home[blob.id] == pack {
-                let start = data.startIndex + Int(blob.offset)
-                guard Int(blob.offset) + Int(blob.length) <= data.count else {
+            for unit in PackFormat.units(packBlobs[pack] ?? []) {
+                let keep = unit.filter { home[$0.id] == pack }
+                guard let first = keep.first else { continue }
+                let start = data.startIndex + Int(first.offset)
+                guard Int(first.offset) + Int(first.length) <= data.count else {
                     throw refuse("pack data/\(pack.hex) is shorter than its index says")
                 }
-                let sealed = data[start..<(start + Int(blob.length))]
+                let sealed = data[start..<(start + Int(first.length))]
+                let plaintext: Data
+                var members: [Data] = []
                 do {
-                    _ = try repository.decodeBlob(sealed, blob, pack: pack, decompressor: decompressor)
+                    plaintext = try repository.openUnit(sealed, first, pack: pack, decompressor: decompressor)
+                    for blob in keep { members.append(try repository.extractBlob(blob, from: plaintext, pack: pack)) }
                 } catch let error as BunkerError {
-                    throw refuse("blob \(blob.id.short) in pack data/\(pack.hex) is damaged", cause: error)
+                    throw refuse("blob \(first.id.short) in pack data/\(pack.hex) is damaged", cause: error)
                 }
-                entries.append(Packer.Entry(type: blob.type, id: blob.id, sealed: Data(sealed), rawLength: Int(blob.rawLength)))
+                if first.member == nil {
+                    entries.append(Packer.Entry(type: first.type, id: first.id, sealed: Data(sealed), rawLength: Int(first.rawLength)))
+                } else if keep.count == unit.count {
+                    // A bundle still wholly in use is copied as it is.
+                    entries.append(Packer.Entry(bundle: keep.map { ($0.id, Int($0.member!.length)) }, sealed: Data(sealed), rawLength: Int(first.rawLength)))
+                } else {
+                    // Members no snapshot uses are left out: the bundle is made again from the rest.
+                    var joined = Data(capacity: members.reduce(0) { $0 + $1.count })
+                    for member in members { joined.append(member) }
+                    let compressed = compressor.compress(joined)
+                    let resealed = try repository.key.seal(compressed ?? joined)
+                    entries.append(Packer.Entry(bundle: zip(keep, members).map { ($0.id, $1.count) }, sealed: resealed, rawLength: compressed == nil ? 0 : joined.count))
+                }
             }
             try await packer.add(entries)
             progress?.update {
@@ -481,7 +506,7 @@ public struct Pruner: Sendable {
 
     /// A pack's size as its complete index entry implies (docs/repository-format.md §6.1).
     static func packSize(_ blobs: [PackedBlob]) -> Int {
-        blobs.reduce(0) { $0 + Int($1.length) } + PackFormat.entrySize * blobs.count + MasterKey.sealOverhead + 4
+        PackFormat.packSize(blobs)
     }
 }
 

@@ -3,11 +3,13 @@ import Synchronization
 
 /// One index file's content: packs and the blobs each holds.
 ///
-/// Stored sealed under `index/<sha256>`; plaintext layout: the magic `BKIX`, a version byte (1),
-/// then a u32 count of superseded index ids and those ids (32 bytes each; prune uses them to
-/// replace old index files), then a u32 count of packs, and per pack its id (32 bytes), a u32 blob
-/// count and per blob: type (1), id (32), offset, length, raw length (u32 each). All integers
-/// little-endian.
+/// Stored sealed under `index/<sha256>`; plaintext layout: the magic `BKIX`, a version byte, then
+/// a u32 count of superseded index ids and those ids (32 bytes each; prune uses them to replace
+/// old index files), then a u32 count of packs, and per pack its id (32 bytes), a u32 entry count
+/// and the entries. A blob sealed on its own takes 45 bytes: type (1), id (32), offset, length,
+/// raw length (u32 each). Version 2 adds bundles: the marker 2, offset, length, raw length and
+/// member count (u32 each), then per member its id (32) and plaintext length (u32). Files without
+/// bundles are written as version 1, which older readers understand. All integers little-endian.
 public struct IndexFile: Sendable {
     public var supersedes: [ID] = []
     public var packs: [(id: ID, blobs: [PackedBlob])] = []
@@ -20,54 +22,111 @@ public struct IndexFile: Sendable {
     static let magic = Data("BKIX".utf8)
     /// Bytes per blob record: type, id, offset, length, raw length.
     static let recordSize = 1 + 32 + 4 + 4 + 4
+    /// Bytes of a bundle record before its members: marker, offset, length, raw length, count.
+    static let bundleRecordSize = 1 + 4 + 4 + 4 + 4
 
     func encoded() -> Data {
+        let bundled = packs.contains { $0.blobs.contains { $0.member != nil } }
         var out = IndexFile.magic
-        out.append(1)
+        out.append(bundled ? 2 : 1)
         out.appendLittleEndian(UInt32(supersedes.count))
         for id in supersedes { out.append(contentsOf: id.bytes) }
         out.appendLittleEndian(UInt32(packs.count))
         for pack in packs {
+            let units = PackFormat.units(pack.blobs)
             out.append(contentsOf: pack.id.bytes)
-            out.appendLittleEndian(UInt32(pack.blobs.count))
-            for blob in pack.blobs {
-                out.append(blob.type.rawValue)
-                out.append(contentsOf: blob.id.bytes)
-                out.appendLittleEndian(blob.offset)
-                out.appendLittleEndian(blob.length)
-                out.appendLittleEndian(blob.rawLength)
+            out.appendLittleEndian(UInt32(units.count))
+            for unit in units {
+                let first = unit.first!
+                if first.member == nil {
+                    out.append(first.type.rawValue)
+                    out.append(contentsOf: first.id.bytes)
+                    out.appendLittleEndian(first.offset)
+                    out.appendLittleEndian(first.length)
+                    out.appendLittleEndian(first.rawLength)
+                } else {
+                    out.append(PackFormat.bundleMarker)
+                    out.appendLittleEndian(first.offset)
+                    out.appendLittleEndian(first.length)
+                    out.appendLittleEndian(first.rawLength)
+                    out.appendLittleEndian(UInt32(unit.count))
+                    for member in unit {
+                        out.append(contentsOf: member.id.bytes)
+                        out.appendLittleEndian(member.member!.length)
+                    }
+                }
             }
         }
         return out
     }
 
     init(decoding data: Data, name: ID) throws {
+        func damaged(_ what: String) -> BunkerError {
+            BunkerError(.corruptObject, "Index \(name.short) \(what).")
+        }
         var reader = ByteReader(data)
-        guard try reader.bytes(4) == IndexFile.magic, try reader.byte() == 1 else {
+        guard try reader.bytes(4) == IndexFile.magic else {
             throw BunkerError(.unsupportedFormat, "Index \(name.short) has an unknown format; upgrade Bunker.")
         }
-        for _ in 0..<(try reader.uint32()) { supersedes.append(ID(bytes: try reader.bytes(32))) }
-        for _ in 0..<(try reader.uint32()) {
-            let packID = ID(bytes: try reader.bytes(32))
-            let count = Int(try reader.uint32())
-            let records = try reader.bytes(count * IndexFile.recordSize)
-            var blobs: [PackedBlob] = []
-            blobs.reserveCapacity(count)
-            try records.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-                for k in 0..<count {
-                    let record = UnsafeRawBufferPointer(rebasing: raw[(k * IndexFile.recordSize)..<((k + 1) * IndexFile.recordSize)])
-                    guard let type = BlobType(rawValue: record[0]) else {
-                        throw BunkerError(.corruptObject, "Index \(name.short) names an unknown blob type.")
-                    }
-                    func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: record.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
-                    blobs.append(PackedBlob(type: type, id: ID(bytes: UnsafeRawBufferPointer(rebasing: record[1..<33])),
-                                            offset: u32(33), length: u32(37), rawLength: u32(41)))
-                }
-            }
-            packs.append((packID, blobs))
+        let version = try reader.byte()
+        guard version == 1 || version == 2 else {
+            throw BunkerError(.unsupportedFormat, "Index \(name.short) has format version \(version), which this Bunker cannot read; upgrade Bunker.")
         }
-        guard reader.isAtEnd else {
-            throw BunkerError(.corruptObject, "Index \(name.short) has trailing bytes.")
+        for _ in 0..<(try reader.uint32()) { supersedes.append(ID(bytes: try reader.bytes(32))) }
+        let packCount = try reader.uint32()
+        let rest = try reader.bytes(reader.remaining)
+        try rest.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var at = 0
+            func need(_ count: Int) throws {
+                guard raw.count - at >= count else { throw damaged("is truncated") }
+            }
+            func u32() -> UInt32 {
+                defer { at += 4 }
+                return UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+            }
+            func id() -> ID {
+                defer { at += 32 }
+                return ID(bytes: UnsafeRawBufferPointer(rebasing: raw[at..<(at + 32)]))
+            }
+            for _ in 0..<packCount {
+                try need(36)
+                let packID = id()
+                let count = Int(u32())
+                var blobs: [PackedBlob] = []
+                blobs.reserveCapacity(count)
+                for _ in 0..<count {
+                    try need(1)
+                    let kind = raw[at]
+                    at += 1
+                    if kind == PackFormat.bundleMarker && version >= 2 {
+                        try need(16)
+                        let (offset, length, rawLength, members) = (u32(), u32(), u32(), Int(u32()))
+                        guard members > 0 else { throw damaged("lists an empty bundle") }
+                        try need(members * PackFormat.memberEntrySize)
+                        var inner: UInt32 = 0
+                        for _ in 0..<members {
+                            let memberID = id()
+                            let memberLength = u32()
+                            guard memberLength > 0, !inner.addingReportingOverflow(memberLength).overflow else {
+                                throw damaged("lists a bundle member of impossible length")
+                            }
+                            blobs.append(PackedBlob(type: .data, id: memberID, offset: offset, length: length, rawLength: rawLength,
+                                                    member: BundleMember(offset: inner, length: memberLength)))
+                            inner += memberLength
+                        }
+                        guard Int(inner) == blobs.last!.unitPlaintextLength else {
+                            throw damaged("lists a bundle whose members do not fill it")
+                        }
+                    } else {
+                        guard let type = BlobType(rawValue: kind) else { throw damaged("names an unknown blob type") }
+                        try need(IndexFile.recordSize - 1)
+                        let blobID = id()
+                        blobs.append(PackedBlob(type: type, id: blobID, offset: u32(), length: u32(), rawLength: u32()))
+                    }
+                }
+                packs.append((packID, blobs))
+            }
+            guard at == raw.count else { throw damaged("has trailing bytes") }
         }
     }
 }
@@ -88,7 +147,25 @@ public final class MasterIndex: Sendable {
         var offset: UInt32
         var length: UInt32
         var rawLength: UInt32
+        /// A bundle member's range in its bundle's plaintext; length 0 for a blob sealed alone.
+        var memberOffset: UInt32
+        var memberLength: UInt32
         var type: BlobType
+
+        init(pack: Int32, _ blob: PackedBlob) {
+            self.pack = pack
+            offset = blob.offset
+            length = blob.length
+            rawLength = blob.rawLength
+            memberOffset = blob.member?.offset ?? 0
+            memberLength = blob.member?.length ?? 0
+            type = blob.type
+        }
+
+        func blob(_ id: ID) -> PackedBlob {
+            PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: rawLength,
+                       member: memberLength > 0 ? BundleMember(offset: memberOffset, length: memberLength) : nil)
+        }
     }
 
     private struct State {
@@ -132,7 +209,7 @@ public final class MasterIndex: Sendable {
             s.packNumbers[pack] = number
         }
         for blob in blobs where s.entries[blob.id] == nil {
-            s.entries[blob.id] = Entry(pack: number, offset: blob.offset, length: blob.length, rawLength: blob.rawLength, type: blob.type)
+            s.entries[blob.id] = Entry(pack: number, blob)
         }
     }
 
@@ -158,7 +235,7 @@ public final class MasterIndex: Sendable {
     public func lookup(_ id: ID) -> BlobLocation? {
         state.withLock { s in
             guard let e = s.entries[id] else { return nil }
-            return BlobLocation(pack: s.packs[Int(e.pack)], blob: PackedBlob(type: e.type, id: id, offset: e.offset, length: e.length, rawLength: e.rawLength))
+            return BlobLocation(pack: s.packs[Int(e.pack)], blob: e.blob(id))
         }
     }
 
@@ -226,7 +303,7 @@ public final class MasterIndex: Sendable {
         state.withLock { s in
             var result: [ID: [PackedBlob]] = [:]
             for (id, e) in s.entries {
-                result[s.packs[Int(e.pack)], default: []].append(PackedBlob(type: e.type, id: id, offset: e.offset, length: e.length, rawLength: e.rawLength))
+                result[s.packs[Int(e.pack)], default: []].append(e.blob(id))
             }
             return result
         }

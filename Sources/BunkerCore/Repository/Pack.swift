@@ -1,58 +1,195 @@
 import Foundation
 
 /// Where one blob sits inside a pack.
+///
+/// A blob is stored either sealed on its own or as a member of a *bundle*: the plaintexts of
+/// several small data blobs (a database's page chunks, say) concatenated, compressed and sealed
+/// together. Each member keeps its own id and is found by its bundle's place in the pack plus its
+/// place in the bundle's plaintext.
 public struct PackedBlob: Sendable, Equatable {
     public var type: BlobType
     public var id: ID
+    /// Offset in the pack of the sealed unit holding the blob (the blob, or its bundle).
     public var offset: UInt32
-    /// Stored (encrypted) length.
+    /// Stored (encrypted) length of that unit.
     public var length: UInt32
-    /// Plaintext length before compression, or 0 when the blob is stored uncompressed.
+    /// The unit's plaintext length before compression, or 0 when it is stored uncompressed.
     public var rawLength: UInt32
+    /// Where the blob lies in its bundle's plaintext; nil for a blob sealed on its own.
+    public var member: BundleMember?
+
+    public init(type: BlobType, id: ID, offset: UInt32, length: UInt32, rawLength: UInt32, member: BundleMember? = nil) {
+        self.type = type
+        self.id = id
+        self.offset = offset
+        self.length = length
+        self.rawLength = rawLength
+        self.member = member
+    }
+
+    /// The length of the unit's plaintext (the blob's own, or its whole bundle's).
+    public var unitPlaintextLength: Int {
+        rawLength > 0 ? Int(rawLength) : Int(length) - MasterKey.sealOverhead
+    }
 
     /// The length of the plaintext the blob holds.
     public var plaintextLength: Int {
-        rawLength > 0 ? Int(rawLength) : Int(length) - MasterKey.sealOverhead
+        member.map { Int($0.length) } ?? unitPlaintextLength
+    }
+
+    /// The stored bytes the blob accounts for: its unit's length, or for a bundle member the
+    /// member's share of it (for reports and thresholds; shares need not add up exactly).
+    public var storedShare: Int {
+        guard let member else { return Int(length) }
+        let whole = max(1, unitPlaintextLength)
+        return Int((UInt64(length) * UInt64(member.length) + UInt64(whole) / 2) / UInt64(whole))
     }
 }
 
-/// The layout of a pack: `blob… header header_length`.
+/// A bundle member's byte range in the bundle's plaintext.
+public struct BundleMember: Sendable, Equatable, Hashable {
+    public var offset: UInt32
+    public var length: UInt32
+
+    public init(offset: UInt32, length: UInt32) {
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// The layout of a pack: `unit… header header_length`, where a unit is one sealed blob or one
+/// sealed bundle.
 ///
-/// Each blob is sealed on its own. The header lists, per blob, its type (1 byte), id (32), stored
-/// length (4, little-endian) and raw length (4); it is sealed too, and followed by its sealed
-/// length as 4 little-endian bytes. Offsets follow from the lengths.
+/// The header is sealed too, and followed by its sealed length as 4 little-endian bytes. It lists
+/// the units in order; offsets follow from the lengths. A blob sealed on its own takes a 41-byte
+/// entry: type (1 byte: 0 data, 1 tree), id (32), stored length (4, little-endian), raw length
+/// (4). A bundle takes a 13-byte entry, the marker 2, stored length (4), raw length (4) and member
+/// count (4), followed by 36 bytes per member: its id (32) and plaintext length (4). Members are
+/// data blobs; their plaintexts, in order, make up the bundle's plaintext.
 enum PackFormat {
     static let entrySize = 1 + 32 + 4 + 4
+    /// The type byte that starts a bundle entry (never a ``BlobType``).
+    static let bundleMarker: UInt8 = 2
+    static let bundleEntrySize = 1 + 4 + 4 + 4
+    static let memberEntrySize = 32 + 4
+
+    /// The units of a pack, in order: runs of bundle members that share a unit are grouped.
+    static func units(_ blobs: [PackedBlob]) -> [ArraySlice<PackedBlob>] {
+        var units: [ArraySlice<PackedBlob>] = []
+        var i = blobs.startIndex
+        while i < blobs.endIndex {
+            var j = i + 1
+            if blobs[i].member != nil {
+                while j < blobs.endIndex, blobs[j].member != nil, blobs[j].offset == blobs[i].offset { j += 1 }
+            }
+            units.append(blobs[i..<j])
+            i = j
+        }
+        return units
+    }
+
+    /// The header plaintext's length for these blobs, in any order.
+    static func headerLength(_ blobs: [PackedBlob]) -> Int {
+        var singles = 0
+        var members = 0
+        var bundles: Set<UInt32> = []
+        for blob in blobs {
+            if blob.member == nil {
+                singles += 1
+            } else {
+                members += 1
+                bundles.insert(blob.offset)
+            }
+        }
+        return singles * entrySize + bundles.count * bundleEntrySize + members * memberEntrySize
+    }
+
+    /// The bytes of the units, each counted once, for these blobs in any order.
+    static func dataLength(_ blobs: [PackedBlob]) -> Int {
+        var total = 0
+        var bundles: Set<UInt32> = []
+        for blob in blobs where blob.member == nil || bundles.insert(blob.offset).inserted {
+            total += Int(blob.length)
+        }
+        return total
+    }
+
+    /// A pack's size as a complete list of its blobs implies (docs/repository-format.md §6.1).
+    static func packSize(_ blobs: [PackedBlob]) -> Int {
+        dataLength(blobs) + headerLength(blobs) + MasterKey.sealOverhead + 4
+    }
 
     static func encodeHeader(_ blobs: [PackedBlob]) -> Data {
-        var out = Data(capacity: blobs.count * entrySize)
-        for blob in blobs {
-            out.append(blob.type.rawValue)
-            out.append(contentsOf: blob.id.bytes)
-            out.appendLittleEndian(blob.length)
-            out.appendLittleEndian(blob.rawLength)
+        var out = Data(capacity: headerLength(blobs))
+        for unit in units(blobs) {
+            let first = unit.first!
+            if first.member == nil {
+                out.append(first.type.rawValue)
+                out.append(contentsOf: first.id.bytes)
+                out.appendLittleEndian(first.length)
+                out.appendLittleEndian(first.rawLength)
+            } else {
+                out.append(bundleMarker)
+                out.appendLittleEndian(first.length)
+                out.appendLittleEndian(first.rawLength)
+                out.appendLittleEndian(UInt32(unit.count))
+                for member in unit {
+                    out.append(contentsOf: member.id.bytes)
+                    out.appendLittleEndian(member.member!.length)
+                }
+            }
         }
         return out
     }
 
     static func decodeHeader(_ data: Data, pack: ID) throws -> [PackedBlob] {
-        guard data.count % entrySize == 0 else {
-            throw BunkerError(.corruptObject, "Pack \(pack.short) has a malformed header.")
-        }
         var blobs: [PackedBlob] = []
         var offset: UInt32 = 0
         var reader = ByteReader(data)
+        func malformed(_ what: String) -> BunkerError {
+            BunkerError(.corruptObject, "Pack \(pack.short) has a malformed header: \(what).")
+        }
         while !reader.isAtEnd {
-            guard let type = BlobType(rawValue: try reader.byte()) else {
-                throw BunkerError(.corruptObject, "Pack \(pack.short) names an unknown blob type.")
+            let kind = try reader.byte()
+            if kind == bundleMarker {
+                let length = try reader.uint32()
+                let raw = try reader.uint32()
+                let count = try reader.uint32()
+                guard count > 0, length > MasterKey.sealOverhead else { throw malformed("an empty bundle") }
+                var inner: UInt32 = 0
+                for _ in 0..<count {
+                    let id = ID(bytes: try reader.bytes(32))
+                    let memberLength = try reader.uint32()
+                    guard memberLength > 0, inner.addingReportingOverflow(memberLength).overflow == false else {
+                        throw malformed("a bundle member of impossible length")
+                    }
+                    blobs.append(PackedBlob(type: .data, id: id, offset: offset, length: length, rawLength: raw,
+                                            member: BundleMember(offset: inner, length: memberLength)))
+                    inner += memberLength
+                }
+                let plaintext = raw > 0 ? Int(raw) : Int(length) - MasterKey.sealOverhead
+                guard Int(inner) == plaintext else { throw malformed("a bundle whose members do not fill it") }
+                offset = try advance(offset, by: length, pack: pack)
+            } else {
+                guard let type = BlobType(rawValue: kind) else {
+                    throw BunkerError(.corruptObject, "Pack \(pack.short) names an unknown blob type.")
+                }
+                let id = ID(bytes: try reader.bytes(32))
+                let length = try reader.uint32()
+                let raw = try reader.uint32()
+                blobs.append(PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: raw))
+                offset = try advance(offset, by: length, pack: pack)
             }
-            let id = ID(bytes: try reader.bytes(32))
-            let length = try reader.uint32()
-            let raw = try reader.uint32()
-            blobs.append(PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: raw))
-            offset &+= length
         }
         return blobs
+    }
+
+    private static func advance(_ offset: UInt32, by length: UInt32, pack: ID) throws -> UInt32 {
+        let (next, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow else {
+            throw BunkerError(.corruptObject, "Pack \(pack.short)'s header describes more than 4 GiB of blobs.")
+        }
+        return next
     }
 
     /// Reads and authenticates a whole pack's header from the pack's bytes.
@@ -67,8 +204,7 @@ enum PackFormat {
         }
         let sealed = pack[(lengthStart - headerLength)..<lengthStart]
         let blobs = try decodeHeader(try key.open(sealed), pack: id)
-        let dataEnd = blobs.reduce(0) { $0 + Int($1.length) }
-        guard dataEnd == pack.count - 4 - headerLength else {
+        guard dataLength(blobs) == pack.count - 4 - headerLength else {
             throw BunkerError(.corruptObject, "Pack \(id.short)'s header does not match its size.")
         }
         return blobs
@@ -96,20 +232,48 @@ actor Packer {
         buffer.reserveCapacity(targetSize + (1 << 20))
     }
 
-    /// A sealed blob on its way into a pack.
+    /// A sealed unit on its way into a pack: one blob, or a bundle of data blobs.
     struct Entry: Sendable {
-        var type: BlobType
-        var id: ID
+        enum Content: Sendable {
+            case blob(BlobType, ID)
+            /// Member ids and plaintext lengths, in the order of the bundle's plaintext.
+            case bundle([(id: ID, length: Int)])
+        }
+
+        var content: Content
         var sealed: Data
         /// Plaintext length if compressed, else 0.
         var rawLength: Int
+
+        init(type: BlobType, id: ID, sealed: Data, rawLength: Int) {
+            self.content = .blob(type, id)
+            self.sealed = sealed
+            self.rawLength = rawLength
+        }
+
+        init(bundle members: [(id: ID, length: Int)], sealed: Data, rawLength: Int) {
+            self.content = .bundle(members)
+            self.sealed = sealed
+            self.rawLength = rawLength
+        }
     }
 
-    /// Adds sealed blobs; writes the pack whenever it is full.
+    /// Adds sealed units; writes the pack whenever it is full.
     func add(_ entries: [Entry]) async throws {
         for entry in entries {
-            blobs.append(PackedBlob(type: entry.type, id: entry.id, offset: UInt32(buffer.count),
-                                    length: UInt32(entry.sealed.count), rawLength: UInt32(entry.rawLength)))
+            let offset = UInt32(buffer.count)
+            let length = UInt32(entry.sealed.count)
+            switch entry.content {
+            case .blob(let type, let id):
+                blobs.append(PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: UInt32(entry.rawLength)))
+            case .bundle(let members):
+                var inner: UInt32 = 0
+                for member in members {
+                    blobs.append(PackedBlob(type: .data, id: member.id, offset: offset, length: length, rawLength: UInt32(entry.rawLength),
+                                            member: BundleMember(offset: inner, length: UInt32(member.length))))
+                    inner += UInt32(member.length)
+                }
+            }
             buffer.append(entry.sealed)
             if buffer.count >= targetSize {
                 try await writeCurrent()
@@ -160,6 +324,9 @@ struct ByteReader {
     }
 
     var isAtEnd: Bool { position >= data.endIndex }
+
+    /// Bytes not read yet.
+    var remaining: Int { data.endIndex - position }
 
     mutating func bytes(_ count: Int) throws -> Data {
         guard data.endIndex - position >= count else {

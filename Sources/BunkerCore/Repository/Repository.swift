@@ -220,7 +220,7 @@ public final class Repository: Sendable {
     }
 
     /// Loads several blobs in order, reading runs that lie next to each other in one pack with one
-    /// request of at most 8 MiB.
+    /// request of at most 8 MiB, and opening each bundle once however many of its members are asked.
     public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor? = nil) async throws -> [Data] {
         let locations = try ids.map { id -> BlobLocation in
             guard let location = index.lookup(id) else {
@@ -237,23 +237,44 @@ public final class Repository: Sendable {
             let start = Int(first.blob.offset)
             var end = start + Int(first.blob.length)
             var j = i + 1
-            while j < locations.count, locations[j].pack == first.pack, Int(locations[j].blob.offset) == end, end - start < 8 << 20 {
-                end += Int(locations[j].blob.length)
-                j += 1
+            while j < locations.count, locations[j].pack == first.pack {
+                let offset = Int(locations[j].blob.offset)
+                let unitEnd = offset + Int(locations[j].blob.length)
+                if offset >= start && unitEnd <= end {
+                    // In a unit already read: another member of the same bundle, or a repeat.
+                    j += 1
+                } else if offset == end && end - start < 8 << 20 {
+                    end = unitEnd
+                    j += 1
+                } else {
+                    break
+                }
             }
             let data = try await storage.load(ObjectHandle(.pack, first.pack), range: start..<end)
+            var opened: (offset: UInt32, plaintext: Data)?
             for location in locations[i..<j] {
-                let offset = data.startIndex + Int(location.blob.offset) - start
-                result.append(try decodeBlob(data[offset..<(offset + Int(location.blob.length))], location.blob, pack: first.pack, decompressor: decompressor))
+                let blob = location.blob
+                if opened?.offset != blob.offset {
+                    let at = data.startIndex + Int(blob.offset) - start
+                    opened = (blob.offset, try openUnit(data[at..<(at + Int(blob.length))], blob, pack: first.pack, decompressor: decompressor))
+                }
+                result.append(try extractBlob(blob, from: opened!.plaintext, pack: first.pack))
             }
             i = j
         }
         return result
     }
 
-    /// Decrypts, decompresses and checks one sealed blob.
+    /// Decrypts, decompresses and checks one sealed blob (for a bundle member: its bundle, of
+    /// which the member is taken).
     func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
-        let where_ = "blob \(blob.id.short) in pack data/\(pack.hex)"
+        try extractBlob(blob, from: openUnit(sealed, blob, pack: pack, decompressor: decompressor), pack: pack)
+    }
+
+    /// Authenticates and decompresses the sealed unit holding `blob`: the blob itself, or its
+    /// whole bundle. Returns the unit's plaintext.
+    func openUnit(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
+        let where_ = blob.member == nil ? "blob \(blob.id.short) in pack data/\(pack.hex)" : "bundle holding blob \(blob.id.short) in pack data/\(pack.hex)"
         var plain: Data
         do {
             plain = try key.open(sealed)
@@ -267,8 +288,21 @@ public final class Repository: Sendable {
                 throw BunkerError(.corruptObject, "Damaged \(where_): it does not decompress.")
             }
         }
+        return plain
+    }
+
+    /// The blob's plaintext, taken from its unit's plaintext and checked against its id.
+    func extractBlob(_ blob: PackedBlob, from unit: Data, pack: ID) throws -> Data {
+        var plain = unit
+        if let member = blob.member {
+            let start = unit.startIndex + Int(member.offset)
+            guard Int(member.offset) + Int(member.length) <= unit.count else {
+                throw BunkerError(.corruptObject, "Damaged bundle holding blob \(blob.id.short) in pack data/\(pack.hex): it is shorter than its members.")
+            }
+            plain = unit[start..<(start + Int(member.length))]
+        }
         guard key.blobID(of: plain) == blob.id else {
-            throw BunkerError(.corruptObject, "Damaged \(where_): its content does not match its id.")
+            throw BunkerError(.corruptObject, "Damaged blob \(blob.id.short) in pack data/\(pack.hex): its content does not match its id.")
         }
         return plain
     }

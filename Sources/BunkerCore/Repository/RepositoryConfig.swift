@@ -2,8 +2,12 @@ import Foundation
 
 /// The repository's parameters, stored encrypted as the `config` object.
 public struct RepositoryConfig: Codable, Sendable {
-    /// The format version this build writes; see docs/repository-format.md.
-    public static let currentVersion = 1
+    /// The format version this build gives new repositories; see docs/repository-format.md.
+    /// Version 2 adds bundles of small data blobs; a version 1 repository is read and written
+    /// without them, so that older Bunker builds keep reading it.
+    public static let currentVersion = 2
+    /// The first version whose packs and index files may hold bundles.
+    static let bundlesSince = 2
 
     public var version: Int
     /// A random id, unique per repository.

@@ -168,16 +168,21 @@ public struct Checker: Sendable {
             if complete ? header.map(\.id) != blobs.map(\.id) : !Self.header(header, lists: blobs) {
                 detail.append("its header disagrees with the index")
             }
-            for blob in blobs {
+            // In pack order, so that each bundle is opened once for all its members.
+            var opened: (offset: UInt32, plaintext: Data?)?
+            for blob in blobs.sorted(by: { ($0.offset, $0.member?.offset ?? 0) < ($1.offset, $1.member?.offset ?? 0) }) {
                 let start = data.startIndex + Int(blob.offset)
                 guard Int(blob.offset) + Int(blob.length) <= data.count else {
                     reading.damaged.append(blob)
                     continue
                 }
-                do {
-                    _ = try repository.decodeBlob(data[start..<(start + Int(blob.length))], blob, pack: pack, decompressor: decompressor)
-                } catch {
+                if opened?.offset != blob.offset {
+                    let sealed = data[start..<(start + Int(blob.length))]
+                    opened = (blob.offset, try? repository.openUnit(sealed, blob, pack: pack, decompressor: decompressor))
+                }
+                guard let unit = opened?.plaintext, (try? repository.extractBlob(blob, from: unit, pack: pack)) != nil else {
                     reading.damaged.append(blob)
+                    continue
                 }
             }
         } catch {
@@ -341,7 +346,7 @@ public struct Checker: Sendable {
                 markBad(blobs, issue: CheckIssue(kind: "missing_pack", object: object, message: "Pack \(object) is missing from the storage."))
                 continue
             }
-            let expected = blobs.reduce(0) { $0 + Int($1.length) } + PackFormat.entrySize * blobs.count + MasterKey.sealOverhead + 4
+            let expected = PackFormat.packSize(blobs)
             if size != expected {
                 markBad(blobs, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is \(size) bytes, the index implies \(expected) (truncated or overwritten)."))
                 continue

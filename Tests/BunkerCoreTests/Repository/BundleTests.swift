@@ -1,0 +1,164 @@
+@testable import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// Bundles: small data blobs (database pages) compressed and sealed together, each member still
+/// deduplicated, restored, verified and pruned on its own.
+@Suite struct BundleTests {
+    private func sqlite(_ db: String, _ sql: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        process.arguments = [db, sql]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+    }
+
+    /// A 4 KiB-page database of about 6 MiB in `dir/db`.
+    private func makeDatabase(in dir: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir + "/db", withIntermediateDirectories: true)
+        let db = dir + "/db/app.db"
+        try sqlite(db, """
+            PRAGMA page_size=4096;
+            CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40000)
+            INSERT INTO notes SELECT i, printf('note %d %s', i, hex(randomblob(60))) FROM n;
+            """)
+        return db
+    }
+
+    private func members(_ repo: Repository) -> [PackedBlob] {
+        repo.index.blobsByPack().values.joined().filter { $0.member != nil }
+    }
+
+    private func bundleCount(_ repo: Repository) -> Int {
+        Set(repo.index.blobsByPack().flatMap { pack, blobs in blobs.filter { $0.member != nil }.map { "\(pack.hex)/\($0.offset)" } }).count
+    }
+
+    @Test func databasePagesAreBundledAndRestoreVerifyAndPruneFollowTheBundles() async throws {
+        try await withTemporaryDirectory { dir in
+            let db = try makeDatabase(in: dir)
+            let pages = try #require(try FileManager.default.attributesOfItem(atPath: db)[.size] as? Int) / 4096
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let first = try await TestRepository.backup(repo, [dir + "/db"])
+            let bundled = members(repo)
+            // Every page but a few duplicates (empty pages) is a bundle member, about 128 a bundle.
+            #expect(bundled.count > pages * 9 / 10, "\(bundled.count) of \(pages) pages bundled")
+            #expect(bundleCount(repo) * 64 < bundled.count, "\(bundleCount(repo)) bundles")
+
+            // A new process reads the bundles back from the index files; restore and verify work.
+            let reopened = try await TestRepository.open(at: dir + "/repo")
+            #expect(members(reopened).count == bundled.count)
+            let report = try await Restorer(loader: reopened).restore(tree: first.snapshot.tree, to: dir + "/out1")
+            #expect(report.failures.isEmpty, "\(report.failures)")
+            #expect(FileManager.default.contents(atPath: dir + "/out1/db/app.db") == FileManager.default.contents(atPath: db))
+            let check = try await Checker(repository: reopened).check(readData: true)
+            #expect(check.ok, "\(check.errors.map(\.message))")
+
+            // Scattered row changes: only the changed pages are new, and they are bundled together.
+            try sqlite(db, "UPDATE notes SET body = 'changed' WHERE id IN (5, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000, 39000);")
+            let expected = FileManager.default.contents(atPath: db)
+            let second = try await TestRepository.backup(reopened, [dir + "/db"])
+            let summary = try #require(second.snapshot.summary)
+            // Ten pages, the header page (its change counter), maybe one interior page, two listings.
+            #expect(summary.blobsAdded <= 14, "added \(summary.blobsAdded) blobs")
+
+            // Forget the first snapshot: its old page versions sit in bundles beside pages still in
+            // use, so prune must make those bundles again without the unused members.
+            var policy = RetentionPolicy()
+            policy.keepLast = 1
+            policy.minimumAge = RetentionDuration()
+            _ = try await reopened.forget(policy: policy)
+            var options = PruneOptions()
+            options.maxUnused = .percent(0)
+            let pruned = try await Pruner(repository: reopened, options: options).run()
+            #expect(pruned.packsRepacked > 0)
+            #expect(pruned.unusedBytesRemaining == 0)
+
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let after = try await Checker(repository: fresh).check(readData: true)
+            #expect(after.ok, "\(after.errors.map(\.message))")
+            let again = try await Pruner(repository: fresh, options: options).run()
+            #expect(again.blobsUnused == 0 && again.packsRepacked == 0, "the old page versions are gone")
+            let restored = try await Restorer(loader: fresh).restore(tree: second.snapshot.tree, to: dir + "/out2")
+            #expect(restored.failures.isEmpty, "\(restored.failures)")
+            #expect(FileManager.default.contents(atPath: dir + "/out2/db/app.db") == expected)
+        }
+    }
+
+    @Test func aFlippedBitInABundleIsFoundAndNoWrongFileIsRestored() async throws {
+        try await withTemporaryDirectory { dir in
+            let db = try makeDatabase(in: dir)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let result = try await TestRepository.backup(repo, [dir + "/db"])
+            let victim = try #require(members(repo).first)
+            let location = try #require(repo.index.lookup(victim.id))
+            let path = dir + "/repo/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[Int(victim.offset) + Int(victim.length) / 2] ^= 0x10
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+            try bytes.write(to: URL(fileURLWithPath: path))
+
+            let check = try await Checker(repository: repo).check(readData: true)
+            #expect(!check.ok)
+            #expect(check.errors.contains { $0.kind == "damaged_pack" && $0.message.contains("fail authentication") }, "\(check.errors.map(\.message))")
+
+            let report = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: dir + "/out")
+            #expect(report.failures.map(\.path) == ["db/app.db"])
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out/db/app.db"))
+            #expect(FileManager.default.fileExists(atPath: db))
+        }
+    }
+
+    @Test func aVersionOneRepositoryGetsNoBundles() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try makeDatabase(in: dir)
+            var config = RepositoryConfig.new(compressionLevel: 3, chunker: TestRepository.smallChunks, packSize: 512 << 10)
+            config.version = 1
+            let storage = try StorageLocation.storage(for: dir + "/repo", create: true)
+            let repo = try await Repository.create(storage: storage, password: TestRepository.password, config: config, kdf: .testing)
+            try await TestRepository.backup(repo, [dir + "/db"])
+            #expect(members(repo).isEmpty)
+            for info in try await storage.list(.index) {
+                let plain = try await repo.loadSealed(.index, try #require(ID(hex: info.handle.name)))
+                #expect(plain[plain.startIndex + 4] == 1, "index files stay version 1")
+            }
+        }
+    }
+
+    @Test func headersAndIndexFilesRoundTripBundlesAndRefuseMalformedOnes() throws {
+        let ids = (0..<5).map { i in ID.sha256(of: Array("blob \(i)".utf8)) }
+        let pack = ID.sha256(of: Array("pack".utf8))
+        let blobs = [
+            PackedBlob(type: .tree, id: ids[0], offset: 0, length: 100, rawLength: 0),
+            PackedBlob(type: .data, id: ids[1], offset: 100, length: 228, rawLength: 700, member: BundleMember(offset: 0, length: 300)),
+            PackedBlob(type: .data, id: ids[2], offset: 100, length: 228, rawLength: 700, member: BundleMember(offset: 300, length: 400)),
+            PackedBlob(type: .data, id: ids[3], offset: 328, length: 50, rawLength: 90),
+            PackedBlob(type: .data, id: ids[4], offset: 378, length: 128, rawLength: 0, member: BundleMember(offset: 0, length: 100)),
+        ]
+        let header = PackFormat.encodeHeader(blobs)
+        #expect(header.count == PackFormat.headerLength(blobs))
+        #expect(header.count == 2 * 41 + 2 * 13 + 3 * 36)
+        #expect(try PackFormat.decodeHeader(header, pack: pack) == blobs)
+        #expect(PackFormat.packSize(blobs) == 506 + header.count + 28 + 4)
+
+        let file = IndexFile(supersedes: [ids[0]], packs: [(pack, blobs)])
+        let encoded = file.encoded()
+        #expect(encoded[4] == 2)
+        let decoded = try IndexFile(decoding: encoded, name: pack)
+        #expect(decoded.packs.count == 1 && decoded.packs[0].blobs == blobs && decoded.supersedes == [ids[0]])
+        // Without bundles, version 1: what older readers understand.
+        #expect(IndexFile(packs: [(pack, [blobs[0], blobs[3]])]).encoded()[4] == 1)
+
+        // Members that do not fill their bundle, and a bundle in a version 1 index, are damage.
+        var short = blobs
+        short[2].member = BundleMember(offset: 300, length: 399)
+        #expect(throws: BunkerError.self) { try PackFormat.decodeHeader(PackFormat.encodeHeader(short), pack: pack) }
+        #expect(throws: BunkerError.self) { try IndexFile(decoding: IndexFile(packs: [(pack, short)]).encoded(), name: pack) }
+        var versionOne = encoded
+        versionOne[4] = 1
+        #expect(throws: BunkerError.self) { try IndexFile(decoding: versionOne, name: pack) }
+        #expect(throws: BunkerError.self) { try IndexFile(decoding: encoded.dropLast(3), name: pack) }
+    }
+}
