@@ -15,6 +15,10 @@ public final class Repository: Sendable {
     /// The clock; injected so that locks and snapshots can be tested without waiting.
     public let now: @Sendable () -> Date
     private let lockWaitSetting = Mutex<TimeInterval>(0)
+    /// Bundles opened lately: a bundle holds many small files, each restored on its own.
+    private let openedBundles = Mutex<[(pack: ID, offset: UInt32, plaintext: Data)]>([])
+    /// How many opened bundles are kept (each about half a MiB).
+    static let openedBundleLimit = 8
     private let lockTimingSetting = Mutex(LockTiming())
 
     /// Seconds ``withLock(exclusive:_:)`` waits for a conflicting lock to be released before it
@@ -234,6 +238,13 @@ public final class Repository: Sendable {
         var i = 0
         while i < locations.count {
             let first = locations[i]
+            if first.blob.member != nil, let bundle = openedBundle(pack: first.pack, offset: first.blob.offset) {
+                while i < locations.count, locations[i].pack == first.pack, locations[i].blob.offset == first.blob.offset {
+                    result.append(try extractBlob(locations[i].blob, from: bundle, pack: first.pack))
+                    i += 1
+                }
+                continue
+            }
             let start = Int(first.blob.offset)
             var end = start + Int(first.blob.length)
             var j = i + 1
@@ -257,12 +268,24 @@ public final class Repository: Sendable {
                 if opened?.offset != blob.offset {
                     let at = data.startIndex + Int(blob.offset) - start
                     opened = (blob.offset, try openUnit(data[at..<(at + Int(blob.length))], blob, pack: first.pack, decompressor: decompressor))
+                    if blob.member != nil { keepOpenedBundle(pack: first.pack, offset: blob.offset, plaintext: opened!.plaintext) }
                 }
                 result.append(try extractBlob(blob, from: opened!.plaintext, pack: first.pack))
             }
             i = j
         }
         return result
+    }
+
+    private func openedBundle(pack: ID, offset: UInt32) -> Data? {
+        openedBundles.withLock { bundles in bundles.last { $0.pack == pack && $0.offset == offset }?.plaintext }
+    }
+
+    private func keepOpenedBundle(pack: ID, offset: UInt32, plaintext: Data) {
+        openedBundles.withLock { bundles in
+            bundles.append((pack, offset, plaintext))
+            if bundles.count > Repository.openedBundleLimit { bundles.removeFirst() }
+        }
     }
 
     /// Decrypts, decompresses and checks one sealed blob (for a bundle member: its bundle, of

@@ -39,13 +39,14 @@ import Testing
     @Test func databasePagesAreBundledAndRestoreVerifyAndPruneFollowTheBundles() async throws {
         try await withTemporaryDirectory { dir in
             let db = try makeDatabase(in: dir)
-            let pages = try #require(try FileManager.default.attributesOfItem(atPath: db)[.size] as? Int) / 4096
+            // 8 KiB chunks: two 4 KiB pages each (the repository's default page-aligned chunk size).
+            let chunks = try #require(try FileManager.default.attributesOfItem(atPath: db)[.size] as? Int) / 8192
             let repo = try await TestRepository.create(at: dir + "/repo")
             let first = try await TestRepository.backup(repo, [dir + "/db"])
             let bundled = members(repo)
-            // Every page but a few duplicates (empty pages) is a bundle member, about 128 a bundle.
-            #expect(bundled.count > pages * 9 / 10, "\(bundled.count) of \(pages) pages bundled")
-            #expect(bundleCount(repo) * 64 < bundled.count, "\(bundleCount(repo)) bundles")
+            // Every chunk but a few duplicates (empty pages) is a bundle member, about 64 a bundle.
+            #expect(bundled.count > chunks * 9 / 10, "\(bundled.count) of \(chunks) chunks bundled")
+            #expect(bundleCount(repo) * 32 < bundled.count, "\(bundleCount(repo)) bundles")
 
             // A new process reads the bundles back from the index files; restore and verify work.
             let reopened = try await TestRepository.open(at: dir + "/repo")
@@ -61,7 +62,7 @@ import Testing
             let expected = FileManager.default.contents(atPath: db)
             let second = try await TestRepository.backup(reopened, [dir + "/db"])
             let summary = try #require(second.snapshot.summary)
-            // Ten pages, the header page (its change counter), maybe one interior page, two listings.
+            // Ten chunks, the header page's (its change counter), maybe one interior page's, two listings.
             #expect(summary.blobsAdded <= 14, "added \(summary.blobsAdded) blobs")
 
             // Forget the first snapshot: its old page versions sit in bundles beside pages still in
@@ -84,6 +85,39 @@ import Testing
             let restored = try await Restorer(loader: fresh).restore(tree: second.snapshot.tree, to: dir + "/out2")
             #expect(restored.failures.isEmpty, "\(restored.failures)")
             #expect(FileManager.default.contents(atPath: dir + "/out2/db/app.db") == expected)
+        }
+    }
+
+    @Test func smallFilesShareBundlesAndEachRestoresOnItsOwn() async throws {
+        try await withTemporaryDirectory { dir in
+            var generator = SystemRandomNumberGenerator()
+            for d in 0..<4 {
+                try FileManager.default.createDirectory(atPath: "\(dir)/src/d\(d)", withIntermediateDirectories: true)
+                for f in 0..<150 {
+                    let body = "{\"patient\": \(d * 1000 + f), \"note\": \"\(UInt64.random(in: 0...UInt64.max, using: &generator))\"}\n"
+                    try Data(String(repeating: body, count: 1 + f % 40).utf8).write(to: URL(fileURLWithPath: "\(dir)/src/d\(d)/f\(f).json"))
+                }
+            }
+            // A large file's chunks stay alone, beside the bundles.
+            try Data((0..<(300 << 10)).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: dir + "/src/big.bin"))
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let result = try await TestRepository.backup(repo, [dir + "/src"])
+            // Every small file, and the large file's chunks below 64 KiB.
+            #expect(members(repo).count >= 600, "every small file is a bundle member")
+            #expect(bundleCount(repo) < 20, "\(bundleCount(repo)) bundles for 600 files")
+            #expect(repo.index.blobsByPack().values.joined().contains { $0.member == nil && $0.type == .data }, "the large file's larger chunks are not bundled")
+
+            let fresh = try await TestRepository.open(at: dir + "/repo")
+            let check = try await Checker(repository: fresh).check(readData: true)
+            #expect(check.ok, "\(check.errors.map(\.message))")
+            let report = try await Restorer(loader: fresh).restore(tree: result.snapshot.tree, to: dir + "/out")
+            #expect(report.failures.isEmpty && report.filesRestored == 601, "\(report.failures)")
+            #expect(compareTrees(dir + "/src", dir + "/out/src", checkDirectoryTimes: false) == [])
+            // One file alone, by a process that has opened no bundle yet.
+            let single = try await TestRepository.open(at: dir + "/repo")
+            let one = try await Restorer(loader: single, includes: ["src/d2/f77.json"]).restore(tree: result.snapshot.tree, to: dir + "/one")
+            #expect(one.filesRestored == 1 && one.failures.isEmpty)
+            #expect(FileManager.default.contents(atPath: dir + "/one/src/d2/f77.json") == FileManager.default.contents(atPath: dir + "/src/d2/f77.json"))
         }
     }
 
