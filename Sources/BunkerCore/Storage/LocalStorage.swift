@@ -52,6 +52,13 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     }
 
     public func save(_ handle: ObjectHandle, data: Data) async throws {
+        // Writing and two fsyncs block for as long as the disk takes: on a thread of their own,
+        // not one of the few that run every task (on two cores, a backup would otherwise stop
+        // hashing and compressing while each pack goes to disk).
+        try await BlockingIO.run { try saveBlocking(handle, data: data) }
+    }
+
+    private func saveBlocking(_ handle: ObjectHandle, data: Data) throws {
         try validate(handle)
         let final = path(of: handle)
         let dir = (final as NSString).deletingLastPathComponent
@@ -274,4 +281,15 @@ private func modificationTime(_ st: Glibc.stat) -> Date {
 /// `stat(2)`, out of reach of ``LocalStorage/stat(_:)``'s name.
 private func statPath(_ path: String, _ st: inout Glibc.stat) -> Int32 {
     stat(path, &st)
+}
+
+/// Runs blocking file-system calls off Swift's cooperative thread pool.
+enum BlockingIO {
+    private static let queue = DispatchQueue(label: "bunker.blocking-io", attributes: .concurrent)
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
 }
