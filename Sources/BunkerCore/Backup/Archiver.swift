@@ -525,7 +525,7 @@ public final class Archiver: Sendable {
     }
 
     private func saveTree(_ tree: Tree, packer: Packer) async throws -> ID {
-        try await saveBlob(.tree, JSONCoding.encoder.encode(tree), packer: packer)
+        try await saveBlob(.tree, TreeCoding.encode(tree), packer: packer)
     }
 
     /// Saves a blob unless the repository (or this backup) already has it; returns its id.

@@ -343,7 +343,7 @@ public final class Repository: Sendable {
         }
         let data = try await loadBlob(location)
         do {
-            return try JSONCoding.decoder.decode(Tree.self, from: data)
+            return try TreeCoding.decode(data)
         } catch {
             throw BunkerError(.corruptObject, "Tree \(id.short) is not a valid directory listing.", cause: error)
         }

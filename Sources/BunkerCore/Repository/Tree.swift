@@ -1,6 +1,9 @@
 import Foundation
 
 /// One entry of a directory listing.
+///
+/// Trees are written and read by ``TreeCoding``, which must match this type's `Codable`
+/// conformance byte for byte: a new field goes into both, and into the samples of its tests.
 public struct Node: Codable, Sendable, Equatable {
     /// What a node is.
     public enum Kind: String, Codable, Sendable {
