@@ -222,6 +222,7 @@ actor Packer {
     private let onPackSaved: @Sendable (ID, [PackedBlob], Int) async throws -> Void
     private var buffer = Data()
     private var blobs: [PackedBlob] = []
+    private let writing = AsyncLimiter(limit: 1)
 
     init(storage: any Storage, key: MasterKey, targetSize: Int,
          onPackSaved: @escaping @Sendable (ID, [PackedBlob], Int) async throws -> Void) {
@@ -286,18 +287,25 @@ actor Packer {
         if !blobs.isEmpty { try await writeCurrent() }
     }
 
+    /// Writes the pack in progress. One pack goes to storage at a time (its write and fsyncs run
+    /// off the task threads): a pack that fills while the one before is still being written
+    /// waits, holding back the backup, rather than a slow disk piling packs up in memory.
     private func writeCurrent() async throws {
-        var pack = buffer
-        let entries = blobs
-        buffer = Data()
-        buffer.reserveCapacity(targetSize + (1 << 20))
-        blobs = []
-        let header = try key.seal(PackFormat.encodeHeader(entries))
-        pack.append(header)
-        pack.appendLittleEndian(UInt32(header.count))
-        let id = ID.sha256(of: pack)
-        try await storage.save(ObjectHandle(.pack, id), data: pack)
-        try await onPackSaved(id, entries, pack.count)
+        try await writing.withPermit {
+            // Another caller may have written it while this one waited.
+            guard !blobs.isEmpty else { return }
+            var pack = buffer
+            let entries = blobs
+            buffer = Data()
+            buffer.reserveCapacity(targetSize + (1 << 20))
+            blobs = []
+            let header = try key.seal(PackFormat.encodeHeader(entries))
+            pack.append(header)
+            pack.appendLittleEndian(UInt32(header.count))
+            let id = ID.sha256(of: pack)
+            try await storage.save(ObjectHandle(.pack, id), data: pack)
+            try await onPackSaved(id, entries, pack.count)
+        }
     }
 }
 

@@ -14,8 +14,8 @@ public final class AsyncLimiter: Sendable {
         state = Mutex(State(available: max(1, limit)))
     }
 
-    /// Runs `body` while holding one permit.
-    public func withPermit<R>(_ body: () async throws -> R) async rethrows -> R {
+    /// Runs `body` while holding one permit, on the caller's actor if it has one.
+    public func withPermit<R>(isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> R) async rethrows -> R {
         await acquire()
         defer { release() }
         return try await body()

@@ -122,13 +122,19 @@ enum Terminal {
 }
 
 /// Keeps glibc from mapping and unmapping a fresh region for every multi-MiB buffer, which
-/// page-faults on each chunk and cuts throughput several-fold.
+/// page-faults on each chunk and cuts throughput several-fold, and keeps the freed memory of the
+/// buffers below that size from staying resident.
+///
+/// Measured on the benchmark's 1 GiB set (bench/README.md), against the former 8 MiB trim
+/// threshold and two arenas: one arena and a 1 MiB trim threshold cut the peak RSS of a full
+/// backup from 124 to 114 MiB and of `verify --read-data` from 91 to 86 MiB, with no loss of
+/// speed (the tasks allocate little outside the large buffers, so they hardly contend for it).
 func tuneAllocator() {
     // <malloc.h> is not part of the Glibc module: the constants are glibc's M_TRIM_THRESHOLD (-1),
     // M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8).
     _ = mallopt(-3, 4 << 20)
-    _ = mallopt(-1, 8 << 20)
-    _ = mallopt(-8, 2)
+    _ = mallopt(-1, 1 << 20)
+    _ = mallopt(-8, 1)
 }
 
 @_silgen_name("mallopt")
