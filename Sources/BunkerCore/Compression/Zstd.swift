@@ -6,7 +6,6 @@ public final class ZstdCompressor {
     private let context: OpaquePointer
     /// The zstd level (1–19; 3 is zstd's own default).
     public let level: Int32
-    private var buffer: [UInt8] = []
 
     public init(level: Int) {
         self.context = ZSTD_createCCtx()
@@ -16,14 +15,19 @@ public final class ZstdCompressor {
     deinit { ZSTD_freeCCtx(context) }
 
     /// Compresses `input`, or returns nil when the result would not be smaller.
+    ///
+    /// The output is written into memory of the worst-case size, which is then shrunk and
+    /// handed to the returned `Data` without a copy: no buffer outlives the call.
     public func compress(_ input: UnsafeRawBufferPointer) -> Data? {
         let bound = ZSTD_compressBound(input.count)
-        if buffer.count < bound { buffer = [UInt8](repeating: 0, count: bound) }
-        let size = buffer.withUnsafeMutableBytes { out in
-            ZSTD_compressCCtx(context, out.baseAddress, out.count, input.baseAddress, input.count, level)
+        guard let out = malloc(bound) else { return nil }
+        let size = ZSTD_compressCCtx(context, out, bound, input.baseAddress, input.count, level)
+        guard ZSTD_isError(size) == 0, size < input.count, size > 0 else {
+            free(out)
+            return nil
         }
-        guard ZSTD_isError(size) == 0, size < input.count else { return nil }
-        return buffer.withUnsafeBytes { Data($0.prefix(size)) }
+        let shrunk = realloc(out, size) ?? out
+        return Data(bytesNoCopy: shrunk, count: size, deallocator: .free)
     }
 
     /// Compresses `input`, or returns nil when the result would not be smaller.

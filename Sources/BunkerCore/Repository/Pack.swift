@@ -230,8 +230,12 @@ actor Packer {
         self.key = key
         self.targetSize = targetSize
         self.onPackSaved = onPackSaved
-        buffer.reserveCapacity(targetSize + (1 << 20))
+        buffer.reserveCapacity(targetSize + Packer.headroom)
     }
+
+    /// Room beyond the target size for the unit that fills a pack (at most a maximum-size chunk,
+    /// sealed), so that the buffer never grows by copying. Only the bytes written are touched.
+    static let headroom = 5 << 20
 
     /// A sealed unit on its way into a pack: one blob, or a bundle of data blobs.
     struct Entry: Sendable {
@@ -262,6 +266,8 @@ actor Packer {
     /// Adds sealed units; writes the pack whenever it is full.
     func add(_ entries: [Entry]) async throws {
         for entry in entries {
+            // A full pack waiting for the one before it to be written takes nothing more.
+            if buffer.count >= targetSize { try await writeCurrent() }
             let offset = UInt32(buffer.count)
             let length = UInt32(entry.sealed.count)
             switch entry.content {
@@ -297,7 +303,7 @@ actor Packer {
             var pack = buffer
             let entries = blobs
             buffer = Data()
-            buffer.reserveCapacity(targetSize + (1 << 20))
+            buffer.reserveCapacity(targetSize + Packer.headroom)
             blobs = []
             let header = try key.seal(PackFormat.encodeHeader(entries))
             pack.append(header)
