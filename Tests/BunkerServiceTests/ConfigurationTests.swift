@@ -1,5 +1,6 @@
 import BunkerCore
 import BunkerService
+import BunkerSMTP
 import BunkerSources
 import Foundation
 import Testing
@@ -67,7 +68,7 @@ import Testing
         var standard = RetentionPolicy.standard(complianceDays: 2555)
         standard.minimumAge = .days(3)
         #expect(defaults.retention == standard, "without keep rules the seed's tiers apply")
-        #expect(Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
+        #expect(try Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
     }
 
     @Test func schedulesAreReadAndDefaultWhenAbsent() throws {
@@ -94,6 +95,37 @@ import Testing
                                        environment: ["BACKUP_DIR": "/b", "BACKUP_COMPRESSION_LEVEL": "9"])
         #expect(config.repository.path == "/b")
         #expect(config.repository.compressionLevel == 9)
+    }
+
+    @Test func seedMailVariablesAreReadStrictly() throws {
+        let config = try Configuration(environment: ["SMTP_HOST": "mail.clinic.test", "SMTP_PORT": "2525", "SMTP_TLS": "False"])
+        #expect(config.smtp?.port == 2525)
+        #expect(config.smtp?.security == SMTPSettings.Security.none)
+        #expect(try Configuration(environment: ["SMTP_HOST": "m", "SMTP_TLS": "true"]).smtp?.security == .starttls)
+        #expect(try Configuration(environment: ["SMTP_HOST": "m", "SMTP_TLS": "ssl"]).smtp?.security == .tls)
+        #expect(try Configuration(environment: ["SMTP_HOST": "m", "SMTP_TLS": "false", "SMTP_SSL": "1"]).smtp?.security == .tls)
+    }
+
+    @Test(arguments: [
+        (["SMTP_HOST": "m", "SMTP_TLS": "required"], "SMTP_TLS=required is not understood"),
+        (["SMTP_HOST": "m", "SMTP_SSL": "maybe"], "SMTP_SSL=maybe is not understood"),
+        (["SMTP_HOST": "m", "SMTP_PORT": "smtp"], "SMTP_PORT=smtp is not a port"),
+        (["SMTP_HOST": "m", "SMTP_PORT": "70000"], "SMTP_PORT=70000 is not a port"),
+        (["BACKUP_RETENTION_DAYS": "seven years"], "BACKUP_RETENTION_DAYS=seven years is not a number of days"),
+        (["BACKUP_RETENTION_DAYS": "0"], "BACKUP_RETENTION_DAYS=0 is not a number of days"),
+        (["BACKUP_COMPRESSION_LEVEL": "max"], "BACKUP_COMPRESSION_LEVEL=max is not a zstd level from 1 to 19"),
+        (["BACKUP_COMPRESSION_LEVEL": "22"], "BACKUP_COMPRESSION_LEVEL=22 is not a zstd level"),
+    ])
+    func environmentValuesThatCannotBeMeantAreErrors(environment: [String: String], message: String) throws {
+        do {
+            _ = try Configuration(environment: environment)
+            Issue.record("accepted \(environment)")
+        } catch let error as BunkerError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.hasPrefix(message), "\(error.message)")
+        }
+        // The same from a configuration file's overrides.
+        #expect(throws: BunkerError.self) { try Configuration(text: "", file: "/etc/bunker.toml", environment: environment) }
     }
 
     @Test(arguments: [

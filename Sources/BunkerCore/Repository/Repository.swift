@@ -148,17 +148,33 @@ public final class Repository: Sendable {
     }
 
     /// Every index file the storage lists, read and decoded.
+    ///
+    /// An index file listed and gone before it is read was superseded by a prune, which writes
+    /// the file replacing it first: the listing is then taken again, so that a process opening
+    /// the repository while a prune runs reads a whole index (or, a few times unlucky, says so).
     private func readIndexFiles() async throws -> [(name: ID, file: IndexFile)] {
-        var files: [(name: ID, file: IndexFile)] = []
-        for info in try await storage.list(.index) {
-            guard let id = ID(hex: info.handle.name) else { continue }
-            do {
-                files.append((id, try IndexFile(decoding: try await loadSealed(.index, id), name: id)))
-            } catch let error as BunkerError where error.code == .corruptObject || error.code == .unsupportedFormat {
-                throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
+        var attempts = 0
+        while true {
+            attempts += 1
+            var files: [(name: ID, file: IndexFile)] = []
+            var vanished = false
+            for info in try await storage.list(.index) {
+                guard let id = ID(hex: info.handle.name) else { continue }
+                do {
+                    files.append((id, try IndexFile(decoding: try await loadSealed(.index, id), name: id)))
+                } catch let error as BunkerError where error.code == .objectNotFound {
+                    guard attempts < 5 else {
+                        throw BunkerError(.repositoryLocked, "The repository is busy: its index changed while it was read (a prune is running); try again when it has finished.", cause: error)
+                    }
+                    vanished = true
+                    break
+                } catch let error as BunkerError where error.code == .corruptObject || error.code == .unsupportedFormat {
+                    throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
+                }
             }
+            if !vanished { return files }
+            try await Task.sleep(for: .milliseconds(50 * attempts))
         }
-        return files
     }
 
     /// Reads the index again if the set of index files changed since it was loaded.

@@ -109,18 +109,32 @@ extension Configuration {
     /// The seed's variables: SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_TLS (true: STARTTLS),
     /// SMTP_SSL (true: implicit TLS), EMAILS_FROM_EMAIL, EMAILS_FROM_NAME. SMTP_PASSWORD is read
     /// when mail is sent.
-    mutating func applyMailOverrides(_ environment: [String: String]) {
-        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+    ///
+    /// A value that is not one of those listed is an error naming the variable: an unknown
+    /// SMTP_TLS taken for "none" would send mail unencrypted.
+    mutating func applyMailOverrides(_ environment: [String: String]) throws {
+        func value(_ name: String) -> String? {
+            environment[name].map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        func choice<T>(_ name: String, _ choices: [(words: [String], value: T)]) throws -> T? {
+            guard let text = value(name) else { return nil }
+            guard let found = choices.first(where: { $0.words.contains(text.lowercased()) }) else {
+                let allowed = choices.flatMap(\.words).joined(separator: ", ")
+                throw BunkerError(.invalidArgument, "\(name)=\(text) is not understood; use one of \(allowed).")
+            }
+            return found.value
+        }
         if let host = value("SMTP_HOST") {
             if smtp == nil { smtp = SMTPConfiguration(host: host) } else { smtp!.host = host }
         }
         guard smtp != nil else { return }
-        if let port = value("SMTP_PORT").flatMap(Int.init) { smtp!.port = port }
+        if let port = try Self.integer("SMTP_PORT", in: environment, range: 1...65535, meaning: "a port") { smtp!.port = port }
         if let user = value("SMTP_USER") { smtp!.user = user }
-        if let tls = value("SMTP_TLS")?.lowercased() {
-            smtp!.security = ["1", "true", "yes", "starttls"].contains(tls) ? .starttls : ["tls", "ssl"].contains(tls) ? .tls : .none
-        }
-        if let ssl = value("SMTP_SSL")?.lowercased(), ["1", "true", "yes"].contains(ssl) { smtp!.security = .tls }
+        let security: [(words: [String], value: SMTPSettings.Security)] = [
+            (["true", "1", "yes", "starttls"], .starttls), (["tls", "ssl"], .tls), (["false", "0", "no", "none"], .none),
+        ]
+        if let chosen = try choice("SMTP_TLS", security) { smtp!.security = chosen }
+        if try choice("SMTP_SSL", [(["true", "1", "yes"], true), (["false", "0", "no"], false)]) == true { smtp!.security = .tls }
         if let from = value("EMAILS_FROM_EMAIL") { smtp!.fromEmail = from }
         if let name = value("EMAILS_FROM_NAME") { smtp!.fromName = name }
     }

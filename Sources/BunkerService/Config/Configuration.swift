@@ -74,9 +74,9 @@ public struct Configuration: Sendable {
     public var retention = RetentionPolicy.standard()
 
     /// A configuration from the environment and defaults alone.
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         dataDirectory = Self.absolute(environment["BUNKER_DATA_DIR"] ?? ".bunker", relativeTo: nil)
-        applyOverrides(environment)
+        try applyOverrides(environment)
     }
 
     /// Finds and reads the configuration: `explicit` (from --config), else `BUNKER_CONFIG`, else
@@ -93,7 +93,7 @@ public struct Configuration: Sendable {
         if FileManager.default.fileExists(atPath: beside) {
             return try Configuration(file: beside, environment: environment)
         }
-        return Configuration(environment: environment)
+        return try Configuration(environment: environment)
     }
 
     /// Reads a configuration file.
@@ -214,7 +214,7 @@ public struct Configuration: Sendable {
         }
         try readNotificationSettings(&reader, base: base)
         try reader.rejectUnknown()
-        applyOverrides(environment)
+        try applyOverrides(environment)
     }
 
     /// Reads `[retention]`. Without any `keep_*` key the seed's tiers apply (so a table that only
@@ -246,13 +246,27 @@ public struct Configuration: Sendable {
         return policy
     }
 
-    /// The seed's environment variables win over the file.
-    private mutating func applyOverrides(_ environment: [String: String]) {
+    /// The seed's environment variables win over the file. A value that cannot be meant is an
+    /// error naming the variable, never silently ignored.
+    private mutating func applyOverrides(_ environment: [String: String]) throws {
         // The seed's compliance period: how long a yearly backup is kept.
-        if let days = environment["BACKUP_RETENTION_DAYS"].flatMap(Int.init), days > 0 { retention.keepWithinYearly = .days(days) }
+        if let days = try Self.integer("BACKUP_RETENTION_DAYS", in: environment, range: 1...100_000, meaning: "a number of days") {
+            retention.keepWithinYearly = .days(days)
+        }
         if let dir = environment["BACKUP_DIR"], !dir.isEmpty { repository.path = Self.absolute(dir, relativeTo: nil) }
-        if let level = environment["BACKUP_COMPRESSION_LEVEL"].flatMap(Int.init) { repository.compressionLevel = level }
-        applyMailOverrides(environment)
+        if let level = try Self.integer("BACKUP_COMPRESSION_LEVEL", in: environment, range: compressionLevels, meaning: "a zstd level") {
+            repository.compressionLevel = level
+        }
+        try applyMailOverrides(environment)
+    }
+
+    /// An environment variable's whole-number value, if it is set and not empty.
+    static func integer(_ name: String, in environment: [String: String], range: ClosedRange<Int>, meaning: String) throws -> Int? {
+        guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw BunkerError(.invalidArgument, "\(name)=\(text) is not \(meaning) from \(range.lowerBound) to \(range.upperBound); correct or unset it.")
+        }
+        return value
     }
 
     /// The configured sources as objects that can back up and restore.

@@ -1,6 +1,7 @@
 @testable import BunkerCore
 import BunkerTesting
 import Foundation
+import Synchronization
 import Testing
 
 /// Bundles: small data blobs (database pages) compressed and sealed together, each member still
@@ -194,5 +195,56 @@ import Testing
         versionOne[4] = 1
         #expect(throws: BunkerError.self) { try IndexFile(decoding: versionOne, name: pack) }
         #expect(throws: BunkerError.self) { try IndexFile(decoding: encoded.dropLast(3), name: pack) }
+    }
+}
+
+/// A storage whose index listings name files a prune has just deleted: the first `ghostly`
+/// listings carry one index file that is gone by the time it is read.
+private final class VanishingIndexStorage: Storage {
+    private let base: any Storage
+    private let ghostly: Mutex<Int>
+
+    init(_ base: any Storage, ghostlyListings: Int) {
+        self.base = base
+        self.ghostly = Mutex(ghostlyListings)
+    }
+
+    func save(_ handle: ObjectHandle, data: Data) async throws { try await base.save(handle, data: data) }
+    func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data { try await base.load(handle, range: range) }
+    func stat(_ handle: ObjectHandle) async throws -> ObjectInfo { try await base.stat(handle) }
+    func remove(_ handle: ObjectHandle) async throws { try await base.remove(handle) }
+
+    func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
+        let listed = try await base.list(kind)
+        let ghost = kind == .index && ghostly.withLock { left in
+            defer { left -= 1 }
+            return left > 0
+        }
+        guard ghost else { return listed }
+        return [ObjectInfo(handle: ObjectHandle(.index, ID.sha256(of: Array("superseded".utf8))), size: 100)] + listed
+    }
+}
+
+@Suite struct IndexReadingTests {
+    @Test func openingWhileAPruneReplacesIndexFilesReadsTheWholeIndexOrSaysBusy() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/src/a.bin", size: 300 << 10, seed: 3)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            let base = try StorageLocation.storage(for: dir + "/repo")
+
+            // Listed, then gone: read again, and the index is whole.
+            let reopened = try await Repository.open(storage: VanishingIndexStorage(base, ghostlyListings: 2), password: TestRepository.password)
+            #expect(reopened.index.count == repo.index.count && reopened.index.count > 0)
+
+            // Gone at every listing: a "busy" answer, not a damaged repository.
+            do {
+                _ = try await Repository.open(storage: VanishingIndexStorage(base, ghostlyListings: 100), password: TestRepository.password)
+                Issue.record("opened a repository whose index never held still")
+            } catch let error as BunkerError {
+                #expect(error.code == .repositoryLocked && error.message.contains("busy"), "\(error.message)")
+            }
+        }
     }
 }
