@@ -15,6 +15,9 @@ import NIOSSL
 public struct SMTPClient: Sendable {
     public let settings: SMTPSettings
     private let group: any EventLoopGroup
+    /// Seconds to wait for the reply to the end of a message (RFC 5321 §4.5.3.2.6), when the
+    /// settings' timeout for every other reply is shorter.
+    static let endOfDataTimeout: Double = 600
 
     public init(settings: SMTPSettings, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.settings = settings
@@ -67,7 +70,10 @@ public struct SMTPClient: Sendable {
                 throw SMTPFailure.error("The mail server refused every recipient: \(refused.joined(separator: "; "))", transient: false)
             }
             _ = try await session.command("DATA", expect: 354, "DATA")
-            _ = try await session.command(Self.dotStuffed(message.rendered()) + ".", expect: 250, "the message")
+            // The server may check the whole message (spam and virus filters) before it answers:
+            // RFC 5321 §4.5.3.2.6 asks clients to wait 10 minutes for this reply.
+            _ = try await session.command(Self.dotStuffed(message.rendered()) + ".", expect: [250], "the message",
+                                          timeout: max(settings.timeout, SMTPClient.endOfDataTimeout))
             _ = try? await session.command("QUIT", expect: 221, "QUIT")
             await session.close()
         } catch {
@@ -176,31 +182,33 @@ final class SMTPSession: Sendable {
 
     /// Sends a command line and reads the reply; throws unless its code is one of `codes`.
     @discardableResult
-    func command(_ line: String, expect codes: Set<Int>, _ step: String, secret: Bool = false) async throws -> [String] {
+    func command(_ line: String, expect codes: Set<Int>, _ step: String, secret: Bool = false, timeout: Double? = nil) async throws -> [String] {
         do {
             try await channel.writeAndFlush(ByteBuffer(string: line + "\r\n"))
         } catch {
             throw SMTPFailure.error("The mail server \(settings.host) closed the connection before \(step): \(error).", transient: true)
         }
-        return try await expect(codes, step)
+        return try await expect(codes, step, timeout: timeout)
     }
 
     func command(_ line: String, expect code: Int, _ step: String, secret: Bool = false) async throws -> [String] {
         try await command(line, expect: [code], step, secret: secret)
     }
 
-    /// Reads one reply (all its lines); throws unless its code is one of `codes`.
+    /// Reads one reply (all its lines) within `timeout` seconds (the settings' by default);
+    /// throws unless its code is one of `codes`.
     @discardableResult
-    func expect(_ codes: Set<Int>, _ step: String) async throws -> [String] {
+    func expect(_ codes: Set<Int>, _ step: String, timeout: Double? = nil) async throws -> [String] {
         var texts: [String] = []
-        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(settings.timeout * 1000))) { [lines, channel] in
+        let timeout = timeout ?? settings.timeout
+        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [lines, channel] in
             lines.markTimedOut()
             channel.close(promise: nil)
         }
         defer { deadline.cancel() }
         while true {
             guard let line = await lines.next() else {
-                let why = lines.timedOut ? "did not answer within \(Int(settings.timeout)) s" : "closed the connection"
+                let why = lines.timedOut ? "did not answer within \(Int(timeout)) s" : "closed the connection"
                 throw SMTPFailure.error("The mail server \(settings.host):\(settings.port) \(why) at \(step)\(lines.failure.map { " (\($0))" } ?? "").", transient: true)
             }
             guard line.count >= 3, let code = Int(line.prefix(3)) else {

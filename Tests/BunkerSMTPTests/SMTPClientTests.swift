@@ -110,6 +110,46 @@ import Testing
         }
     }
 
+    @Test func theReplyToTheMessageMayTakeLongerThanTheTimeout() async throws {
+        // A server that checks the message for two seconds before it accepts it, with a client
+        // timeout of one: RFC 5321 gives this reply ten minutes.
+        let (listener, port) = try listeningSocket(backlog: 1)
+        defer { close(listener) }
+        let server = Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            defer { close(connection) }
+            func say(_ text: String) { _ = text.withCString { write(connection, $0, strlen($0)) } }
+            var heard = ""
+            func hear(until end: String) {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                heard = ""
+                while !heard.hasSuffix(end) {
+                    let n = read(connection, &buffer, buffer.count)
+                    guard n > 0 else { return }
+                    heard += String(decoding: buffer[0..<n], as: UTF8.self)
+                }
+            }
+            say("220 slow ESMTP\r\n")
+            while true {
+                hear(until: "\r\n")
+                if heard.isEmpty || heard.hasPrefix("QUIT") {
+                    say("221 bye\r\n")
+                    return
+                } else if heard.hasPrefix("DATA") {
+                    say("354 go ahead\r\n")
+                    hear(until: "\r\n.\r\n")
+                    Thread.sleep(forTimeInterval: 2)
+                    say("250 queued\r\n")
+                } else {
+                    say("250 ok\r\n")
+                }
+            }
+        }
+        server.start()
+        try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .none, timeout: 1)).send(message())
+    }
+
     @Test func thePasswordIsNeverSentUnencrypted() async throws {
         let settings = SMTPSettings(host: "127.0.0.1", port: 1, security: .none, username: "u", password: "p")
         await #expect {
