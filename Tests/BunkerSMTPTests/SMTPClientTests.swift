@@ -115,38 +115,23 @@ import Testing
         // timeout of one: RFC 5321 gives this reply ten minutes.
         let (listener, port) = try listeningSocket(backlog: 1)
         defer { close(listener) }
-        let server = Thread {
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { return }
-            defer { close(connection) }
-            func say(_ text: String) { _ = text.withCString { write(connection, $0, strlen($0)) } }
-            var heard = ""
-            func hear(until end: String) {
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                heard = ""
-                while !heard.hasSuffix(end) {
-                    let n = read(connection, &buffer, buffer.count)
-                    guard n > 0 else { return }
-                    heard += String(decoding: buffer[0..<n], as: UTF8.self)
-                }
-            }
-            say("220 slow ESMTP\r\n")
+        ScriptedConnection.serveOnce(listener) { connection in
+            connection.say("220 slow ESMTP\r\n")
             while true {
-                hear(until: "\r\n")
+                let heard = connection.hear(until: "\r\n")
                 if heard.isEmpty || heard.hasPrefix("QUIT") {
-                    say("221 bye\r\n")
+                    connection.say("221 bye\r\n")
                     return
                 } else if heard.hasPrefix("DATA") {
-                    say("354 go ahead\r\n")
-                    hear(until: "\r\n.\r\n")
+                    connection.say("354 go ahead\r\n")
+                    _ = connection.hear(until: "\r\n.\r\n")
                     Thread.sleep(forTimeInterval: 2)
-                    say("250 queued\r\n")
+                    connection.say("250 queued\r\n")
                 } else {
-                    say("250 ok\r\n")
+                    connection.say("250 ok\r\n")
                 }
             }
         }
-        server.start()
         try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .none, timeout: 1)).send(message())
     }
 
@@ -164,24 +149,14 @@ import Testing
         // slips in a reply meant to be read as if it came under TLS.
         let (listener, port) = try listeningSocket(backlog: 1)
         defer { close(listener) }
-        let server = Thread {
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { return }
-            defer { close(connection) }
-            func say(_ text: String) { _ = text.withCString { write(connection, $0, strlen($0)) } }
-            func hear() -> String {
-                var buffer = [UInt8](repeating: 0, count: 1024)
-                let n = read(connection, &buffer, buffer.count)
-                return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
-            }
-            say("220 mitm ESMTP\r\n")
-            _ = hear()  // EHLO
-            say("250-mitm\r\n250 STARTTLS\r\n")
-            _ = hear()  // STARTTLS
-            say("220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
-            _ = hear()
+        ScriptedConnection.serveOnce(listener) { connection in
+            connection.say("220 mitm ESMTP\r\n")
+            _ = connection.hear(until: "\r\n")  // EHLO
+            connection.say("250-mitm\r\n250 STARTTLS\r\n")
+            _ = connection.hear(until: "\r\n")  // STARTTLS
+            connection.say("220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
+            _ = connection.hear(until: "\r\n")
         }
-        server.start()
         do {
             try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .starttls, timeout: 5)).send(message())
             Issue.record("the client went on after data injected before TLS")
@@ -193,5 +168,34 @@ import Testing
 
     @Test func dotsAtTheStartOfALineAreDoubled() {
         #expect(SMTPClient.dotStuffedForTesting(".a\r\nb\r\n.c") == "..a\r\nb\r\n..c\r\n")
+    }
+}
+
+/// One connection of a fake server, accepted on a thread of its own and driven by a script.
+private struct ScriptedConnection {
+    let fd: Int32
+
+    /// Accepts one connection on `listener` and runs `script` on it in a new thread.
+    static func serveOnce(_ listener: Int32, _ script: @escaping @Sendable (ScriptedConnection) -> Void) {
+        Thread {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            script(ScriptedConnection(fd: fd))
+        }.start()
+    }
+
+    func say(_ text: String) { _ = text.withCString { write(fd, $0, strlen($0)) } }
+
+    /// What the client sends until it ends with `end` (or closes: then what came, maybe "").
+    func hear(until end: String) -> String {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var heard = ""
+        while !heard.hasSuffix(end) {
+            let n = read(fd, &buffer, buffer.count)
+            guard n > 0 else { break }
+            heard += String(decoding: buffer[0..<n], as: UTF8.self)
+        }
+        return heard
     }
 }
