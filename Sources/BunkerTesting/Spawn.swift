@@ -83,3 +83,12 @@ public func shell(_ command: String, in dir: String? = nil) throws -> (status: I
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// Runs SQL on a database with the real `sqlite3` command; throws with its output if it fails.
+public func runSQLite(_ database: String, _ sql: String) throws {
+    let result = try spawnAndWait("/usr/bin/sqlite3", ["-batch", database, sql], outputFile: database + ".sqlite3-output")
+    try? FileManager.default.removeItem(atPath: database + ".sqlite3-output")
+    guard result.status == 0 else {
+        throw FixtureError("sqlite3 \(database) exited with \(result.status): \(result.output)")
+    }
+}

@@ -36,26 +36,7 @@ public struct IndexFile: Sendable {
             let units = PackFormat.units(pack.blobs)
             out.append(contentsOf: pack.id.bytes)
             out.appendLittleEndian(UInt32(units.count))
-            for unit in units {
-                let first = unit.first!
-                if first.member == nil {
-                    out.append(first.type.rawValue)
-                    out.append(contentsOf: first.id.bytes)
-                    out.appendLittleEndian(first.offset)
-                    out.appendLittleEndian(first.length)
-                    out.appendLittleEndian(first.rawLength)
-                } else {
-                    out.append(PackFormat.bundleMarker)
-                    out.appendLittleEndian(first.offset)
-                    out.appendLittleEndian(first.length)
-                    out.appendLittleEndian(first.rawLength)
-                    out.appendLittleEndian(UInt32(unit.count))
-                    for member in unit {
-                        out.append(contentsOf: member.id.bytes)
-                        out.appendLittleEndian(member.member!.length)
-                    }
-                }
-            }
+            for unit in units { PackFormat.appendEntry(unit, to: &out, withOffset: true) }
         }
         return out
     }

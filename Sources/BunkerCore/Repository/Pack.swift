@@ -121,25 +121,30 @@ enum PackFormat {
 
     static func encodeHeader(_ blobs: [PackedBlob]) -> Data {
         var out = Data(capacity: headerLength(blobs))
-        for unit in units(blobs) {
-            let first = unit.first!
-            if first.member == nil {
-                out.append(first.type.rawValue)
-                out.append(contentsOf: first.id.bytes)
-                out.appendLittleEndian(first.length)
-                out.appendLittleEndian(first.rawLength)
-            } else {
-                out.append(bundleMarker)
-                out.appendLittleEndian(first.length)
-                out.appendLittleEndian(first.rawLength)
-                out.appendLittleEndian(UInt32(unit.count))
-                for member in unit {
-                    out.append(contentsOf: member.id.bytes)
-                    out.appendLittleEndian(member.member!.length)
-                }
-            }
-        }
+        for unit in units(blobs) { appendEntry(unit, to: &out, withOffset: false) }
         return out
+    }
+
+    /// Appends one unit's entry: a blob's (type, id, [offset,] length, raw length) or a bundle's
+    /// (marker, [offset,] length, raw length, count, then each member's id and length). Pack
+    /// headers leave the offset out (it follows from the lengths); index files write it.
+    static func appendEntry(_ unit: ArraySlice<PackedBlob>, to out: inout Data, withOffset: Bool) {
+        let first = unit.first!
+        if first.member == nil {
+            out.append(first.type.rawValue)
+            out.append(contentsOf: first.id.bytes)
+        } else {
+            out.append(bundleMarker)
+        }
+        if withOffset { out.appendLittleEndian(first.offset) }
+        out.appendLittleEndian(first.length)
+        out.appendLittleEndian(first.rawLength)
+        guard first.member != nil else { return }
+        out.appendLittleEndian(UInt32(unit.count))
+        for member in unit {
+            out.append(contentsOf: member.id.bytes)
+            out.appendLittleEndian(member.member!.length)
+        }
     }
 
     static func decodeHeader(_ data: Data, pack: ID) throws -> [PackedBlob] {

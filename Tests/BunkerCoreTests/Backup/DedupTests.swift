@@ -54,20 +54,11 @@ import Testing
 }
 
 @Suite struct DatabaseChunkingTests {
-    private func sqlite(_ db: String, _ sql: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        process.arguments = [db, sql]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-    }
-
     @Test func sqliteFilesAreCutAtPageBoundaries() async throws {
         try await withTemporaryDirectory { dir in
             try FileManager.default.createDirectory(atPath: dir + "/db", withIntermediateDirectories: true)
             let db = dir + "/db/app.db"
-            try sqlite(db, """
+            try runSQLite(db, """
                 PRAGMA page_size=4096;
                 CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40000)
@@ -78,7 +69,7 @@ import Testing
             let repo = try await TestRepository.create(at: dir + "/repo")
             try await TestRepository.backup(repo, [dir + "/db"])
             // Ten scattered single-row updates dirty at most ten pages.
-            try sqlite(db, "UPDATE notes SET body = 'changed' WHERE id IN (5, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000, 39000);")
+            try runSQLite(db, "UPDATE notes SET body = 'changed' WHERE id IN (5, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000, 39000);")
             let second = try await TestRepository.backup(repo, [dir + "/db"])
             let summary = try #require(second.snapshot.summary)
             #expect(summary.dataAdded <= 11 * (64 << 10) + 4096, "added \(summary.dataAdded) bytes")

@@ -7,20 +7,11 @@ import Testing
 /// Bundles: small data blobs (database pages) compressed and sealed together, each member still
 /// deduplicated, restored, verified and pruned on its own.
 @Suite struct BundleTests {
-    private func sqlite(_ db: String, _ sql: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        process.arguments = [db, sql]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-    }
-
     /// A 4 KiB-page database of about 6 MiB in `dir/db`.
     private func makeDatabase(in dir: String) throws -> String {
         try FileManager.default.createDirectory(atPath: dir + "/db", withIntermediateDirectories: true)
         let db = dir + "/db/app.db"
-        try sqlite(db, """
+        try runSQLite(db, """
             PRAGMA page_size=4096;
             CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40000)
@@ -59,7 +50,7 @@ import Testing
             #expect(check.ok, "\(check.errors.map(\.message))")
 
             // Scattered row changes: only the changed pages are new, and they are bundled together.
-            try sqlite(db, "UPDATE notes SET body = 'changed' WHERE id IN (5, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000, 39000);")
+            try runSQLite(db, "UPDATE notes SET body = 'changed' WHERE id IN (5, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000, 39000);")
             let expected = FileManager.default.contents(atPath: db)
             let second = try await TestRepository.backup(reopened, [dir + "/db"])
             let summary = try #require(second.snapshot.summary)
