@@ -64,6 +64,9 @@ extension BunkerService {
     }
 
     private func runBackup(_ request: SourceBackupRequest, selected: [any Source], progress: OperationProgress?) async throws -> BackupResult {
+        if let local = repository.storage as? LocalStorage {
+            try configuration.checkRepositoryIsOutsideSources(local.root)
+        }
         let scratch = try configuration.scratchDirectory()
         return try await repository.withLock(exclusive: false) {
             var prepared: [PreparedBackup] = []

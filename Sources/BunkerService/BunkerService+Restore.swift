@@ -158,6 +158,13 @@ extension BunkerService {
         guard !selected.isEmpty else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source matching --type \(request.type.rawValue).")
         }
+        // Names from the snapshot build paths below: refuse any that is not one plain name
+        // before anything is created (`bunker verify` reports such a snapshot as damaged).
+        for record in selected {
+            if let problem = record.pathProblem {
+                throw BunkerError(.integrity, "Snapshot \(id.short) \(problem), so nothing was restored. `bunker verify` reports it as damaged.")
+            }
+        }
         let destinations = try destinations(for: selected, target: request.target)
         let scratch = try configuration.scratchDirectory()
 
@@ -193,17 +200,28 @@ extension BunkerService {
             }
 
             // 3. Restore, databases first: they are the ones that can refuse (a failed load rolls back).
+            FaultPoints.hit("restore-after-safety-backup")
             let root = try await repository.loadTree(snapshot.tree)
+            var safetyRoot: Tree?
+            if let safety = outcome.safetySnapshotID.flatMap(ID.init(hex:)) {
+                safetyRoot = try await repository.loadTree(try await repository.loadSnapshot(safety).tree)
+            }
             let ordered = selected.sorted { ($0.kind == SourceKind.files.rawValue ? 1 : 0) < ($1.kind == SourceKind.files.rawValue ? 1 : 0) }
-            let context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
             for record in ordered {
                 guard let node = root.node(named: record.name) else {
                     throw failure(BunkerError(.corruptObject, "Snapshot \(id.short) lists source \(record.name) but holds no data for it."), outcome: outcome, source: record.name)
                 }
+                var context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
+                if let safety = outcome.safetySnapshotID {
+                    // What the restore may replace of this source: what the safety snapshot holds.
+                    context.safetyCopy = SafetyCopy(snapshotID: safety, node: safetyRoot?.node(named: record.name))
+                }
                 do {
                     progress?.update { $0.currentPath = "restoring \(record.name)" }
                     let source = try self.source(for: record)
-                    outcome.sources.append(try await source.restore(node, record: record, to: destinations[record.name]!, context: context))
+                    let result = try await source.restore(node, record: record, to: destinations[record.name]!, context: context)
+                    outcome.warnings += result.warnings
+                    outcome.sources.append(result)
                 } catch {
                     throw failure(error, outcome: outcome, source: record.name)
                 }
@@ -294,3 +312,4 @@ extension BunkerError {
     /// For a failed restore: the safety snapshot taken before it, if one was.
     public var safetySnapshotID: String? { (cause as? RestoreFailure)?.safetySnapshotID }
 }
+

@@ -30,6 +30,8 @@ public struct SourceRestoreResult: Sendable, Codable {
     public var bytes: UInt64 = 0
     /// The checks the restore ran on the staged data before it went live.
     public var checks: [String] = []
+    /// What the user should know: entries set aside, say.
+    public var warnings: [String] = []
 
     public init(source: String, kind: SourceKind, destination: String) {
         self.source = source
@@ -74,11 +76,28 @@ public struct RestoreContext: Sendable {
     /// A private directory for temporary files (database copies, dumps).
     public let scratch: String
     public let progress: OperationProgress?
+    /// For a restore in place: what the safety snapshot taken just before holds of this source.
+    /// A restore replaces only what is there; anything else in the live data stays.
+    public var safetyCopy: SafetyCopy?
 
-    public init(loader: any BlobLoader, scratch: String, progress: OperationProgress? = nil) {
+    public init(loader: any BlobLoader, scratch: String, progress: OperationProgress? = nil, safetyCopy: SafetyCopy? = nil) {
         self.loader = loader
         self.scratch = scratch
         self.progress = progress
+        self.safetyCopy = safetyCopy
+    }
+}
+
+/// A source's part of the safety snapshot taken before a restore in place.
+public struct SafetyCopy: Sendable {
+    /// The safety snapshot's id.
+    public var snapshotID: String
+    /// The source's directory in that snapshot; nil when the source had no live data then.
+    public var node: Node?
+
+    public init(snapshotID: String, node: Node?) {
+        self.snapshotID = snapshotID
+        self.node = node
     }
 }
 

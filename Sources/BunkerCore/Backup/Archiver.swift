@@ -266,15 +266,18 @@ public final class Archiver: Sendable {
         switch item {
         case .path(let path, let name, let excludes):
             let rules = try ExcludeRules(request.excludes + excludes)
-            return try await saveEntry(path: path, relative: "", name: name, parent: parent, excludes: rules, packer: packer)
+            return try await saveEntry(at: EntryLocation(directory: nil, name: Array(path.utf8)), path: path, relative: "", name: Array(name.utf8), parent: parent, excludes: rules, packer: packer)
         case .file(let path, let name):
-            let status = try FileStatus(path: path)
+            let location = EntryLocation(directory: nil, name: Array(path.utf8))
+            let status = FileStatus(try location.status())
             guard status.kind == .file else {
                 throw BunkerError(.sourceIO, "\(path) is not a regular file.")
             }
             var node = Node(name: name, type: .file, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
             let (content, sha, size) = try await fileLimiter.withPermit {
-                try await saveFileContent(path: path, packer: packer)
+                let fd = try location.openFile(expecting: status)
+                defer { close(fd) }
+                return try await saveFileContent(fd: fd, path: path, packer: packer)
             }
             node.content = content
             node.sha256 = sha
@@ -336,26 +339,49 @@ public final class Archiver: Sendable {
         progress?.update { $0.errors += 1 }
     }
 
-    private func saveEntry(path: String, relative: String, name: String, parent: Node?, excludes: ExcludeRules, packer: Packer) async throws -> Node? {
+    /// Backs up one entry, found by `lstat` at `location`, stored as `name`.
+    ///
+    /// The entry is opened through its directory's descriptor with `O_NOFOLLOW` and the opened
+    /// descriptor's `fstat` must be the entry the `lstat` chose (type, device, inode): a file or
+    /// directory swapped for a symlink, FIFO or device while the backup runs is skipped with a
+    /// warning, never followed or read. Special files are recorded as what they are.
+    private func saveEntry(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: Node?, excludes: ExcludeRules, packer: Packer) async throws -> Node? {
         let status: FileStatus
         do {
-            status = try FileStatus(path: path)
+            status = FileStatus(try location.status())
         } catch let error as BunkerError {
             warn(error.message)
             return nil
         }
-        guard let kind = status.kind else {
-            warn("Skipped \(path): sockets, pipes and device files are not backed up.")
+        if !relative.isEmpty, excludes.excludes(name: FileName.display(name), absolute: path, relative: relative, isDirectory: status.kind == .directory) {
             return nil
         }
-        if !relative.isEmpty, excludes.excludes(name: name, absolute: path, relative: relative, isDirectory: kind == .directory) {
-            return nil
+        let storesRawNames = repository.config.storesRawNames
+        if !storesRawNames {
+            if status.kind.isSpecial {
+                warn("Skipped \(path): this repository (format version \(repository.config.version)) cannot record sockets, pipes and device files; a repository made by `bunker init` now can.")
+                return nil
+            }
+            if String(validating: name, as: UTF8.self) == nil {
+                warn("Skipped \(path): its name is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store; a repository made by `bunker init` now can.")
+                return nil
+            }
         }
-        var node = Node(name: name, type: kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
-        switch kind {
+        var node = Node(nameBytes: name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+        switch status.kind {
+        case .fifo, .socket:
+            summary.withLock { $0.totalFiles += 1 }
+        case .characterDevice, .blockDevice:
+            node.rdev = status.rdev
+            summary.withLock { $0.totalFiles += 1 }
         case .symlink:
             do {
-                node.linkTarget = try FileSystem.readLink(path)
+                let target = try location.readLink()
+                if !storesRawNames && String(validating: target, as: UTF8.self) == nil {
+                    warn("Skipped \(path): its target is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store.")
+                    return nil
+                }
+                node.linkTargetBytes = target
             } catch let error as BunkerError {
                 warn(error.message)
                 return nil
@@ -367,14 +393,16 @@ public final class Archiver: Sendable {
             } else {
                 parentTree = nil
             }
-            let entries: [String]
+            let handle: DirectoryHandle
+            let entries: [[UInt8]]
             do {
-                entries = try FileSystem.entries(of: path)
+                handle = try location.openDirectory(expecting: status)
+                entries = try handle.entries()
             } catch let error as BunkerError {
-                warn(error.message)
+                warn("\(path): \(error.message)")
                 return nil
             }
-            let children = try await saveChildren(of: path, relative: relative, entries: entries, parentTree: parentTree, excludes: excludes, packer: packer)
+            let children = try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: parentTree, excludes: excludes, packer: packer)
             node.subtree = try await saveTree(Tree(nodes: children), packer: packer)
             summary.withLock { $0.directories += 1 }
         case .file:
@@ -399,7 +427,9 @@ public final class Archiver: Sendable {
             }
             do {
                 let (content, sha, size) = try await fileLimiter.withPermit {
-                    try await saveFileContent(path: path, packer: packer)
+                    let fd = try location.openFile(expecting: status)
+                    defer { close(fd) }
+                    return try await saveFileContent(fd: fd, path: path, packer: packer)
                 }
                 node.content = content
                 node.sha256 = sha
@@ -413,17 +443,19 @@ public final class Archiver: Sendable {
         return node
     }
 
-    private func saveChildren(of dir: String, relative: String, entries: [String], parentTree: Tree?, excludes: ExcludeRules, packer: Packer) async throws -> [Node] {
+    private func saveChildren(of dir: DirectoryHandle, path: String, relative: String, entries: [[UInt8]], parentTree: Tree?, excludes: ExcludeRules, packer: Packer) async throws -> [Node] {
         var results = [Node?](repeating: nil, count: entries.count)
         let window = 16
         try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
             var next = 0
             func launch(_ i: Int) {
                 let name = entries[i]
-                let childRelative = relative.isEmpty ? name : relative + "/" + name
-                let parent = parentTree?.node(named: name)
+                let text = FileName.display(name)
+                let childRelative = relative.isEmpty ? text : relative + "/" + text
+                let parent = parentTree?.node(nameBytes: name)
+                let location = EntryLocation(directory: dir, name: name)
                 group.addTask {
-                    (i, try await self.saveEntry(path: dir + "/" + name, relative: childRelative, name: name, parent: parent, excludes: excludes, packer: packer))
+                    (i, try await self.saveEntry(at: location, path: path + "/" + text, relative: childRelative, name: name, parent: parent, excludes: excludes, packer: packer))
                 }
             }
             while next < min(window, entries.count) {
@@ -443,13 +475,8 @@ public final class Archiver: Sendable {
 
     // MARK: - Content
 
-    private func saveFileContent(path: String, packer: Packer) async throws -> ([ID], String, UInt64) {
+    private func saveFileContent(fd: Int32, path: String, packer: Packer) async throws -> ([ID], String, UInt64) {
         progress?.update { $0.currentPath = path }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw BunkerError(.sourceIO, "Cannot open \(path): \(String(cString: strerror(errno))).")
-        }
-        defer { close(fd) }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let fixedSize = Self.sqlitePageSize(fd: fd).flatMap(repository.config.chunker.pageAlignedChunkSize(pageSize:))
         return try await saveContent(of: path, fixedSize: fixedSize, packer: packer) { target in
@@ -632,7 +659,8 @@ public final class Archiver: Sendable {
             var files = 0
             var bytes: UInt64 = 0
             func walk(_ path: String, relative: String, name: String, excludes: ExcludeRules) {
-                guard let status = try? FileStatus(path: path), let kind = status.kind else { return }
+                guard let status = try? FileStatus(path: path) else { return }
+                let kind = status.kind
                 if !relative.isEmpty, excludes.excludes(name: name, absolute: path, relative: relative, isDirectory: kind == .directory) { return }
                 switch kind {
                 case .file:
@@ -642,7 +670,7 @@ public final class Archiver: Sendable {
                     for child in (try? FileSystem.entries(of: path)) ?? [] {
                         walk(path + "/" + child, relative: relative.isEmpty ? child : relative + "/" + child, name: child, excludes: excludes)
                     }
-                case .symlink:
+                case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
                     break
                 }
             }

@@ -3,11 +3,18 @@ import Foundation
 /// The repository's parameters, stored encrypted as the `config` object.
 public struct RepositoryConfig: Codable, Sendable {
     /// The format version this build gives new repositories; see docs/repository-format.md.
-    /// Version 2 adds bundles of small data blobs; a version 1 repository is read and written
-    /// without them, so that older Bunker builds keep reading it.
-    public static let currentVersion = 2
+    /// Version 2 adds bundles of small data blobs; version 3 adds names and symlink targets that
+    /// are not UTF-8 (stored as bytes) and special files (FIFOs, sockets, devices) recorded as what
+    /// they are. An older repository is read whole and written without what its version lacks, so
+    /// that older Bunker builds keep reading it.
+    public static let currentVersion = 3
     /// The first version whose packs and index files may hold bundles.
     static let bundlesSince = 2
+    /// The first version whose trees may hold `name_bytes`, `link_target_bytes`, special files and `rdev`.
+    public static let rawNamesSince = 3
+
+    /// Whether trees of this repository may hold names that are not UTF-8 and special files.
+    public var storesRawNames: Bool { version >= RepositoryConfig.rawNamesSince }
 
     public var version: Int
     /// A random id, unique per repository.

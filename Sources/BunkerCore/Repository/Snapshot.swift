@@ -81,6 +81,20 @@ public struct SnapshotSource: Codable, Sendable, Equatable {
     }
 }
 
+extension SnapshotSource {
+    /// Why a restore must not build a path from this record, if it must not: its name, and the
+    /// file name it records, must each be one plain name (not empty, `.` or `..`, no `/` or NUL).
+    public var pathProblem: String? {
+        if !Node.isSafeName(name) {
+            return "names a source \(name.debugDescription), which is not a plain name and could lead a restore outside its target"
+        }
+        if let file = details?["file"], !Node.isSafeName(file) {
+            return "records the file of source \(name) as \(file.debugDescription), which is not a plain name and could lead a restore outside its target"
+        }
+        return nil
+    }
+}
+
 /// What a backup did, recorded in its snapshot.
 public struct BackupSummary: Codable, Sendable, Equatable {
     public var filesNew = 0

@@ -55,7 +55,7 @@ extension Tree {
 
 /// The keys of a node, in the canonical (sorted) order.
 private enum NodeKey: Int {
-    case content, device, gid, inode, linkTarget, mode, mtimeNanoseconds, name, sha256, size, subtree, type, uid
+    case content, device, gid, inode, linkTarget, linkTargetBytes, mode, mtimeNanoseconds, name, nameBytes, rdev, sha256, size, subtree, type, uid
 
     /// The key as written; the same spellings as `Node.CodingKeys`.
     var text: StaticString {
@@ -65,9 +65,12 @@ private enum NodeKey: Int {
         case .gid: "gid"
         case .inode: "inode"
         case .linkTarget: "link_target"
+        case .linkTargetBytes: "link_target_bytes"
         case .mode: "mode"
         case .mtimeNanoseconds: "mtime_ns"
         case .name: "name"
+        case .nameBytes: "name_bytes"
+        case .rdev: "rdev"
         case .sha256: "sha256"
         case .size: "size"
         case .subtree: "subtree"
@@ -84,6 +87,9 @@ private enum NodeKey: Int {
         case (3, UInt8(ascii: "u")): candidate = .uid
         case (4, UInt8(ascii: "m")): candidate = .mode
         case (4, UInt8(ascii: "n")): candidate = .name
+        case (4, UInt8(ascii: "r")): candidate = .rdev
+        case (10, UInt8(ascii: "n")): candidate = .nameBytes
+        case (17, UInt8(ascii: "l")): candidate = .linkTargetBytes
         case (4, UInt8(ascii: "s")): candidate = .size
         case (4, UInt8(ascii: "t")): candidate = .type
         case (5, UInt8(ascii: "i")): candidate = .inode
@@ -173,9 +179,12 @@ private struct TreeWriter {
         key(.gid); write(UInt64(node.gid))
         if let inode = node.inode { key(.inode); write(inode) }
         if let linkTarget = node.linkTarget { key(.linkTarget); write(linkTarget) }
+        if let raw = node.rawLinkTarget { key(.linkTargetBytes); write(raw.base64EncodedString()) }
         key(.mode); write(UInt64(node.mode))
         key(.mtimeNanoseconds); write(node.mtimeNanoseconds)
         key(.name); write(node.name)
+        if let raw = node.rawName { key(.nameBytes); write(raw.base64EncodedString()) }
+        if let rdev = node.rdev { key(.rdev); write(rdev) }
         if let sha256 = node.sha256 { key(.sha256); write(sha256) }
         if let size = node.size { key(.size); write(size) }
         if let subtree = node.subtree { key(.subtree); write(subtree) }
@@ -334,11 +343,11 @@ private struct TreeParser {
         var type: Node.Kind?
         var mode: UInt32?, uid: UInt32?, gid: UInt32?
         var mtimeNanoseconds: Int64?
-        var size: UInt64?, inode: UInt64?, device: UInt64?
+        var size: UInt64?, inode: UInt64?, device: UInt64?, rdev: UInt64?
         var content: [ID]?
         var sha256: String?, linkTarget: String?
         var subtree: ID?
-        var seen: UInt16 = 0
+        var seen: UInt32 = 0
 
         try expect(ASCII.openBrace)
         if !closes(ASCII.closeBrace) {
@@ -348,7 +357,7 @@ private struct TreeParser {
                     continue
                 }
                 // JSONDecoder keeps the first of duplicate keys; rare enough to leave to it.
-                let bit: UInt16 = 1 << key.rawValue
+                let bit: UInt32 = 1 << key.rawValue
                 guard seen & bit == 0 else { throw TakeSlowPath() }
                 seen |= bit
                 switch key {
@@ -361,6 +370,9 @@ private struct TreeParser {
                 case .size: size = try null() ? nil : unsigned()
                 case .inode: inode = try null() ? nil : unsigned()
                 case .device: device = try null() ? nil : unsigned()
+                case .rdev: rdev = try null() ? nil : unsigned()
+                // Names that are not UTF-8 are rare: their base64 is left to JSONDecoder.
+                case .nameBytes, .linkTargetBytes: throw TakeSlowPath()
                 case .content: content = try null() ? nil : idArray()
                 case .sha256: sha256 = try null() ? nil : string()
                 case .subtree: subtree = try null() ? nil : id()
@@ -373,6 +385,7 @@ private struct TreeParser {
         node.size = size
         node.inode = inode
         node.device = device
+        node.rdev = rdev
         node.content = content
         node.sha256 = sha256
         node.subtree = subtree
@@ -427,6 +440,7 @@ private struct TreeParser {
         if text.elementsEqual(("file" as StaticString).bytes) { return .file }
         if text.elementsEqual(("dir" as StaticString).bytes) { return .directory }
         if text.elementsEqual(("symlink" as StaticString).bytes) { return .symlink }
+        if let kind = Node.Kind(rawValue: String(decoding: text, as: UTF8.self)) { return kind }
         throw TakeSlowPath()
     }
 

@@ -25,6 +25,13 @@ extension Repository: BlobLoader {}
 public struct RestoreFailure: Sendable, Codable, Equatable {
     public var path: String
     public var message: String
+    /// The target's filesystem was full.
+    public var storageFull = false
+
+    enum CodingKeys: String, CodingKey {
+        case path, message
+        case storageFull = "storage_full"
+    }
 }
 
 /// What a restore did.
@@ -32,6 +39,8 @@ public struct RestoreReport: Sendable, Codable {
     public var filesRestored = 0
     public var directoriesRestored = 0
     public var symlinksRestored = 0
+    /// FIFOs, sockets and device files re-created (devices need root).
+    public var specialFilesRestored = 0
     public var bytesRestored: UInt64 = 0
     /// Files and directories that were not restored; a file listed here is absent from the
     /// target (never left half-written).
@@ -41,6 +50,7 @@ public struct RestoreReport: Sendable, Codable {
         case filesRestored = "files_restored"
         case directoriesRestored = "directories_restored"
         case symlinksRestored = "symlinks_restored"
+        case specialFilesRestored = "special_files_restored"
         case bytesRestored = "bytes_restored"
         case failures
     }
@@ -48,11 +58,19 @@ public struct RestoreReport: Sendable, Codable {
 
 /// Restores a tree (a whole snapshot or chosen paths) into a directory.
 ///
-/// Each file is written to a temporary name beside its final one while its SHA-256 is computed;
-/// only when the hash matches the one recorded at backup time is it given its mode, owner and
-/// mtime and renamed into place. A damaged chunk therefore never leaves a wrong file behind: the
-/// file is listed as a failure, naming the blob and pack, and the restore goes on with the rest.
-/// Directories get their mode and mtime after their content.
+/// Everything is written through directory descriptors: each directory is created with
+/// `mkdirat` and opened with `openat(O_DIRECTORY | O_NOFOLLOW)`, each file created with
+/// `openat(O_CREAT | O_EXCL | O_NOFOLLOW)` under a temporary name and put in place with `renameat`
+/// in the same directory. No name from a snapshot and no symlink (in the snapshot, or placed in
+/// the target while the restore runs) can therefore lead a write outside the target: names are
+/// checked as bytes (``Node/hasSafeName``) and a symlink is never followed. Names are bytes
+/// throughout, so a name that is not UTF-8 is restored exactly.
+///
+/// Each file's SHA-256 is computed while it is written; only when it matches the one recorded at
+/// backup time is it given its mode, owner and mtime and renamed into place. A damaged chunk
+/// therefore never leaves a wrong file behind: the file is listed as a failure, naming the blob
+/// and pack, and the restore goes on with the rest. Directories get their mode and mtime after
+/// their content.
 public final class Restorer: Sendable {
     private let loader: any BlobLoader
     private let progress: OperationProgress?
@@ -71,30 +89,44 @@ public final class Restorer: Sendable {
         self.includes = includes.map { $0.split(separator: "/").joined(separator: "/") }.filter { !$0.isEmpty }
     }
 
+    /// Refuses include paths that could not name anything inside a snapshot (`..`, `.`, NUL).
+    public static func validateIncludes(_ includes: [String]) throws {
+        for include in includes {
+            for component in include.utf8.split(separator: 0x2F) where !Node.isSafeName(Array(component)) {
+                throw BunkerError(.invalidArgument, "The include path \(include.debugDescription) has a component (\(String(decoding: component, as: UTF8.self).debugDescription)) that cannot name an entry of a snapshot; give paths as `bunker show ID` lists them.")
+            }
+        }
+    }
+
     /// Restores the tree `root` into `target`, creating it if needed.
     public func restore(tree root: ID, to target: String) async throws -> RestoreReport {
+        try Restorer.validateIncludes(includes)
         let target = FileSystem.absolute(target)
         if mkdir(target, 0o700) != 0 && errno != EEXIST {
             throw BunkerError(.invalidArgument, "Cannot create the restore target \(target): \(String(cString: strerror(errno))).")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw BunkerError(.invalidArgument, "The restore target \(target) is not a directory.")
+        let handle: DirectoryHandle
+        do {
+            handle = try DirectoryHandle(path: target)
+        } catch {
+            throw BunkerError(.invalidArgument, "The restore target \(target) is not a directory that can be opened: \(String(cString: strerror(errno))).")
         }
+        return try await restore(tree: root, into: handle)
+    }
+
+    /// Restores the tree `root` into an open directory.
+    public func restore(tree root: ID, into target: DirectoryHandle) async throws -> RestoreReport {
+        try Restorer.validateIncludes(includes)
         let tree = try await loader.loadTree(root)
-        try await restoreChildren(of: tree, into: target, relative: "")
+        try await restoreChildren(of: tree, in: target, relative: "")
         // One flush of the whole filesystem at the end instead of an fsync per file: as durable
         // when the restore reports success, and thousands of small files restore far faster.
-        let fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            defer { close(fd) }
-            if syncfs(fd) != 0 {
-                throw BunkerError(.sourceIO, "Flushing the restored files to disk failed: \(String(cString: strerror(errno))). Check the target's disk; the restore may be incomplete.")
-            }
+        if syncfs(target.fd) != 0 {
+            throw BunkerError(.sourceIO, "Flushing the restored files to disk failed: \(String(cString: strerror(errno))). Check the target's disk; the restore may be incomplete.")
         }
         var report = counters.withLock { $0 }
         report.failures = failures.withLock { $0 }
-        if !includes.isEmpty && report.filesRestored + report.directoriesRestored + report.symlinksRestored == 0 && report.failures.isEmpty {
+        if !includes.isEmpty && report.filesRestored + report.directoriesRestored + report.symlinksRestored + report.specialFilesRestored == 0 && report.failures.isEmpty {
             throw BunkerError(.invalidArgument, "No path in the snapshot matches \(includes.joined(separator: ", ")); `bunker show ID` lists its content.")
         }
         return report
@@ -112,12 +144,16 @@ public final class Restorer: Sendable {
         return traverse ? .traverse : .none
     }
 
-    private func fail(_ path: String, _ message: String) {
-        failures.withLock { $0.append(RestoreFailure(path: path, message: message)) }
+    private func fail(_ path: String, _ message: String, storageFull: Bool = false) {
+        failures.withLock { $0.append(RestoreFailure(path: path, message: message, storageFull: storageFull)) }
         progress?.update { $0.errors += 1 }
     }
 
-    private func restoreChildren(of tree: Tree, into dir: String, relative: String) async throws {
+    private func restoreChildren(of tree: Tree, in dir: DirectoryHandle, relative: String) async throws {
+        if let duplicate = tree.duplicateName {
+            fail(relative.isEmpty ? "/" : relative, "The snapshot's listing of this directory names \(duplicate.name.debugDescription) twice; the snapshot is damaged and this directory was not restored.")
+            return
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for node in tree.nodes {
@@ -132,26 +168,30 @@ public final class Restorer: Sendable {
                     try await group.next()
                     running -= 1
                 }
-                group.addTask { try await self.restore(node, into: dir, relative: path, selection: selected) }
+                group.addTask { try await self.restore(node, in: dir, relative: path, selection: selected) }
                 running += 1
             }
             try await group.waitForAll()
         }
     }
 
-    private func restore(_ node: Node, into dir: String, relative: String, selection: Selection) async throws {
-        let final = dir + "/" + node.name
+    private func restore(_ node: Node, in dir: DirectoryHandle, relative: String, selection: Selection) async throws {
+        let name = node.nameBytes
         switch node.type {
         case .directory:
-            if mkdir(final, 0o700) != 0 {
-                let err = errno
-                var st = stat()
-                // An existing directory is reused; anything else there (a symlink above all,
-                // which could lead outside the target) is refused.
-                guard err == EEXIST, lstat(final, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-                    fail(relative, err == EEXIST ? "Something that is not a directory is in the way; move it and restore again." : "Cannot create directory: \(String(cString: strerror(err))).")
-                    return
-                }
+            let created = FileName.with(name) { mkdirat(dir.fd, $0, 0o700) } == 0
+            if !created && errno != EEXIST {
+                fail(relative, "Cannot create directory: \(String(cString: strerror(errno))).")
+                return
+            }
+            // An existing directory is reused; anything else there (a symlink above all, which
+            // could lead outside the target) is refused: O_NOFOLLOW makes the open fail.
+            let handle: DirectoryHandle
+            do {
+                handle = try dir.openDirectory(name)
+            } catch {
+                fail(relative, "Something that is not a directory is in the way; move it and restore again.")
+                return
             }
             guard let subtree = node.subtree else {
                 fail(relative, "The snapshot records this directory without a listing.")
@@ -164,37 +204,70 @@ public final class Restorer: Sendable {
                 fail(relative, "Its directory listing cannot be read: \(error)")
                 return
             }
-            try await restoreChildren(of: tree, into: final, relative: relative)
+            try await restoreChildren(of: tree, in: handle, relative: relative)
             if selection == .all {
-                applyMetadata(node, path: final, fd: nil)
+                applyMetadata(node, fd: handle.fd)
                 counters.withLock { $0.directoriesRestored += 1 }
             }
         case .symlink:
             guard selection == .all else { return }
-            let temp = dir + "/.bunker-restore-" + UUID().uuidString
-            guard symlink(node.linkTarget ?? "", temp) == 0 else {
+            let temp = Restorer.temporaryName()
+            let made = FileName.with(node.linkTargetBytes ?? []) { target in
+                FileName.with(temp) { symlinkat(target, dir.fd, $0) }
+            }
+            guard made == 0 else {
                 fail(relative, "Cannot create symlink: \(String(cString: strerror(errno))).")
                 return
             }
-            applyMetadata(node, path: temp, fd: nil)
-            guard rename(temp, final) == 0 else {
-                let message = String(cString: strerror(errno))
-                unlink(temp)
-                fail(relative, "Cannot put the symlink in place: \(message).")
+            applyMetadata(node, in: dir, name: temp)
+            guard put(temp, as: name, in: dir, relative: relative, what: "symlink") else { return }
+            counters.withLock { $0.symlinksRestored += 1 }
+        case .fifo, .socket, .characterDevice, .blockDevice:
+            guard selection == .all else { return }
+            let temp = Restorer.temporaryName()
+            let type: mode_t = switch node.type {
+            case .fifo: S_IFIFO
+            case .socket: S_IFSOCK
+            case .characterDevice: S_IFCHR
+            default: S_IFBLK
+            }
+            let made = FileName.with(temp) { mknodat(dir.fd, $0, type | 0o600, dev_t(node.rdev ?? 0)) }
+            guard made == 0 else {
+                let err = errno
+                fail(relative, "Cannot create the \(node.type.article): \(String(cString: strerror(err)))\(err == EPERM ? " (device files need root)" : "").")
                 return
             }
-            counters.withLock { $0.symlinksRestored += 1 }
+            applyMetadata(node, in: dir, name: temp)
+            guard put(temp, as: name, in: dir, relative: relative, what: node.type.article) else { return }
+            counters.withLock { $0.specialFilesRestored += 1 }
         case .file:
             guard selection == .all else { return }
             await fileLimiter.withPermit {
-                await restoreFile(node, final: final, dir: dir, relative: relative)
+                await restoreFile(node, in: dir, relative: relative)
             }
         }
     }
 
-    private func restoreFile(_ node: Node, final: String, dir: String, relative: String) async {
-        let temp = dir + "/.bunker-restore-" + UUID().uuidString
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    private static func temporaryName() -> [UInt8] {
+        Array(".bunker-restore-\(UUID().uuidString)".utf8)
+    }
+
+    /// Renames `temp` to `name` in `dir` (replacing a file or symlink there, never following it);
+    /// removes `temp` and records a failure if that cannot be done.
+    private func put(_ temp: [UInt8], as name: [UInt8], in dir: DirectoryHandle, relative: String, what: String) -> Bool {
+        let renamed = FileName.with(temp) { from in FileName.with(name) { renameat(dir.fd, from, dir.fd, $0) } }
+        guard renamed == 0 else {
+            let message = String(cString: strerror(errno))
+            _ = FileName.with(temp) { unlinkat(dir.fd, $0, 0) }
+            fail(relative, "Cannot put the \(what) in place: \(message).")
+            return false
+        }
+        return true
+    }
+
+    private func restoreFile(_ node: Node, in dir: DirectoryHandle, relative: String) async {
+        let temp = Restorer.temporaryName()
+        let fd = FileName.with(temp) { openat(dir.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard fd >= 0 else {
             fail(relative, "Cannot create the file: \(String(cString: strerror(errno))).")
             return
@@ -202,7 +275,7 @@ public final class Restorer: Sendable {
         var keep = false
         defer {
             close(fd)
-            if !keep { unlink(temp) }
+            if !keep { _ = FileName.with(temp) { unlinkat(dir.fd, $0, 0) } }
         }
         let written: UInt64
         do {
@@ -214,18 +287,16 @@ public final class Restorer: Sendable {
             fail(relative, error.message + " The file was not restored.")
             return
         } catch let error as BunkerError {
-            fail(relative, error.message)
+            fail(relative, error.message, storageFull: error.code == .storageFull)
             return
         } catch {
             fail(relative, "\(error)")
             return
         }
-        applyMetadata(node, path: temp, fd: fd)
-        guard rename(temp, final) == 0 else {
-            fail(relative, "Cannot put the file in place: \(String(cString: strerror(errno))).")
-            return
-        }
+        applyMetadata(node, fd: fd)
+        guard put(temp, as: node.nameBytes, in: dir, relative: relative, what: "file") else { return }
         keep = true
+        FaultPoints.hit("restore-file")
         counters.withLock {
             $0.filesRestored += 1
             $0.bytesRestored += written
@@ -247,22 +318,31 @@ public final class Restorer: Sendable {
         }
     }
 
-    private func applyMetadata(_ node: Node, path: String, fd: Int32?) {
-        if isRoot {
-            if node.type == .symlink {
-                lchown(path, node.uid, node.gid)
-            } else {
-                chown(path, node.uid, node.gid)
-            }
-        }
-        if node.type != .symlink { chmod(path, mode_t(node.mode)) }
+    private func times(of node: Node) -> [timespec] {
         let seconds = node.mtimeNanoseconds / 1_000_000_000
         let nanos = node.mtimeNanoseconds % 1_000_000_000
-        var times = [
-            timespec(tv_sec: Int(seconds), tv_nsec: Int(nanos)),
-            timespec(tv_sec: Int(seconds), tv_nsec: Int(nanos)),
-        ]
-        utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+        let time = timespec(tv_sec: Int(seconds), tv_nsec: Int(nanos))
+        return [time, time]
+    }
+
+    /// Owner (as root), mode and mtime of an open file or directory.
+    private func applyMetadata(_ node: Node, fd: Int32) {
+        if isRoot { fchown(fd, node.uid, node.gid) }
+        fchmod(fd, mode_t(node.mode))
+        var times = times(of: node)
+        futimens(fd, &times)
+    }
+
+    /// Owner (as root), mode and mtime of an entry that cannot be opened (a symlink, a FIFO, a
+    /// device), never following it.
+    private func applyMetadata(_ node: Node, in dir: DirectoryHandle, name: [UInt8]) {
+        var times = times(of: node)
+        FileName.with(name) { path in
+            if isRoot { fchownat(dir.fd, path, node.uid, node.gid, AT_SYMLINK_NOFOLLOW) }
+            // Linux cannot change a symlink's mode (and fchmodat does not take AT_SYMLINK_NOFOLLOW).
+            if node.type != .symlink { fchmodat(dir.fd, path, mode_t(node.mode), 0) }
+            utimensat(dir.fd, path, &times, AT_SYMLINK_NOFOLLOW)
+        }
     }
 }
 

@@ -239,6 +239,7 @@ public struct Checker: Sendable {
         var report = CheckReport()
         let snapshot = try await repository.loadSnapshot(id)
         report.snapshots = 1
+        report.errors += Checker.recordIssues(in: snapshot, id: id)
         var byPack: [ID: [PackedBlob]] = [:]
         var users: [ID: Set<String>] = [:]
         var seen: Set<ID> = []
@@ -262,7 +263,8 @@ public struct Checker: Sendable {
                 report.errors.append(CheckIssue(kind: "damaged_tree", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) cannot be read: \(error)", affected: [AffectedFile(snapshot: id.hex, path: shown)]))
                 continue
             }
-            for node in tree.nodes {
+            report.errors += Checker.nameIssues(in: tree, id: treeID, snapshot: id, path: shown)
+            for node in tree.nodes where node.hasSafeName {
                 if isRoot, let roots, !roots.contains(node.name) { continue }
                 let child = path + "/" + node.name
                 switch node.type {
@@ -274,7 +276,7 @@ public struct Checker: Sendable {
                     if missing {
                         report.errors.append(CheckIssue(kind: "missing_blob", object: "file content", message: "Chunks of \(child) are in no index.", affected: [AffectedFile(snapshot: id.hex, path: child)]))
                     }
-                case .symlink:
+                case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
                     break
                 }
             }
@@ -377,6 +379,7 @@ public struct Checker: Sendable {
                 report.errors.append(CheckIssue(kind: "damaged_snapshot", object: "snapshots/\(id.hex)", message: "Snapshot \(id.short) is damaged: \(error)"))
                 continue
             }
+            report.errors += Checker.recordIssues(in: snapshot, id: id)
             var stack: [(ID, String)] = [(snapshot.tree, "")]
             var seenInSnapshot: Set<ID> = []
             while let (treeID, path) = stack.popLast() {
@@ -400,8 +403,11 @@ public struct Checker: Sendable {
                     report.errors.append(CheckIssue(kind: "damaged_tree", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) cannot be read: \(error)", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
                     continue
                 }
+                if !alreadyChecked {
+                    report.errors += Checker.nameIssues(in: tree, id: treeID, snapshot: id, path: path.isEmpty ? "/" : path)
+                }
                 visitedTrees[treeID] = true
-                for node in tree.nodes {
+                for node in tree.nodes where node.hasSafeName {
                     let child = path + "/" + node.name
                     switch node.type {
                     case .directory:
@@ -418,7 +424,7 @@ public struct Checker: Sendable {
                         if missing {
                             report.errors.append(CheckIssue(kind: "missing_blob", object: "file content", message: "Chunks of \(child) are in no index.", affected: [AffectedFile(snapshot: id.hex, path: child)]))
                         }
-                    case .symlink:
+                    case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
                         break
                     }
                 }
@@ -429,6 +435,42 @@ public struct Checker: Sendable {
         }
         try await checkHolds(&report)
         return report
+    }
+
+    /// Names in a directory listing that a restore must refuse: empty, `.`, `..`, holding a `/`
+    /// or NUL byte (judged on bytes), or the same name twice. Bunker never writes such a listing,
+    /// so one is damage (or a crafted snapshot), never data.
+    static func nameIssues(in tree: Tree, id treeID: ID, snapshot: ID, path: String) -> [CheckIssue] {
+        var issues: [CheckIssue] = []
+        for node in tree.nodes where !node.hasSafeName {
+            issues.append(CheckIssue(
+                kind: "damaged_tree", object: "tree \(treeID.hex)",
+                message: "Directory listing \(treeID.short) names an entry \(node.name.debugDescription), which could lead a restore outside its target; it will never be restored.",
+                affected: [AffectedFile(snapshot: snapshot.hex, path: path)]))
+        }
+        if let duplicate = tree.duplicateName {
+            issues.append(CheckIssue(
+                kind: "damaged_tree", object: "tree \(treeID.hex)",
+                message: "Directory listing \(treeID.short) names \(duplicate.name.debugDescription) more than once.",
+                affected: [AffectedFile(snapshot: snapshot.hex, path: path)]))
+        }
+        return issues
+    }
+
+    /// What a snapshot's metadata records that a restore would use to build a path and must
+    /// refuse: a source name or a recorded file name that is not a plain name.
+    static func recordIssues(in snapshot: Snapshot, id: ID) -> [CheckIssue] {
+        var issues: [CheckIssue] = []
+        var names = Set<[UInt8]>()
+        for source in snapshot.sources ?? [] {
+            if let problem = source.pathProblem {
+                issues.append(CheckIssue(kind: "damaged_snapshot", object: "snapshots/\(id.hex)", message: "Snapshot \(id.short) \(problem); it will never be restored."))
+            }
+            if !names.insert(Array(source.name.utf8)).inserted {
+                issues.append(CheckIssue(kind: "damaged_snapshot", object: "snapshots/\(id.hex)", message: "Snapshot \(id.short) lists source \(source.name.debugDescription) more than once."))
+            }
+        }
+        return issues
     }
 
     /// 4. Holds: a damaged one blocks every forget, so it is an error; one naming a snapshot

@@ -215,6 +215,7 @@ public struct Configuration: Sendable {
         try readNotificationSettings(&reader, base: base)
         try reader.rejectUnknown()
         try applyOverrides(environment)
+        try checkRepositoryIsOutsideSources(repository.path)
     }
 
     /// Reads `[retention]`. Without any `keep_*` key the seed's tiers apply (so a table that only

@@ -24,6 +24,9 @@ public struct FilesSource: Source {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw BunkerError(.invalidArgument, "Source \(name): \(path) is not a directory. Fix `path` in the configuration.")
         }
+        // A restore in place that a crash interrupted is finished or undone first, so that the
+        // backup reads the tree whole.
+        try await InPlaceRestore.recover(live: path, loader: nil)
         let record = SnapshotSource(name: name, kind: kind.rawValue, origin: path)
         return PreparedBackup(item: .path(path, name: name, excludes: excludes), record: { record }, cleanup: {})
     }
@@ -44,24 +47,17 @@ public struct FilesSource: Source {
             return result
         case .live:
             var result = SourceRestoreResult(source: name, kind: kind, destination: path)
-            // The copy is built beside the live tree (same filesystem), checked, then swapped in
-            // with one rename: the application sees the old tree or the new one, never a mix.
-            let staging = SystemCalls.stagingPath(beside: path)
-            defer { try? FileManager.default.removeItem(atPath: staging) }
-            let report = try await restoreChecked(subtree, to: staging, context: context)
-            chmod(staging, mode_t(node.mode & 0o7777))
-            FaultPoints.hit("files-restore-before-swap")
-            if FileManager.default.fileExists(atPath: path) {
-                try SystemCalls.exchange(staging, path)
-            } else {
-                try FileManager.default.createDirectory(atPath: SystemCalls.directory(of: path), withIntermediateDirectories: true)
-                guard rename(staging, path) == 0 else {
-                    throw BunkerError(.sourceIO, "Cannot move the restored tree to \(path): \(String(cString: strerror(errno))).")
-                }
+            let restore = try InPlaceRestore(source: name, live: path, excludes: excludes, context: context)
+            let outcome = try await restore.run(node, subtree: subtree)
+            result.files = outcome.report.filesRestored
+            result.bytes = outcome.report.bytesRestored
+            result.checks = ["SHA-256 of \(outcome.report.filesRestored) files"]
+            if outcome.kept > 0 {
+                result.checks.append("\(outcome.kept) live entries the safety snapshot does not hold were kept in place")
             }
-            result.files = report.filesRestored
-            result.bytes = report.bytesRestored
-            result.checks = ["SHA-256 of \(report.filesRestored) files"]
+            if let aside = outcome.setAside {
+                result.warnings.append("Entries of \(path) that changed while the restore ran, and so are in no snapshot, were set aside in \(aside); move back what you need.")
+            }
             return result
         }
     }

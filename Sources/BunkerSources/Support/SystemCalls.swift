@@ -1,12 +1,6 @@
 import BunkerCore
 import Foundation
 
-/// renameat2(2), which glibc declares only for _GNU_SOURCE.
-@_silgen_name("renameat2")
-private func renameat2(_ olddirfd: Int32, _ oldpath: UnsafePointer<CChar>, _ newdirfd: Int32, _ newpath: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
-
-private let renameExchange: UInt32 = 2
-
 enum SystemCalls {
     /// Swaps two paths in one step (RENAME_EXCHANGE), so that no moment exists in which neither
     /// is in place. Where the filesystem cannot, falls back to two renames.

@@ -32,9 +32,14 @@ struct RepositoryOptions: ParsableArguments {
 
     /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration.
     func location(_ configuration: Configuration? = nil) throws -> String {
-        if let repo, !repo.isEmpty { return repo }
-        if let env = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"], !env.isEmpty { return env }
-        if let path = try (configuration ?? self.configuration()).repository.path { return path }
+        let configuration = try configuration ?? self.configuration()
+        var chosen = repo
+        if chosen?.isEmpty ?? true { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
+        if chosen?.isEmpty ?? true { chosen = configuration.repository.path }
+        if let chosen, !chosen.isEmpty {
+            try configuration.checkRepositoryIsOutsideSources(chosen)
+            return chosen
+        }
         throw BunkerError(.invalidArgument, "No repository given: use --repo PATH, set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path in bunker.toml.")
     }
 
