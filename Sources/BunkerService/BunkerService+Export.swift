@@ -129,7 +129,7 @@ extension BunkerService {
                     try zip.begin(name: name + "/", size: 0, mode: 0o040000 | node.mode, modified: Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9))
                     try zip.end()
                     if let sub = node.subtree { try await addTree(sub, under: name + "/") }
-                case .symlink: break
+                case .symlink, .fifo, .socket, .characterDevice, .blockDevice: break
                 }
             }
         }

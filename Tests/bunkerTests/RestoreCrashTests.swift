@@ -73,3 +73,84 @@ import Testing
         }
     }
 }
+
+/// The database half of the crash table: a restore in place killed after its safety backup, or
+/// mid-load, leaves the database as it was, and the next restore completes.
+@Suite(.serialized) struct DatabaseRestoreCrashTests {
+    @Test(arguments: ["restore-after-safety-backup", "sqlite-restore-step:1"])
+    func aKilledSQLiteRestoreLeavesTheDatabaseAsItWas(failpoint: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let db = dir + "/app.db"
+            let crash = RestoreCrashTests()
+            try crash.sqlite(db, """
+                PRAGMA journal_mode = wal;
+                CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT);
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                INSERT INTO patients SELECT i, 'Patient ' || i FROM n;
+                """)
+            try """
+                data_dir = "\(dir)/data"
+
+                [repository]
+                path = "\(dir)/repo"
+
+                [[source]]
+                name = "app-db"
+                kind = "sqlite"
+                path = "\(db)"
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password]
+            let backup = try BunkerProcess.run(["backup", "--json"], environment: e)
+            let backupID = try #require((try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["snapshot_id"] as? String)
+            try crash.sqlite(db, "DELETE FROM patients WHERE id > 100;")
+
+            let killed = try BunkerProcess.run(["restore", backupID], environment: e.merging(["BUNKER_FAULT_KILL": failpoint]) { $1 })
+            #expect(killed.killed, "killed at \(failpoint): \(killed.stderr)")
+            #expect(try crash.sqlite(db, "SELECT count(*) FROM patients") == "100", "as it was")
+            let again = try BunkerProcess.run(["restore", backupID, "--no-safety-backup"], environment: e)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try crash.sqlite(db, "SELECT count(*) FROM patients") == "2000", "fully restored")
+        }
+    }
+
+    @Test(arguments: ["restore-after-safety-backup", "postgres-restore-write:2"])
+    func aKilledPostgresRestoreLeavesTheDatabaseAsItWas(failpoint: String) async throws {
+        try await withTemporaryDirectory { dir in
+            try await withPostgres { cluster in
+                try cluster.psql("CREATE DATABASE clinic")
+                _ = try cluster.psql("""
+                    CREATE TABLE patients (id int PRIMARY KEY, name text, notes text);
+                    INSERT INTO patients SELECT i, 'Patient ' || i, repeat('note ', 200) FROM generate_series(1, 20000) i;
+                    """, database: "clinic")
+                try """
+                    data_dir = "\(dir)/data"
+
+                    [repository]
+                    path = "\(dir)/repo"
+
+                    [[source]]
+                    name = "clinic"
+                    kind = "postgres"
+                    host = "\(cluster.socketDirectory)"
+                    port = \(cluster.port)
+                    database = "clinic"
+                    user = "\(cluster.user)"
+                    """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+                _ = try await TestRepository.create(at: dir + "/repo")
+                let e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password]
+                let backup = try BunkerProcess.run(["backup", "--json"], environment: e)
+                #expect(backup.status == 0, "\(backup.stderr)")
+                let backupID = try #require((try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["snapshot_id"] as? String)
+                _ = try cluster.psql("DELETE FROM patients WHERE id > 100", database: "clinic")
+
+                let killed = try BunkerProcess.run(["restore", backupID], environment: e.merging(["BUNKER_FAULT_KILL": failpoint]) { $1 })
+                #expect(killed.killed, "killed at \(failpoint): \(killed.stderr)")
+                #expect(try cluster.psql("SELECT count(*) FROM patients", database: "clinic") == "100", "as it was")
+                let again = try BunkerProcess.run(["restore", backupID, "--no-safety-backup"], environment: e)
+                #expect(again.status == 0, "\(again.stderr)")
+                #expect(try cluster.psql("SELECT count(*) FROM patients", database: "clinic") == "20000", "fully restored")
+            }
+        }
+    }
+}

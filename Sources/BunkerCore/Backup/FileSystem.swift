@@ -179,7 +179,8 @@ public enum FileName {
         String(decoding: name, as: UTF8.self)
     }
 
-    static func error(_ err: Int32, _ action: String, _ name: [UInt8]) -> BunkerError {
+    /// A `sourceIO` error naming the action, the name and the system's reason.
+    public static func error(_ err: Int32, _ action: String, _ name: [UInt8]) -> BunkerError {
         BunkerError(.sourceIO, "Cannot \(action) \(display(name)): \(String(cString: strerror(err))).")
     }
 }

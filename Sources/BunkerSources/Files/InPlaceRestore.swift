@@ -7,28 +7,29 @@ import Foundation
 /// - **Only what the snapshot manages is replaced.** An entry of the live tree is *captured* when
 ///   the safety snapshot taken just before holds it (same name, same type; for a file also the
 ///   same size, mtime and inode). Everything else (paths the source excludes, files the safety
-///   backup could not read, anything created since) is *kept*: moved into the restored tree at
-///   the same path before the swap. A kept entry that the restored snapshot also has, or that
-///   has no place in it (its directory is a file there), is a conflict, and the restore refuses
-///   before touching anything, naming the paths. Without a safety backup (`--no-safety-backup`),
-///   the source's exclude rules decide what is kept.
+///   backup could not read or store, anything created since) is *kept*: linked (`linkat`, the
+///   same inode, no copy) into the restored tree at the same path before the swap. A kept entry
+///   that the restored snapshot also has, or that has no place in it (its directory is a file
+///   there), is a conflict, and the restore refuses before touching anything, naming the paths.
+///   Without a safety backup (`--no-safety-backup`), the source's exclude rules decide what is kept.
 /// - **Nothing that no snapshot holds is deleted.** After the swap, the old tree is removed entry by
-///   entry, each checked again against the safety snapshot; anything that no longer matches (written
-///   after the plan was made) is set aside in `.NAME.bunker-kept-ID` beside the tree and named in
-///   the result.
-/// - **Crash-safe.** The restore works in a staging directory on the live tree's filesystem,
-///   with a journal (`journal.json`) written and flushed before each phase:
-///   1. `staging`: the snapshot is restored into `new/`. The live tree is untouched.
-///   2. `moving`: kept entries are moved from the live tree into `new/`, then `new/` and the live
-///      tree are exchanged in one `renameat2(RENAME_EXCHANGE)`.
-///   3. `swapping` (mount points only): a mount point cannot be renamed, so the staging directory
-///      lies inside it and the swap goes entry by entry: each top-level entry of the live tree
-///      moves to `old/`, then its replacement from `new/` into place.
-///   4. `cleaning`: the old tree (in `new/` after an exchange, in `old/` for a mount point) is
+///   entry: an entry goes if the safety snapshot holds it as it is, or if it is a kept entry (the
+///   live tree has the same inode at the same path). Anything else (written after the plan was
+///   made) is set aside in `.NAME.bunker-kept-ID` and named in the result.
+/// - **Crash-safe.** The restore works in a staging directory on the live tree's filesystem, with a
+///   journal (`journal.json`) written and flushed before each phase:
+///   1. `staging`: the snapshot is restored into `new/` and kept entries are linked into it. The
+///      live tree is untouched.
+///   2. The swap: `new/` and the live tree are exchanged in one `renameat2(RENAME_EXCHANGE)`, so
+///      the live tree is either the old one or the restored one, never a mix. A mount point
+///      cannot be renamed, so there the staging directory lies inside it and the swap goes entry
+///      by entry (phase `swapping`): each top-level entry moves to `old/`, then its replacement
+///      from `new/` into place; a crash in between leaves a mix that the next run completes.
+///   3. `cleaning`: the old tree (in `new/` after an exchange, in `old/` for a mount point) is
 ///      removed as described above.
 ///   The next restore (or backup) of the source finds the journal and finishes the work: before
-///   the swap it moves kept entries back and drops the staging directory (the live tree is as
-///   it was); after the swap it completes it (the live tree is fully restored).
+///   the swap it drops the staging directory (the live tree is as it was); after it, it completes
+///   the swap and the clean-up (the live tree is fully restored).
 /// - **Mount points and full disks.** A source that is a mount point is staged inside it, so
 ///   nothing crosses filesystems (`EXDEV` cannot happen); a mount point *inside* the tree is
 ///   refused. Staging is the only step that needs space: a full disk fails it, and the live tree
@@ -111,22 +112,12 @@ struct InPlaceRestore {
             throw BunkerError(.invalidArgument, "Source \(source) was not restored, and nothing in \(live) was changed: \(plan.conflicts.count) path(s) of the live tree that the restore must keep cannot be kept (\(listed)). Move them elsewhere, or restore with --target DIR.")
         }
 
-        // 3. Move what stays into the restored tree, then swap.
-        journal.phase = .moving
+        // 3. Link what stays into the restored tree, then swap.
         journal.keeps = plan.keeps.map { $0.map { Data($0) } }
         try journal.write(to: staging)
-        keepStaging = true
-        do {
-            try moveKeeps(plan.keeps, from: liveRoot, into: new, mountPoint: mountPoint)
-        } catch {
-            // Put back what moved; the live tree is then as it was.
-            do {
-                try InPlaceRestore.moveKeepsBack(journal, live: liveRoot, new: new)
-                keepStaging = false
-            } catch {}
-            throw BunkerError(.sourceIO, "Source \(source) was not restored: \(error). \(keepStaging ? "Some kept entries are still in the staging directory; the next restore or backup of the source puts them back." : "The live tree is as it was.")")
-        }
+        try linkKeeps(plan.keeps, from: liveRoot, into: new, mountPoint: mountPoint)
         FaultPoints.hit("files-restore-before-swap")
+        keepStaging = true
         if mountPoint {
             journal.phase = .swapping
             journal.stagedNames = try new.entries().map { Data($0) }
@@ -140,7 +131,7 @@ struct InPlaceRestore {
             do {
                 try SystemCalls.exchange(parentPath + "/" + FileName.display(stagingName) + "/new", live)
             } catch {
-                try? InPlaceRestore.moveKeepsBack(journal, live: liveRoot, new: new)
+                keepStaging = false
                 throw BunkerError(.sourceIO, "Source \(source) was not restored, and the live tree is as it was: \(error)")
             }
         }
@@ -269,18 +260,64 @@ struct InPlaceRestore {
         return node.size == UInt64(st.st_size) && node.mtimeNanoseconds == mtime && node.inode == UInt64(st.st_ino)
     }
 
-    // MARK: - Move and swap
+    // MARK: - Link and swap
 
-    private func moveKeeps(_ keeps: [[[UInt8]]], from liveRoot: DirectoryHandle, into new: DirectoryHandle, mountPoint: Bool) throws {
+    /// Links every kept entry into the restored tree: the same inodes under the same paths, so
+    /// the live tree is untouched until the swap. A kept directory is re-created and its content
+    /// linked; a file that cannot be linked (a hard link limit, a protected link) is copied.
+    private func linkKeeps(_ keeps: [[[UInt8]]], from liveRoot: DirectoryHandle, into new: DirectoryHandle, mountPoint: Bool) throws {
         for keep in keeps {
             // In a mount point the top level is swapped entry by entry: kept entries there stay.
             if mountPoint && keep.count == 1 { continue }
             let liveParent = try InPlaceRestore.open(keep.dropLast(), in: liveRoot)
             let newParent = try InPlaceRestore.makeDirectories(keep.dropLast(), in: new, likeThoseIn: liveRoot)
-            try liveParent.move(keep.last!, to: newParent)
-            FaultPoints.hit("files-restore-move")
+            try InPlaceRestore.link(keep.last!, from: liveParent, to: newParent)
+            FaultPoints.hit("files-restore-link")
         }
         try new.sync()
+    }
+
+    /// Links (or, for a directory, re-creates and fills) the entry `name` of `from` into `to`.
+    static func link(_ name: [UInt8], from: DirectoryHandle, to: DirectoryHandle) throws {
+        guard let st = try from.status(of: name) else { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            guard FileName.with(name, { mkdirat(to.fd, $0, 0o700) }) == 0 else { throw FileName.error(errno, "create the directory", name) }
+            let source = try from.openDirectory(name)
+            let copy = try to.openDirectory(name)
+            for entry in try source.entries() { try link(entry, from: source, to: copy) }
+            fchown(copy.fd, st.st_uid, st.st_gid)
+            fchmod(copy.fd, mode_t(st.st_mode & 0o7777))
+            var times = [st.st_atim, st.st_mtim]
+            futimens(copy.fd, &times)
+            return
+        }
+        let linked = FileName.with(name) { path in linkat(from.fd, path, to.fd, path, 0) }
+        guard linked != 0 else { return }
+        let err = errno
+        guard st.st_mode & S_IFMT == S_IFREG, err == EPERM || err == EMLINK else { throw FileName.error(err, "keep", name) }
+        try copyFile(name, from: from, to: to, status: st)
+    }
+
+    /// Copies a regular file that cannot be linked, with its owner, mode and times.
+    private static func copyFile(_ name: [UInt8], from: DirectoryHandle, to: DirectoryHandle, status st: stat) throws {
+        let input = FileName.with(name) { openat(from.fd, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard input >= 0 else { throw FileName.error(errno, "keep", name) }
+        defer { close(input) }
+        let output = FileName.with(name) { openat(to.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        guard output >= 0 else { throw FileName.error(errno, "keep", name) }
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw FileName.error(errno, "keep", name) }
+            if n == 0 { break }
+            try SystemCalls.write(fd: output, Data(buffer[0..<n]), path: FileName.display(name))
+        }
+        fchown(output, st.st_uid, st.st_gid)
+        fchmod(output, mode_t(st.st_mode & 0o7777))
+        var times = [st.st_atim, st.st_mtim]
+        futimens(output, &times)
     }
 
     /// Opens the directory at `path` below `root`, following no symlink.
@@ -309,18 +346,6 @@ struct InPlaceRestore {
             modelDir = try modelDir.flatMap { try $0.status(of: component) != nil ? $0.openDirectory(component) : nil }
         }
         return dir
-    }
-
-    /// Moves kept entries from `new/` back into the live tree (before the swap).
-    static func moveKeepsBack(_ journal: SwapJournal, live: DirectoryHandle, new: DirectoryHandle) throws {
-        for keep in journal.keeps.map({ $0.map { Array($0) } }) {
-            if journal.mountPoint && keep.count == 1 { continue }
-            guard let newParent = try? open(keep.dropLast(), in: new), try newParent.status(of: keep.last!) != nil else { continue }
-            let liveParent = try open(keep.dropLast(), in: live)
-            guard try liveParent.status(of: keep.last!) == nil else { continue }
-            try newParent.move(keep.last!, to: liveParent)
-        }
-        try live.sync()
     }
 
     /// The entry-by-entry swap of a mount point; safe to run again after a crash.
@@ -358,8 +383,9 @@ struct InPlaceRestore {
         var setAside = false
         if try staging.status(of: oldRoot) != nil {
             let old = try staging.openDirectory(oldRoot)
+            let live = try DirectoryHandle(path: journal.live)
             if let hex = journal.safetyTree, let id = ID(hex: hex) {
-                setAside = try await clean(old, safety: try await loader.loadTree(id), loader: loader)
+                setAside = try await clean(old, safety: try await loader.loadTree(id), live: live, loader: loader)
             } else {
                 // No safety backup was taken: the user chose to lose what the restore replaced.
                 for name in try old.entries() { try old.removeTree(name) }
@@ -383,22 +409,28 @@ struct InPlaceRestore {
         return base + "/" + FileName.display(keptName) + "/" + FileName.display(oldRoot)
     }
 
-    /// Removes what the safety snapshot holds from `dir`; true when something was left.
-    private static func clean(_ dir: DirectoryHandle, safety: Tree?, loader: any BlobLoader) async throws -> Bool {
+    /// Removes from the old tree `dir` what the safety snapshot holds and what the live tree
+    /// `live` (the same place in the restored tree) kept under the same inode; true when
+    /// something was left.
+    private static func clean(_ dir: DirectoryHandle, safety: Tree?, live: DirectoryHandle?, loader: any BlobLoader) async throws -> Bool {
         var left = false
         for name in try dir.entries() {
             guard let st = try dir.status(of: name) else { continue }
             let node = safety?.node(nameBytes: name)
-            guard matches(st, node) else {
+            let liveStatus = try live?.status(of: name)
+            let isDirectory = st.st_mode & S_IFMT == S_IFDIR
+            let kept = !isDirectory && liveStatus.map { $0.st_ino == st.st_ino && $0.st_dev == st.st_dev } == true
+            guard matches(st, node) || kept || (isDirectory && liveStatus.map { $0.st_mode & S_IFMT == S_IFDIR } == true) else {
                 left = true
                 continue
             }
-            if st.st_mode & S_IFMT == S_IFDIR {
+            if isDirectory {
                 let child = try dir.openDirectory(name)
                 fchmod(child.fd, 0o700)
                 var subtree: Tree?
-                if let sub = node?.subtree { subtree = try await loader.loadTree(sub) }
-                if try await clean(child, safety: subtree, loader: loader) {
+                if let sub = node?.subtree, node?.type == .directory { subtree = try await loader.loadTree(sub) }
+                let liveChild = liveStatus.map { $0.st_mode & S_IFMT == S_IFDIR } == true ? try live?.openDirectory(name) : nil
+                if try await clean(child, safety: subtree, live: liveChild, loader: loader) {
                     left = true
                     continue
                 }
@@ -444,16 +476,11 @@ struct InPlaceRestore {
         let liveRoot = try DirectoryHandle(path: journal.live)
         switch journal.phase {
         case .staging:
-            try parent.removeTree(name)
-            return
-        case .moving:
-            let new = try staging.openDirectory(newName)
             // An exchange that happened before the journal said so: `new/` is the old live root.
-            if !journal.mountPoint, try new.status().st_ino == journal.liveInode {
+            if !journal.mountPoint, let new = try? staging.openDirectory(newName), try new.status().st_ino == journal.liveInode {
                 journal.phase = .cleaning
                 try journal.write(to: staging)
             } else {
-                try moveKeepsBack(journal, live: liveRoot, new: new)
                 try parent.removeTree(name)
                 return
             }
@@ -471,7 +498,7 @@ struct InPlaceRestore {
 
 /// The journal of one restore in place of a file tree (`journal.json` in its staging directory).
 struct SwapJournal: Codable {
-    enum Phase: String, Codable { case staging, moving, swapping, cleaning }
+    enum Phase: String, Codable { case staging, swapping, cleaning }
 
     var phase: Phase
     /// The live tree's path.
@@ -517,7 +544,7 @@ struct SwapJournal: Codable {
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = read(fd, &buffer, buffer.count)
+            let n = Glibc.read(fd, &buffer, buffer.count)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { break }
             data.append(contentsOf: buffer[0..<n])

@@ -172,16 +172,23 @@ public struct PostgresSource: Source {
                 created = true
             }
         }
+        // The transaction is opened and committed by Bunker, not by psql's --single-transaction:
+        // psql commits that one when its input ends, and its input also ends when Bunker dies
+        // (a kill, a crash), which would commit a dump cut short. Here a cut input ends the
+        // session with the transaction open, and the server rolls it back.
         let child = try ChildProcess(
             executable: connection.tool("psql"),
-            arguments: connection.arguments + ["--dbname", target, "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            arguments: connection.arguments + ["--dbname", target, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
             environment: connection.environment(), input: true)
         do {
+            try child.writeInput(Data("BEGIN;\n".utf8))
             try await ContentReader(loader: context.loader).read(dump) { data in
                 try child.writeInput(data)
                 context.progress?.update { $0.bytesDone += UInt64(data.count) }
                 FaultPoints.hit("postgres-restore-write")
             }
+            // Only now is the whole dump read and its SHA-256 checked.
+            try child.writeInput(Data("\nCOMMIT;\n".utf8))
         } catch {
             // psql has not seen the end of its input, so it has not committed: killing it rolls
             // back. It may also have stopped by itself on an error (ON_ERROR_STOP), which is why

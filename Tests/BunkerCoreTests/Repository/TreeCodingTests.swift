@@ -60,6 +60,27 @@ import Testing
         #expect(TreeCoding.encode(Tree(nodes: [])) == Data(#"{"nodes":[]}"#.utf8))
     }
 
+    /// Format version 3: names and link targets that are not UTF-8 are kept as bytes (base64),
+    /// beside a readable form; the encoding is still JSONEncoder's, and decoding gives the bytes back.
+    @Test func namesThatAreNotUTF8RoundTripAsBytes() throws {
+        var file = Node(nameBytes: [0x72, 0xE9, 0x2E, 0x74, 0x78, 0x74], type: .file, mode: 0o644, mtimeNanoseconds: 1, uid: 0, gid: 0)
+        file.content = []
+        var link = Node(nameBytes: Array("link".utf8), type: .symlink, mode: 0o777, mtimeNanoseconds: 2, uid: 0, gid: 0)
+        link.linkTargetBytes = [0x2E, 0x2E, 0x2F, 0xFF]
+        var device = Node(name: "zero", type: .characterDevice, mode: 0o600, mtimeNanoseconds: 3, uid: 0, gid: 0)
+        device.rdev = 0x105
+        let tree = Tree(nodes: [file, link, device])
+        let data = TreeCoding.encode(tree)
+        #expect(data == (try JSONCoding.encoder.encode(tree)))
+        #expect(String(decoding: data, as: UTF8.self).contains(#""name":"r\#u{FFFD}.txt","name_bytes":"cukudHh0""#))
+        let decoded = try TreeCoding.decode(data)
+        #expect(decoded == tree)
+        #expect(decoded.node(nameBytes: [0x72, 0xE9, 0x2E, 0x74, 0x78, 0x74])?.type == .file)
+        #expect(decoded.node(named: "r\u{FFFD}.txt") == nil, "the readable form is not the name")
+        #expect(decoded.node(named: "link")?.linkTargetBytes == [0x2E, 0x2E, 0x2F, 0xFF])
+        #expect(decoded.node(named: "zero")?.rdev == 0x105)
+    }
+
     @Test func encodingALargeFileMatchesJSONEncoder() throws {
         let tree = TreeSamples.largeFile(ids: 110_000)
         #expect(TreeCoding.encode(tree) == (try JSONCoding.encoder.encode(tree)))
@@ -147,7 +168,7 @@ import Testing
         #"{"nodes":[{"name":"a","type":"file","mode":0,"mtime_ns":0,"uid":0,"gid":0}"#,
         #"{"nodes":[{"name":"a","type":"file","mode":0,"mtime_ns":0,"uid":0,"gid":0}]"#,
         #"{"nodes":[{"name":"a","type":"file","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}x"#,
-        #"{"nodes":[{"name":"a","type":"fifo","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}"#,
+        #"{"nodes":[{"name":"a","type":"door","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}"#,
         #"{"nodes":[{"name":"a","type":"File","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}"#,
         #"{"nodes":[{"name":5,"type":"file","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}"#,
         #"{"nodes":[{"name":null,"type":"file","mode":0,"mtime_ns":0,"uid":0,"gid":0}]}"#,
@@ -290,12 +311,13 @@ private enum TreeSamples {
     }
 
     static func node(using rng: inout SeededGenerator) -> Node {
-        let type = [Node.Kind.file, .directory, .symlink].randomElement(using: &rng)!
+        let type = [Node.Kind.file, .directory, .symlink, .fifo, .socket, .characterDevice, .blockDevice].randomElement(using: &rng)!
         var node = Node(name: name(using: &rng), type: type, mode: uint32(using: &rng), mtimeNanoseconds: int64(using: &rng),
                         uid: uint32(using: &rng), gid: uint32(using: &rng))
         if Bool.random(using: &rng) { node.size = uint64(using: &rng) }
         if Bool.random(using: &rng) { node.inode = uint64(using: &rng) }
         if Bool.random(using: &rng) { node.device = uint64(using: &rng) }
+        if Bool.random(using: &rng) { node.rdev = uint64(using: &rng) }
         if Bool.random(using: &rng) { node.content = (0..<[0, 1, 3, 40].randomElement(using: &rng)!).map { _ in id(using: &rng) } }
         if Bool.random(using: &rng) { node.sha256 = Bool.random(using: &rng) ? id(using: &rng).hex : name(using: &rng) }
         if Bool.random(using: &rng) { node.subtree = id(using: &rng) }
