@@ -146,6 +146,32 @@ import Testing
         }
     }
 
+    /// A mount point inside the tree cannot be swapped with it: refused, nothing touched.
+    @Test func aMountPointInsideTheTreeIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let studies = dir + "/studies"
+            try write("a", studies + "/a.txt")
+            mkdir(studies + "/volume", 0o755)
+            guard try shell("mount -t tmpfs -o size=4m tmpfs '\(studies)/volume'").status == 0 else {
+                Issue.record("mounting a tmpfs needs root; the test environment must allow it")
+                return
+            }
+            defer { _ = try? shell("umount -l '\(studies)/volume'") }
+            try write("on the volume", studies + "/volume/v.txt")
+            let service = try await service(dir)
+            let backup = try await service.backup(SourceBackupRequest(type: .files))
+            try write("changed", studies + "/a.txt")
+            do {
+                _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
+                Issue.record("the restore must refuse")
+            } catch let error as BunkerError {
+                #expect(error.message.contains("volume is a mount point"), "\(error.message)")
+            }
+            #expect(read(studies + "/a.txt") == "changed")
+            #expect(read(studies + "/volume/v.txt") == "on the volume")
+        }
+    }
+
     /// A restore that does not fit fails while staging, before the live tree is touched.
     @Test func aRestoreThatDoesNotFitLeavesTheLiveTreeAsItWas() async throws {
         try await withTemporaryDirectory { dir in

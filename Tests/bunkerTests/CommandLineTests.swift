@@ -95,6 +95,33 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// A repository inside a files source would be moved aside and deleted by a restore in place.
+    @Test func initAndBackupRefuseARepositoryInsideAFilesSource() async throws {
+        try await withTemporaryDirectory { dir in
+            mkdir(dir + "/studies", 0o755)
+            try """
+                data_dir = "\(dir)/data"
+
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            var e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password]
+            let refused = try BunkerProcess.run(["init", "--repo", dir + "/studies/repo"], environment: e)
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("inside source studies"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/studies/repo"))
+
+            // A repository made elsewhere and reached through BUNKER_REPOSITORY: backup refuses it too.
+            _ = try await TestRepository.create(at: dir + "/studies/made-elsewhere")
+            e["BUNKER_REPOSITORY"] = dir + "/studies/made-elsewhere"
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status != 0)
+            #expect(backup.stderr.contains("inside source studies"), "\(backup.stderr)")
+        }
+    }
+
     @Test func keyCommandsAddAndRemovePasswords() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try await TestRepository.create(at: dir + "/repo")

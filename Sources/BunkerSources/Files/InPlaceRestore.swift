@@ -90,6 +90,9 @@ struct InPlaceRestore {
             throw BunkerError(.sourceIO, "Cannot create the staging directory beside \(live): \(String(cString: strerror(errno))).")
         }
         let staging = try stagingParent.openDirectory(stagingName)
+        // Held while this restore runs (and dropped by the kernel if the process dies), so that
+        // another process's recovery never takes a restore in progress for an interrupted one.
+        flock(staging.fd, LOCK_EX)
         var journal = SwapJournal(
             phase: .staging, live: live, mountPoint: mountPoint, liveInode: UInt64(liveStatus.st_ino),
             safetyTree: context.safetyCopy?.node?.subtree?.hex, keeps: [], stagedNames: [])
@@ -467,6 +470,8 @@ struct InPlaceRestore {
                 // Not one of ours (no journal): never touched.
                 continue
             }
+            // A restore still running holds the lock: its work is not interrupted.
+            guard flock(staging.fd, LOCK_EX | LOCK_NB) == 0 else { continue }
             try await recover(journal, staging: staging, name: name, in: parent, loader: loader)
         }
     }
