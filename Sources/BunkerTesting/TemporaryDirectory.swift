@@ -18,3 +18,14 @@ public func removeTree(_ path: String) {
     }
     try? FileManager.default.removeItem(atPath: path)
 }
+
+/// A small tmpfs of `size` (`8m`) mounted at `path` (an existing directory) for `body`, unmounted
+/// after: a filesystem of its own for tests of mount points and full disks. Mounting needs root
+/// (as the test suite runs here); elsewhere this throws, so the test fails and says why.
+public func withTmpfs<R>(at path: String, size: String, _ body: () async throws -> R) async throws -> R {
+    guard try shell("mount -t tmpfs -o size=\(size) tmpfs '\(path)'").status == 0 else {
+        throw FixtureError("Cannot mount a tmpfs at \(path): the tests of mount points need root.")
+    }
+    defer { _ = try? shell("umount -l '\(path)'") }
+    return try await body()
+}

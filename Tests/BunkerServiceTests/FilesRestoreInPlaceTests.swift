@@ -122,27 +122,24 @@ import Testing
         try await withTemporaryDirectory { dir in
             let studies = dir + "/studies"
             mkdir(studies, 0o755)
-            guard try shell("mount -t tmpfs -o size=8m tmpfs '\(studies)'").status == 0 else {
-                Issue.record("mounting a tmpfs needs root; the test environment must allow it")
-                return
+            try await withTmpfs(at: studies, size: "8m") {
+                try write("a", studies + "/a.txt")
+                try write("b", studies + "/sub/b.txt")
+                try write("cached", studies + "/cache/c.bin")
+                let service = try await service(dir)
+                let backup = try await service.backup(SourceBackupRequest(type: .files))
+                try write("changed", studies + "/a.txt")
+                try write("new", studies + "/sub/new.tmp")
+                try write("gone soon", studies + "/extra.txt")
+                _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
+                #expect(read(studies + "/a.txt") == "a")
+                #expect(read(studies + "/sub/b.txt") == "b")
+                #expect(read(studies + "/sub/new.tmp") == "new")
+                #expect(read(studies + "/cache/c.bin") == "cached")
+                #expect(!FileManager.default.fileExists(atPath: studies + "/extra.txt"))
+                let leftovers = try FileManager.default.contentsOfDirectory(atPath: studies).filter { $0.contains("bunker-") }
+                #expect(leftovers.isEmpty, "\(leftovers)")
             }
-            defer { _ = try? shell("umount -l '\(studies)'") }
-            try write("a", studies + "/a.txt")
-            try write("b", studies + "/sub/b.txt")
-            try write("cached", studies + "/cache/c.bin")
-            let service = try await service(dir)
-            let backup = try await service.backup(SourceBackupRequest(type: .files))
-            try write("changed", studies + "/a.txt")
-            try write("new", studies + "/sub/new.tmp")
-            try write("gone soon", studies + "/extra.txt")
-            _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
-            #expect(read(studies + "/a.txt") == "a")
-            #expect(read(studies + "/sub/b.txt") == "b")
-            #expect(read(studies + "/sub/new.tmp") == "new")
-            #expect(read(studies + "/cache/c.bin") == "cached")
-            #expect(!FileManager.default.fileExists(atPath: studies + "/extra.txt"))
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: studies).filter { $0.contains("bunker-") }
-            #expect(leftovers.isEmpty, "\(leftovers)")
         }
     }
 
@@ -152,23 +149,20 @@ import Testing
             let studies = dir + "/studies"
             try write("a", studies + "/a.txt")
             mkdir(studies + "/volume", 0o755)
-            guard try shell("mount -t tmpfs -o size=4m tmpfs '\(studies)/volume'").status == 0 else {
-                Issue.record("mounting a tmpfs needs root; the test environment must allow it")
-                return
+            try await withTmpfs(at: studies + "/volume", size: "4m") {
+                try write("on the volume", studies + "/volume/v.txt")
+                let service = try await service(dir)
+                let backup = try await service.backup(SourceBackupRequest(type: .files))
+                try write("changed", studies + "/a.txt")
+                do {
+                    _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
+                    Issue.record("the restore must refuse")
+                } catch let error as BunkerError {
+                    #expect(error.message.contains("volume is a mount point"), "\(error.message)")
+                }
+                #expect(read(studies + "/a.txt") == "changed")
+                #expect(read(studies + "/volume/v.txt") == "on the volume")
             }
-            defer { _ = try? shell("umount -l '\(studies)/volume'") }
-            try write("on the volume", studies + "/volume/v.txt")
-            let service = try await service(dir)
-            let backup = try await service.backup(SourceBackupRequest(type: .files))
-            try write("changed", studies + "/a.txt")
-            do {
-                _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
-                Issue.record("the restore must refuse")
-            } catch let error as BunkerError {
-                #expect(error.message.contains("volume is a mount point"), "\(error.message)")
-            }
-            #expect(read(studies + "/a.txt") == "changed")
-            #expect(read(studies + "/volume/v.txt") == "on the volume")
         }
     }
 
@@ -177,24 +171,21 @@ import Testing
         try await withTemporaryDirectory { dir in
             let studies = dir + "/studies"
             mkdir(studies, 0o755)
-            guard try shell("mount -t tmpfs -o size=3m tmpfs '\(studies)'").status == 0 else {
-                Issue.record("mounting a tmpfs needs root; the test environment must allow it")
-                return
+            try await withTmpfs(at: studies, size: "3m") {
+                try TreeGenerator.writeRandomFile(studies + "/big.bin", size: 1_800_000, seed: 1)
+                let service = try await service(dir)
+                let backup = try await service.backup(SourceBackupRequest(type: .files))
+                try FileManager.default.removeItem(atPath: studies + "/big.bin")
+                try TreeGenerator.writeRandomFile(studies + "/other.bin", size: 1_800_000, seed: 2)
+                let before = fileBytes(studies + "/other.bin")
+                var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
+                request.safetyBackup = false
+                await #expect(throws: BunkerError.self) { _ = try await service.restore(request) }
+                #expect(fileBytes(studies + "/other.bin") == before)
+                #expect(!FileManager.default.fileExists(atPath: studies + "/big.bin"))
+                let leftovers = try FileManager.default.contentsOfDirectory(atPath: studies).filter { $0.contains("bunker-") }
+                #expect(leftovers.isEmpty, "\(leftovers)")
             }
-            defer { _ = try? shell("umount -l '\(studies)'") }
-            try TreeGenerator.writeRandomFile(studies + "/big.bin", size: 1_800_000, seed: 1)
-            let service = try await service(dir)
-            let backup = try await service.backup(SourceBackupRequest(type: .files))
-            try FileManager.default.removeItem(atPath: studies + "/big.bin")
-            try TreeGenerator.writeRandomFile(studies + "/other.bin", size: 1_800_000, seed: 2)
-            let before = fileBytes(studies + "/other.bin")
-            var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
-            request.safetyBackup = false
-            await #expect(throws: BunkerError.self) { _ = try await service.restore(request) }
-            #expect(fileBytes(studies + "/other.bin") == before)
-            #expect(!FileManager.default.fileExists(atPath: studies + "/big.bin"))
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: studies).filter { $0.contains("bunker-") }
-            #expect(leftovers.isEmpty, "\(leftovers)")
         }
     }
 

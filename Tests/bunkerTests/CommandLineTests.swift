@@ -88,7 +88,7 @@ private func json(_ text: String) throws -> Any {
             #expect(first.status == 0, "\(first.stderr)")
             let created = try #require(try json(first.stdout) as? [String: Any])
             #expect(created["compression_level"] as? Int == 6)
-            #expect(created["version"] as? Int == 2, "new repositories have format version 2 (bundles)")
+            #expect(created["version"] as? Int == 3, "new repositories have format version 3 (bundles, names as bytes, special files)")
             let second = try BunkerProcess.run(["init", "--repo", dir + "/repo"], environment: e)
             #expect(second.status != 0)
             #expect(second.stderr.contains("already exists"))
