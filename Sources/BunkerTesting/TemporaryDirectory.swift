@@ -1,3 +1,4 @@
+import BunkerCore
 import Foundation
 
 /// A directory under the system's temporary directory, removed when the body returns or throws.
@@ -8,15 +9,12 @@ public func withTemporaryDirectory<R>(_ body: (String) async throws -> R) async 
     return try await body(path)
 }
 
-/// Removes a tree even where restored directories were made read-only.
+/// Removes a tree even where restored directories were made read-only, and whatever its names'
+/// bytes (names that are not UTF-8 included).
 public func removeTree(_ path: String) {
-    if let walker = FileManager.default.enumerator(atPath: path) {
-        for case let sub as String in walker {
-            var st = stat()
-            if lstat(path + "/" + sub, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { chmod(path + "/" + sub, 0o700) }
-        }
-    }
-    try? FileManager.default.removeItem(atPath: path)
+    let parent = (path as NSString).deletingLastPathComponent
+    guard let handle = try? DirectoryHandle(path: parent.isEmpty ? "/" : parent) else { return }
+    try? handle.removeTree(Array((path as NSString).lastPathComponent.utf8))
 }
 
 /// A small tmpfs of `size` (`8m`) mounted at `path` (an existing directory) for `body`, unmounted
