@@ -104,7 +104,6 @@ struct InPlaceRestore {
         }
         let new = try staging.openDirectory(InPlaceRestore.newName)
         let report = try await stage(subtree, into: new)
-        fchmod(new.fd, mode_t(node.mode & 0o7777))
         FaultPoints.hit("files-restore-staged")
 
         // 2. Plan what stays, and refuse before touching anything if it cannot.
@@ -119,6 +118,8 @@ struct InPlaceRestore {
         journal.keeps = plan.keeps.map { $0.map { Data($0) } }
         try journal.write(to: staging)
         try linkKeeps(plan.keeps, from: liveRoot, into: new, mountPoint: mountPoint)
+        // The root's mode last: a read-only root would have refused the links.
+        fchmod((mountPoint ? liveRoot : new).fd, mode_t(node.mode & 0o7777))
         FaultPoints.hit("files-restore-before-swap")
         keepStaging = true
         if mountPoint {
