@@ -118,6 +118,11 @@ extension Catalog {
                 BEGIN SELECT RAISE(ABORT, 'an audit row needs its MAC under the audit key'); END;
                 """)
         }
+        // Bumped when every token issued so far must stop working (a new password, a
+        // deactivation); a token names the generation it was issued in.
+        migrator.registerMigration("v3-users-token-generation") { db in
+            try db.execute(sql: "ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0 CHECK (token_generation >= 0)")
+        }
         return migrator
     }
 }
