@@ -54,6 +54,7 @@ struct AuthController {
     /// 64 bytes) is a 400 and no attempt.
     @Sendable func login(_ request: Request, context: BunkerRequestContext) async throws -> LoginResponse {
         let body = try await request.decode(as: LoginRequest.self, context: context)
+        try Catalog.checkLoginName(body.username)
         let client = LoginThrottle.clientKey(context.remoteAddress)
         let attempt: LoginThrottle.Attempt
         switch throttle.begin(client, at: catalog.options.now()) {
@@ -76,7 +77,7 @@ struct AuthController {
         do {
             user = try await catalog.authenticateOnThreadPool(username: body.username, password: body.password, requestID: context.id)
         } catch let error as BunkerError where error.code != .authenticationFailed {
-            // Not a failed login (a name no user can have, a catalog that cannot be written).
+            // Not a failed login (a catalog that cannot be written, say).
             attempt.succeeded()
             throw error
         }

@@ -38,8 +38,8 @@ public struct ServerLimits: Sendable {
 /// client hold a connection open with a byte now and then.
 final class RequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// NIO's HTTP request part, as Hummingbird's HTTP/1.1 channel reads it.
-    typealias InboundIn = HTTP1Channel.Value.Element
-    typealias InboundOut = HTTP1Channel.Value.Element
+    typealias InboundIn = HTTP1Channel.Value.InboundElement
+    typealias InboundOut = HTTP1Channel.Value.InboundElement
 
     private let timeout: TimeAmount
     private var deadline: Scheduled<Void>?
@@ -78,5 +78,5 @@ final class RequestTimeoutHandler: ChannelInboundHandler, RemovableChannelHandle
 extension NIOAsyncChannel {
     /// What the channel reads (the generic parameter, under a name that can be used from
     /// outside: NIO's HTTP part types live in a module Bunker does not depend on directly).
-    typealias Element = Inbound
+    typealias InboundElement = Inbound
 }

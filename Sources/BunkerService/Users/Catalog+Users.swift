@@ -128,6 +128,14 @@ extension Catalog {
     /// The longest user name a login may name, in bytes: the longest a user can have.
     public static let maxUsernameBytes = 64
 
+    /// Refuses, with ``BunkerError/Code/invalidArgument``, a user name that no user can have:
+    /// empty, or longer than ``maxUsernameBytes``. Such a login is no attempt.
+    public static func checkLoginName(_ username: String) throws {
+        guard (1...maxUsernameBytes).contains(username.utf8.count) else {
+            throw BunkerError(.invalidArgument, "A user name has 1 to \(maxUsernameBytes) characters (letters, digits, '.', '_', '@' or '-'); this one has \(username.utf8.count) bytes, so no login was tried.")
+        }
+    }
+
     /// Checks a user name and password, counting failures: after the policy's number of failures
     /// in a row the account is locked for the policy's time. Every attempt is audited
     /// (`auth.login`: success, or denied with the reason), under the name tried
@@ -136,9 +144,7 @@ extension Catalog {
     /// An empty user name, or one longer than any user's (``maxUsernameBytes``), is not an
     /// attempt: it fails with ``BunkerError/Code/invalidArgument`` and is not audited.
     public func authenticate(username: String, password: String, requestID: String? = nil) throws -> UserRecord {
-        guard (1...Self.maxUsernameBytes).contains(username.utf8.count) else {
-            throw BunkerError(.invalidArgument, "A user name has 1 to \(Self.maxUsernameBytes) characters (letters, digits, '.', '_', '@' or '-'); this one has \(username.utf8.count) bytes, so no login was tried.")
-        }
+        try Self.checkLoginName(username)
         let now = options.now()
         let policy = options.loginPolicy
         // bcrypt before the transaction: it is slow on purpose, and must not hold the write lock.
