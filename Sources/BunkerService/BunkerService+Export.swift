@@ -105,9 +105,10 @@ extension BunkerService {
         }
     }
 
-    /// Streams a snapshot as the seed's ZIP into `output`, front to back, holding no more than a
-    /// few hundred KiB of it at a time and writing none of it to disk (only an SQLite source's
-    /// SQL text is made in the scratch directory first, from a copy of its database).
+    /// Streams a snapshot as the seed's ZIP into `output`, front to back, holding one piece of it
+    /// at a time (up to a repository chunk, or 256 KiB of gathered headers and small files) and
+    /// writing none of it to disk (only an SQLite source's SQL text is made in the scratch
+    /// directory first, from a copy of its database).
     ///
     /// The archive holds `database.sql` (the plain SQL of the one database source; with several,
     /// each under its source's name), the file trees under their source names with their
