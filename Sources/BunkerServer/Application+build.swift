@@ -59,7 +59,7 @@ public func buildRouter(
 ) async throws -> Router<BunkerRequestContext> {
     let catalog = try catalog ?? service?.catalog() ?? configuration.openCatalog()
     let tokens = try await TokenService(settings: configuration.server, dataDirectory: configuration.dataDirectory, now: catalog.options.now)
-    let deps = APIDependencies(catalog: catalog, tokens: tokens, service: service)
+    let deps = APIDependencies(catalog: catalog, tokens: tokens, service: service, limits: limits)
 
     let router = Router(context: BunkerRequestContext.self)
     router.add(middleware: ErrorMiddleware())

@@ -23,11 +23,14 @@ public struct BunkerRequestContext: RequestContext, RemoteAddressRequestContext 
     public var identity: Identity?
     /// The peer of the connection (nil for the in-process test client).
     public let remoteAddress: SocketAddress?
+    /// The connection, for a handler that must cut it (a download whose client stopped reading).
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         identity = nil
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// Login bodies and later JSON requests are small; larger bodies are refused with 413.

@@ -198,6 +198,27 @@ import Testing
         }
     }
 
+    @Test func aDownloadWhoseClientStopsReadingIsCutOffAndAuditedAsFailed() async throws {
+        var limits = ServerLimits()
+        limits.idleTimeout = .seconds(1)
+        try await withAPI(.live, largeFileSize: 24 << 20, limits: limits) { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice, type: "files")["backup_id"] as? String)
+            // A client that asks for the archive and then reads nothing: the socket's buffers
+            // fill, and the export would hold the repository's shared lock for as long.
+            let client = try RawConnection(port: try #require(api.port), receiveBuffer: 4096)
+            #expect(client.send("GET /api/v1/backup/\(id)/download HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(alice)\r\n\r\n"))
+            var end: AuditRecord?
+            for _ in 0..<60 where end == nil {
+                try await Task.sleep(for: .milliseconds(500))
+                end = try api.catalog.auditRecords(AuditFilter(action: "export")).first { $0.outcome != .started }
+            }
+            let row = try #require(end, "the export ended")
+            #expect(row.outcome == .failure && row.actor == "alice", "\(row.outcome): \(row.detailValues)")
+            #expect(row.detailValues["error"]?.contains("stopped reading") == true, "\(row.detailValues)")
+        }
+    }
+
     @Test func verifyAnswersValidForAnIntactBackupAndInvalidForADamagedOne() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")

@@ -8,14 +8,19 @@ import NIOCore
 import Testing
 
 /// A plain TCP connection to the live server, as a slow (or hostile) client makes it.
-private final class RawConnection {
+final class RawConnection {
     private let fd: Int32
     /// What the server sent, as read by ``closedByServer(within:)``.
     private(set) var received = ""
 
-    init(port: Int) throws {
+    /// `receiveBuffer`: the socket's receive buffer, in bytes (small: a client that reads
+    /// nothing stops the server's writes soon).
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

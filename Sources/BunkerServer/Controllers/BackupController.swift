@@ -163,13 +163,17 @@ struct BackupController {
     /// default) wait in memory for the client, however slowly it reads. What can fail before the first byte (no such backup, no repository) is an error
     /// answer; a failure later (a damaged pack, the repository locked by a prune) ends the
     /// connection without the chunked body's end, so no client takes the archive for whole, and
-    /// is audited as the export's failure.
+    /// is audited as the export's failure. So does a client that takes no piece for the idle
+    /// timeout: the export holds a shared lock of the repository, which a client that stops
+    /// reading must not keep from a prune for ever.
     @Sendable func download(_ request: Request, context: BunkerRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
         let service = try deps.requireService()
         let backup = try await record(Validate.backupID(context))
         let actor = identity.actor(requestID: context.id)
         let logger = context.logger
+        let channel = context.channel
+        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
         headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
@@ -187,16 +191,35 @@ struct BackupController {
                         throw error
                     }
                 }
+                // Odd while a piece is being written: a watchdog that sees the same odd count
+                // twice, a send timeout apart, cuts the connection, and the write fails.
+                let writes = Atomic(0)
+                group.addTask {
+                    var seen = -1
+                    while (try? await Task.sleep(for: sendTimeout)) != nil {
+                        let now = writes.load(ordering: .acquiring)
+                        if now == seen, now % 2 == 1 {
+                            logger.warning("download of \(backup.snapshotID): the client took nothing for \(sendTimeout); closing the connection")
+                            channel.close(promise: nil)
+                            return
+                        }
+                        seen = now
+                    }
+                }
                 do {
                     while let chunk = try await pipe.next() {
+                        writes.add(1, ordering: .releasing)
                         try await writer.write(chunk)
+                        writes.add(1, ordering: .releasing)
                     }
                     try await writer.finish(nil)
                 } catch {
                     pipe.close()
+                    group.cancelAll()
                     logger.error("download of \(backup.snapshotID) stopped: \(error)")
                     throw error
                 }
+                group.cancelAll()
                 try await group.waitForAll()
             }
         }

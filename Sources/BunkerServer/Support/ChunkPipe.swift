@@ -9,7 +9,9 @@ import Synchronization
 /// ``close()`` (the producer's next ``send(_:)`` throws). Cancelling either task closes the pipe.
 final class ChunkPipe<Element: Sendable>: Sendable {
     /// What the producer is told after the consumer gave up.
-    struct Closed: Error {}
+    struct Closed: Error, CustomStringConvertible {
+        var description: String { "the receiving side stopped (a download's client went away or stopped reading)" }
+    }
 
     private struct State: ~Copyable {
         var buffer: [Element] = []
