@@ -27,13 +27,15 @@ final class LoginThrottle: Sendable {
         var first: Bool
     }
 
-    /// One attempt under way; ``succeeded()`` takes it back off the address's failures.
+    /// One attempt under way, counted as failed until ``withdraw()``.
     struct Attempt: Sendable {
         fileprivate let throttle: LoginThrottle
         fileprivate let client: String
         fileprivate let time: Date
 
-        func succeeded() { throttle.forget(self) }
+        /// Takes the attempt back off the address's failures: it succeeded, or was no login
+        /// attempt after all (the catalog could not be written).
+        func withdraw() { throttle.forget(self) }
     }
 
     private struct Client {

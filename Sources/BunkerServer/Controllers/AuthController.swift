@@ -78,10 +78,10 @@ struct AuthController {
             user = try await catalog.authenticateOnThreadPool(username: body.username, password: body.password, requestID: context.id)
         } catch let error as BunkerError where error.code != .authenticationFailed {
             // Not a failed login (a catalog that cannot be written, say).
-            attempt.succeeded()
+            attempt.withdraw()
             throw error
         }
-        attempt.succeeded()
+        attempt.withdraw()
         let (token, expires) = try await tokens.issue(for: user)
         return LoginResponse(accessToken: token, expiresAt: ISO8601DateFormatter().string(from: expires))
     }
