@@ -12,23 +12,27 @@ import NIOSSL
 ///
 /// `catalog` defaults to the service's, else the one in the configuration's data directory;
 /// tests pass their own (with a cheap bcrypt cost and a clock they move). Without `service`
-/// (no repository configured) the routes that need the repository answer 503.
-public func buildApplication(_ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil, logger: Logger? = nil) async throws -> some ApplicationProtocol {
-    let router = try await buildRouter(configuration, catalog: catalog, service: service)
+/// (no repository configured) the routes that need the repository answer 503. `limits` are the
+/// timeouts and the failed-login limit (tests make them short).
+public func buildApplication(
+    _ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil, logger: Logger? = nil, limits: ServerLimits = ServerLimits()
+) async throws -> some ApplicationProtocol {
+    let router = try await buildRouter(configuration, catalog: catalog, service: service, limits: limits)
     var logger = logger ?? Logger(label: "bunker")
     logger.logLevel = .info
     let (host, port) = configuration.server.listenAddress
     return Application(
         router: router,
-        server: try serverBuilder(configuration.server),
+        server: try serverBuilder(configuration.server, limits: limits),
         configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Bunker"),
         logger: logger)
 }
 
-/// HTTP/1.1, inside TLS when `[server]` names a certificate and a key (plain HTTP is meant for
-/// loopback only).
-func serverBuilder(_ settings: Configuration.ServerSettings) throws -> HTTPServerBuilder {
-    guard let certificateFile = settings.tlsCertificateFile, let keyFile = settings.tlsKeyFile else { return .http1() }
+/// HTTP/1.1 with `limits`' timeouts, inside TLS when `[server]` names a certificate and a key
+/// (plain HTTP is meant for loopback only).
+func serverBuilder(_ settings: Configuration.ServerSettings, limits: ServerLimits = ServerLimits()) throws -> HTTPServerBuilder {
+    let http1 = HTTPServerBuilder.http1(configuration: limits.http1)
+    guard let certificateFile = settings.tlsCertificateFile, let keyFile = settings.tlsKeyFile else { return http1 }
     let chain: [NIOSSLCertificate]
     let key: NIOSSLPrivateKey
     do {
@@ -46,21 +50,23 @@ func serverBuilder(_ settings: Configuration.ServerSettings) throws -> HTTPServe
     }
     var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     tls.minimumTLSVersion = .tlsv12
-    return try .tls(.http1(), tlsConfiguration: tls)
+    return try .tls(http1, tlsConfiguration: tls)
 }
 
 /// Every route of the API under `/api/v1`, with its middleware.
-public func buildRouter(_ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil) async throws -> Router<BunkerRequestContext> {
+public func buildRouter(
+    _ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil, limits: ServerLimits = ServerLimits()
+) async throws -> Router<BunkerRequestContext> {
     let catalog = try catalog ?? service?.catalog() ?? configuration.openCatalog()
     let tokens = try await TokenService(settings: configuration.server, dataDirectory: configuration.dataDirectory, now: catalog.options.now)
-    let deps = APIDependencies(catalog: catalog, tokens: tokens, service: service)
+    let deps = APIDependencies(catalog: catalog, tokens: tokens, service: service, limits: limits)
 
     let router = Router(context: BunkerRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let api = router.group("api/v1")
     HealthController(deps: deps).register(on: api)
     OpenAPIController().register(on: api)
-    AuthController(catalog: catalog, tokens: tokens).register(on: api)
+    AuthController(catalog: catalog, tokens: tokens, throttle: LoginThrottle(policy: limits.loginPolicy)).register(on: api)
     AuditController(catalog: catalog, tokens: tokens).register(on: api)
     BackupController(deps: deps).register(on: api)
     JobsController(deps: deps).register(on: api)

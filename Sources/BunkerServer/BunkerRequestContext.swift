@@ -1,5 +1,6 @@
 import BunkerService
 import Hummingbird
+import NIOCore
 
 /// Who a request is from, once ``AuthenticationMiddleware`` has checked its token.
 public struct Identity: Sendable {
@@ -14,15 +15,22 @@ public struct Identity: Sendable {
     }
 }
 
-/// The request context of every route: Hummingbird's core storage and the caller's identity.
-public struct BunkerRequestContext: RequestContext {
+/// The request context of every route: Hummingbird's core storage, the client's address and the
+/// caller's identity.
+public struct BunkerRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by ``AuthenticationMiddleware``; nil on the routes that need no login.
     public var identity: Identity?
+    /// The peer of the connection (nil for the in-process test client).
+    public let remoteAddress: SocketAddress?
+    /// The connection, for a handler that must cut it (a download whose client stopped reading).
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         identity = nil
+        remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// Login bodies and later JSON requests are small; larger bodies are refused with 413.

@@ -12,14 +12,31 @@ public struct ExportSummary: Sendable, Codable {
         public var sha256: String
     }
 
+    /// A symbolic link in the archive (a ZIP symlink entry whose content is its target).
+    public struct Symlink: Sendable, Codable {
+        public var path: String
+        public var target: String
+    }
+
+    /// An entry written under another name than the snapshot's (see ``ExportNames``).
+    public struct Renamed: Sendable, Codable {
+        /// Where it is in the archive.
+        public var path: String
+        /// Its path in the snapshot.
+        public var original: String
+    }
+
     public var snapshotID: String
+    /// The archive written, or `-` when it was streamed (a download).
     public var file: String
-    public var entries: [Entry]
+    public var entries: [ExportSummary.Entry]
+    public var symlinks: [Symlink] = []
+    public var renamed: [Renamed] = []
     public var bytes: UInt64
 
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
-        case file, entries, bytes
+        case file, entries, symlinks, renamed, bytes
     }
 }
 
@@ -33,13 +50,15 @@ private struct ExportMetadata: Encodable {
     var description: String?
     var sources: [SnapshotSource]
     var entries: [ExportSummary.Entry]
+    var symlinks: [ExportSummary.Symlink]
+    var renamed: [ExportSummary.Renamed]
     var totalBytes: UInt64
     var tool: String
     var exportedAt: Date
 
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
-        case time, hostname, tags, description, sources, entries, tool
+        case time, hostname, tags, description, sources, entries, symlinks, renamed, tool
         case backupType = "backup_type"
         case totalBytes = "total_bytes"
         case exportedAt = "exported_at"
@@ -47,23 +66,74 @@ private struct ExportMetadata: Encodable {
 }
 
 extension BunkerService {
-    /// Writes a snapshot as the seed's ZIP: `database.sql` (the plain SQL of the one database
-    /// source; with several, each under its source's name), the file trees under their source
-    /// names, an SQLite source's database file beside its `.dump`, `metadata.json` and a
-    /// `SHA256SUMS` that `sha256sum -c` accepts.
-    ///
-    /// Every entry streams from the repository through a SHA-256 check; the archive is written
+    /// Writes a snapshot as the seed's ZIP to the file `path`: see
+    /// ``export(snapshot:by:progress:streamingTo:)`` for what it holds. The archive is written
     /// to a temporary file beside `path` and renamed into place only when complete.
     ///
     /// Audited as `export` by `actor`.
     public func export(snapshot reference: String, to path: String, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
-        try await audited("export", target: reference, by: actor, details: ["file": path]) {
-            // A shared lock: a prune (exclusive) cannot delete packs this export is reading.
-            try await repository.withLock(exclusive: false) {
-                try await self.writeExport(snapshot: reference, to: path, progress: progress)
+        let target = Configuration.absolute(path, relativeTo: nil)
+        return try await audited("export", target: reference, by: actor, details: ["file": path]) {
+            if FileManager.default.fileExists(atPath: target) {
+                throw BunkerError(.invalidArgument, "\(target) already exists; remove it or choose another file.")
             }
+            let temp = target + ".partial-\(UUID().uuidString.prefix(8).lowercased())"
+            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                throw BunkerError(.invalidArgument, "Cannot create \(temp): \(String(cString: strerror(errno))).")
+            }
+            var closed = false
+            defer {
+                if !closed { close(fd) }
+                unlink(temp)
+            }
+            var summary = try await self.lockedExport(snapshot: reference, progress: progress) { data in
+                try writeAll(data, to: fd, path: temp)
+            }
+            guard fsync(fd) == 0 else {
+                throw BunkerError(.sourceIO, "Cannot flush \(temp): \(String(cString: strerror(errno))).")
+            }
+            close(fd)
+            closed = true
+            guard rename(temp, target) == 0 else {
+                throw BunkerError(.sourceIO, "Cannot move the archive to \(target): \(String(cString: strerror(errno))).")
+            }
+            summary.file = target
+            return summary
         } describe: { summary in
             AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes)])
+        }
+    }
+
+    /// Streams a snapshot as the seed's ZIP into `output`, front to back, holding one piece of it
+    /// at a time (up to a repository chunk, or 256 KiB of gathered headers and small files) and
+    /// writing none of it to disk (only an SQLite source's SQL text is made in the scratch
+    /// directory first, from a copy of its database).
+    ///
+    /// The archive holds `database.sql` (the plain SQL of the one database source; with several,
+    /// each under its source's name), the file trees under their source names with their
+    /// symbolic links as ZIP symlink entries, an SQLite source's database file beside its
+    /// `.dump`, `metadata.json` (which also lists the links, and any entry whose name had to
+    /// change: ``ExportNames``) and a `SHA256SUMS` that `sha256sum -c` accepts. Every entry
+    /// streams from the repository through a SHA-256 check.
+    ///
+    /// If `output` throws (a download's client went away), the export stops with that error.
+    /// Audited as `export` by `actor`.
+    public func export(
+        snapshot reference: String, by actor: Actor, progress: OperationProgress? = nil,
+        streamingTo output: @escaping @Sendable (Data) async throws -> Void
+    ) async throws -> ExportSummary {
+        try await audited("export", target: reference, by: actor, details: ["file": "-"]) {
+            try await self.lockedExport(snapshot: reference, progress: progress, output: output)
+        } describe: { summary in
+            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes)])
+        }
+    }
+
+    /// The export under a shared lock: a prune (exclusive) cannot delete packs it is reading.
+    private func lockedExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
+        try await repository.withLock(exclusive: false) {
+            try await self.writeExport(snapshot: reference, progress: progress, output: output)
         }
     }
 
@@ -76,60 +146,71 @@ extension BunkerService {
         return "\\\(sha256)  \(escaped)\n"
     }
 
-    private func writeExport(snapshot reference: String, to path: String, progress: OperationProgress?) async throws -> ExportSummary {
+    private func writeExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
         let (id, snapshot) = try await repository.findSnapshot(reference)
-        let target = Configuration.absolute(path, relativeTo: nil)
-        if FileManager.default.fileExists(atPath: target) {
-            throw BunkerError(.invalidArgument, "\(target) already exists; remove it or choose another file.")
-        }
-        let scratch = try configuration.scratchDirectory()
-        let temp = target + ".partial-\(UUID().uuidString.prefix(8).lowercased())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw BunkerError(.invalidArgument, "Cannot create \(temp): \(String(cString: strerror(errno))).")
-        }
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-            unlink(temp)
-        }
-        let zip = ZipWriter(fd: fd, path: target)
+        let zip = ZipWriter(output: output)
+        var names = ExportNames()
         var entries: [ExportSummary.Entry] = []
+        var symlinks: [ExportSummary.Symlink] = []
         let reader = ContentReader(loader: repository)
 
+        func modified(_ node: Node) -> Date {
+            Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9)
+        }
         func add(_ name: String, _ node: Node) async throws {
-            try zip.begin(name: name, size: node.size ?? 0, mode: 0o100000 | node.mode, modified: Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9))
+            try await zip.begin(name: name, size: node.size ?? 0, mode: 0o100000 | node.mode, modified: modified(node))
             progress?.update { $0.currentPath = name }
             try await reader.read(node) { data in
-                try zip.write(data)
+                try await zip.write(data)
                 progress?.update { $0.bytesDone += UInt64(data.count) }
             }
-            try zip.end()
+            try await zip.end()
             entries.append(.init(path: name, size: node.size ?? 0, sha256: node.sha256 ?? ""))
         }
         func add(_ name: String, file: String) async throws {
             let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
             defer { try? handle.close() }
             let size = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.uint64Value ?? 0
-            try zip.begin(name: name, size: size, mode: 0o100600, modified: repository.now())
+            try await zip.begin(name: name, size: size, mode: 0o100600, modified: repository.now())
             var hasher = SHA256()
             while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
                 hasher.update(data: data)
-                try zip.write(data)
+                try await zip.write(data)
             }
-            try zip.end()
+            try await zip.end()
             entries.append(.init(path: name, size: size, sha256: ID(digest: hasher.finalize()).hex))
         }
-        func addTree(_ tree: ID, under prefix: String) async throws {
-            for node in try await repository.loadTree(tree).nodes where node.hasSafeName {
-                let name = prefix + node.name
-                switch node.type {
-                case .file: try await add(name, node)
-                case .directory:
-                    try zip.begin(name: name + "/", size: 0, mode: 0o040000 | node.mode, modified: Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9))
-                    try zip.end()
-                    if let sub = node.subtree { try await addTree(sub, under: name + "/") }
-                case .symlink, .fifo, .socket, .characterDevice, .blockDevice: break
+        func add(_ name: String, bytes: Data) async throws {
+            try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o100644, modified: repository.now())
+            try await zip.write(bytes)
+            try await zip.end()
+        }
+        func addLink(_ name: String, _ node: Node) async throws {
+            let target = node.linkTarget ?? ""
+            let bytes = Data(node.linkTargetBytes ?? [])
+            try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o120000 | (node.mode & 0o7777), modified: modified(node))
+            try await zip.write(bytes)
+            try await zip.end()
+            symlinks.append(.init(path: name, target: target))
+        }
+        /// A tree entry: a file, a directory (and what it holds) or a link.
+        func addNode(_ node: Node, under parent: String?, originalParent: String?) async throws {
+            let original = (originalParent.map { $0 + "/" } ?? "") + ExportNames.name(of: node)
+            let name = names.claim(ExportNames.name(of: node), under: parent, original: original)
+            switch node.type {
+            case .file:
+                try await add(name, node)
+            case .symlink:
+                try await addLink(name, node)
+            case .fifo, .socket, .characterDevice, .blockDevice:
+                // A ZIP holds no special files; the snapshot keeps them for a restore.
+                break
+            case .directory:
+                try await zip.begin(name: name + "/", size: 0, mode: 0o040000 | node.mode, modified: modified(node))
+                try await zip.end()
+                guard let sub = node.subtree else { return }
+                for child in try await repository.loadTree(sub).nodes where child.hasSafeName {
+                    try await addNode(child, under: name, originalParent: original)
                 }
             }
         }
@@ -137,27 +218,28 @@ extension BunkerService {
         let root = try await repository.loadTree(snapshot.tree)
         let records = snapshot.sources ?? []
         let databases = records.filter { SourceKind(rawValue: $0.kind)?.isDatabase ?? false }
+        // The one database's SQL is `database.sql` at the top, whatever the trees hold.
+        let topSQL = databases.count == 1 ? names.claim("database.sql", under: nil, original: "database.sql") : nil
         for node in root.nodes where node.hasSafeName {
-            guard let record = records.first(where: { $0.name == node.name }), let kind = SourceKind(rawValue: record.kind), kind.isDatabase else {
+            let nodeName = ExportNames.name(of: node)
+            guard let record = records.first(where: { $0.name == nodeName }), let kind = SourceKind(rawValue: record.kind), kind.isDatabase else {
                 // A file tree (or a plain path backup): under its name.
-                if node.type == .directory, let sub = node.subtree {
-                    try await addTree(sub, under: node.name + "/")
-                } else if node.type == .file {
-                    try await add(node.name, node)
-                }
+                try await addNode(node, under: nil, originalParent: nil)
                 continue
             }
-            let sqlName = databases.count == 1 ? "database.sql" : "\(record.name)/database.sql"
             guard let sub = node.subtree else { continue }
             let tree = try await repository.loadTree(sub)
             let file = record.details?["file"].flatMap { tree.node(named: $0) } ?? tree.nodes.first { $0.type == .file }
             guard let file else { continue }
+            let directory = names.claim(record.name, under: nil, original: record.name)
+            let sqlName = topSQL ?? names.claim("database.sql", under: directory, original: record.name + "/database.sql")
             switch kind {
             case .postgres:
                 try await add(sqlName, file)
             case .sqlite:
-                try await add("\(record.name)/\(file.name)", file)
-                let copy = scratch + "/export-\(UUID().uuidString.prefix(8).lowercased()).db"
+                let fileName = ExportNames.name(of: file)
+                try await add(names.claim(fileName, under: directory, original: record.name + "/" + fileName), file)
+                let copy = try configuration.scratchDirectory() + "/export-\(UUID().uuidString.prefix(8).lowercased()).db"
                 let dump = copy + ".sql"
                 defer {
                     unlink(copy)
@@ -177,31 +259,17 @@ extension BunkerService {
         let total = entries.reduce(0) { $0 + $1.size }
         let metadata = ExportMetadata(
             snapshotID: id.hex, time: snapshot.time, hostname: snapshot.hostname, backupType: snapshot.backupType,
-            tags: snapshot.tags, description: snapshot.description, sources: records, entries: entries, totalBytes: total,
-            tool: "bunker \(bunkerVersion)", exportedAt: repository.now())
-        let metadataFile = scratch + "/export-metadata-\(UUID().uuidString.prefix(8)).json"
-        defer { unlink(metadataFile) }
-        try encoder.encode(metadata).write(to: URL(fileURLWithPath: metadataFile))
-        try await add("metadata.json", file: metadataFile)
+            tags: snapshot.tags, description: snapshot.description, sources: records, entries: entries, symlinks: symlinks,
+            renamed: names.renamed, totalBytes: total, tool: "bunker \(bunkerVersion)", exportedAt: repository.now())
+        let metadataBytes = try encoder.encode(metadata)
+        let metadataName = names.bunkerFile("metadata.json")
+        try await add(metadataName, bytes: metadataBytes)
+        entries.append(.init(path: metadataName, size: UInt64(metadataBytes.count), sha256: ID(digest: SHA256.hash(data: metadataBytes)).hex))
 
         let sums = entries.map { Self.checksumLine(sha256: $0.sha256, path: $0.path) }.joined()
-        let sumsFile = scratch + "/export-sums-\(UUID().uuidString.prefix(8))"
-        defer { unlink(sumsFile) }
-        try Data(sums.utf8).write(to: URL(fileURLWithPath: sumsFile))
-        try zip.begin(name: "SHA256SUMS", size: UInt64(sums.utf8.count), mode: 0o100644, modified: repository.now())
-        try zip.write(Data(sums.utf8))
-        try zip.end()
-        try zip.finish()
-
-        guard fsync(fd) == 0 else {
-            throw BunkerError(.sourceIO, "Cannot flush \(temp): \(String(cString: strerror(errno))).")
-        }
-        close(fd)
-        closed = true
-        guard rename(temp, target) == 0 else {
-            throw BunkerError(.sourceIO, "Cannot move the archive to \(target): \(String(cString: strerror(errno))).")
-        }
-        return ExportSummary(snapshotID: id.hex, file: target, entries: entries, bytes: total)
+        try await add(names.bunkerFile("SHA256SUMS"), bytes: Data(sums.utf8))
+        try await zip.finish()
+        return ExportSummary(snapshotID: id.hex, file: "-", entries: entries, symlinks: symlinks, renamed: names.renamed, bytes: total)
     }
 
     private func restoreFile(_ node: Node, to path: String, reader: ContentReader) async throws {
@@ -211,17 +279,23 @@ extension BunkerService {
         }
         defer { close(fd) }
         try await reader.read(node) { data in
-            try data.withUnsafeBytes { buffer in
-                var done = 0
-                while done < buffer.count {
-                    let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
-                    }
-                    done += n
-                }
+            try writeAll(data, to: fd, path: path)
+        }
+    }
+}
+
+/// Writes all of `data` to `fd` (retrying short writes and interruptions); a full disk is
+/// ``BunkerError/Code/storageFull``.
+func writeAll(_ data: Data, to fd: Int32, path: String) throws {
+    try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
             }
+            done += n
         }
     }
 }

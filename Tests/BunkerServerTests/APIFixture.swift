@@ -15,6 +15,8 @@ struct APIFixture: Sendable {
     let catalog: Catalog
     let service: BunkerService
     let client: any TestClientProtocol
+    /// The server's port in `.live` mode.
+    var port: Int? { client.port }
 
     static let users: [(String, Role)] = [("alice", .systemAdmin), ("olga", .auditor), ("victor", .viewer)]
 
@@ -59,8 +61,12 @@ func array(_ response: TestResponse) throws -> [[String: Any]] {
 
 /// Runs `test` against the server: by default through the router (no socket, and no client
 /// timeout to trip when the whole suite loads the machine), or `.live` on a free loopback port.
-/// `largeFileSize` makes backups take longer (the concurrency test needs them to overlap).
-func withAPI(_ mode: TestingSetup = .router, largeFileSize: Int = 256 << 10, _ test: @escaping @Sendable (APIFixture) async throws -> Void) async throws {
+/// `largeFileSize` makes backups take longer (the concurrency test needs them to overlap);
+/// `limits` are the server's timeouts and login limit.
+func withAPI(
+    _ mode: TestingSetup = .router, largeFileSize: Int = 256 << 10, limits: ServerLimits = ServerLimits(),
+    _ test: @escaping @Sendable (APIFixture) async throws -> Void
+) async throws {
     try await withTemporaryDirectory { dir in
         try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: largeFileSize)
         let db = try shell("sqlite3 '\(dir)/app.db' 'PRAGMA journal_mode=wal; CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO patients (name) VALUES (\"Ada\"), (\"Grace\");'")
@@ -92,7 +98,7 @@ func withAPI(_ mode: TestingSetup = .router, largeFileSize: Int = 256 << 10, _ t
         }
         let repository = try await TestRepository.create(at: dir + "/repo")
         let service = BunkerService(configuration: configuration, repository: repository, catalog: catalog)
-        let app = try await buildApplication(configuration, catalog: catalog, service: service)
+        let app = try await buildApplication(configuration, catalog: catalog, service: service, limits: limits)
         try await app.test(mode) { client in
             try await test(APIFixture(dir: dir, catalog: catalog, service: service, client: client))
         }

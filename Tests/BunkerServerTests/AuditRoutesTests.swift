@@ -9,6 +9,11 @@ import Testing
 
 /// A live server whose catalog has an administrator, an auditor and a viewer.
 private func withServer(_ test: @escaping @Sendable (any TestClientProtocol, Catalog) async throws -> Void) async throws {
+    try await withServer { client, catalog, _ in try await test(client, catalog) }
+}
+
+/// The same, also telling the test its temporary directory.
+private func withServer(_ test: @escaping @Sendable (any TestClientProtocol, Catalog, String) async throws -> Void) async throws {
     try await withTemporaryDirectory { dir in
         var configuration = try Configuration(text: "data_dir = \"\(dir)/data\"\n", file: dir + "/bunker.toml", environment: [:])
         configuration.server.listen = "127.0.0.1:0"
@@ -19,7 +24,7 @@ private func withServer(_ test: @escaping @Sendable (any TestClientProtocol, Cat
             try catalog.addUser(NewUser(username: name, fullName: name.uppercased(), role: role, password: "\(name)-password"), by: .system)
         }
         let app = try await buildApplication(configuration, catalog: catalog)
-        try await app.test(.live) { client in try await test(client, catalog) }
+        try await app.test(.live) { client in try await test(client, catalog, dir) }
     }
 }
 
@@ -77,6 +82,30 @@ private func get(_ client: any TestClientProtocol, _ uri: String, as username: S
             try catalog.exportAudit(format: .jsonl) { expected += $0 }
             #expect(String(buffer: export.body) == expected)
             #expect(try await get(client, "/api/v1/audit/export?format=xml", as: "ada").status == .badRequest)
+        }
+    }
+
+    @Test func verifyNamesARowAppendedWithoutTheKeyButNoPathOfTheServer() async throws {
+        try await withServer { client, catalog, dir in
+            let head = try #require(try catalog.auditRecords().last)
+            var forged = head
+            forged.seq = head.seq + 1
+            forged.actor = "mallory"
+            forged.prevHash = head.hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            let append = try shell("""
+                sqlite3 '\(catalog.path)' <<'SQL'
+                DROP TRIGGER audit_mac_required;
+                INSERT INTO audit (seq, timestamp, actor, action, target, outcome, details, prev_hash, hash)
+                VALUES (\(forged.seq), '\(forged.timestamp)', 'mallory', '\(forged.action)', '\(forged.target ?? "")', 'success', '\(forged.details ?? "{}")', '\(forged.prevHash)', '\(forged.hash)');
+                SQL
+                """)
+            #expect(append.status == 0, "\(append.output)")
+            let verify = try await get(client, "/api/v1/audit/verify", as: "aud")
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(buffer: verify.body)) as? [String: Any])
+            #expect(result["ok"] as? Bool == false && result["first_bad_seq"] as? Int == Int(forged.seq))
+            let problem = try #require(result["problem"] as? String)
+            #expect(problem.contains("carries no MAC") && !problem.contains(dir), "\(problem)")
         }
     }
 }

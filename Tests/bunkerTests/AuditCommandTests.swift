@@ -78,6 +78,41 @@ private func auditRowCount(_ database: String) throws -> Int? {
         }
     }
 
+    @Test func verifyNamesARowAppendedWithoutTheAuditKeyAndExits9() async throws {
+        try await withTemporaryDirectory { dir in
+            let e = try await configure(dir)
+            #expect(try BunkerProcess.run(["backup", "--quiet"], environment: e).status == 0)
+            var options = Catalog.Options()
+            options.readOnly = true
+            let rows = try Catalog(dataDirectory: dir + "/data", options: options).auditRecords()
+            var forged = rows[1]
+            forged.seq = 3
+            forged.actor = "mallory"
+            forged.prevHash = rows[1].hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            // Written with sqlite3 by someone who cannot read audit.key, chained like Bunker's own.
+            let sqlite = Process()
+            sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+            sqlite.arguments = [dir + "/data/catalog.sqlite", """
+                DROP TRIGGER audit_mac_required;
+                INSERT INTO audit (seq, timestamp, actor, action, target, outcome, details, operation_seq, prev_hash, hash)
+                VALUES (3, '\(forged.timestamp)', 'mallory', 'backup', '\(forged.target!)', 'success', '\(forged.details!)', 1, '\(forged.prevHash)', '\(forged.hash)');
+                """]
+            try sqlite.run()
+            sqlite.waitUntilExit()
+            #expect(sqlite.terminationStatus == 0)
+            // The next command's rows chain to it, and its anchor names them all.
+            #expect(try BunkerProcess.run(["backup", "--quiet"], environment: e).status == 0)
+
+            let verify = try BunkerProcess.run(["audit", "verify"], environment: e)
+            #expect(verify.status == 9, "\(verify.stdout) \(verify.stderr)")
+            #expect(verify.stderr.contains("Audit row 3 carries no MAC"), "\(verify.stderr)")
+            let json = try BunkerProcess.run(["audit", "verify", "--json"], environment: e)
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect(result["first_bad_seq"] as? Int == 3 && result["ok"] as? Bool == false)
+        }
+    }
+
     @Test func aBackupKilledMidwayIsClosedAsInterruptedAtTheNextStart() async throws {
         try await withTemporaryDirectory { dir in
             let e = try await configure(dir)

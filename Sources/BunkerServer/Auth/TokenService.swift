@@ -3,20 +3,24 @@ import BunkerService
 import Foundation
 import JWTKit
 
-/// What a Bunker access token says: the user (`sub`), when it was issued and when it expires.
-/// The role is not trusted from the token: every request reads the user again, so that a
-/// deactivated user's tokens stop working at once.
+/// What a Bunker access token says: the user (`sub`), the user's token generation when it was
+/// issued (`gen`), when it was issued and when it expires. The role is not trusted from the
+/// token: every request reads the user again, so that a deactivated user's tokens stop working
+/// at once, and a token of an older generation (before a password change or a deactivation)
+/// never works again.
 struct AccessToken: JWTPayload {
     var subject: SubjectClaim
     var issuedAt: IssuedAtClaim
     var expiration: ExpirationClaim
     var username: String
+    var generation: Int64
 
     enum CodingKeys: String, CodingKey {
         case subject = "sub"
         case issuedAt = "iat"
         case expiration = "exp"
         case username = "name"
+        case generation = "gen"
     }
 
     /// Expiry is checked by ``TokenService`` against its injected clock.
@@ -41,26 +45,21 @@ struct TokenService: Sendable {
 
     /// A token for `user` and when it expires.
     func issue(for user: UserRecord) async throws -> (token: String, expiresAt: Date) {
-        // Whole seconds: JWT clients expect integer NumericDates.
+        // Whole seconds: JWT clients expect integer NumericDates. Invalidation does not depend on
+        // them: it is by generation.
         let issued = Date(timeIntervalSince1970: now().timeIntervalSince1970.rounded(.down))
         let expires = issued.addingTimeInterval(lifetime)
         let payload = AccessToken(
             subject: SubjectClaim(value: String(user.id ?? 0)), issuedAt: IssuedAtClaim(value: issued),
-            expiration: ExpirationClaim(value: expires), username: user.username)
+            expiration: ExpirationClaim(value: expires), username: user.username, generation: user.tokenGeneration)
         return (try await keys.sign(payload), expires)
     }
 
-    /// The user id of a valid, unexpired token, and when it was issued; nil for anything else.
-    func verify(_ token: String) async -> (userID: Int64, issuedAt: Date)? {
+    /// The user id and token generation of a valid, unexpired token; nil for anything else
+    /// (also for a token of a Bunker before generations, which names none).
+    func verify(_ token: String) async -> (userID: Int64, generation: Int64)? {
         guard let payload = try? await keys.verify(token, as: AccessToken.self),
               payload.expiration.value > now(), let id = Int64(payload.subject.value) else { return nil }
-        return (id, payload.issuedAt.value)
-    }
-
-    /// Whether a token issued at `issuedAt` is older than the user's last password change, and
-    /// so no longer valid: a new password ends every session of the old one. Compared in whole
-    /// seconds, the precision of a token's `iat`.
-    static func predatesPasswordChange(_ issuedAt: Date, of user: UserRecord) -> Bool {
-        issuedAt.timeIntervalSince1970.rounded(.down) < user.passwordChangedAt.timeIntervalSince1970.rounded(.down)
+        return (id, payload.generation)
     }
 }

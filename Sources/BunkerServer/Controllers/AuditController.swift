@@ -56,8 +56,12 @@ struct AuditController {
         return Page(items: rows, nextAfter: rows.count == filter.limit ? rows.last?.seq : nil)
     }
 
+    /// The check's result; a problem is told without the server's paths (the anchor file, the
+    /// key), which `bunker audit verify` on the server names.
     @Sendable func verify(_ request: Request, context: BunkerRequestContext) async throws -> AuditVerification {
-        try catalog.verifyAudit()
+        var result = try catalog.verifyAudit()
+        result.problem = result.problem.map(APIError.withoutPaths)
+        return result
     }
 
     /// The whole trail, streamed a thousand rows at a time so memory stays bounded.

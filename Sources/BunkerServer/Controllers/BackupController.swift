@@ -158,27 +158,70 @@ struct BackupController {
 
     // MARK: Download and verify
 
-    /// The export ZIP, written to a temporary file under the data directory and streamed from it
-    /// in 256 KiB pieces; the file is unlinked as soon as it is open, so nothing is left behind.
+    /// The export ZIP, streamed as it is made (chunked): no copy of it is written to the server's
+    /// disk, and no more than four pieces of it (each at most a repository chunk, 4 MiB by
+    /// default) wait in memory for the client, however slowly it reads. What can fail before the first byte (no such backup, no repository) is an error
+    /// answer; a failure later (a damaged pack, the repository locked by a prune) ends the
+    /// connection without the chunked body's end, so no client takes the archive for whole, and
+    /// is audited as the export's failure. So does a client that takes no piece for the idle
+    /// timeout: the export holds a shared lock of the repository, which a client that stops
+    /// reading must not keep from a prune for ever.
     @Sendable func download(_ request: Request, context: BunkerRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
         let service = try deps.requireService()
         let backup = try await record(Validate.backupID(context))
-        let scratch = try service.configuration.scratchDirectory()
-        let path = scratch + "/download-\(UUID().uuidString.lowercased()).zip"
-        defer { unlink(path) }
-        _ = try await service.export(snapshot: backup.snapshotID, to: path, by: identity.actor(requestID: context.id))
-        let file = try OpenFile(path: path)
-        unlink(path)
+        let actor = identity.actor(requestID: context.id)
+        let logger = context.logger
+        let channel = context.channel
+        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
-        headers[.contentLength] = String(file.size)
         headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
         let body = ResponseBody { writer in
-            while let chunk = try file.read(upTo: 256 << 10) {
-                try await writer.write(chunk)
+            let pipe = ChunkPipe<ByteBuffer>(capacity: 4)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        _ = try await service.export(snapshot: backup.snapshotID, by: actor) { data in
+                            try await pipe.send(ByteBuffer(data: data))
+                        }
+                        pipe.finish()
+                    } catch {
+                        pipe.finish(throwing: error)
+                        throw error
+                    }
+                }
+                // Odd while a piece is being written: a watchdog that sees the same odd count
+                // twice, a send timeout apart, cuts the connection, and the write fails.
+                let writes = Atomic(0)
+                group.addTask {
+                    var seen = -1
+                    while (try? await Task.sleep(for: sendTimeout)) != nil {
+                        let now = writes.load(ordering: .acquiring)
+                        if now == seen, now % 2 == 1 {
+                            logger.warning("download of \(backup.snapshotID): the client took nothing for \(sendTimeout); closing the connection")
+                            channel.close(promise: nil)
+                            return
+                        }
+                        seen = now
+                    }
+                }
+                do {
+                    while let chunk = try await pipe.next() {
+                        writes.add(1, ordering: .releasing)
+                        try await writer.write(chunk)
+                        writes.add(1, ordering: .releasing)
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    pipe.close()
+                    group.cancelAll()
+                    logger.error("download of \(backup.snapshotID) stopped: \(error)")
+                    throw error
+                }
+                group.cancelAll()
+                try await group.waitForAll()
             }
-            try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
     }
@@ -193,28 +236,4 @@ struct BackupController {
             : "Backup \(backup.snapshotID.prefix(8)) is damaged: " + report.errors.prefix(5).map(\.message).joined(separator: " ")
         return VerifyResult(backupID: backup.snapshotID, valid: report.ok, message: message)
     }
-}
-
-/// A file open for reading, closed when the last reference goes (also when a client hangs up
-/// before the body is read).
-final class OpenFile: Sendable {
-    private let handle: FileHandle
-    let size: UInt64
-
-    init(path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw BunkerError(.sourceIO, "Cannot open \(path): \(String(cString: strerror(errno))).")
-        }
-        self.handle = handle
-        size = try handle.seekToEnd()
-        try handle.seek(toOffset: 0)
-    }
-
-    /// The next piece, or nil at the end.
-    func read(upTo count: Int) throws -> ByteBuffer? {
-        guard let data = try handle.read(upToCount: count), !data.isEmpty else { return nil }
-        return ByteBuffer(data: data)
-    }
-
-    deinit { try? handle.close() }
 }

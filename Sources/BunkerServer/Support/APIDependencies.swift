@@ -10,6 +10,9 @@ struct APIDependencies: Sendable {
     /// Nil when the server runs without a repository (none configured): the routes that need one
     /// answer 503.
     let service: BunkerService?
+    /// The server's timeouts (a download's client that stops reading is cut off after the
+    /// idle timeout).
+    let limits: ServerLimits
     let gate = WriterGate()
     let jobs = JobRegistry()
 

@@ -12,6 +12,11 @@ import Foundation
 /// and `audit-anchors.head`, rewritten (signed) with every line, names the last line, so that
 /// the file cannot be cut short either. A rewritten chain no longer has the anchored hashes, and
 /// a forged line does not carry a valid signature without the key.
+///
+/// The same key makes each row's MAC (``AuditRecord/computedMAC(key:)``). Every `v3` line also
+/// signs the first row that must carry one (`mac_from`): rows written before Bunker kept MACs
+/// have none, and the signed boundary keeps anyone from passing a newer row off as one of them
+/// by clearing its MAC.
 struct AuditAnchor: Sendable {
     /// One line of the anchor file.
     struct Line: Sendable {
@@ -21,23 +26,33 @@ struct AuditAnchor: Sendable {
         var timestamp: String
         /// The line's signature as written (what the next line chains to).
         var mac: String
-        /// A `v2` line, chained to the one before; `v1` lines (Bunker before chaining) are not.
+        /// A `v2` or `v3` line, chained to the one before; `v1` lines (Bunker before chaining)
+        /// are not.
         var chained: Bool
+        /// A `v3` line's first row that must carry a MAC; nil in older lines.
+        var macFrom: Int64?
         /// The signature checks out under this data directory's key.
         var signed: Bool
     }
 
     /// What `audit-anchors.head` says: the anchor file's last line.
-    struct Head: Sendable {
+    struct HeadLine: Sendable {
         var seq: Int64
         var mac: String
         var signed: Bool
     }
 
+    /// What an anchor names: the audit trail's head.
+    struct Head: Sendable {
+        var seq: Int64
+        var hash: String
+    }
+
     let file: String
     let headFile: String
     let keyFile: String
-    private let key: SymmetricKey
+    /// The audit key: signs anchor lines and audit rows alike.
+    let key: SymmetricKey
 
     init(file: String, headFile: String, keyFile: String, key: SymmetricKey) {
         self.file = file
@@ -50,9 +65,12 @@ struct AuditAnchor: Sendable {
         ID(digest: HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key)).hex
     }
 
-    private func signature(version: String, seq: Int64, hash: String, timestamp: String, previous: String) -> String {
-        if version == "v1" { return mac("bunker-audit-anchor-v1 \(seq) \(hash) \(timestamp)") }
-        return mac("bunker-audit-anchor-v2 \(seq) \(hash) \(timestamp) \(previous)")
+    private func signature(version: String, seq: Int64, hash: String, timestamp: String, macFrom: Int64?, previous: String) -> String {
+        switch version {
+        case "v1": return mac("bunker-audit-anchor-v1 \(seq) \(hash) \(timestamp)")
+        case "v2": return mac("bunker-audit-anchor-v2 \(seq) \(hash) \(timestamp) \(previous)")
+        default: return mac("bunker-audit-anchor-v3 \(seq) \(hash) \(timestamp) \(macFrom ?? 0) \(previous)")
+        }
     }
 
     private func headSignature(seq: Int64, mac line: String) -> String {
@@ -60,11 +78,14 @@ struct AuditAnchor: Sendable {
     }
 
     /// Appends a signed, chained line for the head that `head` reads (unless the last line
-    /// names it already), flushes it to disk and rewrites the head file.
+    /// names it already, as a `v3` line), flushes it to disk and rewrites the head file.
+    ///
+    /// The line's `mac_from` is the last line's; the first `v3` line (a new trail, or the first
+    /// start of a Bunker that keeps MACs) takes it from `macFrom`, read from the catalog then.
     ///
     /// Runs under an exclusive `flock` of the anchor file, so that processes sharing the data
     /// directory append in seq order and each line chains to the one really before it.
-    func append(timestamp: String, head: () throws -> (seq: Int64, hash: String)?) throws {
+    func append(timestamp: String, head: () throws -> Head?, macFrom: () throws -> Int64) throws {
         let fd = open(file, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw BunkerError(.catalog, "Cannot open the audit anchor file \(file): \(String(cString: strerror(errno))).")
@@ -75,10 +96,11 @@ struct AuditAnchor: Sendable {
         }
         guard let head = try head() else { return }
         let last = Self.lastLine(fd)
-        if let last, last.seq >= head.seq { return }
+        if let last, last.seq > head.seq || (last.seq == head.seq && last.macFrom != nil) { return }
+        let from = try last?.macFrom ?? macFrom()
         let previous = last?.mac ?? AuditRecord.genesisHash
-        let signed = signature(version: "v2", seq: head.seq, hash: head.hash, timestamp: timestamp, previous: previous)
-        let line = "v2 \(head.seq) \(head.hash) \(timestamp) \(signed)\n"
+        let signed = signature(version: "v3", seq: head.seq, hash: head.hash, timestamp: timestamp, macFrom: from, previous: previous)
+        let line = "v3 \(head.seq) \(head.hash) \(timestamp) \(from) \(signed)\n"
         guard Glibc.write(fd, line, line.utf8.count) == line.utf8.count, fsync(fd) == 0 else {
             throw BunkerError(.catalog, "Cannot write the audit anchor file \(file): \(String(cString: strerror(errno))).")
         }
@@ -97,17 +119,30 @@ struct AuditAnchor: Sendable {
     }
 
     /// The last complete line of the open anchor file, read from its tail.
-    private static func lastLine(_ fd: Int32) -> (seq: Int64, mac: String)? {
+    private static func lastLine(_ fd: Int32) -> (seq: Int64, mac: String, macFrom: Int64?)? {
         let size = lseek(fd, 0, SEEK_END)
         guard size > 0 else { return nil }
         let length = Int(min(size, 4096))
         var buffer = [UInt8](repeating: 0, count: length)
         guard pread(fd, &buffer, length, off_t(size) - off_t(length)) == length else { return nil }
         let text = String(decoding: buffer, as: UTF8.self)
-        guard let raw = text.split(separator: "\n").last else { return nil }
+        guard let raw = text.split(separator: "\n").last, let parsed = parse(raw) else { return nil }
+        return (parsed.seq, parsed.mac, parsed.macFrom)
+    }
+
+    /// One line's fields: `v1|v2 <seq> <hash> <time> <mac>` or `v3 <seq> <hash> <time> <mac_from> <mac>`.
+    private static func parse(_ raw: Substring) -> (version: String, seq: Int64, hash: String, timestamp: String, macFrom: Int64?, mac: String)? {
         let parts = raw.split(separator: " ").map(String.init)
-        guard parts.count == 5, let seq = Int64(parts[1]) else { return nil }
-        return (seq, parts[4])
+        guard let version = parts.first, let seq = parts.count > 1 ? Int64(parts[1]) : nil else { return nil }
+        switch (version, parts.count) {
+        case ("v1", 5), ("v2", 5):
+            return (version, seq, parts[2], parts[3], nil, parts[4])
+        case ("v3", 6):
+            guard let from = Int64(parts[4]), from >= 1 else { return nil }
+            return (version, seq, parts[2], parts[3], from, parts[5])
+        default:
+            return nil
+        }
     }
 
     /// The file's lines, each with whether its signature (and chain) checks; nil when there is
@@ -120,28 +155,27 @@ struct AuditAnchor: Sendable {
         var result: [Line] = []
         var previous = AuditRecord.genesisHash
         for (index, raw) in text.split(separator: "\n").enumerated() {
-            let parts = raw.split(separator: " ").map(String.init)
-            guard parts.count == 5, parts[0] == "v1" || parts[0] == "v2", let seq = Int64(parts[1]) else {
-                result.append(Line(number: index + 1, seq: 0, hash: "", timestamp: "", mac: "", chained: false, signed: false))
-                previous = parts.last ?? ""
+            guard let line = Self.parse(raw) else {
+                result.append(Line(number: index + 1, seq: 0, hash: "", timestamp: "", mac: "", chained: false, macFrom: nil, signed: false))
+                previous = raw.split(separator: " ").last.map(String.init) ?? ""
                 continue
             }
-            let expected = signature(version: parts[0], seq: seq, hash: parts[2], timestamp: parts[3], previous: previous)
-            result.append(Line(number: index + 1, seq: seq, hash: parts[2], timestamp: parts[3], mac: parts[4],
-                               chained: parts[0] == "v2", signed: expected == parts[4]))
-            previous = parts[4]
+            let expected = signature(version: line.version, seq: line.seq, hash: line.hash, timestamp: line.timestamp, macFrom: line.macFrom, previous: previous)
+            result.append(Line(number: index + 1, seq: line.seq, hash: line.hash, timestamp: line.timestamp, mac: line.mac,
+                               chained: line.version != "v1", macFrom: line.macFrom, signed: expected == line.mac))
+            previous = line.mac
         }
         return result
     }
 
     /// What the head file says; nil when there is none.
-    func head() throws -> Head? {
+    func headLine() throws -> HeadLine? {
         guard FileManager.default.fileExists(atPath: headFile) else { return nil }
         guard let text = try? String(contentsOfFile: headFile, encoding: .utf8) else {
             throw BunkerError(.catalog, "Cannot read the audit anchor head \(headFile).")
         }
         let parts = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").map(String.init)
-        guard parts.count == 4, parts[0] == "v2", let seq = Int64(parts[1]) else { return Head(seq: 0, mac: "", signed: false) }
-        return Head(seq: seq, mac: parts[2], signed: headSignature(seq: seq, mac: parts[2]) == parts[3])
+        guard parts.count == 4, parts[0] == "v2", let seq = Int64(parts[1]) else { return HeadLine(seq: 0, mac: "", signed: false) }
+        return HeadLine(seq: seq, mac: parts[2], signed: headSignature(seq: seq, mac: parts[2]) == parts[3])
     }
 }

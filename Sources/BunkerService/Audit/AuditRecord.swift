@@ -19,7 +19,9 @@ public enum AuditOutcome: String, Sendable, Codable, CaseIterable {
 ///
 /// Rows are only ever appended. Each row's `hash` is the SHA-256 of the previous row's hash and
 /// this row's ``canonicalContent``, so that changing, removing or inserting a row breaks the
-/// chain from that row on. docs/audit-trail.md specifies the format.
+/// chain from that row on; its `mac`, an HMAC of that hash under the audit key, shows that Bunker
+/// wrote it, so that someone who can write the catalog but not read the key cannot append a row
+/// that verifies. docs/audit-trail.md specifies the format.
 public struct AuditRecord: Codable, Sendable, Equatable {
     /// 1, 2, 3, … without gaps.
     public var seq: Int64
@@ -38,9 +40,12 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var operationSeq: Int64?
     public var prevHash: String
     public var hash: String
+    /// HMAC-SHA-256 of `hash` under the audit key (``computedMAC(key:)``); nil only in rows
+    /// written before Bunker kept MACs, which the signed anchors alone protect.
+    public var mac: String?
 
     enum CodingKeys: String, CodingKey {
-        case seq, timestamp, actor, action, target, outcome, reason, details, hash
+        case seq, timestamp, actor, action, target, outcome, reason, details, hash, mac
         case requestID = "request_id"
         case operationSeq = "operation_seq"
         case prevHash = "prev_hash"
@@ -71,6 +76,12 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         hasher.update(data: Data("\n".utf8))
         hasher.update(data: canonicalContent)
         return ID(digest: hasher.finalize()).hex
+    }
+
+    /// The row's MAC under the audit key: HMAC-SHA-256 over a version tag and the row's hash,
+    /// which already covers its content and the previous row's hash.
+    func computedMAC(key: SymmetricKey) -> String {
+        ID(digest: HMAC<SHA256>.authenticationCode(for: Data("bunker-audit-row-v1 \(hash)".utf8), using: key)).hex
     }
 
     /// The details as a dictionary (empty when there are none).

@@ -51,7 +51,7 @@ public enum AuditExportFormat: String, Sendable, CaseIterable {
     public var header: String? {
         switch self {
         case .jsonl: return nil
-        case .csv: return "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash\r\n"
+        case .csv: return "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash,mac\r\n"
         }
     }
 
@@ -65,7 +65,7 @@ public enum AuditExportFormat: String, Sendable, CaseIterable {
         case .csv:
             let values: [String?] = [
                 String(row.seq), row.timestamp, row.actor, row.action, row.target, row.outcome.rawValue, row.reason,
-                row.requestID, row.details, row.operationSeq.map(String.init), row.prevHash, row.hash,
+                row.requestID, row.details, row.operationSeq.map(String.init), row.prevHash, row.hash, row.mac,
             ]
             return values.map { Self.csvField($0 ?? "") }.joined(separator: ",") + "\r\n"
         }
@@ -114,15 +114,19 @@ extension Catalog {
     }
 
     /// Checks the whole audit trail: the sequence has no gap, every row's hash covers its content
-    /// and the previous row's hash, every signed anchor matches the row it names, and the
-    /// anchor file ends where its signed head says.
+    /// and the previous row's hash, every row from the first one Bunker signed on carries the
+    /// audit key's MAC, every signed anchor matches the row it names, and the anchor file ends
+    /// where its signed head says.
     ///
-    /// Reports the first problem found, chain before anchors: the chain names the exact row;
-    /// the anchors catch what the chain cannot, a chain rewritten with recomputed hashes or cut
-    /// short at its end.
+    /// Reports the first problem found, chain before anchors: the chain and the MACs name the
+    /// exact row; the anchors catch what they cannot, a chain rewritten with recomputed hashes or
+    /// cut short at its end.
     public func verifyAudit() throws -> AuditVerification {
         let anchorLines = try anchor.lines()
         let anchored = Dictionary((anchorLines ?? []).filter(\.signed).map { ($0.seq, $0) }, uniquingKeysWith: { first, _ in first })
+        // Where MACs start, as the signed anchors say; without such an anchor (a trail of an
+        // older Bunker, or anchors lost), from the first row that has one.
+        let macFrom = anchorLines?.first { $0.signed && $0.macFrom != nil }?.macFrom
         var result = AuditVerification(ok: true, rows: 0, anchors: anchorLines?.count ?? 0)
         var anchoredHashes: [Int64: String] = [:]
 
@@ -137,6 +141,7 @@ extension Catalog {
             let rows = try AuditRecord.order(Column("seq")).fetchCursor(db)
             var expected: Int64 = 1
             var previous = AuditRecord.genesisHash
+            var macsStarted = false
             while let row = try rows.next() {
                 result.rows += 1
                 if row.computedHash(previous: row.prevHash) != row.hash {
@@ -150,6 +155,12 @@ extension Catalog {
                 }
                 if row.prevHash != previous {
                     result = fail(row.seq, "Audit row \(row.seq) does not chain to row \(row.seq - 1): a row was inserted or replaced here, or row \(row.seq - 1) was.")
+                    return
+                }
+                macsStarted = macsStarted || row.mac != nil || macFrom.map { row.seq >= $0 } ?? false
+                if macsStarted, row.mac != row.computedMAC(key: anchor.key) {
+                    let what = row.mac == nil ? "carries no MAC" : "carries a MAC that is not the audit key's"
+                    result = fail(row.seq, "Audit row \(row.seq) \(what): it was not written by Bunker but added to the catalog by someone without the audit key (\(anchor.keyFile)).")
                     return
                 }
                 if anchored[row.seq] != nil { anchoredHashes[row.seq] = row.hash }
@@ -182,7 +193,7 @@ extension Catalog {
         // anchored) ends before the line the head names.
         if anchorLines.contains(where: \.chained) {
             let last = anchorLines[anchorLines.count - 1]
-            guard let head = try anchor.head() else {
+            guard let head = try anchor.headLine() else {
                 return fail(nil, "The audit anchor head \(anchor.headFile) is missing, so a trail cut short together with \(anchor.file) cannot be ruled out; restore it from a backup of the data directory.")
             }
             guard head.signed else {

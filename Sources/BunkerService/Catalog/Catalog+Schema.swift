@@ -105,6 +105,24 @@ extension Catalog {
         migrator.registerMigration("v2-jobs-process-start") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN process_start TEXT")
         }
+        // Rows from now on carry a MAC under the audit key. Rows already there keep none: a MAC
+        // computed now would vouch for whatever the trail says at the upgrade (a row appended
+        // behind Bunker's back included), and they stay protected as before, by the chain and
+        // the signed anchors. The first anchor written after this migration signs where MACs
+        // start (see `Catalog.anchorHead()`).
+        migrator.registerMigration("v3-audit-mac") { db in
+            try db.execute(sql: """
+                ALTER TABLE audit ADD COLUMN mac TEXT CHECK (mac IS NULL OR length(mac) = 64);
+                CREATE TRIGGER audit_mac_required BEFORE INSERT ON audit
+                WHEN NEW.mac IS NULL
+                BEGIN SELECT RAISE(ABORT, 'an audit row needs its MAC under the audit key'); END;
+                """)
+        }
+        // Bumped when every token issued so far must stop working (a new password, a
+        // deactivation); a token names the generation it was issued in.
+        migrator.registerMigration("v3-users-token-generation") { db in
+            try db.execute(sql: "ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0 CHECK (token_generation >= 0)")
+        }
         return migrator
     }
 }

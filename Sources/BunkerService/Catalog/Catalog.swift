@@ -210,14 +210,23 @@ public final class Catalog: Sendable {
             requestID: actor.requestID, details: String(decoding: try encoder.encode(details), as: UTF8.self),
             operationSeq: entry.operationSeq, prevHash: head?.hash ?? AuditRecord.genesisHash, hash: "")
         record.hash = record.computedHash(previous: record.prevHash)
+        record.mac = record.computedMAC(key: anchor.key)
         try record.insert(db)
         return record
     }
 
-    /// Writes the head of the audit trail to the anchor file, if it moved since the last anchor.
+    /// Writes the head of the audit trail to the anchor file, if it moved since the last anchor
+    /// (or the last anchor predates MACs).
+    ///
+    /// The first anchor that signs where MACs start reads it here: the row after the last one
+    /// without a MAC. That happens in the first ``init(dataDirectory:options:)`` after the
+    /// `v3-audit-mac` migration, under the data directory's lock and before this process writes
+    /// a row, so the rows it counts as older are exactly those an older Bunker wrote.
     func anchorHead() throws {
         try anchor.append(timestamp: Timestamp.format(options.now())) {
-            try queue.read { try AuditRecord.order(Column("seq").desc).fetchOne($0) }.map { ($0.seq, $0.hash) }
+            try queue.read { try AuditRecord.order(Column("seq").desc).fetchOne($0) }.map { AuditAnchor.Head(seq: $0.seq, hash: $0.hash) }
+        } macFrom: {
+            try queue.read { try Int64.fetchOne($0, sql: "SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE mac IS NULL") } ?? 1
         }
     }
 

@@ -27,6 +27,9 @@ public struct UserRecord: Codable, Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
     public var passwordChangedAt: Date
+    /// Tokens name the generation they were issued in, and only the current one's are valid:
+    /// a new password or a deactivation bumps it, and re-enabling the user does not go back.
+    public var tokenGeneration: Int64 = 0
 
     enum CodingKeys: String, CodingKey {
         case id, username, email, role, active
@@ -37,6 +40,7 @@ public struct UserRecord: Codable, Sendable, Equatable {
         case createdAt = "created_at"
         case updatedAt = "updated_at"
         case passwordChangedAt = "password_changed_at"
+        case tokenGeneration = "token_generation"
     }
 
     /// Whether logins are refused at `now` because of failed attempts.

@@ -1,13 +1,16 @@
 import BunkerCore
 import Foundation
 
-/// Writes a ZIP archive front to back, one entry at a time, with bounded memory.
+/// Writes a ZIP archive front to back, one entry at a time, with bounded memory, into an output
+/// that only appends (a file, or an HTTP response as it is sent).
 ///
 /// Entries are stored (not deflated: most of a backup is already-compressed images, and the
 /// rest streams faster than it would deflate). Each entry's CRC-32 is computed as its bytes pass
-/// and written in a data descriptor after them, so nothing is buffered or rewritten; entries of
-/// 4 GiB or more, offsets past 4 GiB and more than 65,535 entries use the ZIP64 extensions.
-/// Names are UTF-8 (flag bit 11).
+/// and written in a data descriptor after them, so nothing is rewritten; entries of 4 GiB or
+/// more, offsets past 4 GiB and more than 65,535 entries use the ZIP64 extensions. Names are
+/// UTF-8 (flag bit 11). Headers and small pieces are gathered into writes of up to
+/// ``bufferSize`` bytes; a symbolic link is an entry of mode `0o120xxx` holding its target, as
+/// Info-ZIP writes it.
 final class ZipWriter {
     private struct Entry {
         var name: [UInt8]
@@ -20,21 +23,23 @@ final class ZipWriter {
         var zip64: Bool
     }
 
-    private let fd: Int32
-    private let path: String
+    /// The most bytes gathered before they are passed on.
+    static let bufferSize = 256 << 10
+
+    private let output: @Sendable (Data) async throws -> Void
+    private var buffer = Data()
     private var offset: UInt64 = 0
     private var entries: [Entry] = []
     private var current: Entry?
     private var crc = CRC32()
     private var written: UInt64 = 0
 
-    init(fd: Int32, path: String) {
-        self.fd = fd
-        self.path = path
+    init(output: @escaping @Sendable (Data) async throws -> Void) {
+        self.output = output
     }
 
     /// Starts an entry of `size` bytes (a directory when `name` ends with "/").
-    func begin(name: String, size: UInt64, mode: UInt32, modified: Date) throws {
+    func begin(name: String, size: UInt64, mode: UInt32, modified: Date) async throws {
         precondition(current == nil, "finish the previous entry first")
         let (time, date) = Self.dosTime(modified)
         let zip64 = size >= 0xFFFF_FFFF
@@ -58,21 +63,21 @@ final class ZipWriter {
             header.u64(0)
             header.u64(0)
         }
-        try emit(header.data)
+        try await emit(header.data)
         current = entry
         crc = CRC32()
         written = 0
     }
 
     /// Appends bytes to the current entry.
-    func write(_ data: Data) throws {
+    func write(_ data: Data) async throws {
         crc.update(data)
         written += UInt64(data.count)
-        try emit(data)
+        try await emit(data)
     }
 
     /// Ends the current entry; its length must be what ``begin(name:size:mode:modified:)`` said.
-    func end() throws {
+    func end() async throws {
         guard var entry = current else { return }
         guard written == entry.size else {
             throw BunkerError(.integrity, "Entry \(String(decoding: entry.name, as: UTF8.self)) holds \(written) bytes, not the \(entry.size) expected.")
@@ -88,13 +93,14 @@ final class ZipWriter {
             descriptor.u32(UInt32(entry.size))
             descriptor.u32(UInt32(entry.size))
         }
-        try emit(descriptor.data)
+        try await emit(descriptor.data)
         entries.append(entry)
         current = nil
     }
 
-    /// Writes the central directory; the archive is complete after this.
-    func finish() throws {
+    /// Writes the central directory and passes on what is gathered; the archive is complete
+    /// after this.
+    func finish() async throws {
         let directoryStart = offset
         for entry in entries {
             let bigSize = entry.size >= 0xFFFF_FFFF
@@ -129,7 +135,7 @@ final class ZipWriter {
             record.u32(bigOffset ? 0xFFFF_FFFF : UInt32(entry.offset))
             record.bytes(entry.name)
             record.bytes(extra.data)
-            try emit(record.data)
+            try await emit(record.data)
         }
         let directorySize = offset - directoryStart
         let count = UInt64(entries.count)
@@ -160,22 +166,31 @@ final class ZipWriter {
         end.u32(needs64 ? 0xFFFF_FFFF : UInt32(directorySize))
         end.u32(needs64 ? 0xFFFF_FFFF : UInt32(directoryStart))
         end.u16(0)
-        try emit(end.data)
+        try await emit(end.data)
+        try await flush()
     }
 
-    private func emit(_ data: Data) throws {
-        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var done = 0
-            while done < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
-                }
-                done += n
-            }
-        }
+    /// Appends to the archive: gathered while small, passed on when the buffer fills (a large
+    /// piece of an entry is passed on as it is, without a copy).
+    private func emit(_ data: Data) async throws {
         offset += UInt64(data.count)
+        if buffer.count + data.count <= Self.bufferSize {
+            buffer.append(data)
+            return
+        }
+        try await flush()
+        if data.count >= Self.bufferSize {
+            try await output(data)
+        } else {
+            buffer = data
+        }
+    }
+
+    private func flush() async throws {
+        guard !buffer.isEmpty else { return }
+        let pending = buffer
+        buffer = Data()
+        try await output(pending)
     }
 
     /// MS-DOS time and date (UTC), the resolution ZIP's headers have.

@@ -84,7 +84,8 @@ extension Catalog {
         return String((0..<20).map { _ in alphabet.randomElement(using: &generator)! })
     }
 
-    /// Deactivates or reactivates a user.
+    /// Deactivates or reactivates a user. A deactivation ends every token issued so far: they
+    /// stay invalid when the user is enabled again.
     @discardableResult
     public func setActive(_ username: String, _ active: Bool, by actor: Actor) throws -> UserRecord {
         try changeUser(username, action: active ? "user.enable" : "user.disable", by: actor) { user in
@@ -92,6 +93,8 @@ extension Catalog {
             if active {
                 user.failedLogins = 0
                 user.lockedUntil = nil
+            } else {
+                user.tokenGeneration += 1
             }
             return [:]
         }
@@ -107,7 +110,7 @@ extension Catalog {
         }
     }
 
-    /// Sets a user's password; also clears a lockout.
+    /// Sets a user's password; also clears a lockout, and ends every token issued so far.
     @discardableResult
     public func setPassword(_ username: String, _ password: String, by actor: Actor) throws -> UserRecord {
         try Self.checkPassword(password)
@@ -115,26 +118,45 @@ extension Catalog {
         return try changeUser(username, action: "user.passwd", by: actor) { user in
             user.passwordHash = hash
             user.passwordChangedAt = options.now()
+            user.tokenGeneration += 1
             user.failedLogins = 0
             user.lockedUntil = nil
             return [:]
         }
     }
 
+    /// The longest user name a login may name, in bytes: the longest a user can have.
+    public static let maxUsernameBytes = 64
+
+    /// Refuses, with ``BunkerError/Code/invalidArgument``, a user name that no user can have:
+    /// empty, or longer than ``maxUsernameBytes``. Such a login is no attempt.
+    public static func checkLoginName(_ username: String) throws {
+        guard (1...maxUsernameBytes).contains(username.utf8.count) else {
+            throw BunkerError(.invalidArgument, "A user name has 1 to \(maxUsernameBytes) characters (letters, digits, '.', '_', '@' or '-'); this one has \(username.utf8.count) bytes, so no login was tried.")
+        }
+    }
+
     /// Checks a user name and password, counting failures: after the policy's number of failures
     /// in a row the account is locked for the policy's time. Every attempt is audited
-    /// (`auth.login`: success, or denied with the reason).
+    /// (`auth.login`: success, or denied with the reason), under the name tried
+    /// (``AuditText/escaped(_:)``) when it is no user's.
+    ///
+    /// An empty user name, or one longer than any user's (``maxUsernameBytes``), is not an
+    /// attempt: it fails with ``BunkerError/Code/invalidArgument`` and is not audited.
     public func authenticate(username: String, password: String, requestID: String? = nil) throws -> UserRecord {
+        try Self.checkLoginName(username)
         let now = options.now()
         let policy = options.loginPolicy
         // bcrypt before the transaction: it is slow on purpose, and must not hold the write lock.
         let stored = try user(named: username)
         // An unknown name costs a bcrypt check too, so that timing does not tell which names exist.
         let matches = Bcrypt.verify(password, hash: stored?.passwordHash ?? Self.unknownUserHash) && stored != nil
-        let actor = Actor(name: stored?.username ?? username, channel: .api, userID: stored?.id, requestID: requestID)
+        // The name as tried is anyone's text: stored escaped and bounded, never as sent.
+        let tried = stored?.username ?? AuditText.escaped(username)
+        let actor = Actor(name: tried, channel: .api, userID: stored?.id, requestID: requestID)
         let outcome: Result<UserRecord, BunkerError> = try write { db in
             func deny(_ reason: String, _ error: BunkerError) throws -> Result<UserRecord, BunkerError> {
-                try append(AuditEntry(action: "auth.login", target: username, outcome: .denied, reason: reason), by: actor, in: db)
+                try append(AuditEntry(action: "auth.login", target: tried, outcome: .denied, reason: reason), by: actor, in: db)
                 return .failure(error)
             }
             let wrong = BunkerError(.authenticationFailed, "Wrong user name or password.")

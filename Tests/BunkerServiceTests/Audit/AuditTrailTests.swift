@@ -59,6 +59,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
         }, firstBadSeq: 4, says: "row 3 is missing"),
         Tampering(name: "a row inserted at the end with a made-up hash", sql: { rows in
             """
+            DROP TRIGGER audit_mac_required;
             INSERT INTO audit (seq, timestamp, actor, action, target, outcome, prev_hash, hash)
             VALUES (6, '2026-12-01T00:00:00.000000000Z', 'mallory', 'restore', 'latest', 'success', '\(rows[4].hash)', '\(String(repeating: "a", count: 64))');
             """
@@ -69,13 +70,13 @@ struct Tampering: Sendable, CustomTestStringConvertible {
             forged.prevHash = rows[1].hash
             forged.hash = forged.computedHash(previous: forged.prevHash)
             return """
-                DROP TRIGGER audit_chained; DROP TRIGGER audit_no_update;
+                DROP TRIGGER audit_chained; DROP TRIGGER audit_no_update; DROP TRIGGER audit_mac_required;
                 UPDATE audit SET seq = seq + 100 WHERE seq >= 3;
                 UPDATE audit SET seq = seq - 99 WHERE seq >= 100;
                 INSERT INTO audit (seq, timestamp, actor, action, target, outcome, details, prev_hash, hash)
                 VALUES (3, '\(forged.timestamp)', 'mallory', '\(forged.action)', '\(forged.target!)', 'success', '\(forged.details!)', '\(forged.prevHash)', '\(forged.hash)');
                 """
-        }, firstBadSeq: 4, says: "row 4 is not the row that was written"),
+        }, firstBadSeq: 3, says: "row 3 carries no MAC"),
     ]
 
     @Test(arguments: tamperings)
@@ -94,7 +95,8 @@ struct Tampering: Sendable, CustomTestStringConvertible {
 
     @Test func aChainRewrittenWithRecomputedHashesIsCaughtByTheSignedAnchors() async throws {
         try await withTemporaryDirectory { dir in
-            let catalog = try makeCatalogWithFiveRows(in: dir)
+            // Rows of a Bunker before MACs, which only the anchors protect from a rewrite.
+            let catalog = try makeCatalogWithFiveRowsOfABunkerBeforeMACs(in: dir)
             // The attacker knows the algorithm: row 2 is changed and every hash after it
             // recomputed, so the chain itself is consistent again.
             var rows = try catalog.auditRecords()
@@ -202,7 +204,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
             try catalog.exportAudit(format: .csv) { csv += $0 }
             let csvLines = csv.split(separator: "\r\n")
             #expect(csvLines.count == 7)
-            #expect(csvLines[0] == "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash")
+            #expect(csvLines[0] == "seq,timestamp,actor,action,target,outcome,reason,request_id,details,operation_seq,prev_hash,hash,mac")
             #expect(csvLines[6].hasPrefix("6,") && csvLines[6].contains(",carol,user.role,bob,success,"))
         }
     }
@@ -244,6 +246,118 @@ struct Tampering: Sendable, CustomTestStringConvertible {
             }
             let verification = try catalog.verifyAudit()
             #expect(!verification.ok && verification.problem?.contains("Line 3 of") == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func everyRowCarriesTheAuditKeysMAC() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let key = try auditKey(in: dir)
+            for row in try catalog.auditRecords() {
+                #expect(row.mac == rowMAC(row, key: key), "row \(row.seq)")
+            }
+            let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
+            #expect(anchors.allSatisfy { $0.hasPrefix("v3 ") && $0.split(separator: " ")[4] == "1" }, "every anchor signs that MACs start at row 1: \(anchors)")
+        }
+    }
+
+    static let appendedRows: [(name: String, mac: String?, says: String)] = [
+        ("without a MAC", nil, "Audit row 6 carries no MAC"),
+        ("with a made-up MAC", String(repeating: "ab", count: 32), "Audit row 6 carries a MAC that is not the audit key's"),
+    ]
+
+    @Test(arguments: appendedRows)
+    func aCorrectlyChainedRowAppendedWithoutTheKeyIsNamedAfterTheNextCommitAnchorsIt(_ appended: (name: String, mac: String?, says: String)) async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let rows = try catalog.auditRecords()
+            // Someone who can write catalog.sqlite but not read audit.key appends the next row,
+            // chained exactly as Bunker would chain it.
+            var forged = rows[4]
+            forged.seq = 6
+            forged.timestamp = "2026-12-01T00:00:00.000000000Z"
+            forged.actor = "mallory"
+            forged.action = "restore"
+            forged.target = "latest"
+            forged.reason = "approved"
+            forged.details = nil
+            forged.prevHash = rows[4].hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            let run = try sqlite3(catalog.path, """
+                DROP TRIGGER IF EXISTS audit_mac_required;
+                INSERT INTO audit (seq, timestamp, actor, action, target, outcome, reason, prev_hash, hash, mac)
+                VALUES (6, '\(forged.timestamp)', 'mallory', 'restore', 'latest', 'success', 'approved', '\(forged.prevHash)', '\(forged.hash)', \(appended.mac.map { "'\($0)'" } ?? "NULL"));
+                """)
+            #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+            // The next legitimate commit chains to the forged row and anchors it.
+            try catalog.recordDenied("audit.read", target: nil, reason: "role VIEWER is not AUDITOR", by: testAdmin)
+            #expect(try catalog.auditRecords().map(\.seq) == [1, 2, 3, 4, 5, 6, 7])
+
+            let verification = try catalog.verifyAudit()
+            #expect(!verification.ok)
+            #expect(verification.firstBadSeq == 6, "\(verification.problem ?? "")")
+            #expect(verification.problem?.contains(appended.says) == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func clearingEveryMACToPassAForgedRowOffAsAnOlderOneIsDetected() async throws {
+        try await withTemporaryDirectory { dir in
+            let catalog = try makeCatalogWithFiveRows(in: dir)
+            let rows = try catalog.auditRecords()
+            var forged = rows[4]
+            forged.seq = 6
+            forged.actor = "mallory"
+            forged.prevHash = rows[4].hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            // As if the trail had been written by a Bunker before MACs.
+            let run = try sqlite3(catalog.path, """
+                DROP TRIGGER audit_no_update; DROP TRIGGER audit_mac_required;
+                UPDATE audit SET mac = NULL;
+                INSERT INTO audit (seq, timestamp, actor, action, target, outcome, details, prev_hash, hash)
+                VALUES (6, '\(forged.timestamp)', 'mallory', '\(forged.action)', '\(forged.target!)', 'success', '\(forged.details!)', '\(forged.prevHash)', '\(forged.hash)');
+                """)
+            #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+            try catalog.recordDenied("audit.read", target: nil, reason: "test", by: testAdmin)
+
+            let verification = try catalog.verifyAudit()
+            #expect(!verification.ok)
+            #expect(verification.firstBadSeq == 1, "the signed anchors say MACs start at row 1: \(verification.problem ?? "")")
+            #expect(verification.problem?.contains("Audit row 1 carries no MAC") == true, "\(verification.problem ?? "")")
+        }
+    }
+
+    @Test func rowsOfABunkerBeforeMACsStayVerifiableAndEveryRowAfterTheUpgradeNeedsOne() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try makeCatalogWithFiveRowsOfABunkerBeforeMACs(in: dir)
+            let upgraded = try makeCatalog(in: dir)
+            #expect(try upgraded.appliedMigrations().contains("v3-audit-mac"))
+            let before = try upgraded.verifyAudit()
+            #expect(before.ok, "\(before.problem ?? "")")
+            #expect(try upgraded.auditRecords().allSatisfy { $0.mac == nil }, "older rows are left as they were")
+            let last = try #require(try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n").last)
+            #expect(last.hasPrefix("v3 5 ") && last.split(separator: " ")[4] == "6", "the first start signs that MACs start after row 5: \(last)")
+
+            try upgraded.recordDenied("audit.read", target: nil, reason: "test", by: testAdmin)
+            let sixth = try #require(try upgraded.auditRecords().last)
+            let key = try auditKey(in: dir)
+            #expect(sixth.seq == 6 && sixth.mac == rowMAC(sixth, key: key))
+            #expect(try upgraded.verifyAudit().ok)
+
+            var forged = sixth
+            forged.seq = 7
+            forged.actor = "mallory"
+            forged.prevHash = sixth.hash
+            forged.hash = forged.computedHash(previous: forged.prevHash)
+            let run = try sqlite3(upgraded.path, """
+                DROP TRIGGER audit_mac_required;
+                INSERT INTO audit (seq, timestamp, actor, action, outcome, reason, details, prev_hash, hash)
+                VALUES (7, '\(forged.timestamp)', 'mallory', '\(forged.action)', 'denied', 'test', '\(forged.details!)', '\(forged.prevHash)', '\(forged.hash)');
+                """)
+            #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+            try upgraded.recordDenied("audit.read", target: nil, reason: "test", by: testAdmin)
+            let verification = try upgraded.verifyAudit()
+            #expect(!verification.ok && verification.firstBadSeq == 7, "\(verification.problem ?? "")")
+            #expect(verification.problem?.contains("Audit row 7 carries no MAC") == true, "\(verification.problem ?? "")")
         }
     }
 

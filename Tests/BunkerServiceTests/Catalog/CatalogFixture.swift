@@ -1,5 +1,7 @@
+import BunkerCore
 import BunkerService
 import BunkerTesting
+import Crypto
 import Foundation
 import Synchronization
 import Testing
@@ -73,4 +75,57 @@ func rewriteAnchorLines(in dir: String, _ change: (inout [Substring]) -> Void) t
     var lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
     change(&lines)
     try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+}
+
+/// The audit key of the data directory under `dir`.
+func auditKey(in dir: String) throws -> SymmetricKey {
+    let hex = try String(contentsOfFile: dir + "/data/audit.key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let bytes = stride(from: 0, to: hex.count, by: 2).map { offset -> UInt8 in
+        let start = hex.index(hex.startIndex, offsetBy: offset)
+        return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+    }
+    return SymmetricKey(data: bytes)
+}
+
+func hmacHex(_ message: String, key: SymmetricKey) -> String {
+    ID(digest: HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key)).hex
+}
+
+/// A row's MAC as docs/audit-trail.md defines it.
+func rowMAC(_ row: AuditRecord, key: SymmetricKey) -> String {
+    hmacHex("bunker-audit-row-v1 \(row.hash)", key: key)
+}
+
+/// Five audit rows as a Bunker before MACs left them: no `mac` column (nor its migration), and
+/// `v2` anchor lines, signed with the data directory's key, that name no start of MACs.
+func makeCatalogWithFiveRowsOfABunkerBeforeMACs(in dir: String) throws -> Catalog {
+    let catalog = try makeCatalogWithFiveRows(in: dir)
+    let run = try sqlite3(catalog.path, """
+        DROP TRIGGER audit_mac_required;
+        ALTER TABLE audit DROP COLUMN mac;
+        DELETE FROM grdb_migrations WHERE identifier = 'v3-audit-mac';
+        """)
+    #expect(run.status == 0 && run.output.isEmpty, "sqlite3: \(run.output)")
+    let key = try auditKey(in: dir)
+    var previous = String(repeating: "0", count: 64)
+    var last = (seq: "", mac: "")
+    try rewriteAnchorLines(in: dir) { lines in
+        lines = lines.map { line in
+            let parts = line.split(separator: " ")
+            let mac = hmacHex("bunker-audit-anchor-v2 \(parts[1]) \(parts[2]) \(parts[3]) \(previous)", key: key)
+            previous = mac
+            last = (String(parts[1]), mac)
+            return Substring("v2 \(parts[1]) \(parts[2]) \(parts[3]) \(mac)")
+        }
+    }
+    let head = "v2 \(last.seq) \(last.mac) \(hmacHex("bunker-audit-head-v2 \(last.seq) \(last.mac)", key: key))\n"
+    try head.write(toFile: dir + "/data/audit-anchors.head", atomically: true, encoding: .utf8)
+    return try makeCatalogReadOnly(in: dir)
+}
+
+/// The catalog under `dir`, opened read-only (no migration, no anchor written).
+func makeCatalogReadOnly(in dir: String) throws -> Catalog {
+    var options = testCatalogOptions()
+    options.readOnly = true
+    return try Catalog(dataDirectory: dir + "/data", options: options)
 }

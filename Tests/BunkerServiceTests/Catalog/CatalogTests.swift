@@ -9,7 +9,7 @@ import Testing
     @Test func migrationsCreateTheSchemaWithItsConstraints() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
-            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start"])
+            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start", "v3-audit-mac", "v3-users-token-generation"])
             let tables = try sqlite3(catalog.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name;").output
             for table in ["audit", "backups", "jobs", "users"] {
                 #expect(tables.split(separator: "\n").contains(Substring(table)), "table \(table) in \(tables)")
@@ -237,9 +237,9 @@ import Testing
             }
             let anchors = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
             #expect(anchors.map { $0.split(separator: " ")[1] } == ["1", "2", "3", "4"])
-            #expect(anchors.allSatisfy { $0.hasPrefix("v2 ") })
+            #expect(anchors.allSatisfy { $0.hasPrefix("v3 ") })
             let head = try String(contentsOfFile: dir + "/data/audit-anchors.head", encoding: .utf8).split(separator: " ")
-            #expect(head[1] == "4" && head[2] == anchors[3].split(separator: " ")[4])
+            #expect(head[1] == "4" && head[2] == anchors[3].split(separator: " ")[5])
             try catalog.writeAnchor()
             let afterStop = try String(contentsOfFile: dir + "/data/audit-anchors.log", encoding: .utf8).split(separator: "\n")
             #expect(afterStop.count == 4, "an anchored head is not anchored twice")
