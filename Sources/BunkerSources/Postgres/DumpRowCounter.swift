@@ -6,6 +6,10 @@ import Foundation
 /// row (newlines inside values are escaped), and a line `\.` at the end. Counting those lines
 /// gives the rows the dump holds, exactly as of the dump's snapshot, without a second connection;
 /// a drill compares them with `count(*)` on the restored database.
+///
+/// Names are not escaped that way: a quoted identifier may hold a newline, so a `COPY` line
+/// whose double quotes are unbalanced continues on the next line. Tables are keyed by pg_dump's
+/// own spelling (`public."Audit Log"`), which is what `format('%I.%I')` gives on the server.
 struct DumpRowCounter {
     private(set) var counts: [String: Int] = [:]
     /// The server version from the dump's header comment.
@@ -55,6 +59,11 @@ struct DumpRowCounter {
             }
             copyLineLength = 0
             copyLineStartsWithEnd = true
+            return
+        }
+        if line.starts(with: Self.copyPrefix), line.count < 65536, line.count(where: { $0 == UInt8(ascii: "\"") }) % 2 == 1 {
+            // Inside a quoted name: the statement goes on.
+            line.append(UInt8(ascii: "\n"))
             return
         }
         defer { line.removeAll(keepingCapacity: true) }
