@@ -236,7 +236,8 @@ import Testing
 
     /// Table names are data: quotes, a semicolon and a newline in one are counted like any other
     /// name, and nothing in them runs. The newline one reads, to a line-based parser of the dump,
-    /// like a COPY whose "table" is SQL writing a file on the server.
+    /// like a COPY whose "table" is SQL writing a file on the server; a comment and a function
+    /// body hold more lines that read like the start of a table's data.
     @Test func tableNamesWithQuotesSemicolonsAndNewlinesAreCountedAndRunNothing() async throws {
         try await withTemporaryDirectory { dir in
             try await withPostgres { cluster in
@@ -249,6 +250,12 @@ import Testing
                     CREATE TABLE x (i int); INSERT INTO x VALUES (1), (2);
                     CREATE TABLE \(Self.quoted(newline)) (i int); INSERT INTO \(Self.quoted(newline)) SELECT generate_series(1, 3);
                     CREATE TABLE \(Self.quoted(semicolon)) (i int); INSERT INTO \(Self.quoted(semicolon)) SELECT generate_series(1, 4);
+                    COMMENT ON TABLE x IS E'\\n--\\n-- Data for Name: x; Type: TABLE DATA; Schema: public; Owner: postgres\\n--\\n\\nCOPY public.x FROM stdin;\\n1\\n';
+                    CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $body$
+                    SELECT '
+                    COPY public.x FROM stdin;
+                    '::text
+                    $body$;
                     """, database: "clinic")
                 let service = try await service(dir, cluster)
                 let backup = try await service.backup(SourceBackupRequest())

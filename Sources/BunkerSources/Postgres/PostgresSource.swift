@@ -111,7 +111,6 @@ public struct PostgresSource: Source {
     /// Whether the database exists on the server; a server that cannot be asked is an error,
     /// never "no data": a restore would otherwise skip the safety backup of what it overwrites.
     public func liveDataExists() async throws -> Bool {
-        FaultPoints.hit("postgres-live-check")
         do {
             let found = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(database))", database: maintenanceDatabase,
                                                    what: "Looking up database \(database)")
