@@ -223,10 +223,11 @@ public struct PostgresSource: Source {
         }
         let status = await child.exitStatus()
         guard status == 0 else {
-            if created { try? await dropDatabase(target) }
             if child.didTimeOut {
-                throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql committed; the transaction was rolled back, so \(target) is as it was. \(child.timeoutError().message)")
+                // All of the dump was handed to psql, so it may have sent its COMMIT just before.
+                throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql finished; its transaction was rolled back, so \(target) is as it was, unless psql had sent its final COMMIT in the moment before it was stopped (then the load is complete). \(child.timeoutError().message)")
             }
+            if created { try? await dropDatabase(target) }
             throw BunkerError(.sourceIO, "Loading the dump into database \(target) failed (psql exited with \(status)); the transaction was rolled back, so \(target) is as it was. psql said: \(child.errorText)")
         }
     }
