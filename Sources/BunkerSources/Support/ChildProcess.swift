@@ -128,7 +128,7 @@ final class ChildProcess: Sendable {
 
     /// The whole output, once the helper has closed it.
     func readAllOutput() async throws -> Data {
-        guard let output else { return Data() }
+        guard output != nil else { return Data() }
         var result = Data()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
