@@ -147,6 +147,7 @@ import Testing
     /// pg_dump waiting for a table that another session holds locked never ends by itself: the
     /// source's `timeout` stops it, the backup fails with an error naming the limit and its
     /// setting, no snapshot is written, and the repository's lock is released for the next one.
+    /// Meanwhile the waiting dumps hold no thread of the cooperative pool.
     @Test(.timeLimit(.minutes(3))) func aPgDumpStuckBehindALockFailsTheBackupAtTheTimeout() async throws {
         try await withTemporaryDirectory { dir in
             try await withPostgres { cluster in
@@ -168,15 +169,40 @@ import Testing
                 }
                 try #require(locked, "the locking session holds its lock")
 
+                // As many stuck backups as the cooperative pool has threads: while their dumps
+                // wait, other work still runs.
+                let backups = ProcessInfo.processInfo.activeProcessorCount
                 let started = ContinuousClock.now
-                do {
-                    _ = try await service.backup(SourceBackupRequest())
-                    Issue.record("the backup succeeded although pg_dump could not lock a table")
-                } catch let error as BunkerError {
+                let (errors, pinged) = try await withThrowingTaskGroup(of: (BunkerError?, Duration?).self) { group in
+                    for _ in 0..<backups {
+                        group.addTask {
+                            do {
+                                _ = try await service.backup(SourceBackupRequest())
+                                return (nil, nil)
+                            } catch let error as BunkerError {
+                                return (error, nil)
+                            }
+                        }
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(500))
+                        return (nil, ContinuousClock.now - started)
+                    }
+                    var errors: [BunkerError] = []
+                    var pinged: Duration?
+                    for try await (error, ping) in group {
+                        if let error { errors.append(error) }
+                        if let ping { pinged = ping }
+                    }
+                    return (errors, pinged)
+                }
+                #expect(errors.count == backups, "every backup failed")
+                for error in errors {
                     #expect(error.message.contains("pg_dump of database clinic (source clinic) did not finish within 3s"), "\(error.message)")
                     #expect(error.message.contains("timeout = \"3s\" in its [[source]] table"), "the error names the setting: \(error.message)")
                     #expect(error.message.contains("No snapshot was written"), "\(error.message)")
                 }
+                #expect(try #require(pinged) < .seconds(2.5), "other work ran while the dumps waited")
                 #expect(ContinuousClock.now - started < .seconds(60))
                 #expect(try await service.repository.snapshots().isEmpty, "no snapshot was written")
                 #expect(try await service.repository.storage.list(.lock).isEmpty, "the repository's lock was released")
