@@ -15,15 +15,16 @@ import Synchronization
 ///   until the queue has room (``waitForOutput(_:)``, ``writeInput(_:)``, ``exitStatus()``); the
 ///   synchronous ``readOutput(into:)`` blocks only when nobody waited first.
 /// - **Its environment holds no secret it does not need.** It inherits only what a client program
-///   reads (``inheritedVariables``): `PATH`, the locale, `HOME`, and libpq's own `PG*` variables;
-///   never `BUNKER_PASSWORD`, `SMTP_PASSWORD`, webhook secrets or anything else of Bunker's. What
-///   the caller passes (a password for this one connection) is added.
+///   reads (``inheritedVariables``): `PATH`, the locale, `HOME`, and libpq's own `PG*` variables
+///   but `PGPASSWORD`; never `BUNKER_PASSWORD`, `SMTP_PASSWORD`, webhook secrets or anything else
+///   of Bunker's. What the caller passes (the password of this one connection) is added.
 ///
 /// Why not swift-subprocess: its execution lives inside one closure, while a backup hands
 /// pg_dump's output to the archiver as a ``ByteStream`` that is read after
 /// ``Source/prepareBackup(scratch:)`` has returned, and killed by the backup's cleanup; holding the
-/// closure open would need an unstructured task per dump. Foundation's `Process` starts the
-/// program (posix_spawn) and reaps it; the rest is the few dozen lines below.
+/// closure open would need an unstructured task per dump, and one-shot calls through it would
+/// make two helpers for one idiom. Foundation's `Process` starts the program (posix_spawn) and
+/// reaps it; the pipes, the watchdog and the environment are below.
 final class ChildProcess: Sendable {
     let program: String
     /// What the helper does, for messages: "pg_dump of database clinic".
