@@ -37,8 +37,8 @@ public struct PostgresConnection: Sendable, Equatable {
     var arguments: [String] { ["--host", host, "--port", String(port), "--username", user, "--no-password"] }
 
     /// The environment for a client program: the password, a connect timeout, a name in pg_stat_activity.
-    func environment() throws -> [String: String] {
-        var env = ["PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "bunker"]
+    func environment(session: String = "bunker") throws -> [String: String] {
+        var env = ["PGCONNECT_TIMEOUT": "10", "PGAPPNAME": session]
         if let file = passwordFile {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw BunkerError(.invalidArgument, "Cannot read the PostgreSQL password file \(file).")
@@ -71,9 +71,25 @@ public struct PostgresConnection: Sendable, Equatable {
     }
 
     /// Runs one SQL statement with psql and returns its unaligned output.
-    func query(_ sql: String, database: String, what: String) async throws -> String {
+    func query(_ sql: String, database: String, what: String, timeout: HelperTimeout? = nil) async throws -> String {
         try await ChildProcess.run(tool("psql"), arguments + ["--dbname", database, "-X", "-A", "-t", "-F", "\u{1f}", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                                   environment: environment(), timeout: helperTimeout, what: what)
+                                   environment: environment(), timeout: timeout ?? helperTimeout, what: what)
+    }
+
+    /// A name for one helper's session, its `application_name`, so that it can be found on the
+    /// server once the helper is gone.
+    static func sessionName(_ purpose: String) -> String {
+        "bunker-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// Ends the server's side of a helper stopped at its timeout. The server notices a vanished
+    /// client only when it next talks to it; until then a dump waiting for a lock keeps its
+    /// place in the lock queue (holding the locks it has, which queue others' DDL and, behind
+    /// that, the application), and a load keeps its open transaction. Best effort: a server that
+    /// does not answer now is told nothing.
+    func endSession(_ session: String, database: String) async {
+        _ = try? await query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \(PostgresSource.literal(session))",
+                             database: database, what: "Ending the session \(session)", timeout: HelperTimeout(.seconds(60)))
     }
 
     /// A `postgres://` address for records and messages, without any password.
@@ -127,12 +143,15 @@ public struct PostgresSource: Source {
     }
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {
+        let session = PostgresConnection.sessionName("dump")
         let child = try ChildProcess(
             executable: connection.tool("pg_dump"),
             arguments: connection.arguments + ["--format=plain", "--clean", "--if-exists", "--dbname", database],
-            environment: connection.environment(), output: true, timeout: connection.helperTimeout,
+            environment: connection.environment(session: session), output: true, timeout: connection.helperTimeout,
             purpose: "pg_dump of database \(database) (source \(name))")
-        let stream = DumpStream(child: child, source: name, database: database)
+        let stream = DumpStream(child: child, source: name, database: database) { [connection, database] in
+            await connection.endSession(session, database: database)
+        }
         let record: @Sendable () throws -> SnapshotSource = { [name, kind, origin] in
             let (counts, version) = stream.counter.withLock { ($0.counts, $0.serverVersion) }
             var details = ["format": "plain", "file": Self.dumpFile]
@@ -198,10 +217,11 @@ public struct PostgresSource: Source {
                 created = true
             }
         }
+        let session = PostgresConnection.sessionName("load")
         let child = try ChildProcess(
             executable: connection.tool("psql"),
             arguments: connection.arguments + ["--dbname", target, "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-            environment: connection.environment(), input: true, timeout: connection.helperTimeout,
+            environment: connection.environment(session: session), input: true, timeout: connection.helperTimeout,
             purpose: "Loading the dump into database \(target) (source \(name))")
         do {
             try await ContentReader(loader: context.loader).read(dump) { data in
@@ -214,6 +234,7 @@ public struct PostgresSource: Source {
             // back. It may also have stopped by itself on an error (ON_ERROR_STOP), which is why
             // the write failed.
             child.kill()
+            if child.didTimeOut { await connection.endSession(session, database: maintenanceDatabase) }
             if created { try? await dropDatabase(target) }
             if child.didTimeOut {
                 throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql committed; the transaction was rolled back, so \(target) is as it was. \(child.timeoutError().message)")
@@ -224,6 +245,7 @@ public struct PostgresSource: Source {
         let status = await child.exitStatus()
         guard status == 0 else {
             if child.didTimeOut {
+                await connection.endSession(session, database: maintenanceDatabase)
                 // All of the dump was handed to psql, so it may have sent its COMMIT just before.
                 throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql finished; its transaction was rolled back, so \(target) is as it was, unless psql had sent its final COMMIT in the moment before it was stopped (then the load is complete). \(child.timeoutError().message)")
             }
@@ -327,16 +349,23 @@ final class DumpStream: ByteStream {
     let counter = Mutex(DumpRowCounter())
     private let source: String
     private let database: String
+    /// Ends pg_dump's server session after a timeout; called once.
+    private let endSession: Mutex<(@Sendable () async -> Void)?>
 
-    init(child: ChildProcess, source: String, database: String) {
+    init(child: ChildProcess, source: String, database: String, endSession: @escaping @Sendable () async -> Void) {
         self.child = child
         self.source = source
         self.database = database
+        self.endSession = Mutex(endSession)
     }
 
     func prepareRead(_ count: Int) async throws {
         await child.waitForOutput(count)
-        if child.outputEnded { _ = await child.exitStatus() }
+        guard child.outputEnded else { return }
+        _ = await child.exitStatus()
+        if child.didTimeOut, let end = endSession.withLock({ end in defer { end = nil }; return end }) {
+            await end()
+        }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
