@@ -246,7 +246,7 @@ extension BunkerService {
                     unlink(dump)
                 }
                 try await restoreFile(file, to: copy, reader: reader)
-                try SQLiteDump.write(database: copy, to: dump)
+                try await SQLiteDump.write(database: copy, to: dump)
                 try await add(sqlName, file: dump)
             case .files:
                 break

@@ -181,14 +181,24 @@ extension BunkerService {
             }
             outcome.packsChecked = report.packsRead
 
-            // 2. Safety backup of what is about to be overwritten.
-            if request.target == .inPlace {
+            // 2. Safety backup of what is about to be overwritten: in place, or the live data
+            // named another way (`--to-database` naming the source's own database).
+            let overwritten = selected.compactMap { record in
+                sources.first { $0.name == record.name && destinations[record.name].map($0.overwritesLiveData) == true }
+            }
+            if !overwritten.isEmpty {
                 if request.safetyBackup {
                     var live: [String] = []
-                    for record in selected {
-                        if let source = sources.first(where: { $0.name == record.name }), await source.liveDataExists() {
-                            live.append(record.name)
+                    for source in overwritten {
+                        // A source that cannot say (a server that does not answer) stops the
+                        // restore: skipping its safety backup could lose the live data.
+                        let exists: Bool
+                        do {
+                            exists = try await source.liveDataExists()
+                        } catch let error as BunkerError {
+                            throw BunkerError(error.code, "\(error.message) Nothing was restored, and the live data is unchanged: make the source reachable and try again.", cause: error)
                         }
+                        if exists { live.append(source.name) }
                     }
                     if !live.isEmpty {
                         progress?.update { $0.currentPath = "safety backup" }

@@ -119,7 +119,14 @@ public protocol Source: Sendable {
     var origin: String { get }
 
     /// Whether there is live data to lose (a safety backup skips a source that has none yet).
-    func liveDataExists() async -> Bool
+    /// Throws when it cannot tell (a server that does not answer): a restore then stops rather
+    /// than overwrite data it could not first back up.
+    func liveDataExists() async throws -> Bool
+
+    /// Whether restoring to `destination` overwrites this source's live data, so that the
+    /// restore takes a safety backup first: ``RestoreDestination/live``, and any other name for
+    /// the same place.
+    func overwritesLiveData(_ destination: RestoreDestination) -> Bool
 
     /// Makes a consistent view of the source for one backup.
     func prepareBackup(scratch: String) async throws -> PreparedBackup
@@ -132,6 +139,10 @@ public protocol Source: Sendable {
 }
 
 extension Source {
+    public func overwritesLiveData(_ destination: RestoreDestination) -> Bool {
+        destination == .live
+    }
+
     /// The single regular file in a database source's directory (its copy or its dump).
     func databaseFile(in node: Node, loader: any BlobLoader, preferred: String?) async throws -> Node {
         guard node.type == .directory, let subtree = node.subtree else {

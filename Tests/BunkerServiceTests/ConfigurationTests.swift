@@ -71,6 +71,14 @@ import Testing
         #expect(try Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
     }
 
+    /// Every pg_dump and psql call of a source has a limit: `timeout`, 6 hours unless set.
+    @Test(arguments: [("\"2h\"", 7200), ("\"30m\"", 1800), ("\"90s\"", 90), ("\"1h30m\"", 5400), ("\"1d\"", 86400), (nil, 6 * 3600)])
+    func postgresSourceTimeoutIsReadAndDefaultsToSixHours(value: String?, seconds: Int64) throws {
+        let text = "[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"clinic\"\n" + (value.map { "timeout = \($0)\n" } ?? "")
+        let configuration = try Configuration(text: text, file: "/etc/bunker.toml", environment: [:])
+        #expect(configuration.sources.first?.postgres?.timeout == .seconds(seconds))
+    }
+
     @Test func schedulesAreReadAndDefaultWhenAbsent() throws {
         let config = try Configuration(text: """
             [[schedule]]
@@ -141,6 +149,9 @@ import Testing
         ("[[schedule]]\njob = \"backup\"\ncron = \"0 25 * * *\"\n", ":3: cron", "25 is outside 0–23"),
         ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify or drill"),
         ("[[schedule]]\njob = \"verify\"\ncron = \"@daily\"\nbackup_type = \"full\"\n", ":4: backup_type", "job = \"backup\" only"),
+        ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"soon\"\n", ":5: timeout", "must be a duration"),
+        ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = 7200\n", ":5: timeout", "\"2h\", \"30m\", \"90s\""),
+        ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"0s\"\n", ":5: timeout", "must be a duration"),
     ])
     func errorsNameTheLine(text: String, location: String, message: String) throws {
         do {

@@ -4,11 +4,20 @@ import Synchronization
 
 /// A byte stream backed up as one file: a database dump read from a pipe, say.
 public protocol ByteStream: Sendable {
-    /// Fills `buffer` and returns the number of bytes read: fewer than asked only at the end, 0 at the end.
+    /// Suspends until ``read(into:)`` can return `count` bytes (or the rest of the stream)
+    /// without blocking: a stream fed by a pipe waits here, so that no thread of the cooperative
+    /// pool waits on its producer. Called before every chunk; the default returns at once.
+    func prepareRead(_ count: Int) async throws
+    /// Reads into `buffer` and returns the number of bytes read, 0 only at the end (a short
+    /// read is not the end).
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// Called once the stream has been read to its end; throws if its producer failed, and the
     /// backup then fails without writing a snapshot.
     func finish() throws
+}
+
+extension ByteStream {
+    public func prepareRead(_ count: Int) async throws {}
 }
 
 /// One entry at the root of a snapshot, or inside a ``directory(name:_:)`` item.
@@ -287,7 +296,8 @@ public final class Archiver: Sendable {
         case .stream(let stream, let name):
             var node = madeNode(name: name, type: .file, mode: 0o600)
             progress?.update { $0.currentPath = name }
-            let (content, sha, size) = try await saveContent(of: name, fixedSize: nil, packer: packer) { target in
+            let chunkLimit = repository.config.chunker.maxSize
+            let (content, sha, size) = try await saveContent(of: name, fixedSize: nil, packer: packer, ready: { try await stream.prepareRead(chunkLimit) }) { target in
                 try stream.read(into: target)
             }
             try stream.finish()
@@ -487,7 +497,7 @@ public final class Archiver: Sendable {
     /// Chunks what `read` yields, stores the chunks the repository lacks, and returns the chunk
     /// ids, the SHA-256 of the whole content and its length.
     private func saveContent(
-        of path: String, fixedSize: Int?, packer: Packer,
+        of path: String, fixedSize: Int?, packer: Packer, ready: () async throws -> Void = {},
         read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int
     ) async throws -> ([ID], String, UInt64) {
         let buffer = buffers.take()
@@ -517,10 +527,13 @@ public final class Archiver: Sendable {
                 group.addTask { (position, try await self.saveBlobs(.data, work, packer: packer)) }
                 inFlight += 1
             }
-            while let chunk = try chunker.next({ bytes -> Data in
-                hasher.update(bufferPointer: bytes)
-                return Data(bytes)
-            }) {
+            // `ready` waits (suspended) for a whole chunk's input, so `next` does not block.
+            while true {
+                try await ready()
+                guard let chunk = try chunker.next({ bytes -> Data in
+                    hasher.update(bufferPointer: bytes)
+                    return Data(bytes)
+                }) else { break }
                 total += UInt64(chunk.count)
                 progress?.update { $0.bytesDone += UInt64(chunk.count) }
                 batch.append(chunk)

@@ -3,9 +3,11 @@ import Foundation
 /// A lock file: `locks/<sha256>`, sealed JSON.
 ///
 /// Backups, restores and verifies take shared locks; prune and key removal take exclusive ones.
-/// A lock is stale when its process is gone (same host, same boot) or it has not been refreshed
-/// for ``staleAfter``; stale locks are ignored and removed. Holders refresh their lock every
-/// ``refreshInterval`` by writing a new one and removing the old.
+/// A lock is stale when it has not been refreshed for ``staleAfter``, or when its process is gone
+/// and could be seen from here (same host, same boot, same pid namespace); stale locks are
+/// ignored and removed. Holders refresh their lock every ``refreshInterval`` by writing a new
+/// one and removing the old, and a holder that was paused past ``staleAfter`` checks, before
+/// its next write, that its lock is still there (see ``Repository/withLock(exclusive:_:)``).
 public struct LockInfo: Codable, Sendable {
     public var time: Date
     public var exclusive: Bool
@@ -16,8 +18,12 @@ public struct LockInfo: Codable, Sendable {
     /// The holder's kernel boot id (`/proc/sys/kernel/random/boot_id`), when it has one: a pid
     /// means something only on the same host since the same boot. Older lock files lack it.
     public var bootID: String?
+    /// The holder's pid namespace (the inode of `/proc/self/ns/pid`): containers on one host
+    /// share the boot id and may share the host name, yet each may have a pid namespace of its
+    /// own, where the same pid is another process. Older lock files lack it.
+    public var pidNamespace: UInt64?
 
-    public init(time: Date, exclusive: Bool, hostname: String, username: String, pid: Int32, nonce: String, bootID: String? = nil) {
+    public init(time: Date, exclusive: Bool, hostname: String, username: String, pid: Int32, nonce: String, bootID: String? = nil, pidNamespace: UInt64? = nil) {
         self.time = time
         self.exclusive = exclusive
         self.hostname = hostname
@@ -25,11 +31,13 @@ public struct LockInfo: Codable, Sendable {
         self.pid = pid
         self.nonce = nonce
         self.bootID = bootID
+        self.pidNamespace = pidNamespace
     }
 
     enum CodingKeys: String, CodingKey {
         case time, exclusive, hostname, username, pid, nonce
         case bootID = "boot_id"
+        case pidNamespace = "pid_namespace"
     }
 
     public static let staleAfter: TimeInterval = 30 * 60
@@ -42,16 +50,29 @@ public struct LockInfo: Codable, Sendable {
         return id.isEmpty ? nil : id
     }()
 
+    /// This process's pid namespace: the inode number of `/proc/self/ns/pid` (Linux).
+    public static let currentPidNamespace: UInt64? = {
+        var status = stat()
+        guard stat("/proc/self/ns/pid", &status) == 0 else { return nil }
+        return UInt64(status.st_ino)
+    }()
+
     /// Whether the lock no longer protects anything.
     ///
-    /// A lock is judged by its process only when it was written on this host since this boot:
-    /// another machine with the same host name (or this one before a reboot, or a pid namespace
-    /// of its own) may run a live process under the same pid. A lock without a boot id is from an
-    /// older Bunker and is judged by host name alone, as that Bunker did.
-    public func isStale(now: Date, hostname currentHost: String, bootID currentBoot: String? = LockInfo.currentBootID) -> Bool {
+    /// A lock is judged by its process only when that process could be seen from here: written
+    /// on this host, since this boot, in this pid namespace. Another machine with the same host
+    /// name, this one before a reboot, or another container on this host (same boot id, perhaps
+    /// the same host name, its own pid namespace) may run a live process under a pid that does
+    /// not exist here. Every other lock, including one from an older Bunker that recorded no
+    /// namespace, is judged by its age alone.
+    public func isStale(
+        now: Date, hostname currentHost: String, bootID currentBoot: String? = LockInfo.currentBootID,
+        pidNamespace currentNamespace: UInt64? = LockInfo.currentPidNamespace
+    ) -> Bool {
         if now.timeIntervalSince(time) > LockInfo.staleAfter { return true }
-        guard hostname == currentHost else { return false }
-        if let bootID, bootID != currentBoot { return false }
+        guard hostname == currentHost, let bootID, bootID == currentBoot, let pidNamespace, pidNamespace == currentNamespace else {
+            return false
+        }
         return kill(pid, 0) != 0 && errno == ESRCH
     }
 }
@@ -63,7 +84,9 @@ extension Repository {
     /// than ``lockWait``.
     public func withLock<R: Sendable>(exclusive: Bool, _ body: @Sendable () async throws -> R) async throws -> R {
         let handle = try await acquireLockWaiting(exclusive: exclusive)
-        let current = LockedHandle(handle)
+        let current = LockedHandle(handle, written: now())
+        heldLocks.insert(current)
+        defer { heldLocks.remove(current) }
         do {
             try await reloadIndexIfChanged()
             // The task group ends before this function returns, so `body` does not outlive it.
@@ -107,9 +130,13 @@ extension Repository {
             } catch {
                 return
             }
+            // After a pause (a stopped process, a suspended VM), the lock may have been taken
+            // for stale: then a fresh one must not be written as if nothing had happened.
+            try await heldLocks.confirm(current)
             do {
+                let writtenAt = now()
                 let fresh = try await writeLock(exclusive: exclusive)
-                let old = current.swap(fresh)
+                let old = current.swap(fresh, written: writtenAt)
                 try? await storage.remove(old)
                 lastRefresh = ContinuousClock.now
                 lastFailure = nil
@@ -126,7 +153,8 @@ extension Repository {
 
     private func writeLock(exclusive: Bool) async throws -> ObjectHandle {
         let info = LockInfo(time: now(), exclusive: exclusive, hostname: ProcessInfo.processInfo.hostName,
-                            username: currentUserName(), pid: getpid(), nonce: UUID().uuidString, bootID: LockInfo.currentBootID)
+                            username: currentUserName(), pid: getpid(), nonce: UUID().uuidString, bootID: LockInfo.currentBootID,
+                            pidNamespace: LockInfo.currentPidNamespace)
         return try await saveSealed(.lock, JSONCoding.encoder.encode(info))
     }
 
@@ -212,11 +240,88 @@ private enum LockedTaskResult<R: Sendable>: Sendable {
     case refresherStopped
 }
 
-private final class LockedHandle: Sendable {
-    private let handle: Mutex<ObjectHandle>
-    init(_ handle: ObjectHandle) { self.handle = Mutex(handle) }
-    var value: ObjectHandle { handle.withLock { $0 } }
-    func swap(_ new: ObjectHandle) -> ObjectHandle { handle.withLock { old in defer { old = new }; return old } }
+/// A lock this process holds, and when it was last written.
+final class LockedHandle: Sendable {
+    private let state: Mutex<(handle: ObjectHandle, written: Date)>
+    init(_ handle: ObjectHandle, written: Date) { self.state = Mutex((handle, written)) }
+    var value: ObjectHandle { state.withLock { $0.handle } }
+    var written: Date { state.withLock { $0.written } }
+    func swap(_ new: ObjectHandle, written: Date) -> ObjectHandle {
+        state.withLock { current in
+            defer { current = (new, written) }
+            return current.handle
+        }
+    }
+}
+
+/// The locks a ``Repository`` object holds, checked before every write it makes.
+///
+/// A holder refreshes its lock every ``LockInfo/refreshInterval``; when one is older than
+/// ``LockInfo/staleAfter`` less a refresh interval, the process was paused (or starved) so
+/// long that another process may have taken the lock for stale, removed it, and changed the
+/// repository (a prune deleting packs this operation relies on). The next write then first
+/// looks for the lock file: if it is gone, the write fails and the operation stops.
+final class HeldLocks: Sendable {
+    private let held = Mutex<[ObjectIdentifier: LockedHandle]>([:])
+    private let storage: any Storage
+    private let now: @Sendable () -> Date
+
+    init(storage: any Storage, now: @escaping @Sendable () -> Date) {
+        self.storage = storage
+        self.now = now
+    }
+
+    func insert(_ lock: LockedHandle) { held.withLock { $0[ObjectIdentifier(lock)] = lock } }
+    func remove(_ lock: LockedHandle) { _ = held.withLock { $0.removeValue(forKey: ObjectIdentifier(lock)) } }
+
+    /// Throws if a lock held so long unrefreshed that others may have judged it stale is gone.
+    func confirmAll() async throws {
+        for lock in held.withLock({ Array($0.values) }) { try await confirm(lock) }
+    }
+
+    func confirm(_ lock: LockedHandle) async throws {
+        let age = now().timeIntervalSince(lock.written)
+        guard age > LockInfo.staleAfter - LockInfo.refreshInterval else { return }
+        guard try await !storage.exists(lock.value) else { return }
+        throw BunkerError(.repositoryLocked, "This process held a lock on the repository but did not refresh it for \(Int(age / 60)) minutes (it was paused or starved), longer than the \(Int(LockInfo.staleAfter / 60)) minutes after which other processes take a lock for stale; its lock is gone, so another process may have changed the repository meanwhile. The operation was stopped before writing anything more; run `bunker verify`, then start it again.")
+    }
+}
+
+/// The repository's storage as the repository writes to it: every write of anything but a lock
+/// first checks the locks held (``HeldLocks``). Space and temporary-file queries pass through.
+struct LockCheckedStorage: Storage, SpaceReporting, TemporaryFileCleaning {
+    let base: any Storage
+    let locks: HeldLocks
+
+    func save(_ handle: ObjectHandle, data: Data) async throws {
+        if handle.kind != .lock { try await locks.confirmAll() }
+        try await base.save(handle, data: data)
+    }
+
+    func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
+        try await base.load(handle, range: range)
+    }
+
+    func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {
+        try await base.stat(handle)
+    }
+
+    func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
+        try await base.list(kind)
+    }
+
+    func remove(_ handle: ObjectHandle) async throws {
+        if handle.kind != .lock { try await locks.confirmAll() }
+        try await base.remove(handle)
+    }
+
+    func space() -> (free: UInt64, total: UInt64)? {
+        (base as? any SpaceReporting)?.space()
+    }
+
+    func removeTemporaryFiles() throws -> Int {
+        try (base as? any TemporaryFileCleaning)?.removeTemporaryFiles() ?? 0
+    }
 }
 
 import Synchronization

@@ -20,6 +20,8 @@ public final class Repository: Sendable {
     /// How many opened bundles are kept (each about half a MiB).
     static let openedBundleLimit = 8
     private let lockTimingSetting = Mutex(LockTiming())
+    /// The locks this object holds; every write through ``storage`` checks them.
+    let heldLocks: HeldLocks
 
     /// Seconds ``withLock(exclusive:_:)`` waits for a conflicting lock to be released before it
     /// fails with "repository is busy"; 0 (the default) fails at once.
@@ -35,7 +37,8 @@ public final class Repository: Sendable {
     }
 
     init(storage: any Storage, key: MasterKey, config: RepositoryConfig, keyName: String, now: @escaping @Sendable () -> Date) {
-        self.storage = storage
+        heldLocks = HeldLocks(storage: storage, now: now)
+        self.storage = LockCheckedStorage(base: storage, locks: heldLocks)
         self.key = key
         self.config = config
         self.index = MasterIndex()

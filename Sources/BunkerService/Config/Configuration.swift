@@ -158,7 +158,8 @@ public struct Configuration: Sendable {
                     user: try s.string("user") ?? (environment["USER"] ?? "postgres"),
                     passwordEnvironment: try s.string("password_env"),
                     passwordFile: try s.string("password_file").map { Self.absolute($0, relativeTo: base) },
-                    binDirectory: try s.string("bin_dir"))
+                    binDirectory: try s.string("bin_dir"),
+                    timeout: try s.duration("timeout") ?? HelperTimeout.defaultDuration)
             }
             try s.rejectUnknown()
             sources.append(settings)
@@ -417,6 +418,41 @@ struct TableReader {
         guard let int = value.int else { throw error(key: key, "must be a whole number") }
         guard range.contains(int) else { throw error(key: key, "must be between \(range.lowerBound) and \(range.upperBound), not \(int)") }
         return int
+    }
+
+    /// A span of time such as "2h", "30m", "90s" or "1h30m", more than zero.
+    mutating func duration(_ key: String) throws -> Duration? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let text = value.string, let duration = Self.parseDuration(text), duration > .zero else {
+            throw error(key: key, "must be a duration in quotes, such as \"2h\", \"30m\", \"90s\" or \"1h30m\" (d, h, m, s)")
+        }
+        return duration
+    }
+
+    /// Days, hours, minutes and seconds (`1h30m`, `90s`); nil for anything else.
+    static func parseDuration(_ text: String) -> Duration? {
+        var seconds: Int64 = 0
+        var number = ""
+        var sawUnit = false
+        for c in text.trimmingCharacters(in: .whitespaces).lowercased() {
+            if c.isASCII && c.isNumber {
+                number.append(c)
+                continue
+            }
+            guard let n = Int64(number), n < 1 << 32 else { return nil }
+            switch c {
+            case "d": seconds += n * 86400
+            case "h": seconds += n * 3600
+            case "m": seconds += n * 60
+            case "s": seconds += n
+            default: return nil
+            }
+            number = ""
+            sawUnit = true
+        }
+        guard number.isEmpty, sawUnit else { return nil }
+        return .seconds(seconds)
     }
 
     mutating func strings(_ key: String) throws -> [String]? {

@@ -14,22 +14,31 @@ public struct PostgresConnection: Sendable, Equatable {
     public var passwordFile: String?
     /// Where pg_dump and psql are; nil searches PATH, then /usr/lib/postgresql/*/bin.
     public var binDirectory: String?
+    /// How long one call of pg_dump or psql may take before it is killed (`timeout`).
+    public var timeout: Duration
 
-    public init(host: String, port: Int = 5432, user: String, passwordEnvironment: String? = nil, passwordFile: String? = nil, binDirectory: String? = nil) {
+    public init(host: String, port: Int = 5432, user: String, passwordEnvironment: String? = nil, passwordFile: String? = nil,
+                binDirectory: String? = nil, timeout: Duration = HelperTimeout.defaultDuration) {
         self.host = host
         self.port = port
         self.user = user
         self.passwordEnvironment = passwordEnvironment
         self.passwordFile = passwordFile
         self.binDirectory = binDirectory
+        self.timeout = timeout
+    }
+
+    /// The limit of every pg_dump and psql call, and what its message tells the operator.
+    var helperTimeout: HelperTimeout {
+        HelperTimeout(timeout, advice: "That limit is the source's `timeout` (timeout = \"\(HelperTimeout.format(timeout))\" in its [[source]] table of bunker.toml; default 6h): raise it if the work really takes longer, or find what it waits for (a lock held by another session: see pg_locks and pg_stat_activity).")
     }
 
     /// Arguments naming the server and user (the database is added per call).
     var arguments: [String] { ["--host", host, "--port", String(port), "--username", user, "--no-password"] }
 
     /// The environment for a client program: the password, a connect timeout, a name in pg_stat_activity.
-    func environment() throws -> [String: String] {
-        var env = ["PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "bunker"]
+    func environment(session: String = "bunker") throws -> [String: String] {
+        var env = ["PGCONNECT_TIMEOUT": "10", "PGAPPNAME": session]
         if let file = passwordFile {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw BunkerError(.invalidArgument, "Cannot read the PostgreSQL password file \(file).")
@@ -62,9 +71,25 @@ public struct PostgresConnection: Sendable, Equatable {
     }
 
     /// Runs one SQL statement with psql and returns its unaligned output.
-    func query(_ sql: String, database: String, what: String) throws -> String {
-        try ChildProcess.run(tool("psql"), arguments + ["--dbname", database, "-X", "-A", "-t", "-F", "\u{1f}", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                             environment: environment(), what: what)
+    func query(_ sql: String, database: String, what: String, timeout: HelperTimeout? = nil) async throws -> String {
+        try await ChildProcess.run(tool("psql"), arguments + ["--dbname", database, "-X", "-A", "-t", "-F", "\u{1f}", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                                   environment: environment(), timeout: timeout ?? helperTimeout, what: what)
+    }
+
+    /// A name for one helper's session, its `application_name`, so that it can be found on the
+    /// server once the helper is gone.
+    static func sessionName(_ purpose: String) -> String {
+        "bunker-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// Ends the server's side of a helper stopped at its timeout. The server notices a vanished
+    /// client only when it next talks to it; until then a dump waiting for a lock keeps its
+    /// place in the lock queue (holding the locks it has, which queue others' DDL and, behind
+    /// that, the application), and a load keeps its open transaction. Best effort: a server that
+    /// does not answer now is told nothing.
+    func endSession(_ session: String, database: String) async {
+        _ = try? await query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \(PostgresSource.literal(session))",
+                             database: database, what: "Ending the session \(session)", timeout: HelperTimeout(.seconds(60)))
     }
 
     /// A `postgres://` address for records and messages, without any password.
@@ -80,8 +105,9 @@ public struct PostgresConnection: Sendable, Equatable {
 /// the repository: no dump file on disk, and uncompressed text that deduplicates from day to day
 /// and compresses well with zstd. pg_dump's exit status is checked once its output ends; a
 /// failure (a wrong database, a server that goes away) fails the backup, which then writes no
-/// snapshot. A restore feeds the dump to `psql --single-transaction` with `ON_ERROR_STOP`, and
-/// commits only after the dump's SHA-256 has been checked: it fully succeeds or changes nothing.
+/// snapshot. A restore feeds the dump to `psql` with `ON_ERROR_STOP` inside a transaction that
+/// Bunker opens and commits only after the dump's SHA-256 has been checked: it fully succeeds or
+/// changes nothing, even when Bunker itself dies mid-load.
 public struct PostgresSource: Source {
     public let name: String
     public let connection: PostgresConnection
@@ -99,16 +125,34 @@ public struct PostgresSource: Source {
         self.database = database
     }
 
-    public func liveDataExists() async -> Bool {
-        (try? connection.query("SELECT 1", database: database, what: "Connecting to \(database)")) != nil
+    /// Whether the database exists on the server; a server that cannot be asked is an error,
+    /// never "no data": a restore would otherwise skip the safety backup of what it overwrites.
+    public func liveDataExists() async throws -> Bool {
+        do {
+            let found = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(database))", database: maintenanceDatabase,
+                                                   what: "Looking up database \(database)")
+            return !found.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        } catch let error as BunkerError {
+            throw BunkerError(error.code, "Cannot tell whether source \(name) has live data to protect (\(origin)): \(error.message)", cause: error)
+        }
+    }
+
+    /// Restoring into the source's own database (`--to-database` naming it) overwrites the live
+    /// data just as a restore in place does.
+    public func overwritesLiveData(_ destination: RestoreDestination) -> Bool {
+        destination == .live || destination == .database(database)
     }
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {
+        let session = PostgresConnection.sessionName("dump")
         let child = try ChildProcess(
             executable: connection.tool("pg_dump"),
             arguments: connection.arguments + ["--format=plain", "--clean", "--if-exists", "--dbname", database],
-            environment: connection.environment(), output: true)
-        let stream = DumpStream(child: child, source: name, database: database)
+            environment: connection.environment(session: session), output: true, timeout: connection.helperTimeout,
+            purpose: "pg_dump of database \(database) (source \(name))")
+        let stream = DumpStream(child: child, source: name, database: database) { [connection, database] in
+            await connection.endSession(session, database: database)
+        }
         let record: @Sendable () throws -> SnapshotSource = { [name, kind, origin] in
             let (counts, version) = stream.counter.withLock { ($0.counts, $0.serverVersion) }
             var details = ["format": "plain", "file": Self.dumpFile]
@@ -147,15 +191,17 @@ public struct PostgresSource: Source {
         let dump = try await databaseFile(in: node, loader: context.loader, preferred: record?.details?["file"])
         let scratch = "bunker_drill_\(UUID().uuidString.prefix(8).lowercased())"
         var checks: [DrillCheck] = []
-        defer { try? dropDatabase(scratch) }
         do {
             try await load(dump, into: scratch, createIfMissing: true, context: context)
             checks.append(DrillCheck(name: "load", passed: true, detail: "Loaded \(dump.size ?? 0) bytes of SQL into scratch database \(scratch) in one transaction; SHA-256 matches."))
+            checks.append(try await countCheck(recorded: record?.rowCounts, in: scratch))
         } catch let error as BunkerError {
             checks.append(DrillCheck(name: "load", passed: false, detail: error.message))
-            return checks
+        } catch {
+            try? await dropDatabase(scratch)
+            throw error
         }
-        checks.append(try countCheck(recorded: record?.rowCounts, in: scratch))
+        try? await dropDatabase(scratch)
         return checks
     }
 
@@ -166,9 +212,9 @@ public struct PostgresSource: Source {
     private func load(_ dump: Node, into target: String, createIfMissing: Bool, context: RestoreContext) async throws {
         var created = false
         if createIfMissing {
-            let exists = try connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(target))", database: maintenanceDatabase, what: "Looking up database \(target)")
+            let exists = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(target))", database: maintenanceDatabase, what: "Looking up database \(target)")
             if exists.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                _ = try connection.query("CREATE DATABASE \(Self.identifier(target))", database: maintenanceDatabase, what: "Creating database \(target)")
+                _ = try await connection.query("CREATE DATABASE \(Self.identifier(target))", database: maintenanceDatabase, what: "Creating database \(target)")
                 created = true
             }
         }
@@ -176,31 +222,42 @@ public struct PostgresSource: Source {
         // psql commits that one when its input ends, and its input also ends when Bunker dies
         // (a kill, a crash), which would commit a dump cut short. Here a cut input ends the
         // session with the transaction open, and the server rolls it back.
+        let session = PostgresConnection.sessionName("load")
         let child = try ChildProcess(
             executable: connection.tool("psql"),
             arguments: connection.arguments + ["--dbname", target, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-            environment: connection.environment(), input: true)
+            environment: connection.environment(session: session), input: true, timeout: connection.helperTimeout,
+            purpose: "Loading the dump into database \(target) (source \(name))")
         do {
-            try child.writeInput(Data("BEGIN;\n".utf8))
+            try await child.writeInput(Data("BEGIN;\n".utf8))
             try await ContentReader(loader: context.loader).read(dump) { data in
-                try child.writeInput(data)
+                try await child.writeInput(data)
                 context.progress?.update { $0.bytesDone += UInt64(data.count) }
                 FaultPoints.hit("postgres-restore-write")
             }
             // Only now is the whole dump read and its SHA-256 checked.
-            try child.writeInput(Data("\nCOMMIT;\n".utf8))
+            try await child.writeInput(Data("\nCOMMIT;\n".utf8))
         } catch {
             // psql has not seen the end of its input, so it has not committed: killing it rolls
             // back. It may also have stopped by itself on an error (ON_ERROR_STOP), which is why
             // the write failed.
             child.kill()
-            if created { try? dropDatabase(target) }
+            if child.didTimeOut { await connection.endSession(session, database: maintenanceDatabase) }
+            if created { try? await dropDatabase(target) }
+            if child.didTimeOut {
+                throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql committed; the transaction was rolled back, so \(target) is as it was. \(child.timeoutError().message)")
+            }
             let reason = child.errorText.isEmpty ? (error as? BunkerError)?.message ?? "\(error)" : "psql said: \(child.errorText)"
             throw BunkerError((error as? BunkerError)?.code ?? .sourceIO, "Loading the dump into database \(target) failed before psql committed; the transaction was rolled back, so \(target) is as it was. \(reason)", cause: error)
         }
-        let status = child.wait()
+        let status = await child.exitStatus()
         guard status == 0 else {
-            if created { try? dropDatabase(target) }
+            if child.didTimeOut {
+                await connection.endSession(session, database: maintenanceDatabase)
+                // All of the dump was handed to psql, so it may have sent its COMMIT just before.
+                throw BunkerError(.sourceIO, "Loading the dump into database \(target) was stopped before psql finished; its transaction was rolled back, so \(target) is as it was, unless psql had sent its final COMMIT in the moment before it was stopped (then the load is complete). \(child.timeoutError().message)")
+            }
+            if created { try? await dropDatabase(target) }
             throw BunkerError(.sourceIO, "Loading the dump into database \(target) failed (psql exited with \(status)); the transaction was rolled back, so \(target) is as it was. psql said: \(child.errorText)")
         }
     }
@@ -238,27 +295,29 @@ public struct PostgresSource: Source {
         }
     }
 
-    private func dropDatabase(_ name: String) throws {
-        _ = try connection.query("DROP DATABASE IF EXISTS \(Self.identifier(name)) WITH (FORCE)", database: maintenanceDatabase, what: "Dropping database \(name)")
+    private func dropDatabase(_ name: String) async throws {
+        _ = try await connection.query("DROP DATABASE IF EXISTS \(Self.identifier(name)) WITH (FORCE)", database: maintenanceDatabase, what: "Dropping database \(name)")
     }
 
     /// Compares `count(*)` of every table the dump held with the counts recorded at backup time.
-    private func countCheck(recorded: [String: Int]?, in target: String) throws -> DrillCheck {
+    ///
+    /// No SQL is built from the names: the server lists its own tables and counts each through
+    /// `format('%I.%I')`, which quotes a name the way pg_dump does (the recorded counts are keyed
+    /// by pg_dump's spelling), so a name holding quotes, a semicolon or a newline is counted like
+    /// any other and can run nothing. The answer comes back as one JSON object, which no name
+    /// can break apart.
+    private func countCheck(recorded: [String: Int]?, in target: String) async throws -> DrillCheck {
         guard let recorded, !recorded.isEmpty else {
             return DrillCheck(name: "row_counts", passed: true, detail: "The dump holds no table data to count.")
         }
-        // The names are pg_dump's own, already quoted where needed.
-        let sql = recorded.keys.sorted().map { "SELECT \(Self.literal($0)), count(*) FROM \($0)" }.joined(separator: " UNION ALL ")
         let output: String
         do {
-            output = try connection.query(sql, database: target, what: "Counting rows in \(target)")
+            output = try await connection.query(Self.countQuery, database: target, what: "Counting rows in \(target)")
         } catch let error as BunkerError {
             return DrillCheck(name: "row_counts", passed: false, detail: error.message)
         }
-        var actual: [String: Int] = [:]
-        for line in output.split(separator: "\n") {
-            let parts = line.split(separator: "\u{1f}", omittingEmptySubsequences: false)
-            if parts.count == 2, let count = Int(parts[1]) { actual[String(parts[0])] = count }
+        guard let actual = try? JSONDecoder().decode([String: Int].self, from: Data(output.trimmingCharacters(in: .whitespacesAndNewlines).utf8)) else {
+            return DrillCheck(name: "row_counts", passed: false, detail: "psql answered the row count query with something other than a JSON object: \(output.prefix(200))")
         }
         var differences: [String] = []
         for (table, count) in recorded.sorted(by: { $0.key < $1.key }) where actual[table] != count {
@@ -270,6 +329,15 @@ public struct PostgresSource: Source {
         return DrillCheck(name: "row_counts", passed: false, detail: differences.joined(separator: "; "))
     }
 
+    /// `count(*)` of every ordinary table outside the system schemas, as one JSON object keyed
+    /// `schema.table` in pg_dump's quoting (`query_to_xml` runs the per-table count server-side).
+    static let countQuery = """
+        SELECT coalesce(json_object_agg(format('%I.%I', n.nspname, c.relname),
+            (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint), '{}')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        """
+
     static func identifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
@@ -280,16 +348,32 @@ public struct PostgresSource: Source {
 }
 
 /// pg_dump's output as a ``ByteStream``, counting rows as it passes.
+///
+/// The archiver waits for the output in ``prepareRead(_:)``, suspended, so no thread of the
+/// cooperative pool is held while pg_dump waits for a lock or a slow server; ``read(into:)``
+/// then takes what is buffered.
 final class DumpStream: ByteStream {
     private let child: ChildProcess
     let counter = Mutex(DumpRowCounter())
     private let source: String
     private let database: String
+    /// Ends pg_dump's server session after a timeout; called once.
+    private let endSession: Mutex<(@Sendable () async -> Void)?>
 
-    init(child: ChildProcess, source: String, database: String) {
+    init(child: ChildProcess, source: String, database: String, endSession: @escaping @Sendable () async -> Void) {
         self.child = child
         self.source = source
         self.database = database
+        self.endSession = Mutex(endSession)
+    }
+
+    func prepareRead(_ count: Int) async throws {
+        await child.waitForOutput(count)
+        guard child.outputEnded else { return }
+        _ = await child.exitStatus()
+        if child.didTimeOut, let end = endSession.withLock({ end in defer { end = nil }; return end }) {
+            await end()
+        }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -299,7 +383,10 @@ final class DumpStream: ByteStream {
     }
 
     func finish() throws {
-        let status = child.wait()
+        let status = child.exitStatusBlocking()
+        if child.didTimeOut {
+            throw BunkerError(.sourceIO, "\(child.timeoutError().message) No snapshot was written.")
+        }
         guard status == 0 else {
             let said = child.errorText
             throw BunkerError(.sourceIO, "pg_dump of database \(database) (source \(source)) failed with exit status \(status); no snapshot was written. pg_dump said: \(said.isEmpty ? "nothing" : said)")

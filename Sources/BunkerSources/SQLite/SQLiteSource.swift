@@ -28,8 +28,13 @@ public struct SQLiteSource: Source {
 
     var fileName: String { (path as NSString).lastPathComponent }
 
-    public func liveDataExists() async -> Bool {
-        FileManager.default.fileExists(atPath: path)
+    /// Whether the database file exists; a file that cannot be looked at (a directory without
+    /// search permission) is an error, not "no data".
+    public func liveDataExists() async throws -> Bool {
+        var status = stat()
+        if stat(path, &status) == 0 { return true }
+        if errno == ENOENT || errno == ENOTDIR { return false }
+        throw BunkerError(.sourceIO, "Cannot tell whether source \(name) has live data to protect: cannot look at \(path): \(String(cString: strerror(errno))).")
     }
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {

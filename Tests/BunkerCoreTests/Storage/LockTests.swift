@@ -26,12 +26,14 @@ import Testing
     }
 
     @Test func lockOfADeadProcessIsStale() {
-        let lock = LockInfo(time: Date(), exclusive: true, hostname: "h", username: "u", pid: 999_999, nonce: "n")
-        #expect(lock.isStale(now: Date(), hostname: "h"))
-        #expect(!lock.isStale(now: Date(), hostname: "other-host"))
-        #expect(lock.isStale(now: Date().addingTimeInterval(LockInfo.staleAfter + 1), hostname: "other-host"))
-        let mine = LockInfo(time: Date(), exclusive: true, hostname: "h", username: "u", pid: getpid(), nonce: "n")
-        #expect(!mine.isStale(now: Date(), hostname: "h"))
+        let here = (boot: "boot-a", namespace: UInt64(4_026_531_836))
+        func lock(pid: Int32) -> LockInfo {
+            LockInfo(time: Date(), exclusive: true, hostname: "h", username: "u", pid: pid, nonce: "n", bootID: here.boot, pidNamespace: here.namespace)
+        }
+        #expect(lock(pid: 999_999).isStale(now: Date(), hostname: "h", bootID: here.boot, pidNamespace: here.namespace))
+        #expect(!lock(pid: 999_999).isStale(now: Date(), hostname: "other-host", bootID: here.boot, pidNamespace: here.namespace))
+        #expect(lock(pid: 999_999).isStale(now: Date().addingTimeInterval(LockInfo.staleAfter + 1), hostname: "other-host"))
+        #expect(!lock(pid: getpid()).isStale(now: Date(), hostname: "h", bootID: here.boot, pidNamespace: here.namespace))
     }
 
     /// A pid means something only on the same host since the same boot: a lock from another
@@ -39,13 +41,71 @@ import Testing
     @Test func deadPidCountsOnlyWhenTheBootIDMatches() {
         let now = Date()
         func lock(boot: String?) -> LockInfo {
-            LockInfo(time: now, exclusive: true, hostname: "h", username: "u", pid: 999_999, nonce: "n", bootID: boot)
+            LockInfo(time: now, exclusive: true, hostname: "h", username: "u", pid: 999_999, nonce: "n", bootID: boot, pidNamespace: 7)
         }
-        #expect(lock(boot: "boot-a").isStale(now: now, hostname: "h", bootID: "boot-a"))
-        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: "boot-a"), "another machine's live process")
-        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: nil))
-        #expect(lock(boot: "boot-b").isStale(now: now + LockInfo.staleAfter + 1, hostname: "h", bootID: "boot-a"))
-        #expect(lock(boot: nil).isStale(now: now, hostname: "h", bootID: "boot-a"), "an older lock file: judged as before")
+        #expect(lock(boot: "boot-a").isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 7))
+        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 7), "another machine's live process")
+        #expect(!lock(boot: "boot-b").isStale(now: now, hostname: "h", bootID: nil, pidNamespace: 7))
+        #expect(lock(boot: "boot-b").isStale(now: now + LockInfo.staleAfter + 1, hostname: "h", bootID: "boot-a", pidNamespace: 7))
+        #expect(!lock(boot: nil).isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 7), "an older lock file: judged by its age")
+    }
+
+    /// Containers on one host share the boot id and may share the host name, but each may have
+    /// a pid namespace of its own: a pid missing here may be a live process there.
+    @Test func deadPidCountsOnlyInTheSamePidNamespace() {
+        let now = Date()
+        func lock(namespace: UInt64?) -> LockInfo {
+            LockInfo(time: now, exclusive: true, hostname: "h", username: "u", pid: 999_999, nonce: "n", bootID: "boot-a", pidNamespace: namespace)
+        }
+        #expect(lock(namespace: 4_026_531_836).isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 4_026_531_836))
+        #expect(!lock(namespace: 4_026_532_200).isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 4_026_531_836),
+                "another container's process, alive in its own namespace")
+        #expect(!lock(namespace: nil).isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: 4_026_531_836),
+                "a lock that names no namespace may be another container's")
+        #expect(!lock(namespace: 4_026_531_836).isStale(now: now, hostname: "h", bootID: "boot-a", pidNamespace: nil))
+        #expect(lock(namespace: 4_026_532_200).isStale(now: now + LockInfo.staleAfter + 1, hostname: "h", bootID: "boot-a", pidNamespace: 4_026_531_836),
+                "by age, any lock")
+    }
+
+    @Test func locksRecordThePidNamespace() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let held = try await repo.withLock(exclusive: false) { try await repo.locks().map(\.1) }
+            #expect(held.count == 1 && held.first?.pidNamespace == LockInfo.currentPidNamespace)
+            #expect(FileManager.default.fileExists(atPath: "/proc/self/ns/pid") == (LockInfo.currentPidNamespace != nil))
+        }
+    }
+
+    /// A holder paused past the stale age (SIGSTOP, a suspended VM) finds, before its next
+    /// write, that another process took its lock for stale, and stops instead of writing into a
+    /// repository that may have changed under it.
+    @Test func pausedHolderNoticesItsLockWasTakenBeforeItsNextWrite() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let paused = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            let other = try await TestRepository.open(at: dir + "/repo", now: clock.now)
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            try Data("patient records".utf8).write(to: URL(fileURLWithPath: dir + "/src/a.txt"))
+            await #expect {
+                try await paused.withLock(exclusive: false) {
+                    clock.advance(by: LockInfo.staleAfter + 60)
+                    // Meanwhile a prune takes the lock for stale, and could delete packs.
+                    try await other.withLock(exclusive: true) {}
+                    _ = try await Archiver(repository: paused, request: BackupRequest(items: [.path(dir + "/src", name: "src")], paths: [dir + "/src"])).run()
+                }
+            } throws: { error in
+                guard let error = error as? BunkerError else { return false }
+                return error.code == .repositoryLocked && error.message.contains("its lock is gone")
+            }
+            #expect(try await paused.storage.list(.snapshot).isEmpty, "no snapshot was written")
+            #expect(try await paused.storage.list(.pack).isEmpty, "nothing at all was written")
+
+            // A holder that was not paused keeps writing.
+            try await paused.withLock(exclusive: false) {
+                _ = try await Archiver(repository: paused, request: BackupRequest(items: [.path(dir + "/src", name: "src")], paths: [dir + "/src"])).run()
+            }
+            #expect(try await paused.storage.list(.snapshot).count == 1)
+        }
     }
 
     @Test func locksRecordTheBootIDAndOlderLockFilesStillDecode() async throws {
