@@ -6,7 +6,7 @@ extension BunkerService {
     @discardableResult
     public func checkAlerts() async -> [NotificationEvent] {
         let newest = try? await repository.snapshots().last { !$0.snapshot.tags.contains("safety") }
-        let space = (repository.storage as? any SpaceReporting)?.space()
+        let space = repository.storage.capability((any SpaceReporting).self)?.space()
         let monitor = AlertMonitor(
             overdueHours: configuration.notifications.backupOverdueHours, minFreePercent: configuration.notifications.minFreeSpacePercent,
             stateFile: configuration.dataDirectory + "/alerts.json", now: repository.now)

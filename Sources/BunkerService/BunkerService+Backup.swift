@@ -64,7 +64,7 @@ extension BunkerService {
     }
 
     private func runBackup(_ request: SourceBackupRequest, selected: [any Source], progress: OperationProgress?) async throws -> BackupResult {
-        if let local = repository.storage as? LocalStorage {
+        if let local = repository.storage.backend as? LocalStorage {
             try configuration.checkRepositoryIsOutsideSources(local.root)
         }
         let scratch = try configuration.scratchDirectory()

@@ -381,7 +381,7 @@ public struct Pruner: Sendable {
         }
 
         // 4e. Temporary files of writers that died (safe: nobody else writes under our lock).
-        if let cleaning = storage as? any TemporaryFileCleaning {
+        if let cleaning = storage.capability((any TemporaryFileCleaning).self) {
             report.temporaryFilesRemoved = try cleaning.removeTemporaryFiles()
         }
 

@@ -288,8 +288,9 @@ final class HeldLocks: Sendable {
 }
 
 /// The repository's storage as the repository writes to it: every write of anything but a lock
-/// first checks the locks held (``HeldLocks``). Space and temporary-file queries pass through.
-struct LockCheckedStorage: Storage, SpaceReporting, TemporaryFileCleaning {
+/// first checks the locks held (``HeldLocks``). Capabilities (space, temporary files) are found
+/// through it with ``Storage/capability(_:)``.
+struct LockCheckedStorage: StorageWrapper {
     let base: any Storage
     let locks: HeldLocks
 
@@ -313,14 +314,6 @@ struct LockCheckedStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     func remove(_ handle: ObjectHandle) async throws {
         if handle.kind != .lock { try await locks.confirmAll() }
         try await base.remove(handle)
-    }
-
-    func space() -> (free: UInt64, total: UInt64)? {
-        (base as? any SpaceReporting)?.space()
-    }
-
-    func removeTemporaryFiles() throws -> Int {
-        try (base as? any TemporaryFileCleaning)?.removeTemporaryFiles() ?? 0
     }
 }
 

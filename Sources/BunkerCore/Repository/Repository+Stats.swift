@@ -111,7 +111,7 @@ extension Repository {
         }
         if stats.uniqueBytes > 0 { stats.deduplicationRatio = Double(stats.logicalBytes) / Double(stats.uniqueBytes) }
         if packBytes > 0 { stats.compressionRatio = Double(stats.uniqueBytes) / Double(packBytes) }
-        if let reporting = storage as? any SpaceReporting, let space = reporting.space() {
+        if let reporting = storage.capability((any SpaceReporting).self), let space = reporting.space() {
             stats.freeBytes = space.free
             stats.totalBytes = space.total
         }

@@ -1,10 +1,25 @@
 import Foundation
+import Synchronization
 
 /// Turns a repository location, as users write it, into a ``Storage``.
 ///
-/// A plain path (or `local:PATH`) is a ``LocalStorage``. Other schemes (`s3://`) come with their
-/// backends.
+/// A plain path (or `local:PATH`) is a ``LocalStorage``. A location `SCHEME://…` goes to the
+/// backend registered for that scheme (``register(scheme:_:)``): adding a storage is one file
+/// that conforms to ``Storage`` and registers itself, nothing here changes.
 public enum StorageLocation {
+    /// Opens (with `create`, prepares) the storage at a `SCHEME://…` location.
+    public typealias Opener = @Sendable (_ location: String, _ create: Bool) throws -> any Storage
+
+    private static let backends = Mutex<[String: Opener]>([:])
+
+    /// Makes `scheme://…` locations open with `opener` (a later registration replaces one).
+    public static func register(scheme: String, _ opener: @escaping Opener) {
+        backends.withLock { $0[scheme.lowercased()] = opener }
+    }
+
+    /// The schemes registered, sorted.
+    public static var schemes: [String] { backends.withLock { $0.keys.sorted() } }
+
     /// The storage at `location`; `create` makes the directories of a new local repository.
     public static func storage(for location: String, create: Bool = false) throws -> any Storage {
         guard !location.isEmpty else {
@@ -12,8 +27,13 @@ public enum StorageLocation {
         }
         var path = location
         if path.hasPrefix("local:") { path.removeFirst("local:".count) }
-        if let scheme = path.range(of: "://") {
-            throw BunkerError(.invalidArgument, "Repository scheme \"\(path[..<scheme.lowerBound])\" is not supported by this build; use a local path.")
+        if let separator = path.range(of: "://") {
+            let scheme = path[..<separator.lowerBound].lowercased()
+            guard let opener = backends.withLock({ $0[scheme] }) else {
+                let known = schemes.map { "\($0)://" }
+                throw BunkerError(.invalidArgument, "Repository scheme \"\(scheme)\" is not supported by this build; use a local path\(known.isEmpty ? "" : " or one of " + known.joined(separator: ", ")).")
+            }
+            return try opener(path, create)
         }
         let storage = LocalStorage(path: FileSystem.absolute(path))
         if create {

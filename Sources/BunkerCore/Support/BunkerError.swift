@@ -20,6 +20,9 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
         case integrity = "integrity"
         case storageFull = "storage_full"
         case storageIO = "storage_io"
+        /// The storage is busy or out of reach for now (a 503 `SlowDown`, a reset connection, a
+        /// timeout): the same request may succeed later. ``RetryingStorage`` retries these.
+        case storageUnavailable = "storage_unavailable"
         case permissionDenied = "permission_denied"
         case repositoryLocked = "repository_locked"
         case sourceIO = "source_io"
@@ -84,4 +87,18 @@ extension BunkerError {
             return BunkerError(.storageIO, "I/O error on the repository: \(failure).", cause: failure)
         }
     }
+}
+
+/// The cause of a ``BunkerError/Code/storageUnavailable`` error: what the storage said, and how
+/// long it asked to be left alone (`Retry-After`), if it did.
+public struct TransientStorageFailure: Error, CustomStringConvertible, Sendable {
+    public let detail: String
+    public let retryAfter: Duration?
+
+    public init(_ detail: String, retryAfter: Duration? = nil) {
+        self.detail = detail
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { detail }
 }

@@ -102,7 +102,7 @@ extension BunkerService {
         if verify?.outcome == "failure" { problems.append("the last verify found problems") }
         if drill?.outcome == "failure" { problems.append("the last restore drill failed") }
         var space: HealthDetail.Space?
-        if let (free, total) = (repository.storage as? any SpaceReporting)?.space(), total > 0 {
+        if let (free, total) = repository.storage.capability((any SpaceReporting).self)?.space(), total > 0 {
             let percent = Double(free) / Double(total) * 100
             space = HealthDetail.Space(freeBytes: free, totalBytes: total, freePercent: (percent * 10).rounded() / 10)
             if percent < configuration.notifications.minFreeSpacePercent { problems.append(String(format: "only %.1f%% free space", percent)) }

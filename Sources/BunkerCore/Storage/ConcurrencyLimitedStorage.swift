@@ -1,0 +1,39 @@
+import Foundation
+
+/// A storage that lets at most `limit` requests run at once: object stores slow down (503
+/// `SlowDown`) or refuse connections past a point, and a local disk gains nothing from more.
+public struct ConcurrencyLimitedStorage: StorageWrapper {
+    public let base: any Storage
+    /// Requests allowed at once.
+    public let limit: Int
+    private let limiter: AsyncLimiter
+
+    /// The default for object storage: 8 requests at once.
+    public static let defaultLimit = 8
+
+    public init(_ base: any Storage, limit: Int = ConcurrencyLimitedStorage.defaultLimit) {
+        self.base = base
+        self.limit = max(1, limit)
+        self.limiter = AsyncLimiter(limit: max(1, limit))
+    }
+
+    public func save(_ handle: ObjectHandle, data: Data) async throws {
+        try await limiter.withPermit { try await base.save(handle, data: data) }
+    }
+
+    public func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
+        try await limiter.withPermit { try await base.load(handle, range: range) }
+    }
+
+    public func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {
+        try await limiter.withPermit { try await base.stat(handle) }
+    }
+
+    public func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
+        try await limiter.withPermit { try await base.list(kind) }
+    }
+
+    public func remove(_ handle: ObjectHandle) async throws {
+        try await limiter.withPermit { try await base.remove(handle) }
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+
+/// A storage that adds one feature (retries, a concurrency limit, read-only, lock checks) around
+/// another, as restic's `retry/` and `sema/` backends and Kopia's `retrying/` and `readonly/`
+/// storages do. Wrappers stack; a capability of the innermost storage (``SpaceReporting``,
+/// ``TemporaryFileCleaning``) is found through them with ``Storage/capability(_:)``.
+public protocol StorageWrapper: Storage {
+    /// The storage this one wraps.
+    var base: any Storage { get }
+}
+
+extension Storage {
+    /// The innermost storage under any wrappers: the backend itself.
+    public var backend: any Storage {
+        var current: any Storage = self
+        while let wrapper = current as? any StorageWrapper { current = wrapper.base }
+        return current
+    }
+
+    /// The first storage, from this one inwards, that offers capability `T`.
+    public func capability<T>(_ type: T.Type) -> T? {
+        var current: any Storage = self
+        while true {
+            if let found = current as? T { return found }
+            guard let wrapper = current as? any StorageWrapper else { return nil }
+            current = wrapper.base
+        }
+    }
+}
