@@ -66,7 +66,7 @@ private struct ExportMetadata: Encodable {
 }
 
 extension BunkerService {
-    /// Writes a snapshot as the seed's ZIP to the file `path`: see
+    /// Writes a snapshot as a ZIP in the Clinical Dashboard API's layout to the file `path`: see
     /// ``export(snapshot:by:progress:streamingTo:)`` for what it holds. The archive is written
     /// to a temporary file beside `path` and renamed into place only when complete.
     ///
@@ -105,7 +105,7 @@ extension BunkerService {
         }
     }
 
-    /// Streams a snapshot as the seed's ZIP into `output`, front to back, holding one piece of it
+    /// Streams a snapshot as a ZIP in the Clinical Dashboard API's layout into `output`, front to back, holding one piece of it
     /// at a time (up to a repository chunk, or 256 KiB of gathered headers and small files) and
     /// writing none of it to disk (only an SQLite source's SQL text is made in the scratch
     /// directory first, from a copy of its database).

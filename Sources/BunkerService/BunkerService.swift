@@ -3,7 +3,7 @@ import BunkerSources
 import Foundation
 import Synchronization
 
-/// The seed's backup types: which sources a backup (or a restore) takes.
+/// The backup types of the Clinical Dashboard API: which sources a backup (or a restore) takes.
 public enum BackupType: String, Sendable, Codable, CaseIterable {
     case full, database, files
 

@@ -43,7 +43,7 @@ import Testing
         #expect(config.retention == retention, "a table with a keep rule replaces the default tiers")
     }
 
-    @Test func retentionTableReadsEveryKeyAndTheSeedsComplianceDays() throws {
+    @Test func retentionTableReadsEveryKeyAndTheClinicalDashboardComplianceDays() throws {
         let config = try Configuration(text: """
             [retention]
             keep_last = 2
@@ -67,7 +67,7 @@ import Testing
         let defaults = try Configuration(text: "[retention]\nmin_age_days = 3\n", file: "/etc/bunker.toml", environment: [:])
         var standard = RetentionPolicy.standard(complianceDays: 2555)
         standard.minimumAge = .days(3)
-        #expect(defaults.retention == standard, "without keep rules the seed's tiers apply")
+        #expect(defaults.retention == standard, "without keep rules the DermAI retention tiers apply")
         #expect(try Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
     }
 
@@ -98,14 +98,14 @@ import Testing
         #expect(none.effectiveSchedules == Schedule.defaults)
     }
 
-    @Test func seedEnvironmentVariablesOverrideTheFile() throws {
+    @Test func clinicalDashboardEnvironmentVariablesOverrideTheFile() throws {
         let config = try Configuration(text: "[repository]\npath = \"/a\"\ncompression_level = 3\n", file: "/x/bunker.toml",
                                        environment: ["BACKUP_DIR": "/b", "BACKUP_COMPRESSION_LEVEL": "9"])
         #expect(config.repository.path == "/b")
         #expect(config.repository.compressionLevel == 9)
     }
 
-    @Test func seedMailVariablesAreReadStrictly() throws {
+    @Test func clinicalDashboardMailVariablesAreReadStrictly() throws {
         let config = try Configuration(environment: ["SMTP_HOST": "mail.clinic.test", "SMTP_PORT": "2525", "SMTP_TLS": "False"])
         #expect(config.smtp?.port == 2525)
         #expect(config.smtp?.security == SMTPSettings.Security.none)

@@ -14,7 +14,7 @@ struct AuthController {
         var password: String
     }
 
-    /// The seed's login answer, field for field.
+    /// The login answer as Clinical Dashboard clients expect it, field for field.
     struct LoginResponse: ResponseEncodable {
         var accessToken: String
         var tokenType = "bearer"

@@ -5,7 +5,7 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// The seed's backup routes: create, list, show, download, verify and restore.
+/// The Clinical Dashboard API's backup routes: create, list, show, download, verify and restore.
 ///
 /// Only `SYSTEM_ADMIN` creates, downloads, verifies and restores; every role lists and reads
 /// backups. Backups and restores go through the ``WriterGate``: one at a time.

@@ -262,7 +262,7 @@ public struct PostgresSource: Source {
         }
     }
 
-    /// Writes the dump as a plain SQL file (the seed's database.sql); `-` writes to standard output.
+    /// Writes the dump as a plain SQL file (the database.sql of a backup's ZIP); `-` writes to standard output.
     private func writeSQL(_ dump: Node, to target: String, context: RestoreContext) async throws {
         if target == "-" {
             try await ContentReader(loader: context.loader).read(dump) { data in
