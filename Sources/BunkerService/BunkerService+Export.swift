@@ -283,19 +283,3 @@ extension BunkerService {
         }
     }
 }
-
-/// Writes all of `data` to `fd` (retrying short writes and interruptions); a full disk is
-/// ``BunkerError/Code/storageFull``.
-func writeAll(_ data: Data, to fd: Int32, path: String) throws {
-    try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
-            }
-            done += n
-        }
-    }
-}
