@@ -71,7 +71,7 @@ extension BunkerService {
     /// to a temporary file beside `path` and renamed into place only when complete.
     ///
     /// Audited as `export` by `actor`.
-    public func export(snapshot reference: String, to path: String, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
+    public func export(snapshot reference: String, to path: String, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
         let target = Configuration.absolute(path, relativeTo: nil)
         return try await audited("export", target: reference, by: actor, details: ["file": path]) {
             if FileManager.default.fileExists(atPath: target) {
@@ -120,7 +120,7 @@ extension BunkerService {
     /// If `output` throws (a download's client went away), the export stops with that error.
     /// Audited as `export` by `actor`.
     public func export(
-        snapshot reference: String, by actor: Actor, progress: OperationProgress? = nil,
+        snapshot reference: String, by actor: AuditActor, progress: OperationProgress? = nil,
         streamingTo output: @escaping @Sendable (Data) async throws -> Void
     ) async throws -> ExportSummary {
         try await audited("export", target: reference, by: actor, details: ["file": "-"]) {

@@ -67,7 +67,7 @@ struct JobAccepted: ResponseEncodable {
 }
 
 /// One backup in `GET /backups` and `GET /backup/{id}`.
-struct BackupItem: ResponseEncodable {
+struct BackupItemDTO: ResponseEncodable {
     struct Metadata: Encodable {
         var backupType: String?
         var hostname: String
