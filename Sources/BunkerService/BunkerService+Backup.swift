@@ -57,6 +57,8 @@ extension BunkerService {
             .backupFailed(error, sources: request.paths, request: nil, now: repository.now())
         } _: {
             try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
+                var request = request
+                request.compressionLevel = request.compressionLevel ?? configuration.repository.compressionLevel
                 let archiver = try Archiver(repository: repository, request: request, progress: progress)
                 return try await repository.withLock(exclusive: false) { try await archiver.run() }
             } describe: { Self.backupRecorded($0, by: actor) }
