@@ -169,10 +169,13 @@ public struct Configuration: Sendable {
             guard let job = ScheduledJobKind(rawValue: jobText) else {
                 throw t.error(key: "job", "job must be backup, cleanup, verify or drill, not \"\(jobText)\"")
             }
+            // A missing or mistyped key is already an error naming its line; only the expression's
+            // own errors (every error CronExpression throws) get the key's line here.
+            let cronText = try t.required { try $0.string("cron") }
             let cron: CronExpression
             do {
-                cron = try CronExpression(try t.required { try $0.string("cron") })
-            } catch let error as BunkerError where error.code == .invalidArgument && error.message.hasPrefix("The cron") {
+                cron = try CronExpression(cronText)
+            } catch let error as BunkerError {
                 throw t.error(key: "cron", error.message)
             }
             var backupType: BackupType?
