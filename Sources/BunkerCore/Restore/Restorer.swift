@@ -280,7 +280,7 @@ public final class Restorer: Sendable {
         let written: UInt64
         do {
             written = try await reader.read(node) { data in
-                try writeAll(data, to: fd, path: relative)
+                try writeAll(data, to: fd, path: "the file")  // the failure is recorded under the path
                 progress?.update { $0.bytesDone += UInt64(data.count) }
             }
         } catch let error as BunkerError where error.code == .integrity {
