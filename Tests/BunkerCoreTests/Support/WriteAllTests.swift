@@ -23,22 +23,23 @@ import Testing
     @Test func aWriteLargerThanAPipeArrivesWhole() throws {
         var fds: [Int32] = [0, 0]
         try #require(pipe(&fds) == 0)
+        let (readEnd, writeEnd) = (fds[0], fds[1])
         var rng = SeededGenerator(seed: 6)
         let data = rng.bytes(1 << 20)
         let received = Received()
         let reader = Thread {
             var buffer = [UInt8](repeating: 0, count: 7000)
             while true {
-                let n = read(fds[0], &buffer, buffer.count)
+                let n = read(readEnd, &buffer, buffer.count)
                 if n <= 0 { break }
                 received.append(buffer[0..<n])
             }
-            close(fds[0])
+            close(readEnd)
             received.finish()
         }
         reader.start()
-        try writeAll(data, to: fds[1], path: "the pipe")
-        close(fds[1])
+        try writeAll(data, to: writeEnd, path: "the pipe")
+        close(writeEnd)
         received.wait()
         #expect(received.data == data)
     }
