@@ -147,6 +147,9 @@ import Testing
         ("[repository\npath = 1\n", ":1:", "parsing"),
         ("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/y\"\n", ":6: name", "two sources"),
         ("[[schedule]]\njob = \"backup\"\ncron = \"0 25 * * *\"\n", ":3: cron", "25 is outside 0–23"),
+        ("[[schedule]]\njob = \"backup\"\ncron = \"0 23 * *\"\n", ":3: cron", "it needs 5"),
+        ("[[schedule]]\njob = \"backup\"\ncron = 23\n", ":3: cron", "must be a string"),
+        ("[[schedule]]\njob = \"backup\"\n", ":1:", "cron is required"),
         ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify or drill"),
         ("[[schedule]]\njob = \"verify\"\ncron = \"@daily\"\nbackup_type = \"full\"\n", ":4: backup_type", "job = \"backup\" only"),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"soon\"\n", ":5: timeout", "must be a duration"),
@@ -161,6 +164,7 @@ import Testing
             #expect(error.code == .invalidArgument)
             #expect(error.message.hasPrefix("/etc/bunker.toml" + location), "\(error.message)")
             #expect(error.message.contains(message), "\(error.message)")
+            #expect(error.message.components(separatedBy: "/etc/bunker.toml").count == 2, "the place is named once: \(error.message)")
         }
     }
 }
