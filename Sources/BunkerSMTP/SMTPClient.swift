@@ -62,8 +62,8 @@ public struct SMTPClient: Sendable {
             for recipient in message.to {
                 do {
                     _ = try await session.command("RCPT TO:<\(recipient.email)>", expect: [250, 251], "RCPT TO \(recipient.email)")
-                } catch let error as BunkerError where !SMTPFailure.isTransient(error) && error.message.contains("refused RCPT TO") {
-                    refused.append("\(recipient.email) (\(error.message))")
+                } catch let refusal as SMTPRefusal where !refusal.isTransient {
+                    refused.append("\(recipient.email) (\(refusal.error.message))")
                 }
             }
             guard refused.count < message.to.count else {
@@ -76,6 +76,9 @@ public struct SMTPClient: Sendable {
                                           timeout: max(settings.timeout, SMTPClient.endOfDataTimeout))
             _ = try? await session.command("QUIT", expect: 221, "QUIT")
             await session.close()
+        } catch let refusal as SMTPRefusal {
+            await session.close()
+            throw refusal.error
         } catch {
             await session.close()
             throw error
@@ -139,6 +142,25 @@ public enum SMTPFailure {
     public static func isTransient(_ error: any Error) -> Bool {
         guard let error = error as? BunkerError else { return true }
         return error.cause is Transient
+    }
+}
+
+/// A reply of the server other than the one a command expects, thrown by ``SMTPSession`` and
+/// turned into the ``BunkerError`` callers see when it leaves ``SMTPClient/send(_:)``, so that the
+/// client decides on the reply's code (a recipient refused for good), never on a message's wording.
+struct SMTPRefusal: Error, Sendable {
+    /// The server's reply code.
+    let code: Int
+    /// The server's host, the step that was refused and what the server said.
+    let host: String
+    let step: String
+    let said: String
+
+    /// 4xx replies: the server may accept later.
+    var isTransient: Bool { (400..<500).contains(code) }
+
+    var error: BunkerError {
+        SMTPFailure.error("The mail server \(host) refused \(step): \(said)", transient: isTransient)
     }
 }
 
@@ -218,7 +240,7 @@ final class SMTPSession: Sendable {
             if line.count == 3 || line[line.index(line.startIndex, offsetBy: 3)] == " " {
                 guard codes.contains(code) else {
                     let said = "\(code) \(texts.joined(separator: " "))"
-                    throw SMTPFailure.error("The mail server \(settings.host) refused \(step): \(said)", transient: (400..<500).contains(code))
+                    throw SMTPRefusal(code: code, host: settings.host, step: step, said: said)
                 }
                 return texts
             }

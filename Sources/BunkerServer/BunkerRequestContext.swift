@@ -10,8 +10,8 @@ public struct Identity: Sendable {
     public var role: Role
 
     /// The audit trail's actor for this request.
-    func actor(requestID: String) -> Actor {
-        Actor(name: username, channel: .api, userID: userID, requestID: requestID)
+    func actor(requestID: String) -> AuditActor {
+        AuditActor(name: username, channel: .api, userID: userID, requestID: requestID)
     }
 }
 

@@ -26,7 +26,7 @@ extension BunkerService {
     /// not done. A thrown error ends the operation with outcome `failure` and its message. An
     /// end row that cannot be written does not change the result reported (see ``finish(_:in:_:)``).
     func audited<T>(
-        _ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:],
+        _ action: String, target: String?, by actor: AuditActor, reason: String? = nil, details: [String: String] = [:],
         _ body: () async throws -> T, describe: (T) -> AuditedResult = { _ in AuditedResult() }
     ) async throws -> T {
         let catalog = try catalog()
@@ -69,7 +69,7 @@ extension BunkerService {
     }
 
     /// The end row of a backup: the snapshot's id, and its metadata row in `backups`.
-    static func backupRecorded(_ result: BackupResult, by actor: Actor) -> AuditedResult {
+    static func backupRecorded(_ result: BackupResult, by actor: AuditActor) -> AuditedResult {
         let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: actor.name, userID: actor.userID)
         var details = ["size_bytes": String(record.sizeBytes), "files": String(record.fileCount), "checksum": record.checksum]
         if !result.warnings.isEmpty { details["warnings"] = String(result.warnings.count) }

@@ -32,7 +32,7 @@ extension BunkerService {
 
     /// Runs one scheduled job. Failures are already audited and notified by the operation.
     func runScheduled(_ run: ScheduledRun) async {
-        let actor = Actor(name: "scheduler", channel: .system)
+        let actor = AuditActor(name: "scheduler", channel: .system)
         do {
             switch run.schedule.job {
             case .backup:

@@ -25,7 +25,7 @@ extension BunkerService {
     /// snapshot is written.
     ///
     /// Audited as `backup` by `actor`; the snapshot's metadata row is written with the end row.
-    public func backup(_ request: SourceBackupRequest, by actor: Actor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> BackupResult {
+    public func backup(_ request: SourceBackupRequest, by actor: AuditActor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> BackupResult {
         let names = request.sourceNames.isEmpty ? sources.filter { request.type.includes($0.kind) }.map(\.name) : request.sourceNames
         return try await notifying(by: actor) { result in
             .backupSucceeded(result, request: request, now: repository.now())
@@ -38,7 +38,7 @@ extension BunkerService {
 
     /// ``backup(_:by:reason:progress:)`` without notifications: the safety copy before a restore
     /// is told about in the restore's message.
-    func auditedBackup(_ request: SourceBackupRequest, by actor: Actor, reason: String?, progress: OperationProgress?) async throws -> BackupResult {
+    func auditedBackup(_ request: SourceBackupRequest, by actor: AuditActor, reason: String?, progress: OperationProgress?) async throws -> BackupResult {
         let selected = try selectSources(type: request.type, names: request.sourceNames)
         var details = ["backup_type": request.type.rawValue, "sources": selected.map(\.name).joined(separator: ",")]
         details["description"] = request.description
@@ -48,7 +48,7 @@ extension BunkerService {
     }
 
     /// Backs up plain paths (not configured sources) into one snapshot; audited as `backup`.
-    public func backup(paths request: BackupRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> BackupResult {
+    public func backup(paths request: BackupRequest, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> BackupResult {
         var details = ["paths": request.paths.joined(separator: ",")]
         details["description"] = request.description
         return try await notifying(by: actor) { result in
@@ -57,6 +57,8 @@ extension BunkerService {
             .backupFailed(error, sources: request.paths, request: nil, now: repository.now())
         } _: {
             try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
+                var request = request
+                request.compressionLevel = request.compressionLevel ?? configuration.repository.compressionLevel
                 let archiver = try Archiver(repository: repository, request: request, progress: progress)
                 return try await repository.withLock(exclusive: false) { try await archiver.run() }
             } describe: { Self.backupRecorded($0, by: actor) }

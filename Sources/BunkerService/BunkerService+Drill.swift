@@ -77,7 +77,7 @@ extension BunkerService {
     ///
     /// Audited as `drill` by `actor`; a drill that runs but fails its checks ends with outcome
     /// `failure`.
-    public func drill(snapshot reference: String?, sourceNames: [String] = [], by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
+    public func drill(snapshot reference: String?, sourceNames: [String] = [], by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
         var details: [String: String] = [:]
         if !sourceNames.isEmpty { details["sources"] = sourceNames.joined(separator: ",") }
         return try await notifying(by: actor) { (report: DrillReport) in

@@ -66,12 +66,12 @@ private struct ExportMetadata: Encodable {
 }
 
 extension BunkerService {
-    /// Writes a snapshot as the seed's ZIP to the file `path`: see
+    /// Writes a snapshot as a ZIP in the Clinical Dashboard API's layout to the file `path`: see
     /// ``export(snapshot:by:progress:streamingTo:)`` for what it holds. The archive is written
     /// to a temporary file beside `path` and renamed into place only when complete.
     ///
     /// Audited as `export` by `actor`.
-    public func export(snapshot reference: String, to path: String, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
+    public func export(snapshot reference: String, to path: String, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> ExportSummary {
         let target = Configuration.absolute(path, relativeTo: nil)
         return try await audited("export", target: reference, by: actor, details: ["file": path]) {
             if FileManager.default.fileExists(atPath: target) {
@@ -105,7 +105,7 @@ extension BunkerService {
         }
     }
 
-    /// Streams a snapshot as the seed's ZIP into `output`, front to back, holding one piece of it
+    /// Streams a snapshot as a ZIP in the Clinical Dashboard API's layout into `output`, front to back, holding one piece of it
     /// at a time (up to a repository chunk, or 256 KiB of gathered headers and small files) and
     /// writing none of it to disk (only an SQLite source's SQL text is made in the scratch
     /// directory first, from a copy of its database).
@@ -120,7 +120,7 @@ extension BunkerService {
     /// If `output` throws (a download's client went away), the export stops with that error.
     /// Audited as `export` by `actor`.
     public func export(
-        snapshot reference: String, by actor: Actor, progress: OperationProgress? = nil,
+        snapshot reference: String, by actor: AuditActor, progress: OperationProgress? = nil,
         streamingTo output: @escaping @Sendable (Data) async throws -> Void
     ) async throws -> ExportSummary {
         try await audited("export", target: reference, by: actor, details: ["file": "-"]) {
@@ -280,22 +280,6 @@ extension BunkerService {
         defer { close(fd) }
         try await reader.read(node) { data in
             try writeAll(data, to: fd, path: path)
-        }
-    }
-}
-
-/// Writes all of `data` to `fd` (retrying short writes and interruptions); a full disk is
-/// ``BunkerError/Code/storageFull``.
-func writeAll(_ data: Data, to fd: Int32, path: String) throws {
-    try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
-            }
-            done += n
         }
     }
 }

@@ -47,7 +47,7 @@ extension BunkerService {
     /// Queues `event` for the user who started the operation, every active SYSTEM_ADMIN and the
     /// configured addresses, and sends it now if this service delivers inline. Never throws:
     /// telling about an operation must not change its outcome.
-    func notify(_ event: NotificationEvent, initiator actor: Actor) async {
+    func notify(_ event: NotificationEvent, initiator actor: AuditActor) async {
         guard let outbox = notificationOutbox() else { return }
         var event = event
         event.initiatedBy = event.initiatedBy ?? actor.name
@@ -59,7 +59,7 @@ extension BunkerService {
 
     /// The initiator (the catalog user the actor is, or the local user of that name), every
     /// active SYSTEM_ADMIN with an address, and `[notifications] email_to`.
-    func recipients(for actor: Actor) -> [MailAddress] {
+    func recipients(for actor: AuditActor) -> [MailAddress] {
         var result: [MailAddress] = []
         if let catalog = try? catalog(), let users = try? catalog.users() {
             let initiator = users.first { user in
@@ -86,7 +86,7 @@ extension BunkerService {
     }
 
     /// Runs `body`; tells about its success or failure with the events the closures make.
-    func notifying<T>(by actor: Actor, success: (T) -> NotificationEvent?, failure: (any Error) -> NotificationEvent?, _ body: () async throws -> T) async throws -> T {
+    func notifying<T>(by actor: AuditActor, success: (T) -> NotificationEvent?, failure: (any Error) -> NotificationEvent?, _ body: () async throws -> T) async throws -> T {
         let value: T
         do {
             value = try await body()
@@ -102,7 +102,7 @@ extension BunkerService {
 extension BunkerService {
     /// Sends a test message through every configured notifier now, to the usual recipients and
     /// `extra`; returns what each delivery did. Throws when nothing is configured.
-    public func sendTestNotification(to extra: [String] = [], by actor: Actor = .localUser()) async throws -> [DeliveryResult] {
+    public func sendTestNotification(to extra: [String] = [], by actor: AuditActor = .localUser()) async throws -> [DeliveryResult] {
         guard let outbox = notificationOutbox() else {
             throw BunkerError(.invalidArgument, "No notifier is configured: add [smtp] (or SMTP_HOST) or a [[webhook]] to bunker.toml; see docs/notifications.md.")
         }

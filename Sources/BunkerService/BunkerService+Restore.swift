@@ -81,7 +81,7 @@ extension BunkerService {
     ///
     /// Audited as `restore` by `actor`, with the request's reason; the safety backup is audited
     /// as a backup of its own, inside the restore.
-    public func restore(_ request: SourceRestoreRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> RestoreOutcome {
+    public func restore(_ request: SourceRestoreRequest, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> RestoreOutcome {
         try await notifying(by: actor) { outcome in
             .restoreSucceeded(outcome, reason: request.reason, now: repository.now())
         } failure: { error in
@@ -91,7 +91,7 @@ extension BunkerService {
         }
     }
 
-    private func auditedRestore(_ request: SourceRestoreRequest, by actor: Actor, progress: OperationProgress?) async throws -> RestoreOutcome {
+    private func auditedRestore(_ request: SourceRestoreRequest, by actor: AuditActor, progress: OperationProgress?) async throws -> RestoreOutcome {
         try await audited("restore", target: request.snapshot, by: actor, reason: request.reason, details: Self.auditDetails(of: request)) {
             try await runRestore(request, by: actor, progress: progress)
         } describe: { outcome in
@@ -103,7 +103,7 @@ extension BunkerService {
 
     /// Restores a snapshot's tree as it is stored (a backup of plain paths, or part of any
     /// snapshot) under `target`; audited as `restore`.
-    public func restoreTree(snapshot reference: String, includes: [String] = [], to target: String, by actor: Actor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> RestoreReport {
+    public func restoreTree(snapshot reference: String, includes: [String] = [], to target: String, by actor: AuditActor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> RestoreReport {
         var details = ["destination": "directory:" + target]
         if !includes.isEmpty { details["include"] = includes.joined(separator: ",") }
         return try await audited("restore", target: reference, by: actor, reason: reason, details: details) {
@@ -144,7 +144,7 @@ extension BunkerService {
         return details
     }
 
-    private func runRestore(_ request: SourceRestoreRequest, by actor: Actor, progress: OperationProgress?) async throws -> RestoreOutcome {
+    private func runRestore(_ request: SourceRestoreRequest, by actor: AuditActor, progress: OperationProgress?) async throws -> RestoreOutcome {
         let (id, snapshot) = try await repository.findSnapshot(request.snapshot)
         guard let records = snapshot.sources else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths, not of configured sources; restore it with --target DIR.")
@@ -296,7 +296,7 @@ extension BunkerService {
     }
 
     /// Backs up the named sources as they are now, tagged `safety`; returns the snapshot id.
-    private func safetyBackup(of names: [String], before id: ID, by actor: Actor) async throws -> String {
+    private func safetyBackup(of names: [String], before id: ID, by actor: AuditActor) async throws -> String {
         var request = SourceBackupRequest(type: .full)
         request.sourceNames = names
         request.tags = ["safety"]

@@ -33,7 +33,7 @@ extension BunkerService {
     /// Applies the retention policy (the configured one unless the request names another).
     /// Audited as `forget` by `actor`; the removed snapshots' rows leave the catalog's `backups`
     /// table in the same transaction as the end row.
-    public func forget(policy: RetentionPolicy? = nil, dryRun: Bool = false, by actor: Actor = .localUser()) async throws -> ForgetReport {
+    public func forget(policy: RetentionPolicy? = nil, dryRun: Bool = false, by actor: AuditActor = .localUser()) async throws -> ForgetReport {
         let chosen = policy ?? configuration.retention
         return try await audited("forget", target: "repository", by: actor, details: ["policy": chosen.summary, "dry_run": String(dryRun)]) {
             try await repository.forget(policy: chosen, dryRun: dryRun)
@@ -43,7 +43,7 @@ extension BunkerService {
     }
 
     /// Removes data no snapshot references. Audited as `prune` by `actor`.
-    public func prune(_ options: PruneOptions, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> PruneReport {
+    public func prune(_ options: PruneOptions, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> PruneReport {
         try await audited("prune", target: "repository", by: actor, details: ["dry_run": String(options.dryRun)]) {
             try await Pruner(repository: repository, options: options, progress: progress).run()
         } describe: { report in
@@ -54,7 +54,7 @@ extension BunkerService {
     /// Forget, then prune, under one exclusive lock, so that no backup can slip in between and
     /// nothing the forget kept can be pruned. A dry run takes a shared lock and plans the prune
     /// as if the forget had happened. Audited as `cleanup` by `actor`, like ``forget(policy:dryRun:by:)``.
-    public func cleanup(_ request: CleanupRequest, by actor: Actor = .localUser(), progress: OperationProgress? = nil) async throws -> CleanupOutcome {
+    public func cleanup(_ request: CleanupRequest, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> CleanupOutcome {
         let policy = request.policy ?? configuration.retention
         var options = request.prune
         options.dryRun = request.dryRun
@@ -81,7 +81,7 @@ extension BunkerService {
 
     /// Places a hold on a snapshot (id, unique prefix or `latest`). Audited as `hold.add` by
     /// `actor`, with the reason.
-    public func addHold(to snapshot: String, reason: String, by actor: Actor = .localUser()) async throws -> HoldRecord {
+    public func addHold(to snapshot: String, reason: String, by actor: AuditActor = .localUser()) async throws -> HoldRecord {
         try await audited("hold.add", target: snapshot, by: actor, reason: reason) {
             try await repository.addHold(to: snapshot, reason: reason)
         } describe: { record in
@@ -91,7 +91,7 @@ extension BunkerService {
 
     /// Removes every hold on a snapshot (id or unique prefix of the snapshot or of a hold).
     /// Audited as `hold.remove` by `actor`.
-    public func removeHolds(_ reference: String, by actor: Actor = .localUser()) async throws -> [HoldRecord] {
+    public func removeHolds(_ reference: String, by actor: AuditActor = .localUser()) async throws -> [HoldRecord] {
         try await audited("hold.remove", target: reference, by: actor) {
             try await repository.removeHolds(reference)
         } describe: { removed in

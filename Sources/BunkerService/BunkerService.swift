@@ -3,7 +3,7 @@ import BunkerSources
 import Foundation
 import Synchronization
 
-/// The seed's backup types: which sources a backup (or a restore) takes.
+/// The backup types of the Clinical Dashboard API: which sources a backup (or a restore) takes.
 public enum BackupType: String, Sendable, Codable, CaseIterable {
     case full, database, files
 
@@ -19,7 +19,7 @@ public enum BackupType: String, Sendable, Codable, CaseIterable {
 /// The operations both faces of Bunker (the CLI, later the HTTP server) run: backups of the
 /// configured sources, safe restores, restore drills, exports and verifies.
 ///
-/// Every operation is audited here, not by its caller: it takes the ``Actor`` who asked, writes
+/// Every operation is audited here, not by its caller: it takes the ``AuditActor`` who asked, writes
 /// a start row before touching anything and an end row (with the catalog change it made, such
 /// as a new backup's metadata) when it ends, so that the CLI and the server audit alike.
 public final class BunkerService: Sendable {

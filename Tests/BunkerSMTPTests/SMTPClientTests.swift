@@ -166,6 +166,77 @@ import Testing
         }
     }
 
+    /// A server that refuses `nobody@` for good (550) and `later@` for now (450), and accepts
+    /// everyone else and the message; what the client sent is collected in `heard`.
+    private func refusingServer(_ listener: Int32, heard: Heard) {
+        ScriptedConnection.serveOnce(listener) { connection in
+            connection.say("220 picky ESMTP\r\n")
+            while true {
+                let line = connection.hear(until: "\r\n")
+                heard.add(line)
+                if line.isEmpty || line.hasPrefix("QUIT") {
+                    connection.say("221 bye\r\n")
+                    return
+                } else if line.hasPrefix("RCPT TO:<nobody@") {
+                    connection.say("550 5.1.1 no such mailbox\r\n")
+                } else if line.hasPrefix("RCPT TO:<later@") {
+                    connection.say("450 4.2.1 mailbox busy, try again\r\n")
+                } else if line.hasPrefix("DATA") {
+                    connection.say("354 go ahead\r\n")
+                    heard.add(connection.hear(until: "\r\n.\r\n"))
+                    connection.say("250 queued\r\n")
+                } else {
+                    connection.say("250 ok\r\n")
+                }
+            }
+        }
+    }
+
+    @Test func aRecipientRefusedForGoodIsLeftOutAndTheOthersGetTheMessage() async throws {
+        let (listener, port) = try listeningSocket(backlog: 1)
+        defer { close(listener) }
+        let heard = Heard()
+        refusingServer(listener, heard: heard)
+        try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .none, timeout: 5))
+            .send(message(to: ["nobody@clinic.example", "admin@clinic.example"]))
+        let lines = heard.lines
+        #expect(lines.contains("RCPT TO:<nobody@clinic.example>\r\n"))
+        #expect(lines.contains("RCPT TO:<admin@clinic.example>\r\n"))
+        #expect(lines.contains("DATA\r\n"), "the message went to the recipient the server accepted")
+    }
+
+    @Test func aRecipientRefusedForNowFailsTheAttemptWorthRetrying() async throws {
+        let (listener, port) = try listeningSocket(backlog: 1)
+        defer { close(listener) }
+        let heard = Heard()
+        refusingServer(listener, heard: heard)
+        do {
+            try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .none, timeout: 5))
+                .send(message(to: ["admin@clinic.example", "later@clinic.example"]))
+            Issue.record("a temporary refusal was taken for a delivery")
+        } catch let error as BunkerError {
+            #expect(error.code == .network)
+            #expect(error.message.contains("refused RCPT TO later@clinic.example: 450"), "\(error.message)")
+            #expect(SMTPFailure.isTransient(error))
+        }
+        #expect(!heard.lines.contains("DATA\r\n"), "no message is sent while a recipient may still accept it")
+    }
+
+    @Test func everyRecipientRefusedForGoodIsAFailureNotWorthRetrying() async throws {
+        let (listener, port) = try listeningSocket(backlog: 1)
+        defer { close(listener) }
+        refusingServer(listener, heard: Heard())
+        do {
+            try await SMTPClient(settings: SMTPSettings(host: "127.0.0.1", port: port, security: .none, timeout: 5))
+                .send(message(to: ["nobody@clinic.example"]))
+            Issue.record("a refused recipient was taken for a delivery")
+        } catch let error as BunkerError {
+            #expect(error.message.hasPrefix("The mail server refused every recipient: nobody@clinic.example ("), "\(error.message)")
+            #expect(error.message.contains("550 5.1.1 no such mailbox"), "\(error.message)")
+            #expect(!SMTPFailure.isTransient(error))
+        }
+    }
+
     @Test func dotsAtTheStartOfALineAreDoubled() {
         #expect(SMTPClient.dotStuffedForTesting(".a\r\nb\r\n.c") == "..a\r\nb\r\n..c\r\n")
     }
@@ -198,4 +269,13 @@ private struct ScriptedConnection {
         }
         return heard
     }
+}
+
+/// What a scripted server heard, read by the test after the client is done.
+private final class Heard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [String] = []
+
+    func add(_ line: String) { lock.withLock { collected.append(line) } }
+    var lines: [String] { lock.withLock { collected } }
 }

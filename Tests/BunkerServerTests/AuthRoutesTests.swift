@@ -58,7 +58,7 @@ private func me(_ client: any TestClientProtocol, token: String) async throws ->
         }
     }
 
-    @Test func loginAnswersTheSeedsShapeAndTheTokenIdentifiesTheUser() async throws {
+    @Test func loginAnswersTheClinicalDashboardShapeAndTheTokenIdentifiesTheUser() async throws {
         try await withServer { client, catalog, clock in
             let response = try await login(client, "alice", "alice-password")
             #expect(response.status == .ok)

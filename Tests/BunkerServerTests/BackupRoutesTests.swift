@@ -7,14 +7,14 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// The seed's backup routes, their shapes compared field by field with issue 6.
+/// The Clinical Dashboard API's backup routes, their shapes compared field by field with issue 6.
 @Suite struct BackupRoutesTests {
     static func isHex64(_ text: String?) -> Bool {
         guard let text else { return false }
         return text.utf8.count == 64 && text.allSatisfy(\.isHexDigit) && text == text.lowercased()
     }
 
-    @Test func backupWaitsAndAnswersTheSeedsShape() async throws {
+    @Test func backupWaitsAndAnswersTheClinicalDashboardShape() async throws {
         try await withAPI { api in
             let body = try await api.backup(try await api.token("alice"), description: "before the upgrade")
             #expect(body.keys.sorted() == ["backup_id", "checksum", "created_at", "filename", "size_mb", "success"])
@@ -35,7 +35,7 @@ import Testing
         }
     }
 
-    @Test func backupsAreListedNewestFirstWithTheSeedsFields() async throws {
+    @Test func backupsAreListedNewestFirstWithTheClinicalDashboardFields() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")
             let first = try await api.backup(alice, description: "first", type: "full")

@@ -69,7 +69,7 @@ private func makeKeepLastOneService(in dir: String) async throws -> BunkerServic
             #expect(cleanup.forget.removed == [ids[0]])
 
             let rows = Array(try catalog.auditRecords(AuditFilter(limit: 1000)).dropFirst(before))
-            let me = Actor.localUser().name
+            let me = AuditActor.localUser().name
             #expect(rows.map(\.action) == ["hold.add", "hold.add", "forget", "forget", "hold.remove", "hold.remove", "prune", "prune", "cleanup", "cleanup"])
             #expect(rows.map(\.outcome) == Array(repeating: [AuditOutcome.started, .success], count: 5).flatMap { $0 })
             #expect(rows.allSatisfy { $0.actor == me }, "\(rows.map(\.actor))")

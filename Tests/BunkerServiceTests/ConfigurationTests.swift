@@ -43,7 +43,7 @@ import Testing
         #expect(config.retention == retention, "a table with a keep rule replaces the default tiers")
     }
 
-    @Test func retentionTableReadsEveryKeyAndTheSeedsComplianceDays() throws {
+    @Test func retentionTableReadsEveryKeyAndTheClinicalDashboardComplianceDays() throws {
         let config = try Configuration(text: """
             [retention]
             keep_last = 2
@@ -67,7 +67,7 @@ import Testing
         let defaults = try Configuration(text: "[retention]\nmin_age_days = 3\n", file: "/etc/bunker.toml", environment: [:])
         var standard = RetentionPolicy.standard(complianceDays: 2555)
         standard.minimumAge = .days(3)
-        #expect(defaults.retention == standard, "without keep rules the seed's tiers apply")
+        #expect(defaults.retention == standard, "without keep rules the DermAI retention tiers apply")
         #expect(try Configuration(environment: ["BACKUP_RETENTION_DAYS": "365"]).retention == .standard(complianceDays: 365))
     }
 
@@ -98,14 +98,14 @@ import Testing
         #expect(none.effectiveSchedules == Schedule.defaults)
     }
 
-    @Test func seedEnvironmentVariablesOverrideTheFile() throws {
+    @Test func clinicalDashboardEnvironmentVariablesOverrideTheFile() throws {
         let config = try Configuration(text: "[repository]\npath = \"/a\"\ncompression_level = 3\n", file: "/x/bunker.toml",
                                        environment: ["BACKUP_DIR": "/b", "BACKUP_COMPRESSION_LEVEL": "9"])
         #expect(config.repository.path == "/b")
         #expect(config.repository.compressionLevel == 9)
     }
 
-    @Test func seedMailVariablesAreReadStrictly() throws {
+    @Test func clinicalDashboardMailVariablesAreReadStrictly() throws {
         let config = try Configuration(environment: ["SMTP_HOST": "mail.clinic.test", "SMTP_PORT": "2525", "SMTP_TLS": "False"])
         #expect(config.smtp?.port == 2525)
         #expect(config.smtp?.security == SMTPSettings.Security.none)
@@ -147,6 +147,9 @@ import Testing
         ("[repository\npath = 1\n", ":1:", "parsing"),
         ("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/y\"\n", ":6: name", "two sources"),
         ("[[schedule]]\njob = \"backup\"\ncron = \"0 25 * * *\"\n", ":3: cron", "25 is outside 0–23"),
+        ("[[schedule]]\njob = \"backup\"\ncron = \"0 23 * *\"\n", ":3: cron", "it needs 5"),
+        ("[[schedule]]\njob = \"backup\"\ncron = 23\n", ":3: cron", "must be a string"),
+        ("[[schedule]]\njob = \"backup\"\n", ":1:", "cron is required"),
         ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify or drill"),
         ("[[schedule]]\njob = \"verify\"\ncron = \"@daily\"\nbackup_type = \"full\"\n", ":4: backup_type", "job = \"backup\" only"),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"soon\"\n", ":5: timeout", "must be a duration"),
@@ -161,6 +164,7 @@ import Testing
             #expect(error.code == .invalidArgument)
             #expect(error.message.hasPrefix("/etc/bunker.toml" + location), "\(error.message)")
             #expect(error.message.contains(message), "\(error.message)")
+            #expect(error.message.components(separatedBy: "/etc/bunker.toml").count == 2, "the place is named once: \(error.message)")
         }
     }
 }

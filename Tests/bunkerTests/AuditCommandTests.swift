@@ -52,7 +52,7 @@ private func auditRowCount(_ database: String) throws -> Int? {
             let rows = try auditRows(e)
             #expect(rows.map { $0["action"] as? String } == ["backup", "backup"])
             #expect(rows.map { $0["outcome"] as? String } == ["started", "success"])
-            let me = Actor.localUser().name
+            let me = AuditActor.localUser().name
             #expect(rows.allSatisfy { $0["actor"] as? String == me }, "actor is the local user \(me): \(rows)")
             #expect(rows[1]["operation_seq"] as? Int == 1)
             #expect(rows[1]["target"] as? String == snapshot)
@@ -130,7 +130,7 @@ private func auditRowCount(_ database: String) throws -> Int? {
             let rows = try auditRows(e)
             #expect(rows.map { $0["outcome"] as? String } == ["started", "interrupted"])
             #expect(rows[1]["action"] as? String == "backup" && rows[1]["operation_seq"] as? Int == 1)
-            #expect(rows[1]["actor"] as? String == Actor.localUser().name)
+            #expect(rows[1]["actor"] as? String == AuditActor.localUser().name)
             let verify = try BunkerProcess.run(["audit", "verify", "--json"], environment: e)
             #expect(verify.status == 0, "\(verify.stdout)")
         }

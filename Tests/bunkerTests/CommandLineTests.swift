@@ -95,6 +95,29 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// The level comes from the flag, else the configuration: `compression_level`, with
+    /// BACKUP_COMPRESSION_LEVEL over it (read, and refused when wrong, by the configuration alone).
+    @Test func initTakesTheLevelFromTheConfigurationWithTheVariableOverIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = dir + "/bunker.toml"
+            try "data_dir = \"\(dir)/data\"\n[repository]\ncompression_level = 7\n".write(toFile: config, atomically: true, encoding: .utf8)
+            func level(_ name: String, _ environment: [String: String], flag: [String] = []) throws -> Int? {
+                let run = try BunkerProcess.run(["init", "--repo", dir + "/" + name, "--config", config, "--json"] + flag,
+                                                environment: environment.merging(["BUNKER_PASSWORD": "pw"]) { a, _ in a })
+                #expect(run.status == 0, "\(run.stderr)")
+                return try (json(run.stdout) as? [String: Any])?["compression_level"] as? Int
+            }
+            #expect(try level("file", [:]) == 7)
+            #expect(try level("variable", ["BACKUP_COMPRESSION_LEVEL": "9"]) == 9)
+            #expect(try level("flag", ["BACKUP_COMPRESSION_LEVEL": "9"], flag: ["--compression-level", "2"]) == 2)
+            let wrong = try BunkerProcess.run(["init", "--repo", dir + "/wrong", "--config", config],
+                                              environment: ["BUNKER_PASSWORD": "pw", "BACKUP_COMPRESSION_LEVEL": "max"])
+            #expect(wrong.status == 64)
+            #expect(wrong.stderr.contains("BACKUP_COMPRESSION_LEVEL=max is not a zstd level from 1 to 19"), "\(wrong.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/wrong"))
+        }
+    }
+
     /// A repository inside a files source would be moved aside and deleted by a restore in place.
     @Test func initAndBackupRefuseARepositoryInsideAFilesSource() async throws {
         try await withTemporaryDirectory { dir in

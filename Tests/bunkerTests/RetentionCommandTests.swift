@@ -83,7 +83,7 @@ private func json(_ text: String) throws -> Any {
                 return "\(action) \(row["outcome"] as? String ?? "")"
             }
             #expect(ends == ["hold.add failure", "hold.add success", "forget success", "forget success", "prune success", "forget failure", "cleanup success", "hold.remove success", "forget success"], "\(ends)")
-            #expect(rows.allSatisfy { $0["actor"] as? String == Actor.localUser().name })
+            #expect(rows.allSatisfy { $0["actor"] as? String == AuditActor.localUser().name })
         }
     }
 

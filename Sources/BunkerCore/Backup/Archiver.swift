@@ -59,7 +59,7 @@ public struct BackupRequest: Sendable {
     public var excludes: [String] = []
     public var tags: [String] = []
     public var description: String?
-    /// The seed's backup type (`full`, `database`, `files`), recorded in the snapshot.
+    /// The backup type of the Clinical Dashboard API (`full`, `database`, `files`), recorded in the snapshot.
     public var backupType: String?
     public var parent: ParentSelection = .automatic
     /// zstd level; nil uses the repository's.

@@ -16,7 +16,7 @@ public struct Snapshot: Codable, Sendable {
     public var parent: ID?
     public var programVersion: String
     public var summary: BackupSummary?
-    /// The seed's backup type: `full`, `database` or `files`; nil for a backup of plain paths.
+    /// The backup type of the Clinical Dashboard API: `full`, `database` or `files`; nil for a backup of plain paths.
     public var backupType: String?
     /// The configured sources this snapshot holds, one root directory each; nil for a backup of
     /// plain paths.

@@ -280,7 +280,7 @@ public final class Restorer: Sendable {
         let written: UInt64
         do {
             written = try await reader.read(node) { data in
-                try write(fd: fd, data, path: relative)
+                try writeAll(data, to: fd, path: "the file")  // the failure is recorded under the path
                 progress?.update { $0.bytesDone += UInt64(data.count) }
             }
         } catch let error as BunkerError where error.code == .integrity {
@@ -302,20 +302,6 @@ public final class Restorer: Sendable {
             $0.bytesRestored += written
         }
         progress?.update { $0.filesDone += 1 }
-    }
-
-    private func write(fd: Int32, _ data: Data, path: String) throws {
-        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var done = 0
-            while done < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write: \(String(cString: strerror(errno))).")
-                }
-                done += n
-            }
-        }
     }
 
     private func times(of node: Node) -> [timespec] {

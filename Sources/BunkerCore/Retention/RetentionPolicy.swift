@@ -15,7 +15,7 @@ import Foundation
 ///   each of the n most recent hours (days, ISO weeks, months, years) that have one.
 /// - `keep_within d`: everything taken less than d before now.
 /// - `keep_within_hourly/daily/weekly/monthly/yearly d`: the newest snapshot of every hour (day,
-///   …) that lies less than d before now — the seed's tiers are written this way.
+///   …) that lies less than d before now — the DermAI retention tiers are written this way.
 /// - `keep_tags`: any snapshot carrying one of the tags.
 ///
 /// And whatever the rules say, a snapshot is never removed while it is **held**, while it is
@@ -46,7 +46,7 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
     /// A policy with no keep rule (only the floors); set rules on it.
     public init() {}
 
-    /// The seed's tiers: the newest backup of every day for 7 days, of every week for 30 days,
+    /// The DermAI retention tiers: the newest backup of every day for 7 days, of every week for 30 days,
     /// of every month for 365 days and of every year for the compliance period.
     public static func standard(complianceDays: Int = 2555) -> RetentionPolicy {
         var policy = RetentionPolicy()

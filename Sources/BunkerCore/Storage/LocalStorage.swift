@@ -250,16 +250,12 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXFailure(errno: errno, operation: "create", path: file) }
         defer { close(fd) }
-        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var done = 0
-            while done < buffer.count {
-                let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw POSIXFailure(errno: errno, operation: "write", path: file)
-                }
-                done += n
-            }
+        do {
+            try writeAll(data, to: fd, path: file)
+        } catch let error as BunkerError {
+            // The caller maps the system call's failure to what it means for the repository.
+            if let failure = error.cause as? POSIXFailure { throw failure }
+            throw error
         }
         if fsync(fd) != 0 { throw POSIXFailure(errno: errno, operation: "fsync", path: file) }
     }

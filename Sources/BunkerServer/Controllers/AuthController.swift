@@ -14,7 +14,7 @@ struct AuthController {
         var password: String
     }
 
-    /// The seed's login answer, field for field.
+    /// The login answer as Clinical Dashboard clients expect it, field for field.
     struct LoginResponse: ResponseEncodable {
         var accessToken: String
         var tokenType = "bearer"
@@ -66,7 +66,7 @@ struct AuthController {
                 try catalog.recordDenied(
                     "auth.login", target: tried,
                     reason: "too many failed logins from \(client) (\(throttle.policy.maxFailures) in \(Int(throttle.policy.window)) s); its logins are refused for \(refusal.retryAfter) s",
-                    by: Actor(name: tried, channel: .api, requestID: context.id))
+                    by: AuditActor(name: tried, channel: .api, requestID: context.id))
             }
             throw APIError(
                 .tooManyRequests, code: "rate_limited",

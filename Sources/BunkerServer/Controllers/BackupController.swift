@@ -5,7 +5,7 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// The seed's backup routes: create, list, show, download, verify and restore.
+/// The Clinical Dashboard API's backup routes: create, list, show, download, verify and restore.
 ///
 /// Only `SYSTEM_ADMIN` creates, downloads, verifies and restores; every role lists and reads
 /// backups. Backups and restores go through the ``WriterGate``: one at a time.
@@ -92,7 +92,7 @@ struct BackupController {
         var limit: Int?
     }
 
-    @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItem] {
+    @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItemDTO] {
         let query = try request.query(as: ListQuery.self, context: context)
         let limit = query.limit ?? 50
         guard (1...1000).contains(limit) else {
@@ -101,12 +101,12 @@ struct BackupController {
         return try deps.catalog.backups(limit: limit).map(item)
     }
 
-    @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItem {
+    @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItemDTO {
         try item(try await record(Validate.backupID(context)))
     }
 
-    private func item(_ record: BackupRecord) throws -> BackupItem {
-        BackupItem(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+    private func item(_ record: BackupRecord) throws -> BackupItemDTO {
+        BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
     }
 
     /// The catalog row of a backup id or prefix; 404 if there is none.

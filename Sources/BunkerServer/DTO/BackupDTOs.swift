@@ -3,14 +3,14 @@ import BunkerService
 import Foundation
 import Hummingbird
 
-/// The wire forms of backups, field for field as the seed's API has them.
+/// The wire forms of backups, field for field as the Clinical Dashboard API has them.
 enum WireTime {
     /// ISO 8601 in UTC, whole seconds: `2026-12-02T12:38:23Z`.
     static func string(_ date: Date) -> String {
         ISO8601DateFormatter().string(from: date)
     }
 
-    /// The seed's file name of a backup: `backup_YYYYMMDD_HHMMSS.zip`, from its UTC time.
+    /// A backup's file name in the Clinical Dashboard API: `backup_YYYYMMDD_HHMMSS.zip`, from its UTC time.
     static func backupFilename(_ date: Date) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
@@ -18,7 +18,7 @@ enum WireTime {
         return String(format: "backup_%04d%02d%02d_%02d%02d%02d.zip", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
     }
 
-    /// Bytes as the seed's `size_mb`: MiB with two decimals.
+    /// Bytes as the Clinical Dashboard API's `size_mb`: MiB with two decimals.
     static func megabytes(_ bytes: Int64) -> Double {
         (Double(bytes) / 1_048_576 * 100).rounded() / 100
     }
@@ -67,7 +67,7 @@ struct JobAccepted: ResponseEncodable {
 }
 
 /// One backup in `GET /backups` and `GET /backup/{id}`.
-struct BackupItem: ResponseEncodable {
+struct BackupItemDTO: ResponseEncodable {
     struct Metadata: Encodable {
         var backupType: String?
         var hostname: String
@@ -134,7 +134,7 @@ struct BackupItem: ResponseEncodable {
             fileCount: record.fileCount, sizeBytes: record.sizeBytes, storedBytes: record.storedBytes)
     }
 
-    /// Every key, null or not: the seed's clients read them all.
+    /// Every key, null or not: Clinical Dashboard clients read them all.
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(id, forKey: .id)

@@ -101,9 +101,7 @@ struct AuditAnchor: Sendable {
         let previous = last?.mac ?? AuditRecord.genesisHash
         let signed = signature(version: "v3", seq: head.seq, hash: head.hash, timestamp: timestamp, macFrom: from, previous: previous)
         let line = "v3 \(head.seq) \(head.hash) \(timestamp) \(from) \(signed)\n"
-        guard Glibc.write(fd, line, line.utf8.count) == line.utf8.count, fsync(fd) == 0 else {
-            throw BunkerError(.catalog, "Cannot write the audit anchor file \(file): \(String(cString: strerror(errno))).")
-        }
+        try SecretFile.writeCatalogFile(line, to: fd, naming: "the audit anchor file \(file)")
         let headLine = "v2 \(head.seq) \(signed) \(headSignature(seq: head.seq, mac: signed))\n"
         let temp = headFile + ".tmp"
         unlink(temp)

@@ -107,7 +107,7 @@ extension Catalog {
     }
 
     /// Records a refused request (a role without the permission): one `denied` row.
-    public func recordDenied(_ action: String, target: String?, reason: String, by actor: Actor) throws {
+    public func recordDenied(_ action: String, target: String?, reason: String, by actor: AuditActor) throws {
         _ = try write { db in
             try append(AuditEntry(action: action, target: target, outcome: .denied, reason: reason), by: actor, in: db)
         }

@@ -17,7 +17,7 @@ extension Catalog {
     /// made by `unknown (rebuilt)` unless the snapshot names its user; rows already there keep
     /// what they say. Audited as `catalog.rebuild`; returns the number of rows added.
     @discardableResult
-    public func rebuildBackups(from snapshots: [(id: ID, snapshot: Snapshot)], by actor: Actor) throws -> Int {
+    public func rebuildBackups(from snapshots: [(id: ID, snapshot: Snapshot)], by actor: AuditActor) throws -> Int {
         try write { db in
             var added = 0
             for (id, snapshot) in snapshots where try !BackupRecord.exists(db, key: id.hex) {

@@ -8,12 +8,12 @@ public struct AuditedOperation: Sendable {
     public let startSeq: Int64
     public let action: String
     public let target: String?
-    public let actor: Actor
+    public let actor: AuditActor
 }
 
 extension Catalog {
     /// Writes an operation's start row and its running job, in one transaction.
-    public func begin(_ action: String, target: String?, by actor: Actor, reason: String? = nil, details: [String: String] = [:]) throws -> AuditedOperation {
+    public func begin(_ action: String, target: String?, by actor: AuditActor, reason: String? = nil, details: [String: String] = [:]) throws -> AuditedOperation {
         try write { db in
             let start = try append(AuditEntry(action: action, target: target, outcome: .started, reason: reason, details: details), by: actor, in: db)
             let job = JobRecord(
@@ -58,8 +58,8 @@ extension Catalog {
                 // Re-read under the write lock: another process may have closed it meanwhile.
                 guard try JobRecord.fetchOne(db, key: job.id)?.state == .running else { continue }
                 let start = try AuditRecord.fetchOne(db, key: job.auditSeq)
-                let via = start?.detailValues["via"].flatMap(Actor.Channel.init(rawValue:)) ?? .system
-                let actor = Actor(name: job.actor, channel: via, requestID: start?.requestID)
+                let via = start?.detailValues["via"].flatMap(AuditActor.Channel.init(rawValue:)) ?? .system
+                let actor = AuditActor(name: job.actor, channel: via, requestID: start?.requestID)
                 try append(
                     AuditEntry(action: job.kind, target: job.target, outcome: .interrupted,
                                details: ["job": job.id, "pid": String(job.pid), "detected_by_pid": String(getpid())],

@@ -198,7 +198,7 @@ public final class Catalog: Sendable {
     /// Appends the next row of the audit trail; call inside ``write(_:)``, with the change the
     /// row records.
     @discardableResult
-    func append(_ entry: AuditEntry, by actor: Actor, in db: Database) throws -> AuditRecord {
+    func append(_ entry: AuditEntry, by actor: AuditActor, in db: Database) throws -> AuditRecord {
         let head = try AuditRecord.order(Column("seq").desc).fetchOne(db)
         var details = entry.details
         details["via"] = actor.channel.rawValue

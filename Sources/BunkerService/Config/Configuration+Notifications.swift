@@ -2,13 +2,13 @@ import BunkerCore
 import BunkerSMTP
 import Foundation
 
-/// `[smtp]`: the mail server, with the seed's `SMTP_*` and `EMAILS_FROM_*` variables over it.
+/// `[smtp]`: the mail server, with the Clinical Dashboard's `SMTP_*` and `EMAILS_FROM_*` variables over it.
 public struct SMTPConfiguration: Sendable, Equatable {
     public var host: String
     public var port: Int?
     public var security: SMTPSettings.Security = .starttls
     public var user: String?
-    /// The variable holding the password (default `SMTP_PASSWORD`, the seed's name).
+    /// The variable holding the password (default `SMTP_PASSWORD`, the Clinical Dashboard's name).
     public var passwordEnvironment = "SMTP_PASSWORD"
     public var passwordFile: String?
     public var fromEmail = "bunker@localhost"
@@ -25,7 +25,7 @@ public struct NotificationSettings: Sendable, Equatable {
     public var emailTo: [String] = []
     /// The events that send e-mail; nil: all.
     public var emailEvents: Set<NotificationEvent.Kind>?
-    /// An alert when no backup succeeded for this long (the seeds use 25 and 48 hours).
+    /// An alert when no backup succeeded for this long (the DermAI strategy alerts after 25 hours, the Clinical Dashboard guide after 48).
     public var backupOverdueHours = 25.0
     /// An alert when the repository's filesystem has less free space than this.
     public var minFreeSpacePercent = 20.0
@@ -43,7 +43,7 @@ public struct WebhookSettings: Sendable, Equatable {
 }
 
 extension Configuration {
-    /// Reads `[smtp]`, `[notifications]` and `[[webhook]]`, then the seed's variables.
+    /// Reads `[smtp]`, `[notifications]` and `[[webhook]]`, then the Clinical Dashboard's variables.
     mutating func readNotificationSettings(_ reader: inout TableReader, base: String) throws {
         if var t = try reader.table("smtp") {
             if t.has("password") {
@@ -106,7 +106,7 @@ extension Configuration {
         })
     }
 
-    /// The seed's variables: SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_TLS (true: STARTTLS),
+    /// The Clinical Dashboard's variables: SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_TLS (true: STARTTLS),
     /// SMTP_SSL (true: implicit TLS), EMAILS_FROM_EMAIL, EMAILS_FROM_NAME. SMTP_PASSWORD is read
     /// when mail is sent.
     ///

@@ -3,7 +3,7 @@ import BunkerSources
 import Foundation
 import TOMLKit
 
-/// Bunker's settings: `bunker.toml` with the seed's environment variables over it.
+/// Bunker's settings: `bunker.toml` with the Clinical Dashboard's environment variables over it.
 ///
 /// The file's shape is the one in DESIGN.md. Every key is checked: an unknown key, a value of the
 /// wrong type or a missing required key is an error that names the file and line.
@@ -66,11 +66,11 @@ public struct Configuration: Sendable {
     /// `[audit] key_file`: the audit anchors' key, kept outside the data directory if wanted;
     /// default `<data_dir>/audit.key`.
     public var auditKeyFile: String?
-    /// `[smtp]`, or the seed's SMTP_* variables; nil: no e-mail.
+    /// `[smtp]`, or the Clinical Dashboard's SMTP_* variables; nil: no e-mail.
     public var smtp: SMTPConfiguration?
     public var notifications = NotificationSettings()
     public var webhooks: [WebhookSettings] = []
-    /// The `[retention]` policy; without one, the seed's tiers (``RetentionPolicy/standard(complianceDays:)``).
+    /// The `[retention]` policy; without one, the DermAI retention tiers (``RetentionPolicy/standard(complianceDays:)``).
     public var retention = RetentionPolicy.standard()
 
     /// A configuration from the environment and defaults alone.
@@ -169,10 +169,13 @@ public struct Configuration: Sendable {
             guard let job = ScheduledJobKind(rawValue: jobText) else {
                 throw t.error(key: "job", "job must be backup, cleanup, verify or drill, not \"\(jobText)\"")
             }
+            // A missing or mistyped key is already an error naming its line; only the expression's
+            // own errors (every error CronExpression throws) get the key's line here.
+            let cronText = try t.required { try $0.string("cron") }
             let cron: CronExpression
             do {
-                cron = try CronExpression(try t.required { try $0.string("cron") })
-            } catch let error as BunkerError where error.code == .invalidArgument && error.message.hasPrefix("The cron") {
+                cron = try CronExpression(cronText)
+            } catch let error as BunkerError {
                 throw t.error(key: "cron", error.message)
             }
             var backupType: BackupType?
@@ -219,7 +222,7 @@ public struct Configuration: Sendable {
         try checkRepositoryIsOutsideSources(repository.path)
     }
 
-    /// Reads `[retention]`. Without any `keep_*` key the seed's tiers apply (so a table that only
+    /// Reads `[retention]`. Without any `keep_*` key the DermAI retention tiers apply (so a table that only
     /// sets `min_age_days` keeps them); with one, exactly the rules written.
     private static func readRetention(_ table: inout TableReader) throws -> RetentionPolicy {
         let counts = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
@@ -248,10 +251,10 @@ public struct Configuration: Sendable {
         return policy
     }
 
-    /// The seed's environment variables win over the file. A value that cannot be meant is an
+    /// The Clinical Dashboard's environment variables win over the file. A value that cannot be meant is an
     /// error naming the variable, never silently ignored.
     private mutating func applyOverrides(_ environment: [String: String]) throws {
-        // The seed's compliance period: how long a yearly backup is kept.
+        // The Clinical Dashboard's compliance period: how long a yearly backup is kept.
         if let days = try Self.integer("BACKUP_RETENTION_DAYS", in: environment, range: 1...100_000, meaning: "a number of days") {
             retention.keepWithinYearly = .days(days)
         }

@@ -11,7 +11,7 @@ public enum ScheduledJobKind: String, Sendable, Codable, CaseIterable {
 public struct Schedule: Sendable, Equatable {
     public var job: ScheduledJobKind
     public var cron: CronExpression
-    /// For backups: which sources (the seed's backup_type).
+    /// For backups: which sources (the Clinical Dashboard API's backup_type).
     public var backupType: BackupType?
 
     public init(job: ScheduledJobKind, cron: CronExpression, backupType: BackupType? = nil) {
@@ -25,7 +25,7 @@ public struct Schedule: Sendable, Equatable {
         [job.rawValue, cron.description, backupType?.rawValue].compactMap { $0 }.joined(separator: " ")
     }
 
-    /// The seeds' schedules, used when the configuration names none: a daily database backup, a
+    /// Bunker's default schedules (after the DermAI strategy's cron table), used when the configuration names none: a daily database backup, a
     /// weekly full backup, a daily cleanup, a weekly verification and a monthly restore drill.
     public static let defaults: [Schedule] = [
         Schedule(job: .backup, cron: try! CronExpression("0 2 * * *"), backupType: .database),

@@ -28,15 +28,25 @@ public enum SecretFile {
         return generated
     }
 
-    /// Writes `text` in one write(2) to a file opened with `flags` (created 0600), and fsyncs it.
+    /// Writes `text` to a file opened with `flags` (created 0600), and fsyncs it.
     static func write(_ text: String, to path: String, flags: Int32, naming what: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0o600)
         guard fd >= 0 else {
             throw BunkerError(.catalog, "Cannot open \(what) \(path): \(String(cString: strerror(errno))).")
         }
         defer { close(fd) }
-        guard Glibc.write(fd, text, text.utf8.count) == text.utf8.count, fsync(fd) == 0 else {
-            throw BunkerError(.catalog, "Cannot write \(what) \(path): \(String(cString: strerror(errno))).")
+        try writeCatalogFile(text, to: fd, naming: "\(what) \(path)")
+    }
+
+    /// Writes all of `text` to `fd` and fsyncs it; a failure is a catalog error naming `what`.
+    static func writeCatalogFile(_ text: String, to fd: Int32, naming what: String) throws {
+        do {
+            try writeAll(Data(text.utf8), to: fd, path: what)
+        } catch let error as BunkerError {
+            throw BunkerError(.catalog, error.message, cause: error.cause)
+        }
+        guard fsync(fd) == 0 else {
+            throw BunkerError(.catalog, "Cannot write \(what): \(String(cString: strerror(errno))).")
         }
     }
 }

@@ -39,7 +39,7 @@ extension Catalog {
 
     /// Adds a user; the change and its audit row are one transaction.
     @discardableResult
-    public func addUser(_ new: NewUser, by actor: Actor) throws -> UserRecord {
+    public func addUser(_ new: NewUser, by actor: AuditActor) throws -> UserRecord {
         guard new.username.range(of: "^[A-Za-z0-9._@-]{1,64}$", options: .regularExpression) != nil else {
             throw BunkerError(.invalidArgument, "A user name is 1 to 64 letters, digits, '.', '_', '@' or '-'; \"\(new.username)\" is not.")
         }
@@ -87,7 +87,7 @@ extension Catalog {
     /// Deactivates or reactivates a user. A deactivation ends every token issued so far: they
     /// stay invalid when the user is enabled again.
     @discardableResult
-    public func setActive(_ username: String, _ active: Bool, by actor: Actor) throws -> UserRecord {
+    public func setActive(_ username: String, _ active: Bool, by actor: AuditActor) throws -> UserRecord {
         try changeUser(username, action: active ? "user.enable" : "user.disable", by: actor) { user in
             user.active = active
             if active {
@@ -102,7 +102,7 @@ extension Catalog {
 
     /// Gives a user another role.
     @discardableResult
-    public func setRole(_ username: String, _ role: Role, by actor: Actor) throws -> UserRecord {
+    public func setRole(_ username: String, _ role: Role, by actor: AuditActor) throws -> UserRecord {
         try changeUser(username, action: "user.role", by: actor) { user in
             let old = user.role
             user.role = role
@@ -112,7 +112,7 @@ extension Catalog {
 
     /// Sets a user's password; also clears a lockout, and ends every token issued so far.
     @discardableResult
-    public func setPassword(_ username: String, _ password: String, by actor: Actor) throws -> UserRecord {
+    public func setPassword(_ username: String, _ password: String, by actor: AuditActor) throws -> UserRecord {
         try Self.checkPassword(password)
         let hash = Bcrypt.hash(password, cost: options.bcryptCost)
         return try changeUser(username, action: "user.passwd", by: actor) { user in
@@ -153,7 +153,7 @@ extension Catalog {
         let matches = Bcrypt.verify(password, hash: stored?.passwordHash ?? Self.unknownUserHash) && stored != nil
         // The name as tried is anyone's text: stored escaped and bounded, never as sent.
         let tried = stored?.username ?? AuditText.escaped(username)
-        let actor = Actor(name: tried, channel: .api, userID: stored?.id, requestID: requestID)
+        let actor = AuditActor(name: tried, channel: .api, userID: stored?.id, requestID: requestID)
         let outcome: Result<UserRecord, BunkerError> = try write { db in
             func deny(_ reason: String, _ error: BunkerError) throws -> Result<UserRecord, BunkerError> {
                 try append(AuditEntry(action: "auth.login", target: tried, outcome: .denied, reason: reason), by: actor, in: db)
@@ -196,7 +196,7 @@ extension Catalog {
             throw BunkerError(.accountLocked, "This account is locked after \(options.loginPolicy.maxFailures) failed passwords until \(Timestamp.format(until)); nothing was done.")
         }
         guard Bcrypt.verify(password, hash: stored.passwordHash) else {
-            let actor = Actor(name: stored.username, channel: .api, userID: userID, requestID: requestID)
+            let actor = AuditActor(name: stored.username, channel: .api, userID: userID, requestID: requestID)
             try write { db in
                 guard var user = try UserRecord.fetchOne(db, key: userID) else { return }
                 let reason = try countFailedPassword(&user, at: now, in: db)
@@ -234,7 +234,7 @@ extension Catalog {
         }
     }
 
-    private func changeUser(_ username: String, action: String, by actor: Actor, _ change: (inout UserRecord) throws -> [String: String]) throws -> UserRecord {
+    private func changeUser(_ username: String, action: String, by actor: AuditActor, _ change: (inout UserRecord) throws -> [String: String]) throws -> UserRecord {
         try write { db in
             guard var user = try UserRecord.filter(Column("username") == username).fetchOne(db) else {
                 throw BunkerError(.userNotFound, "There is no user named \(username); `bunker user list` shows them.")

@@ -316,7 +316,7 @@ struct InPlaceRestore {
             if n < 0 && errno == EINTR { continue }
             guard n >= 0 else { throw FileName.error(errno, "keep", name) }
             if n == 0 { break }
-            try SystemCalls.write(fd: output, Data(buffer[0..<n]), path: FileName.display(name))
+            try writeAll(Data(buffer[0..<n]), to: output, path: FileName.display(name))
         }
         fchown(output, st.st_uid, st.st_gid)
         fchmod(output, mode_t(st.st_mode & 0o7777))
@@ -535,7 +535,7 @@ struct SwapJournal: Codable {
         let fd = FileName.with(temp) { openat(dir.fd, $0, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw BunkerError(.sourceIO, "Cannot write the restore journal: \(String(cString: strerror(errno))).") }
         defer { close(fd) }
-        try SystemCalls.write(fd: fd, data, path: "the restore journal")
+        try writeAll(data, to: fd, path: "the restore journal")
         guard fsync(fd) == 0 else { throw BunkerError(.sourceIO, "Cannot flush the restore journal: \(String(cString: strerror(errno))).") }
         let renamed = FileName.with(temp) { from in FileName.with(InPlaceRestore.journalName) { renameat(dir.fd, from, dir.fd, $0) } }
         guard renamed == 0 else { throw BunkerError(.sourceIO, "Cannot write the restore journal: \(String(cString: strerror(errno))).") }

@@ -262,11 +262,11 @@ public struct PostgresSource: Source {
         }
     }
 
-    /// Writes the dump as a plain SQL file (the seed's database.sql); `-` writes to standard output.
+    /// Writes the dump as a plain SQL file (the database.sql of a backup's ZIP); `-` writes to standard output.
     private func writeSQL(_ dump: Node, to target: String, context: RestoreContext) async throws {
         if target == "-" {
             try await ContentReader(loader: context.loader).read(dump) { data in
-                try SystemCalls.write(fd: STDOUT_FILENO, data, path: "standard output")
+                try writeAll(data, to: STDOUT_FILENO, path: "standard output")
             }
             return
         }
@@ -281,7 +281,7 @@ public struct PostgresSource: Source {
         do {
             defer { close(fd) }
             try await ContentReader(loader: context.loader).read(dump) { data in
-                try SystemCalls.write(fd: fd, data, path: target)
+                try writeAll(data, to: fd, path: target)
             }
             guard fsync(fd) == 0 else {
                 throw BunkerError(.sourceIO, "Cannot flush \(target): \(String(cString: strerror(errno))).")

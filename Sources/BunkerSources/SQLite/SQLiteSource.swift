@@ -140,7 +140,7 @@ public struct SQLiteSource: Source {
         }
         defer { close(fd) }
         try await ContentReader(loader: context.loader).read(file) { data in
-            try SystemCalls.write(fd: fd, data, path: target)
+            try writeAll(data, to: fd, path: target)
             context.progress?.update { $0.bytesDone += UInt64(data.count) }
         }
         guard fsync(fd) == 0 else {

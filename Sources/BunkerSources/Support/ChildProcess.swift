@@ -436,17 +436,10 @@ private final class PipeWriter: @unchecked Sendable {
             let data = queue.removeFirst()
             condition.unlock()
             var code: Int32?
-            data.withUnsafeBytes { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        code = errno
-                        return
-                    }
-                    done += n
-                }
+            do {
+                try writeAll(data, to: fd, path: "the helper's standard input")
+            } catch {
+                code = ((error as? BunkerError)?.cause as? POSIXFailure)?.errno ?? EIO
             }
             condition.lock()
             queued -= data.count

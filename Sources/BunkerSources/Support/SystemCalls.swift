@@ -36,21 +36,6 @@ enum SystemCalls {
         }
     }
 
-    /// Writes all of `data` to `fd`.
-    static func write(fd: Int32, _ data: Data, path: String) throws {
-        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var done = 0
-            while done < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw BunkerError(errno == ENOSPC ? .storageFull : .sourceIO, "Cannot write \(path): \(String(cString: strerror(errno))).")
-                }
-                done += n
-            }
-        }
-    }
-
     /// The directory holding `path`.
     static func directory(of path: String) -> String {
         (path as NSString).deletingLastPathComponent

@@ -33,7 +33,7 @@ extension BunkerCommand {
         @Option(name: [.customShort("e"), .customLong("exclude")], help: ArgumentHelp("Leave out matching entries: *.tmp, cache/, dir/sub/* (repeatable).", valueName: "pattern"))
         var excludes: [String] = []
 
-        @Option(help: ArgumentHelp("zstd level 1–19 (default: $BACKUP_COMPRESSION_LEVEL, else the repository's).", valueName: "level"))
+        @Option(help: ArgumentHelp("zstd level 1–19 (default: $BACKUP_COMPRESSION_LEVEL, else the configuration's compression_level, else the repository's).", valueName: "level"))
         var compressionLevel: Int?
 
         @Option(help: ArgumentHelp("Compare against this snapshot instead of the latest of the same paths.", valueName: "id"))
@@ -53,7 +53,7 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let level = try compressionLevelSetting(compressionLevel)
+                let level = try validatedCompressionLevel(compressionLevel)
                 let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let result: BackupResult
                 if paths.isEmpty {

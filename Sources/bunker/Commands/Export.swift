@@ -6,7 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a snapshot as a ZIP archive in the seed's layout.",
+            abstract: "Write a snapshot as a ZIP archive in the Clinical Dashboard API's layout.",
             discussion: """
                 The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \
                 each), each SQLite database file under its source name, the file trees under their source names, \

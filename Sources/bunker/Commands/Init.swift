@@ -8,7 +8,7 @@ extension BunkerCommand {
 
         @OptionGroup var repository: RepositoryOptions
 
-        @Option(help: ArgumentHelp("Default zstd level for backups, 1–19 (default: $BACKUP_COMPRESSION_LEVEL, else 3).", valueName: "level"))
+        @Option(help: ArgumentHelp("Default zstd level for backups, 1–19 (default: $BACKUP_COMPRESSION_LEVEL, else the configuration's compression_level, else 3).", valueName: "level"))
         var compressionLevel: Int?
 
         @Option(help: ArgumentHelp("Chunk size for SQLite database files, cut at page boundaries (default 4096: one chunk per page; 0 chunks them like other files).", valueName: "bytes"))
@@ -16,13 +16,14 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let level = try compressionLevelSetting(compressionLevel) ?? 3
+                let configuration = try repository.configuration()
+                let level = try validatedCompressionLevel(compressionLevel) ?? configuration.repository.compressionLevel ?? 3
                 var chunker = ChunkerParameters.standard()
                 if let databaseChunkSize {
                     chunker.pageAlignedSize = databaseChunkSize == 0 ? nil : databaseChunkSize
                 }
-                let location = try repository.location()
-                let password = try repository.password(confirm: true)
+                let location = try repository.location(configuration)
+                let password = try repository.password(confirm: true, configuration)
                 let storage = try StorageLocation.storage(for: location, create: true)
                 let repo = try await Repository.create(storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker))
                 if repository.output.json {
@@ -49,15 +50,10 @@ struct InitOutput: Encodable {
     }
 }
 
-/// The compression level from the flag, else `BACKUP_COMPRESSION_LEVEL`, validated.
-func compressionLevelSetting(_ flag: Int?) throws -> Int? {
-    var level = flag
-    if level == nil, let env = ProcessInfo.processInfo.environment["BACKUP_COMPRESSION_LEVEL"], !env.isEmpty {
-        guard let value = Int(env) else {
-            throw BunkerError(.invalidArgument, "BACKUP_COMPRESSION_LEVEL=\(env) is not a number; use 1 to 19.")
-        }
-        level = value
-    }
-    if let level { try validateCompressionLevel(level) }
-    return level
+/// The `--compression-level` flag, validated. Without the flag the level is the configuration's
+/// (`compression_level`, with `BACKUP_COMPRESSION_LEVEL` over it): `Configuration` is the one
+/// place that reads the variable.
+func validatedCompressionLevel(_ flag: Int?) throws -> Int? {
+    if let flag { try validateCompressionLevel(flag) }
+    return flag
 }

@@ -285,7 +285,7 @@ private func keepLast(_ n: Int) -> RetentionPolicy {
 
 @Suite struct YearsOfCleanupTests {
     /// Three years of fortnightly backups, each followed by the scheduled cleanup under the
-    /// seed's tiers (one-year compliance period): what stays is exactly what the policy keeps, the
+    /// DermAI retention tiers (one-year compliance period): what stays is exactly what the policy keeps, the
     /// repository verifies, and the oldest survivor restores byte for byte.
     @Test func fortnightlyBackupsAndCleanupsOverThreeYearsKeepTheTiers() async throws {
         try await withTemporaryDirectory { dir in

@@ -77,10 +77,10 @@ private let cases: [RetentionPolicyCase] = [
                         kept: [History.morning, "2024-03-10 12:00", History.held]),
     RetentionPolicyCase(name: "keep_within 3d", policy: policy { $0.keepWithin = .days(3) },
                         kept: [History.morning, "2025-12-31 23:00", "2025-12-30 23:00", "2025-12-29 23:00", History.held]),
-    RetentionPolicyCase(name: "the seed's tiers over a 7-year compliance period", policy: .standard(complianceDays: 2555),
+    RetentionPolicyCase(name: "the DermAI retention tiers over a 7-year compliance period", policy: .standard(complianceDays: 2555),
                         kept: Set([History.morning, History.held, "2025-12-21 23:00", "2025-12-14 23:00", "2025-12-07 23:00",
                                    "2024-12-31 23:00", "2023-12-31 23:00", "2022-12-31 23:00"] + lastWeek + monthEnds2025)),
-    RetentionPolicyCase(name: "the seed's tiers over a 2-year compliance period", policy: .standard(complianceDays: 730),
+    RetentionPolicyCase(name: "the DermAI retention tiers over a 2-year compliance period", policy: .standard(complianceDays: 730),
                         kept: Set([History.morning, History.held, "2025-12-21 23:00", "2025-12-14 23:00", "2025-12-07 23:00",
                                    "2024-12-31 23:00"] + lastWeek + monthEnds2025)),
 ]

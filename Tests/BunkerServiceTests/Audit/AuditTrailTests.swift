@@ -178,7 +178,7 @@ struct Tampering: Sendable, CustomTestStringConvertible {
     @Test func listFiltersAndPagesAndExportWritesEveryRow() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalogWithFiveRows(in: dir)
-            try catalog.setRole("bob", .auditor, by: Actor(name: "carol", channel: .cli))
+            try catalog.setRole("bob", .auditor, by: AuditActor(name: "carol", channel: .cli))
             var filter = AuditFilter()
             filter.action = "user"
             filter.limit = 4

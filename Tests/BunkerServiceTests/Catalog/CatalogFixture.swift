@@ -30,7 +30,7 @@ func testCatalogOptions(clock: TestClock? = nil) -> Catalog.Options {
 }
 
 /// The actor of test changes.
-let testAdmin = Actor(name: "test-admin", channel: .cli)
+let testAdmin = AuditActor(name: "test-admin", channel: .cli)
 
 /// A catalog in a fresh data directory under `dir`.
 func makeCatalog(in dir: String, clock: TestClock? = nil) throws -> Catalog {

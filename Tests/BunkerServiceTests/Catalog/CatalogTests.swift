@@ -40,7 +40,7 @@ import Testing
                 kind = "files"
                 path = "\(dir)/studies"
                 """)
-            let alice = Actor(name: "alice", channel: .api, requestID: "req-1")
+            let alice = AuditActor(name: "alice", channel: .api, requestID: "req-1")
             var request = SourceBackupRequest(type: .files)
             request.description = "before the upgrade"
             let result = try await service.backup(request, by: alice)

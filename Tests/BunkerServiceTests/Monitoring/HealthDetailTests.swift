@@ -17,7 +17,7 @@ import Testing
             var health = await service.healthDetail()
             #expect(health.status == "degraded")
             #expect(health.problems == ["no backup yet"])
-            #expect(health.scheduler.map(\.job) == ["backup", "backup", "cleanup", "verify", "drill"], "the seeds' default schedules")
+            #expect(health.scheduler.map(\.job) == ["backup", "backup", "cleanup", "verify", "drill"], "Bunker's default schedules")
             #expect(health.scheduler.allSatisfy { $0.nextRun != nil })
 
             let backup = try await service.backup(SourceBackupRequest())

@@ -68,7 +68,7 @@ import Testing
             let clock = ManualClock(Date())
             let service = try await service(dir, smtpPort: port, clock: clock)
 
-            let backup = try await service.backup(SourceBackupRequest(), by: Actor(name: "victor", channel: .cli))
+            let backup = try await service.backup(SourceBackupRequest(), by: AuditActor(name: "victor", channel: .cli))
             #expect(try await service.repository.snapshots().count == 1, "the backup itself succeeded")
             let outbox = try #require(service.notificationOutbox())
             #expect(outbox.pending.map(\.kind) == [.backupSucceeded])
@@ -112,7 +112,7 @@ import Testing
                 database = "clinic"
                 user = "\(cluster.user)"
                 """, clock: clock)
-            let backup = try await service.backup(SourceBackupRequest(type: .database), by: Actor(name: "alice", channel: .cli))
+            let backup = try await service.backup(SourceBackupRequest(type: .database), by: AuditActor(name: "alice", channel: .cli))
 
             // A view the dump does not know depends on a table the load must drop: the load
             // fails after the safety backup, and rolls back.
@@ -120,7 +120,7 @@ import Testing
             var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
             request.type = .database
             request.reason = "ticket 42"
-            await #expect(throws: BunkerError.self) { try await service.restore(request, by: Actor(name: "alice", channel: .cli)) }
+            await #expect(throws: BunkerError.self) { try await service.restore(request, by: AuditActor(name: "alice", channel: .cli)) }
 
             let mails = server.messages()
             let critical = try #require(mails.first { $0.message.contains("Subject: [Bunker] CRITICAL: Restore of snapshot") })

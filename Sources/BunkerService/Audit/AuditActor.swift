@@ -5,7 +5,7 @@ import Foundation
 /// The CLI acts as the local user (the process's login name); the HTTP server as the user its
 /// token names, with the request's id; Bunker itself (closing operations a crash left open) as
 /// ``system``.
-public struct Actor: Sendable, Equatable, Codable {
+public struct AuditActor: Sendable, Equatable, Codable {
     /// Through which face of Bunker the request came.
     public enum Channel: String, Sendable, Codable {
         case cli, api, system
@@ -26,12 +26,12 @@ public struct Actor: Sendable, Equatable, Codable {
     }
 
     /// Bunker itself.
-    public static let system = Actor(name: "bunker", channel: .system)
+    public static let system = AuditActor(name: "bunker", channel: .system)
 
     /// The user this process runs as: the password database's name for the effective uid, else
     /// `$USER`, else `uid N`.
-    public static func localUser(environment: [String: String] = ProcessInfo.processInfo.environment) -> Actor {
-        Actor(name: localUserName(environment: environment), channel: .cli)
+    public static func localUser(environment: [String: String] = ProcessInfo.processInfo.environment) -> AuditActor {
+        AuditActor(name: localUserName(environment: environment), channel: .cli)
     }
 
     static func localUserName(environment: [String: String]) -> String {
