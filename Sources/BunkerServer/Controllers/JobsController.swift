@@ -14,7 +14,7 @@ struct JobsController {
         guard let job = try deps.catalog.job(id: id) else {
             throw APIError(.notFound, code: "not_found", "No job \(id) is known.")
         }
-        let progress = deps.jobs.progress(of: id).map { progress in
+        let progress = deps.service?.jobs.progress(of: id).map { progress in
             let c = progress.counters
             return JobStatus.Progress(filesDone: c.filesDone, filesTotal: c.filesTotal, bytesDone: c.bytesDone, bytesTotal: c.bytesTotal, totalsKnown: c.totalsKnown, current: c.currentPath)
         }
