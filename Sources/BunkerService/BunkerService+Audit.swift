@@ -33,9 +33,11 @@ extension BunkerService {
         do {
             value = try await body()
         } catch {
-            let message = (error as? BunkerError)?.message ?? "\(error)"
+            let cancelled = error is CancellationError
+            let message = (error as? BunkerError)?.message
+                ?? (cancelled ? "The operation was cancelled; what it wrote is left as after a kill (the repository verifies, and the next run completes)." : "\(error)")
             var failed = ["error": message]
-            if let code = (error as? BunkerError)?.code { failed["code"] = code.rawValue }
+            if let code = (error as? BunkerError)?.code ?? (cancelled ? .cancelled : nil) { failed["code"] = code.rawValue }
             // The operation's own error is the one to report.
             Self.finish(operation, in: catalog) {
                 try catalog.finish(operation, outcome: .failure, details: failed, message: message)

@@ -3,6 +3,7 @@ import BunkerService
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// One writer per repository.
@@ -40,6 +41,54 @@ import Testing
             #expect(third.status == .ok)
             #expect(try api.catalog.backups().count == 2)
             for client in clients { try await client.shutdown() }
+        }
+    }
+
+    @Test func aScheduleFiringWhileAPIBackupsRunNeverOverlapsThem() async throws {
+        try await withAPI { api in
+            // One server, one service: the scheduler that `bunker serve` runs beside the API, over
+            // a clock that moves a minute each time it is read, so every look finds a backup and
+            // a cleanup due.
+            let minutes = Atomic(0)
+            let start = Date()
+            let scheduler = api.service.makeScheduler(
+                schedules: [
+                    Schedule(job: .backup, cron: try CronExpression("* * * * *"), backupType: .files),
+                    Schedule(job: .cleanup, cron: try CronExpression("* * * * *")),
+                ],
+                now: { start.addingTimeInterval(Double(minutes.add(1, ordering: .relaxed).newValue) * 60) })
+            let token = try await api.token("alice")
+            var statuses: [UInt] = []
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await scheduler.run(sleep: { _ in try await Task.sleep(for: .milliseconds(10)) }) }
+                for round in 0..<8 {
+                    let response = try await api.send(.post, "/api/v1/backup", token: token, json: ["description": "round \(round)", "backup_type": "files"])
+                    statuses.append(response.status.code)
+                }
+                group.cancelAll()
+            }
+            // Each API backup ran or was told the repository is busy; none failed otherwise.
+            #expect(statuses.allSatisfy { $0 == 200 || $0 == 409 }, "\(statuses)")
+            #expect(statuses.contains(200), "\(statuses)")
+
+            let writes: Set = ["backup", "cleanup", "restore", "forget", "prune"]
+            let rows = try api.catalog.auditRecords(AuditFilter(limit: 100_000)).filter { writes.contains($0.action) }
+            let scheduled = rows.filter { $0.actor == "scheduler" && $0.outcome == .started }
+            #expect(scheduled.count >= 2, "the schedules fired while the API backups ran")
+            // Every writer's end row comes before the next writer's start row.
+            var open: AuditRecord?
+            for row in rows {
+                if row.outcome == .started {
+                    #expect(open == nil, "\(row.actor)'s \(row.action) (row \(row.seq)) started while \(open.map { "\($0.actor)'s \($0.action) (row \($0.seq))" } ?? "") ran")
+                    open = row
+                } else if let started = row.operationSeq {
+                    #expect(started == open?.seq, "row \(row.seq) ends operation \(started), not the open one")
+                    open = nil
+                }
+            }
+            #expect(open == nil)
+            let report = try await api.service.verify(readData: true, by: .system)
+            #expect(report.ok, "\(report.errors.map(\.message))")
         }
     }
 }

@@ -36,6 +36,8 @@ public struct LiveJob: Sendable {
     public var label: String
     public var access: JobAccess
     public var progress: OperationProgress
+    /// Cancels the job (see ``JobRunner/cancel(_:)``).
+    let cancel: @Sendable () -> Void
 }
 
 /// The one place every face (the API, the scheduler, the CLI, later the web console) runs a
@@ -56,6 +58,8 @@ public final class JobRunner: Sendable {
         /// Running jobs by a key of their own (the catalog's job id is known only later).
         var live: [UInt64: LiveJob] = [:]
         var nextKey: UInt64 = 0
+        /// The last jobs that ended, oldest first, so that their final counters stay readable.
+        var recent: [LiveJob] = []
     }
 
     private let state = Mutex(State())
@@ -77,14 +81,10 @@ public final class JobRunner: Sendable {
 
     /// Runs `body` as a job in the calling task: for a writer, claims the one-writer slot first
     /// (waiting up to `options.wait`), or throws ``BunkerError/Code/repositoryLocked`` naming the
-    /// running writer.
-    public func run<T>(_ options: JobOptions, _ body: () async throws -> T) async throws -> T {
-        let key = try await claim(options)
-        defer { end(key) }
-        let context = JobContext(runner: self, key: key)
-        return try await Self.$current.withValue(context) {
-            try await body()
-        }
+    /// running writer. ``cancel(_:)`` cancels `body` (Swift task cancellation, which the
+    /// operations honour at safe points) and waits for it to end.
+    public func run<T: Sendable>(_ options: JobOptions, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await perform(options, announce: nil, body)
     }
 
     /// Starts `body` as a job in the runner's task group (``run()`` must be running, as it is in
@@ -95,10 +95,7 @@ public final class JobRunner: Sendable {
         let (started, announce) = AsyncThrowingStream.makeStream(of: String.self)
         enqueue.yield { [self] in
             do {
-                let key = try await claim(options)
-                defer { end(key) }
-                let context = JobContext(runner: self, key: key, announce: announce)
-                try await Self.$current.withValue(context) { try await body() }
+                try await perform(options, announce: announce, body)
                 announce.finish()
             } catch {
                 announce.finish(throwing: error)
@@ -106,6 +103,50 @@ public final class JobRunner: Sendable {
         }
         for try await jobID in started { return jobID }
         throw BunkerError(.cancelled, "The job ended before its first operation started; see the server's log.")
+    }
+
+    /// Cancels the running job `jobID` (a catalog job id). Its operation stops at its next safe
+    /// point and ends as failed, leaving the repository as a kill would: it verifies, and the next
+    /// run completes. False when this process runs no such job.
+    @discardableResult
+    public func cancel(_ jobID: String) -> Bool {
+        let canceller = state.withLock { state in state.live.values.first { $0.jobID == jobID }?.cancel }
+        canceller?()
+        return canceller != nil
+    }
+
+    private enum Outcome<T: Sendable>: Sendable {
+        case done(T)
+        case cancelRequested
+    }
+
+    private func perform<T: Sendable>(
+        _ options: JobOptions, announce: AsyncThrowingStream<String, any Error>.Continuation?, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let (cancelRequests, requestCancel) = AsyncStream.makeStream(of: Void.self)
+        let key = try await claim(options) { requestCancel.finish() }
+        defer { end(key) }
+        let context = JobContext(runner: self, key: key, announce: announce)
+        return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
+            group.addTask {
+                .done(try await Self.$current.withValue(context) { try await body() })
+            }
+            group.addTask {
+                // Ends when cancel(_:) is called, or when the group is cancelled once the body ends.
+                for await _ in cancelRequests {}
+                return .cancelRequested
+            }
+            while let outcome = try await group.next() {
+                switch outcome {
+                case .done(let value):
+                    group.cancelAll()
+                    return value
+                case .cancelRequested:
+                    group.cancelAll()
+                }
+            }
+            throw CancellationError()
+        }
     }
 
     /// Runs the jobs handed to ``start(_:_:)`` until cancelled; cancelling it cancels them.
@@ -127,14 +168,20 @@ public final class JobRunner: Sendable {
         state.withLock { state in state.live.sorted { $0.key < $1.key }.map(\.value) }
     }
 
-    /// The progress of a running job, by its catalog job id.
+    /// The progress of a job this process runs or ran lately (its final counters), by its
+    /// catalog job id.
     public func progress(of jobID: String) -> OperationProgress? {
-        state.withLock { state in state.live.values.first { $0.jobID == jobID }?.progress }
+        state.withLock { state in
+            (state.live.values.first { $0.jobID == jobID } ?? state.recent.last { $0.jobID == jobID })?.progress
+        }
     }
+
+    /// How many ended jobs' counters are kept.
+    static let recentLimit = 100
 
     // MARK: The claim
 
-    private func claim(_ options: JobOptions) async throws -> UInt64 {
+    private func claim(_ options: JobOptions, cancel: @escaping @Sendable () -> Void) async throws -> UInt64 {
         let clock = ContinuousClock()
         let deadline = options.wait.map { clock.now.advanced(by: $0) }
         while true {
@@ -145,7 +192,7 @@ public final class JobRunner: Sendable {
                     state.writer = options.label
                 }
                 state.nextKey += 1
-                state.live[state.nextKey] = LiveJob(jobID: nil, label: options.label, access: options.access, progress: options.progress)
+                state.live[state.nextKey] = LiveJob(jobID: nil, label: options.label, access: options.access, progress: options.progress, cancel: cancel)
                 return .success(state.nextKey)
             }
             guard case .failure(let holder) = claimed else { return try claimed.get() }
@@ -164,7 +211,12 @@ public final class JobRunner: Sendable {
 
     private func end(_ key: UInt64) {
         state.withLock { state in
-            if let job = state.live.removeValue(forKey: key), job.access == .writes { state.writer = nil }
+            guard let job = state.live.removeValue(forKey: key) else { return }
+            if job.access == .writes { state.writer = nil }
+            if job.jobID != nil {
+                state.recent.append(job)
+                if state.recent.count > Self.recentLimit { state.recent.removeFirst() }
+            }
         }
     }
 
