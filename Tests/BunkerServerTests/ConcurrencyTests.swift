@@ -91,4 +91,36 @@ import Testing
             #expect(report.ok, "\(report.errors.map(\.message))")
         }
     }
+
+    @Test func deleteOfARunningJobCancelsItAndTheRepositoryVerifies() async throws {
+        // A large file, so that the backup is still running when the DELETE arrives.
+        try await withAPI(largeFileSize: 96 << 20) { api in
+            let alice = try await api.token("alice")
+            let olga = try await api.token("olga")
+            let started = try await api.send(.post, "/api/v1/backup", token: alice, json: ["backup_type": "files", "async": true])
+            #expect(started.status == .accepted)
+            let job = try #require(try object(started)["job_id"] as? String)
+            #expect(try await api.send(.delete, "/api/v1/jobs/\(job)", token: olga).status == .forbidden)
+            let cancel = try await api.send(.delete, "/api/v1/jobs/\(job)", token: alice)
+            #expect(cancel.status == .accepted, "\(String(buffer: cancel.body))")
+            #expect(try object(cancel)["id"] as? String == job)
+            var state: [String: Any] = [:]
+            for _ in 0..<1200 {
+                state = try object(try await api.send(.get, "/api/v1/jobs/\(job)", token: alice))
+                if state["state"] as? String != "running" { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(state["state"] as? String == "failed")
+            #expect((state["message"] as? String)?.contains("cancelled") == true, "\(state)")
+            #expect(try await api.send(.delete, "/api/v1/jobs/\(job)", token: alice).status == .conflict)
+            #expect(try api.catalog.backups().isEmpty)
+            let report = try await api.service.verify(readData: true, by: .system)
+            #expect(report.ok, "\(report.errors.map(\.message))")
+
+            // GET /jobs lists it first, and the writer claim is free again.
+            let listed = try array(try await api.send(.get, "/api/v1/jobs", token: olga))
+            #expect(listed.first?["id"] as? String == job)
+            _ = try await api.backup(alice, type: "files")
+        }
+    }
 }
