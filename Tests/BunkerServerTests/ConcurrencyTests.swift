@@ -114,12 +114,12 @@ import Testing
             #expect((state["message"] as? String)?.contains("cancelled") == true, "\(state)")
             #expect(try await api.send(.delete, "/api/v1/jobs/\(job)", token: alice).status == .conflict)
             #expect(try api.catalog.backups().isEmpty)
+            let listed = try array(try await api.send(.get, "/api/v1/jobs", token: olga))
+            #expect(listed.first?["id"] as? String == job, "GET /jobs lists the newest job first")
+
             let report = try await api.service.verify(readData: true, by: .system)
             #expect(report.ok, "\(report.errors.map(\.message))")
-
-            // GET /jobs lists it first, and the writer claim is free again.
-            let listed = try array(try await api.send(.get, "/api/v1/jobs", token: olga))
-            #expect(listed.first?["id"] as? String == job)
+            // The writer claim is free again: the next backup completes.
             _ = try await api.backup(alice, type: "files")
         }
     }
