@@ -199,7 +199,7 @@ public final class JobRunner: Sendable {
             if let deadline, clock.now >= deadline {
                 throw BunkerError(
                     .repositoryLocked,
-                    "The repository is busy: \(holder.label) is running. Only one backup, restore or cleanup runs at a time; try again when it has finished, or wait for it (--retry-lock).")
+                    "The repository is busy: \(holder.label) is running. Only one backup, restore or cleanup runs at a time; try again when it has finished.")
             }
             try await Task.sleep(for: pollInterval)
         }
