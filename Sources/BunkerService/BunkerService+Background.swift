@@ -42,7 +42,7 @@ extension BunkerService {
         let access: JobAccess = job == .backup || job == .cleanup ? .writes : .reads
         let options = JobOptions("a scheduled \(job.rawValue)", access: access, wait: nil)
         do {
-            try await jobs.run(options) {
+            try await jobs.run(options) { [self] in
                 switch job {
                 case .backup:
                     var request = SourceBackupRequest(type: run.schedule.backupType ?? .full)

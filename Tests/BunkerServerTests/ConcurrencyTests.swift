@@ -58,7 +58,7 @@ import Testing
                 ],
                 now: { start.addingTimeInterval(Double(minutes.add(1, ordering: .relaxed).newValue) * 60) })
             let token = try await api.token("alice")
-            var statuses: [UInt] = []
+            var statuses: [Int] = []
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await scheduler.run(sleep: { _ in try await Task.sleep(for: .milliseconds(10)) }) }
                 for round in 0..<8 {

@@ -1,3 +1,4 @@
+import BunkerCore
 import BunkerService
 import Hummingbird
 
