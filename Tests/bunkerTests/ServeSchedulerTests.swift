@@ -134,7 +134,7 @@ import FoundationNetworking
             #expect(statuses.contains(200), "\(statuses)")
 
             let audit = try BunkerProcess.run(["audit", "list", "--json", "--limit", "100000"], environment: ["BUNKER_CONFIG": dir + "/bunker.toml"])
-            let rows = try #require(try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [[String: Any]], audit.stdout)
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [[String: Any]], "\(audit.stdout)")
             let writes: Set = ["backup", "cleanup", "restore", "forget", "prune"]
             let writers = rows.filter { writes.contains($0["action"] as? String ?? "") }
             let scheduled = writers.filter { $0["actor"] as? String == "scheduler" && $0["outcome"] as? String == "started" }
