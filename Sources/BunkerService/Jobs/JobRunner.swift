@@ -55,6 +55,10 @@ public final class JobRunner: Sendable {
     private struct State {
         /// The running writer's label.
         var writer: String?
+        /// Writers waiting for the claim, first come first served: a stream of writers that do
+        /// not wait (API backups one after another) must not starve a waiting one (a schedule).
+        var waiting: [(ticket: UInt64, label: String)] = []
+        var nextTicket: UInt64 = 0
         /// Running jobs by a key of their own (the catalog's job id is known only later).
         var live: [UInt64: LiveJob] = [:]
         var nextKey: UInt64 = 0
@@ -184,11 +188,16 @@ public final class JobRunner: Sendable {
     private func claim(_ options: JobOptions, cancel: @escaping @Sendable () -> Void) async throws -> UInt64 {
         let clock = ContinuousClock()
         let deadline = options.wait.map { clock.now.advanced(by: $0) }
+        var ticket: UInt64?
+        defer {
+            if let ticket { state.withLock { $0.waiting.removeAll { $0.ticket == ticket } } }
+        }
         while true {
-            // The job's key once claimed, else the running writer's label.
+            // The job's key once claimed, else the label of the writer that runs or is next.
             let claimed: Result<UInt64, Holder> = state.withLock { state in
                 if options.access == .writes {
                     if let writer = state.writer { return .failure(Holder(label: writer)) }
+                    if let first = state.waiting.first, first.ticket != ticket { return .failure(Holder(label: first.label, isWaiting: true)) }
                     state.writer = options.label
                 }
                 state.nextKey += 1
@@ -199,7 +208,14 @@ public final class JobRunner: Sendable {
             if let deadline, clock.now >= deadline {
                 throw BunkerError(
                     .repositoryLocked,
-                    "The repository is busy: \(holder.label) is running. Only one backup, restore or cleanup runs at a time; try again when it has finished.")
+                    "The repository is busy: \(holder.label) is \(holder.isWaiting ? "about to run" : "running"). Only one backup, restore or cleanup runs at a time; try again when it has finished.")
+            }
+            if ticket == nil {
+                ticket = state.withLock { state in
+                    state.nextTicket += 1
+                    state.waiting.append((state.nextTicket, options.label))
+                    return state.nextTicket
+                }
             }
             try await Task.sleep(for: pollInterval)
         }
@@ -207,6 +223,7 @@ public final class JobRunner: Sendable {
 
     private struct Holder: Error {
         var label: String
+        var isWaiting = false
     }
 
     private func end(_ key: UInt64) {

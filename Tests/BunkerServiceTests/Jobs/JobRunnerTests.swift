@@ -35,6 +35,23 @@ import Testing
         #expect(try await second == "a scheduled cleanup")
     }
 
+    @Test func aWaitingWriterGoesBeforeWritersThatDoNotWait() async throws {
+        let runner = JobRunner(pollInterval: .milliseconds(5))
+        let (release, running) = Gate.make()
+        async let first: Void = runner.run(JobOptions("a backup by alice", access: .writes)) { await running.wait() }
+        try await waitUntil { runner.running().count == 1 }
+        async let scheduled: Void = runner.run(JobOptions("a scheduled backup", access: .writes, wait: nil)) {}
+        try await Task.sleep(for: .milliseconds(50))
+        release()
+        try await first
+        // Alice's backup has ended; the waiting schedule is next, not Bob's backup.
+        let error = await #expect(throws: BunkerError.self) {
+            try await runner.run(JobOptions("a backup by bob", access: .writes)) {}
+        }
+        #expect(error?.message.contains("a scheduled backup is") == true, "\(error?.message ?? "")")
+        try await scheduled
+    }
+
     @Test func readersRunBesideAWriter() async throws {
         let runner = JobRunner()
         let (release, running) = Gate.make()
