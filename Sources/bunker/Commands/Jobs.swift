@@ -61,7 +61,12 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await options.output.run {
-                    try BunkerService.cancelJob(id.lowercased(), in: options.catalog(), by: .localUser())
+                    do {
+                        try BunkerService.cancelJob(id.lowercased(), in: options.catalog(), by: .localUser())
+                    } catch let error as BunkerError where error.code == .objectNotFound {
+                        // A wrong id is a usage error (64), not a damaged repository (7).
+                        throw BunkerError(.invalidArgument, error.message)
+                    }
                     if options.output.json {
                         Output.printJSON(["job_id": id.lowercased(), "status": "cancel_requested"])
                     } else {
