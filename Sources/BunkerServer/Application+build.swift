@@ -6,6 +6,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
+import ServiceLifecycle
 
 /// Builds the HTTP API for `bunker serve` and for the tests: the same routes, middleware and
 /// services either way.
@@ -25,7 +26,21 @@ public func buildApplication(
         router: router,
         server: try serverBuilder(configuration.server, limits: limits),
         configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Bunker"),
+        services: service.map { [JobRunnerService(runner: $0.jobs)] } ?? [],
         logger: logger)
+}
+
+/// The service's job runner as a service of the application: the jobs the API starts without
+/// waiting (`"async": true`) run in its task group, and stopping the server cancels them (the
+/// repository is then as after a kill: it verifies, and the next run completes).
+struct JobRunnerService: Service {
+    let runner: JobRunner
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await runner.run()
+        }
+    }
 }
 
 /// HTTP/1.1 with `limits`' timeouts, inside TLS when `[server]` names a certificate and a key

@@ -14,11 +14,6 @@ struct AuditedResult {
 }
 
 extension BunkerService {
-    /// Told the job of each audited operation as soon as its start row is written, so that a
-    /// caller that does not wait (the API's `"async": true`) can answer with the job's id.
-    /// Nested operations (a restore's safety backup) call it too, after the outer one.
-    @TaskLocal public static var operationStarted: (@Sendable (AuditedOperation) -> Void)?
-
     /// Runs `body` as an audited operation of `actor`: a start row (and a running job) first,
     /// then an end row saying how it went, with `describe`'s details and catalog change.
     ///
@@ -31,14 +26,18 @@ extension BunkerService {
     ) async throws -> T {
         let catalog = try catalog()
         let operation = try catalog.begin(action, target: target, by: actor, reason: reason, details: details)
-        Self.operationStarted?(operation)
+        // The job running this operation learns its id, so that a caller that does not wait
+        // (the API's `"async": true`) can answer with it and `bunker jobs` can show it.
+        JobRunner.current?.started(operation)
         let value: T
         do {
             value = try await body()
         } catch {
-            let message = (error as? BunkerError)?.message ?? "\(error)"
+            let cancelled = error is CancellationError
+            let message = (error as? BunkerError)?.message
+                ?? (cancelled ? "The operation was cancelled; what it wrote is left as after a kill (the repository verifies, and the next run completes)." : "\(error)")
             var failed = ["error": message]
-            if let code = (error as? BunkerError)?.code { failed["code"] = code.rawValue }
+            if let code = (error as? BunkerError)?.code ?? (cancelled ? .cancelled : nil) { failed["code"] = code.rawValue }
             // The operation's own error is the one to report.
             Self.finish(operation, in: catalog) {
                 try catalog.finish(operation, outcome: .failure, details: failed, message: message)

@@ -21,35 +21,45 @@ extension BunkerService {
         return alerts
     }
 
-    /// The scheduler over the configured schedules, running jobs through this service as the
-    /// actor `scheduler`. Its state is kept in the data directory.
-    public func makeScheduler(timeZone: TimeZone = .current) -> Scheduler {
-        Scheduler(schedules: configuration.effectiveSchedules, stateFile: configuration.dataDirectory + "/scheduler.json",
-                  timeZone: timeZone, now: repository.now) { [weak self] run in
+    /// The scheduler over the configured schedules (or `schedules`), running jobs through this
+    /// service as the actor `scheduler`. Its state is kept in the data directory; `now` is the
+    /// repository's clock unless a test moves its own.
+    public func makeScheduler(
+        schedules: [Schedule]? = nil, timeZone: TimeZone = .current, now: (@Sendable () -> Date)? = nil
+    ) -> Scheduler {
+        Scheduler(schedules: schedules ?? configuration.effectiveSchedules, stateFile: configuration.dataDirectory + "/scheduler.json",
+                  timeZone: timeZone, now: now ?? repository.now) { [weak self] run in
             await self?.runScheduled(run)
         }
     }
 
-    /// Runs one scheduled job. Failures are already audited and notified by the operation.
+    /// Runs one scheduled job through ``jobs``, as the API's jobs run: a scheduled backup or
+    /// cleanup waits for a running writer (an API backup, a restore) to finish instead of running
+    /// beside it. Failures are already audited and notified by the operation.
     func runScheduled(_ run: ScheduledRun) async {
         let actor = AuditActor(name: "scheduler", channel: .system)
+        let job = run.schedule.job
+        let access: JobAccess = job == .backup || job == .cleanup ? .writes : .reads
+        let options = JobOptions("a scheduled \(job.rawValue)", access: access, wait: nil)
         do {
-            switch run.schedule.job {
-            case .backup:
-                var request = SourceBackupRequest(type: run.schedule.backupType ?? .full)
-                request.tags = ["scheduled"]
-                _ = try await backup(request, by: actor, reason: "scheduled (\(run.schedule.cron))")
-            case .cleanup:
-                _ = try await cleanup(CleanupRequest(), by: actor)
-            case .verify:
-                // A rotating seventh of the data each run: a weekly verify reads everything in
-                // seven weeks, a daily one in a week.
-                _ = try await verify(readData: true, subset: nextVerifyPart(), by: actor)
-            case .drill:
-                _ = try await drill(snapshot: nil, by: actor)
+            try await jobs.run(options) { [self] in
+                switch job {
+                case .backup:
+                    var request = SourceBackupRequest(type: run.schedule.backupType ?? .full)
+                    request.tags = ["scheduled"]
+                    _ = try await backup(request, by: actor, reason: "scheduled (\(run.schedule.cron))", progress: options.progress)
+                case .cleanup:
+                    _ = try await cleanup(CleanupRequest(), by: actor, progress: options.progress)
+                case .verify:
+                    // A rotating seventh of the data each run: a weekly verify reads everything in
+                    // seven weeks, a daily one in a week.
+                    _ = try await verify(readData: true, subset: nextVerifyPart(), by: actor, progress: options.progress)
+                case .drill:
+                    _ = try await drill(snapshot: nil, by: actor, progress: options.progress)
+                }
             }
         } catch {
-            FileHandle.standardError.write(Data("bunker: scheduled \(run.schedule.job.rawValue) failed: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+            FileHandle.standardError.write(Data("bunker: scheduled \(job.rawValue) failed: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
         }
     }
 
@@ -64,7 +74,8 @@ extension BunkerService {
     }
 
     /// What `bunker serve` runs beside the HTTP server until cancelled: the scheduler, delivery
-    /// of queued notifications every 15 s, and the alert checks every 5 minutes.
+    /// of queued notifications every 15 s, the alert checks every 5 minutes, and every second the
+    /// cancels that `bunker jobs cancel` asked for.
     public func runBackgroundWork(scheduler: Scheduler? = nil) async {
         let scheduler = scheduler ?? makeScheduler()
         await withTaskGroup(of: Void.self) { group in
@@ -73,6 +84,12 @@ extension BunkerService {
                 while !Task.isCancelled {
                     await deliverNotifications()
                     try? await Task.sleep(for: .seconds(15))
+                }
+            }
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    cancelRequestedJobs()
+                    try? await Task.sleep(for: .seconds(1))
                 }
             }
             group.addTask { [self] in

@@ -30,6 +30,8 @@ public final class BunkerService: Sendable {
     /// When queued notifications are sent.
     public let delivery: NotificationDelivery
     let outboxState = Mutex(OutboxState())
+    /// Runs every long operation a face starts: one writer at a time, progress, background jobs.
+    public let jobs = JobRunner()
 
     struct OutboxState {
         /// The outbox once made; `.some(nil)` when nothing is configured to notify.

@@ -172,6 +172,7 @@ public final class Archiver: Sendable {
         do {
             var nodes: [Node] = []
             for item in request.items {
+                try Task.checkCancellation()
                 if let node = try await saveItem(item, parent: parentTree?.node(named: item.name), packer: packer) {
                     nodes.append(node)
                 }
@@ -515,6 +516,10 @@ public final class Archiver: Sendable {
             var batch: [Data] = []
             var batchBytes = 0
             func dispatch() async throws {
+                // A safe point to stop a cancelled backup: what was dispatched is settled by
+                // ``settleAfterFailure()`` as after any failure, so the repository is as a kill
+                // would leave it (it verifies, and the next backup completes).
+                try Task.checkCancellation()
                 if inFlight >= 2, let (i, done) = try await group.next() {
                     results[i] = done
                     inFlight -= 1

@@ -8,7 +8,7 @@ import Synchronization
 /// The Clinical Dashboard API's backup routes: create, list, show, download, verify and restore.
 ///
 /// Only `SYSTEM_ADMIN` creates, downloads, verifies and restores; every role lists and reads
-/// backups. Backups and restores go through the ``WriterGate``: one at a time.
+/// backups. Backups and restores run through the service's ``JobRunner``: one writer at a time.
 struct BackupController {
     let deps: APIDependencies
 
@@ -36,40 +36,19 @@ struct BackupController {
         backup.description = body.description
         let chosen = backup
         let actor = identity.actor(requestID: context.id)
-        let lease = try deps.gate.claim(for: "a backup by \(identity.username)")
-        let progress = OperationProgress()
-        let jobs = deps.jobs
+        let options = JobOptions("a backup by \(identity.username)", access: .writes)
 
         guard body.async == true else {
-            defer { lease.release() }
-            let result = try await service.backup(chosen, by: actor, progress: progress)
+            let result = try await service.jobs.run(options) {
+                try await service.backup(chosen, by: actor, progress: options.progress)
+            }
             return try created(result).response(from: request, context: context)
         }
 
-        // The backup outlives this request: it runs in a task of its own, holding the gate, and
-        // the answer is the job's id as soon as its start row is written.
-        let (started, continuation) = AsyncStream.makeStream(of: String.self)
-        let task = Task<Void, any Error> {
-            defer {
-                lease.release()
-                continuation.finish()
-            }
-            let announced = Atomic(false)
-            let report: @Sendable (AuditedOperation) -> Void = { operation in
-                // The first operation is the backup; a nested one would come after.
-                guard !announced.exchange(true, ordering: .acquiringAndReleasing) else { return }
-                jobs.started(operation.jobID, progress: progress)
-                continuation.yield(operation.jobID)
-            }
-            _ = try await BunkerService.$operationStarted.withValue(report) {
-                try await service.backup(chosen, by: actor, progress: progress)
-            }
-        }
-        var iterator = started.makeAsyncIterator()
-        guard let startedJob = await iterator.next() else {
-            // It failed before it started (nothing to back up, say): answer with that error.
-            try await task.value
-            throw APIError(.internalServerError, code: "internal", "The backup ended before it started.")
+        // The backup outlives this request: it runs in the job runner's task group, holding the
+        // writer claim, and the answer is the job's id as soon as its start row is written.
+        let startedJob = try await service.jobs.start(options) {
+            _ = try await service.backup(chosen, by: actor, progress: options.progress)
         }
         var headers = HTTPFields()
         headers[.location] = "/api/v1/jobs/\(startedJob)"
@@ -148,8 +127,10 @@ struct BackupController {
         restore.reason = reason
         restore.signature = signature
         let chosen = restore
-        let outcome = try await deps.gate.withClaim(for: "a restore by \(identity.username)") {
-            try await service.restore(chosen, by: identity.actor(requestID: context.id))
+        let actor = identity.actor(requestID: context.id)
+        let options = JobOptions("a restore by \(identity.username)", access: .writes)
+        let outcome = try await service.jobs.run(options) {
+            try await service.restore(chosen, by: actor, progress: options.progress)
         }
         return RestoreDone(
             backupID: outcome.snapshotID, backupFilename: WireTime.backupFilename(backup.createdAt),

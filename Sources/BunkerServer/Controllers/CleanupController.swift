@@ -40,8 +40,12 @@ struct CleanupController {
         var cleanup = CleanupRequest()
         cleanup.dryRun = body.dryRun ?? false
         let chosen = cleanup
-        let outcome = try await deps.gate.withClaim(for: "a cleanup by \(identity.username)") {
-            try await service.cleanup(chosen, by: identity.actor(requestID: context.id))
+        let actor = identity.actor(requestID: context.id)
+        // A dry run deletes nothing, yet plans against the repository as it is: it waits its turn
+        // like any writer so its plan is not made beside a running backup.
+        let options = JobOptions("a cleanup by \(identity.username)", access: .writes)
+        let outcome = try await service.jobs.run(options) {
+            try await service.cleanup(chosen, by: actor, progress: options.progress)
         }
         return Done(
             dryRun: chosen.dryRun, kept: outcome.forget.keptCount, forgotten: outcome.forget.removeCount,

@@ -1,12 +1,31 @@
+import BunkerCore
 import BunkerService
 import Hummingbird
 
-/// `GET /jobs/{id}`: a job's state from the catalog and, while this server runs it, its progress.
+/// `GET /jobs` and `GET /jobs/{id}`: jobs' states from the catalog and, while this server runs
+/// them, their progress; `DELETE /jobs/{id}` cancels a running one (SYSTEM_ADMIN).
 struct JobsController {
     let deps: APIDependencies
 
     func register(on api: RouterGroup<BunkerRequestContext>) {
-        deps.authorized(api, [.systemAdmin, .auditor], action: "job.read").get("jobs/:job_id", use: show)
+        let readers = deps.authorized(api, [.systemAdmin, .auditor], action: "job.read")
+        readers.get("jobs", use: list)
+        readers.get("jobs/:job_id", use: show)
+        deps.authorized(api, [.systemAdmin], action: "job.cancel").delete("jobs/:job_id", use: cancel)
+    }
+
+    struct ListQuery: Decodable {
+        var limit: Int?
+    }
+
+    /// Running and recent jobs, newest first.
+    @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [JobStatus] {
+        let query = try request.query(as: ListQuery.self, context: context)
+        let limit = query.limit ?? 50
+        guard (1...1000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
+        }
+        return try deps.catalog.jobs(limit: limit).map(status)
     }
 
     @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> JobStatus {
@@ -14,7 +33,32 @@ struct JobsController {
         guard let job = try deps.catalog.job(id: id) else {
             throw APIError(.notFound, code: "not_found", "No job \(id) is known.")
         }
-        let progress = deps.jobs.progress(of: id).map { progress in
+        return try status(job)
+    }
+
+    /// Asks the job to stop: 202 and its state, still `running` until it reaches a safe point
+    /// (then `failed`, with a message saying it was cancelled).
+    @Sendable func cancel(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let id = try Validate.jobID(context)
+        let service = try deps.requireService()
+        do {
+            try service.cancelJob(id, by: identity.actor(requestID: context.id))
+        } catch let error as BunkerError where error.code == .invalidArgument {
+            throw APIError(.conflict, code: "job_finished", error.message)
+        } catch let error as BunkerError where error.code == .objectNotFound {
+            throw APIError(.notFound, code: "not_found", error.message)
+        }
+        guard let job = try deps.catalog.job(id: id) else {
+            throw APIError(.notFound, code: "not_found", "No job \(id) is known.")
+        }
+        var response = try status(job).response(from: request, context: context)
+        response.status = .accepted
+        return response
+    }
+
+    private func status(_ job: JobRecord) throws -> JobStatus {
+        let progress = deps.service?.jobs.progress(of: job.id).map { progress in
             let c = progress.counters
             return JobStatus.Progress(filesDone: c.filesDone, filesTotal: c.filesTotal, bytesDone: c.bytesDone, bytesTotal: c.bytesTotal, totalsKnown: c.totalsKnown, current: c.currentPath)
         }

@@ -2,8 +2,8 @@ import BunkerCore
 import BunkerService
 import Hummingbird
 
-/// What the controllers share: the catalog, the token service, the service layer over the
-/// repository, the one-writer gate and the live jobs.
+/// What the controllers share: the catalog, the token service and the service layer over the
+/// repository (whose job runner holds the one-writer claim and the live jobs).
 struct APIDependencies: Sendable {
     let catalog: Catalog
     let tokens: TokenService
@@ -13,8 +13,6 @@ struct APIDependencies: Sendable {
     /// The server's timeouts (a download's client that stops reading is cut off after the
     /// idle timeout).
     let limits: ServerLimits
-    let gate = WriterGate()
-    let jobs = JobRegistry()
 
     /// A group of `group`'s routes for a logged-in user of one of `roles`; any other role gets
     /// a 403, audited as a denied `action`.

@@ -77,6 +77,26 @@ extension Catalog {
         try queue.read { try JobRecord.order(Column("started_at").desc).limit(limit).fetchAll($0) }
     }
 
+    /// Marks a running job to be cancelled by the process that runs it; false if it is not running.
+    public func requestCancel(of jobID: String, by actor: AuditActor) throws -> Bool {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE jobs SET cancel_requested_by = ? WHERE id = ? AND state = 'running'",
+                arguments: [actor.name, jobID])
+            return db.changesCount > 0
+        }
+    }
+
+    /// The running jobs of this process that someone asked to cancel.
+    public func cancelRequests() throws -> [JobRecord] {
+        try queue.read { db in
+            try JobRecord
+                .filter(Column("state") == JobRecord.State.running.rawValue && Column("cancel_requested_by") != nil && Column("pid") == getpid()
+                        && Column("hostname") == ProcessInfo.processInfo.hostName)
+                .fetchAll(db)
+        }
+    }
+
     /// One job by its id.
     public func job(id: String) throws -> JobRecord? {
         try queue.read { try JobRecord.fetchOne($0, key: id) }

@@ -123,6 +123,11 @@ extension Catalog {
         migrator.registerMigration("v3-users-token-generation") { db in
             try db.execute(sql: "ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0 CHECK (token_generation >= 0)")
         }
+        // Who asked a running job to stop: `bunker jobs cancel` writes it, and the process that
+        // runs the job (its `bunker serve`) reads it and cancels the job.
+        migrator.registerMigration("v4-jobs-cancel-requested") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN cancel_requested_by TEXT")
+        }
         return migrator
     }
 }

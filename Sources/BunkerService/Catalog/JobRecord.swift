@@ -29,9 +29,12 @@ public struct JobRecord: Codable, Sendable, Equatable {
     /// The job's start row in the audit trail.
     public var auditSeq: Int64
     public var message: String?
+    /// Who asked the running job to stop (`bunker jobs cancel`), until its process stops it.
+    public var cancelRequestedBy: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, kind, state, actor, target, pid, hostname, message
+        case cancelRequestedBy = "cancel_requested_by"
         case startedAt = "started_at"
         case finishedAt = "finished_at"
         case auditSeq = "audit_seq"
