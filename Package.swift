@@ -113,6 +113,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "BunkerSourcesTests",
+            dependencies: ["BunkerSources", "BunkerCore", "BunkerTesting"]
+        ),
+        .testTarget(
             name: "BunkerServerTests",
             dependencies: [
                 "BunkerServer", "BunkerService", "BunkerCore", "BunkerTesting",
