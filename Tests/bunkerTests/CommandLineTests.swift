@@ -160,4 +160,25 @@ private func json(_ text: String) throws -> Any {
             #expect(try BunkerProcess.run(["snapshots"], environment: e).status == 5)
         }
     }
+
+    /// Changing who can open the repository goes through the service layer, so it is audited.
+    @Test func keyChangesAreAudited() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let e = env(dir + "/repo").merging(["BUNKER_DATA_DIR": dir + "/data"]) { $1 }
+            let add = try BunkerProcess.run(["key", "add", "--json"], environment: e.merging(["BUNKER_NEW_PASSWORD": "second"]) { $1 })
+            #expect(add.status == 0, "\(add.stderr)")
+            let added = try #require((try json(add.stdout) as? [String: Any])?["id"] as? String)
+            let passwd = try BunkerProcess.run(["key", "passwd"], environment: e.merging(["BUNKER_NEW_PASSWORD": "third"]) { $1 })
+            #expect(passwd.status == 0, "\(passwd.stderr)")
+            let remove = try BunkerProcess.run(["key", "remove", String(added.prefix(8))], environment: e.merging(["BUNKER_PASSWORD": "third"]) { $1 })
+            #expect(remove.status == 0, "\(remove.stderr)")
+            let audit = try BunkerProcess.run(["audit", "list", "--json"], environment: e)
+            #expect(audit.status == 0, "\(audit.stderr)")
+            let rows = try #require(try json(audit.stdout) as? [[String: Any]])
+            let ends = rows.filter { ($0["action"] as? String)?.hasPrefix("key.") == true && $0["outcome"] as? String == "success" }
+            #expect(ends.compactMap { $0["action"] as? String } == ["key.add", "key.passwd", "key.remove"], "\(rows)")
+            #expect(ends.first?["target"] as? String == added)
+        }
+    }
 }

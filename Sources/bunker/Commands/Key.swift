@@ -43,8 +43,8 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let repo = try await repository.open(loadIndex: false)
-                    let id = try await repo.addKey(password: newPassword.read())
+                    let service = try await repository.service(loadIndex: false)
+                    let id = try await service.addKey(password: newPassword.read())
                     if repository.output.json {
                         Output.printJSON(["id": id])
                     } else if !repository.output.quiet {
@@ -61,8 +61,7 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let repo = try await repository.open(loadIndex: false)
-                    let removed = try await repo.withLock(exclusive: true) { try await repo.removeKey(id) }
+                    let removed = try await repository.service(loadIndex: false).removeKey(id)
                     if repository.output.json {
                         Output.printJSON(["removed": removed])
                     } else if !repository.output.quiet {
@@ -79,8 +78,7 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let repo = try await repository.open(loadIndex: false)
-                    let id = try await repo.withLock(exclusive: true) { try await repo.changePassword(to: newPassword.read()) }
+                    let id = try await repository.service(loadIndex: false).changePassword(to: newPassword.read())
                     if repository.output.json {
                         Output.printJSON(["id": id])
                     } else if !repository.output.quiet {
