@@ -66,14 +66,12 @@ extension BunkerCommand {
 
         /// The service over the configured repository, or nil (with a note) when none is.
         private func openService(_ configuration: Configuration, catalog: Catalog) async throws -> BunkerService? {
-            let environment = ProcessInfo.processInfo.environment
-            guard let location = [repo, environment["BUNKER_REPOSITORY"], configuration.repository.path].compactMap({ $0 }).first(where: { !$0.isEmpty }) else {
+            guard let location = try RepositoryAccess.location(flag: repo, configuration) else {
                 print("No repository is configured: the backup routes answer 503 until [repository] path (or --repo) is set.")
                 return nil
             }
-            let file = passwordFile ?? (environment["BUNKER_PASSWORD"] == nil ? configuration.repository.passwordFile : nil)
-            let password = try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: false)
-            let repository = try await Repository.open(storage: StorageLocation.storage(for: location), password: password)
+            let password = try RepositoryAccess.password(file: passwordFile, configuration, confirm: false)
+            let repository = try await RepositoryAccess.open(location, password: password)
             // Notifications go out from the background loop, so no request waits for a mail server.
             return BunkerService(configuration: configuration, repository: repository, catalog: catalog, delivery: .background)
         }

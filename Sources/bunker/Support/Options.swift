@@ -32,31 +32,19 @@ struct RepositoryOptions: ParsableArguments {
 
     /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration.
     func location(_ configuration: Configuration? = nil) throws -> String {
-        let configuration = try configuration ?? self.configuration()
-        var chosen = repo
-        if chosen?.isEmpty ?? true { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
-        if chosen?.isEmpty ?? true { chosen = configuration.repository.path }
-        if let chosen, !chosen.isEmpty {
-            try configuration.checkRepositoryIsOutsideSources(chosen)
-            return chosen
-        }
+        if let chosen = try RepositoryAccess.location(flag: repo, configuration ?? self.configuration()) { return chosen }
         throw BunkerError(.invalidArgument, "No repository given: use --repo PATH, set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path in bunker.toml.")
     }
 
     /// The password: --password-file, BUNKER_PASSWORD, the configuration's password_file, a prompt.
     func password(confirm: Bool = false, _ configuration: Configuration? = nil) throws -> String {
-        if passwordFile == nil, ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] == nil,
-           let file = try (configuration ?? self.configuration()).repository.passwordFile {
-            return try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "", confirm: false)
-        }
-        return try readSecret(file: passwordFile, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
+        try RepositoryAccess.password(file: passwordFile, configuration ?? self.configuration(), confirm: confirm)
     }
 
     /// Opens the repository.
     func open(loadIndex: Bool = true) async throws -> Repository {
         let configuration = try configuration()
-        let storage = try StorageLocation.storage(for: location(configuration))
-        let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        let repository = try await RepositoryAccess.open(location(configuration), password: password(configuration), loadIndex: loadIndex)
         repository.lockWait = try lockWait()
         return repository
     }
@@ -66,10 +54,38 @@ struct RepositoryOptions: ParsableArguments {
     func service(loadIndex: Bool = true) async throws -> BunkerService {
         let configuration = try configuration()
         let catalog = try configuration.openCatalog()
-        let storage = try StorageLocation.storage(for: location(configuration))
-        let repository = try await Repository.open(storage: storage, password: password(configuration), loadIndex: loadIndex)
+        let repository = try await RepositoryAccess.open(location(configuration), password: password(configuration), loadIndex: loadIndex)
         repository.lockWait = try lockWait()
         return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
+    }
+}
+
+/// How every command (and `bunker serve`) finds the repository, its password, and opens it: one
+/// place, so that the faces cannot drift apart.
+enum RepositoryAccess {
+    /// The location: `flag`, BUNKER_REPOSITORY, then the configuration's (BACKUP_DIR over
+    /// `[repository] path`); nil when none is given. A local location inside a files source is
+    /// refused.
+    static func location(flag: String?, _ configuration: Configuration) throws -> String? {
+        var chosen = flag
+        if chosen?.isEmpty ?? true { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
+        if chosen?.isEmpty ?? true { chosen = configuration.repository.path }
+        guard let chosen, !chosen.isEmpty else { return nil }
+        try configuration.checkRepositoryIsOutsideSources(chosen)
+        return chosen
+    }
+
+    /// The password: the `file` flag, BUNKER_PASSWORD, the configuration's password_file, a prompt.
+    static func password(file: String?, _ configuration: Configuration, confirm: Bool) throws -> String {
+        if file == nil, ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] == nil, let configured = configuration.repository.passwordFile {
+            return try readSecret(file: configured, environment: "BUNKER_PASSWORD", prompt: "", confirm: false)
+        }
+        return try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
+    }
+
+    /// Opens the repository at `location`.
+    static func open(_ location: String, password: String, loadIndex: Bool = true) async throws -> Repository {
+        try await Repository.open(storage: StorageLocation.storage(for: location), password: password, loadIndex: loadIndex)
     }
 }
 
