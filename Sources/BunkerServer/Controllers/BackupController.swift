@@ -67,16 +67,8 @@ struct BackupController {
 
     // MARK: Read
 
-    struct ListQuery: Decodable {
-        var limit: Int?
-    }
-
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItemDTO] {
-        let query = try request.query(as: ListQuery.self, context: context)
-        let limit = query.limit ?? 50
-        guard (1...1000).contains(limit) else {
-            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
-        }
+        let limit = try Validate.listLimit(request, context: context)
         return try deps.catalog.backups(limit: limit).map(item)
     }
 

@@ -14,17 +14,9 @@ struct JobsController {
         deps.authorized(api, [.systemAdmin], action: "job.cancel").delete("jobs/:job_id", use: cancel)
     }
 
-    struct ListQuery: Decodable {
-        var limit: Int?
-    }
-
     /// Running and recent jobs, newest first.
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [JobStatus] {
-        let query = try request.query(as: ListQuery.self, context: context)
-        let limit = query.limit ?? 50
-        guard (1...1000).contains(limit) else {
-            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
-        }
+        let limit = try Validate.listLimit(request, context: context)
         return try deps.catalog.jobs(limit: limit).map(status)
     }
 

@@ -21,6 +21,18 @@ enum Validate {
         }
         return id
     }
+
+    /// The `limit` query of a listing (backups, jobs): 1 to 1000, 50 when absent.
+    static func listLimit(_ request: Request, context: BunkerRequestContext) throws -> Int {
+        struct LimitQuery: Decodable {
+            var limit: Int?
+        }
+        let limit = try request.query(as: LimitQuery.self, context: context).limit ?? 50
+        guard (1...1000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
+        }
+        return limit
+    }
 }
 
 extension Request {
