@@ -5,39 +5,42 @@ import Foundation
 /// The CLI maps ``Code`` to exit codes and the server (later) to HTTP statuses; a user never sees
 /// a bare "operation failed".
 public struct BunkerError: Error, CustomStringConvertible, Sendable {
-    /// What went wrong, in a form that scripts can switch on.
-    public enum Code: String, Sendable, Codable {
-        case invalidArgument = "invalid_argument"
-        case repositoryNotFound = "repository_not_found"
-        case repositoryExists = "repository_exists"
-        case unsupportedFormat = "unsupported_format"
-        case wrongPassword = "wrong_password"
-        case keyNotFound = "key_not_found"
-        case objectNotFound = "object_not_found"
-        case objectExists = "object_exists"
-        case snapshotNotFound = "snapshot_not_found"
-        case corruptObject = "corrupt_object"
-        case integrity = "integrity"
-        case storageFull = "storage_full"
-        case storageIO = "storage_io"
+    /// What went wrong, in a form that scripts can switch on: a stable string (`storage_full`).
+    ///
+    /// Open, as NIO's and postgres-nio's error codes are: each module declares the codes of its
+    /// own failures in an extension (the catalog's and the audit trail's live in BunkerService),
+    /// so a new module adds codes without touching the core. Faces map the codes they know to exit
+    /// codes and HTTP statuses and treat any other as a general failure.
+    public struct Code: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+        public let rawValue: String
+
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+
+        public var description: String { rawValue }
+
+        public static let invalidArgument = Code("invalid_argument")
+        public static let repositoryNotFound = Code("repository_not_found")
+        public static let repositoryExists = Code("repository_exists")
+        public static let unsupportedFormat = Code("unsupported_format")
+        public static let wrongPassword = Code("wrong_password")
+        public static let keyNotFound = Code("key_not_found")
+        public static let objectNotFound = Code("object_not_found")
+        public static let objectExists = Code("object_exists")
+        public static let snapshotNotFound = Code("snapshot_not_found")
+        public static let corruptObject = Code("corrupt_object")
+        public static let integrity = Code("integrity")
+        public static let storageFull = Code("storage_full")
+        public static let storageIO = Code("storage_io")
         /// The storage is busy or out of reach for now (a 503 `SlowDown`, a reset connection, a
         /// timeout): the same request may succeed later. ``RetryingStorage`` retries these.
-        case storageUnavailable = "storage_unavailable"
-        case permissionDenied = "permission_denied"
-        case repositoryLocked = "repository_locked"
-        case sourceIO = "source_io"
-        case cancelled = "cancelled"
+        public static let storageUnavailable = Code("storage_unavailable")
+        public static let permissionDenied = Code("permission_denied")
+        public static let repositoryLocked = Code("repository_locked")
+        public static let sourceIO = Code("source_io")
+        public static let cancelled = Code("cancelled")
         /// A server Bunker talks to (mail, webhooks) could not be reached or refused.
-        case network = "network"
-        /// The catalog (users, backup metadata, audit trail) cannot be opened or written.
-        case catalog = "catalog"
-        /// The audit trail's hash chain or its signed anchors do not match: rows were tampered with.
-        case auditTampered = "audit_tampered"
-        case userNotFound = "user_not_found"
-        /// A wrong user name or password, or a deactivated user.
-        case authenticationFailed = "authentication_failed"
-        /// Too many failed logins: the account is locked for a while.
-        case accountLocked = "account_locked"
+        public static let network = Code("network")
     }
 
     public let code: Code
