@@ -74,8 +74,7 @@ extension BunkerService {
     }
 
     /// What `bunker serve` runs beside the HTTP server until cancelled: the scheduler, delivery
-    /// of queued notifications every 15 s, the alert checks every 5 minutes, and every second the
-    /// cancels that `bunker jobs cancel` asked for.
+    /// of queued notifications every 15 s, and the alert checks every 5 minutes.
     public func runBackgroundWork(scheduler: Scheduler? = nil) async {
         let scheduler = scheduler ?? makeScheduler()
         await withTaskGroup(of: Void.self) { group in
@@ -84,12 +83,6 @@ extension BunkerService {
                 while !Task.isCancelled {
                     await deliverNotifications()
                     try? await Task.sleep(for: .seconds(15))
-                }
-            }
-            group.addTask { [self] in
-                while !Task.isCancelled {
-                    cancelRequestedJobs()
-                    try? await Task.sleep(for: .seconds(1))
                 }
             }
             group.addTask { [self] in

@@ -30,8 +30,9 @@ public final class BunkerService: Sendable {
     /// When queued notifications are sent.
     public let delivery: NotificationDelivery
     let outboxState = Mutex(OutboxState())
-    /// Runs every long operation a face starts: one writer at a time, progress, background jobs.
-    public let jobs = JobRunner()
+    /// Runs every long operation a face starts: one writer at a time (in this process and, by
+    /// the data directory's `writer.lock`, against the others), progress, background jobs.
+    public let jobs: JobRunner
 
     struct OutboxState {
         /// The outbox once made; `.some(nil)` when nothing is configured to notify.
@@ -47,6 +48,11 @@ public final class BunkerService: Sendable {
         self.repository = repository
         self.sources = configuration.makeSources()
         self.openedCatalog = Mutex(catalog)
+        self.jobs = JobRunner(claimFile: configuration.dataDirectory + "/writer.lock")
+        jobs.watch { [weak self] jobID, counters in
+            // A catalog that cannot be written now only delays the counters and a cancel.
+            (try? self?.catalog().publish(counters, of: jobID)) ?? false
+        }
     }
 
     /// The catalog in the configured data directory, opened (and created) on first use.

@@ -164,6 +164,9 @@ public final class Restorer: Sendable {
                 }
                 let selected = selection(of: path)
                 if selected == .none { continue }
+                // A safe point to stop a cancelled restore: the target holds whole files only
+                // (each is written under a temporary name and renamed once checked).
+                try Task.checkCancellation()
                 if running >= 16 {
                     try await group.next()
                     running -= 1

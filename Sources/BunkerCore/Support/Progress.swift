@@ -4,7 +4,7 @@ import Synchronization
 /// Counters a long operation updates and a front end reads to draw progress.
 public final class OperationProgress: Sendable {
     /// A consistent reading of the counters.
-    public struct Counters: Sendable, Codable {
+    public struct Counters: Sendable, Codable, Equatable {
         public var filesDone = 0
         public var bytesDone: UInt64 = 0
         public var filesTotal = 0
@@ -14,6 +14,19 @@ public final class OperationProgress: Sendable {
         public var bytesStored: UInt64 = 0
         public var errors = 0
         public var currentPath = ""
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case errors
+            case filesDone = "files_done"
+            case bytesDone = "bytes_done"
+            case filesTotal = "files_total"
+            case bytesTotal = "bytes_total"
+            case totalsKnown = "totals_known"
+            case bytesStored = "bytes_stored"
+            case currentPath = "current_path"
+        }
     }
 
     private let state = Mutex(Counters())

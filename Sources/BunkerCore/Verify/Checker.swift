@@ -224,6 +224,8 @@ public struct Checker: Sendable {
             }
             while next < min(2, packs.count) { launch() }
             while let reading = try await group.next() {
+                // A verify only reads: it can stop between any two packs.
+                try Task.checkCancellation()
                 if next < packs.count { launch() }
                 handle(reading)
             }

@@ -50,9 +50,9 @@ struct JobsController {
     }
 
     private func status(_ job: JobRecord) throws -> JobStatus {
-        let progress = deps.service?.jobs.progress(of: job.id).map { progress in
-            let c = progress.counters
-            return JobStatus.Progress(filesDone: c.filesDone, filesTotal: c.filesTotal, bytesDone: c.bytesDone, bytesTotal: c.bytesTotal, totalsKnown: c.totalsKnown, current: c.currentPath)
+        // This server's own jobs live; another process's (a CLI command) as it last published them.
+        let progress = (deps.service?.jobs.progress(of: job.id)?.counters ?? job.progress).map { c in
+            JobStatus.Progress(filesDone: c.filesDone, filesTotal: c.filesTotal, bytesDone: c.bytesDone, bytesTotal: c.bytesTotal, totalsKnown: c.totalsKnown, current: c.currentPath)
         }
         return JobStatus(
             id: job.id, kind: job.kind, state: job.state.rawValue, target: job.target, startedAt: WireTime.string(job.startedAt),

@@ -87,13 +87,13 @@ extension Catalog {
         }
     }
 
-    /// The running jobs of this process that someone asked to cancel.
-    public func cancelRequests() throws -> [JobRecord] {
-        try queue.read { db in
-            try JobRecord
-                .filter(Column("state") == JobRecord.State.running.rawValue && Column("cancel_requested_by") != nil && Column("pid") == getpid()
-                        && Column("hostname") == ProcessInfo.processInfo.hostName)
-                .fetchAll(db)
+    /// Publishes a job's counters (a running job's, or its final ones), and answers whether
+    /// someone asked to cancel it.
+    func publish(_ counters: OperationProgress.Counters, of jobID: String) throws -> Bool {
+        let json = String(decoding: try JSONEncoder().encode(counters), as: UTF8.self)
+        return try write { db in
+            try db.execute(sql: "UPDATE jobs SET progress = ? WHERE id = ?", arguments: [json, jobID])
+            return try Bool.fetchOne(db, sql: "SELECT cancel_requested_by IS NOT NULL FROM jobs WHERE id = ?", arguments: [jobID]) ?? false
         }
     }
 

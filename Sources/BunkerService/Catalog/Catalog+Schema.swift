@@ -128,6 +128,9 @@ extension Catalog {
         migrator.registerMigration("v4-jobs-cancel-requested") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN cancel_requested_by TEXT")
         }
+        migrator.registerMigration("v5-jobs-progress") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN progress TEXT")
+        }
         return migrator
     }
 }

@@ -1,3 +1,4 @@
+import BunkerCore
 import Foundation
 import GRDB
 
@@ -31,9 +32,12 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var message: String?
     /// Who asked the running job to stop (`bunker jobs cancel`), until its process stops it.
     public var cancelRequestedBy: String? = nil
+    /// The running job's counters, as its process last published them (once a second), so
+    /// that `bunker jobs` in another process shows how far it is; the final ones once it ended.
+    public var progress: OperationProgress.Counters? = nil
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, state, actor, target, pid, hostname, message
+        case id, kind, state, actor, target, pid, hostname, message, progress
         case cancelRequestedBy = "cancel_requested_by"
         case startedAt = "started_at"
         case finishedAt = "finished_at"

@@ -4,9 +4,9 @@ import Foundation
 extension BunkerService {
     /// Cancels a running job (a catalog job id), audited as `job.cancel` by `actor`.
     ///
-    /// A job of this process is cancelled at once; a job of another process (the `bunker serve`
-    /// that runs it, asked by `bunker jobs cancel`) is marked in the catalog, and that process
-    /// cancels it within a second or two (``cancelRequestedJobs()``). Either way the operation
+    /// A job of this process is cancelled at once; a job of another process (a CLI command, or
+    /// the `bunker serve` that runs it, asked by `bunker jobs cancel`) is marked in the catalog,
+    /// and that process's ``JobRunner`` cancels it within a second or two. Either way the operation
     /// stops at its next safe point and its own end row says it was cancelled; the repository is
     /// left as a kill would leave it (it verifies, and the next run completes).
     ///
@@ -28,12 +28,5 @@ extension BunkerService {
             guard try catalog.requestCancel(of: jobID, by: actor) else { throw ended }
         }
         try catalog.record("job.cancel", target: jobID, outcome: .success, details: ["kind": job.kind, "pid": String(job.pid)], by: actor)
-    }
-
-    /// Cancels the jobs of this process that another process asked to cancel (see
-    /// ``cancelJob(_:by:)``); `bunker serve` calls it every second.
-    public func cancelRequestedJobs() {
-        guard let requests = try? catalog().cancelRequests() else { return }
-        for job in requests { jobs.cancel(job.id) }
     }
 }

@@ -47,7 +47,14 @@ public struct LiveJob: Sendable {
 /// One writer per repository in this process: backups and restores take only a shared
 /// repository lock (several readers may run), so the repository lock alone would let two
 /// backups, or a cleanup and a restore, run together; the claim is what makes them conflict.
-/// Another process's exclusive lock still ends in the repository lock's own "busy" error.
+/// Between processes that share a data directory (two `bunker backup` commands, a CLI restore
+/// and `bunker serve`) the claim is also a lock file (``WriterClaimFile``), so a second writer
+/// gets the same "busy" answer from every face. Another host's exclusive repository lock still
+/// ends in the repository lock's own "busy" error.
+///
+/// While a job runs, the runner hands its counters to the watcher once a second (the service
+/// publishes them in the catalog for `bunker jobs` in other processes) and cancels the job when
+/// the watcher says another process asked to (`bunker jobs cancel`).
 ///
 /// The claim is taken before the operation's start row is written and released after its end
 /// row, so the audit trail's start and end rows of two writers never interleave.
@@ -64,7 +71,14 @@ public final class JobRunner: Sendable {
         var nextKey: UInt64 = 0
         /// The last jobs that ended, oldest first, so that their final counters stay readable.
         var recent: [LiveJob] = []
+        /// The running writer's hold on the claim file.
+        var claimFile: WriterClaimFile.Held?
+        var watcher: Watcher?
     }
+
+    /// Told a running job's catalog id and counters once a second; answers true when the job is
+    /// to be cancelled.
+    public typealias Watcher = @Sendable (_ jobID: String, _ counters: OperationProgress.Counters) -> Bool
 
     private let state = Mutex(State())
     /// Jobs handed to ``start(_:_:)``, run by ``run()``.
@@ -74,10 +88,23 @@ public final class JobRunner: Sendable {
     private let pollInterval: Duration
     /// Set once ``run()`` consumes `queue`, which only one task may iterate.
     private let looping = Atomic(false)
+    /// The claim between processes; nil keeps it within this process.
+    private let claimFile: WriterClaimFile?
+    /// How often the watcher is told a running job's counters.
+    private let watchInterval: Duration
 
-    public init(pollInterval: Duration = .milliseconds(50)) {
+    /// A runner whose writers also claim `claimFile` (the data directory's `writer.lock`)
+    /// against other processes.
+    public init(claimFile: String? = nil, pollInterval: Duration = .milliseconds(50), watchInterval: Duration = .seconds(1)) {
         (queue, enqueue) = AsyncStream.makeStream()
+        self.claimFile = claimFile.map(WriterClaimFile.init(path:))
         self.pollInterval = pollInterval
+        self.watchInterval = watchInterval
+    }
+
+    /// Sets who is told running jobs' counters and may ask to cancel them (see ``Watcher``).
+    public func watch(_ watcher: @escaping Watcher) {
+        state.withLock { $0.watcher = watcher }
     }
 
     /// The job the current task runs, so that ``BunkerService/audited`` can tell it its job id.
@@ -119,6 +146,13 @@ public final class JobRunner: Sendable {
         return canceller != nil
     }
 
+    /// Tells the watcher the job's counters; true if it answers that the job is to be cancelled.
+    private func askedToCancel(_ key: UInt64, progress: OperationProgress) -> Bool {
+        let (jobID, watcher) = state.withLock { state in (state.live[key]?.jobID, state.watcher) }
+        guard let jobID, let watcher else { return false }
+        return watcher(jobID, progress.counters)
+    }
+
     private enum Outcome<T: Sendable>: Sendable {
         case done(T)
         case cancelRequested
@@ -131,6 +165,8 @@ public final class JobRunner: Sendable {
         let key = try await claim(options) { requestCancel.finish() }
         defer { end(key) }
         let context = JobContext(runner: self, key: key, announce: announce)
+        // The final counters, for whoever reads them from elsewhere.
+        defer { _ = askedToCancel(key, progress: options.progress) }
         return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
             group.addTask {
                 .done(try await Self.$current.withValue(context) { try await body() })
@@ -138,6 +174,13 @@ public final class JobRunner: Sendable {
             group.addTask {
                 // Ends when cancel(_:) is called, or when the group is cancelled once the body ends.
                 for await _ in cancelRequests {}
+                return .cancelRequested
+            }
+            group.addTask { [self] in
+                // Ends when the watcher asks to cancel, or when the group is cancelled.
+                while (try? await Task.sleep(for: watchInterval)) != nil {
+                    if askedToCancel(key, progress: options.progress) { return .cancelRequested }
+                }
                 return .cancelRequested
             }
             while let outcome = try await group.next() {
@@ -194,10 +237,16 @@ public final class JobRunner: Sendable {
         }
         while true {
             // The job's key once claimed, else the label of the writer that runs or is next.
-            let claimed: Result<UInt64, Holder> = state.withLock { state in
+            let claimed: Result<UInt64, Holder> = try state.withLock { state in
                 if options.access == .writes {
                     if let writer = state.writer { return .failure(Holder(label: writer)) }
                     if let first = state.waiting.first, first.ticket != ticket { return .failure(Holder(label: first.label, isWaiting: true)) }
+                    if let claimFile {
+                        switch try claimFile.tryClaim(label: options.label) {
+                        case .success(let held): state.claimFile = held
+                        case .failure(let busy): return .failure(Holder(label: busy.label))
+                        }
+                    }
                     state.writer = options.label
                 }
                 state.nextKey += 1
@@ -229,7 +278,11 @@ public final class JobRunner: Sendable {
     private func end(_ key: UInt64) {
         state.withLock { state in
             guard let job = state.live.removeValue(forKey: key) else { return }
-            if job.access == .writes { state.writer = nil }
+            if job.access == .writes {
+                state.writer = nil
+                state.claimFile?.release()
+                state.claimFile = nil
+            }
             if job.jobID != nil {
                 state.recent.append(job)
                 if state.recent.count > Self.recentLimit { state.recent.removeFirst() }

@@ -54,7 +54,6 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let level = try validatedCompressionLevel(compressionLevel)
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let result: BackupResult
                 if paths.isEmpty {
                     let service = try await repository.service()
@@ -64,15 +63,15 @@ extension BunkerCommand {
                     request.description = description
                     request.compressionLevel = level
                     let chosen = request
-                    result = try await ProgressLine.with(progress, verb: "backup") { try await service.backup(chosen, progress: progress) }
+                    result = try await repository.job(service, "backup", access: .writes) { try await service.backup(chosen, progress: $0) }
                 } else {
-                    result = try await backupPaths(level: level, progress: progress)
+                    result = try await backupPaths(level: level)
                 }
                 try report(result)
             }
         }
 
-        private func backupPaths(level: Int?, progress: OperationProgress?) async throws -> BackupResult {
+        private func backupPaths(level: Int?) async throws -> BackupResult {
                 let service = try await repository.service()
                 let repo = service.repository
                 var request = BackupRequest(paths: paths)
@@ -86,7 +85,7 @@ extension BunkerCommand {
                     request.parent = .snapshot(try await repo.findSnapshot(parent).id)
                 }
                 let chosen = request
-                return try await ProgressLine.with(progress, verb: "backup") { try await service.backup(paths: chosen, progress: progress) }
+                return try await repository.job(service, "backup", access: .writes) { try await service.backup(paths: chosen, progress: $0) }
         }
 
         private func report(_ result: BackupResult) throws {

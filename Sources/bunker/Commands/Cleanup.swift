@@ -22,9 +22,8 @@ extension BunkerCommand {
                 var request = CleanupRequest(policy: try policy.policy(configured: service.configuration.retention))
                 request.prune = try tuning.options()
                 request.dryRun = dryRun
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let chosen = request
-                let outcome = try await ProgressLine.with(progress, verb: "cleanup") { try await service.cleanup(chosen, progress: progress) }
+                let outcome = try await repository.job(service, "cleanup", access: dryRun ? .reads : .writes) { try await service.cleanup(chosen, progress: $0) }
                 if repository.output.json {
                     Output.printJSON(outcome)
                 } else if !repository.output.quiet {

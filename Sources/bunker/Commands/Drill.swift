@@ -26,9 +26,8 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let service = try await repository.service()
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
-                let report = try await ProgressLine.with(progress, verb: "drill") {
-                    try await service.drill(snapshot: snapshot, sourceNames: sources, progress: progress)
+                let report = try await repository.job(service, "drill", access: .reads) {
+                    try await service.drill(snapshot: snapshot, sourceNames: sources, progress: $0)
                 }
                 if repository.output.json {
                     Output.printJSON(report)

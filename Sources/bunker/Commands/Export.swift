@@ -24,9 +24,8 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let service = try await repository.service()
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
-                let summary = try await ProgressLine.with(progress, verb: "export") {
-                    try await service.export(snapshot: snapshot, to: zip, progress: progress)
+                let summary = try await repository.job(service, "export", access: .reads) {
+                    try await service.export(snapshot: snapshot, to: zip, progress: $0)
                 }
                 if repository.output.json {
                     Output.printJSON(summary)

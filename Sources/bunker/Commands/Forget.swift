@@ -25,7 +25,9 @@ extension BunkerCommand {
             try await repository.output.run {
                 let service = try await repository.service()
                 let chosen = try policy.policy(configured: service.configuration.retention)
-                let report = try await service.forget(policy: chosen, dryRun: dryRun)
+                let report = try await repository.job(service, "forget", access: dryRun ? .reads : .writes) { _ in
+                    try await service.forget(policy: chosen, dryRun: dryRun)
+                }
                 if repository.output.json {
                     Output.printJSON(report)
                 } else if !repository.output.quiet {

@@ -38,11 +38,21 @@ extension BunkerCommand {
                         var line = "\(job.id)  \(job.kind)  \(job.state.rawValue)  \(job.actor)  \(Output.localTime(job.startedAt))"
                         if let finished = job.finishedAt { line += " → \(Output.localTime(finished))" }
                         if let target = job.target { line += "  \(target)" }
+                        if job.state == .running, let progress = job.progress { line += "  " + Self.describe(progress) }
                         if let by = job.cancelRequestedBy, job.state == .running { line += "  (cancel asked by \(by))" }
                         if let message = job.message { line += "  \(message)" }
                         print(line)
                     }
                 }
+            }
+
+            /// A running job's counters: "12% (40 of 310 files, 1.2 GiB of 9.8 GiB)", or while the
+            /// totals are still being counted, what is done so far.
+            static func describe(_ progress: OperationProgress.Counters) -> String {
+                let done = "\(progress.filesDone) files, \(Output.bytes(progress.bytesDone))"
+                guard progress.totalsKnown, progress.bytesTotal > 0 else { return "(\(done) so far)" }
+                let percent = min(100, Int(Double(progress.bytesDone) / Double(progress.bytesTotal) * 100))
+                return "\(percent)% (\(progress.filesDone) of \(progress.filesTotal) files, \(Output.bytes(progress.bytesDone)) of \(Output.bytes(progress.bytesTotal)))"
             }
         }
 

@@ -24,9 +24,8 @@ extension BunkerCommand {
                 var options = try tuning.options()
                 options.dryRun = dryRun
                 let service = try await repository.service()
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let chosen = options
-                let report = try await ProgressLine.with(progress, verb: "prune") { try await service.prune(chosen, progress: progress) }
+                let report = try await repository.job(service, "prune", access: dryRun ? .reads : .writes) { try await service.prune(chosen, progress: $0) }
                 if repository.output.json {
                     Output.printJSON(report)
                 } else if !repository.output.quiet {

@@ -61,7 +61,6 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
                 let service = try await repository.service()
                 let (id, s) = try await service.repository.findSnapshot(snapshot)
                 // Plain-path snapshots, and --include, restore the tree as it is stored.
@@ -69,7 +68,7 @@ extension BunkerCommand {
                     guard let target else {
                         throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths: give --target DIR.")
                     }
-                    try await restoreTree(service, id: id, target: target, progress: progress)
+                    try await restoreTree(service, id: id, target: target)
                     return
                 }
                 var request = SourceRestoreRequest(snapshot: id.hex)
@@ -85,7 +84,7 @@ extension BunkerCommand {
                     Output.warning("--no-safety-backup: the live data this restore overwrites will not be recoverable from Bunker.")
                 }
                 let chosen = request
-                let outcome = try await ProgressLine.with(progress, verb: "restore") { try await service.restore(chosen, progress: progress) }
+                let outcome = try await repository.job(service, "restore", access: .writes) { try await service.restore(chosen, progress: $0) }
                 if repository.output.json {
                     Output.printJSON(outcome)
                 } else if !repository.output.quiet {
@@ -100,9 +99,10 @@ extension BunkerCommand {
             }
         }
 
-        private func restoreTree(_ service: BunkerService, id: ID, target: String, progress: OperationProgress?) async throws {
-            let report = try await ProgressLine.with(progress, verb: "restore") {
-                try await service.restoreTree(snapshot: id.hex, includes: includes, to: target, reason: reason, progress: progress)
+        private func restoreTree(_ service: BunkerService, id: ID, target: String) async throws {
+            // It writes only the target, never the repository nor a source's live data.
+            let report = try await repository.job(service, "restore", access: .reads) {
+                try await service.restoreTree(snapshot: id.hex, includes: includes, to: target, reason: reason, progress: $0)
             }
             if repository.output.json {
                 Output.printJSON(RestoreOutput(snapshotID: id.hex, target: target, report: report))

@@ -21,9 +21,8 @@ extension BunkerCommand {
             try await repository.output.run {
                 let subset = try readDataSubset.map(DataSubset.init(parsing:))
                 let service = try await repository.service(loadIndex: false)
-                let progress = repository.output.showsProgress ? OperationProgress() : nil
-                let report = try await ProgressLine.with(progress, verb: "verify") {
-                    try await service.verify(readData: readData, subset: subset, progress: progress)
+                let report = try await repository.job(service, "verify", access: .reads) {
+                    try await service.verify(readData: readData, subset: subset, progress: $0)
                 }
                 if repository.output.json {
                     Output.printJSON(report)

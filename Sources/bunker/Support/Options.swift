@@ -49,6 +49,22 @@ struct RepositoryOptions: ParsableArguments {
         return repository
     }
 
+    /// Runs a command's operation as a job of `service`'s runner, as the API and the schedules
+    /// run theirs: a writer claims the one-writer slot first (shared with `bunker serve` and
+    /// other commands through the data directory), waiting up to --retry-lock, else failing
+    /// with "busy" (exit 6); `bunker jobs` shows its progress and can cancel it. Draws the
+    /// progress line when there is a terminal.
+    func job<R: Sendable>(
+        _ service: BunkerService, _ verb: String, access: JobAccess, _ body: @escaping @Sendable (OperationProgress) async throws -> R
+    ) async throws -> R {
+        let progress = OperationProgress()
+        let article = verb.first.map { "aeiou".contains($0) } == true ? "an" : "a"
+        let options = JobOptions("\(article) \(verb) by \(AuditActor.localUser().name)", access: access, wait: .seconds(try lockWait()), progress: progress)
+        return try await ProgressLine.with(output.showsProgress ? progress : nil, verb: verb) {
+            try await service.jobs.run(options) { try await body(progress) }
+        }
+    }
+
     /// Opens the repository with the configured sources and the catalog, which audits what the
     /// command does as the local user.
     func service(loadIndex: Bool = true) async throws -> BunkerService {
