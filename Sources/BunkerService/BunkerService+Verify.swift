@@ -27,11 +27,11 @@ extension BunkerService {
 
     /// Checks one snapshot's data: every pack it needs is read, hashed against its name and every
     /// blob authenticated. Audited as `verify` of the snapshot; damage ends as `failure`.
-    public func verify(snapshot reference: String, by actor: AuditActor = .localUser()) async throws -> CheckReport {
+    public func verify(snapshot reference: String, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> CheckReport {
         try await audited("verify", target: reference, by: actor, details: ["read_data": "true", "scope": "snapshot"]) {
             try await repository.withLock(exclusive: false) {
                 let (id, _) = try await repository.findSnapshot(reference)
-                return try await Checker(repository: repository).check(snapshot: id)
+                return try await Checker(repository: repository, progress: progress).check(snapshot: id)
             }
         } describe: { report in
             AuditedResult(outcome: report.ok ? .success : .failure, details: ["errors": String(report.errors.count), "packs_read": String(report.packsRead)])

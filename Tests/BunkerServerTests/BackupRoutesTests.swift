@@ -227,6 +227,13 @@ import Testing
             #expect(good.keys.sorted() == ["backup_id", "message", "valid"])
             #expect(good["backup_id"] as? String == id)
             #expect(good["valid"] as? Bool == true)
+            // The verify ran as a job of the runner: listed, with the packs it read.
+            let olga = try await api.token("olga")
+            let jobs = try JSONSerialization.jsonObject(with: Data(buffer: try await api.send(.get, "/api/v1/jobs", token: olga).body)) as? [[String: Any]]
+            let verifyJob = try #require(jobs?.first { $0["kind"] as? String == "verify" }, "\(jobs ?? [])")
+            #expect(verifyJob["state"] as? String == "succeeded")
+            let progress = try #require(verifyJob["progress"] as? [String: Any], "\(verifyJob)")
+            #expect((progress["files_total"] as? Int ?? 0) > 0 && progress["files_done"] as? Int == progress["files_total"] as? Int, "\(progress)")
             try flipByteInLargestPack(of: api.dir + "/repo")
             let bad = try object(try await api.send(.post, "/api/v1/backup/\(id)/verify", token: alice))
             #expect(bad["valid"] as? Bool == false)

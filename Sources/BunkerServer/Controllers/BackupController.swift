@@ -155,8 +155,12 @@ struct BackupController {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     do {
-                        _ = try await service.export(snapshot: backup.snapshotID, by: actor) { data in
-                            try await pipe.send(ByteBuffer(data: data))
+                        // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
+                        let options = JobOptions("an export by \(actor.name)", access: .reads)
+                        _ = try await service.jobs.run(options) {
+                            try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress) { data in
+                                try await pipe.send(ByteBuffer(data: data))
+                            }
                         }
                         pipe.finish()
                     } catch {
@@ -203,7 +207,11 @@ struct BackupController {
         let identity = try context.requireIdentity()
         let service = try deps.requireService()
         let backup = try await record(Validate.backupID(context))
-        let report = try await service.verify(snapshot: backup.snapshotID, by: identity.actor(requestID: context.id))
+        let options = JobOptions("a verify by \(identity.username)", access: .reads)
+        let actor = identity.actor(requestID: context.id)
+        let report = try await service.jobs.run(options) {
+            try await service.verify(snapshot: backup.snapshotID, by: actor, progress: options.progress)
+        }
         let message = report.ok
             ? "Every pack backup \(backup.snapshotID.prefix(8)) needs was read, hashed and authenticated (\(report.packsRead) packs)."
             : "Backup \(backup.snapshotID.prefix(8)) is damaged: " + report.errors.prefix(5).map(\.message).joined(separator: " ")
