@@ -42,12 +42,15 @@ extension BunkerService {
             Self.finish(operation, in: catalog) {
                 try catalog.finish(operation, outcome: .failure, details: failed, message: message)
             }
+            await shipAuditTrailQuietly()
             throw error
         }
         let result = describe(value)
         Self.finish(operation, in: catalog) {
             try catalog.finish(operation, outcome: result.outcome, target: result.target, details: result.details, message: result.message, change: result.change)
         }
+        // The trail goes off the machine with the data it describes.
+        await shipAuditTrailQuietly()
         return value
     }
 

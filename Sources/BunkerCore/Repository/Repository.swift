@@ -129,6 +129,22 @@ public final class Repository: Sendable {
         return handle
     }
 
+    /// Seals `plaintext` and stores it under `name` (a segment of the service's records, named
+    /// by what it holds); fails with ``BunkerError/Code/objectExists`` if the name is taken.
+    public func saveSealed(_ plaintext: Data, as handle: ObjectHandle) async throws {
+        try await storage.save(handle, data: try key.seal(plaintext))
+    }
+
+    /// Loads and decrypts an object saved by ``saveSealed(_:as:)``.
+    public func loadSealed(_ handle: ObjectHandle) async throws -> Data {
+        let data = try await storage.load(handle)
+        do {
+            return try key.open(data)
+        } catch {
+            throw BunkerError(.corruptObject, "\(handle) is damaged: it fails authentication.", cause: error)
+        }
+    }
+
     /// Loads an object named by its SHA-256, checks the name, and decrypts it.
     func loadSealed(_ kind: ObjectKind, _ id: ID) async throws -> Data {
         let handle = ObjectHandle(kind, id)

@@ -62,8 +62,8 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
         try validate(handle)
         let final = path(of: handle)
         let dir = (final as NSString).deletingLastPathComponent
-        // Pack subdirectories, and `holds/` in repositories made before holds existed.
-        if handle.kind == .pack || handle.kind == .hold { try makeDirectory(dir) }
+        // Pack subdirectories, and `holds/` or `catalog/` in repositories made before them.
+        if handle.kind == .pack || handle.kind.isLateAddition { try makeDirectory(dir) }
         let temp = dir + "/" + Self.temporaryPrefix + UUID().uuidString
         do {
             try writeFile(temp, data)
@@ -149,10 +149,10 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
                 result += try listFiles(in: directory(of: .pack) + "/" + sub, kind: .pack)
             }
             return result
-        case .hold:
-            // Repositories made before holds existed have no `holds/` until the first hold.
-            guard access(directory(of: .hold), F_OK) == 0 || errno != ENOENT else { return [] }
-            return try listFiles(in: directory(of: .hold), kind: .hold)
+        case .hold, .catalog:
+            // Repositories made before these kinds existed have no directory until the first object.
+            guard access(directory(of: kind), F_OK) == 0 || errno != ENOENT else { return [] }
+            return try listFiles(in: directory(of: kind), kind: kind)
         default:
             return try listFiles(in: directory(of: kind), kind: kind)
         }

@@ -16,6 +16,14 @@ public enum ObjectKind: String, Sendable, CaseIterable, Codable {
     case lock = "locks"
     /// Holds: a snapshot that retention must keep until the hold is removed (legal hold).
     case hold = "holds"
+    /// What the service layer keeps beside the data so that the repository alone rebuilds it on
+    /// a new machine: sealed, append-only segments of the audit trail. Neither prune nor
+    /// forget ever removes them.
+    case catalog = "catalog"
+
+    /// Kinds added after the first repositories were made: their directories appear with their
+    /// first object, and a repository without them lists none.
+    var isLateAddition: Bool { self == .hold || self == .catalog }
 }
 
 /// A named object of one kind.

@@ -102,7 +102,24 @@ struct AuditAnchor: Sendable {
         let signed = signature(version: "v3", seq: head.seq, hash: head.hash, timestamp: timestamp, macFrom: from, previous: previous)
         let line = "v3 \(head.seq) \(head.hash) \(timestamp) \(from) \(signed)\n"
         try SecretFile.writeCatalogFile(line, to: fd, naming: "the audit anchor file \(file)")
-        let headLine = "v2 \(head.seq) \(signed) \(headSignature(seq: head.seq, mac: signed))\n"
+        try writeHead(seq: head.seq, mac: signed)
+    }
+
+    /// Rewrites the head file to name the anchor file's last line: after a trail is restored
+    /// from the repository (``Catalog/restoreTrail(dataDirectory:from:options:)``).
+    func rewriteHead() throws {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw BunkerError(.catalog, "Cannot open the audit anchor file \(file): \(String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        guard let last = Self.lastLine(fd) else { return }
+        try writeHead(seq: last.seq, mac: last.mac)
+    }
+
+    /// The head file naming the line of `seq` signed `mac`, replaced atomically.
+    private func writeHead(seq: Int64, mac signed: String) throws {
+        let headLine = "v2 \(seq) \(signed) \(headSignature(seq: seq, mac: signed))\n"
         let temp = headFile + ".tmp"
         unlink(temp)
         try SecretFile.write(headLine, to: temp, flags: O_EXCL, naming: "the audit anchor head")
@@ -141,6 +158,21 @@ struct AuditAnchor: Sendable {
         default:
             return nil
         }
+    }
+
+    /// The file's lines as written (for shipping them to the repository); empty without a file.
+    func rawLines() throws -> [String] {
+        guard FileManager.default.fileExists(atPath: file) else { return [] }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw BunkerError(.catalog, "Cannot read the audit anchor file \(file).")
+        }
+        // Only complete lines: a line being appended has no newline yet.
+        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+
+    /// The seq a raw line anchors.
+    static func seq(of line: String) -> Int64? {
+        parse(Substring(line))?.seq
     }
 
     /// The file's lines, each with whether its signature (and chain) checks; nil when there is

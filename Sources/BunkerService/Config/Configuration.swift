@@ -289,11 +289,17 @@ public struct Configuration: Sendable {
     /// `readOnly` opens it without writing anything (to verify the audit trail).
     public func openCatalog(readOnly: Bool = false) throws -> Catalog {
         try checkDataDirectoryIsOutsideSources()
+        var options = catalogOptions
+        options.readOnly = readOnly
+        return try Catalog(dataDirectory: dataDirectory, options: options)
+    }
+
+    /// How the catalog is opened: the login policy and where the audit key is.
+    var catalogOptions: Catalog.Options {
         var options = Catalog.Options()
         options.loginPolicy = loginPolicy
         options.auditKeyFile = auditKeyFile
-        options.readOnly = readOnly
-        return try Catalog(dataDirectory: dataDirectory, options: options)
+        return options
     }
 
     /// The data directory holds the audit trail: it must not be inside a file tree that a
