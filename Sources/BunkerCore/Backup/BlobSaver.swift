@@ -1,0 +1,127 @@
+import Foundation
+import Synchronization
+
+/// Turns plaintext blobs into sealed pack entries: skips the ones the repository already has,
+/// compresses, encrypts and hands the rest to the backup's ``Packer``.
+///
+/// Whether a blob is stored is the ``WriteSession``'s decision (``WriteSession/claim(_:)``); every
+/// blob claimed here reaches the packer, at the latest in ``flush()``, or the session releases it
+/// after a failure. Safe to call from many tasks at once: the file saver seals up to two batches
+/// of a file at a time, for each of ``FileSaver/workers`` files.
+final class BlobSaver: Sendable {
+    private let repository: Repository
+    private let session: WriteSession
+    private let packer: Packer
+    private let compressors: WorkerPool<ZstdCompressor>
+    private let progress: OperationProgress?
+    /// What this backup added: counted here, where blobs are sealed, and copied into the summary.
+    private let added = Mutex((blobs: 0, plaintext: UInt64(0), stored: UInt64(0)))
+    /// New small data blobs waiting for their bundle to fill up (see ``save(_:_:)``).
+    private let pendingBundle = Mutex<(blobs: [(id: ID, plaintext: Data)], bytes: Int)>(([], 0))
+
+    /// Bytes of chunks handed to one sealing task, and the size a bundle is filled to.
+    static let batchBytes = 512 << 10
+    /// New data chunks smaller than this are stored in bundles (see ``save(_:_:)``).
+    static let bundleMemberLimit = 64 << 10
+
+    init(session: WriteSession, repository: Repository, compressionLevel: Int, progress: OperationProgress?) {
+        self.repository = repository
+        self.session = session
+        self.progress = progress
+        self.compressors = WorkerPool { ZstdCompressor(level: compressionLevel) }
+        self.packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) { id, blobs, _ in
+            try await session.packWritten(id, blobs: blobs)
+        }
+    }
+
+    /// Saves a blob unless the repository (or this backup) already has it; returns its id.
+    func save(_ type: BlobType, _ plaintext: Data) async throws -> ID {
+        try await save(type, [plaintext])[0]
+    }
+
+    /// Saves the blobs the repository (and this backup) does not have yet; returns every id.
+    ///
+    /// New data blobs below ``bundleMemberLimit`` (a database's page chunks, small files) are
+    /// stored in bundles of about ``batchBytes``, filled across files: one compression over half a
+    /// MiB instead of one per page or document (zstd finds far more to share: 12% less for the
+    /// benchmark's database, 19% for its documents, and the per-call cost is paid once), one seal,
+    /// and a 36-byte header entry per member instead of 69 bytes of seal and entry. Each member
+    /// keeps its own id, so deduplication stays per chunk.
+    func save(_ type: BlobType, _ plaintexts: [Data]) async throws -> [ID] {
+        var ids: [ID] = []
+        var fresh: [(id: ID, plaintext: Data)] = []
+        for plaintext in plaintexts {
+            let id = repository.key.blobID(of: plaintext)
+            ids.append(id)
+            if session.claim(id) { fresh.append((id, plaintext)) }
+        }
+        guard !fresh.isEmpty else { return ids }
+        let bundling = type == .data && repository.config.version >= RepositoryConfig.bundlesSince
+        var units: [[(id: ID, plaintext: Data)]] = []
+        for blob in fresh {
+            if bundling && blob.plaintext.count < BlobSaver.bundleMemberLimit {
+                pendingBundle.withLock {
+                    $0.blobs.append(blob)
+                    $0.bytes += blob.plaintext.count
+                }
+            } else {
+                units.append([blob])
+            }
+        }
+        if let full = takePendingBundle(ifAtLeast: BlobSaver.batchBytes) { units.append(full) }
+        guard !units.isEmpty else { return ids }
+        var sealed: [Packer.Entry] = []
+        for unit in units { sealed.append(try seal(unit, type: type)) }
+        try await packer.add(sealed)
+        return ids
+    }
+
+    /// Seals the bundle still filling, however small, and writes the last pack; call once every
+    /// blob of the backup has been saved.
+    func flush() async throws {
+        if let last = takePendingBundle(ifAtLeast: 0) { try await packer.add([try seal(last)]) }
+        try await packer.flush()
+    }
+
+    /// Adds what this saver stored to `summary`.
+    func count(into summary: inout BackupSummary) {
+        let added = added.withLock { $0 }
+        summary.blobsAdded += added.blobs
+        summary.dataAdded += added.plaintext
+        summary.dataAddedStored += added.stored
+    }
+
+    /// The blobs waiting for a bundle, once they hold at least `bytes` (0: whatever is left).
+    private func takePendingBundle(ifAtLeast bytes: Int) -> [(id: ID, plaintext: Data)]? {
+        pendingBundle.withLock { pending in
+            guard !pending.blobs.isEmpty, pending.bytes >= bytes else { return nil }
+            defer { pending = ([], 0) }
+            return pending.blobs
+        }
+    }
+
+    /// Compresses (when that makes it smaller) and seals one blob, or several as a bundle, and
+    /// counts what is added.
+    private func seal(_ blobs: [(id: ID, plaintext: Data)], type: BlobType = .data) throws -> Packer.Entry {
+        var plaintext: Data
+        if blobs.count == 1 {
+            plaintext = blobs[0].plaintext
+        } else {
+            plaintext = Data(capacity: blobs.reduce(0) { $0 + $1.plaintext.count })
+            for blob in blobs { plaintext.append(blob.plaintext) }
+        }
+        let compressed = compressors.with { $0.compress(plaintext) }
+        let data = try repository.key.seal(compressed ?? plaintext)
+        let rawLength = compressed == nil ? 0 : plaintext.count
+        added.withLock {
+            $0.blobs += blobs.count
+            $0.plaintext += UInt64(plaintext.count)
+            $0.stored += UInt64(data.count)
+        }
+        progress?.update { $0.bytesStored += UInt64(data.count) }
+        if blobs.count == 1 {
+            return Packer.Entry(type: type, id: blobs[0].id, sealed: data, rawLength: rawLength)
+        }
+        return Packer.Entry(bundle: blobs.map { ($0.id, $0.plaintext.count) }, sealed: data, rawLength: rawLength)
+    }
+}

@@ -1,0 +1,13 @@
+/// Stores directory listings: encodes a ``Tree`` in the repository format and saves it as a tree
+/// blob, deduplicated like any other (an unchanged directory costs nothing).
+///
+/// A tree may reach a pack before data it names (small chunks wait for their bundle): nothing
+/// relies on the order of packs, only on every pack being indexed before the snapshot is written.
+struct TreeSaver: Sendable {
+    let blobs: BlobSaver
+
+    /// Stores `tree` unless the repository has it; returns its id.
+    func save(_ tree: Tree) async throws -> ID {
+        try await blobs.save(.tree, TreeCoding.encode(tree))
+    }
+}

@@ -1,0 +1,55 @@
+/// What prune found and did.
+public struct PruneReport: Sendable, Codable {
+    public var dryRun = false
+    public var snapshots = 0
+    public var packs = 0
+    public var blobsUsed = 0
+    public var blobsUnused = 0
+    /// Stored bytes of the blobs snapshots use, and of those they do not (duplicates included).
+    public var usedBytes: UInt64 = 0
+    public var unusedBytes: UInt64 = 0
+    /// Packs no snapshot uses any blob of: deleted.
+    public var packsDeleted = 0
+    /// Packs whose used blobs were copied into new packs, then deleted.
+    public var packsRepacked = 0
+    public var packsWritten = 0
+    /// Packs left by interrupted writers that no index names: deleted once past the grace period.
+    public var unindexedPacksDeleted = 0
+    /// Such packs kept because they are younger than the grace period (or their age is unknown).
+    public var unindexedPacksKept = 0
+    public var indexFilesReplaced = 0
+    public var bytesDeleted: UInt64 = 0
+    public var bytesWritten: UInt64 = 0
+    /// Used blob bytes copied out of repacked packs (a dry run's estimate of what it would write).
+    public var bytesRepacked: UInt64 = 0
+    /// Unused bytes that stay in packs below the `max_unused` threshold.
+    public var unusedBytesRemaining: UInt64 = 0
+    public var temporaryFilesRemoved = 0
+
+    /// Bytes of storage given back: deleted minus written (a dry run's estimate counts the used
+    /// bytes it would copy as written).
+    public var bytesFreed: Int64 = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case snapshots, packs
+        case dryRun = "dry_run"
+        case blobsUsed = "blobs_used"
+        case blobsUnused = "blobs_unused"
+        case usedBytes = "used_bytes"
+        case unusedBytes = "unused_bytes"
+        case packsDeleted = "packs_deleted"
+        case packsRepacked = "packs_repacked"
+        case packsWritten = "packs_written"
+        case unindexedPacksDeleted = "unindexed_packs_deleted"
+        case unindexedPacksKept = "unindexed_packs_kept"
+        case indexFilesReplaced = "index_files_replaced"
+        case bytesDeleted = "bytes_deleted"
+        case bytesWritten = "bytes_written"
+        case bytesRepacked = "bytes_repacked"
+        case unusedBytesRemaining = "unused_bytes_remaining"
+        case temporaryFilesRemoved = "temporary_files_removed"
+        case bytesFreed = "bytes_freed"
+    }
+}
