@@ -20,6 +20,13 @@ public struct MasterKey: Sendable {
         self.mac = mac
     }
 
+    /// Whether `other` is the same key material: two repositories made with
+    /// `--copy-params-from` share it, so their blob ids agree and their packs read alike.
+    public func sharesIdentity(with other: MasterKey) -> Bool {
+        func bytes(_ key: SymmetricKey) -> [UInt8] { key.withUnsafeBytes { Array($0) } }
+        return bytes(mac) == bytes(other.mac) && bytes(encryption) == bytes(other.encryption)
+    }
+
     /// The keyed id of a blob's plaintext.
     public func blobID<D: DataProtocol>(of plaintext: D) -> ID {
         ID(digest: HMAC<SHA256>.authenticationCode(for: plaintext, using: mac))

@@ -46,10 +46,11 @@ public final class Repository: Sendable {
         self.now = now
     }
 
-    /// Creates a new repository in `storage`, protected by `password`.
+    /// Creates a new repository in `storage`, protected by `password`; with `sharing`, under
+    /// that repository's master key (a copy destination whose blob ids and packs match it).
     public static func create(
         storage: any Storage, password: String, config: RepositoryConfig = .new(),
-        kdf: KDFParameters = .standard, now: @escaping @Sendable () -> Date = { Date() }
+        kdf: KDFParameters = .standard, sharing: MasterKey? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> Repository {
         guard !password.isEmpty else {
             throw BunkerError(.invalidArgument, "An empty password is not allowed; every repository is encrypted.")
@@ -64,7 +65,7 @@ public final class Repository: Sendable {
         for info in try await storage.list(.key) {
             try await storage.remove(info.handle)
         }
-        let master = MasterKey.generate()
+        let master = sharing ?? MasterKey.generate()
         let keyFile = try KeyFile.make(master: master, password: password, parameters: kdf, now: now()).encoded()
         let keyName = ID.sha256(of: keyFile).hex
         try await storage.save(ObjectHandle(.key, keyName), data: keyFile)

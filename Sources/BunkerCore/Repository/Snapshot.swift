@@ -21,6 +21,9 @@ public struct Snapshot: Codable, Sendable {
     /// The configured sources this snapshot holds, one root directory each; nil for a backup of
     /// plain paths.
     public var sources: [SnapshotSource]?
+    /// For a copy made by `bunker copy`: the snapshot it copies, by its id in the repository it
+    /// was first made in, so that copying again (or copying a copy) finds it already there.
+    public var original: ID?
 
     public init(
         time: Date, hostname: String, username: String, paths: [String], tags: [String] = [], description: String? = nil,
@@ -42,7 +45,7 @@ public struct Snapshot: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case time, hostname, username, paths, tags, description, tree, parent, summary, sources
+        case time, hostname, username, paths, tags, description, tree, parent, summary, sources, original
         case programVersion = "program_version"
         case backupType = "backup_type"
     }

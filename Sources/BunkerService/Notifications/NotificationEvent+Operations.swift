@@ -102,6 +102,17 @@ extension NotificationEvent {
             ])
     }
 
+    static func copyFailed(to destination: String, error: any Error, now: Date) -> NotificationEvent {
+        NotificationEvent(
+            kind: .copyFailed, time: now, title: "Copy of the backups to \(destination) failed",
+            facts: [.init("Destination", destination), .init("Error", (error as? BunkerError)?.message ?? "\(error)")],
+            actions: [
+                "Read the error above: it says whether the destination could not be reached, was full, or refused the credentials.",
+                "Run `bunker copy` again once the cause is fixed: it ships only what the destination still lacks.",
+                "Until then the off-site copy is behind the local backups; `bunker snapshots --repo DESTINATION` shows what it holds.",
+            ])
+    }
+
     static func drillFailed(_ report: DrillReport?, error: (any Error)?, now: Date) -> NotificationEvent {
         var facts: [Fact] = []
         if let report {

@@ -11,6 +11,7 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case restoreFailed = "restore_failed"
         case verifyFailed = "verify_failed"
         case drillFailed = "drill_failed"
+        case copyFailed = "copy_failed"
         case backupOverdue = "backup_overdue"
         case lowDiskSpace = "low_disk_space"
         case accountLocked = "account_locked"
@@ -21,7 +22,7 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
             switch self {
             case .backupSucceeded, .restoreSucceeded, .test: return .info
             case .backupOverdue, .lowDiskSpace, .accountLocked: return .warning
-            case .backupFailed, .verifyFailed, .drillFailed: return .error
+            case .backupFailed, .verifyFailed, .drillFailed, .copyFailed: return .error
             case .restoreFailed: return .critical
             }
         }

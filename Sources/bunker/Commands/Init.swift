@@ -14,6 +14,18 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Chunk size for SQLite database files, cut at page boundaries (default 4096: one chunk per page; 0 chunks them like other files).", valueName: "bytes"))
         var databaseChunkSize: Int?
 
+        @Option(help: ArgumentHelp("Make a copy destination of this repository: the same chunking parameters and key material, so that `bunker copy` ships its packs' data without re-encoding and deduplication works across the two. Its password: --from-password-file, else $BUNKER_FROM_PASSWORD, else a prompt.", valueName: "location"))
+        var copyParamsFrom: String?
+
+        @Option(help: ArgumentHelp("The password file of the --copy-params-from repository.", valueName: "file"))
+        var fromPasswordFile: String?
+
+        func validate() throws {
+            if copyParamsFrom != nil && databaseChunkSize != nil {
+                throw ValidationError("--copy-params-from takes the chunking parameters of that repository; drop --database-chunk-size.")
+            }
+        }
+
         func run() async throws {
             try await repository.output.run {
                 let configuration = try repository.configuration()
@@ -22,10 +34,20 @@ extension BunkerCommand {
                 if let databaseChunkSize {
                     chunker.pageAlignedSize = databaseChunkSize == 0 ? nil : databaseChunkSize
                 }
+                var packSize = RepositoryConfig.new().packSize
+                var sharing: MasterKey?
+                if let copyParamsFrom {
+                    let fromPassword = try readSecret(file: fromPasswordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false)
+                    let from = try await RepositoryAccess.open(copyParamsFrom, password: fromPassword, loadIndex: false)
+                    chunker = from.config.chunker
+                    packSize = from.config.packSize
+                    sharing = from.key
+                }
                 let location = try repository.location(configuration)
                 let password = try repository.password(confirm: true, configuration)
                 let storage = try StorageLocation.storage(for: location, create: true)
-                let repo = try await Repository.create(storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker))
+                let repo = try await Repository.create(
+                    storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker, packSize: packSize), sharing: sharing)
                 if repository.output.json {
                     Output.printJSON(InitOutput(repository: location, id: repo.config.id, key: repo.keyName, version: repo.config.version, compressionLevel: level))
                 } else if !repository.output.quiet {

@@ -1,0 +1,187 @@
+import Foundation
+import Synchronization
+
+/// What a copy did: which snapshots it copied (and under which id in the destination), which
+/// the destination had already, and what it shipped.
+public struct CopyReport: Sendable, Codable {
+    public struct Copied: Sendable, Codable, Equatable {
+        public var source: String
+        public var destination: String
+
+        public init(source: String, destination: String) {
+            self.source = source
+            self.destination = destination
+        }
+    }
+
+    public var copied: [Copied] = []
+    /// Snapshots the destination already holds a copy of.
+    public var alreadyThere: [Copied] = []
+    /// Blobs the destination lacked and now has.
+    public var blobsCopied = 0
+    /// Their plaintext bytes, and what they take in the destination.
+    public var bytesCopied: UInt64 = 0
+    public var bytesStored: UInt64 = 0
+    /// Whether the two repositories share key material, so that nothing had to be read that the
+    /// destination already holds.
+    public var sharedKeys = false
+    /// Objects of kind `catalog` (audit-trail segments) the destination lacked and now has.
+    public var catalogObjectsCopied = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case copied
+        case alreadyThere = "already_there"
+        case blobsCopied = "blobs_copied"
+        case bytesCopied = "bytes_copied"
+        case bytesStored = "bytes_stored"
+        case sharedKeys = "shared_keys"
+        case catalogObjectsCopied = "catalog_objects_copied"
+    }
+}
+
+/// Copies snapshots from one repository into another with exactly the data they need: what the
+/// destination already has is not stored again, so a copy is incremental, and one killed at any
+/// point leaves the destination as a killed backup would (it verifies; the next copy completes
+/// and ships only what is still missing).
+///
+/// Blob ids are keyed by each repository's master key, so a blob is recognised across the two
+/// only when they share key material (`bunker init --copy-params-from`): then data the
+/// destination holds is never read from the source, and trees keep their ids. Otherwise every
+/// blob is read from the source, authenticated, and re-encoded under the destination's key, and
+/// trees are rewritten with the new ids; only what the destination lacks is stored.
+///
+/// Every blob read from the source is authenticated and checked against its id before it is
+/// stored; the destination's write session settles its claims on any failure.
+public final class Copier: Sendable {
+    private let source: Repository
+    private let destination: Repository
+    private let progress: OperationProgress?
+
+    public init(from source: Repository, to destination: Repository, progress: OperationProgress? = nil) {
+        self.source = source
+        self.destination = destination
+        self.progress = progress
+    }
+
+    /// Copies the snapshots `ids` of the source, oldest first.
+    public func copy(_ ids: [ID]) async throws -> CopyReport {
+        try await destination.withLock(exclusive: false) {
+            try await source.withLock(exclusive: false) {
+                try await copyLocked(ids)
+            }
+        }
+    }
+
+    private func copyLocked(_ ids: [ID]) async throws -> CopyReport {
+        var report = CopyReport()
+        report.sharedKeys = source.key.sharesIdentity(with: destination.key)
+        try await destination.loadIndex()
+        // Which source snapshots the destination already holds a copy of.
+        var copies: [ID: ID] = [:]
+        for (id, snapshot) in try await destination.snapshots() {
+            if let original = snapshot.original { copies[original] = id }
+        }
+        var chosen: [(ID, Snapshot)] = []
+        for id in ids { chosen.append((id, try await source.loadSnapshot(id))) }
+        chosen.sort { $0.1.time < $1.1.time }
+        progress?.update {
+            $0.filesTotal = chosen.count
+            $0.totalsKnown = true
+        }
+        for (id, snapshot) in chosen {
+            try Task.checkCancellation()
+            let original = snapshot.original ?? id
+            if let existing = copies[original] {
+                report.alreadyThere.append(.init(source: id.hex, destination: existing.hex))
+            } else {
+                let copied = try await copy(id, snapshot, original: original, report: &report)
+                copies[original] = copied
+                report.copied.append(.init(source: id.hex, destination: copied.hex))
+            }
+            progress?.update { $0.filesDone += 1 }
+        }
+        report.catalogObjectsCopied = try await copyCatalogObjects()
+        return report
+    }
+
+    /// Copies the `catalog` objects (the audit trails shipped into the source) that the
+    /// destination lacks, so that the destination alone rebuilds the catalog on a new machine.
+    /// They keep their names; each is opened under the source's key and sealed under the
+    /// destination's.
+    private func copyCatalogObjects() async throws -> Int {
+        let present = Set(try await destination.storage.list(.catalog).map(\.handle.name))
+        var copied = 0
+        for info in try await source.storage.list(.catalog) where !present.contains(info.handle.name) {
+            try Task.checkCancellation()
+            do {
+                try await destination.saveSealed(try await source.loadSealed(info.handle), as: info.handle)
+                copied += 1
+            } catch let error as BunkerError where error.code == .objectExists {
+                // Copied by a copy that ran at the same time.
+            }
+        }
+        return copied
+    }
+
+    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, report: inout CopyReport) async throws -> ID {
+        let session = WriteSession(repository: destination)
+        let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
+        let trees = TreeSaver(blobs: blobs)
+        let root: ID
+        do {
+            root = try await copyTree(snapshot.tree, blobs: blobs, trees: trees)
+            try await blobs.flush()
+            try await session.finish()
+        } catch {
+            await session.settleAfterFailure()
+            throw error
+        }
+        var summary = BackupSummary()
+        blobs.count(into: &summary)
+        report.blobsCopied += summary.blobsAdded
+        report.bytesCopied += summary.dataAdded
+        report.bytesStored += summary.dataAddedStored
+        FaultPoints.hit("copy-before-snapshot")
+        var copy = snapshot
+        copy.tree = root
+        copy.original = original
+        // The parent names a snapshot of the source; the destination's own history differs.
+        copy.parent = nil
+        return try await destination.saveSnapshot(copy)
+    }
+
+    /// Copies the tree `id` and everything it names; returns its id in the destination.
+    private func copyTree(_ id: ID, blobs: BlobSaver, trees: TreeSaver) async throws -> ID {
+        var tree = try await source.loadTree(id)
+        for index in tree.nodes.indices {
+            try Task.checkCancellation()
+            var node = tree.nodes[index]
+            if let subtree = node.subtree {
+                node.subtree = try await copyTree(subtree, blobs: blobs, trees: trees)
+            }
+            if let content = node.content {
+                var copied: [ID] = []
+                copied.reserveCapacity(content.count)
+                for blob in content { copied.append(try await copyBlob(blob, blobs: blobs)) }
+                node.content = copied
+                progress?.update { $0.currentPath = node.name }
+            }
+            tree.nodes[index] = node
+        }
+        return try await trees.save(tree)
+    }
+
+    /// Copies one data blob unless the destination has it; returns its id there.
+    private func copyBlob(_ id: ID, blobs: BlobSaver) async throws -> ID {
+        let shared = source.key.sharesIdentity(with: destination.key)
+        if shared && destination.index.contains(id) { return id }
+        let plaintext = try await source.loadBlob(id)
+        guard source.key.blobID(of: plaintext) == id else {
+            throw BunkerError(.integrity, "Blob \(id.short) of the source repository does not match its id; run `bunker verify --read-data` on the source.")
+        }
+        progress?.update { $0.bytesDone += UInt64(plaintext.count) }
+        return try await blobs.save(.data, plaintext)
+    }
+}

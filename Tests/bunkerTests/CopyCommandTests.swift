@@ -1,0 +1,105 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// `bunker copy` ships snapshots into another repository with only the data it lacks, survives a
+/// kill, and what it copies restores to the same tree.
+@Suite(.serialized) struct CopyCommandTests {
+    struct Setup {
+        let dir: String
+        let source: [String: String]
+        var destination: [String: String]
+
+        func run(_ arguments: [String], _ environment: [String: String]) throws -> BunkerProcess.Outcome {
+            try BunkerProcess.run(arguments, environment: environment)
+        }
+
+        /// `bunker copy --json` from the source into the destination, decoded.
+        func copy(_ extra: [String] = [], fault: String? = nil) throws -> (status: Int32, report: [String: Any]) {
+            var environment = source
+            environment["BUNKER_TO_PASSWORD"] = "destination-password"
+            if let fault { environment["BUNKER_FAULT_KILL"] = fault }
+            let outcome = try run(["copy", "--to", dir + "/dst", "--json"] + extra, environment)
+            let report = (try? JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any]) ?? ["stderr": outcome.stderr]
+            return (outcome.killed ? 128 + outcome.status : outcome.status, report ?? [:])
+        }
+    }
+
+    func setUp(_ dir: String, sharedKeys: Bool) async throws -> Setup {
+        try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 2 << 20)
+        _ = try await TestRepository.create(at: dir + "/repo")
+        let source = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/data"]
+        let destination = ["BUNKER_REPOSITORY": dir + "/dst", "BUNKER_PASSWORD": "destination-password", "BUNKER_DATA_DIR": dir + "/data-dst"]
+        var initEnvironment = destination
+        initEnvironment["BUNKER_FROM_PASSWORD"] = TestRepository.password
+        let made = try BunkerProcess.run(["init"] + (sharedKeys ? ["--copy-params-from", dir + "/repo"] : []), environment: initEnvironment)
+        #expect(made.status == 0, "\(made.stderr)")
+        return Setup(dir: dir, source: source, destination: destination)
+    }
+
+    @Test(arguments: [true, false])
+    func aCopyIsIncrementalAndRestoresTheSameTree(sharedKeys: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let setup = try await setUp(dir, sharedKeys: sharedKeys)
+            for _ in 0..<2 { #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0) }
+
+            let first = try setup.copy()
+            #expect(first.status == 0, "\(first.report)")
+            #expect((first.report["copied"] as? [Any])?.count == 2, "\(first.report)")
+            #expect(first.report["shared_keys"] as? Bool == sharedKeys)
+            let firstBlobs = try #require(first.report["blobs_copied"] as? Int)
+            #expect(firstBlobs > 0)
+
+            // Again: nothing new to copy, nothing shipped.
+            let again = try setup.copy()
+            #expect(again.status == 0 && (again.report["already_there"] as? [Any])?.count == 2, "\(again.report)")
+            #expect(again.report["blobs_copied"] as? Int == 0, "\(again.report)")
+
+            // One changed file: the next copy ships far less than the first.
+            try Data(repeating: 7, count: 300_000).write(to: URL(fileURLWithPath: dir + "/src/changed.bin"))
+            #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
+            let incremental = try setup.copy(["--latest"])
+            #expect((incremental.report["copied"] as? [Any])?.count == 1, "\(incremental.report)")
+            let shipped = try #require(incremental.report["blobs_copied"] as? Int)
+            #expect(shipped > 0 && shipped < firstBlobs / 2, "shipped \(shipped) blobs for one changed file (first copy: \(firstBlobs))")
+
+            let verify = try setup.run(["verify", "--read-data"], setup.destination)
+            #expect(verify.status == 0, "\(verify.stderr)")
+            // The source's audit trail came along: the destination alone rebuilds the catalog.
+            #expect((first.report["catalog_objects_copied"] as? Int ?? 0) > 0, "\(first.report)")
+            var lost = setup.destination
+            lost["BUNKER_DATA_DIR"] = dir + "/rebuilt"
+            // The destination also holds the trail of the data directory that verified it: name
+            // the source's.
+            let ambiguous = try setup.run(["catalog", "restore"], lost)
+            #expect(ambiguous.status == 64 && ambiguous.stderr.contains("--installation"), "\(ambiguous.stderr)")
+            let installation = try String(contentsOfFile: dir + "/data/installation", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let rebuilt = try setup.run(["catalog", "restore", "--installation", installation], lost)
+            #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+            #expect(try setup.run(["audit", "verify"], lost).status == 0)
+            let restored = try setup.run(["restore", "latest", "--target", dir + "/back"], setup.destination)
+            #expect(restored.status == 0, "\(restored.stderr)")
+            let differences = compareTrees(dir + "/src", dir + "/back/src", checkDirectoryTimes: false)
+            #expect(differences.isEmpty, "\(differences.prefix(5))")
+        }
+    }
+
+    @Test func aCopyKilledBeforeItsSnapshotIsCompletedByTheNextAndTheDestinationVerifies() async throws {
+        try await withTemporaryDirectory { dir in
+            let setup = try await setUp(dir, sharedKeys: true)
+            #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
+            let killed = try setup.copy(fault: "copy-before-snapshot")
+            #expect(killed.status == 137, "\(killed.report)")
+            let between = try setup.run(["verify"], setup.destination)
+            #expect(between.status == 0, "\(between.stderr)")
+
+            let resumed = try setup.copy()
+            #expect(resumed.status == 0 && (resumed.report["copied"] as? [Any])?.count == 1, "\(resumed.report)")
+            // Every blob reached the destination before the kill: nothing is shipped twice.
+            #expect(resumed.report["blobs_copied"] as? Int == 0, "\(resumed.report)")
+            let verify = try setup.run(["verify", "--read-data"], setup.destination)
+            #expect(verify.status == 0, "\(verify.stderr)")
+        }
+    }
+}
