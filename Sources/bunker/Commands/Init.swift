@@ -24,7 +24,7 @@ extension BunkerCommand {
                 }
                 let location = try repository.location(configuration)
                 let password = try repository.password(confirm: true, configuration)
-                let storage = try StorageLocation.storage(for: location, create: true)
+                let storage = try RepositoryAccess.storage(location, configuration, create: true)
                 let repo = try await Repository.create(storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker))
                 if repository.output.json {
                     Output.printJSON(InitOutput(repository: location, id: repo.config.id, key: repo.keyName, version: repo.config.version, compressionLevel: level))
