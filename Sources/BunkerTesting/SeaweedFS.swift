@@ -57,7 +57,7 @@ public final class SeaweedFS: Sendable {
         let admin = try freePortPair(offset: 10000)
         var arguments = [
             "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-            "-s3.port=\(s3)", "-bucket=\(bucket)", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.port=\(s3)", "-bucket=\(bucket)", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-admin.port=\(admin)",
         ]
         for flag in ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc"] {
