@@ -3,12 +3,12 @@
 
 Requests pass through unchanged (the Host header too, so signatures still verify), unless a rule
 in the rules file (JSON, re-read on every request) matches: then, up to `times` times, the proxy
-answers with a status (and Retry-After), drops the connection before or after forwarding, or
-forwards and cuts the response body short. Every request is logged to the log file as one line:
+answers with a status (and Retry-After), drops the connection before or after forwarding,
+forwards and cuts the response body short, or forwards a listing without its continuation token. Every request is logged to the log file as one line:
 `RULE_OR_- METHOD PATH?QUERY STATUS_OR_ACTION`.
 
 Rule: {"id": "x", "method": "GET", "path": "/data/", "query": "uploads", "header": "content-md5",
-       "action": "status" | "drop" | "forward-then-drop" | "truncate",
+       "action": "status" | "drop" | "forward-then-drop" | "truncate" | "drop-continuation-token",
        "status": 503, "code": "SlowDown", "retry_after": "1", "times": 2}
 """
 import argparse
@@ -16,6 +16,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import socket
 import threading
 
@@ -94,6 +95,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         response = upstream.getresponse()
         data = response.read()
         upstream.close()
+        if action == "drop-continuation-token":
+            data = re.sub(rb"<NextContinuationToken>[^<]*</NextContinuationToken>", b"", data)
         if action == "forward-then-drop":
             log(rule, self.command, self.path, f"{response.status} then dropped")
             self.drop()

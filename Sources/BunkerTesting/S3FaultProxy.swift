@@ -1,8 +1,8 @@
 import Foundation
 
 /// A proxy in front of a real S3 server (``SeaweedFS``) that injects what the server will not
-/// show on its own: a 503 with `Retry-After`, a dropped connection, a body cut short
-/// (`scripts/test-s3-fault-proxy.py`, with Debian's Python).
+/// show on its own: a 503 with `Retry-After`, a dropped connection, a body cut short, a listing
+/// that stops early (`scripts/test-s3-fault-proxy.py`, with Debian's Python).
 public final class S3FaultProxy: Sendable {
     /// One fault: which requests it hits, what it does, and how many times.
     public struct Rule: Sendable, Encodable {
@@ -15,6 +15,8 @@ public final class S3FaultProxy: Sendable {
             case forwardThenDrop = "forward-then-drop"
             /// Forward, then send the answer's headers and half its body, and close.
             case truncate
+            /// Forward, then remove the listing's `NextContinuationToken` (it still says it is truncated).
+            case dropContinuationToken = "drop-continuation-token"
         }
 
         public var id: String

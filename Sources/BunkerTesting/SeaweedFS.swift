@@ -12,8 +12,10 @@ public final class SeaweedFS: Sendable {
     public let directory: String
     public let port: Int
     public let bucket: String
-    public let accessKeyID = "bunker-test-key"
-    public let secretAccessKey = "bunker-test-secret-0123456789"
+    /// The credentials the server accepts (its only identity, an administrator).
+    public var accessKeyID: String { Self.credentials.id }
+    public var secretAccessKey: String { Self.credentials.secret }
+    private static let credentials = (id: "bunker-test-key", secret: "bunker-test-secret-0123456789")
     private let pid: pid_t
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
@@ -65,9 +67,8 @@ public final class SeaweedFS: Sendable {
             arguments.append("-\(flag)=\(port)")
         }
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
-        let pid = try spawn(weed, arguments, environment: [
-            "AWS_ACCESS_KEY_ID": "bunker-test-key", "AWS_SECRET_ACCESS_KEY": "bunker-test-secret-0123456789",
-        ], outputFile: directory + "/weed.log")
+        let pid = try spawn(weed, arguments, environment: ["AWS_ACCESS_KEY_ID": credentials.id, "AWS_SECRET_ACCESS_KEY": credentials.secret],
+                            outputFile: directory + "/weed.log")
         let server = SeaweedFS(directory: directory, port: s3, bucket: bucket, pid: pid)
         do {
             try server.waitUntilServing()

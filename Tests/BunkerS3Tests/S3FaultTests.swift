@@ -78,6 +78,30 @@ import Testing
         }
     }
 
+    /// Prune must never act on a partial listing: one that says it is truncated but gives no way
+    /// on fails instead of returning the first page.
+    @Test func s3ListingCutShortFailsRatherThanReturningAPage() async throws {
+        try await S3Fixture.withProxy { server, proxy in
+            var options = S3Storage.Options()
+            options.listPageSize = 2
+            let storage = try S3Fixture.storage(server, endpoint: proxy.endpoint, options: options)
+            for i in 0..<5 {
+                let data = S3Fixture.sample(50, seed: UInt64(10 + i))
+                try await storage.save(ObjectHandle(.index, ID.sha256(of: data)), data: data)
+            }
+            try proxy.inject([.init(id: "cut-list", method: "GET", query: "list-type=2", action: .dropContinuationToken, times: 1)])
+            do {
+                let listed = try await storage.list(.index)
+                Issue.record("a listing cut short returned \(listed.count) objects")
+            } catch let error as BunkerError {
+                #expect(error.code == .storageIO)
+                #expect(error.message.contains("truncated"))
+            }
+            #expect(proxy.hits("cut-list").count == 1)
+            #expect(try await storage.list(.index).count == 5)
+        }
+    }
+
     @Test func s3RetriesRunOutWithAClearError() async throws {
         try await S3Fixture.withProxy { server, proxy in
             let storage = try Self.stack(server, proxy, budget: .seconds(1))

@@ -37,6 +37,12 @@ import Testing
                 #expect(verify.status == 0, "\(verify.stderr)")
                 #expect((try json(verify.stdout) as? [String: Any])?["ok"] as? Bool == true)
 
+                // Prune lists every object and rewrites the index in the bucket; all still verifies.
+                let prune = try BunkerProcess.run(["prune"], environment: e)
+                #expect(prune.status == 0, "\(prune.stderr)")
+                let again = try BunkerProcess.run(["verify", "--read-data", "--json"], environment: e)
+                #expect((try json(again.stdout) as? [String: Any])?["ok"] as? Bool == true, "\(again.stderr)")
+
                 // The same repository through --repo, and a wrong secret named as the cause.
                 e["BUNKER_REPOSITORY"] = nil
                 let flagged = try BunkerProcess.run(["snapshots", "--repo", location, "--json"], environment: e)
