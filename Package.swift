@@ -55,6 +55,17 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // S3-compatible object storage: the only core-level driver that needs an HTTP client.
+        .target(
+            name: "BunkerS3",
+            dependencies: [
+                "BunkerCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "BunkerService",
             dependencies: [
@@ -93,6 +104,7 @@ let package = Package(
             name: "bunker",
             dependencies: [
                 "BunkerCore",
+                "BunkerS3",
                 "BunkerService",
                 "BunkerServer",
                 "BunkerSources",
@@ -128,8 +140,12 @@ let package = Package(
             dependencies: ["BunkerSMTP", "BunkerCore", "BunkerTesting"]
         ),
         .testTarget(
+            name: "BunkerS3Tests",
+            dependencies: ["BunkerS3", "BunkerCore", "BunkerTesting"]
+        ),
+        .testTarget(
             name: "bunkerTests",
-            dependencies: ["bunker", "BunkerCore", "BunkerService", "BunkerTesting"]
+            dependencies: ["bunker", "BunkerCore", "BunkerS3", "BunkerService", "BunkerTesting"]
         ),
     ]
 )

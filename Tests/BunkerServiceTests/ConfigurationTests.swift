@@ -105,6 +105,18 @@ import Testing
         #expect(config.repository.compressionLevel == 9)
     }
 
+    @Test func s3RepositoryKeysAreRead() throws {
+        let config = try Configuration(
+            text: "[repository]\nurl = \"s3://clinic-backups/bunker\"\nendpoint = \"https://s3.eu-central-1.amazonaws.com\"\nregion = \"eu-central-1\"\npath_style = false\n",
+            file: "/etc/bunker/bunker.toml", environment: [:])
+        #expect(config.repository.url == "s3://clinic-backups/bunker")
+        #expect(config.repository.location == "s3://clinic-backups/bunker")
+        #expect(config.repository.path == nil)
+        #expect(config.repository.endpoint == "https://s3.eu-central-1.amazonaws.com")
+        #expect(config.repository.region == "eu-central-1")
+        #expect(config.repository.pathStyle == false)
+    }
+
     @Test func clinicalDashboardMailVariablesAreReadStrictly() throws {
         let config = try Configuration(environment: ["SMTP_HOST": "mail.clinic.test", "SMTP_PORT": "2525", "SMTP_TLS": "False"])
         #expect(config.smtp?.port == 2525)
@@ -155,6 +167,13 @@ import Testing
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"soon\"\n", ":5: timeout", "must be a duration"),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = 7200\n", ":5: timeout", "\"2h\", \"30m\", \"90s\""),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"0s\"\n", ":5: timeout", "must be a duration"),
+        ("[repository]\nurl = \"s3://b/p\"\nsecret_access_key = \"x\"\n", ":3: secret_access_key", "never written in the configuration; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        ("[repository]\nurl = \"s3://b/p\"\naws_access_key_id = \"x\"\n", ":3: aws_access_key_id", "AWS_PROFILE"),
+        ("[repository]\nurl = \"/data/backups\"\n", ":2: url", "s3://BUCKET/PREFIX"),
+        ("[repository]\npath = \"/a\"\nurl = \"s3://b/p\"\n", ":3: url", "not both"),
+        ("[repository]\npath = \"/a\"\nregion = \"eu-west-1\"\n", ":3: region", "belongs to a repository given by url"),
+        ("[repository]\nurl = \"s3://b/p\"\npath_style = \"yes\"\n", ":3: path_style", "true or false"),
+        ("[repository]\nurl = \"s3://b/p\"\nendpoint = \"s3.example.com\"\n", ":3: endpoint", "must be a URL"),
     ])
     func errorsNameTheLine(text: String, location: String, message: String) throws {
         do {

@@ -62,7 +62,7 @@ public struct ObjectInfo: Hashable, Sendable {
     }
 }
 
-/// Where a repository's objects live: a local directory, later an S3 bucket.
+/// Where a repository's objects live: a local directory, or an S3 bucket (`S3Storage` in BunkerS3).
 ///
 /// Every implementation gives these guarantees, which the rest of Bunker relies on and the
 /// shared conformance suite (`StorageConformance` in BunkerTesting) checks:

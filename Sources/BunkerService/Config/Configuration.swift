@@ -11,9 +11,24 @@ public struct Configuration: Sendable {
     /// The repository settings.
     public struct RepositorySettings: Sendable, Equatable {
         public var path: String?
+        /// A repository elsewhere than a directory: `s3://BUCKET/PREFIX`.
+        public var url: String?
+        /// The S3 server (default: AWS_ENDPOINT_URL, else AWS's own for the region).
+        public var endpoint: String?
+        /// The S3 region (default: AWS_REGION, else the AWS profile's, else us-east-1).
+        public var region: String?
+        /// Whether the bucket goes in the path rather than the host name (default: path style
+        /// everywhere but AWS).
+        public var pathStyle: Bool?
         public var passwordFile: String?
         public var compressionLevel: Int?
+
+        /// Where the repository is: `url`, else `path`.
+        public var location: String? { url ?? path }
     }
+
+    /// Keys that would put an object store's secret in the file, which is refused.
+    static let secretRepositoryKeys = ["access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "secret_key", "access_key"]
 
     /// One `[[source]]` table.
     public struct SourceSettings: Sendable, Equatable {
@@ -122,6 +137,7 @@ public struct Configuration: Sendable {
         if let repo = try reader.table("repository") {
             var r = repo
             repository.path = try r.string("path").map { Self.absolute($0, relativeTo: base) }
+            try readRepositoryURL(&r)
             repository.passwordFile = try r.string("password_file").map { Self.absolute($0, relativeTo: base) }
             repository.compressionLevel = try r.int("compression_level", range: 1...19)
             try r.rejectUnknown()
@@ -219,7 +235,32 @@ public struct Configuration: Sendable {
         try readNotificationSettings(&reader, base: base)
         try reader.rejectUnknown()
         try applyOverrides(environment)
-        try checkRepositoryIsOutsideSources(repository.path)
+        try checkRepositoryIsOutsideSources(repository.location)
+    }
+
+    /// Reads `url` and the object store's settings of `[repository]`; credentials are never
+    /// taken from the file.
+    private mutating func readRepositoryURL(_ r: inout TableReader) throws {
+        for key in Self.secretRepositoryKeys where r.has(key) {
+            throw r.error(key: key, "credentials are never written in the configuration; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE with the shared credentials file ~/.aws/credentials")
+        }
+        repository.url = try r.string("url")
+        repository.endpoint = try r.string("endpoint")
+        repository.region = try r.string("region")
+        repository.pathStyle = try r.bool("path_style")
+        guard let url = repository.url else {
+            for key in ["endpoint", "region", "path_style"] where r.has(key) {
+                throw r.error(key: key, "belongs to a repository given by url = \"s3://BUCKET/PREFIX\"")
+            }
+            return
+        }
+        if repository.path != nil { throw r.error(key: "url", "give either path (a directory) or url, not both") }
+        guard url.lowercased().hasPrefix("s3://"), url.count > "s3://".count else {
+            throw r.error(key: "url", "must be s3://BUCKET/PREFIX (a local directory goes in path)")
+        }
+        if let endpoint = repository.endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+            throw r.error(key: "endpoint", "must be a URL such as https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333")
+        }
     }
 
     /// Reads `[retention]`. Without any `keep_*` key the DermAI retention tiers apply (so a table that only
@@ -258,7 +299,10 @@ public struct Configuration: Sendable {
         if let days = try Self.integer("BACKUP_RETENTION_DAYS", in: environment, range: 1...100_000, meaning: "a number of days") {
             retention.keepWithinYearly = .days(days)
         }
-        if let dir = environment["BACKUP_DIR"], !dir.isEmpty { repository.path = Self.absolute(dir, relativeTo: nil) }
+        if let dir = environment["BACKUP_DIR"], !dir.isEmpty {
+            repository.path = Self.absolute(dir, relativeTo: nil)
+            repository.url = nil
+        }
         if let level = try Self.integer("BACKUP_COMPRESSION_LEVEL", in: environment, range: compressionLevels, meaning: "a zstd level") {
             repository.compressionLevel = level
         }
@@ -427,6 +471,13 @@ struct TableReader {
         guard let int = value.int else { throw error(key: key, "must be a whole number") }
         guard range.contains(int) else { throw error(key: key, "must be between \(range.lowerBound) and \(range.upperBound), not \(int)") }
         return int
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let bool = value.bool else { throw error(key: key, "must be true or false (no quotes)") }
+        return bool
     }
 
     /// A span of time such as "2h", "30m", "90s" or "1h30m", more than zero.

@@ -39,7 +39,7 @@ extension BunkerCommand {
             try await repository.output.run {
                 let service = try await repository.service()
                 let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
-                let destination = try await RepositoryAccess.open(to, password: password, loadIndex: false)
+                let destination = try await RepositoryAccess.open(to, try repository.configuration(), password: password, loadIndex: false)
                 destination.lockWait = try repository.lockWait()
                 var request = CopyRequest(destinationName: to)
                 request.snapshots = snapshots

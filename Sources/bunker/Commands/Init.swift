@@ -38,14 +38,14 @@ extension BunkerCommand {
                 var sharing: MasterKey?
                 if let copyParamsFrom {
                     let fromPassword = try readSecret(file: fromPasswordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false)
-                    let from = try await RepositoryAccess.open(copyParamsFrom, password: fromPassword, loadIndex: false)
+                    let from = try await RepositoryAccess.open(copyParamsFrom, configuration, password: fromPassword, loadIndex: false)
                     chunker = from.config.chunker
                     packSize = from.config.packSize
                     sharing = from.key
                 }
                 let location = try repository.location(configuration)
                 let password = try repository.password(confirm: true, configuration)
-                let storage = try StorageLocation.storage(for: location, create: true)
+                let storage = try RepositoryAccess.storage(location, configuration, create: true)
                 let repo = try await Repository.create(
                     storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker, packSize: packSize), sharing: sharing)
                 if repository.output.json {

@@ -67,11 +67,11 @@ extension BunkerCommand {
         /// The service over the configured repository, or nil (with a note) when none is.
         private func openService(_ configuration: Configuration, catalog: Catalog) async throws -> BunkerService? {
             guard let location = try RepositoryAccess.location(flag: repo, configuration) else {
-                print("No repository is configured: the backup routes answer 503 until [repository] path (or --repo) is set.")
+                print("No repository is configured: the backup routes answer 503 until [repository] path or url (or --repo) is set.")
                 return nil
             }
             let password = try RepositoryAccess.password(file: passwordFile, configuration, confirm: false)
-            let repository = try await RepositoryAccess.open(location, password: password)
+            let repository = try await RepositoryAccess.open(location, configuration, password: password)
             // Notifications go out from the background loop, so no request waits for a mail server.
             return BunkerService(configuration: configuration, repository: repository, catalog: catalog, delivery: .background)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerS3
 import BunkerService
 import Foundation
 
@@ -33,7 +34,7 @@ struct RepositoryOptions: ParsableArguments {
     /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration.
     func location(_ configuration: Configuration? = nil) throws -> String {
         if let chosen = try RepositoryAccess.location(flag: repo, configuration ?? self.configuration()) { return chosen }
-        throw BunkerError(.invalidArgument, "No repository given: use --repo PATH, set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path in bunker.toml.")
+        throw BunkerError(.invalidArgument, "No repository given: use --repo PATH (or s3://BUCKET/PREFIX), set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path or url in bunker.toml.")
     }
 
     /// The password: --password-file, BUNKER_PASSWORD, the configuration's password_file, a prompt.
@@ -44,7 +45,7 @@ struct RepositoryOptions: ParsableArguments {
     /// Opens the repository.
     func open(loadIndex: Bool = true) async throws -> Repository {
         let configuration = try configuration()
-        let repository = try await RepositoryAccess.open(location(configuration), password: password(configuration), loadIndex: loadIndex)
+        let repository = try await RepositoryAccess.open(location(configuration), configuration, password: password(configuration), loadIndex: loadIndex)
         repository.lockWait = try lockWait()
         return repository
     }
@@ -70,7 +71,7 @@ struct RepositoryOptions: ParsableArguments {
     func service(loadIndex: Bool = true) async throws -> BunkerService {
         let configuration = try configuration()
         let catalog = try configuration.openCatalog()
-        let repository = try await RepositoryAccess.open(location(configuration), password: password(configuration), loadIndex: loadIndex)
+        let repository = try await RepositoryAccess.open(location(configuration), configuration, password: password(configuration), loadIndex: loadIndex)
         repository.lockWait = try lockWait()
         return BunkerService(configuration: configuration, repository: repository, catalog: catalog)
     }
@@ -80,12 +81,12 @@ struct RepositoryOptions: ParsableArguments {
 /// place, so that the faces cannot drift apart.
 enum RepositoryAccess {
     /// The location: `flag`, BUNKER_REPOSITORY, then the configuration's (BACKUP_DIR over
-    /// `[repository] path`); nil when none is given. A local location inside a files source is
+    /// `[repository] path`, or its url); nil when none is given. A local location inside a files source is
     /// refused.
     static func location(flag: String?, _ configuration: Configuration) throws -> String? {
         var chosen = flag
         if chosen?.isEmpty ?? true { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
-        if chosen?.isEmpty ?? true { chosen = configuration.repository.path }
+        if chosen?.isEmpty ?? true { chosen = configuration.repository.location }
         guard let chosen, !chosen.isEmpty else { return nil }
         try configuration.checkRepositoryIsOutsideSources(chosen)
         return chosen
@@ -99,9 +100,17 @@ enum RepositoryAccess {
         return try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
     }
 
+    /// The storage at `location`; an `s3://` one with the configuration's endpoint, region and
+    /// path style over the AWS environment.
+    static func storage(_ location: String, _ configuration: Configuration, create: Bool = false) throws -> any Storage {
+        let settings = configuration.repository
+        S3Backend.register(S3Settings(endpoint: settings.endpoint, region: settings.region, pathStyle: settings.pathStyle))
+        return try StorageLocation.storage(for: location, create: create)
+    }
+
     /// Opens the repository at `location`.
-    static func open(_ location: String, password: String, loadIndex: Bool = true) async throws -> Repository {
-        try await Repository.open(storage: StorageLocation.storage(for: location), password: password, loadIndex: loadIndex)
+    static func open(_ location: String, _ configuration: Configuration, password: String, loadIndex: Bool = true) async throws -> Repository {
+        try await Repository.open(storage: storage(location, configuration), password: password, loadIndex: loadIndex)
     }
 }
 

