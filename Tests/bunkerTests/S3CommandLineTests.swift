@@ -55,6 +55,54 @@ import Testing
         }
     }
 
+    /// The DermAI cloud tier: the local repository is copied into a bucket, and the bucket alone,
+    /// with its credentials and password, brings back data, catalog and audit trail elsewhere.
+    @Test func aCopyIntoS3AloneRecoversDataAndTrailInANewDataDirectory() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
+                _ = try await TestRepository.create(at: dir + "/local")
+                var local = server.awsEnvironment
+                local["BUNKER_REPOSITORY"] = dir + "/local"
+                local["BUNKER_PASSWORD"] = TestRepository.password
+                local["BUNKER_DATA_DIR"] = dir + "/data"
+                for _ in 0..<2 { #expect(try BunkerProcess.run(["backup", dir + "/src"], environment: local).status == 0) }
+
+                let offsite = "s3://\(server.bucket)/offsite"
+                var made = server.awsEnvironment
+                made["BUNKER_PASSWORD"] = "offsite-password"
+                made["BUNKER_FROM_PASSWORD"] = TestRepository.password
+                made["BUNKER_DATA_DIR"] = dir + "/data"
+                let created = try BunkerProcess.run(["init", "--repo", offsite, "--copy-params-from", dir + "/local"], environment: made)
+                #expect(created.status == 0, "\(created.stderr)")
+                var copying = local
+                copying["BUNKER_TO_PASSWORD"] = "offsite-password"
+                let copy = try BunkerProcess.run(["copy", "--to", offsite, "--json"], environment: copying)
+                #expect(copy.status == 0, "\(copy.stderr)")
+                let report = try #require(try json(copy.stdout) as? [String: Any])
+                #expect((report["copied"] as? [Any])?.count == 2 && report["shared_keys"] as? Bool == true, "\(report)")
+                let again = try BunkerProcess.run(["copy", "--to", offsite, "--json"], environment: copying)
+                #expect((try json(again.stdout) as? [String: Any])?["blobs_copied"] as? Int == 0, "\(again.stdout)\(again.stderr)")
+
+                // A new machine: the bucket, its credentials and the password only.
+                var fresh = server.awsEnvironment
+                fresh["BUNKER_REPOSITORY"] = offsite
+                fresh["BUNKER_PASSWORD"] = "offsite-password"
+                fresh["BUNKER_DATA_DIR"] = dir + "/new-machine"
+                let catalog = try BunkerProcess.run(["catalog", "restore", "--json"], environment: fresh)
+                #expect(catalog.status == 0, "\(catalog.stderr)")
+                #expect((try json(catalog.stdout) as? [String: Any])?["backups"] as? Int == 2, "\(catalog.stdout)")
+                let trail = try BunkerProcess.run(["audit", "verify"], environment: fresh)
+                #expect(trail.status == 0, "\(trail.stderr)\(trail.stdout)")
+                let restore = try BunkerProcess.run(["restore", "latest", "--target", dir + "/back"], environment: fresh)
+                #expect(restore.status == 0, "\(restore.stderr)")
+                #expect(compareTrees(dir + "/src", dir + "/back/src") == [])
+                let verify = try BunkerProcess.run(["verify", "--read-data"], environment: fresh)
+                #expect(verify.status == 0, "\(verify.stderr)")
+            }
+        }
+    }
+
     @Test func s3RepositoryFromTheConfigurationFile() async throws {
         try await withSeaweedFS { server in
             try await withTemporaryDirectory { dir in
