@@ -148,14 +148,13 @@ extension BunkerService {
 
     private func writeExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
         let (id, snapshot) = try await repository.findSnapshot(reference)
-        let archive = ExportWriter(zip: ZipWriter(output: output), repository: repository, progress: progress)
+        let archive = ExportWriter(zip: ZipWriter(output: output), repository: repository, progress: progress, scratch: configuration.scratchDirectory)
         let root = try await repository.loadTree(snapshot.tree)
         let records = snapshot.sources ?? []
         // The one database's SQL is `database.sql` at the top, whatever the trees hold.
         if records.filter({ SourceKind(rawValue: $0.kind).isDatabase }).count == 1 {
             archive.topSQL = archive.names.claim("database.sql", under: nil, original: "database.sql")
         }
-        let context = RestoreContext(loader: repository, scratch: try configuration.scratchDirectory())
         for node in root.nodes where node.hasSafeName {
             let place = ExportWriter.SourcePlace(writer: archive, name: ExportNames.name(of: node))
             // A plain path backup, or a source of a kind this version does not know: its tree as it is.
@@ -163,7 +162,7 @@ extension BunkerService {
                 try await place.addTree(node)
                 continue
             }
-            try await source.export(node, record: record, to: place, context: context)
+            try await source.export(node, record: record, to: place)
         }
 
         let encoder = JSONEncoder()

@@ -158,7 +158,7 @@ public protocol Source: Sendable {
 
     /// Adds this source's directory `node` of a snapshot to an export archive in the layout of
     /// the Clinical Dashboard API (a file tree as it is; a database as its SQL text).
-    func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive, context: RestoreContext) async throws
+    func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws
 
     /// The directory tree a restore in place replaces whole, if the source is one: Bunker's data
     /// directory and a local repository must lie outside it, or a restore would replace them.
@@ -173,7 +173,7 @@ extension Source {
     public var replacedTree: String? { nil }
 
     /// A file tree's part of an export: the tree under the source's name.
-    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive, context: RestoreContext) async throws {
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
         try await archive.addTree(node)
     }
 

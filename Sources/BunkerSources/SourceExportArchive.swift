@@ -5,6 +5,13 @@ import BunkerCore
 /// (unique, safe, the changes listed in `metadata.json`), checks every stored file's SHA-256 as
 /// it streams, and lists every entry in `SHA256SUMS`.
 public protocol SourceExportArchive {
+    /// Where the snapshot's stored files are read from.
+    var loader: any BlobLoader { get }
+
+    /// A private directory for files made for the export (an SQLite database's SQL text),
+    /// created on first use: an export that makes none needs no writable disk.
+    func scratchDirectory() throws -> String
+
     /// Adds the source's whole directory of the snapshot under the source's name: its files,
     /// directories and symbolic links.
     func addTree(_ node: Node) async throws

@@ -11,17 +11,20 @@ final class ExportWriter {
     private let repository: Repository
     private let reader: ContentReader
     private let progress: OperationProgress?
+    /// Makes (or finds) the scratch directory; asked only by a source that writes a file first.
+    private let scratch: () throws -> String
     var names = ExportNames()
     var entries: [ExportSummary.Entry] = []
     var symlinks: [ExportSummary.Symlink] = []
     /// `database.sql` at the top, claimed when the snapshot holds exactly one database.
     var topSQL: String?
 
-    init(zip: ZipWriter, repository: Repository, progress: OperationProgress?) {
+    init(zip: ZipWriter, repository: Repository, progress: OperationProgress?, scratch: @escaping () throws -> String) {
         self.zip = zip
         self.repository = repository
         self.reader = ContentReader(loader: repository)
         self.progress = progress
+        self.scratch = scratch
     }
 
     /// One source's part of the archive: its directory, named by the source, claimed when first
@@ -30,6 +33,12 @@ final class ExportWriter {
         let writer: ExportWriter
         /// The source's name (its directory's name in the snapshot).
         let name: String
+
+        var loader: any BlobLoader { writer.repository }
+
+        func scratchDirectory() throws -> String {
+            try writer.scratch()
+        }
 
         func addTree(_ node: Node) async throws {
             try await writer.addNode(node, under: nil, originalParent: nil)

@@ -241,8 +241,8 @@ public struct PostgresSource: Source {
     }
 
     /// The dump, as the archive's SQL.
-    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive, context: RestoreContext) async throws {
-        guard let dump = try await storedDatabaseFile(in: node, loader: context.loader, preferred: record.details?["file"]) else { return }
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        guard let dump = try await storedDatabaseFile(in: node, loader: archive.loader, preferred: record.details?["file"]) else { return }
         try await archive.addSQL(dump)
     }
 

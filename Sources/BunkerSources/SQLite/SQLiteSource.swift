@@ -137,9 +137,10 @@ public struct SQLiteSource: Source {
 
     /// The database file under the source's name, and beside it its `.dump` (made with the
     /// `sqlite3` shell from a copy in the scratch directory) as the archive's SQL.
-    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive, context: RestoreContext) async throws {
-        guard let file = try await storedDatabaseFile(in: node, loader: context.loader, preferred: record.details?["file"]) else { return }
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        guard let file = try await storedDatabaseFile(in: node, loader: archive.loader, preferred: record.details?["file"]) else { return }
         try await archive.addFile(file)
+        let context = RestoreContext(loader: archive.loader, scratch: try archive.scratchDirectory())
         let copy = context.scratch + "/export-\(UUID().uuidString.prefix(8).lowercased()).db"
         let dump = copy + ".sql"
         defer {
