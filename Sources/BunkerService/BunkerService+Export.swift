@@ -152,7 +152,7 @@ extension BunkerService {
         let root = try await repository.loadTree(snapshot.tree)
         let records = snapshot.sources ?? []
         // The one database's SQL is `database.sql` at the top, whatever the trees hold.
-        if records.filter({ SourceKind(rawValue: $0.kind).isDatabase }).count == 1 {
+        if records.filter(\.sourceKind.isDatabase).count == 1 {
             archive.topSQL = archive.names.claim("database.sql", under: nil, original: "database.sql")
         }
         for node in root.nodes where node.hasSafeName {

@@ -153,7 +153,7 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source named \(name); it holds \(records.map(\.name).joined(separator: ", ")).")
         }
         let selected = records.filter {
-            (request.sourceNames.isEmpty || request.sourceNames.contains($0.name)) && request.type.includes(SourceKind(rawValue: $0.kind))
+            (request.sourceNames.isEmpty || request.sourceNames.contains($0.name)) && request.type.includes($0.sourceKind)
         }
         guard !selected.isEmpty else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source matching --type \(request.type.rawValue).")
@@ -216,7 +216,7 @@ extension BunkerService {
             if let safety = outcome.safetySnapshotID.flatMap(ID.init(hex:)) {
                 safetyRoot = try await repository.loadTree(try await repository.loadSnapshot(safety).tree)
             }
-            let ordered = selected.filter { SourceKind(rawValue: $0.kind).isDatabase } + selected.filter { !SourceKind(rawValue: $0.kind).isDatabase }
+            let ordered = selected.filter(\.sourceKind.isDatabase) + selected.filter { !$0.sourceKind.isDatabase }
             for record in ordered {
                 guard let node = root.node(named: record.name) else {
                     throw failure(BunkerError(.corruptObject, "Snapshot \(id.short) lists source \(record.name) but holds no data for it."), outcome: outcome, source: record.name)
@@ -258,7 +258,7 @@ extension BunkerService {
     private func destinations(for selected: [SnapshotSource], target: RestoreTarget) throws -> [String: RestoreDestination] {
         var result: [String: RestoreDestination] = [:]
         func single(_ kind: SourceKind, _ option: String) throws -> SnapshotSource {
-            guard selected.count == 1, selected[0].kind == kind.rawValue else {
+            guard selected.count == 1, selected[0].sourceKind == kind else {
                 throw BunkerError(.invalidArgument, "\(option) restores one \(kind.rawValue) source: pick it with --source NAME (selected: \(selected.map(\.name).joined(separator: ", "))).")
             }
             return selected[0]

@@ -21,6 +21,11 @@ public struct SourceKind: RawRepresentable, Hashable, Sendable, Codable, CustomS
     public var isDatabase: Bool { SourceKinds.definition(of: self)?.holdsDatabase ?? false }
 }
 
+extension SnapshotSource {
+    /// The kind the record names (one this version may not know).
+    public var sourceKind: SourceKind { SourceKind(rawValue: kind) }
+}
+
 /// Where a restore puts a source's data.
 public enum RestoreDestination: Sendable, Equatable {
     /// Over the live data, staged beside it, checked, then swapped in.
