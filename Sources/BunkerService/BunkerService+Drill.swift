@@ -132,12 +132,7 @@ extension BunkerService {
                 var checks: [DrillCheck]
                 if let node = root.node(named: record.name) {
                     do {
-                        let source = try self.source(for: record)
-                        if source.kind == .postgres && !isConfigured(record) {
-                            checks = [DrillCheck(name: "load", passed: false, detail: "Source \(record.name) is not configured here, so there is no PostgreSQL server to drill into.")]
-                        } else {
-                            checks = try await source.drill(node, record: record, context: context)
-                        }
+                        checks = try await self.source(for: record).drill(node, record: record, context: context)
                     } catch let error as BunkerError {
                         checks = [DrillCheck(name: "restore", passed: false, detail: error.message)]
                     }

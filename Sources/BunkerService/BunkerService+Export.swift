@@ -148,138 +148,39 @@ extension BunkerService {
 
     private func writeExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
         let (id, snapshot) = try await repository.findSnapshot(reference)
-        let zip = ZipWriter(output: output)
-        var names = ExportNames()
-        var entries: [ExportSummary.Entry] = []
-        var symlinks: [ExportSummary.Symlink] = []
-        let reader = ContentReader(loader: repository)
-
-        func modified(_ node: Node) -> Date {
-            Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9)
-        }
-        func add(_ name: String, _ node: Node) async throws {
-            try await zip.begin(name: name, size: node.size ?? 0, mode: 0o100000 | node.mode, modified: modified(node))
-            progress?.update { $0.currentPath = name }
-            try await reader.read(node) { data in
-                try await zip.write(data)
-                progress?.update { $0.bytesDone += UInt64(data.count) }
-            }
-            try await zip.end()
-            entries.append(.init(path: name, size: node.size ?? 0, sha256: node.sha256 ?? ""))
-        }
-        func add(_ name: String, file: String) async throws {
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
-            defer { try? handle.close() }
-            let size = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.uint64Value ?? 0
-            try await zip.begin(name: name, size: size, mode: 0o100600, modified: repository.now())
-            var hasher = SHA256()
-            while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
-                hasher.update(data: data)
-                try await zip.write(data)
-            }
-            try await zip.end()
-            entries.append(.init(path: name, size: size, sha256: ID(digest: hasher.finalize()).hex))
-        }
-        func add(_ name: String, bytes: Data) async throws {
-            try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o100644, modified: repository.now())
-            try await zip.write(bytes)
-            try await zip.end()
-        }
-        func addLink(_ name: String, _ node: Node) async throws {
-            let target = node.linkTarget ?? ""
-            let bytes = Data(node.linkTargetBytes ?? [])
-            try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o120000 | (node.mode & 0o7777), modified: modified(node))
-            try await zip.write(bytes)
-            try await zip.end()
-            symlinks.append(.init(path: name, target: target))
-        }
-        /// A tree entry: a file, a directory (and what it holds) or a link.
-        func addNode(_ node: Node, under parent: String?, originalParent: String?) async throws {
-            let original = (originalParent.map { $0 + "/" } ?? "") + ExportNames.name(of: node)
-            let name = names.claim(ExportNames.name(of: node), under: parent, original: original)
-            switch node.type {
-            case .file:
-                try await add(name, node)
-            case .symlink:
-                try await addLink(name, node)
-            case .fifo, .socket, .characterDevice, .blockDevice:
-                // A ZIP holds no special files; the snapshot keeps them for a restore.
-                break
-            case .directory:
-                try await zip.begin(name: name + "/", size: 0, mode: 0o040000 | node.mode, modified: modified(node))
-                try await zip.end()
-                guard let sub = node.subtree else { return }
-                for child in try await repository.loadTree(sub).nodes where child.hasSafeName {
-                    try await addNode(child, under: name, originalParent: original)
-                }
-            }
-        }
-
+        let archive = ExportWriter(zip: ZipWriter(output: output), repository: repository, progress: progress, scratch: configuration.scratchDirectory)
         let root = try await repository.loadTree(snapshot.tree)
         let records = snapshot.sources ?? []
-        let databases = records.filter { SourceKind(rawValue: $0.kind)?.isDatabase ?? false }
         // The one database's SQL is `database.sql` at the top, whatever the trees hold.
-        let topSQL = databases.count == 1 ? names.claim("database.sql", under: nil, original: "database.sql") : nil
+        if records.filter(\.sourceKind.isDatabase).count == 1 {
+            archive.topSQL = archive.names.claim("database.sql", under: nil, original: "database.sql")
+        }
         for node in root.nodes where node.hasSafeName {
-            let nodeName = ExportNames.name(of: node)
-            guard let record = records.first(where: { $0.name == nodeName }), let kind = SourceKind(rawValue: record.kind), kind.isDatabase else {
-                // A file tree (or a plain path backup): under its name.
-                try await addNode(node, under: nil, originalParent: nil)
+            let place = ExportWriter.SourcePlace(writer: archive, name: ExportNames.name(of: node))
+            // A plain path backup, or a source of a kind this version does not know: its tree as it is.
+            guard let record = records.first(where: { $0.name == place.name }), let source = try? self.source(for: record) else {
+                try await place.addTree(node)
                 continue
             }
-            guard let sub = node.subtree else { continue }
-            let tree = try await repository.loadTree(sub)
-            let file = record.details?["file"].flatMap { tree.node(named: $0) } ?? tree.nodes.first { $0.type == .file }
-            guard let file else { continue }
-            let directory = names.claim(record.name, under: nil, original: record.name)
-            let sqlName = topSQL ?? names.claim("database.sql", under: directory, original: record.name + "/database.sql")
-            switch kind {
-            case .postgres:
-                try await add(sqlName, file)
-            case .sqlite:
-                let fileName = ExportNames.name(of: file)
-                try await add(names.claim(fileName, under: directory, original: record.name + "/" + fileName), file)
-                let copy = try configuration.scratchDirectory() + "/export-\(UUID().uuidString.prefix(8).lowercased()).db"
-                let dump = copy + ".sql"
-                defer {
-                    unlink(copy)
-                    unlink(dump)
-                }
-                try await restoreFile(file, to: copy, reader: reader)
-                try await SQLiteDump.write(database: copy, to: dump)
-                try await add(sqlName, file: dump)
-            case .files:
-                break
-            }
+            try await source.export(node, record: record, to: place)
         }
 
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        let total = entries.reduce(0) { $0 + $1.size }
+        let total = archive.entries.reduce(0) { $0 + $1.size }
         let metadata = ExportMetadata(
             snapshotID: id.hex, time: snapshot.time, hostname: snapshot.hostname, backupType: snapshot.backupType,
-            tags: snapshot.tags, description: snapshot.description, sources: records, entries: entries, symlinks: symlinks,
-            renamed: names.renamed, totalBytes: total, tool: "bunker \(bunkerVersion)", exportedAt: repository.now())
+            tags: snapshot.tags, description: snapshot.description, sources: records, entries: archive.entries, symlinks: archive.symlinks,
+            renamed: archive.names.renamed, totalBytes: total, tool: "bunker \(bunkerVersion)", exportedAt: repository.now())
         let metadataBytes = try encoder.encode(metadata)
-        let metadataName = names.bunkerFile("metadata.json")
-        try await add(metadataName, bytes: metadataBytes)
-        entries.append(.init(path: metadataName, size: UInt64(metadataBytes.count), sha256: ID(digest: SHA256.hash(data: metadataBytes)).hex))
+        let metadataName = archive.names.bunkerFile("metadata.json")
+        try await archive.add(metadataName, bytes: metadataBytes)
+        archive.entries.append(.init(path: metadataName, size: UInt64(metadataBytes.count), sha256: ID(digest: SHA256.hash(data: metadataBytes)).hex))
 
-        let sums = entries.map { Self.checksumLine(sha256: $0.sha256, path: $0.path) }.joined()
-        try await add(names.bunkerFile("SHA256SUMS"), bytes: Data(sums.utf8))
-        try await zip.finish()
-        return ExportSummary(snapshotID: id.hex, file: "-", entries: entries, symlinks: symlinks, renamed: names.renamed, bytes: total)
-    }
-
-    private func restoreFile(_ node: Node, to path: String, reader: ContentReader) async throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw BunkerError(.sourceIO, "Cannot create \(path): \(String(cString: strerror(errno))).")
-        }
-        defer { close(fd) }
-        try await reader.read(node) { data in
-            try writeAll(data, to: fd, path: path)
-        }
+        let sums = archive.entries.map { Self.checksumLine(sha256: $0.sha256, path: $0.path) }.joined()
+        try await archive.add(archive.names.bunkerFile("SHA256SUMS"), bytes: Data(sums.utf8))
+        try await archive.zip.finish()
+        return ExportSummary(snapshotID: id.hex, file: "-", entries: archive.entries, symlinks: archive.symlinks, renamed: archive.names.renamed, bytes: total)
     }
 }

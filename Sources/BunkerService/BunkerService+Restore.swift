@@ -153,7 +153,7 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source named \(name); it holds \(records.map(\.name).joined(separator: ", ")).")
         }
         let selected = records.filter {
-            (request.sourceNames.isEmpty || request.sourceNames.contains($0.name)) && request.type.includes(SourceKind(rawValue: $0.kind) ?? .files)
+            (request.sourceNames.isEmpty || request.sourceNames.contains($0.name)) && request.type.includes($0.sourceKind)
         }
         guard !selected.isEmpty else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) holds no source matching --type \(request.type.rawValue).")
@@ -216,7 +216,7 @@ extension BunkerService {
             if let safety = outcome.safetySnapshotID.flatMap(ID.init(hex:)) {
                 safetyRoot = try await repository.loadTree(try await repository.loadSnapshot(safety).tree)
             }
-            let ordered = selected.sorted { ($0.kind == SourceKind.files.rawValue ? 1 : 0) < ($1.kind == SourceKind.files.rawValue ? 1 : 0) }
+            let ordered = selected.filter(\.sourceKind.isDatabase) + selected.filter { !$0.sourceKind.isDatabase }
             for record in ordered {
                 guard let node = root.node(named: record.name) else {
                     throw failure(BunkerError(.corruptObject, "Snapshot \(id.short) lists source \(record.name) but holds no data for it."), outcome: outcome, source: record.name)
@@ -258,7 +258,7 @@ extension BunkerService {
     private func destinations(for selected: [SnapshotSource], target: RestoreTarget) throws -> [String: RestoreDestination] {
         var result: [String: RestoreDestination] = [:]
         func single(_ kind: SourceKind, _ option: String) throws -> SnapshotSource {
-            guard selected.count == 1, selected[0].kind == kind.rawValue else {
+            guard selected.count == 1, selected[0].sourceKind == kind else {
                 throw BunkerError(.invalidArgument, "\(option) restores one \(kind.rawValue) source: pick it with --source NAME (selected: \(selected.map(\.name).joined(separator: ", "))).")
             }
             return selected[0]
@@ -272,14 +272,9 @@ extension BunkerService {
                 result[record.name] = .live
             }
         case .directory(let dir):
+            let directory = Configuration.absolute(dir, relativeTo: nil)
             for record in selected {
-                let sub = Configuration.absolute(dir, relativeTo: nil) + "/" + record.name
-                try FileManager.default.createDirectory(atPath: record.kind == SourceKind.files.rawValue ? dir : sub, withIntermediateDirectories: true)
-                switch SourceKind(rawValue: record.kind) {
-                case .sqlite: result[record.name] = .path(sub + "/" + (record.details?["file"] ?? "database.db"))
-                case .postgres: result[record.name] = .path(sub + "/" + (record.details?["file"] ?? "database.sql"))
-                default: result[record.name] = .path(sub)
-                }
+                result[record.name] = try source(for: record).directoryDestination(in: directory, record: record)
             }
         case .sqliteFile(let path):
             result[try single(.sqlite, "--to").name] = .path(Configuration.absolute(path, relativeTo: nil))

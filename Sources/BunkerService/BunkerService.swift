@@ -46,7 +46,7 @@ public final class BunkerService: Sendable {
         self.delivery = delivery
         self.configuration = configuration
         self.repository = repository
-        self.sources = configuration.makeSources()
+        self.sources = configuration.sources
         self.openedCatalog = Mutex(catalog)
         self.jobs = JobRunner(claimFile: configuration.dataDirectory + "/writer.lock")
         jobs.watch { [weak self] jobID, counters in
@@ -81,21 +81,13 @@ public final class BunkerService: Sendable {
     }
 
     /// The source that restores a snapshot's record: the configured one of that name and kind,
-    /// else one rebuilt from the record (enough to restore somewhere else than the live place).
+    /// else one its kind makes from the record (enough to restore somewhere else than the live
+    /// place; see ``SourceKindDefinition/makeSource(restoring:)``).
     func source(for record: SnapshotSource) throws -> any Source {
         if let configured = sources.first(where: { $0.name == record.name }), configured.kind.rawValue == record.kind {
             return configured
         }
-        guard let kind = SourceKind(rawValue: record.kind) else {
-            throw BunkerError(.unsupportedFormat, "Source \(record.name) is of kind \(record.kind), which this version of Bunker cannot restore; upgrade Bunker.")
-        }
-        switch kind {
-        case .files: return FilesSource(name: record.name, path: record.origin)
-        case .sqlite: return SQLiteSource(name: record.name, path: record.origin)
-        case .postgres:
-            let database = record.origin.split(separator: "/").last.map(String.init) ?? record.name
-            return PostgresSource(name: record.name, connection: PostgresConnection(host: "/var/run/postgresql", user: "postgres"), database: database)
-        }
+        return try SourceKinds.makeSource(restoring: record)
     }
 
     func isConfigured(_ record: SnapshotSource) -> Bool {

@@ -1,12 +1,29 @@
 import BunkerCore
 import Foundation
 
-/// What kind of data a source holds.
-public enum SourceKind: String, Sendable, Codable, CaseIterable {
-    case files, sqlite, postgres
+/// What kind of data a source holds: the `kind` of its `[[source]]` table and of its snapshot
+/// records.
+///
+/// An open set, like NIO's error codes: each kind names itself in its own file
+/// (`extension SourceKind { static let files = … }`), and a snapshot may hold a kind this version
+/// does not know (written by a newer Bunker), which is then no database and cannot be restored.
+public struct SourceKind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
 
-    /// Databases are what `--type database` selects; file trees what `--type files` selects.
-    public var isDatabase: Bool { self != .files }
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+
+    /// Databases are what `--type database` selects; file trees (and kinds this version does
+    /// not know) what `--type files` selects.
+    public var isDatabase: Bool { SourceKinds.definition(of: self)?.holdsDatabase ?? false }
+}
+
+extension SnapshotSource {
+    /// The kind the record names (one this version may not know).
+    public var sourceKind: SourceKind { SourceKind(rawValue: kind) }
 }
 
 /// Where a restore puts a source's data.
@@ -112,6 +129,9 @@ public struct SafetyCopy: Sendable {
 ///   data changes, and leaves the live data as it was if any step fails.
 /// - ``drill(_:record:context:)`` restores into a scratch place, runs the same checks plus a
 ///   comparison with what the backup recorded, and removes the scratch place.
+///
+/// A source type is also its kind's ``SourceKindDefinition``, listed in ``SourceKinds/all``:
+/// everything that differs from kind to kind is behind these two protocols.
 public protocol Source: Sendable {
     var name: String { get }
     var kind: SourceKind { get }
@@ -136,6 +156,18 @@ public protocol Source: Sendable {
 
     /// Restores into a scratch place, checks the result, and cleans up.
     func drill(_ node: Node, record: SnapshotSource?, context: RestoreContext) async throws -> [DrillCheck]
+
+    /// Where `bunker restore --target DIR` puts this source of a snapshot's `record`, creating
+    /// the directories it goes into: a file tree as `DIR/NAME`, a database's file in `DIR/NAME/`.
+    func directoryDestination(in directory: String, record: SnapshotSource) throws -> RestoreDestination
+
+    /// Adds this source's directory `node` of a snapshot to an export archive in the layout of
+    /// the Clinical Dashboard API (a file tree as it is; a database as its SQL text).
+    func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws
+
+    /// The directory tree a restore in place replaces whole, if the source is one: Bunker's data
+    /// directory and a local repository must lie outside it, or a restore would replace them.
+    var replacedTree: String? { get }
 }
 
 extension Source {
@@ -143,16 +175,38 @@ extension Source {
         destination == .live
     }
 
+    public var replacedTree: String? { nil }
+
+    /// A file tree's part of an export: the tree under the source's name.
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        try await archive.addTree(node)
+    }
+
     /// The single regular file in a database source's directory (its copy or its dump).
     func databaseFile(in node: Node, loader: any BlobLoader, preferred: String?) async throws -> Node {
-        guard node.type == .directory, let subtree = node.subtree else {
+        guard node.type == .directory, node.subtree != nil else {
             throw BunkerError(.corruptObject, "The snapshot's entry for source \(name) is not a directory.")
         }
-        let tree = try await loader.loadTree(subtree)
-        if let preferred, let file = tree.node(named: preferred), file.type == .file { return file }
-        guard let file = tree.nodes.first(where: { $0.type == .file }) else {
+        guard let file = try await storedDatabaseFile(in: node, loader: loader, preferred: preferred) else {
             throw BunkerError(.corruptObject, "The snapshot holds no database file for source \(name).")
         }
         return file
+    }
+
+    /// The database file in a source's directory: the one the record names, else the first
+    /// regular file; nil when the entry holds none (an export then leaves the source out).
+    func storedDatabaseFile(in node: Node, loader: any BlobLoader, preferred: String?) async throws -> Node? {
+        guard let subtree = node.subtree else { return nil }
+        let tree = try await loader.loadTree(subtree)
+        if let preferred, let file = tree.node(named: preferred), file.type == .file { return file }
+        return tree.nodes.first { $0.type == .file }
+    }
+
+    /// A database's file for `--target DIR`: `DIR/NAME/FILE`, the file named as the record
+    /// names it (`fallback` for snapshots that name none).
+    func databaseDestination(in directory: String, record: SnapshotSource, fallback: String) throws -> RestoreDestination {
+        let folder = directory + "/" + name
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        return .path(folder + "/" + (record.details?["file"] ?? fallback))
     }
 }

@@ -36,8 +36,8 @@ import Testing
         #expect(config.repository.path == "/data/backups")
         #expect(config.repository.compressionLevel == 5)
         #expect(config.sources.map(\.name) == ["clinic", "studies"])
-        #expect(config.sources[0].postgres == PostgresConnection(host: "/var/run/postgresql", port: 5433, user: "backup", passwordEnvironment: "PGPASSWORD"))
-        #expect(config.sources[1].excludes == ["*.tmp", "cache/"])
+        #expect((config.sources[0] as? PostgresSource)?.connection == PostgresConnection(host: "/var/run/postgresql", port: 5433, user: "backup", passwordEnvironment: "PGPASSWORD"))
+        #expect((config.sources[1] as? FilesSource)?.excludes == ["*.tmp", "cache/"])
         var retention = RetentionPolicy()
         retention.keepDaily = 7
         #expect(config.retention == retention, "a table with a keep rule replaces the default tiers")
@@ -76,7 +76,7 @@ import Testing
     func postgresSourceTimeoutIsReadAndDefaultsToSixHours(value: String?, seconds: Int64) throws {
         let text = "[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"clinic\"\n" + (value.map { "timeout = \($0)\n" } ?? "")
         let configuration = try Configuration(text: text, file: "/etc/bunker.toml", environment: [:])
-        #expect(configuration.sources.first?.postgres?.timeout == .seconds(seconds))
+        #expect((configuration.sources.first as? PostgresSource)?.connection?.timeout == .seconds(seconds))
     }
 
     @Test func schedulesAreReadAndDefaultWhenAbsent() throws {

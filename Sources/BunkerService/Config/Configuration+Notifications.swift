@@ -44,7 +44,7 @@ public struct WebhookSettings: Sendable, Equatable {
 
 extension Configuration {
     /// Reads `[smtp]`, `[notifications]` and `[[webhook]]`, then the Clinical Dashboard's variables.
-    mutating func readNotificationSettings(_ reader: inout TableReader, base: String) throws {
+    mutating func readNotificationSettings(_ reader: inout TableReader) throws {
         if var t = try reader.table("smtp") {
             if t.has("password") {
                 throw t.error(key: "password", "a password is never written in the configuration; set SMTP_PASSWORD, or password_env / password_file")
@@ -59,11 +59,11 @@ extension Configuration {
             }
             smtp.user = try t.string("user")
             smtp.passwordEnvironment = try t.string("password_env") ?? smtp.passwordEnvironment
-            smtp.passwordFile = try t.string("password_file").map { Self.absolute($0, relativeTo: base) }
+            smtp.passwordFile = try t.path("password_file")
             smtp.fromEmail = try t.string("from_email") ?? smtp.fromEmail
             smtp.fromName = try t.string("from_name") ?? smtp.fromName
             smtp.timeoutSeconds = try t.int("timeout_seconds", range: 1...600) ?? smtp.timeoutSeconds
-            smtp.caFile = try t.string("ca_file").map { Self.absolute($0, relativeTo: base) }
+            smtp.caFile = try t.path("ca_file")
             try t.rejectUnknown()
             self.smtp = smtp
         }
@@ -89,7 +89,7 @@ extension Configuration {
             }
             var hook = WebhookSettings(name: try t.string("name") ?? "webhook\(webhooks.count + 1)", url: url)
             hook.secretEnvironment = try t.string("secret_env")
-            hook.secretFile = try t.string("secret_file").map { Self.absolute($0, relativeTo: base) }
+            hook.secretFile = try t.path("secret_file")
             if let names = try t.strings("events") { hook.events = try Self.eventKinds(names, key: "events", in: t) }
             hook.timeoutSeconds = try t.int("timeout_seconds", range: 1...600) ?? hook.timeoutSeconds
             try t.rejectUnknown()

@@ -1,4 +1,5 @@
 import BunkerCore
+import BunkerSources
 import Foundation
 
 extension Configuration {
@@ -13,17 +14,17 @@ extension Configuration {
         if path.hasPrefix("local:") { path.removeFirst("local:".count) }
         guard !path.contains("://") else { return }
         if let source = sourceContaining(Self.absolute(path, relativeTo: nil)) {
-            throw BunkerError(.invalidArgument, "The repository \(path) is inside source \(source.name) (\(source.path ?? "")), which a restore in place replaces, repository and safety snapshot included; put the repository outside every files source.")
+            throw BunkerError(.invalidArgument, "The repository \(path) is inside source \(source.name) (\(source.tree)), which a restore in place replaces, repository and safety snapshot included; put the repository outside every files source.")
         }
     }
 
-    /// The files source whose tree holds `path` (links resolved), if any.
-    func sourceContaining(_ path: String) -> SourceSettings? {
+    /// The source whose replaced tree holds `path` (links resolved), if any: its name and tree.
+    func sourceContaining(_ path: String) -> (name: String, tree: String)? {
         let resolved = Self.resolvingSymlinks(path)
-        for source in sources where source.kind == .files {
-            guard let named = source.path else { continue }
-            let tree = Self.resolvingSymlinks(named)
-            if resolved == tree || resolved.hasPrefix(tree.hasSuffix("/") ? tree : tree + "/") { return source }
+        for source in sources {
+            guard let replaced = source.replacedTree else { continue }
+            let tree = Self.resolvingSymlinks(replaced)
+            if resolved == tree || resolved.hasPrefix(tree.hasSuffix("/") ? tree : tree + "/") { return (source.name, replaced) }
         }
         return nil
     }

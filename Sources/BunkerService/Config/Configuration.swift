@@ -30,16 +30,6 @@ public struct Configuration: Sendable {
     /// Keys that would put an object store's secret in the file, which is refused.
     static let secretRepositoryKeys = ["access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "secret_key", "access_key"]
 
-    /// One `[[source]]` table.
-    public struct SourceSettings: Sendable, Equatable {
-        public var name: String
-        public var kind: SourceKind
-        public var path: String?
-        public var excludes: [String] = []
-        public var postgres: PostgresConnection?
-        public var database: String?
-    }
-
     /// `[server]`: where `bunker serve` listens and how its tokens are made.
     public struct ServerSettings: Sendable, Equatable {
         /// `host:port`; loopback by default.
@@ -69,7 +59,8 @@ public struct Configuration: Sendable {
     /// Catalog, scratch space, drill reports; default `./.bunker`.
     public var dataDirectory: String
     public var repository = RepositorySettings()
-    public var sources: [SourceSettings] = []
+    /// The `[[source]]` tables, each made into its source by its kind's own code (``SourceKinds``).
+    public var sources: [any Source] = []
     /// The `[[schedule]]` lines; nil when there are none, and then ``Schedule/defaults`` apply.
     public var schedules: [Schedule]?
 
@@ -130,15 +121,15 @@ public struct Configuration: Sendable {
         } catch let error as TOMLParseError {
             throw BunkerError(.invalidArgument, "\(file):\(error.source.begin.line): \(error.description)")
         }
-        var reader = TableReader(table: root, path: [], lines: lines, file: file)
+        var reader = TableReader(table: root, path: [], lines: lines, file: file, base: base, environment: environment)
         let configured = try reader.string("data_dir")
         dataDirectory = Self.absolute(environment["BUNKER_DATA_DIR"] ?? configured ?? ".bunker", relativeTo: base)
 
         if let repo = try reader.table("repository") {
             var r = repo
-            repository.path = try r.string("path").map { Self.absolute($0, relativeTo: base) }
+            repository.path = try r.path("path")
             try readRepositoryURL(&r)
-            repository.passwordFile = try r.string("password_file").map { Self.absolute($0, relativeTo: base) }
+            repository.passwordFile = try r.path("password_file")
             repository.compressionLevel = try r.int("compression_level", range: 1...19)
             try r.rejectUnknown()
         }
@@ -151,34 +142,10 @@ public struct Configuration: Sendable {
             guard names.insert(name).inserted else {
                 throw s.error(key: "name", "two sources are named \"\(name)\"")
             }
-            let kindText = try s.required { try $0.string("kind") }
-            guard let kind = SourceKind(rawValue: kindText) else {
-                throw s.error(key: "kind", "kind must be files, sqlite or postgres, not \"\(kindText)\"")
-            }
-            var settings = SourceSettings(name: name, kind: kind)
-            switch kind {
-            case .files:
-                settings.path = Self.absolute(try s.required { try $0.string("path") }, relativeTo: base)
-                settings.excludes = try s.strings("exclude") ?? []
-                _ = try ExcludeRules(settings.excludes)
-            case .sqlite:
-                settings.path = Self.absolute(try s.required { try $0.string("path") }, relativeTo: base)
-            case .postgres:
-                if s.has("password") {
-                    throw s.error(key: "password", "a password is never written in the configuration; use password_env = \"PGPASSWORD\" or password_file")
-                }
-                settings.database = try s.required { try $0.string("database") }
-                settings.postgres = PostgresConnection(
-                    host: try s.string("host") ?? "/var/run/postgresql",
-                    port: try s.int("port", range: 1...65535) ?? 5432,
-                    user: try s.string("user") ?? (environment["USER"] ?? "postgres"),
-                    passwordEnvironment: try s.string("password_env"),
-                    passwordFile: try s.string("password_file").map { Self.absolute($0, relativeTo: base) },
-                    binDirectory: try s.string("bin_dir"),
-                    timeout: try s.duration("timeout") ?? HelperTimeout.defaultDuration)
-            }
+            let kind = try s.required { try $0.string("kind") }
+            let source = try SourceKinds.makeSource(name: name, kind: kind, settings: &s)
             try s.rejectUnknown()
-            sources.append(settings)
+            sources.append(source)
         }
         for var t in try reader.tables("schedule") {
             let jobText = try t.required { try $0.string("job") }
@@ -211,7 +178,7 @@ public struct Configuration: Sendable {
             try auth.rejectUnknown()
         }
         if var table = try reader.table("audit") {
-            auditKeyFile = try table.string("key_file").map { Self.absolute($0, relativeTo: base) }
+            auditKeyFile = try table.path("key_file")
             try table.rejectUnknown()
         }
         if var table = try reader.table("server") {
@@ -220,9 +187,9 @@ public struct Configuration: Sendable {
                 server.listen = listen
             }
             if let minutes = try table.int("token_lifetime_minutes", range: 1...(24 * 60)) { server.tokenLifetime = TimeInterval(minutes * 60) }
-            server.jwtSecretFile = try table.string("jwt_secret_file").map { Self.absolute($0, relativeTo: base) }
-            server.tlsCertificateFile = try table.string("tls_certificate").map { Self.absolute($0, relativeTo: base) }
-            server.tlsKeyFile = try table.string("tls_key").map { Self.absolute($0, relativeTo: base) }
+            server.jwtSecretFile = try table.path("jwt_secret_file")
+            server.tlsCertificateFile = try table.path("tls_certificate")
+            server.tlsKeyFile = try table.path("tls_key")
             if (server.tlsCertificateFile == nil) != (server.tlsKeyFile == nil) {
                 throw table.error(key: server.tlsCertificateFile == nil ? "tls_key" : "tls_certificate", "needs tls_certificate and tls_key together")
             }
@@ -232,7 +199,7 @@ public struct Configuration: Sendable {
             retention = try Self.readRetention(&table)
             try table.rejectUnknown()
         }
-        try readNotificationSettings(&reader, base: base)
+        try readNotificationSettings(&reader)
         try reader.rejectUnknown()
         try applyOverrides(environment)
         try checkRepositoryIsOutsideSources(repository.location)
@@ -318,17 +285,6 @@ public struct Configuration: Sendable {
         return value
     }
 
-    /// The configured sources as objects that can back up and restore.
-    public func makeSources() -> [any Source] {
-        sources.map { settings -> any Source in
-            switch settings.kind {
-            case .files: return FilesSource(name: settings.name, path: settings.path!, excludes: settings.excludes)
-            case .sqlite: return SQLiteSource(name: settings.name, path: settings.path!)
-            case .postgres: return PostgresSource(name: settings.name, connection: settings.postgres!, database: settings.database!)
-            }
-        }
-    }
-
     /// Opens the catalog in the data directory, after checking that no restore can overwrite it;
     /// `readOnly` opens it without writing anything (to verify the audit trail).
     public func openCatalog(readOnly: Bool = false) throws -> Catalog {
@@ -352,9 +308,9 @@ public struct Configuration: Sendable {
     /// (or a data directory reached through one) is the same place as its target.
     public func checkDataDirectoryIsOutsideSources() throws {
         let data = Self.resolvingSymlinks(dataDirectory)
-        for source in sources where source.kind == .files {
-            guard let named = source.path else { continue }
-            let path = Self.resolvingSymlinks(named)
+        for source in sources {
+            guard let tree = source.replacedTree else { continue }
+            let path = Self.resolvingSymlinks(tree)
             if data == path || data.hasPrefix(path.hasSuffix("/") ? path : path + "/") {
                 throw BunkerError(.invalidArgument, "data_dir \(dataDirectory) is inside source \(source.name) (\(path)), which a restore replaces along with the catalog and audit trail; set data_dir (or BUNKER_DATA_DIR) to a directory outside every source.")
             }
@@ -432,19 +388,24 @@ struct ConfigLines: Sendable {
 }
 
 /// Reads one TOML table, remembering which keys were used so the rest can be refused.
-struct TableReader {
+struct TableReader: SourceSettingsReader {
     let table: TOMLTable
     /// "repository" or "source#2".
     let name: String
     let lines: ConfigLines
     let file: String
+    /// The configuration file's directory, which relative paths start from.
+    let base: String
+    let environment: [String: String]
     private var used: Set<String> = []
 
-    init(table: TOMLTable, path: [String], lines: ConfigLines, file: String) {
+    init(table: TOMLTable, path: [String], lines: ConfigLines, file: String, base: String, environment: [String: String]) {
         self.table = table
         self.name = path.joined(separator: ".")
         self.lines = lines
         self.file = file
+        self.base = base
+        self.environment = environment
     }
 
     func error(key: String?, _ message: String) -> BunkerError {
@@ -515,6 +476,10 @@ struct TableReader {
         return .seconds(seconds)
     }
 
+    mutating func path(_ key: String) throws -> String? {
+        try string(key).map { Configuration.absolute($0, relativeTo: base) }
+    }
+
     mutating func strings(_ key: String) throws -> [String]? {
         used.insert(key)
         guard let value = table[key] else { return nil }
@@ -538,7 +503,7 @@ struct TableReader {
         used.insert(key)
         guard let value = table[key] else { return nil }
         guard let sub = value.table else { throw error(key: key, "must be a table: [\(key)]") }
-        return TableReader(table: sub, path: name.isEmpty ? [key] : [name, key], lines: lines, file: file)
+        return TableReader(table: sub, path: name.isEmpty ? [key] : [name, key], lines: lines, file: file, base: base, environment: environment)
     }
 
     mutating func tables(_ key: String) throws -> [TableReader] {
@@ -547,7 +512,7 @@ struct TableReader {
         guard let array = value.array else { throw error(key: key, "must be written as [[\(key)]] tables") }
         return try array.enumerated().map { index, element in
             guard let sub = element.table else { throw error(key: key, "must be written as [[\(key)]] tables") }
-            return TableReader(table: sub, path: ["\(key)#\(index)"], lines: lines, file: file)
+            return TableReader(table: sub, path: ["\(key)#\(index)"], lines: lines, file: file, base: base, environment: environment)
         }
     }
 

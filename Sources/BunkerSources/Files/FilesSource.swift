@@ -8,6 +8,8 @@ public struct FilesSource: Source {
     public let excludes: [String]
     public var kind: SourceKind { .files }
     public var origin: String { path }
+    /// A restore in place replaces the tree (all but its excluded paths).
+    public var replacedTree: String? { path }
 
     public init(name: String, path: String, excludes: [String] = []) {
         self.name = name
@@ -76,6 +78,12 @@ public struct FilesSource: Source {
         return [DrillCheck(name: "sha256", passed: false, detail: "\(report.failures.count) of \(report.filesRestored + report.failures.count) entries failed: \(listed)")]
     }
 
+    /// `DIR/NAME`; the restore creates it.
+    public func directoryDestination(in directory: String, record: SnapshotSource) throws -> RestoreDestination {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return .path(directory + "/" + name)
+    }
+
     /// Restores a tree and fails (removing nothing it did not create) if any entry failed.
     private func restoreChecked(_ subtree: ID, to target: String, context: RestoreContext) async throws -> RestoreReport {
         let report = try await Restorer(loader: context.loader, progress: context.progress).restore(tree: subtree, to: target)
@@ -84,5 +92,29 @@ public struct FilesSource: Source {
             throw BunkerError(.integrity, "\(report.failures.count) entries of source \(name) could not be restored (\(listed)).")
         }
         return report
+    }
+}
+
+extension SourceKind {
+    /// A directory tree: ``FilesSource``.
+    public static let files = SourceKind(rawValue: "files")
+}
+
+extension FilesSource: SourceKindDefinition {
+    public static var kind: SourceKind { .files }
+    public static var holdsDatabase: Bool { false }
+
+    /// `path` (required) and `exclude`, a list of patterns checked here so that a bad one is an
+    /// error when the configuration is read, not at the first backup.
+    public static func makeSource(name: String, settings: inout some SourceSettingsReader) throws -> any Source {
+        let path = try settings.required { try $0.path("path") }
+        let excludes = try settings.strings("exclude") ?? []
+        _ = try ExcludeRules(excludes)
+        return FilesSource(name: name, path: path, excludes: excludes)
+    }
+
+    /// The tree where it was backed up from; a restore elsewhere needs nothing more.
+    public static func makeSource(restoring record: SnapshotSource) throws -> any Source {
+        FilesSource(name: record.name, path: record.origin)
     }
 }

@@ -110,12 +110,14 @@ public struct PostgresConnection: Sendable, Equatable {
 /// changes nothing, even when Bunker itself dies mid-load.
 public struct PostgresSource: Source {
     public let name: String
-    public let connection: PostgresConnection
+    /// The server; nil for a source made from a snapshot's record of a source not configured
+    /// here, which writes its dump to a file but connects to nothing (see ``server``).
+    public let connection: PostgresConnection?
     public let database: String
     /// The database psql connects to for CREATE and DROP DATABASE.
     public var maintenanceDatabase = "postgres"
     public var kind: SourceKind { .postgres }
-    public var origin: String { connection.address(database: database) }
+    public let origin: String
 
     static let dumpFile = "database.sql"
 
@@ -123,13 +125,35 @@ public struct PostgresSource: Source {
         self.name = name
         self.connection = connection
         self.database = database
+        self.origin = connection.address(database: database)
+    }
+
+    /// A source known only from a snapshot's record: its database is the last part of the
+    /// recorded address. No server is guessed (a restore into a guessed server could overwrite
+    /// someone else's database), so only restores to a file work.
+    init(restoring record: SnapshotSource) {
+        self.name = record.name
+        self.connection = nil
+        self.database = record.origin.split(separator: "/").last.map(String.init) ?? record.name
+        self.origin = record.origin
+    }
+
+    /// The server to connect to; an error saying what to configure for a source made from a
+    /// snapshot's record.
+    var server: PostgresConnection {
+        get throws {
+            guard let connection else {
+                throw BunkerError(.invalidArgument, "Source \(name) is not configured here, so Bunker does not know which PostgreSQL server to connect to: add its [[source]] table (kind = \"postgres\" with host, port, user and database) to bunker.toml, or write its dump to a file with --sql FILE or --target DIR.")
+            }
+            return connection
+        }
     }
 
     /// Whether the database exists on the server; a server that cannot be asked is an error,
     /// never "no data": a restore would otherwise skip the safety backup of what it overwrites.
     public func liveDataExists() async throws -> Bool {
         do {
-            let found = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(database))", database: maintenanceDatabase,
+            let found = try await server.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(database))", database: maintenanceDatabase,
                                                    what: "Looking up database \(database)")
             return !found.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         } catch let error as BunkerError {
@@ -144,6 +168,7 @@ public struct PostgresSource: Source {
     }
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {
+        let connection = try server
         let session = PostgresConnection.sessionName("dump")
         let child = try ChildProcess(
             executable: connection.tool("pg_dump"),
@@ -180,7 +205,7 @@ public struct PostgresSource: Source {
             return result
         case .database(let other):
             try await load(dump, into: other, createIfMissing: true, context: context)
-            var result = SourceRestoreResult(source: name, kind: kind, destination: connection.address(database: other))
+            var result = SourceRestoreResult(source: name, kind: kind, destination: try server.address(database: other))
             result.bytes = dump.size ?? 0
             result.checks = ["SHA-256", "single-transaction load (psql ON_ERROR_STOP)"]
             return result
@@ -188,6 +213,11 @@ public struct PostgresSource: Source {
     }
 
     public func drill(_ node: Node, record: SnapshotSource?, context: RestoreContext) async throws -> [DrillCheck] {
+        do {
+            _ = try server
+        } catch let error as BunkerError {
+            return [DrillCheck(name: "load", passed: false, detail: error.message)]
+        }
         let dump = try await databaseFile(in: node, loader: context.loader, preferred: record?.details?["file"])
         let scratch = "bunker_drill_\(UUID().uuidString.prefix(8).lowercased())"
         var checks: [DrillCheck] = []
@@ -205,11 +235,23 @@ public struct PostgresSource: Source {
         return checks
     }
 
+    /// `DIR/NAME/database.sql`: the dump as plain SQL.
+    public func directoryDestination(in directory: String, record: SnapshotSource) throws -> RestoreDestination {
+        try databaseDestination(in: directory, record: record, fallback: Self.dumpFile)
+    }
+
+    /// The dump, as the archive's SQL.
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        guard let dump = try await storedDatabaseFile(in: node, loader: archive.loader, preferred: record.details?["file"]) else { return }
+        try await archive.addSQL(dump)
+    }
+
     // MARK: - Helpers
 
     /// Loads a dump into `target` in one transaction; a database this call created is dropped
     /// again when the load fails.
     private func load(_ dump: Node, into target: String, createIfMissing: Bool, context: RestoreContext) async throws {
+        let connection = try server
         var created = false
         if createIfMissing {
             let exists = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(Self.literal(target))", database: maintenanceDatabase, what: "Looking up database \(target)")
@@ -296,7 +338,7 @@ public struct PostgresSource: Source {
     }
 
     private func dropDatabase(_ name: String) async throws {
-        _ = try await connection.query("DROP DATABASE IF EXISTS \(Self.identifier(name)) WITH (FORCE)", database: maintenanceDatabase, what: "Dropping database \(name)")
+        _ = try await server.query("DROP DATABASE IF EXISTS \(Self.identifier(name)) WITH (FORCE)", database: maintenanceDatabase, what: "Dropping database \(name)")
     }
 
     /// Compares `count(*)` of every table the dump held with the counts recorded at backup time.
@@ -312,7 +354,7 @@ public struct PostgresSource: Source {
         }
         let output: String
         do {
-            output = try await connection.query(Self.countQuery, database: target, what: "Counting rows in \(target)")
+            output = try await server.query(Self.countQuery, database: target, what: "Counting rows in \(target)")
         } catch let error as BunkerError {
             return DrillCheck(name: "row_counts", passed: false, detail: error.message)
         }
@@ -344,6 +386,41 @@ public struct PostgresSource: Source {
 
     static func literal(_ text: String) -> String {
         "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}
+
+extension SourceKind {
+    /// A PostgreSQL database: ``PostgresSource``.
+    public static let postgres = SourceKind(rawValue: "postgres")
+}
+
+extension PostgresSource: SourceKindDefinition {
+    public static var kind: SourceKind { .postgres }
+    public static var holdsDatabase: Bool { true }
+
+    /// `database` (required), `host` (a socket directory or a host name; default
+    /// /var/run/postgresql), `port` (5432), `user` (default `$USER`, else postgres),
+    /// `password_env` or `password_file` (never the password itself), `bin_dir` and `timeout`
+    /// (the limit of each pg_dump or psql call; default 6h).
+    public static func makeSource(name: String, settings: inout some SourceSettingsReader) throws -> any Source {
+        if settings.has("password") {
+            throw settings.error(key: "password", "a password is never written in the configuration; use password_env = \"PGPASSWORD\" or password_file")
+        }
+        let database = try settings.required { try $0.string("database") }
+        let connection = PostgresConnection(
+            host: try settings.string("host") ?? "/var/run/postgresql",
+            port: try settings.int("port", range: 1...65535) ?? 5432,
+            user: try settings.string("user") ?? (settings.environment["USER"] ?? "postgres"),
+            passwordEnvironment: try settings.string("password_env"),
+            passwordFile: try settings.path("password_file"),
+            binDirectory: try settings.string("bin_dir"),
+            timeout: try settings.duration("timeout") ?? HelperTimeout.defaultDuration)
+        return PostgresSource(name: name, connection: connection, database: database)
+    }
+
+    /// A source that writes the record's dump to a file, and refuses anything that needs a server.
+    public static func makeSource(restoring record: SnapshotSource) throws -> any Source {
+        PostgresSource(restoring: record)
     }
 }
 

@@ -130,6 +130,28 @@ public struct SQLiteSource: Source {
         return checks
     }
 
+    /// `DIR/NAME/FILE`, the database file under the name it had when it was backed up.
+    public func directoryDestination(in directory: String, record: SnapshotSource) throws -> RestoreDestination {
+        try databaseDestination(in: directory, record: record, fallback: "database.db")
+    }
+
+    /// The database file under the source's name, and beside it its `.dump` (made with the
+    /// `sqlite3` shell from a copy in the scratch directory) as the archive's SQL.
+    public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        guard let file = try await storedDatabaseFile(in: node, loader: archive.loader, preferred: record.details?["file"]) else { return }
+        try await archive.addFile(file)
+        let context = RestoreContext(loader: archive.loader, scratch: try archive.scratchDirectory())
+        let copy = context.scratch + "/export-\(UUID().uuidString.prefix(8).lowercased()).db"
+        let dump = copy + ".sql"
+        defer {
+            unlink(copy)
+            unlink(dump)
+        }
+        try await write(file, to: copy, context: context)
+        try await SQLiteDump.write(database: copy, to: dump)
+        try await archive.addSQL(contentsOf: dump)
+    }
+
     // MARK: - Helpers
 
     /// Writes a file node's content to `target` (created, never overwritten) and fsyncs it.
@@ -244,5 +266,25 @@ public struct SQLiteSource: Source {
             return DrillCheck(name: "row_counts", passed: true, detail: "\(recorded.count) tables, \(recorded.values.reduce(0, +)) rows, as recorded at backup time.")
         }
         return DrillCheck(name: "row_counts", passed: false, detail: differences.joined(separator: "; "))
+    }
+}
+
+extension SourceKind {
+    /// An SQLite database file: ``SQLiteSource``.
+    public static let sqlite = SourceKind(rawValue: "sqlite")
+}
+
+extension SQLiteSource: SourceKindDefinition {
+    public static var kind: SourceKind { .sqlite }
+    public static var holdsDatabase: Bool { true }
+
+    /// `path` (required): the database file.
+    public static func makeSource(name: String, settings: inout some SourceSettingsReader) throws -> any Source {
+        SQLiteSource(name: name, path: try settings.required { try $0.path("path") })
+    }
+
+    /// The database file where it was backed up from; a restore elsewhere needs nothing more.
+    public static func makeSource(restoring record: SnapshotSource) throws -> any Source {
+        SQLiteSource(name: record.name, path: record.origin)
     }
 }
