@@ -72,6 +72,7 @@ let package = Package(
                 "BunkerCore",
                 "BunkerSources",
                 "BunkerSMTP",
+                "BunkerS3",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

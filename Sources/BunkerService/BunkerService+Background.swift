@@ -39,7 +39,7 @@ extension BunkerService {
     func runScheduled(_ run: ScheduledRun) async {
         let actor = AuditActor(name: "scheduler", channel: .system)
         let job = run.schedule.job
-        let access: JobAccess = job == .backup || job == .cleanup ? .writes : .reads
+        let access: JobAccess = job == .backup || job == .cleanup || job == .copy ? .writes : .reads
         let options = JobOptions("a scheduled \(job.rawValue)", access: access, wait: nil)
         do {
             try await jobs.run(options) { [self] in
@@ -56,6 +56,9 @@ extension BunkerService {
                     _ = try await verify(readData: true, subset: nextVerifyPart(), by: actor, progress: options.progress)
                 case .drill:
                     _ = try await drill(snapshot: nil, by: actor, progress: options.progress)
+                case .copy:
+                    let name = run.schedule.destination ?? ""
+                    _ = try await copy(CopyRequest(destinationName: name), toRepositoryNamed: name, by: actor, progress: options.progress)
                 }
             }
         } catch {

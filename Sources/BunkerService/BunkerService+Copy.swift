@@ -27,6 +27,21 @@ extension BunkerService {
     public func copy(
         _ request: CopyRequest, to destination: Repository, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil
     ) async throws -> CopyReport {
+        try await copy(request, opening: { destination }, by: actor, progress: progress)
+    }
+
+    /// ``copy(_:to:by:progress:)`` into `[repositories.NAME]`, opened with its password file;
+    /// a destination that cannot be opened (a bucket out of reach) fails the copy like any
+    /// other cause: audited and notified.
+    public func copy(
+        _ request: CopyRequest, toRepositoryNamed name: String, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil
+    ) async throws -> CopyReport {
+        try await copy(request, opening: { try await self.openRepository(named: name) }, by: actor, progress: progress)
+    }
+
+    private func copy(
+        _ request: CopyRequest, opening: @Sendable () async throws -> Repository, by actor: AuditActor, progress: OperationProgress?
+    ) async throws -> CopyReport {
         try await notifying(by: actor) { (_: CopyReport) in
             nil
         } failure: { error in
@@ -34,6 +49,7 @@ extension BunkerService {
         } _: {
             try await audited("copy", target: request.destinationName, by: actor, details: ["snapshots": request.snapshots.joined(separator: ",")]) {
                 let ids = try await selectForCopy(request)
+                let destination = try await opening()
                 return try await Copier(from: repository, to: destination, progress: progress).copy(ids)
             } describe: { report in
                 AuditedResult(details: [

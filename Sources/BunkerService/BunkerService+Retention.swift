@@ -23,7 +23,10 @@ public struct CleanupOutcome: Sendable, Codable {
 
 extension BunkerService {
     /// The repository's statistics, with the configured sources that were never backed up.
-    public func stats() async throws -> RepositoryStats {
+    public func stats(repository name: String? = nil) async throws -> RepositoryStats {
+        // Another configured repository (an off-site copy) is opened for the question only.
+        var repository = self.repository
+        if let name { repository = try await openRepository(named: name) }
         var stats = try await repository.stats()
         let seen = Set(stats.sources.map { "\($0.name)\u{0}\($0.kind)" })
         stats.sourcesNeverBackedUp = sources.filter { !seen.contains("\($0.name)\u{0}\($0.kind.rawValue)") }.map(\.name)

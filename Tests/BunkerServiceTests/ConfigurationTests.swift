@@ -162,7 +162,7 @@ import Testing
         ("[[schedule]]\njob = \"backup\"\ncron = \"0 23 * *\"\n", ":3: cron", "it needs 5"),
         ("[[schedule]]\njob = \"backup\"\ncron = 23\n", ":3: cron", "must be a string"),
         ("[[schedule]]\njob = \"backup\"\n", ":1:", "cron is required"),
-        ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify or drill"),
+        ("[[schedule]]\njob = \"nap\"\ncron = \"@daily\"\n", ":2: job", "backup, cleanup, verify, drill or copy"),
         ("[[schedule]]\njob = \"verify\"\ncron = \"@daily\"\nbackup_type = \"full\"\n", ":4: backup_type", "job = \"backup\" only"),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = \"soon\"\n", ":5: timeout", "must be a duration"),
         ("[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"x\"\ntimeout = 7200\n", ":5: timeout", "\"2h\", \"30m\", \"90s\""),

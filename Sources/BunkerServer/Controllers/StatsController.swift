@@ -14,8 +14,14 @@ struct StatsController {
         readers.get("metrics", use: metrics)
     }
 
+    /// The primary repository's, or with `?repository=NAME` those of `[repositories.NAME]`.
     @Sendable func stats(_ request: Request, context: BunkerRequestContext) async throws -> RepositoryStats {
-        try await deps.requireService().stats()
+        let service = try deps.requireService()
+        guard let name = request.uri.queryParameters.get("repository"), !name.isEmpty else { return try await service.stats() }
+        guard service.configuration.repositories[name] != nil else {
+            throw APIError(.notFound, code: "not_found", "No repository is named \(name) in the server's configuration.")
+        }
+        return try await service.stats(repository: name)
     }
 
     @Sendable func metrics(_ request: Request, context: BunkerRequestContext) async throws -> Response {

@@ -59,6 +59,9 @@ public struct Configuration: Sendable {
     /// Catalog, scratch space, drill reports; default `./.bunker`.
     public var dataDirectory: String
     public var repository = RepositorySettings()
+    /// `[repositories.NAME]`: other repositories by name (an off-site copy, a cloud tier), each
+    /// with its own location, password file and retention.
+    public var repositories: [String: NamedRepository] = [:]
     /// The `[[source]]` tables, each made into its source by its kind's own code (``SourceKinds``).
     public var sources: [any Source] = []
     /// The `[[schedule]]` lines; nil when there are none, and then ``Schedule/defaults`` apply.
@@ -125,14 +128,11 @@ public struct Configuration: Sendable {
         let configured = try reader.string("data_dir")
         dataDirectory = Self.absolute(environment["BUNKER_DATA_DIR"] ?? configured ?? ".bunker", relativeTo: base)
 
-        if let repo = try reader.table("repository") {
-            var r = repo
-            repository.path = try r.path("path")
-            try readRepositoryURL(&r)
-            repository.passwordFile = try r.path("password_file")
-            repository.compressionLevel = try r.int("compression_level", range: 1...19)
+        if var r = try reader.table("repository") {
+            repository = try Self.readRepository(&r)
             try r.rejectUnknown()
         }
+        try readNamedRepositories(&reader)
         var names: Set<String> = []
         for var s in try reader.tables("source") {
             let name = try s.required { try $0.string("name") }
@@ -150,7 +150,7 @@ public struct Configuration: Sendable {
         for var t in try reader.tables("schedule") {
             let jobText = try t.required { try $0.string("job") }
             guard let job = ScheduledJobKind(rawValue: jobText) else {
-                throw t.error(key: "job", "job must be backup, cleanup, verify or drill, not \"\(jobText)\"")
+                throw t.error(key: "job", "job must be backup, cleanup, verify, drill or copy, not \"\(jobText)\"")
             }
             // A missing or mistyped key is already an error naming its line; only the expression's
             // own errors (every error CronExpression throws) get the key's line here.
@@ -169,8 +169,20 @@ public struct Configuration: Sendable {
                 }
                 backupType = type
             }
+            let destination = try t.string("to")
+            if job == .copy {
+                guard let destination else { throw t.error(key: nil, "a copy needs to = \"NAME\", a [repositories.NAME] to copy into") }
+                guard repositories[destination] != nil else {
+                    throw t.error(key: "to", "names no repository: add [repositories.\(destination)] with its url (or path) and password_file")
+                }
+                guard repositories[destination]?.settings.passwordFile != nil else {
+                    throw t.error(key: "to", "[repositories.\(destination)] needs a password_file for a scheduled copy")
+                }
+            } else if destination != nil {
+                throw t.error(key: "to", "to belongs to job = \"copy\" only")
+            }
             try t.rejectUnknown()
-            schedules = (schedules ?? []) + [Schedule(job: job, cron: cron, backupType: backupType)]
+            schedules = (schedules ?? []) + [Schedule(job: job, cron: cron, backupType: backupType, destination: destination)]
         }
         if var auth = try reader.table("auth") {
             loginPolicy.maxFailures = try auth.int("max_failed_logins", range: 1...100) ?? loginPolicy.maxFailures
@@ -205,9 +217,14 @@ public struct Configuration: Sendable {
         try checkRepositoryIsOutsideSources(repository.location)
     }
 
-    /// Reads `url` and the object store's settings of `[repository]`; credentials are never
+    /// Reads a repository's table (`[repository]`, `[repositories.NAME]`): `path` or `url` with
+    /// the object store's settings, `password_file`, `compression_level`. Credentials are never
     /// taken from the file.
-    private mutating func readRepositoryURL(_ r: inout TableReader) throws {
+    static func readRepository(_ r: inout TableReader) throws -> RepositorySettings {
+        var repository = RepositorySettings()
+        repository.path = try r.path("path")
+        repository.passwordFile = try r.path("password_file")
+        repository.compressionLevel = try r.int("compression_level", range: 1...19)
         for key in Self.secretRepositoryKeys where r.has(key) {
             throw r.error(key: key, "credentials are never written in the configuration; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE with the shared credentials file ~/.aws/credentials")
         }
@@ -219,7 +236,7 @@ public struct Configuration: Sendable {
             for key in ["endpoint", "region", "path_style"] where r.has(key) {
                 throw r.error(key: key, "belongs to a repository given by url = \"s3://BUCKET/PREFIX\"")
             }
-            return
+            return repository
         }
         if repository.path != nil { throw r.error(key: "url", "give either path (a directory) or url, not both") }
         guard url.lowercased().hasPrefix("s3://"), url.count > "s3://".count else {
@@ -228,11 +245,12 @@ public struct Configuration: Sendable {
         if let endpoint = repository.endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
             throw r.error(key: "endpoint", "must be a URL such as https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333")
         }
+        return repository
     }
 
     /// Reads `[retention]`. Without any `keep_*` key the DermAI retention tiers apply (so a table that only
     /// sets `min_age_days` keeps them); with one, exactly the rules written.
-    private static func readRetention(_ table: inout TableReader) throws -> RetentionPolicy {
+    static func readRetention(_ table: inout TableReader) throws -> RetentionPolicy {
         let counts = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
         let spans = ["keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly", "keep_within_monthly", "keep_within_yearly"]
         var policy = (counts + spans + ["keep_tags"]).contains(where: table.has) ? RetentionPolicy() : .standard()

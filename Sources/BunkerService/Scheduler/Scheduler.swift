@@ -5,6 +5,9 @@ import Synchronization
 /// The jobs a schedule can run.
 public enum ScheduledJobKind: String, Sendable, Codable, CaseIterable {
     case backup, cleanup, verify, drill
+    /// A copy into `[repositories.NAME]` (``Schedule/destination``): the DermAI cloud and
+    /// off-site tiers.
+    case copy
 }
 
 /// One line of `[[schedule]]`: a job and when it runs.
@@ -13,16 +16,19 @@ public struct Schedule: Sendable, Equatable {
     public var cron: CronExpression
     /// For backups: which sources (the Clinical Dashboard API's backup_type).
     public var backupType: BackupType?
+    /// For copies: the name of the `[repositories.NAME]` copied into.
+    public var destination: String?
 
-    public init(job: ScheduledJobKind, cron: CronExpression, backupType: BackupType? = nil) {
+    public init(job: ScheduledJobKind, cron: CronExpression, backupType: BackupType? = nil, destination: String? = nil) {
         self.job = job
         self.cron = cron
         self.backupType = job == .backup ? (backupType ?? .full) : nil
+        self.destination = job == .copy ? destination : nil
     }
 
     /// What identifies the schedule in the scheduler's state: changing the line starts it afresh.
     public var key: String {
-        [job.rawValue, cron.description, backupType?.rawValue].compactMap { $0 }.joined(separator: " ")
+        [job.rawValue, cron.description, backupType?.rawValue, destination.map { "to=" + $0 }].compactMap { $0 }.joined(separator: " ")
     }
 
     /// Bunker's default schedules (after the DermAI strategy's cron table), used when the configuration names none: a daily database backup, a

@@ -17,11 +17,20 @@ extension BunkerCommand {
 
         @OptionGroup var repository: RepositoryOptions
 
-        @Option(help: ArgumentHelp("The destination repository's location.", valueName: "location"))
+        @Option(help: ArgumentHelp("The destination: a [repositories.NAME] of bunker.toml, or a location.", valueName: "name|location"))
         var to: String
 
-        @Option(help: ArgumentHelp("The destination's password file (default: $BUNKER_TO_PASSWORD, else a prompt).", valueName: "file"))
+        @Option(help: ArgumentHelp("The source, if not the primary repository: a [repositories.NAME] of bunker.toml, or a location (as --repository or --repo).", valueName: "name|location"))
+        var from: String?
+
+        @Option(help: ArgumentHelp("The destination's password file (default: its password_file in bunker.toml, else $BUNKER_TO_PASSWORD, else a prompt).", valueName: "file"))
         var toPasswordFile: String?
+
+        func validate() throws {
+            if from != nil && (repository.repo != nil || repository.repositoryName != nil) {
+                throw ValidationError("--from names the source; drop --repo and --repository.")
+            }
+        }
 
         @Argument(help: ArgumentHelp("Snapshots to copy (ids, prefixes or latest); default: every snapshot the filters keep.", valueName: "snapshot"))
         var snapshots: [String] = []
@@ -37,9 +46,13 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
-                let service = try await repository.service()
-                let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
-                let destination = try await RepositoryAccess.open(to, try repository.configuration(), password: password, loadIndex: false)
+                var source = repository
+                let configuration = try Configuration.load(explicit: repository.config)
+                if let from {
+                    if configuration.repositories[from] != nil { source.repositoryName = from } else { source.repo = from }
+                }
+                let service = try await source.service()
+                let destination = try await openDestination(configuration)
                 destination.lockWait = try repository.lockWait()
                 var request = CopyRequest(destinationName: to)
                 request.snapshots = snapshots
@@ -47,7 +60,7 @@ extension BunkerCommand {
                 request.tags = tags
                 request.type = type
                 let chosen = request
-                let report = try await repository.job(service, "copy", access: .writes) {
+                let report = try await source.job(service, "copy", access: .writes) {
                     try await service.copy(chosen, to: destination, progress: $0)
                 }
                 if repository.output.json {
@@ -58,6 +71,18 @@ extension BunkerCommand {
                     print("Shipped \(report.blobsCopied) blobs, \(Output.bytes(report.bytesCopied)) (\(Output.bytes(report.bytesStored)) stored)\(report.sharedKeys ? "; the repositories share key material" : "").")
                 }
             }
+        }
+
+        /// The destination: a named repository with its settings and password file, or a
+        /// location with the primary's object-store settings.
+        private func openDestination(_ configuration: Configuration) async throws -> Repository {
+            if let named = configuration.repositories[to] {
+                let file = toPasswordFile ?? named.settings.passwordFile
+                let password = try readSecret(file: file, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
+                return try await RepositoryStorage.open(named.settings.location ?? to, settings: named.settings, password: password, loadIndex: false)
+            }
+            let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
+            return try await RepositoryStorage.open(to, settings: configuration.repository, password: password, loadIndex: false)
         }
     }
 }

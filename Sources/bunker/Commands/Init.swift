@@ -1,5 +1,6 @@
 import ArgumentParser
 import BunkerCore
+import BunkerService
 import Foundation
 
 extension BunkerCommand {
@@ -14,7 +15,7 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Chunk size for SQLite database files, cut at page boundaries (default 4096: one chunk per page; 0 chunks them like other files).", valueName: "bytes"))
         var databaseChunkSize: Int?
 
-        @Option(help: ArgumentHelp("Make a copy destination of this repository: the same chunking parameters and key material, so that `bunker copy` ships its packs' data without re-encoding and deduplication works across the two. Its password: --from-password-file, else $BUNKER_FROM_PASSWORD, else a prompt.", valueName: "location"))
+        @Option(help: ArgumentHelp("Make a copy destination of this repository (a [repositories.NAME] or a location): the same chunking parameters and key material, so that `bunker copy` ships its packs' data without re-encoding and deduplication works across the two. Its password: --from-password-file, else $BUNKER_FROM_PASSWORD, else a prompt.", valueName: "location"))
         var copyParamsFrom: String?
 
         @Option(help: ArgumentHelp("The password file of the --copy-params-from repository.", valueName: "file"))
@@ -37,8 +38,12 @@ extension BunkerCommand {
                 var packSize = RepositoryConfig.new().packSize
                 var sharing: MasterKey?
                 if let copyParamsFrom {
-                    let fromPassword = try readSecret(file: fromPasswordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false)
-                    let from = try await RepositoryAccess.open(copyParamsFrom, configuration, password: fromPassword, loadIndex: false)
+                    // A [repositories.NAME] of bunker.toml, or a location.
+                    let named = try Configuration.load(explicit: repository.config).repositories[copyParamsFrom]
+                    let fromPassword = try readSecret(
+                        file: fromPasswordFile ?? named?.settings.passwordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false)
+                    let from = try await RepositoryStorage.open(
+                        named?.settings.location ?? copyParamsFrom, settings: named?.settings ?? configuration.repository, password: fromPassword, loadIndex: false)
                     chunker = from.config.chunker
                     packSize = from.config.packSize
                     sharing = from.key

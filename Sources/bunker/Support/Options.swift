@@ -1,6 +1,5 @@
 import ArgumentParser
 import BunkerCore
-import BunkerS3
 import BunkerService
 import Foundation
 
@@ -8,6 +7,9 @@ import Foundation
 struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("r"), .long], help: ArgumentHelp("Repository location (default: $BUNKER_REPOSITORY).", valueName: "path"))
     var repo: String?
+
+    @Option(name: .customLong("repository"), help: ArgumentHelp("Work on [repositories.NAME] of bunker.toml (an off-site copy, say) instead of the primary repository: its location, password file and retention.", valueName: "name"))
+    var repositoryName: String?
 
     @Option(help: ArgumentHelp("Read the password from this file (default: $BUNKER_PASSWORD, else a prompt).", valueName: "file"))
     var passwordFile: String?
@@ -20,26 +22,34 @@ struct RepositoryOptions: ParsableArguments {
 
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        if repo != nil && repositoryName != nil {
+            throw ValidationError("--repo and --repository both name a repository; give one.")
+        }
+    }
+
     /// --retry-lock in seconds.
     func lockWait() throws -> TimeInterval {
         guard let retryLock else { return 0 }
         return try seconds(retryLock, option: "--retry-lock")
     }
 
-    /// The configuration file (if any) with the environment over it.
+    /// The configuration file (if any) with the environment over it, aimed at --repository.
     func configuration() throws -> Configuration {
-        try Configuration.load(explicit: config)
+        let configuration = try Configuration.load(explicit: config)
+        return try repositoryName.map(configuration.selecting(repository:)) ?? configuration
     }
 
-    /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration.
+    /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration;
+    /// with --repository, that repository's.
     func location(_ configuration: Configuration? = nil) throws -> String {
-        if let chosen = try RepositoryAccess.location(flag: repo, configuration ?? self.configuration()) { return chosen }
+        if let chosen = try RepositoryAccess.location(flag: repo, configuration ?? self.configuration(), named: repositoryName != nil) { return chosen }
         throw BunkerError(.invalidArgument, "No repository given: use --repo PATH (or s3://BUCKET/PREFIX), set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path or url in bunker.toml.")
     }
 
     /// The password: --password-file, BUNKER_PASSWORD, the configuration's password_file, a prompt.
     func password(confirm: Bool = false, _ configuration: Configuration? = nil) throws -> String {
-        try RepositoryAccess.password(file: passwordFile, configuration ?? self.configuration(), confirm: confirm)
+        try RepositoryAccess.password(file: passwordFile, configuration ?? self.configuration(), confirm: confirm, named: repositoryName != nil)
     }
 
     /// Opens the repository.
@@ -83,9 +93,10 @@ enum RepositoryAccess {
     /// The location: `flag`, BUNKER_REPOSITORY, then the configuration's (BACKUP_DIR over
     /// `[repository] path`, or its url); nil when none is given. A local location inside a files source is
     /// refused.
-    static func location(flag: String?, _ configuration: Configuration) throws -> String? {
+    static func location(flag: String?, _ configuration: Configuration, named: Bool = false) throws -> String? {
         var chosen = flag
-        if chosen?.isEmpty ?? true { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
+        // BUNKER_REPOSITORY names the primary; a repository chosen by name is its table's.
+        if (chosen?.isEmpty ?? true) && !named { chosen = ProcessInfo.processInfo.environment["BUNKER_REPOSITORY"] }
         if chosen?.isEmpty ?? true { chosen = configuration.repository.location }
         guard let chosen, !chosen.isEmpty else { return nil }
         try configuration.checkRepositoryIsOutsideSources(chosen)
@@ -93,8 +104,9 @@ enum RepositoryAccess {
     }
 
     /// The password: the `file` flag, BUNKER_PASSWORD, the configuration's password_file, a prompt.
-    static func password(file: String?, _ configuration: Configuration, confirm: Bool) throws -> String {
-        if file == nil, ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] == nil, let configured = configuration.repository.passwordFile {
+    static func password(file: String?, _ configuration: Configuration, confirm: Bool, named: Bool = false) throws -> String {
+        // BUNKER_PASSWORD is the primary's; a repository chosen by name uses its own file.
+        if file == nil, ProcessInfo.processInfo.environment["BUNKER_PASSWORD"] == nil || named, let configured = configuration.repository.passwordFile {
             return try readSecret(file: configured, environment: "BUNKER_PASSWORD", prompt: "", confirm: false)
         }
         return try readSecret(file: file, environment: "BUNKER_PASSWORD", prompt: "Repository password: ", confirm: confirm)
@@ -103,9 +115,7 @@ enum RepositoryAccess {
     /// The storage at `location`; an `s3://` one with the configuration's endpoint, region and
     /// path style over the AWS environment.
     static func storage(_ location: String, _ configuration: Configuration, create: Bool = false) throws -> any Storage {
-        let settings = configuration.repository
-        S3Backend.register(S3Settings(endpoint: settings.endpoint, region: settings.region, pathStyle: settings.pathStyle))
-        return try StorageLocation.storage(for: location, create: create)
+        try RepositoryStorage.storage(location, settings: configuration.repository, create: create)
     }
 
     /// Opens the repository at `location`.
