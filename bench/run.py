@@ -15,8 +15,12 @@ the targets of the performance issue, and writes them to bench/RESULTS.md.
 Standard library only. Missing tools are installed from Debian's packages (apt-get); a missing
 tool or a failing step is reported in the tables and the run goes on.
 
+With an S3 column: Bunker and restic back up to, and restore from, one SeaweedFS server on
+loopback (bench/s3.py), against each other and against Bunker on a local directory.
+
 Usage: python3 bench/run.py [--size-mb 1024] [--repeat 3] [--tools bunker,restic,borg]
                             [--work bench/work] [--bunker-bin PATH] [--output bench/RESULTS.md]
+                            [--no-s3]
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import s3
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -529,6 +535,101 @@ class ToolBench:
         return step
 
 
+class S3ToolBench(ToolBench):
+    """The S3 column: init, first full backup and restore of the same data into a repository on
+    a SeaweedFS server on loopback (bench/s3.py), the server's data directory counting as the
+    repository's size."""
+
+    def __init__(self, tool: Tool, dataset: DataSet, work: Path, repeat: int, server: s3.SeaweedFS) -> None:
+        super().__init__(tool, dataset, work, repeat)
+        self.root = work / "runs" / f"{tool.name}-s3"
+        self.source = self.root / "source"
+        self.logs = work / "logs" / f"{tool.name}-s3"
+        self.env = {**clean_environment(tool, self.root / "home"), **server.environment()}
+        self.repo = server.data
+        self.location = s3.location(tool.name, server)
+
+    def steps(self) -> None:
+        tool, source, steps, where = self.tool, self.source, self.result.steps, self.location
+
+        def command(argv: list[str]) -> list[str]:
+            return s3.with_connections(tool.name, argv)
+
+        steps["init"] = self.measure("init", lambda _: (command(tool.init(where)), source), 1)
+        if steps["init"].error:
+            for name in ("full", "restore"):
+                steps[name] = Step(error="skipped: init failed")
+            return
+        steps["full"] = self.measure("full", lambda _: (command(tool.backup(where)), source), 1,
+                                     before=lambda _: read_tree(source / "data"))
+        self.result.changed_digest = self.dataset.digest
+        targets = [self.root / f"restore-{n + 1}" for n in range(self.repeat)]
+        steps["restore"] = self.measure(
+            "restore", lambda n: (command(tool.restore(where, targets[n])), targets[n]), self.repeat,
+            before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
+        for name in ("full", "restore"):
+            wall = steps[name].median("wall")
+            if wall and not steps[name].error:
+                steps[name].notes.append(f"{self.dataset.bytes / wall / 1e6:.0f} MB/s")
+
+
+def run_s3(adapters: dict[str, Tool], errors: dict[str, str], dataset: DataSet, work: Path,
+           args) -> dict[str, ToolResult]:
+    """Bunker and restic (those asked for) against one SeaweedFS server, stopped afterwards."""
+    names = [n for n in ("bunker", "restic") if n in adapters]
+    if not names:
+        return {}
+    server = s3.SeaweedFS(work)
+    results: dict[str, ToolResult] = {}
+    try:
+        error = server.start()
+        if error:
+            log(f"[s3] not run: {error}")
+            return {n: ToolResult(tool=adapters[n], error=error) for n in names}
+        log(f"[s3] SeaweedFS serves S3 at {server.endpoint}")
+        for name in names:
+            if name in errors:
+                results[name] = ToolResult(tool=adapters[name], error=errors[name])
+                continue
+            try:
+                results[name] = S3ToolBench(adapters[name], dataset, work, args.repeat, server).run(args.keep)
+            except (OSError, subprocess.CalledProcessError) as failure:
+                results[name] = ToolResult(tool=adapters[name], error=f"benchmark aborted: {failure}")
+    finally:
+        server.stop()
+    return results
+
+
+#: Targets of the S3 column, as (label, step, metric, limit as a multiple of restic on S3).
+S3_TARGETS = [
+    ("S3 first full backup, wall", "full", "wall", 0.7),
+    ("S3 restore, wall", "restore", "wall", 0.7),
+    (f"S3 peak memory, worst step ({s3.CONNECTIONS} parallel uploads)", None, "rss", 1.0),
+]
+
+
+def s3_ratio_table(s3_results: dict[str, ToolResult], local: dict[str, ToolResult]) -> str | None:
+    """Bunker on S3 against restic on S3, and against Bunker on a local directory."""
+    me = s3_results.get("bunker")
+    if me is None or me.error:
+        return None
+    rows = []
+    restic = s3_results.get("restic")
+    for label, step, name, limit in S3_TARGETS:
+        value = ratio(me, restic, step, name)[0] if restic and not restic.error else None
+        where = ratio(me, restic, step, name)[1] if value is not None else ""
+        rows.append([label, f"≤ {limit:.2f}× restic", "n/a" if value is None else format_ratio(value, limit) + (f" ({where})" if where else ""),
+                     "n/a" if value is None else ("pass" if value <= limit else "MISS")])
+    home = local.get("bunker")
+    for label, step in (("Bunker S3 / local throughput, first backup", "full"), ("Bunker S3 / local throughput, restore", "restore")):
+        mine = metric(me, step, "wall")
+        theirs = metric(home, step, "wall") if home and not home.error else None
+        value = theirs / mine if mine and theirs else None
+        rows.append([label, "≥ 0.80× local", "n/a" if value is None else f"{value:.2f}",
+                     "n/a" if value is None else ("pass" if value >= 0.8 else "MISS")])
+    return table(["Metric", "Target", "Ratio", "Result"], rows, right={2})
+
+
 # --- machine ----------------------------------------------------------------------------------
 
 
@@ -717,7 +818,7 @@ def ratio_table(results: dict[str, ToolResult]) -> tuple[str, str] | None:
 
 
 def render(args, dataset: DataSet, machine: str, limits, results: dict[str, ToolResult],
-           versions: list[str]) -> str:
+           versions: list[str], s3_results: dict[str, ToolResult] | None = None) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Bunker benchmark results",
@@ -744,6 +845,17 @@ def render(args, dataset: DataSet, machine: str, limits, results: dict[str, Tool
     if compared:
         title, body = compared
         lines += ["", "## Ratios", "", title + ".", "", body]
+    if s3_results:
+        lines += ["", "## S3 (SeaweedFS on loopback)", "",
+                  f"Each tool in its own prefix of one bucket on one `weed mini` server on 127.0.0.1, "
+                  f"{s3.CONNECTIONS} uploads at once (restic: `-o s3.connections={s3.CONNECTIONS}`); "
+                  "Repo MiB is the server's data directory (both tools' data, they run one after the other)."]
+        for result in s3_results.values():
+            lines += ["", f"### {result.tool.label} on S3", ""]
+            lines.append(f"Not run: {result.error}" if result.error else tool_table(result))
+        compared = s3_ratio_table(s3_results, results)
+        if compared:
+            lines += ["", "### S3 ratios", "", compared]
     return "\n".join(lines) + "\n"
 
 
@@ -760,6 +872,8 @@ def main() -> None:
     parser.add_argument("--bunker-bin", help="use this bunker binary instead of building one")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md", help="Markdown report (default bench/RESULTS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the repositories in the work directory")
+    parser.add_argument("--no-s3", dest="s3", action="store_false",
+                        help="skip the S3 column (Bunker and restic on a SeaweedFS server on loopback)")
     args = parser.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(tools) - set(ALL_TOOLS)
@@ -805,10 +919,12 @@ def main() -> None:
             results[name] = ToolResult(tool=tool, error=f"benchmark aborted: {error}")
             log(f"[{name}] aborted: {error}")
 
+    s3_results = run_s3(adapters, errors, dataset, work, args) if args.s3 else {}
+
     versions = [r.version or f"{r.tool.name}: not run" for r in results.values()]
     versions.append(f"Python {platform.python_version()}")
     versions += [first_line(["zstd", "--version"]).replace("*** ", "").replace(" ***", ""), first_line(["openssl", "version"])]
-    report = render(args, dataset, machine, limits, results, versions)
+    report = render(args, dataset, machine, limits, results, versions, s3_results)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)

@@ -4,11 +4,14 @@
 Requests pass through unchanged (the Host header too, so signatures still verify), unless a rule
 in the rules file (JSON, re-read on every request) matches: then, up to `times` times, the proxy
 answers with a status (and Retry-After), drops the connection before or after forwarding,
-forwards and cuts the response body short, or forwards a listing without its continuation token. Every request is logged to the log file as one line:
+forwards and cuts the response body short, or forwards a listing without its continuation token,
+saying it is complete when it is not (end-listing), or without its first entry (drop-entries).
+Every request is logged to the log file as one line:
 `RULE_OR_- METHOD PATH?QUERY STATUS_OR_ACTION`.
 
 Rule: {"id": "x", "method": "GET", "path": "/data/", "query": "uploads", "header": "content-md5",
-       "action": "status" | "drop" | "forward-then-drop" | "truncate" | "drop-continuation-token",
+       "action": "status" | "drop" | "forward-then-drop" | "truncate" | "drop-continuation-token" |
+                 "end-listing" | "drop-entries",
        "status": 503, "code": "SlowDown", "retry_after": "1", "times": 2}
 """
 import argparse
@@ -97,6 +100,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         upstream.close()
         if action == "drop-continuation-token":
             data = re.sub(rb"<NextContinuationToken>[^<]*</NextContinuationToken>", b"", data)
+        if action == "end-listing":
+            data = re.sub(rb"<NextContinuationToken>[^<]*</NextContinuationToken>", b"", data)
+            data = data.replace(b"<IsTruncated>true</IsTruncated>", b"<IsTruncated>false</IsTruncated>")
+        if action == "drop-entries":
+            data = re.sub(rb"<Contents>.*?</Contents>", b"", data, count=1, flags=re.S)
         if action == "forward-then-drop":
             log(rule, self.command, self.path, f"{response.status} then dropped")
             self.drop()

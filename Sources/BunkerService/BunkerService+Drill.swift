@@ -146,7 +146,7 @@ extension BunkerService {
             return DrillReport(
                 snapshotID: id.hex, snapshotTime: snapshot.time, startedAt: started, finishedAt: repository.now(),
                 durationSeconds: Self.seconds(since: clock), passed: dataCheck.passed && results.allSatisfy(\.passed),
-                dataCheck: dataCheck, sources: results, hostname: ProcessInfo.processInfo.hostName,
+                dataCheck: dataCheck, sources: results, hostname: HostIdentity.name,
                 bunkerVersion: bunkerVersion, reportPath: nil)
         }
         return try save(report)

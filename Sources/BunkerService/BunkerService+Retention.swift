@@ -114,6 +114,6 @@ extension BunkerService {
     }
 
     static func pruneDetails(_ report: PruneReport) -> [String: String] {
-        ["packs_deleted": String(report.packsDeleted), "packs_repacked": String(report.packsRepacked), "bytes_freed": String(report.bytesFreed)]
+        ["packs_deleted": String(report.packsDeleted), "packs_repacked": String(report.packsRepacked), "bytes_freed": String(report.bytesFreed), "packs_not_deleted": String(report.packsNotDeleted.count)]
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// A proxy in front of a real S3 server (``SeaweedFS``) that injects what the server will not
 /// show on its own: a 503 with `Retry-After`, a dropped connection, a body cut short, a listing
-/// that stops early (`scripts/test-s3-fault-proxy.py`, with Debian's Python).
+/// that stops early or leaves objects out (`scripts/test-s3-fault-proxy.py`, with Debian's Python).
 public final class S3FaultProxy: Sendable {
     /// One fault: which requests it hits, what it does, and how many times.
     public struct Rule: Sendable, Encodable {
@@ -17,6 +17,10 @@ public final class S3FaultProxy: Sendable {
             case truncate
             /// Forward, then remove the listing's `NextContinuationToken` (it still says it is truncated).
             case dropContinuationToken = "drop-continuation-token"
+            /// Forward, then make the listing say it is complete after this page (a silent cut).
+            case endListing = "end-listing"
+            /// Forward, then leave the first object out of the listing's page.
+            case dropEntries = "drop-entries"
         }
 
         public var id: String

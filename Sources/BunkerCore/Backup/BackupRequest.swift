@@ -62,7 +62,7 @@ public struct BackupRequest: Sendable {
     public var parent: ParentSelection = .automatic
     /// zstd level; nil uses the repository's.
     public var compressionLevel: Int?
-    public var hostname: String = ProcessInfo.processInfo.hostName
+    public var hostname: String = HostIdentity.name
     /// Called after every item is stored and before the snapshot is written: what the snapshot
     /// records about each source (a stream's producer knows its row counts only at its end).
     public var describeSources: (@Sendable () throws -> [SnapshotSource])?

@@ -49,7 +49,7 @@ public struct KeyFile: Codable, Sendable {
         let plaintext = try JSONEncoder().encode(master.encoded)
         let sealed = try AES.GCM.seal(plaintext, using: wrapping).combined!
         return KeyFile(
-            version: 1, created: now, hostname: ProcessInfo.processInfo.hostName,
+            version: 1, created: now, hostname: HostIdentity.name,
             username: currentUserName(), kdf: "scrypt", parameters: parameters, salt: salt, data: sealed)
     }
 

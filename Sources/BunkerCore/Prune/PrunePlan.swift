@@ -21,6 +21,8 @@ struct PrunePlan: Sendable {
     var repack: [ID] = []
     /// Packs no index names that are older than the grace period: deleted.
     var deleteUnindexed: [ID] = []
+    /// The stored size of each pack in ``deleteUnindexed``.
+    var unindexedSizes: [ID: UInt64] = [:]
     /// What was found and what would be done; as it stands, a dry run's report (bytes freed is
     /// then an estimate, counting the used bytes to copy as written).
     var report = PruneReport()
@@ -33,6 +35,12 @@ struct PrunePlan: Sendable {
     var keptPacks: [(id: ID, blobs: [PackedBlob])] {
         let dropped = Set(deleteIndexed).union(repack)
         return packBlobs.filter { !dropped.contains($0.key) }.sorted { $0.key < $1.key }.map { (id: $0.key, blobs: $0.value) }
+    }
+
+    /// The bytes deleting `pack` gives back.
+    func size(of pack: ID) -> UInt64 {
+        if let blobs = packBlobs[pack] { return UInt64(PackFormat.packSize(blobs)) }
+        return unindexedSizes[pack] ?? 0
     }
 
     /// Every pack to delete, in the order apply deletes them: the indexed ones (unused or

@@ -25,6 +25,11 @@ public struct PruneReport: Sendable, Codable {
     /// Unused bytes that stay in packs below the `max_unused` threshold.
     public var unusedBytesRemaining: UInt64 = 0
     public var temporaryFilesRemoved = 0
+    /// Packs the storage said it deleted that are still there: not counted as deleted or freed
+    /// (a later prune tries again). Their ids.
+    public var packsNotDeleted: [String] = []
+    /// The bytes of ``packsNotDeleted``.
+    public var bytesNotFreed: UInt64 = 0
 
     /// Bytes of storage given back: deleted minus written (a dry run's estimate counts the used
     /// bytes it would copy as written).
@@ -51,5 +56,7 @@ public struct PruneReport: Sendable, Codable {
         case unusedBytesRemaining = "unused_bytes_remaining"
         case temporaryFilesRemoved = "temporary_files_removed"
         case bytesFreed = "bytes_freed"
+        case packsNotDeleted = "packs_not_deleted"
+        case bytesNotFreed = "bytes_not_freed"
     }
 }

@@ -37,14 +37,14 @@ extension Pruner {
             FaultPoints.hit("prune-after-index")
 
             for id in plan.indexFiles.sorted() {
-                try await removeIfPresent(ObjectHandle(.index, id))
+                try await deleteSupersededIndexFile(id)
                 report.indexFilesReplaced += 1
                 FaultPoints.hit("prune-after-index-delete")
             }
         }
 
         for pack in plan.packsToDelete {
-            try await removeIfPresent(ObjectHandle(.pack, pack))
+            if try await !deleteConfirmed(ObjectHandle(.pack, pack)) { report.recordNotDeleted(pack, in: plan) }
             FaultPoints.hit("prune-after-pack-delete")
         }
 
@@ -123,14 +123,6 @@ extension Pruner {
         }
         try await packer.flush()
         return await collected.packs
-    }
-
-    private func removeIfPresent(_ handle: ObjectHandle) async throws {
-        do {
-            try await repository.storage.remove(handle)
-        } catch let error as BunkerError where error.code == .objectNotFound {
-            // Deleted by an earlier, interrupted prune.
-        }
     }
 }
 

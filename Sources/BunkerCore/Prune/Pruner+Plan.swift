@@ -21,7 +21,8 @@ extension Pruner {
         for info in try await repository.storage.list(.pack) {
             if let id = ID(hex: info.handle.name) { stored[id] = info }
         }
-        let home = try await homes(of: used, packBlobs: packBlobs, stored: stored)
+        try await checkListingNamesEveryIndexedPack(stored, packBlobs: packBlobs)
+        let home = try homes(of: used, packBlobs: packBlobs)
         var plan = PrunePlan(indexFiles: indexFiles, packBlobs: packBlobs, used: used, home: home, report: report)
 
         // 2. Indexed packs: wholly used (kept), wholly unused (deleted), partly used (repacked,
@@ -34,6 +35,7 @@ extension Pruner {
         for (id, info) in stored where packBlobs[id] == nil {
             if let modified = info.modified, now.timeIntervalSince(modified) > options.unindexedGrace {
                 plan.deleteUnindexed.append(id)
+                plan.unindexedSizes[id] = UInt64(info.size)
                 plan.report.bytesDeleted += UInt64(info.size)
             } else {
                 plan.report.unindexedPacksKept += 1
@@ -47,8 +49,14 @@ extension Pruner {
     /// Reads every index file: the ids read, each indexed pack's blobs (as the first file naming
     /// it lists them), and a pack map of them all. A damaged index file stops prune: it could
     /// not tell what is used.
+    ///
+    /// A file that another file read here supersedes is left over from an earlier prune whose
+    /// deletion of it did not happen (or was not carried out by the server): the superseding file
+    /// names every pack in use, so the leftover's packs count for nothing (some were deleted),
+    /// and it is superseded again by this prune's index.
     private func readIndexFiles() async throws -> (files: [ID], packBlobs: [ID: [PackedBlob]], packMap: MasterIndex) {
         var indexFiles: [ID] = []
+        var decoded: [(id: ID, file: IndexFile)] = []
         var packBlobs: [ID: [PackedBlob]] = [:]
         let packMap = MasterIndex()
         // A listing may miss objects: index files this process read before are asked for by name.
@@ -64,6 +72,10 @@ extension Pruner {
                 throw refuse("index file index/\(id.hex) is damaged", cause: error)
             }
             indexFiles.append(id)
+            decoded.append((id, file))
+        }
+        let superseded = Set(decoded.flatMap { $0.file.supersedes })
+        for (id, file) in decoded where !superseded.contains(id) {
             packMap.add(file, name: id)
             for pack in file.packs where packBlobs[pack.id] == nil { packBlobs[pack.id] = pack.blobs }
         }
@@ -109,31 +121,44 @@ extension Pruner {
         return used
     }
 
-    /// Each used blob's home: its first copy in a pack that exists, so that a copy in a missing
-    /// pack never makes prune delete the pack holding the only other copy. A used blob with no
-    /// existing copy stops prune.
-    private func homes(of used: Set<ID>, packBlobs: [ID: [PackedBlob]], stored: [ID: ObjectInfo]) async throws -> [ID: ID] {
+    /// Each used blob's home: its first copy in an indexed pack (every one exists: the listing
+    /// was checked to name them all). A used blob in no index stops prune.
+    private func homes(of used: Set<ID>, packBlobs: [ID: [PackedBlob]]) throws -> [ID: ID] {
         var home: [ID: ID] = [:]
-        var unlisted: [ID] = []
         for (pack, blobs) in packBlobs.sorted(by: { $0.key < $1.key }) {
-            guard stored[pack] != nil else {
-                unlisted.append(pack)
-                continue
-            }
             for blob in blobs where used.contains(blob.id) && home[blob.id] == nil { home[blob.id] = pack }
-        }
-        for pack in unlisted where packBlobs[pack]!.contains(where: { used.contains($0.id) && home[$0.id] == nil }) {
-            // The listing may be incomplete: ask by name before calling the pack missing.
-            guard (try? await repository.storage.stat(ObjectHandle(.pack, pack))) != nil else {
-                throw refuse("pack data/\(pack.hex), which holds data in use, is missing")
-            }
-            for blob in packBlobs[pack]! where used.contains(blob.id) && home[blob.id] == nil { home[blob.id] = pack }
         }
         if let missing = used.first(where: { home[$0] == nil }) {
             throw refuse("blob \(missing.short), which a snapshot uses, is in no index")
         }
         return home
     }
+
+    /// Stops prune, before anything is deleted, unless the storage's listing of `data/` names
+    /// every pack the index names.
+    ///
+    /// A listing that lacks indexed packs cannot be trusted to be whole (a page lost, a server
+    /// that is only eventually consistent, a listing cut short and not saying so), and prune
+    /// decides from it which packs no index names. So it trusts neither the listing nor the
+    /// index alone: packs missing from the listing are asked for by name, to say whether the
+    /// listing is incomplete (run again later) or the packs are gone (the repository is damaged).
+    private func checkListingNamesEveryIndexedPack(_ stored: [ID: ObjectInfo], packBlobs: [ID: [PackedBlob]]) async throws {
+        let unlisted = packBlobs.keys.filter { stored[$0] == nil }.sorted()
+        guard !unlisted.isEmpty else { return }
+        var present: [ID] = []
+        var missing: [ID] = []
+        for pack in unlisted.prefix(Self.packsAskedByName) {
+            if try await repository.storage.exists(ObjectHandle(.pack, pack)) { present.append(pack) } else { missing.append(pack) }
+        }
+        let count = "\(unlisted.count) pack\(unlisted.count == 1 ? "" : "s")"
+        if missing.isEmpty {
+            throw BunkerError(.storageIO, "Prune stopped before changing anything: the storage's listing of data/ lacks \(count) that the index names (data/\(present[0].hex) among them), yet they are there when asked for by name. The listing is incomplete (cut short, or not yet consistent), and prune deletes nothing on the strength of such a listing. Run prune again later; if it keeps failing, run `bunker verify` and check the storage.")
+        }
+        throw refuse("\(count) that the index names \(unlisted.count == 1 ? "is" : "are") neither listed nor found (data/\(missing[0].hex) among them)")
+    }
+
+    /// How many unlisted packs are asked for by name before prune says why it stops.
+    private static let packsAskedByName = 16
 
     /// A partly used pack: its size, and the stored bytes of its used and unused blobs.
     private struct RepackCandidate { var pack: ID; var size: UInt64; var used: UInt64; var unused: UInt64 }

@@ -14,12 +14,16 @@
 ///    used packs are repacked, emptiest first, until the unused bytes left are within
 ///    `max_unused` (and at most `max_repack_size` bytes are rewritten).
 /// 3. Packs in the storage listing that no index names (left by a writer that died) are deleted
-///    when older than the grace period; a listing is never trusted further than that.
+///    when older than the grace period; a listing is never trusted further than that. A listing
+///    that lacks a pack the index names stops prune before anything is deleted: it may have
+///    lost others too (an eventually consistent store, a page cut short).
 /// 4. Write, in this order, each step durable before the next:
 ///    new packs (used blobs of repacked packs, copied sealed and authenticated on the way) →
 ///    one new index file listing every kept and new pack and **superseding** every index file
 ///    read → deletion of the superseded index files → deletion of the dropped packs →
-///    deletion of `.tmp-*` leftovers.
+///    deletion of `.tmp-*` leftovers. Every deletion is confirmed by asking for the object
+///    again: a superseded index file that stays stops prune before any pack is deleted, and a
+///    pack that stays is reported and not counted as freed.
 ///
 /// Killed at any point, the repository stays whole: until the new index exists, the old ones
 /// still name every pack and nothing was deleted; once it exists, it names every pack a snapshot

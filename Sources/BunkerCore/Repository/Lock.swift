@@ -152,7 +152,7 @@ extension Repository {
     }
 
     private func writeLock(exclusive: Bool) async throws -> ObjectHandle {
-        let info = LockInfo(time: now(), exclusive: exclusive, hostname: ProcessInfo.processInfo.hostName,
+        let info = LockInfo(time: now(), exclusive: exclusive, hostname: HostIdentity.name,
                             username: currentUserName(), pid: getpid(), nonce: UUID().uuidString, bootID: LockInfo.currentBootID,
                             pidNamespace: LockInfo.currentPidNamespace)
         return try await saveSealed(.lock, JSONCoding.encoder.encode(info))
@@ -190,7 +190,7 @@ extension Repository {
     }
 
     private func checkLocks(exclusive: Bool, ignoring: String?) async throws {
-        let host = ProcessInfo.processInfo.hostName
+        let host = HostIdentity.name
         for info in try await storage.list(.lock) where info.handle.name != ignoring {
             guard let id = ID(hex: info.handle.name) else { continue }
             let lock: LockInfo

@@ -61,7 +61,7 @@ extension Repository {
         return try await withLock(exclusive: false) {
             let target = try await findSnapshot(reference)
             let hold = Hold(snapshot: target.id, reason: reason, time: now(),
-                            username: currentUserName(), hostname: ProcessInfo.processInfo.hostName)
+                            username: currentUserName(), hostname: HostIdentity.name)
             let handle = try await saveSealed(.hold, JSONCoding.encoder.encode(hold))
             return HoldRecord(id: ID(hex: handle.name)!, hold: hold)
         }

@@ -27,3 +27,27 @@ extension Storage {
         }
     }
 }
+
+/// What a wrapper does not change it passes to its base unchanged: a wrapper that adds one
+/// feature implements only the calls that feature touches.
+extension StorageWrapper {
+    public func save(_ handle: ObjectHandle, data: Data) async throws {
+        try await base.save(handle, data: data)
+    }
+
+    public func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
+        try await base.load(handle, range: range)
+    }
+
+    public func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {
+        try await base.stat(handle)
+    }
+
+    public func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
+        try await base.list(kind)
+    }
+
+    public func remove(_ handle: ObjectHandle) async throws {
+        try await base.remove(handle)
+    }
+}

@@ -93,7 +93,7 @@ extension Catalog {
         }
         let key = try String(contentsOfFile: anchor.keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         return AuditSegment(
-            installation: installation, host: ProcessInfo.processInfo.hostName, shippedAt: Timestamp.format(options.now()),
+            installation: installation, host: HostIdentity.name, shippedAt: Timestamp.format(options.now()),
             firstSeq: first.seq, lastSeq: anchored, anchorFrom: mark.anchorLines, anchorLines: Array(lines[mark.anchorLines...]),
             auditKey: key, rows: rows, users: users)
     }

@@ -18,7 +18,7 @@ extension Catalog {
             let start = try append(AuditEntry(action: action, target: target, outcome: .started, reason: reason, details: details), by: actor, in: db)
             let job = JobRecord(
                 id: UUID().uuidString.lowercased(), kind: action, state: .running, actor: actor.name, target: target,
-                startedAt: options.now(), finishedAt: nil, pid: getpid(), processStart: ProcessIdentity.current, hostname: ProcessInfo.processInfo.hostName,
+                startedAt: options.now(), finishedAt: nil, pid: getpid(), processStart: ProcessIdentity.current, hostname: HostIdentity.name,
                 auditSeq: start.seq, message: nil)
             try job.insert(db)
             return AuditedOperation(jobID: job.id, startSeq: start.seq, action: action, target: target, actor: actor)
@@ -47,7 +47,7 @@ extension Catalog {
     /// jobs of other hosts sharing the data directory: this host cannot tell whether their
     /// process runs, so they stay `running` until a process on their own host opens the catalog.
     func closeInterruptedOperations() throws {
-        let host = ProcessInfo.processInfo.hostName
+        let host = HostIdentity.name
         let running = try queue.read { db in
             try JobRecord.filter(Column("state") == JobRecord.State.running.rawValue).fetchAll(db)
         }

@@ -116,6 +116,10 @@ enum RetentionOutput {
         if report.dryRun {
             Swift.print("Would free about \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)) (dry run: nothing changed)")
         } else {
+            if !report.packsNotDeleted.isEmpty {
+                let n = report.packsNotDeleted.count
+                FileHandle.standardError.write(Data("Warning: the storage accepted the deletion of \(n) pack\(n == 1 ? "" : "s") (\(Output.bytes(report.bytesNotFreed))) but \(n == 1 ? "it is" : "they are") still there (data/\(report.packsNotDeleted[0]) among them); not counted as freed. Check that the storage really deletes objects; the next prune tries again.\n".utf8))
+            }
             Swift.print("Freed \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)); \(report.indexFilesReplaced) index file\(report.indexFilesReplaced == 1 ? "" : "s") replaced")
         }
     }

@@ -67,6 +67,36 @@ import Testing
                 "by age, any lock")
     }
 
+    /// Many hosts, one repository: another host's lock is judged by its age alone. Fresh, it
+    /// holds even though its pid is dead here; past the stale age it is taken over, even though
+    /// its pid is alive here (it is another machine's process).
+    @Test func lockOfAnotherHostIsStaleByItsAgeAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = TestClock(Date())
+            let repo = try await TestRepository.create(at: dir + "/repo", now: clock.now)
+            func otherHostsLock(pid: Int32, age: TimeInterval) async throws -> ObjectHandle {
+                let info = LockInfo(time: clock.now().addingTimeInterval(-age), exclusive: false, hostname: HostIdentity.name + "-elsewhere",
+                                    username: "u", pid: pid, nonce: UUID().uuidString, bootID: LockInfo.currentBootID,
+                                    pidNamespace: LockInfo.currentPidNamespace)
+                return try await repo.saveSealed(.lock, JSONCoding.encoder.encode(info))
+            }
+            let fresh = try await otherHostsLock(pid: 999_999, age: 60)
+            await #expect {
+                try await repo.withLock(exclusive: true) {}
+            } throws: { error in
+                guard let error = error as? BunkerError else { return false }
+                return error.code == .repositoryLocked && error.message.contains("-elsewhere")
+            }
+            #expect(try await repo.storage.exists(fresh), "a fresh lock of another host stays")
+            try await repo.storage.remove(fresh)
+
+            let old = try await otherHostsLock(pid: getpid(), age: LockInfo.staleAfter + 60)
+            try await repo.withLock(exclusive: true) {}
+            #expect(try await !repo.storage.exists(old), "the stale lock was removed")
+            #expect(try await repo.storage.list(.lock).isEmpty)
+        }
+    }
+
     @Test func locksRecordThePidNamespace() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try await TestRepository.create(at: dir + "/repo")
