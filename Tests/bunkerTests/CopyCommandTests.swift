@@ -64,6 +64,11 @@ import Testing
             let shipped = try #require(incremental.report["blobs_copied"] as? Int)
             #expect(shipped > 0 && shipped < firstBlobs / 2, "shipped \(shipped) blobs for one changed file (first copy: \(firstBlobs))")
 
+            var intoItself = setup.source
+            intoItself["BUNKER_TO_PASSWORD"] = TestRepository.password
+            let itself = try setup.run(["copy", "--to", dir + "/repo"], intoItself)
+            #expect(itself.status == 64 && itself.stderr.contains("same repository"), "\(itself.stderr)")
+
             let verify = try setup.run(["verify", "--read-data"], setup.destination)
             #expect(verify.status == 0, "\(verify.stderr)")
             // The source's audit trail came along: the destination alone rebuilds the catalog.

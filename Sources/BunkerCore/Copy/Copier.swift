@@ -67,7 +67,10 @@ public final class Copier: Sendable {
 
     /// Copies the snapshots `ids` of the source, oldest first.
     public func copy(_ ids: [ID]) async throws -> CopyReport {
-        try await destination.withLock(exclusive: false) {
+        guard source.config.id != destination.config.id else {
+            throw BunkerError(.invalidArgument, "The source and the destination are the same repository (\(source.config.id.prefix(8))); copy into another one.")
+        }
+        return try await destination.withLock(exclusive: false) {
             try await source.withLock(exclusive: false) {
                 try await copyLocked(ids)
             }
