@@ -4,17 +4,21 @@
 Requests pass through unchanged (the Host header too, so signatures still verify), unless a rule
 in the rules file (JSON, re-read on every request) matches: then, up to `times` times, the proxy
 answers with a status (and Retry-After), drops the connection before or after forwarding,
-forwards and cuts the response body short, or forwards a listing without its continuation token,
-saying it is complete when it is not (end-listing), or without its first entry (drop-entries).
-Every request is logged to the log file as one line:
+forwards and cuts the response body short, forwards a listing without its continuation token,
+saying it is complete when it is not (end-listing), or without its first entry (drop-entries), or
+forwards a request without its object-lock headers, signed again with the rule's credentials (a
+server that accepts a retention and ignores it). Every request is logged to the log file as one line:
 `RULE_OR_- METHOD PATH?QUERY STATUS_OR_ACTION`.
 
 Rule: {"id": "x", "method": "GET", "path": "/data/", "query": "uploads", "header": "content-md5",
        "action": "status" | "drop" | "forward-then-drop" | "truncate" | "drop-continuation-token" |
-                 "end-listing" | "drop-entries",
+                 "end-listing" | "drop-entries" | "strip-retention",
+       "access_key": "...", "secret_key": "...",
        "status": 503, "code": "SlowDown", "retry_after": "1", "times": 2}
 """
 import argparse
+import hashlib
+import hmac
 import http.client
 import http.server
 import json
@@ -59,6 +63,38 @@ def matching_rule(method, path, headers):
     return None
 
 
+LOCK_HEADERS = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold")
+
+
+def strip_retention(rule, method, path, headers):
+    """The headers without the object-lock ones, with the Authorization signed again (SigV4)
+    over what is left, so the server sees a valid request that asks for no retention."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in LOCK_HEADERS}
+    auth = kept.get("Authorization") or kept.get("authorization")
+    match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/([^,]+), ?SignedHeaders=([^,]+), ?Signature=\w+", auth or "")
+    if not match:
+        return kept
+    scope = match.group(2)
+    signed = [h for h in match.group(3).split(";") if h not in LOCK_HEADERS]
+    lower = {k.lower(): v for k, v in kept.items()}
+    target, _, query = path.partition("?")
+    canonical = "\n".join([
+        method, target, query,
+        "".join(f"{h}:{lower.get(h, '').strip()}\n" for h in signed),
+        ";".join(signed), lower.get("x-amz-content-sha256", ""),
+    ])
+    amz_date = lower.get("x-amz-date", "")
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + rule["secret_key"]).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    for k in [k for k in kept if k.lower() == "authorization"]:
+        del kept[k]
+    kept["Authorization"] = f"AWS4-HMAC-SHA256 Credential={rule['access_key']}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    return kept
+
+
 def log(rule, method, path, outcome):
     with lock, open(args.log, "a") as f:
         f.write(f"{rule['id'] if rule else '-'} {method} {path} {outcome}\n")
@@ -94,6 +130,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return
         upstream = http.client.HTTPConnection(args.upstream, timeout=120)
         headers = {k: v for k, v in self.headers.items()}
+        if action == "strip-retention":
+            headers = strip_retention(rule, self.command, self.path, headers)
         upstream.request(self.command, self.path, body=body, headers=headers)
         response = upstream.getresponse()
         data = response.read()

@@ -5,10 +5,10 @@ import NIOHTTP1
 
 extension S3Storage {
     /// One PUT: conditional where the server honours it, else after a HEAD that finds the name free.
-    func upload(_ handle: ObjectHandle, data: Data, traits: ServerTraits) async throws {
+    func upload(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         if !traits.conditionalCreate { try await refuseIfPresent(handle) }
-        var headers = Self.checksumHeaders(traits.checksum, data) + [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))]
+        var headers = Self.checksumHeaders(traits.checksum, data) + [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))] + extraHeaders
         if traits.conditionalCreate { headers.append(("if-none-match", "*")) }
         let response = try await client.send(S3Request(method: .PUT, key: key, headers: headers, body: data))
         if response.status == 412 { throw alreadyExists(handle) }
@@ -19,10 +19,10 @@ extension S3Storage {
     /// A multipart upload: created, filled part by part (each with its checksum), completed
     /// (conditionally where the server honours it), and aborted on any failure so that no part
     /// lingers. A HEAD first spares the upload of an object that is already there.
-    func uploadInParts(_ handle: ObjectHandle, data: Data, traits: ServerTraits) async throws {
+    func uploadInParts(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         try await refuseIfPresent(handle)
-        var createHeaders = [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))]
+        var createHeaders = [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))] + extraHeaders
         if traits.checksum == .sha256 { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
         let created = try await client.send(S3Request(method: .POST, key: key, query: [("uploads", "")], headers: createHeaders))
         guard created.isSuccess else { throw client.failure(created, "starting the upload of \(handle)") }

@@ -100,7 +100,7 @@ public struct S3Storage: Storage {
         }
     }
 
-    private func validate(_ handle: ObjectHandle) throws {
+    func validate(_ handle: ObjectHandle) throws {
         let name = handle.name
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), handle.kind != .pack || name.utf8.count >= 2 else {
             throw BunkerError(.invalidArgument, "Invalid object name \"\(name)\".")
@@ -110,12 +110,17 @@ public struct S3Storage: Storage {
     // MARK: - Storage
 
     public func save(_ handle: ObjectHandle, data: Data) async throws {
+        try await save(handle, data: data, extraHeaders: [])
+    }
+
+    /// Uploads with `extraHeaders` (an object lock's) on the PUT or the multipart create.
+    func save(_ handle: ObjectHandle, data: Data, extraHeaders: [(String, String)]) async throws {
         try validate(handle)
         let traits = try await serverTraits()
         if data.count > options.multipartThreshold {
-            try await uploadInParts(handle, data: data, traits: traits)
+            try await uploadInParts(handle, data: data, traits: traits, extraHeaders: extraHeaders)
         } else {
-            try await upload(handle, data: data, traits: traits)
+            try await upload(handle, data: data, traits: traits, extraHeaders: extraHeaders)
         }
     }
 

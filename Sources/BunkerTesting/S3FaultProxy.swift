@@ -21,6 +21,9 @@ public final class S3FaultProxy: Sendable {
             case endListing = "end-listing"
             /// Forward, then leave the first object out of the listing's page.
             case dropEntries = "drop-entries"
+            /// Forward without the object-lock headers, signed again with `accessKey` and
+            /// `secretKey`: a server that accepts a retention and ignores it.
+            case stripRetention = "strip-retention"
         }
 
         public var id: String
@@ -36,16 +39,29 @@ public final class S3FaultProxy: Sendable {
         public var code: String?
         public var retryAfter: String?
         public var times: Int?
+        /// The credentials a `strip-retention` rule signs with (the server's own).
+        public var accessKey: String?
+        public var secretKey: String?
 
         public init(id: String, method: String? = nil, path: String? = nil, query: String? = nil, header: String? = nil,
-                    action: Action, status: Int? = nil, code: String? = nil, retryAfter: String? = nil, times: Int? = nil) {
+                    action: Action, status: Int? = nil, code: String? = nil, retryAfter: String? = nil, times: Int? = nil,
+                    accessKey: String? = nil, secretKey: String? = nil) {
             (self.id, self.method, self.path, self.query, self.header) = (id, method, path, query, header)
             (self.action, self.status, self.code, self.retryAfter, self.times) = (action, status, code, retryAfter, times)
+            (self.accessKey, self.secretKey) = (accessKey, secretKey)
+        }
+
+        /// A rule that strips the object-lock headers of every request to `server`.
+        public static func stripRetention(signingFor server: SeaweedFS) -> Rule {
+            Rule(id: "strip-retention", header: "x-amz-object-lock-mode", action: .stripRetention,
+                 accessKey: server.accessKeyID, secretKey: server.secretAccessKey)
         }
 
         enum CodingKeys: String, CodingKey {
             case id, method, path, query, header, action, status, code, times
             case retryAfter = "retry_after"
+            case accessKey = "access_key"
+            case secretKey = "secret_key"
         }
     }
 

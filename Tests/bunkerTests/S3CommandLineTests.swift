@@ -132,4 +132,50 @@ import Testing
             }
         }
     }
+
+    /// The off-site tier: `init --object-lock compliance --lock-days N` on a lock-enabled bucket
+    /// probes the bucket, writes every object retained, and `stats` says the repository is
+    /// immutable; on a local directory the flag is refused with what to do.
+    @Test func initWithObjectLockMakesAnImmutableRepositoryThatStatsReports() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                let location = "s3://bunker-locked/archive"
+                let bucket = try S3Storage(location: S3Location(parsing: location), settings: S3Settings(endpoint: server.endpoint, region: "us-east-1"),
+                                           environment: S3Environment(server.awsEnvironment))
+                try await bucket.createBucket(objectLock: true)
+                try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 256 << 10)
+                var e = server.awsEnvironment
+                e["BUNKER_REPOSITORY"] = location
+                e["BUNKER_PASSWORD"] = TestRepository.password
+                e["BUNKER_DATA_DIR"] = dir + "/data"
+
+                let created = try BunkerProcess.run(["init", "--object-lock", "compliance", "--lock-days", "3", "--json"], environment: e)
+                #expect(created.status == 0, "\(created.stderr)")
+                let lock = (try json(created.stdout) as? [String: Any])?["object_lock"] as? [String: Any]
+                #expect(lock?["immutable"] as? Bool == true, "\(created.stdout)")
+                #expect(lock?["mode"] as? String == "COMPLIANCE")
+
+                let backup = try BunkerProcess.run(["backup", dir + "/src"], environment: e)
+                #expect(backup.status == 0, "\(backup.stderr)")
+                let pack = try #require(try await bucket.list(.pack).first)
+                #expect(try await bucket.retention(of: pack.handle).map { $0.until > Date().addingTimeInterval(2 * 86400) } == true)
+
+                let stats = try BunkerProcess.run(["stats", "--json"], environment: e)
+                #expect(stats.status == 0, "\(stats.stderr)")
+                let reported = (try json(stats.stdout) as? [String: Any])?["object_lock"] as? [String: Any]
+                #expect(reported?["immutable"] as? Bool == true, "\(stats.stdout)")
+                #expect(reported?["days"] as? Int == 3)
+                let verify = try BunkerProcess.run(["verify", "--json"], environment: e)
+                #expect(verify.status == 0, "\(verify.stderr)")
+                #expect(((try json(verify.stdout) as? [String: Any])?["object_lock"] as? [String: Any])?["enforced"] as? Bool == true)
+
+                e["BUNKER_REPOSITORY"] = dir + "/local"
+                let refused = try BunkerProcess.run(["init", "--object-lock", "compliance", "--lock-days", "3"], environment: e)
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("s3://"), "\(refused.stderr)")
+                let unpaired = try BunkerProcess.run(["init", "--object-lock", "compliance"], environment: e)
+                #expect(unpaired.status != 0)
+            }
+        }
+    }
 }

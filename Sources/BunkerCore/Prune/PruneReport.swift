@@ -1,3 +1,5 @@
+import Foundation
+
 /// What prune found and did.
 public struct PruneReport: Sendable, Codable {
     public var dryRun = false
@@ -30,6 +32,14 @@ public struct PruneReport: Sendable, Codable {
     public var packsNotDeleted: [String] = []
     /// The bytes of ``packsNotDeleted``.
     public var bytesNotFreed: UInt64 = 0
+    /// Packs and index files prune dropped but did not delete because their object lock has not
+    /// ended; their bytes are in neither ``bytesDeleted`` nor ``bytesFreed``.
+    public var objectsKeptByLock = 0
+    public var bytesKeptByLock: UInt64 = 0
+    /// When the last of those locks ends: a prune after it deletes them.
+    public var keptByLockUntil: Date?
+    /// Objects still in use whose retention prune extended.
+    public var locksExtended = 0
 
     /// Bytes of storage given back: deleted minus written (a dry run's estimate counts the used
     /// bytes it would copy as written).
@@ -58,5 +68,9 @@ public struct PruneReport: Sendable, Codable {
         case bytesFreed = "bytes_freed"
         case packsNotDeleted = "packs_not_deleted"
         case bytesNotFreed = "bytes_not_freed"
+        case objectsKeptByLock = "objects_kept_by_lock"
+        case bytesKeptByLock = "bytes_kept_by_lock"
+        case keptByLockUntil = "kept_by_lock_until"
+        case locksExtended = "locks_extended"
     }
 }

@@ -11,7 +11,8 @@ extension Pruner {
     /// 1. new packs holding the used blobs of the packs to repack;
     /// 2. one new index file naming every kept and new pack and superseding every index file read;
     /// 3. deletion of the superseded index files;
-    /// 4. deletion of the dropped packs;
+    /// 4. deletion of the dropped packs (on an object-locked repository, only those whose lock
+    ///    has ended; see `Pruner+Lock.swift`), then the locks of what stays are extended;
     /// 5. deletion of `.tmp-*` leftovers of writers that died.
     ///
     /// Killed at any point, the repository stays whole: until the new index exists, the old ones
@@ -37,16 +38,31 @@ extension Pruner {
             FaultPoints.hit("prune-after-index")
 
             for id in plan.indexFiles.sorted() {
-                try await deleteSupersededIndexFile(id)
-                report.indexFilesReplaced += 1
+                let handle = ObjectHandle(.index, id)
+                if let until = try await lockedUntil(handle) {
+                    keptByLock(0, until: until, &report)
+                } else {
+                    try await deleteSupersededIndexFile(id)
+                    report.indexFilesReplaced += 1
+                }
                 FaultPoints.hit("prune-after-index-delete")
             }
         }
 
         for pack in plan.packsToDelete {
-            if try await !deleteConfirmed(ObjectHandle(.pack, pack)) { report.recordNotDeleted(pack, in: plan) }
+            let handle = ObjectHandle(.pack, pack)
+            if let until = try await lockedUntil(handle) {
+                var size = plan.packBlobs[pack].map { UInt64(PackFormat.packSize($0)) }
+                if size == nil { size = (try? await repository.storage.stat(handle)).map { UInt64($0.size) } }
+                keptByLock(size ?? 0, until: until, &report)
+            } else if try await !deleteConfirmed(handle) {
+                report.recordNotDeleted(pack, in: plan)
+            }
             FaultPoints.hit("prune-after-pack-delete")
         }
+        report.bytesFreed = Int64(report.bytesDeleted) - Int64(report.bytesWritten)
+        report.locksExtended = try await extendLocks(
+            keptPacks: plan.keptPacks.map(\.id), superseded: plan.changesIndex ? Set(plan.indexFiles) : Set<ID>())
 
         // Safe: nobody else writes under the exclusive lock.
         if let cleaning = repository.storage.capability((any TemporaryFileCleaning).self) {

@@ -52,9 +52,12 @@ public struct RepositoryStats: Sendable, Codable {
     /// Free space on the repository's filesystem, when the storage can tell.
     public var freeBytes: UInt64?
     public var totalBytes: UInt64?
+    /// The repository's object lock, when it has one.
+    public var objectLock: ObjectLockStatus?
 
     enum CodingKeys: String, CodingKey {
         case snapshots, packs, blobs, oldest, newest, sources
+        case objectLock = "object_lock"
         case snapshotsByTag = "snapshots_by_tag"
         case snapshotsByKind = "snapshots_by_kind"
         case heldSnapshots = "held_snapshots"
@@ -69,10 +72,29 @@ public struct RepositoryStats: Sendable, Codable {
     }
 }
 
+/// What `bunker stats` says about a repository's object lock.
+public struct ObjectLockStatus: Sendable, Codable, Equatable {
+    public var mode: ObjectLockMode
+    public var days: Int
+    /// Whether the bucket refused to delete a retained version when probed at `init`.
+    public var enforced: Bool
+    /// Whether Bunker calls the repository immutable: a lock is configured and the bucket was
+    /// seen to enforce it. `bunker verify` probes again.
+    public var immutable: Bool
+
+    public init(_ settings: ObjectLockSettings) {
+        mode = settings.mode
+        days = settings.days
+        enforced = settings.enforced
+        immutable = settings.enforced
+    }
+}
+
 extension Repository {
     /// Counts snapshots, blobs and bytes.
     public func stats() async throws -> RepositoryStats {
         var stats = RepositoryStats()
+        stats.objectLock = config.objectLock.map(ObjectLockStatus.init)
         let snapshots = try await snapshots()
         stats.snapshots = snapshots.count
         var last: [String: SourceLastBackup] = [:]

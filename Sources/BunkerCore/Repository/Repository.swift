@@ -57,22 +57,24 @@ public final class Repository: Sendable {
         }
         try validateCompressionLevel(config.compressionLevel)
         try config.chunker.validate()
-        if try await storage.exists(.config) {
+        try config.objectLock?.validate()
+        let target = try lockedIfAsked(storage, config, now: now)
+        if try await target.exists(.config) {
             throw BunkerError(.repositoryExists, "A repository already exists there; use it, or choose an empty location.")
         }
         // Keys without a config are leftovers of an interrupted init: they protect nothing, and
         // one sealed under the same password would shadow the new master key.
-        for info in try await storage.list(.key) {
-            try await storage.remove(info.handle)
+        for info in try await target.list(.key) {
+            try await target.remove(info.handle)
         }
         let master = sharing ?? MasterKey.generate()
         let keyFile = try KeyFile.make(master: master, password: password, parameters: kdf, now: now()).encoded()
         let keyName = ID.sha256(of: keyFile).hex
-        try await storage.save(ObjectHandle(.key, keyName), data: keyFile)
+        try await target.save(ObjectHandle(.key, keyName), data: keyFile)
         let sealed = try master.seal(JSONCoding.encoder.encode(config))
         // The config is written last: a location without it is not a repository yet.
-        try await storage.save(.config, data: sealed)
-        return Repository(storage: storage, key: master, config: config, keyName: keyName, now: now)
+        try await target.save(.config, data: sealed)
+        return Repository(storage: target, key: master, config: config, keyName: keyName, now: now)
     }
 
     /// Opens the repository with `password`, trying every key file, and loads the index.
@@ -114,9 +116,16 @@ public final class Repository: Sendable {
         guard config.version <= RepositoryConfig.currentVersion else {
             throw BunkerError(.unsupportedFormat, "The repository has format version \(config.version); this Bunker reads up to \(RepositoryConfig.currentVersion). Upgrade Bunker.")
         }
-        let repository = Repository(storage: storage, key: master, config: config, keyName: keyName, now: now)
+        let repository = Repository(storage: try lockedIfAsked(storage, config, now: now), key: master, config: config, keyName: keyName, now: now)
         if loadIndex { try await repository.loadIndex() }
         return repository
+    }
+
+    /// `storage` behind an ``ObjectLockStorage`` when the config asks for object lock, so that
+    /// every writer of the repository applies the retention without being told.
+    private static func lockedIfAsked(_ storage: any Storage, _ config: RepositoryConfig, now: @escaping @Sendable () -> Date) throws -> any Storage {
+        guard let settings = config.objectLock, storage.capability(ObjectLockStorage.self) == nil else { return storage }
+        return try ObjectLockStorage(storage, settings: settings, now: now)
     }
 
     // MARK: - Sealed objects

@@ -25,18 +25,23 @@ public struct RepositoryConfig: Codable, Sendable {
     /// Packs are closed once they reach this many bytes.
     public var packSize: Int
     public var created: Date
+    /// The S3 object lock every object is written under (`object_lock`, absent for none); see
+    /// ``ObjectLockStorage``. Readers that predate it ignore it; writers that predate it would
+    /// write unlocked objects, which verify's probe and `bunker stats` do not report as locked.
+    public var objectLock: ObjectLockSettings?
 
     enum CodingKeys: String, CodingKey {
         case version, id, chunker, created
+        case objectLock = "object_lock"
         case compressionLevel = "compression_level"
         case packSize = "pack_size"
     }
 
     /// The parameters for a new repository.
-    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), packSize: Int = 8 << 20, now: Date = Date()) -> RepositoryConfig {
+    public static func new(compressionLevel: Int = 3, chunker: ChunkerParameters = .standard(), packSize: Int = 8 << 20, objectLock: ObjectLockSettings? = nil, now: Date = Date()) -> RepositoryConfig {
         RepositoryConfig(
             version: currentVersion, id: ID.sha256(of: Array(UUID().uuidString.utf8)).hex,
-            chunker: chunker, compressionLevel: compressionLevel, packSize: packSize, created: now)
+            chunker: chunker, compressionLevel: compressionLevel, packSize: packSize, created: now, objectLock: objectLock)
     }
 }
 

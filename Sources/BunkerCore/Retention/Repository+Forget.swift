@@ -9,6 +9,11 @@ public struct ForgetReport: Sendable, Codable {
     public var decisions: [RetentionDecision]
     /// Snapshots removed (none on a dry run).
     public var removed: [ID] = []
+    /// Snapshots the policy dropped that the object lock keeps, with when their lock ends: a
+    /// forget after that removes them.
+    public var keptByLock: [LockedSnapshot] = []
+    /// Snapshots the policy keeps whose object lock was extended.
+    public var locksExtended = 0
 
     public var keptCount: Int { decisions.filter(\.keep).count }
     public var removeCount: Int { decisions.filter { !$0.keep }.count }
@@ -16,7 +21,15 @@ public struct ForgetReport: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case policy, decisions, removed
         case dryRun = "dry_run"
+        case keptByLock = "kept_by_lock"
+        case locksExtended = "locks_extended"
     }
+}
+
+/// A snapshot forget left because its object lock has not ended.
+public struct LockedSnapshot: Sendable, Codable, Equatable {
+    public var id: ID
+    public var until: Date
 }
 
 extension Repository {
@@ -37,7 +50,12 @@ extension Repository {
             let decisions = policy.apply(to: snapshots, holds: holds, now: self.now())
             var report = ForgetReport(policy: policy.summary, dryRun: dryRun, decisions: decisions)
             guard !dryRun else { return report }
+            let objectLock = self.storage.capability(ObjectLockStorage.self)
             for decision in decisions where !decision.keep {
+                if let until = try await objectLock?.lockedUntil(ObjectHandle(.snapshot, decision.id)) {
+                    report.keptByLock.append(LockedSnapshot(id: decision.id, until: until))
+                    continue
+                }
                 do {
                     try await self.storage.remove(ObjectHandle(.snapshot, decision.id))
                 } catch let error as BunkerError where error.code == .objectNotFound {
@@ -45,6 +63,13 @@ extension Repository {
                 }
                 report.removed.append(decision.id)
                 FaultPoints.hit("forget-after-remove")
+            }
+            // Only the snapshots the policy keeps have their locks extended, so that a dropped
+            // one's lock ends and a later forget removes it (the rule: see `Pruner+Lock.swift`).
+            if let objectLock {
+                for decision in decisions where decision.keep {
+                    if try await objectLock.keepLocked(ObjectHandle(.snapshot, decision.id)) { report.locksExtended += 1 }
+                }
             }
             return report
         }

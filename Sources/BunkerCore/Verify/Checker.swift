@@ -52,7 +52,7 @@ public struct AffectedFile: Sendable, Codable, Hashable {
 /// One problem a check found.
 public struct CheckIssue: Sendable, Codable {
     /// `missing_pack`, `damaged_pack`, `damaged_blob`, `missing_blob`, `damaged_index`,
-    /// `damaged_snapshot`, `damaged_tree`, `damaged_hold`.
+    /// `damaged_snapshot`, `damaged_tree`, `damaged_hold`, `lock_not_enforced`.
     public var kind: String
     /// The stored object concerned (`data/<id>`, `index/<id>`, `snapshots/<id>`).
     public var object: String
@@ -72,6 +72,8 @@ public struct CheckReport: Sendable, Codable {
     public var subset: String?
     public var errors: [CheckIssue] = []
     public var warnings: [String] = []
+    /// What the object-lock probe found, on a repository under object lock.
+    public var objectLock: ImmutabilityProbe?
 
     /// No errors (warnings are allowed).
     public var ok: Bool { errors.isEmpty }
@@ -81,6 +83,7 @@ public struct CheckReport: Sendable, Codable {
         case indexFiles = "index_files"
         case packsRead = "packs_read"
         case bytesRead = "bytes_read"
+        case objectLock = "object_lock"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -92,6 +95,7 @@ public struct CheckReport: Sendable, Codable {
         try c.encode(packsRead, forKey: .packsRead)
         try c.encode(bytesRead, forKey: .bytesRead)
         try c.encodeIfPresent(subset, forKey: .subset)
+        try c.encodeIfPresent(objectLock, forKey: .objectLock)
         try c.encode(errors, forKey: .errors)
         try c.encode(warnings, forKey: .warnings)
         try c.encode(ok, forKey: .ok)
@@ -108,6 +112,7 @@ public struct CheckReport: Sendable, Codable {
         packsRead = try c.decode(Int.self, forKey: .packsRead)
         bytesRead = try c.decode(UInt64.self, forKey: .bytesRead)
         subset = try c.decodeIfPresent(String.self, forKey: .subset)
+        objectLock = try c.decodeIfPresent(ImmutabilityProbe.self, forKey: .objectLock)
         errors = try c.decode([CheckIssue].self, forKey: .errors)
         warnings = try c.decode([String].self, forKey: .warnings)
     }
@@ -124,7 +129,7 @@ public struct CheckReport: Sendable, Codable {
 ///    Files that use a damaged or missing blob are listed under the issue that damaged them.
 /// Packs no index names (left by an interrupted backup) are warnings: prune removes them.
 public struct Checker: Sendable {
-    private let repository: Repository
+    let repository: Repository
     private let progress: OperationProgress?
 
     public init(repository: Repository, progress: OperationProgress? = nil) {
@@ -303,6 +308,7 @@ public struct Checker: Sendable {
     public func check(readData: Bool, subset: DataSubset? = nil) async throws -> CheckReport {
         var report = CheckReport()
         report.subset = readData ? subset?.description : nil
+        try await checkObjectLock(&report)
         let storage = repository.storage
         // Blob id → issues that make it unusable; filled by the pack checks, used by the walk.
         var badBlobs: [ID: Int] = [:]

@@ -101,6 +101,9 @@ extension BunkerService {
         let drill = lastRun("drill")
         if verify?.outcome == "failure" { problems.append("the last verify found problems") }
         if drill?.outcome == "failure" { problems.append("the last restore drill failed") }
+        if let lock = repository.config.objectLock, !lock.enforced {
+            problems.append("the repository is configured for object lock, but its bucket does not enforce it: it is not immutable")
+        }
         var space: HealthDetail.Space?
         if let (free, total) = repository.storage.capability((any SpaceReporting).self)?.space(), total > 0 {
             let percent = Double(free) / Double(total) * 100

@@ -21,7 +21,16 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("The password file of the --copy-params-from repository.", valueName: "file"))
         var fromPasswordFile: String?
 
+        @Option(help: ArgumentHelp("Write every object under an S3 object lock: `compliance` (nobody can delete it before the lock ends) or `governance`. Needs an s3:// bucket created with object lock enabled, and --lock-days.", valueName: "mode"))
+        var objectLock: String?
+
+        @Option(help: ArgumentHelp("How many days every object stays undeletable under --object-lock (2555 is 7 years).", valueName: "days"))
+        var lockDays: Int?
+
         func validate() throws {
+            if (objectLock == nil) != (lockDays == nil) {
+                throw ValidationError("--object-lock and --lock-days go together: give the mode (compliance or governance) and the number of days every object stays undeletable.")
+            }
             if copyParamsFrom != nil && databaseChunkSize != nil {
                 throw ValidationError("--copy-params-from takes the chunking parameters of that repository; drop --database-chunk-size.")
             }
@@ -51,17 +60,45 @@ extension BunkerCommand {
                 let location = try repository.location(configuration)
                 let password = try repository.password(confirm: true, configuration)
                 let storage = try RepositoryAccess.storage(location, configuration, create: true)
+                var lock: (settings: ObjectLockSettings, probe: ImmutabilityProbe)?
+                if let objectLock, let lockDays {
+                    lock = try await probedObjectLock(ObjectLockSettings(mode: ObjectLockMode(parsing: objectLock), days: lockDays), storage)
+                }
                 let repo = try await Repository.create(
-                    storage: storage, password: password, config: .new(compressionLevel: level, chunker: chunker, packSize: packSize), sharing: sharing)
+                    storage: storage, password: password,
+                    config: .new(compressionLevel: level, chunker: chunker, packSize: packSize, objectLock: lock?.settings), sharing: sharing)
+                if let lock, !lock.settings.enforced {
+                    Output.warning("The repository is NOT immutable: \(lock.probe.detail) Its objects carry a \(lock.settings.mode.rawValue) retention the bucket does not honour, and `bunker stats` says so. For an immutable archive, create a bucket with object lock enabled on a server that enforces it, and run init there.")
+                }
                 if repository.output.json {
-                    Output.printJSON(InitOutput(repository: location, id: repo.config.id, key: repo.keyName, version: repo.config.version, compressionLevel: level))
+                    Output.printJSON(InitOutput(
+                        repository: location, id: repo.config.id, key: repo.keyName, version: repo.config.version, compressionLevel: level,
+                        objectLock: lock.map { ObjectLockStatus($0.settings) }, lockProbe: lock?.probe.detail))
                 } else if !repository.output.quiet {
                     print("Created repository \(repo.config.id.prefix(8)) at \(location) (format version \(repo.config.version), zstd level \(level)).")
+                    if let lock, lock.settings.enforced {
+                        print("Every object is written under \(lock.settings.mode.rawValue) object lock for \(lock.settings.days) days; the bucket refused to delete a locked probe, so the repository is immutable.")
+                    }
                     print("Keep the password safe: without it, the backups cannot be read by anyone.")
                 }
             }
         }
     }
+}
+
+/// Checks the storage can keep objects locked and probes whether the bucket enforces the lock;
+/// the settings come back with `enforced` as the probe found it. A bucket that does not enforce
+/// it still gets the repository (its objects carry the retention for a server that later
+/// honours it), but never called immutable.
+private func probedObjectLock(_ settings: ObjectLockSettings, _ storage: any Storage) async throws -> (settings: ObjectLockSettings, probe: ImmutabilityProbe) {
+    try settings.validate()
+    guard let retaining = storage.capability((any RetentionStorage).self) else {
+        throw BunkerError(.invalidArgument, "--object-lock needs an s3:// repository in a bucket created with object lock enabled; a local directory cannot keep objects undeletable. Give an s3:// location, or drop --object-lock and --lock-days.")
+    }
+    let probe = try await retaining.probeImmutability(mode: settings.mode)
+    var probed = settings
+    probed.enforced = probe.enforced
+    return (probed, probe)
 }
 
 struct InitOutput: Encodable {
@@ -70,10 +107,15 @@ struct InitOutput: Encodable {
     var key: String
     var version: Int
     var compressionLevel: Int
+    var objectLock: ObjectLockStatus?
+    /// What the object-lock probe saw, in words.
+    var lockProbe: String?
 
     enum CodingKeys: String, CodingKey {
         case repository, id, key, version
         case compressionLevel = "compression_level"
+        case objectLock = "object_lock"
+        case lockProbe = "lock_probe"
     }
 }
 

@@ -40,6 +40,11 @@ extension BunkerCommand {
                 if !stats.sourcesNeverBackedUp.isEmpty {
                     print("Never backed up:    \(stats.sourcesNeverBackedUp.joined(separator: ", "))")
                 }
+                if let lock = stats.objectLock {
+                    print("Object lock:        \(lock.mode.rawValue), \(lock.days) days; " + (lock.immutable
+                        ? "enforced by the bucket: immutable"
+                        : "NOT enforced by the bucket: not immutable (see `bunker verify`)"))
+                }
                 if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
                     print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))
                 }

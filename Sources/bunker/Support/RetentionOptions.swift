@@ -100,6 +100,9 @@ enum RetentionOutput {
         }
         let removed = report.dryRun ? "would be removed (dry run: nothing removed)" : "removed"
         Swift.print("\n\(report.keptCount) snapshot\(report.keptCount == 1 ? "" : "s") kept, \(report.removeCount) \(removed)")
+        for locked in report.keptByLock {
+            Swift.print("  \(locked.id.short) is kept by the object lock until \(locked.until.formatted(.iso8601)); a forget after that removes it")
+        }
     }
 
     static func print(_ report: PruneReport) {
@@ -121,6 +124,12 @@ enum RetentionOutput {
                 FileHandle.standardError.write(Data("Warning: the storage accepted the deletion of \(n) pack\(n == 1 ? "" : "s") (\(Output.bytes(report.bytesNotFreed))) but \(n == 1 ? "it is" : "they are") still there (data/\(report.packsNotDeleted[0]) among them); not counted as freed. Check that the storage really deletes objects; the next prune tries again.\n".utf8))
             }
             Swift.print("Freed \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)); \(report.indexFilesReplaced) index file\(report.indexFilesReplaced == 1 ? "" : "s") replaced")
+        }
+        if report.objectsKeptByLock > 0, let until = report.keptByLockUntil {
+            Swift.print("Kept by the object lock until \(until.formatted(.iso8601)): \(report.objectsKeptByLock) object\(report.objectsKeptByLock == 1 ? "" : "s") prune no longer needs (\(Output.bytes(report.bytesKeptByLock)), not counted as freed; a prune after that date deletes them)")
+        }
+        if report.locksExtended > 0 {
+            Swift.print("Extended the object lock of \(report.locksExtended) object\(report.locksExtended == 1 ? "" : "s") still in use")
         }
     }
 }

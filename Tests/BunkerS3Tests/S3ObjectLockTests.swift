@@ -1,0 +1,141 @@
+import BunkerCore
+import BunkerS3
+import BunkerTesting
+import Foundation
+import Testing
+
+/// Object lock against a real SeaweedFS bucket created with object lock enabled (SeaweedFS 4.48
+/// enforces COMPLIANCE), and through a proxy that strips the lock headers: a server that accepts
+/// a retention and ignores it.
+@Suite(.serialized) struct S3ObjectLockTests {
+    static let lockedBucket = "bunker-locked"
+
+    /// A storage under a new prefix of a lock-enabled bucket, created on first use.
+    private func lockedStorage(_ server: SeaweedFS, endpoint: String? = nil, prefix: String = "repo-" + UUID().uuidString.lowercased()) async throws -> S3Storage {
+        let storage = try S3Storage(
+            location: S3Location(parsing: "s3://\(Self.lockedBucket)/\(prefix)"),
+            settings: S3Settings(endpoint: endpoint ?? server.endpoint, region: "us-east-1"),
+            environment: S3Environment(server.awsEnvironment))
+        if endpoint == nil { _ = try? await storage.createBucket(objectLock: true) }
+        return storage
+    }
+
+    @Test func lockedRepositoryWritesRetainedObjectsAndTheProbeFindsItEnforced() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                let storage = try await lockedStorage(server)
+                let probe = try await storage.probeImmutability(mode: .compliance)
+                #expect(probe.enforced, "\(probe.detail)")
+
+                try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 256 << 10)
+                let settings = ObjectLockSettings(mode: .compliance, days: 2, enforced: probe.enforced)
+                let repository = try await Repository.create(
+                    storage: storage, password: TestRepository.password,
+                    config: .new(chunker: TestRepository.smallChunks, packSize: 512 << 10, objectLock: settings))
+                _ = try await TestRepository.backup(repository, [dir + "/src"])
+
+                // Every pack carries the retention: HEAD shows the mode and the date.
+                let packs = try await storage.list(.pack)
+                #expect(!packs.isEmpty)
+                for pack in packs {
+                    let retention = try #require(try await storage.retention(of: pack.handle))
+                    #expect(retention.mode == .compliance)
+                    #expect(retention.until > Date().addingTimeInterval(86400))
+                }
+                // A lock file is not retained: it must go when its operation ends.
+                #expect(try await storage.list(.lock).isEmpty)
+
+                // The bucket refuses to delete a locked version, and Bunker never tries.
+                let locked = ObjectHandle(.pack, packs[0].handle.name)
+                await #expect(throws: BunkerError.self) { try await storage.removeAllVersions(of: locked) }
+                let wrapped = try #require(repository.storage.capability(ObjectLockStorage.self))
+                let refusal = await #expect(throws: BunkerError.self) { try await wrapped.remove(locked) }
+                #expect(refusal?.code == .objectLocked)
+
+                let reopened = try await Repository.open(storage: storage, password: TestRepository.password)
+                #expect(reopened.config.objectLock == settings)
+                #expect(try await reopened.stats().objectLock?.immutable == true)
+                let check = try await Checker(repository: reopened).check(readData: true)
+                #expect(check.ok, "\(check.errors)")
+                #expect(check.objectLock?.enforced == true)
+            }
+        }
+    }
+
+    /// Snapshot A is written with a clock set back so that its lock ends in a few seconds;
+    /// snapshot B shares A's pack. The first prune extends the pack's lock (B needs it); after
+    /// A's lock ends, forget removes A, and prune drops the pack but cannot delete it: kept by
+    /// the lock, not counted as freed, and the repository still verifies.
+    @Test func forgetAndPruneLeaveLockedDataReportedAsKeptAndNeverFreed() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                let storage = try await lockedStorage(server)
+                let settings = ObjectLockSettings(mode: .compliance, days: 2, enforced: true)
+                let lockEnds = Date().addingTimeInterval(40)
+                let shortClock: @Sendable () -> Date = { Date().addingTimeInterval(lockEnds.timeIntervalSinceNow - 2 * 86400) }
+                try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+                try TreeGenerator.writeRandomFile(dir + "/src/kept", size: 64 << 10, seed: 1)
+                try TreeGenerator.writeRandomFile(dir + "/src/dropped", size: 64 << 10, seed: 2)
+
+                let early = try await Repository.create(
+                    storage: storage, password: TestRepository.password,
+                    config: .new(chunker: TestRepository.smallChunks, packSize: 512 << 10, objectLock: settings), now: shortClock)
+                _ = try await TestRepository.backup(early, [dir + "/src"])
+                try FileManager.default.removeItem(atPath: dir + "/src/dropped")
+
+                let repository = try await Repository.open(storage: storage, password: TestRepository.password)
+                _ = try await TestRepository.backup(repository, [dir + "/src"])
+                let first = try await Pruner(repository: repository).run()
+                #expect(first.locksExtended > 0)
+
+                try await Task.sleep(for: .seconds(max(0, lockEnds.timeIntervalSinceNow) + 3))
+                var policy = RetentionPolicy()
+                policy.keepLast = 1
+                let forget = try await repository.forget(policy: policy)
+                #expect(forget.removed.count == 1, "\(forget.keptByLock)")
+
+                var options = PruneOptions()
+                options.maxUnused = .percent(0)
+                let report = try await Pruner(repository: repository, options: options).run()
+                #expect(report.objectsKeptByLock > 0)
+                #expect(report.bytesKeptByLock > 0)
+                #expect(report.keptByLockUntil.map { $0 > Date().addingTimeInterval(86400) } == true)
+                // The kept pack's bytes are not freed: prune wrote the used part again.
+                #expect(report.bytesFreed <= 0)
+                #expect(report.bytesDeleted == 0)
+                let check = try await Checker(repository: repository).check(readData: true)
+                #expect(check.ok, "\(check.errors)")
+            }
+        }
+    }
+
+    @Test func aBucketThatIgnoresRetentionIsNeverCalledImmutable() async throws {
+        try await S3Fixture.withProxy { server, proxy in
+            _ = try await lockedStorage(server)
+            try proxy.inject([.stripRetention(signingFor: server)])
+            let storage = try await lockedStorage(server, endpoint: proxy.endpoint)
+            let probe = try await storage.probeImmutability(mode: .compliance)
+            #expect(!probe.enforced)
+            #expect(!proxy.hits("strip-retention").isEmpty)
+
+            let repository = try await Repository.create(
+                storage: storage, password: TestRepository.password,
+                config: .new(chunker: TestRepository.smallChunks, objectLock: ObjectLockSettings(mode: .compliance, days: 2, enforced: probe.enforced)))
+            #expect(try await repository.stats().objectLock?.immutable == false)
+            let check = try await Checker(repository: repository).check(readData: false)
+            #expect(!check.ok)
+            #expect(check.errors.map(\.kind) == ["lock_not_enforced"])
+        }
+    }
+
+    @Test func objectLockOnALocalDirectoryIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let storage = LocalStorage(path: dir + "/repo")
+            let error = await #expect(throws: BunkerError.self) {
+                _ = try await Repository.create(storage: storage, password: TestRepository.password,
+                                                config: .new(objectLock: ObjectLockSettings(mode: .compliance, days: 7)))
+            }
+            #expect(error?.message.contains("s3://") == true)
+        }
+    }
+}
