@@ -4,8 +4,8 @@ import Synchronization
 
 /// Wraps a storage and injects the faults a real disk shows rarely: it fills up after a byte
 /// budget, or fails saves of one kind. Reads pass through.
-public final class FaultyStorage: Storage {
-    private let base: any Storage
+public final class FaultyStorage: StorageWrapper {
+    public let base: any Storage
     private let remaining: Mutex<Int?>
 
     /// Saves fail with "no space left" once `spaceLeft` bytes have been written; nil means never.
@@ -26,21 +26,5 @@ public final class FaultyStorage: Storage {
                               cause: POSIXFailure(errno: ENOSPC, operation: "write", path: handle.description))
         }
         try await base.save(handle, data: data)
-    }
-
-    public func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
-        try await base.load(handle, range: range)
-    }
-
-    public func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {
-        try await base.stat(handle)
-    }
-
-    public func list(_ kind: ObjectKind) async throws -> [ObjectInfo] {
-        try await base.list(kind)
-    }
-
-    public func remove(_ handle: ObjectHandle) async throws {
-        try await base.remove(handle)
     }
 }
