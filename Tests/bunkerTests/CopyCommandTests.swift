@@ -38,6 +38,12 @@ import Testing
         return Setup(dir: dir, source: source, destination: destination)
     }
 
+    /// The names of a local repository's packs.
+    func packNames(in repository: String) throws -> [String] {
+        let root = repository + "/data"
+        return try FileManager.default.subpathsOfDirectory(atPath: root).filter { !$0.hasSuffix("/") && $0.count > 40 }.map { ($0 as NSString).lastPathComponent }
+    }
+
     @Test(arguments: [true, false])
     func aCopyIsIncrementalAndRestoresTheSameTree(sharedKeys: Bool) async throws {
         try await withTemporaryDirectory { dir in
@@ -50,6 +56,17 @@ import Testing
             #expect(first.report["shared_keys"] as? Bool == sharedKeys)
             let firstBlobs = try #require(first.report["blobs_copied"] as? Int)
             #expect(firstBlobs > 0)
+            let sourcePacks = Set(try packNames(in: dir + "/repo"))
+            let shippedPacks = Set(try packNames(in: dir + "/dst"))
+            if sharedKeys {
+                // The encrypted packs travelled as they were: the destination holds them under
+                // the same names (the name is the SHA-256 of the bytes).
+                #expect((first.report["packs_unchanged"] as? Int ?? 0) > 0, "\(first.report)")
+                #expect(sourcePacks.isSuperset(of: shippedPacks) && !shippedPacks.isEmpty)
+            } else {
+                #expect(first.report["packs_unchanged"] as? Int == 0, "\(first.report)")
+                #expect(sourcePacks.isDisjoint(with: shippedPacks))
+            }
 
             // Again: nothing new to copy, nothing shipped.
             let again = try setup.copy()
@@ -83,6 +100,32 @@ import Testing
             let rebuilt = try setup.run(["catalog", "restore", "--installation", installation], lost)
             #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
             #expect(try setup.run(["audit", "verify"], lost).status == 0)
+            let restored = try setup.run(["restore", "latest", "--target", dir + "/back"], setup.destination)
+            #expect(restored.status == 0, "\(restored.stderr)")
+            let differences = compareTrees(dir + "/src", dir + "/back/src", checkDirectoryTimes: false)
+            #expect(differences.isEmpty, "\(differences.prefix(5))")
+        }
+    }
+
+    /// A snapshot that needs only some of the blobs in the source's packs: the wanted sealed
+    /// units move into new packs (never decrypted), and the destination holds exactly a
+    /// restorable copy of that snapshot.
+    @Test func aCopyOfSharedKeysMovesSomeUnitsOfAPackIntoNewPacks() async throws {
+        try await withTemporaryDirectory { dir in
+            let setup = try await setUp(dir, sharedKeys: true)
+            #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
+            // The second snapshot lacks most of the first's notes, whose blobs share its packs.
+            for i in 0..<30 { try FileManager.default.removeItem(atPath: dir + "/src/studies/2024/patient-001/note-\(i).txt") }
+            try Data(repeating: 3, count: 200_000).write(to: URL(fileURLWithPath: dir + "/src/new.bin"))
+            #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
+
+            let copied = try setup.copy(["--latest"])
+            #expect(copied.status == 0 && (copied.report["copied"] as? [Any])?.count == 1, "\(copied.report)")
+            let sourcePacks = Set(try packNames(in: dir + "/repo"))
+            let shippedPacks = Set(try packNames(in: dir + "/dst"))
+            #expect(!shippedPacks.isSubset(of: sourcePacks), "no pack was made of some units of another")
+            let verify = try setup.run(["verify", "--read-data"], setup.destination)
+            #expect(verify.status == 0, "\(verify.stderr)")
             let restored = try setup.run(["restore", "latest", "--target", dir + "/back"], setup.destination)
             #expect(restored.status == 0, "\(restored.stderr)")
             let differences = compareTrees(dir + "/src", dir + "/back/src", checkDirectoryTimes: false)

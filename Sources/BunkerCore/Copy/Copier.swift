@@ -27,6 +27,8 @@ public struct CopyReport: Sendable, Codable {
     public var sharedKeys = false
     /// Objects of kind `catalog` (audit-trail segments) the destination lacked and now has.
     public var catalogObjectsCopied = 0
+    /// Packs that travelled byte for byte, under their own names (shared key material only).
+    public var packsUnchanged = 0
 
     public init() {}
 
@@ -38,6 +40,7 @@ public struct CopyReport: Sendable, Codable {
         case bytesStored = "bytes_stored"
         case sharedKeys = "shared_keys"
         case catalogObjectsCopied = "catalog_objects_copied"
+        case packsUnchanged = "packs_unchanged"
     }
 }
 
@@ -47,13 +50,18 @@ public struct CopyReport: Sendable, Codable {
 /// and ships only what is still missing).
 ///
 /// Blob ids are keyed by each repository's master key, so a blob is recognised across the two
-/// only when they share key material (`bunker init --copy-params-from`): then data the
-/// destination holds is never read from the source, and trees keep their ids. Otherwise every
-/// blob is read from the source, authenticated, and re-encoded under the destination's key, and
-/// trees are rewritten with the new ids; only what the destination lacks is stored.
+/// only when they share key material (`bunker init --copy-params-from`). Then the encrypted data
+/// travels as it is, never decrypted: the snapshot's trees are read to learn which blobs the
+/// destination lacks, each pack holding some is read whole and checked against its name (the
+/// SHA-256 of its bytes), and it is stored under the same name when every blob in it is
+/// wanted, or else the sealed units that are wanted move into new packs unchanged. Trees keep
+/// their ids. Otherwise every blob is read from the source, authenticated, and re-encoded under
+/// the destination's key, and trees are rewritten with the new ids; only what the destination
+/// lacks is stored.
 ///
-/// Every blob read from the source is authenticated and checked against its id before it is
-/// stored; the destination's write session settles its claims on any failure.
+/// Every object read from the source is checked before anything of it is stored (a pack by its
+/// hash, a blob by its keyed id); the destination's write session settles its claims on any
+/// failure.
 public final class Copier: Sendable {
     private let source: Repository
     private let destination: Repository
@@ -130,22 +138,26 @@ public final class Copier: Sendable {
 
     private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, report: inout CopyReport) async throws -> ID {
         let session = WriteSession(repository: destination)
-        let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
-        let trees = TreeSaver(blobs: blobs)
         let root: ID
         do {
-            root = try await copyTree(snapshot.tree, blobs: blobs, trees: trees)
-            try await blobs.flush()
+            if report.sharedKeys {
+                try await shipPacks(holding: try await claimMissingBlobs(under: snapshot.tree, session: session), session: session, report: &report)
+                root = snapshot.tree
+            } else {
+                let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
+                root = try await copyTree(snapshot.tree, blobs: blobs, trees: TreeSaver(blobs: blobs))
+                try await blobs.flush()
+                var summary = BackupSummary()
+                blobs.count(into: &summary)
+                report.blobsCopied += summary.blobsAdded
+                report.bytesCopied += summary.dataAdded
+                report.bytesStored += summary.dataAddedStored
+            }
             try await session.finish()
         } catch {
             await session.settleAfterFailure()
             throw error
         }
-        var summary = BackupSummary()
-        blobs.count(into: &summary)
-        report.blobsCopied += summary.blobsAdded
-        report.bytesCopied += summary.dataAdded
-        report.bytesStored += summary.dataAddedStored
         FaultPoints.hit("copy-before-snapshot")
         var copy = snapshot
         copy.tree = root
@@ -153,6 +165,87 @@ public final class Copier: Sendable {
         // The parent names a snapshot of the source; the destination's own history differs.
         copy.parent = nil
         return try await destination.saveSnapshot(copy)
+    }
+
+    /// Claims, in the destination's write session, every blob under tree `root` that the
+    /// destination lacks (the trees too: with shared keys they keep their ids); returns them.
+    /// Every tree is read, even one the destination has: a copy killed midway may have left a
+    /// tree indexed whose data never arrived.
+    private func claimMissingBlobs(under root: ID, session: WriteSession) async throws -> Set<ID> {
+        var claimed = Set<ID>()
+        var visited = Set<ID>()
+        var pending = [root]
+        while let id = pending.popLast() {
+            guard visited.insert(id).inserted else { continue }
+            try Task.checkCancellation()
+            if session.claim(id) { claimed.insert(id) }
+            for node in try await source.loadTree(id).nodes {
+                if let subtree = node.subtree { pending.append(subtree) }
+                for blob in node.content ?? [] where session.claim(blob) { claimed.insert(blob) }
+            }
+        }
+        return claimed
+    }
+
+    /// Ships the blobs `wanted` (claimed by `session`) in their sealed form, pack by pack: a pack
+    /// whose every blob is wanted is stored unchanged under its own name; from any other, the
+    /// sealed units holding wanted blobs go into new packs as they are (a bundle whole, some of
+    /// whose members the destination may then hold twice until a prune).
+    private func shipPacks(holding wanted: Set<ID>, session: WriteSession, report: inout CopyReport) async throws {
+        var byPack: [ID: Int] = [:]
+        for id in wanted {
+            guard let location = source.index.lookup(id) else {
+                throw BunkerError(.integrity, "Blob \(id.short), which the snapshot needs, is in no pack of the source repository's index; run `bunker verify` on the source.")
+            }
+            byPack[location.pack, default: 0] += 1
+        }
+        let packer = Packer(storage: destination.storage, key: destination.key, targetSize: destination.config.packSize) { id, blobs, _ in
+            try await session.packWritten(id, blobs: blobs)
+        }
+        for pack in byPack.keys.sorted() {
+            try Task.checkCancellation()
+            let data = try await source.storage.load(ObjectHandle(.pack, pack))
+            guard ID.sha256(of: data) == pack else {
+                throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository does not match its name: it is damaged. Run `bunker verify --read-data` on the source; nothing of it was copied.")
+            }
+            let blobs = try PackFormat.readHeader(of: data, id: pack, key: source.key)
+            let shipped = blobs.filter { wanted.contains($0.id) }
+            guard Set(shipped.map(\.id)).count == byPack[pack] else {
+                throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository lacks blobs its index places there; run `bunker verify --read-data` on the source.")
+            }
+            if shipped.count == blobs.count {
+                do {
+                    try await destination.storage.save(ObjectHandle(.pack, pack), data: data)
+                } catch let error as BunkerError where error.code == .objectExists {
+                    // Stored by an earlier copy killed before its index: the name is the content.
+                }
+                try await session.packWritten(pack, blobs: blobs)
+                report.packsUnchanged += 1
+                report.bytesStored += UInt64(PackFormat.dataLength(blobs))
+            } else {
+                var entries: [Packer.Entry] = []
+                for unit in PackFormat.units(blobs) where unit.contains(where: { wanted.contains($0.id) }) {
+                    let first = unit[unit.startIndex]
+                    let start = data.startIndex + Int(first.offset)
+                    let sealed = Data(data[start..<(start + Int(first.length))])
+                    if first.member == nil {
+                        entries.append(Packer.Entry(type: first.type, id: first.id, sealed: sealed, rawLength: Int(first.rawLength)))
+                    } else {
+                        entries.append(Packer.Entry(bundle: unit.map { ($0.id, Int($0.member!.length)) }, sealed: sealed, rawLength: Int(first.rawLength)))
+                    }
+                    report.bytesStored += UInt64(first.length)
+                }
+                try await packer.add(entries)
+            }
+            report.blobsCopied += shipped.count
+            let plaintext = shipped.reduce(UInt64(0)) { $0 + UInt64($1.plaintextLength) }
+            report.bytesCopied += plaintext
+            progress?.update {
+                $0.bytesDone += plaintext
+                $0.currentPath = "pack \(pack.short)"
+            }
+        }
+        try await packer.flush()
     }
 
     /// Copies the tree `id` and everything it names; returns its id in the destination.
@@ -176,10 +269,8 @@ public final class Copier: Sendable {
         return try await trees.save(tree)
     }
 
-    /// Copies one data blob unless the destination has it; returns its id there.
+    /// Copies one data blob under the destination's key (unless it has it); returns its id there.
     private func copyBlob(_ id: ID, blobs: BlobSaver) async throws -> ID {
-        let shared = source.key.sharesIdentity(with: destination.key)
-        if shared && destination.index.contains(id) { return id }
         let plaintext = try await source.loadBlob(id)
         guard source.key.blobID(of: plaintext) == id else {
             throw BunkerError(.integrity, "Blob \(id.short) of the source repository does not match its id; run `bunker verify --read-data` on the source.")
