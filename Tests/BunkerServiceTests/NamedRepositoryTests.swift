@@ -16,6 +16,7 @@ import Testing
             url = "s3://clinic-backups/bunker"
             endpoint = "https://s3.eu-central-1.amazonaws.com"
             password_file = "offsite-password"
+            object_lock = { mode = "compliance", days = 2555 }
             [repositories.offsite.retention]
             keep_weekly = 8
             keep_monthly = 12
@@ -31,6 +32,8 @@ import Testing
         #expect(offsite.settings.endpoint == "https://s3.eu-central-1.amazonaws.com")
         #expect(offsite.settings.passwordFile == "/etc/bunker/offsite-password")
         #expect(offsite.retention?.keepWeekly == 8 && offsite.retention?.keepMonthly == 12)
+        #expect(offsite.settings.objectLock == ObjectLockSettings(mode: .compliance, days: 2555))
+        #expect(try config.namedRepository("usb").settings.objectLock == nil)
         #expect(config.schedules?.first?.job == .copy && config.schedules?.first?.destination == "offsite")
 
         let selected = try config.selecting(repository: "offsite")
@@ -53,6 +56,10 @@ import Testing
         ("[repositories.offsite]\npath = \"/x\"\nsecret_access_key = \"s\"\n", "credentials"),
         ("[repositories.offsite]\npath = \"/x\"\nkeep_weekly = 3\n", "unknown key"),
         ("[repositories.\"off site\"]\npath = \"/x\"\n", "letters, digits"),
+        ("[repositories.offsite]\npath = \"/x\"\nobject_lock = { mode = \"compliance\", days = 30 }\n", "url = \\\"s3://"),
+        ("[repositories.offsite]\nurl = \"s3://b/p\"\nobject_lock = { mode = \"forever\", days = 30 }\n", "not an object-lock mode"),
+        ("[repositories.offsite]\nurl = \"s3://b/p\"\nobject_lock = { mode = \"compliance\" }\n", "days is required"),
+        ("[repositories.offsite]\nurl = \"s3://b/p\"\nobject_lock = { mode = \"compliance\", days = 0 }\n", "days"),
         ("[[schedule]]\njob = \"copy\"\ncron = \"@daily\"\n", "to = \\\"NAME\\\""),
         ("[[schedule]]\njob = \"copy\"\ncron = \"@daily\"\nto = \"cloud\"\n", "names no repository"),
         ("[repositories.offsite]\npath = \"/x\"\n[[schedule]]\njob = \"copy\"\ncron = \"@daily\"\nto = \"offsite\"\n", "password_file"),

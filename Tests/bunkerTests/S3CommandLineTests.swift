@@ -169,6 +169,25 @@ import Testing
                 #expect(verify.status == 0, "\(verify.stderr)")
                 #expect(((try json(verify.stdout) as? [String: Any])?["object_lock"] as? [String: Any])?["enforced"] as? Bool == true)
 
+                // The same from bunker.toml: a named repository's object_lock is what init uses.
+                try (TestRepository.password + "\n").write(toFile: dir + "/archive-password", atomically: true, encoding: .utf8)
+                try """
+                    [repositories.archive]
+                    url = "s3://bunker-locked/from-config"
+                    endpoint = "\(server.endpoint)"
+                    password_file = "\(dir)/archive-password"
+                    object_lock = { mode = "governance", days = 2 }
+                    """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+                var named = e
+                named["BUNKER_REPOSITORY"] = nil
+                let fromConfig = try BunkerProcess.run(["init", "--config", dir + "/bunker.toml", "--repository", "archive", "--json"], environment: named)
+                #expect(fromConfig.status == 0, "\(fromConfig.stderr)")
+                let configured = (try json(fromConfig.stdout) as? [String: Any])?["object_lock"] as? [String: Any]
+                #expect(configured?["mode"] as? String == "GOVERNANCE" && configured?["days"] as? Int == 2, "\(fromConfig.stdout)")
+                let disagreeing = try BunkerProcess.run(
+                    ["init", "--config", dir + "/bunker.toml", "--repository", "archive", "--object-lock", "compliance", "--lock-days", "3"], environment: named)
+                #expect(disagreeing.status != 0 && disagreeing.stderr.contains("disagrees"), "\(disagreeing.stderr)")
+
                 e["BUNKER_REPOSITORY"] = dir + "/local"
                 let refused = try BunkerProcess.run(["init", "--object-lock", "compliance", "--lock-days", "3"], environment: e)
                 #expect(refused.status != 0)

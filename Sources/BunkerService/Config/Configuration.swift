@@ -22,6 +22,10 @@ public struct Configuration: Sendable {
         public var pathStyle: Bool?
         public var passwordFile: String?
         public var compressionLevel: Int?
+        /// `object_lock = { mode = "compliance", days = 2555 }`: what `bunker init` creates the
+        /// repository with when no --object-lock is given (an s3:// repository only). Once
+        /// created, the repository's own sealed config rules.
+        public var objectLock: ObjectLockSettings?
 
         /// Where the repository is: `url`, else `path`.
         public var location: String? { url ?? path }
@@ -232,8 +236,18 @@ public struct Configuration: Sendable {
         repository.endpoint = try r.string("endpoint")
         repository.region = try r.string("region")
         repository.pathStyle = try r.bool("path_style")
+        if var lock = try r.table("object_lock") {
+            let mode = try lock.required { try $0.string("mode") }
+            let days = try lock.required { try $0.int("days", range: 1...ObjectLockSettings.maximumDays) }
+            try lock.rejectUnknown()
+            do {
+                repository.objectLock = ObjectLockSettings(mode: try ObjectLockMode(parsing: mode), days: days)
+            } catch let error as BunkerError {
+                throw lock.error(key: "mode", error.message)
+            }
+        }
         guard let url = repository.url else {
-            for key in ["endpoint", "region", "path_style"] where r.has(key) {
+            for key in ["endpoint", "region", "path_style", "object_lock"] where r.has(key) {
                 throw r.error(key: key, "belongs to a repository given by url = \"s3://BUCKET/PREFIX\"")
             }
             return repository

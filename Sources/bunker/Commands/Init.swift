@@ -62,7 +62,13 @@ extension BunkerCommand {
                 let storage = try RepositoryAccess.storage(location, configuration, create: true)
                 var lock: (settings: ObjectLockSettings, probe: ImmutabilityProbe)?
                 if let objectLock, let lockDays {
-                    lock = try await probedObjectLock(ObjectLockSettings(mode: ObjectLockMode(parsing: objectLock), days: lockDays), storage)
+                    let asked = ObjectLockSettings(mode: try ObjectLockMode(parsing: objectLock), days: lockDays)
+                    if let configured = configuration.repository.objectLock, configured != asked {
+                        throw BunkerError(.invalidArgument, "--object-lock \(objectLock) --lock-days \(lockDays) disagrees with the configuration's object_lock = { mode = \"\(configured.mode.rawValue.lowercased())\", days = \(configured.days) }; give the same, or drop the flags to use the configuration's.")
+                    }
+                    lock = try await probedObjectLock(asked, storage)
+                } else if let configured = configuration.repository.objectLock {
+                    lock = try await probedObjectLock(configured, storage)
                 }
                 let repo = try await Repository.create(
                     storage: storage, password: password,
