@@ -37,3 +37,40 @@ public struct ConcurrencyLimitedStorage: StorageWrapper {
         try await limiter.withPermit { try await base.remove(handle) }
     }
 }
+
+extension ConcurrencyLimitedStorage: RetentionWrapping {
+    public func wrapping(_ retention: any RetentionStorage) -> any RetentionStorage {
+        LimitedRetention(base: retention, limiter: limiter)
+    }
+}
+
+/// The object-lock calls of a storage, each holding one of the same permits as the other
+/// requests. `removeAllVersions` and the probe make several requests under one permit.
+private struct LimitedRetention: RetentionStorage {
+    let base: any RetentionStorage
+    let limiter: AsyncLimiter
+
+    func save(_ handle: ObjectHandle, data: Data, retention: ObjectRetention) async throws {
+        try await limiter.withPermit { try await base.save(handle, data: data, retention: retention) }
+    }
+
+    func retention(of handle: ObjectHandle) async throws -> ObjectRetention? {
+        try await limiter.withPermit { try await base.retention(of: handle) }
+    }
+
+    func extendRetention(of handle: ObjectHandle, to retention: ObjectRetention) async throws {
+        try await limiter.withPermit { try await base.extendRetention(of: handle, to: retention) }
+    }
+
+    func versions(of handle: ObjectHandle) async throws -> [ObjectVersion] {
+        try await limiter.withPermit { try await base.versions(of: handle) }
+    }
+
+    func removeAllVersions(of handle: ObjectHandle) async throws {
+        try await limiter.withPermit { try await base.removeAllVersions(of: handle) }
+    }
+
+    func probeImmutability(mode: ObjectLockMode) async throws -> ImmutabilityProbe {
+        try await limiter.withPermit { try await base.probeImmutability(mode: mode) }
+    }
+}

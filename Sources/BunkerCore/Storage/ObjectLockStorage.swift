@@ -21,7 +21,8 @@ public struct ObjectLockStorage: StorageWrapper {
 
     /// Wraps `base`; throws when no storage under it can keep objects locked (a local directory).
     public init(_ base: any Storage, settings: ObjectLockSettings, now: @escaping @Sendable () -> Date = { Date() }) throws {
-        guard let retaining = base.capability((any RetentionStorage).self) else {
+        // Through the retrying and limiting wrappers under this one, like every other request.
+        guard let retaining = base.retention else {
             throw BunkerError(.invalidArgument, "Object lock needs an S3 bucket created with object lock enabled; this repository's storage cannot keep objects undeletable. Use an s3:// repository on such a bucket, or create the repository without --object-lock.")
         }
         self.base = base

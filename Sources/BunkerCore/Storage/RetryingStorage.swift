@@ -50,18 +50,25 @@ public struct RetryingStorage: StorageWrapper {
     }
 
     public func save(_ handle: ObjectHandle, data: Data) async throws {
+        try await savingOnce(handle, data: data) { try await base.save(handle, data: data) }
+    }
+
+    /// Runs `save` with retries. A save that failed may still have reached the storage (the
+    /// answer was lost, not the request): when a retried save then finds the name taken, the
+    /// stored object is compared with the data, and the same bytes mean the earlier attempt
+    /// succeeded.
+    fileprivate func savingOnce(_ handle: ObjectHandle, data: Data, _ save: () async throws -> Void) async throws {
         var retried = false
         do {
             try await retrying("saving \(handle)") {
                 do {
-                    try await base.save(handle, data: data)
+                    try await save()
                 } catch let error as BunkerError where error.code == .storageUnavailable {
                     retried = true
                     throw error
                 }
             }
         } catch let error as BunkerError where error.code == .objectExists && retried {
-            // An earlier attempt may have stored it before its answer was lost.
             guard try await base.load(handle) == data else { throw error }
         }
     }
@@ -82,7 +89,7 @@ public struct RetryingStorage: StorageWrapper {
         try await retrying("deleting \(handle)") { try await base.remove(handle) }
     }
 
-    private func retrying<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
+    fileprivate func retrying<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
         let clock = elapsed()
         var bound = policy.initialDelay
         var failures = 0
@@ -115,5 +122,43 @@ public struct RetryingStorage: StorageWrapper {
     private static func describe(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return seconds < 90 ? String(format: "%.1f s", seconds) : String(format: "%.0f min", seconds / 60)
+    }
+}
+
+extension RetryingStorage: RetentionWrapping {
+    public func wrapping(_ retention: any RetentionStorage) -> any RetentionStorage {
+        RetryingRetention(base: retention, retrying: self)
+    }
+}
+
+/// The object-lock calls of a storage, retried as ``RetryingStorage`` retries the others. Every
+/// call is safe to repeat: a retention is only ever moved later, a version deleted twice is
+/// gone once, and each probe writes an object of its own.
+private struct RetryingRetention: RetentionStorage {
+    let base: any RetentionStorage
+    let retrying: RetryingStorage
+
+    func save(_ handle: ObjectHandle, data: Data, retention: ObjectRetention) async throws {
+        try await retrying.savingOnce(handle, data: data) { try await base.save(handle, data: data, retention: retention) }
+    }
+
+    func retention(of handle: ObjectHandle) async throws -> ObjectRetention? {
+        try await retrying.retrying("reading the retention of \(handle)") { try await base.retention(of: handle) }
+    }
+
+    func extendRetention(of handle: ObjectHandle, to retention: ObjectRetention) async throws {
+        try await retrying.retrying("extending the retention of \(handle)") { try await base.extendRetention(of: handle, to: retention) }
+    }
+
+    func versions(of handle: ObjectHandle) async throws -> [ObjectVersion] {
+        try await retrying.retrying("listing the versions of \(handle)") { try await base.versions(of: handle) }
+    }
+
+    func removeAllVersions(of handle: ObjectHandle) async throws {
+        try await retrying.retrying("deleting the versions of \(handle)") { try await base.removeAllVersions(of: handle) }
+    }
+
+    func probeImmutability(mode: ObjectLockMode) async throws -> ImmutabilityProbe {
+        try await retrying.retrying("probing the object lock") { try await base.probeImmutability(mode: mode) }
     }
 }

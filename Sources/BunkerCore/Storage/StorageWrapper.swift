@@ -28,6 +28,34 @@ extension Storage {
     }
 }
 
+/// A wrapper whose feature applies to the object-lock calls of the storage under it too: retries
+/// and the concurrency limit do, since a `PutObjectRetention` meets the same 503s and the same
+/// server limits as a `PutObject`.
+public protocol RetentionWrapping: StorageWrapper {
+    /// `retention` (the object-lock calls of a storage under this one) with this wrapper's
+    /// feature applied.
+    func wrapping(_ retention: any RetentionStorage) -> any RetentionStorage
+}
+
+extension Storage {
+    /// The object-lock calls of the innermost storage that offers them, through every wrapper
+    /// on the way that applies to them (``RetentionWrapping``); nil when no storage under this
+    /// one can keep objects locked (a local directory).
+    public var retention: (any RetentionStorage)? {
+        var wrappers: [any RetentionWrapping] = []
+        var current: any Storage = self
+        while true {
+            if let found = current as? any RetentionStorage {
+                // The wrapper nearest the backend applies first, as it does for other calls.
+                return wrappers.reversed().reduce(found) { $1.wrapping($0) }
+            }
+            guard let wrapper = current as? any StorageWrapper else { return nil }
+            if let applying = wrapper as? any RetentionWrapping { wrappers.append(applying) }
+            current = wrapper.base
+        }
+    }
+}
+
 /// What a wrapper does not change it passes to its base unchanged: a wrapper that adds one
 /// feature implements only the calls that feature touches.
 extension StorageWrapper {

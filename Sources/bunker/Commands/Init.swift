@@ -98,7 +98,7 @@ extension BunkerCommand {
 /// honours it), but never called immutable.
 private func probedObjectLock(_ settings: ObjectLockSettings, _ storage: any Storage) async throws -> (settings: ObjectLockSettings, probe: ImmutabilityProbe) {
     try settings.validate()
-    guard let retaining = storage.capability((any RetentionStorage).self) else {
+    guard let retaining = storage.retention else {
         throw BunkerError(.invalidArgument, "--object-lock needs an s3:// repository in a bucket created with object lock enabled; a local directory cannot keep objects undeletable. Give an s3:// location, or drop --object-lock and --lock-days.")
     }
     let probe = try await retaining.probeImmutability(mode: settings.mode)

@@ -60,6 +60,32 @@ import Testing
         }
     }
 
+    /// Object-lock calls (retention reads and extensions, version deletes, the probe) meet the
+    /// same 503s and server limits as the rest: they are retried and limited too.
+    @Test func objectLockCallsAreRetriedAndLimitedLikeTheRest() async throws {
+        let flaky = ProbeStorage(failures: 3)
+        let stacked = RetryingStorage(ConcurrencyLimitedStorage(flaky, limit: 2), policy: RetryPolicy(initialDelay: .milliseconds(1)),
+                                      sleep: { _ in }, clock: { { .zero } })
+        let retention = try #require(stacked.retention)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<20 {
+                group.addTask {
+                    try await retention.extendRetention(of: ObjectHandle(.pack, "\(i)"), to: ObjectRetention(mode: .compliance, until: Date()))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(flaky.calls == 23, "20 calls and 3 retries of the ones that met a 503: \(flaky.calls)")
+        #expect(flaky.peak == 2, "at most 2 requests at once: \(flaky.peak)")
+        _ = try await retention.probeImmutability(mode: .compliance)
+
+        try await withTemporaryDirectory { dir in
+            let local = LocalStorage(path: dir + "/repo")
+            try local.create()
+            #expect(RetryingStorage(ConcurrencyLimitedStorage(local)).retention == nil, "a local directory cannot keep objects locked")
+        }
+    }
+
     @Test func aConcurrencyLimitIsNeverExceeded() async throws {
         let probe = ProbeStorage()
         let limited = ConcurrencyLimitedStorage(probe, limit: 3)
@@ -158,7 +184,7 @@ final class ProbeStorage: Storage, @unchecked Sendable {
     var peak: Int { state.withLock { $0.peak } }
     var calls: Int { state.withLock { $0.calls } }
 
-    private func call<T>(_ result: T) async throws -> T {
+    fileprivate func call<T>(_ result: T) async throws -> T {
         let failing = state.withLock { s -> Bool in
             s.calls += 1
             s.running += 1
@@ -176,6 +202,15 @@ final class ProbeStorage: Storage, @unchecked Sendable {
     func stat(_ handle: ObjectHandle) async throws -> ObjectInfo { try await call(ObjectInfo(handle: handle, size: 0)) }
     func list(_ kind: ObjectKind) async throws -> [ObjectInfo] { try await call([]) }
     func remove(_ handle: ObjectHandle) async throws { try await call(()) }
+}
+
+extension ProbeStorage: RetentionStorage {
+    func save(_ handle: ObjectHandle, data: Data, retention: ObjectRetention) async throws { try await call(()) }
+    func retention(of handle: ObjectHandle) async throws -> ObjectRetention? { try await call(nil) }
+    func extendRetention(of handle: ObjectHandle, to retention: ObjectRetention) async throws { try await call(()) }
+    func versions(of handle: ObjectHandle) async throws -> [ObjectVersion] { try await call([]) }
+    func removeAllVersions(of handle: ObjectHandle) async throws { try await call(()) }
+    func probeImmutability(mode: ObjectLockMode) async throws -> ImmutabilityProbe { try await call(ImmutabilityProbe(enforced: true, detail: "probe")) }
 }
 
 /// The first save reaches the storage (or not) but its answer is lost as a reset connection.
