@@ -96,7 +96,14 @@ import Testing
 
                 var options = PruneOptions()
                 options.maxUnused = .percent(0)
+                // A dry run says beforehand what the lock will keep.
+                var dry = options
+                dry.dryRun = true
+                let planned = try await Pruner(repository: repository, options: dry).run()
+                #expect(planned.objectsKeptByLock > 0 && planned.bytesKeptByLock > 0, "\(planned)")
+                #expect(planned.bytesDeleted == 0 && planned.bytesFreed <= 0, "\(planned)")
                 let report = try await Pruner(repository: repository, options: options).run()
+                #expect(report.objectsKeptByLock == planned.objectsKeptByLock)
                 #expect(report.objectsKeptByLock > 0)
                 #expect(report.bytesKeptByLock > 0)
                 #expect(report.keptByLockUntil.map { $0 > Date().addingTimeInterval(86400) } == true)
@@ -106,6 +113,23 @@ import Testing
                 let check = try await Checker(repository: repository).check(readData: true)
                 #expect(check.ok, "\(check.errors)")
             }
+        }
+    }
+
+    /// A key file is retained like the data it unlocks: removing one, or changing a password,
+    /// is refused before anything changes, saying until when and what to do instead.
+    @Test func aLockedKeyIsNeverHalfRemoved() async throws {
+        try await withSeaweedFS { server in
+            let storage = try await lockedStorage(server)
+            let repository = try await Repository.create(
+                storage: storage, password: TestRepository.password,
+                config: .new(chunker: TestRepository.smallChunks, objectLock: ObjectLockSettings(mode: .compliance, days: 1, enforced: true)))
+            let added = try await repository.addKey(password: "second password", kdf: .testing)
+            let removal = await #expect(throws: BunkerError.self) { try await repository.removeKey(added) }
+            #expect(removal?.code == .objectLocked && removal?.message.contains("bunker key add") == true, "\(String(describing: removal))")
+            let change = await #expect(throws: BunkerError.self) { try await repository.changePassword(to: "third password", kdf: .testing) }
+            #expect(change?.code == .objectLocked)
+            #expect(try await repository.listKeys().count == 2, "nothing was added or removed")
         }
     }
 

@@ -32,6 +32,25 @@ extension Pruner {
         if report.keptByLockUntil.map({ until > $0 }) ?? true { report.keptByLockUntil = until }
     }
 
+    /// A dry run's report as the real prune would end it: the objects whose lock has not ended
+    /// are reported as kept by the lock, and their bytes are not counted as freed.
+    func reportWithLocks(_ plan: PrunePlan) async throws -> PruneReport {
+        var report = plan.report
+        guard objectLock != nil else { return report }
+        if plan.changesIndex {
+            for id in plan.indexFiles {
+                if let until = try await lockedUntil(ObjectHandle(.index, id)) { keptByLock(0, until: until, &report) }
+            }
+        }
+        for pack in plan.packsToDelete {
+            guard let until = try await lockedUntil(ObjectHandle(.pack, pack)) else { continue }
+            let size = plan.packBlobs[pack].map { UInt64(PackFormat.packSize($0)) } ?? plan.unindexedSizes[pack] ?? 0
+            keptByLock(size, until: until, &report)
+        }
+        report.bytesFreed = Int64(report.bytesDeleted) - Int64(report.bytesRepacked)
+        return report
+    }
+
     /// Extends the locks of everything prune keeps, by the rule above; returns how many it
     /// extended. Index files the new one `superseded` are not kept, even when their lock kept them.
     func extendLocks(keptPacks: [ID], superseded: Set<ID>) async throws -> Int {

@@ -59,7 +59,7 @@ public struct Pruner: Sendable {
     private func pruneKeepingIndex() async throws -> PruneReport {
         do {
             let plan = try await plan()
-            if options.dryRun { return plan.report }
+            if options.dryRun { return try await reportWithLocks(plan) }
             return try await apply(plan)
         } catch {
             if !options.dryRun {

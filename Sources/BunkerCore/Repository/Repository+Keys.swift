@@ -48,14 +48,30 @@ extension Repository {
         guard keys.count > 1 else {
             throw BunkerError(.invalidArgument, "Refusing to remove the last key: the repository would be unreadable forever.")
         }
+        try await refuseIfLocked(key: target.id)
         try await storage.remove(ObjectHandle(.key, target.id))
         return target.id
     }
 
     /// Replaces the current key's password: adds a new key, then removes the old one.
+    /// Under an object lock whose retention on the key file has not ended, refuses before adding
+    /// anything (the old password would go on opening the repository).
     public func changePassword(to password: String, kdf: KDFParameters = .standard) async throws -> String {
+        try await refuseIfLocked(key: keyName)
         let name = try await addKey(password: password, kdf: kdf)
         try await storage.remove(ObjectHandle(.key, keyName))
         return name
+    }
+
+    /// Refuses to remove key file `name` while the repository's object lock keeps it. A key file
+    /// is retained like every object that holds data, since without one the data is lost.
+    private func refuseIfLocked(key name: String) async throws {
+        guard let lock = storage.capability(ObjectLockStorage.self),
+              let until = try await lock.lockedUntil(ObjectHandle(.key, name)) else { return }
+        throw BunkerError(
+            .objectLocked,
+            "Key \(name.prefix(8)) is kept by the repository's object lock until \(until.formatted(.iso8601)): nobody can delete it before then, so its password opens the repository until that day. "
+                + "Add a new password now with `bunker key add`, and remove this key after that date with `bunker key remove \(name.prefix(8))`. "
+                + "If the password has leaked, make a new repository with `bunker init` (without --copy-params-from, so it has a master key of its own) and `bunker copy` the snapshots into it.")
     }
 }
