@@ -4,7 +4,9 @@ import Foundation
 /// Reads a file's content back from a repository, in order, checked end to end.
 ///
 /// Chunks are loaded in batches of about 2 MiB (so that a database's small page chunks, adjacent
-/// in their packs, cost one request), the next batch while `body` consumes the current one. The
+/// in their packs, cost one request), the next ones while `body` consumes the current one: two
+/// at a time from a local directory, more from an object store (half the loader's
+/// ``BlobLoader/parallelReads``), where a request's wait, not the disk, is what takes the time. The
 /// SHA-256 of everything handed to `body` is compared with the one recorded at backup time when
 /// the content ends: a consumer that must not keep unverified data (a restore into place, a
 /// database load in one transaction) commits only after `read` returns.
@@ -38,7 +40,7 @@ public struct ContentReader: Sendable {
                 next += 1
                 group.addTask { (i, try await self.load(ids)) }
             }
-            while next < min(2, batches.count) { launch() }
+            while next < min(max(2, loader.parallelReads / 2), batches.count) { launch() }
             for i in batches.indices {
                 while loaded[i] == nil, let (done, blobs) = try await group.next() { loaded[done] = blobs }
                 let blobs = loaded.removeValue(forKey: i)!

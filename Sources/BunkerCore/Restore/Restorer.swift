@@ -9,6 +9,13 @@ public protocol BlobLoader: Sendable {
     func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data]
     /// Loads a directory listing.
     func loadTree(_ id: ID) async throws -> Tree
+    /// How many reads are worth having in flight at once: a few where each would only add a
+    /// disk seek, more where each request mostly waits on a network (an object store).
+    var parallelReads: Int { get }
+}
+
+extension BlobLoader {
+    public var parallelReads: Int { 4 }
 }
 
 extension BlobLoader {
@@ -19,7 +26,13 @@ extension BlobLoader {
     }
 }
 
-extension Repository: BlobLoader {}
+extension Repository: BlobLoader {
+    /// As many as the storage's concurrency limit (an object store's; 8 by default), at least
+    /// the four a local directory gets.
+    public var parallelReads: Int {
+        max(4, storage.capability(ConcurrencyLimitedStorage.self)?.limit ?? 4)
+    }
+}
 
 /// A file that could not be restored, and why.
 public struct RestoreFailure: Sendable, Codable, Equatable {
@@ -78,13 +91,16 @@ public final class Restorer: Sendable {
     private let reader: ContentReader
     private let failures = Mutex<[RestoreFailure]>([])
     private let counters = Mutex(RestoreReport())
-    private let fileLimiter = AsyncLimiter(limit: 2)
+    /// Files restored at once: half the loader's parallel reads, since each file keeps a few
+    /// batches in flight itself (``ContentReader``).
+    private let fileLimiter: AsyncLimiter
     private let isRoot = geteuid() == 0
 
     /// `includes` are paths inside the snapshot (`studies/2024`, `/studies/a.json`); empty means all.
     public init(loader: any BlobLoader, includes: [String] = [], progress: OperationProgress? = nil) {
         self.loader = loader
         self.reader = ContentReader(loader: loader)
+        self.fileLimiter = AsyncLimiter(limit: max(2, loader.parallelReads / 2))
         self.progress = progress
         self.includes = includes.map { $0.split(separator: "/").joined(separator: "/") }.filter { !$0.isEmpty }
     }
