@@ -1,0 +1,68 @@
+import BunkerCore
+import BunkerSources
+import Foundation
+
+extension SnapshotSource {
+    /// Whether the record is of a PostgreSQL physical base backup (`method = "physical"`).
+    public var isPhysicalBaseBackup: Bool { sourceKind == .postgres && details?["method"] == "physical" }
+
+    /// When a physical base backup ended (Bunker's clock once pg_basebackup had finished).
+    public var baseBackupStopTime: Date? { details?["stop_time"].flatMap(Timestamp.parse) }
+}
+
+extension BunkerService {
+    /// The snapshot a restore reads: the one the request names, except that `latest` with a
+    /// physical restore (`--pgdata`, or a recovery target) is the newest snapshot holding a base
+    /// backup of the named source that ended before the target time, if there is one. A named
+    /// snapshot whose base backup ended after the target time is refused: recovery cannot go
+    /// back before the end of its base backup.
+    func restoredSnapshot(_ request: SourceRestoreRequest) async throws -> (id: ID, snapshot: Snapshot) {
+        let physical = request.recovery != nil || { if case .pgdata = request.target { true } else { false } }()
+        guard physical else { return try await repository.findSnapshot(request.snapshot) }
+        guard request.sourceNames.count == 1, let source = request.sourceNames.first else {
+            throw BunkerError(.invalidArgument, "A point-in-time restore restores one PostgreSQL source: name it with --source NAME.")
+        }
+        var moment: Date?
+        if case .time(let time) = request.recovery?.target { moment = time }
+        let shown = moment.map(RecoveryTarget.postgresTime)
+        if request.snapshot != "latest" {
+            let found = try await repository.findSnapshot(request.snapshot)
+            if let moment, let record = found.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup,
+               let stop = record.baseBackupStopTime, stop > moment {
+                throw BunkerError(.invalidArgument, "The base backup of source \(source) in snapshot \(found.id.short) ended at \(RecoveryTarget.postgresTime(stop)), after the target \(shown!): recovery can only move forward from the end of a base backup. Give an older snapshot, or `latest` to let Bunker choose.")
+            }
+            return found
+        }
+        let candidates = try await repository.snapshots().filter { entry in
+            guard let record = entry.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup else { return false }
+            guard let moment else { return true }
+            return record.baseBackupStopTime.map { $0 <= moment } ?? false
+        }
+        guard let newest = candidates.max(by: { ($0.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) < ($1.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) }) else {
+            if let shown {
+                throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before \(shown), so Bunker cannot restore to that moment: the point-in-time window starts at the end of the oldest base backup (`bunker snapshots` lists them). Choose a later target.")
+            }
+            throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) (method = \"physical\"); run `bunker backup` first.")
+        }
+        return newest
+    }
+
+    /// The recovery options a restore or drill of `source` uses: the request's, with the
+    /// `restore_command` that calls this very executable, with this configuration.
+    func recoveryOptions(_ requested: RecoveryOptions?, source: String) -> RecoveryOptions {
+        var options = requested ?? RecoveryOptions()
+        var command = [Self.executablePath]
+        if let file = configuration.file { command += ["--config", Configuration.absolute(file, relativeTo: nil)] }
+        options.walFetch = command + ["wal", "fetch", "--source", source]
+        return options
+    }
+
+    /// The full path of the running `bunker`: PostgreSQL runs `restore_command` as its own user,
+    /// in its own environment, where `bunker` may not be on the PATH.
+    static var executablePath: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return Configuration.absolute(CommandLine.arguments[0], relativeTo: nil)
+    }
+}
