@@ -111,10 +111,68 @@ struct PhysicalServer: Sendable {
         return "runuser -u \(owner.name) -- " + command
     }
 
+    /// Starts the server with `pg_ctl -w`, which returns once the server accepts connections:
+    /// for a recovery with hot_standby (the default), once it is consistent; the end of recovery
+    /// is waited for by ``waitForRecovery(target:timeout:)``.
+    ///
+    /// pg_ctl is spawned with only descriptors 0–2, its output in a file: the server it starts
+    /// inherits what pg_ctl has, and a pipe of Bunker's held open by the server would never end.
     func start(private isPrivate: Bool) async throws {
-        // pg_ctl -w returns once the server accepts connections: for a recovery with
-        // hot_standby (the default), once it is consistent; the end of recovery is waited for below.
-        _ = try await run(bin + "/pg_ctl", ["-D", directory, "-l", log, "-w", "-t", "3600", "start", "-o", options(private: isPrivate)], what: "Starting the restored server in \(directory)")
+        let (program, words) = command(bin + "/pg_ctl", ["-D", directory, "-l", log, "-w", "-t", "3600", "start", "-o", options(private: isPrivate)])
+        let output = directory + "/bunker-pg_ctl.out"
+        let pid = try Self.spawn(program, words, outputFile: output)
+        defer { unlink(output) }
+        var status: Int32 = 0
+        while true {
+            let done = waitpid(pid, &status, WNOHANG)
+            if done == pid { break }
+            if done < 0 && errno != EINTR {
+                throw BunkerError(.sourceIO, "Cannot wait for pg_ctl: \(String(cString: strerror(errno))).")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+            let said = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            throw BunkerError(.sourceIO, "Starting the restored server in \(directory) failed (pg_ctl said: \(said.trimmingCharacters(in: .whitespacesAndNewlines))). The server's log says: \(logTail())")
+        }
+    }
+
+    /// Starts `executable` with standard input from /dev/null, its output in `outputFile`, and no
+    /// other descriptor of Bunker's; returns its process id.
+    private static func spawn(_ executable: String, _ arguments: [String], outputFile: String) throws -> pid_t {
+        let fd = open(outputFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard fd >= 0 else {
+            throw BunkerError(.sourceIO, "Cannot create \(outputFile): \(String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        fchmod(fd, 0o666)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+            _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+        } else {
+            for open in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap(Int32.init) where open >= 3 {
+                posix_spawn_file_actions_addclose(&actions, open)
+            }
+        }
+        let environment = ChildProcess.environment(inheriting: ProcessInfo.processInfo.environment, adding: [:])
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard spawned == 0 else {
+            throw BunkerError(.sourceIO, "Cannot run \(executable): \(String(cString: strerror(spawned))).")
+        }
+        return pid
     }
 
     /// Stops the server (fast shutdown); best effort.

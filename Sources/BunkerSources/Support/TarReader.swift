@@ -98,7 +98,7 @@ final class TarReader: EntryStream, @unchecked Sendable {
             }
             let path = name.split(separator: "/").map(String.init).filter { $0 != "." }
             let mode = UInt32(Self.octal(header[100..<108]) ?? 0o600) & 0o7777
-            let mtime = pax["mtime"].flatMap(Double.init).map { Int64($0 * 1e9) } ?? Int64(Self.octal(header[136..<148]) ?? 0) * 1_000_000_000
+            let mtime = pax["mtime"].flatMap { Double($0) }.map { Int64($0 * 1e9) } ?? Int64(Self.octal(header[136..<148]) ?? 0) * 1_000_000_000
             let uid = UInt32(truncatingIfNeeded: Self.octal(header[108..<116]) ?? 0)
             let gid = UInt32(truncatingIfNeeded: Self.octal(header[116..<124]) ?? 0)
             let kind: Node.Kind
@@ -131,7 +131,7 @@ final class TarReader: EntryStream, @unchecked Sendable {
             let joined = path.joined(separator: "/")
             keeping = keep.contains(joined) ? joined : nil
             if let keeping { kept[keeping] = Data() }
-            return (entry, TarEntryContent(reader: self))
+            return (entry, TarEntryContent(reader: self) as any ByteStream)
         }
     }
 
