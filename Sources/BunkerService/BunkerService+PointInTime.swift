@@ -66,3 +66,30 @@ extension BunkerService {
         return Configuration.absolute(CommandLine.arguments[0], relativeTo: nil)
     }
 }
+
+extension SourceRestoreRequest {
+    /// Makes this a restore of `source`'s physical base backup into the new data directory
+    /// `pgdata`, recovered up to `targetTime` (as users write it: `2026-12-03 14:00:00+00`),
+    /// or through all archived WAL when nil; the server is not started.
+    public mutating func restorePhysical(source: String, into pgdata: String, targetTime: String?) throws {
+        var recovery = RecoveryOptions()
+        if let targetTime {
+            guard let moment = RecoveryTarget.parseTime(targetTime) else {
+                throw BunkerError(.invalidArgument, "\"\(targetTime)\" is not a moment Bunker can read: write it as \"2026-12-03 14:00:00+00\" or 2026-12-03T14:00:00Z (with its offset from UTC).")
+            }
+            recovery.target = .time(moment)
+        }
+        sourceNames = [source]
+        target = .pgdata(pgdata)
+        self.recovery = recovery
+        safetyBackup = false
+    }
+}
+
+extension BunkerService {
+    /// The sources of a snapshot that hold physical base backups.
+    public func physicalSources(inSnapshot reference: String) async throws -> [String] {
+        let (_, snapshot) = try await repository.findSnapshot(reference)
+        return (snapshot.sources ?? []).filter(\.isPhysicalBaseBackup).map(\.name)
+    }
+}
