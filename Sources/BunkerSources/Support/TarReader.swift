@@ -16,7 +16,7 @@ protocol TarInput: Sendable {
 /// `size`, `mtime`; a global header is skipped) and GNU long names (`L`, `K`), sizes in octal or
 /// GNU base-256. Regular files, directories and symlinks become ``StreamedEntry`` values; a hard
 /// link or a device is refused, since a data directory holds none. Every header's checksum is
-/// checked, and an archive that ends before its two zero blocks is an error: a cut stream must
+/// checked, and an archive that ends before its end-of-archive (zero) block is an error: a cut stream must
 /// never pass for a whole one.
 ///
 /// The reader keeps one buffer of its own and refills it with large reads, so that the many
