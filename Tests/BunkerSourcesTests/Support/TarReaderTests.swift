@@ -47,17 +47,19 @@ import Testing
     func readsEveryFormatGNUTarWrites(format: String) async throws {
         try await withTemporaryDirectory { dir in
             let long = try makeTree(dir)
-            // ustar cannot hold the long directory name: leave it out there.
-            let exclude = format == "ustar" ? "--exclude=base/segment-*" : ""
-            let made = try shell("tar --format=\(format) \(exclude) -C '\(dir)/tree' -cf '\(dir)/a.tar' base empty link")
+            // ustar cannot hold the long names: leave them out there.
+            let members = format == "ustar" ? "base/backup_label empty" : "base empty link"
+            let made = try shell("tar --format=\(format) -C '\(dir)/tree' -cf '\(dir)/a.tar' \(members)")
             #expect(made.status == 0, "\(made.output)")
             let archive = try Data(contentsOf: URL(fileURLWithPath: dir + "/a.tar"))
             let read = try await entries(of: archive) { $0.first == "base" ? 8192 : nil }
             let byPath = Dictionary(read.map { ($0.entry.path.joined(separator: "/"), $0) }, uniquingKeysWith: { $1 })
             #expect(byPath["empty"]?.content == Data())
             #expect(byPath["empty"]?.entry.pageSize == nil)
-            #expect(byPath["base"]?.entry.type == .directory)
-            #expect(byPath["link"]?.entry.type == .symlink)
+            if format != "ustar" {
+                #expect(byPath["base"]?.entry.type == .directory)
+                #expect(byPath["link"]?.entry.type == .symlink)
+            }
             #expect(byPath["base/backup_label"]?.content.map { String(decoding: $0, as: UTF8.self) }?.hasPrefix("START WAL") == true)
             if format != "ustar" {
                 let file = try #require(byPath["base/\(long)/16384"], "\(byPath.keys.sorted())")
@@ -73,7 +75,8 @@ import Testing
             _ = try makeTree(dir)
             #expect(try shell("tar --format=gnu -C '\(dir)/tree' -cf '\(dir)/a.tar' .").status == 0)
             let archive = try Data(contentsOf: URL(fileURLWithPath: dir + "/a.tar"))
-            for cut in [archive.count - 1024, 700, 512 + 100] {
+            // Inside a header, inside a file's content, at a header's boundary.
+            for cut in [700, 612, 1024, 5000, 15000] where cut < archive.count - 10240 {
                 await #expect(throws: BunkerError.self, "cut at \(cut)") {
                     _ = try await entries(of: archive.prefix(cut))
                 }
