@@ -86,7 +86,7 @@ import Testing
             #expect(bunker.contains("/bunker --config \(dir)/bunker.toml wal fetch --source clinic %f %p"), "\(bunker)")
             #expect(bunker.hasPrefix("restore_command = '/"), "the executable's full path: \(bunker)")
             #expect(auto.contains("recovery_target_timeline = 'latest'") && auto.contains("recovery_target_action = 'promote'"), "\(auto)")
-            #expect(!auto.contains("recovery_target_time"), "--latest sets no target: \(auto)")
+            #expect(!auto.contains("recovery_target_time ="), "--latest sets no target: \(auto)")
             var status = stat()
             #expect(stat(dir + "/restored-plain", &status) == 0 && status.st_mode & 0o777 == 0o700)
             if geteuid() == 0 { #expect(status.st_uid == getpwnam("postgres").pointee.pw_uid, "given to PostgreSQL's user") }
@@ -166,7 +166,8 @@ import Testing
     /// and `wal fetch` as that user, so the repository, the data directory and the password
     /// file are that user's, and so are the backup and the restore.
     @Test func pointInTimeRestoreStopsBetweenTwoCommits() async throws {
-        guard (try BunkerProcess.run(["wal", "--help"])).status == 0 else {
+        let wal = try BunkerProcess.run(["wal", "--help"])
+        guard wal.status == 0, wal.stdout.contains("fetch") else {
             print("pointInTimeRestoreStopsBetweenTwoCommits: skipped, this build has no `bunker wal` (WAL archiving lands separately).")
             return
         }
@@ -187,7 +188,8 @@ import Testing
 
             // Archive every segment with `bunker wal push`.
             let archive = "\(BunkerProcess.executable) --config \(dir)/bunker.toml wal push --source clinic %p"
-            try cluster.psql("ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '\(archive)'")
+            try cluster.psql("ALTER SYSTEM SET archive_mode = on")
+            try cluster.psql("ALTER SYSTEM SET archive_command = '\(archive)'")
             let data = cluster.directory + "/data"
             // Output to a file, not a pipe: the restarted server would hold a pipe open.
             let pgctl = [bin + "/pg_ctl", "-D", data, "-l", cluster.directory + "/server.log", "-w", "-t", "60", "restart", "-o", "-k \(cluster.directory) -c listen_addresses='' -p 5432"]

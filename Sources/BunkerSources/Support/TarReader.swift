@@ -34,6 +34,8 @@ final class TarReader: EntryStream, @unchecked Sendable {
     /// The current entry's path, if its content is kept (see ``keep``).
     private var keeping: String?
     private var ended = false
+    /// Whether the input has ended.
+    private var inputEnded = false
     /// Paths whose content is also kept in ``kept`` (small files such as `backup_label`).
     let keep: Set<String>
     /// The content of the kept files read so far, by path.
@@ -61,6 +63,17 @@ final class TarReader: EntryStream, @unchecked Sendable {
     // MARK: - Entries
 
     func nextEntry() async throws -> (StreamedEntry, (any ByteStream)?)? {
+        do {
+            return try await readEntry()
+        } catch {
+            // An archive cut short is most often a producer that failed: its error says why.
+            // (Only once its output has ended: a producer still writing would never exit.)
+            if inputEnded { try await finishInput() }
+            throw error
+        }
+    }
+
+    private func readEntry() async throws -> (StreamedEntry, (any ByteStream)?)? {
         guard !ended else { return nil }
         try await skipRest()
         var pax: [String: String] = [:]
@@ -149,6 +162,7 @@ final class TarReader: EntryStream, @unchecked Sendable {
         let wanted = Int(min(UInt64(min(count, Self.capacity)), remaining))
         guard wanted > 0 else { return }
         if try await !fill(wanted) {
+            try await finishInput()
             throw truncated("the content of an entry")
         }
     }
@@ -219,7 +233,10 @@ final class TarReader: EntryStream, @unchecked Sendable {
             compact()
             try await input.waitFor(count - buffered)
             let n = try input.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[end..<Self.capacity]))
-            if n == 0 { return false }
+            if n == 0 {
+                inputEnded = true
+                return false
+            }
             end += n
         }
         return true
