@@ -146,6 +146,23 @@ import Testing
         }
     }
 
+    @Test func drillStartsAScratchServerChecksItAndRemovesIt() async throws {
+        try await withPhysicalSource { _, cluster, e in
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY); INSERT INTO patients SELECT generate_series(1, 100)", database: "clinic")
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
+            let drill = try BunkerProcess.run(["drill", "--source", "clinic", "--json"], environment: e)
+            #expect(drill.status == 0, "\(drill.stdout)\(drill.stderr)")
+            let report = try json(drill.stdout)
+            let checks = try #require((report["sources"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]])
+            #expect(checks.map { $0["name"] as? String } == ["sha256", "recovery"], "\(checks)")
+            #expect(checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks)")
+            let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
+            #expect(after.subtracting(before).isEmpty, "the scratch cluster is removed")
+        }
+    }
+
     @Test func restoreToATimeBeforeEveryBaseBackupIsRefused() async throws {
         try await withPhysicalSource { dir, _, e in
             let backup = try BunkerProcess.run(["backup"], environment: e)
