@@ -176,6 +176,21 @@ import Testing
         }
     }
 
+    /// A target past the end of what can be replayed (here: no archived WAL at all) makes
+    /// PostgreSQL stop instead of promoting early; the restore fails and says why.
+    @Test func restoreToAMomentPastTheArchivedWALFailsClearly() async throws {
+        try await withPhysicalSource { dir, _, e in
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            try await Task.sleep(for: .seconds(1))
+            let target = ISO8601DateFormatter().string(from: Date())
+            let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/late", "--to-time", target, "--start"], environment: e)
+            defer { stopServer(dir + "/late") }
+            #expect(restore.status != 0, "\(restore.stdout)")
+            #expect(restore.stderr.contains("recovery ended before configured recovery target was reached"), "\(restore.stderr)")
+        }
+    }
+
     /// Needs `bunker wal push` and `bunker wal fetch` (the WAL archiving branch of issue 16):
     /// skipped, with a note, while `bunker wal --help` fails.
     ///
