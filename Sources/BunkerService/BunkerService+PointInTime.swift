@@ -8,12 +8,15 @@ extension SnapshotSource {
 
     /// When a physical base backup ended (Bunker's clock once pg_basebackup had finished).
     public var baseBackupStopTime: Date? { details?["stop_time"].flatMap(Timestamp.parse) }
+    /// The WAL location where a physical base backup ended, as a number.
+    var baseBackupStopLSN: UInt64? { details?["stop_lsn"].flatMap(BunkerService.lsn) }
 }
 
 extension BunkerService {
     /// The snapshot a restore reads: the one the request names, except that `latest` with a
     /// physical restore (`--pgdata`, or a recovery target) is the newest snapshot holding a base
-    /// backup of the named source that ended before the target time, if there is one. A named
+    /// backup of the named source that ended before the target time or WAL location, if there
+    /// is one (for a transaction id or a restore point, which say nothing of when, the newest). A named
     /// snapshot whose base backup ended after the target time is refused: recovery cannot go
     /// back before the end of its base backup.
     func restoredSnapshot(_ request: SourceRestoreRequest) async throws -> (id: ID, snapshot: Snapshot) {
@@ -23,7 +26,16 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "A point-in-time restore restores one PostgreSQL source: name it with --source NAME.")
         }
         var moment: Date?
-        if case .time(let time) = request.recovery?.target { moment = time }
+        var location: UInt64?
+        switch request.recovery?.target {
+        case .time(let time): moment = time
+        case .lsn(let text):
+            guard let parsed = Self.lsn(text) else {
+                throw BunkerError(.invalidArgument, "--to-lsn \(text) is not a WAL location: write it as PostgreSQL does, e.g. 0/3000060.")
+            }
+            location = parsed
+        default: break
+        }
         let shown = moment.map(RecoveryTarget.postgresTime)
         if request.snapshot != "latest" {
             let found = try await repository.findSnapshot(request.snapshot)
@@ -35,10 +47,14 @@ extension BunkerService {
         }
         let candidates = try await repository.snapshots().filter { entry in
             guard let record = entry.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup else { return false }
+            if let location, (record.baseBackupStopLSN ?? .max) > location { return false }
             guard let moment else { return true }
             return record.baseBackupStopTime.map { $0 <= moment } ?? false
         }
         guard let newest = candidates.max(by: { ($0.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) < ($1.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) }) else {
+            if let location {
+                throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before WAL location \(String(location >> 32, radix: 16, uppercase: true))/\(String(location & 0xFFFF_FFFF, radix: 16, uppercase: true)), so Bunker cannot restore to it. Choose a later target.")
+            }
             if let shown {
                 throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before \(shown), so Bunker cannot restore to that moment: the point-in-time window starts at the end of the oldest base backup (`bunker snapshots` lists them). Choose a later target.")
             }
@@ -55,6 +71,13 @@ extension BunkerService {
         if let file = configuration.file { command += ["--config", Configuration.absolute(file, relativeTo: nil)] }
         options.walFetch = command + ["wal", "fetch", "--source", source]
         return options
+    }
+
+    /// A WAL location written as PostgreSQL writes it (`16/B374D848`) as a number.
+    static func lsn(_ text: String) -> UInt64? {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16), high <= 0xFFFF_FFFF, low <= 0xFFFF_FFFF else { return nil }
+        return high << 32 | low
     }
 
     /// The full path of the running `bunker`: PostgreSQL runs `restore_command` as its own user,

@@ -171,6 +171,8 @@ import Testing
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("no physical base backup of source clinic that ended before 2001-01-01 00:00:00"), "\(refused.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/pitr"), "nothing was written")
+            let early = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-lsn", "0/10"], environment: e)
+            #expect(early.status != 0 && early.stderr.contains("ended before WAL location 0/10"), "\(early.stderr)")
             let unreadable = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", "yesterday"], environment: e)
             #expect(unreadable.status != 0 && unreadable.stderr.contains("--to-time"), "\(unreadable.stderr)")
         }
