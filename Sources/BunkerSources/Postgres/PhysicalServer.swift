@@ -29,13 +29,15 @@ struct ServerUser: Sendable {
         return ServerUser(name: "postgres", uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
     }
 
-    /// Gives `directory` and everything in it to this user (symlinks themselves, not their targets).
+    /// Gives `directory` and everything in it to this user (symlinks themselves, not their
+    /// targets). The directory itself goes last: until then it is root's, mode 0700, so the user
+    /// cannot swap an entry for a symlink while its names are being followed.
     func own(_ directory: String) throws {
-        guard lchown(directory, uid, gid) == 0 else {
-            throw BunkerError(.sourceIO, "Cannot give \(directory) to user \(name): \(String(cString: strerror(errno))).")
-        }
         for path in (try? FileManager.default.subpathsOfDirectory(atPath: directory)) ?? [] {
             lchown(directory + "/" + path, uid, gid)
+        }
+        guard lchown(directory, uid, gid) == 0 else {
+            throw BunkerError(.sourceIO, "Cannot give \(directory) to user \(name): \(String(cString: strerror(errno))).")
         }
     }
 

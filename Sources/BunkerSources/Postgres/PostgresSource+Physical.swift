@@ -178,7 +178,7 @@ extension PostgresSource {
         defer { try? FileManager.default.removeItem(atPath: parent) }
         let recovery = context.recovery ?? RecoveryOptions()
         let owner = try ServerUser.forDataDirectory(parent + "/data", named: recovery.osUser, parentOwnerCounts: false)
-        if let owner { try owner.own(parent) }
+        // The server's user may pass through the scratch directory, never change it.
         chmod(parent, 0o755)
         var scratch = context
         var options = recovery
