@@ -67,9 +67,10 @@ extension BunkerService {
     /// `restore_command` that calls this very executable, with this configuration.
     func recoveryOptions(_ requested: RecoveryOptions?, source: String) -> RecoveryOptions {
         var options = requested ?? RecoveryOptions()
-        var command = [Self.executablePath]
+        // `--config` is an option of each subcommand, not of `bunker` itself: it follows `wal fetch`.
+        var command = [Self.executablePath, "wal", "fetch"]
         if let file = configuration.file { command += ["--config", Configuration.absolute(file, relativeTo: nil)] }
-        options.walFetch = command + ["wal", "fetch", "--source", source]
+        options.walFetch = command + ["--source", source]
         return options
     }
 

@@ -83,7 +83,7 @@ import Testing
             let auto = try String(contentsOfFile: dir + "/restored-plain/postgresql.auto.conf", encoding: .utf8)
             #expect(auto.contains("#restore_command = 'false'"), "the older setting is commented out: \(auto)")
             let bunker = try #require(auto.split(separator: "\n").first { $0.hasPrefix("restore_command = ") }, "\(auto)")
-            #expect(bunker.contains("/bunker --config \(dir)/bunker.toml wal fetch --source clinic %f %p"), "\(bunker)")
+            #expect(bunker.contains("/bunker wal fetch --config \(dir)/bunker.toml --source clinic %f %p"), "\(bunker)")
             #expect(bunker.hasPrefix("restore_command = '/"), "the executable's full path: \(bunker)")
             #expect(auto.contains("recovery_target_timeline = 'latest'") && auto.contains("recovery_target_action = 'promote'"), "\(auto)")
             #expect(!auto.contains("recovery_target_time ="), "--latest sets no target: \(auto)")
@@ -213,7 +213,7 @@ import Testing
             try config.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
             if geteuid() == 0 { #expect(try shell("chown -R postgres:postgres '\(dir)' && chmod 600 '\(dir)/password'").status == 0) }
             func bunker(_ arguments: [String]) throws -> (status: Int32, output: String) {
-                let command = [BunkerProcess.executable, "--config", dir + "/bunker.toml"] + arguments
+                let command = [BunkerProcess.executable] + arguments + ["--config", dir + "/bunker.toml"]
                 if geteuid() == 0 {
                     return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + command, outputFile: dir + "/bunker.out")
                 }
@@ -221,7 +221,7 @@ import Testing
             }
 
             // Archive every segment with `bunker wal push`.
-            let archive = "\(BunkerProcess.executable) --config \(dir)/bunker.toml wal push --source clinic %p"
+            let archive = "\(BunkerProcess.executable) wal push --config \(dir)/bunker.toml --source clinic %p"
             try cluster.psql("ALTER SYSTEM SET archive_mode = on")
             try cluster.psql("ALTER SYSTEM SET archive_command = '\(archive)'")
             let data = cluster.directory + "/data"

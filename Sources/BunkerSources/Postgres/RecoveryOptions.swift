@@ -75,7 +75,7 @@ public struct RecoveryOptions: Sendable {
     public var target: RecoveryTarget = .latest
     /// The command that fetches one archived WAL file, without its `%f %p`: the full path of
     /// `bunker` and the absolute path of its configuration, since PostgreSQL runs it as its own
-    /// user, in its own environment (`/usr/bin/bunker --config /etc/bunker/bunker.toml wal fetch
+    /// user, in its own environment (`/usr/bin/bunker wal fetch --config /etc/bunker/bunker.toml
     /// --source clinic`).
     public var walFetch: [String] = []
     /// Start the server once restored, wait for recovery to end, and check the target.

@@ -173,10 +173,9 @@ extension BunkerCommand {
                 print("Restored the base backup of \(source.source) from snapshot \(outcome.snapshotID.prefix(8)) into \(source.destination): \(source.files) files, \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
                 print("Recovery target: \(source.details["recovery_target"] ?? "latest")")
                 print("restore_command = \(source.details["restore_command"] ?? "")")
-                if let replayed = source.details["last_replayed_commit"] {
-                    print("Recovery ended; the last replayed transaction committed at \(replayed) (timeline \(source.details["timeline"] ?? "?")).")
-                }
                 if let port = source.details["port"] {
+                    let replayed = source.details["last_replayed_commit"].map { "the last replayed transaction committed at \($0)" } ?? "no transaction was replayed past the base backup"
+                    print("Recovery ended (timeline \(source.details["timeline"] ?? "?")); \(replayed).")
                     print("The server is running on port \(port), socket directory \(source.details["socket_directory"] ?? source.destination).")
                 }
                 if let command = source.details["start_command"] {
