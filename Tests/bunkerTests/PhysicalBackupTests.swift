@@ -108,6 +108,8 @@ import Testing
             let port = try #require((restored["details"] as? [String: String])?["port"], "\(restored)")
             #expect(try psql(dir + "/restored", port: port, "SELECT count(*) FROM patients") == "40000")
             #expect(try psql(dir + "/restored", port: port, "SELECT pg_is_in_recovery()") == "f")
+            #expect((restored["checks"] as? [String]) == ["SHA-256", "recovery ended", "system identifier"], "\(restored)")
+            #expect((restored["details"] as? [String: String])?["system_identifier"] == details["system_identifier"])
         }
     }
 
@@ -158,6 +160,7 @@ import Testing
             let checks = try #require((report["sources"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]])
             #expect(checks.map { $0["name"] as? String } == ["sha256", "recovery"], "\(checks)")
             #expect(checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks)")
+            #expect((checks.last?["detail"] as? String)?.contains("system_identifier") == true, "\(checks)")
             let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
             #expect(after.subtracting(before).isEmpty, "the scratch cluster is removed")
         }

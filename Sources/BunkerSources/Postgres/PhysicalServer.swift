@@ -214,11 +214,14 @@ struct PhysicalServer: Sendable {
             try await Task.sleep(for: .milliseconds(300))
         }
         var found: [String: String] = [:]
-        let facts = try await query("SELECT coalesce(pg_last_xact_replay_timestamp()::text, ''), timeline_id FROM pg_control_checkpoint()")
+        let facts = try await query("SELECT coalesce(pg_last_xact_replay_timestamp()::text, ''), c.timeline_id, s.system_identifier FROM pg_control_checkpoint() c, pg_control_system() s")
         let parts = facts.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         let replayed = parts.first ?? ""
         if !replayed.isEmpty { found["last_replayed_commit"] = replayed }
-        if parts.count > 1 { found["timeline"] = parts[1] }
+        if parts.count > 2 {
+            found["timeline"] = parts[1]
+            found["system_identifier"] = parts[2]
+        }
         if case .time(let moment) = target, let last = RecoveryTarget.parseTime(replayed), last > moment {
             throw BunkerError(.integrity, "Recovery went past its target: the last replayed transaction committed at \(replayed), after \(RecoveryTarget.postgresTime(moment)). The server in \(directory) is running; do not use it.")
         }

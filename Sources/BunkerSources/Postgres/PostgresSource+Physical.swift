@@ -156,7 +156,9 @@ extension PostgresSource {
         if recovery.start {
             try await server.start(private: false)
             let reached = try await server.waitForRecovery(target: recovery.target)
+            try Self.checkSystemIdentifier(reached, record: record, directory: directory)
             result.checks.append("recovery ended")
+            result.checks.append("system identifier")
             result.details.merge(reached) { $1 }
             result.details["port"] = String(server.port)
             result.details["socket_directory"] = directory
@@ -197,6 +199,7 @@ extension PostgresSource {
         do {
             try await server.start(private: true)
             let reached = try await server.waitForRecovery(target: recovery.target)
+            try Self.checkSystemIdentifier(reached, record: record, directory: parent + "/data")
             let answer = try await server.query("SELECT count(*) FROM pg_database")
             checks.append(DrillCheck(name: "recovery", passed: true, detail: "A scratch server on port \(server.port) ended recovery (\(recovery.target.description)); " +
                                      reached.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "; it answers (\(answer) databases)."))
@@ -204,6 +207,12 @@ extension PostgresSource {
             checks.append(DrillCheck(name: "recovery", passed: false, detail: error.message))
         }
         return checks
+    }
+
+    /// The restored server must be the cluster the base backup was taken of.
+    static func checkSystemIdentifier(_ found: [String: String], record: SnapshotSource?, directory: String) throws {
+        guard let recorded = record?.details?["system_identifier"], let actual = found["system_identifier"], recorded != actual else { return }
+        throw BunkerError(.integrity, "The server restored in \(directory) has system identifier \(actual), but the base backup was taken of cluster \(recorded): the restored data is not what was backed up. Do not use it.")
     }
 
     /// Refuses a data directory that holds anything; creates an absent one (mode 0700).
