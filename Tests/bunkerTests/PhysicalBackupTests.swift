@@ -113,6 +113,27 @@ import Testing
         }
     }
 
+    /// Debian keeps a cluster's configuration in /etc/postgresql, outside its data directory, so
+    /// a base backup holds none: the restore writes minimal files, says so, and the server starts.
+    @Test func aClusterConfiguredOutsideItsDataDirectoryRestoresAndStarts() async throws {
+        try await withPhysicalSource { dir, cluster, e in
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY); INSERT INTO patients SELECT generate_series(1, 10)", database: "clinic")
+            for name in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+                try FileManager.default.moveItem(atPath: cluster.directory + "/data/" + name, toPath: cluster.directory + "/" + name)
+            }
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let port = String(Int.random(in: 20000..<60000))
+            let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/debian", "--start", "--port", port], environment: e)
+            defer { stopServer(dir + "/debian") }
+            #expect(restore.status == 0, "\(restore.stderr)\(restore.stdout)")
+            #expect(restore.stderr.contains("holds no postgresql.conf, pg_hba.conf, pg_ident.conf"), "\(restore.stderr)")
+            let asServer = geteuid() == 0 ? "runuser -u postgres -- " : ""
+            let count = try shell("\(asServer)psql -X -A -t -h '\(dir)/debian' -p \(port) -U postgres -d clinic -c 'SELECT count(*) FROM patients'")
+            #expect(count.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "\(count.output)")
+        }
+    }
+
     @Test func secondBaseBackupOfAnUnchangedClusterStoresOnlyChangedPages() async throws {
         try await withPhysicalSource { _, cluster, e in
             try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY, name text, notes text); INSERT INTO patients SELECT i, 'Patient ' || i, repeat(md5(i::text), 4) FROM generate_series(1, 40000) i;", database: "clinic")

@@ -140,6 +140,7 @@ extension PostgresSource {
             throw BunkerError(.integrity, "\(report.failures.count) files of the base backup could not be restored into \(directory) (first: \(first.path): \(first.message)); the data directory is incomplete and must not be started. Run `bunker verify --read-data`.")
         }
         let recovery = context.recovery ?? RecoveryOptions()
+        let madeConfiguration = try Self.writeMissingConfiguration(in: directory)
         try Self.writeRecoveryConfiguration(in: directory, options: recovery, source: name, record: record)
         chmod(directory, 0o700)
         let owner = try ServerUser.forDataDirectory(directory, named: recovery.osUser)
@@ -149,6 +150,9 @@ extension PostgresSource {
         result.files = report.filesRestored
         result.bytes = report.bytesRestored
         result.checks = ["SHA-256"]
+        if !madeConfiguration.isEmpty {
+            result.warnings.append("The base backup holds no \(madeConfiguration.joined(separator: ", ")): the cluster keeps its configuration outside its data directory (as Debian does, in /etc/postgresql/VERSION/NAME). Minimal ones were written into \(directory) (defaults; local connections by peer authentication); copy the cluster's own in before using it in production.")
+        }
         result.details["recovery_target"] = recovery.target.description
         result.details["restore_command"] = recovery.restoreCommand
         if let stop = record?.details?["stop_time"] { result.details["base_backup_stop_time"] = stop }
@@ -231,6 +235,24 @@ extension PostgresSource {
         guard mkdir(directory, 0o700) == 0 else {
             throw BunkerError(.invalidArgument, "Cannot create the data directory \(directory): \(String(cString: strerror(errno))).")
         }
+    }
+
+    /// Writes the configuration files a server needs to start but a data directory may lack
+    /// (Debian keeps them in /etc): an empty `postgresql.conf` (every default, plus
+    /// `postgresql.auto.conf`), a `pg_hba.conf` allowing local connections by peer
+    /// authentication only, an empty `pg_ident.conf`. Returns the names of those it wrote.
+    static func writeMissingConfiguration(in directory: String) throws -> [String] {
+        let defaults = [
+            ("postgresql.conf", "# Written by bunker restore: the base backup held no postgresql.conf. Every setting has its default.\n"),
+            ("pg_hba.conf", "# Written by bunker restore: the base backup held no pg_hba.conf.\nlocal all all peer\n"),
+            ("pg_ident.conf", "# Written by bunker restore: the base backup held no pg_ident.conf.\n"),
+        ]
+        var written: [String] = []
+        for (name, text) in defaults where !FileManager.default.fileExists(atPath: directory + "/" + name) {
+            try writeFile(text, to: directory + "/" + name)
+            written.append(name)
+        }
+        return written
     }
 
     /// The settings that say how a server recovers; an older one of them in

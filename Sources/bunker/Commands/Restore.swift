@@ -169,6 +169,7 @@ extension BunkerCommand {
                 return
             }
             guard !repository.output.quiet else { return }
+            for warning in outcome.warnings { Output.warning(warning) }
             for source in outcome.sources {
                 print("Restored the base backup of \(source.source) from snapshot \(outcome.snapshotID.prefix(8)) into \(source.destination): \(source.files) files, \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
                 print("Recovery target: \(source.details["recovery_target"] ?? "latest")")
