@@ -77,8 +77,14 @@ extension BunkerService {
     ///
     /// Audited as `drill` by `actor`; a drill that runs but fails its checks ends with outcome
     /// `failure`.
-    public func drill(snapshot reference: String?, sourceNames: [String] = [], by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
+    ///
+    /// A physical base backup of PostgreSQL is restored into a scratch data directory and started
+    /// as a private server on a free port, recovering to `recovery`'s target (default: all
+    /// archived WAL); with a time target and no snapshot named, the newest base backup that
+    /// ended before it is drilled.
+    public func drill(snapshot reference: String?, sourceNames: [String] = [], recovery: RecoveryOptions? = nil, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> DrillReport {
         var details: [String: String] = [:]
+        if let recovery { details["recovery_target"] = recovery.target.description }
         if !sourceNames.isEmpty { details["sources"] = sourceNames.joined(separator: ",") }
         return try await notifying(by: actor) { (report: DrillReport) in
             report.passed ? nil : .drillFailed(report, error: nil, now: repository.now())
@@ -86,7 +92,7 @@ extension BunkerService {
             .drillFailed(nil, error: error, now: repository.now())
         } _: {
             try await audited("drill", target: reference ?? "latest", by: actor, details: details) {
-            try await runDrill(snapshot: reference, sourceNames: sourceNames, progress: progress)
+            try await runDrill(snapshot: reference, sourceNames: sourceNames, recovery: recovery, progress: progress)
         } describe: { report in
             var details = ["rto_seconds": String(format: "%.3f", report.durationSeconds)]
             details["report"] = report.reportPath
@@ -95,9 +101,14 @@ extension BunkerService {
         }
     }
 
-    private func runDrill(snapshot reference: String?, sourceNames: [String], progress: OperationProgress?) async throws -> DrillReport {
+    private func runDrill(snapshot reference: String?, sourceNames: [String], recovery: RecoveryOptions?, progress: OperationProgress?) async throws -> DrillReport {
         let (id, snapshot): (ID, Snapshot)
-        if let reference {
+        if let recovery {
+            var request = SourceRestoreRequest(snapshot: reference ?? "latest")
+            request.sourceNames = sourceNames
+            request.recovery = recovery
+            (id, snapshot) = try await restoredSnapshot(request)
+        } else if let reference {
             (id, snapshot) = try await repository.findSnapshot(reference)
         } else {
             guard let newest = try await repository.snapshots().last(where: { $0.snapshot.sources != nil && !$0.snapshot.tags.contains("safety") }) else {
@@ -125,9 +136,10 @@ extension BunkerService {
                 dataCheck = DrillCheck(name: "stored_data", passed: false, detail: issues.joined(separator: " "))
             }
             let root = try await repository.loadTree(snapshot.tree)
-            let context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
             var results: [DrillReport.SourceResult] = []
             for record in records {
+                var context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
+                context.recovery = self.recoveryOptions(recovery, source: record.name)
                 let sourceClock = ContinuousClock.now
                 var checks: [DrillCheck]
                 if let node = root.node(named: record.name) {

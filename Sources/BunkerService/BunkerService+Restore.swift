@@ -14,6 +14,9 @@ public enum RestoreTarget: Sendable, Equatable {
     case database(String)
     /// One PostgreSQL source as a plain SQL file (`-` for standard output).
     case sql(String)
+    /// One PostgreSQL source's physical base backup into this new data directory, set up for
+    /// point-in-time recovery (see ``SourceRestoreRequest/recovery``).
+    case pgdata(String)
 }
 
 /// A restore of sources from a snapshot.
@@ -28,6 +31,10 @@ public struct SourceRestoreRequest: Sendable {
     public var reason: String?
     /// The electronic signature that approved the restore, recorded in its audit rows.
     public var signature: ElectronicSignature?
+    /// For a physical base backup: the recovery target, and whether to start the server. Its
+    /// ``RecoveryOptions/walFetch`` is filled in by the service. With a time target and the
+    /// snapshot `latest`, the newest base backup that ended before the target is restored.
+    public var recovery: RecoveryOptions?
 
     public init(snapshot: String) {
         self.snapshot = snapshot
@@ -140,12 +147,14 @@ extension BunkerService {
         case .sqliteFile(let path): details["destination"] = "sqlite:" + path
         case .database(let name): details["destination"] = "database:" + name
         case .sql(let path): details["destination"] = "sql:" + path
+        case .pgdata(let path): details["destination"] = "pgdata:" + path
         }
+        if let recovery = request.recovery { details["recovery_target"] = recovery.target.description }
         return details
     }
 
     private func runRestore(_ request: SourceRestoreRequest, by actor: AuditActor, progress: OperationProgress?) async throws -> RestoreOutcome {
-        let (id, snapshot) = try await repository.findSnapshot(request.snapshot)
+        let (id, snapshot) = try await restoredSnapshot(request)
         guard let records = snapshot.sources else {
             throw BunkerError(.invalidArgument, "Snapshot \(id.short) is a backup of plain paths, not of configured sources; restore it with --target DIR.")
         }
@@ -222,6 +231,7 @@ extension BunkerService {
                     throw failure(BunkerError(.corruptObject, "Snapshot \(id.short) lists source \(record.name) but holds no data for it."), outcome: outcome, source: record.name)
                 }
                 var context = RestoreContext(loader: repository, scratch: scratch, progress: progress)
+                context.recovery = recoveryOptions(request.recovery, source: record.name)
                 if let safety = outcome.safetySnapshotID {
                     // What the restore may replace of this source: what the safety snapshot holds.
                     context.safetyCopy = SafetyCopy(snapshotID: safety, node: safetyRoot?.node(named: record.name))
@@ -269,6 +279,9 @@ extension BunkerService {
                 guard isConfigured(record) else {
                     throw BunkerError(.invalidArgument, "Source \(record.name) is in the snapshot but not in the configuration, so Bunker does not know where its live data is; restore it with --target DIR.")
                 }
+                if record.isPhysicalBaseBackup {
+                    throw BunkerError(.invalidArgument, "Source \(record.name) holds a physical base backup, which Bunker does not restore over the live cluster's data directory: restore it into a new one with --pgdata DIR (empty or absent), check it, then stop the old server and start the new one there (`bunker restore` prints the command). To restore the snapshot's other sources in place, name them with --source NAME or use --type files. Nothing was restored.")
+                }
                 result[record.name] = .live
             }
         case .directory(let dir):
@@ -286,6 +299,12 @@ extension BunkerService {
             result[record.name] = .database(name)
         case .sql(let path):
             result[try single(.postgres, "--sql").name] = .path(path == "-" ? "-" : Configuration.absolute(path, relativeTo: nil))
+        case .pgdata(let path):
+            let record = try single(.postgres, "--pgdata")
+            guard record.isPhysicalBaseBackup else {
+                throw BunkerError(.invalidArgument, "Source \(record.name) in this snapshot is a logical dump (pg_dump), not a physical base backup: restore it with --to-database or --sql, or give a snapshot of a source with method = \"physical\".")
+            }
+            result[record.name] = .path(Configuration.absolute(path, relativeTo: nil))
         }
         return result
     }

@@ -49,6 +49,9 @@ public struct SourceRestoreResult: Sendable, Codable {
     public var checks: [String] = []
     /// What the user should know: entries set aside, say.
     public var warnings: [String] = []
+    /// Kind-specific facts for the report: a point-in-time restore's target, the last
+    /// transaction it replayed, the command that starts the restored server.
+    public var details: [String: String] = [:]
 
     public init(source: String, kind: SourceKind, destination: String) {
         self.source = source
@@ -96,12 +99,16 @@ public struct RestoreContext: Sendable {
     /// For a restore in place: what the safety snapshot taken just before holds of this source.
     /// A restore replaces only what is there; anything else in the live data stays.
     public var safetyCopy: SafetyCopy?
+    /// For a physical base backup of PostgreSQL: how recovery is set up and whether the server
+    /// is started (see ``RecoveryOptions``); nil replays all archived WAL and starts nothing.
+    public var recovery: RecoveryOptions?
 
-    public init(loader: any BlobLoader, scratch: String, progress: OperationProgress? = nil, safetyCopy: SafetyCopy? = nil) {
+    public init(loader: any BlobLoader, scratch: String, progress: OperationProgress? = nil, safetyCopy: SafetyCopy? = nil, recovery: RecoveryOptions? = nil) {
         self.loader = loader
         self.scratch = scratch
         self.progress = progress
         self.safetyCopy = safetyCopy
+        self.recovery = recovery
     }
 }
 

@@ -89,6 +89,21 @@ import Testing
         }
     }
 
+    @Test func pointInTimeRestoreNeedsADataDirectoryAndAPhysicalBaseBackup() async throws {
+        try await withAPI { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            let signed: [String: Any] = ["password": "alice-password", "reason": "ticket 4712", "target_time": "2026-12-03 14:00:00+00"]
+            let noDirectory = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: signed)
+            #expect(noDirectory.status == .badRequest)
+            #expect(String(buffer: noDirectory.body).contains("pgdata"), "\(String(buffer: noDirectory.body))")
+            let noBaseBackup = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: signed.merging(["pgdata": api.studies + "/pgdata"]) { $1 })
+            #expect(noBaseBackup.status == .badRequest)
+            #expect(String(buffer: noBaseBackup.body).contains("no physical PostgreSQL base backup"), "\(String(buffer: noBaseBackup.body))")
+            #expect(!FileManager.default.fileExists(atPath: api.studies + "/pgdata"))
+        }
+    }
+
     @Test func restoreIsAnElectronicSignatureRecordedWithNameTimeAndMeaning() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")

@@ -109,6 +109,8 @@ public final class Archiver: Sendable {
                 described = path
             case .stream(_, let name):
                 described = "stream \(name)"
+            case .entries(_, let name):
+                described = "stream \(name)"
             case .directory(let name, let children):
                 described = name
                 try validate(children, origin: name)
@@ -177,7 +179,43 @@ public final class Archiver: Sendable {
             node.subtree = try await savers.trees.save(Tree(nodes: nodes))
             summary.withLock { $0.directories += 1 }
             return node
+        case .entries(let stream, let name):
+            return try await saveEntries(stream, name: name, savers: savers)
         }
+    }
+
+    /// Stores the tree an entry stream yields as the directory `name`.
+    ///
+    /// File contents are stored as they arrive; the listings are kept in memory (one node per
+    /// entry, not the data) and stored bottom-up once the stream has ended. A directory the
+    /// stream names only through its entries' paths is made like a ``BackupItem/directory(name:_:)``.
+    private func saveEntries(_ stream: any EntryStream, name: String, savers: Savers) async throws -> Node {
+        var root = EntryDirectory(node: madeNode(name: name, type: .directory, mode: 0o700))
+        while let (entry, content) = try await stream.nextEntry() {
+            try Task.checkCancellation()
+            guard let last = entry.path.last,
+                  entry.path.allSatisfy({ Node(name: $0, type: .file, mode: 0, mtimeNanoseconds: 0, uid: 0, gid: 0).hasSafeName }) else {
+                throw BunkerError(.sourceIO, "Stream \(name) holds an entry named \(entry.path.joined(separator: "/").debugDescription), which cannot be stored: a name must not be empty, . or .., nor contain /.")
+            }
+            var node = Node(name: last, type: entry.type, mode: entry.mode, mtimeNanoseconds: entry.mtimeNanoseconds, uid: entry.uid, gid: entry.gid)
+            switch entry.type {
+            case .file:
+                guard let content else {
+                    throw BunkerError(.sourceIO, "Stream \(name) gave no content for the file \(entry.path.joined(separator: "/")).")
+                }
+                let path = name + "/" + entry.path.joined(separator: "/")
+                record(try await savers.files.saveStream(content, name: path, pageSize: entry.pageSize), in: &node)
+                countNewFile(size: node.size ?? 0, isNew: true)
+            case .symlink:
+                node.linkTarget = entry.linkTarget ?? ""
+                summary.withLock { $0.totalFiles += 1 }
+            default:
+                break
+            }
+            root.insert(node, at: entry.path[...], made: { madeNode(name: $0, type: .directory, mode: 0o700) })
+        }
+        try await stream.finish()
+        return try await root.save(with: savers.trees) { self.summary.withLock { $0.directories += 1 } }
     }
 
     /// The parent snapshot's listing of a directory, whose nodes let unchanged files be skipped;
@@ -338,5 +376,39 @@ public final class Archiver: Sendable {
             }
         }
         return results.compactMap { $0 }
+    }
+}
+
+/// A directory of an entry stream while it is read: its node, and its entries by name.
+private struct EntryDirectory {
+    var node: Node
+    var files: [String: Node] = [:]
+    var directories: [String: EntryDirectory] = [:]
+
+    /// Puts `entry` at `path` (whose last name is the entry's), making missing directories with
+    /// `made`; a directory's own entry, read after its content, only sets its node.
+    mutating func insert(_ entry: Node, at path: ArraySlice<String>, made: (String) -> Node) {
+        let first = path.first!
+        if path.count == 1 {
+            if entry.type == .directory {
+                directories[first, default: EntryDirectory(node: entry)].node = entry
+            } else {
+                files[first] = entry
+            }
+            return
+        }
+        directories[first, default: EntryDirectory(node: made(first))].insert(entry, at: path.dropFirst(), made: made)
+    }
+
+    /// Stores the listings bottom-up and returns the directory's node.
+    func save(with trees: TreeSaver, counting: @Sendable () -> Void) async throws -> Node {
+        var nodes = Array(files.filter { directories[$0.key] == nil }.values)
+        for directory in directories.values {
+            nodes.append(try await directory.save(with: trees, counting: counting))
+        }
+        var node = node
+        node.subtree = try await trees.save(Tree(nodes: nodes))
+        counting()
+        return node
     }
 }

@@ -18,6 +18,49 @@ extension ByteStream {
     public func prepareRead(_ count: Int) async throws {}
 }
 
+/// One entry of an ``EntryStream``: a file, directory or symlink at a path below the stream's
+/// directory.
+public struct StreamedEntry: Sendable {
+    /// The path below the stream's directory, one name per component (`base/5/1259`).
+    public var path: [String]
+    /// `.file`, `.directory` or `.symlink`.
+    public var type: Node.Kind
+    public var mode: UInt32
+    public var mtimeNanoseconds: Int64
+    public var uid: UInt32
+    public var gid: UInt32
+    /// A symlink's target.
+    public var linkTarget: String?
+    /// For a file whose content is changed in place a page at a time (a database relation file):
+    /// its page size, so that it is cut at page boundaries and an unchanged page is stored once.
+    public var pageSize: Int?
+
+    public init(path: [String], type: Node.Kind, mode: UInt32, mtimeNanoseconds: Int64, uid: UInt32, gid: UInt32,
+                linkTarget: String? = nil, pageSize: Int? = nil) {
+        self.path = path
+        self.type = type
+        self.mode = mode
+        self.mtimeNanoseconds = mtimeNanoseconds
+        self.uid = uid
+        self.gid = gid
+        self.linkTarget = linkTarget
+        self.pageSize = pageSize
+    }
+}
+
+/// A file tree read as a stream of entries (a tar archive from a pipe, say), stored without a
+/// copy on disk.
+///
+/// Read by one task, in order: ``nextEntry()`` returns an entry and, for a file, a stream of its
+/// content, which is read to its end before ``nextEntry()`` is called again.
+public protocol EntryStream: Sendable {
+    /// The next entry and, for a regular file, its content; nil after the last.
+    func nextEntry() async throws -> (StreamedEntry, (any ByteStream)?)?
+    /// Called once the last entry has been read; throws if the producer failed, and the backup
+    /// then fails without writing a snapshot.
+    func finish() async throws
+}
+
 /// One entry at the root of a snapshot, or inside a ``directory(name:_:)`` item.
 public indirect enum BackupItem: Sendable {
     /// A file or directory tree on disk, stored under `name`. Unreadable entries inside it are
@@ -29,11 +72,13 @@ public indirect enum BackupItem: Sendable {
     case stream(any ByteStream, name: String)
     /// A directory made by the backup itself, holding other items.
     case directory(name: String, [BackupItem])
+    /// A directory holding the file tree an ``EntryStream`` yields.
+    case entries(any EntryStream, name: String)
 
     /// The name the item has in the snapshot.
     public var name: String {
         switch self {
-        case .path(_, let name, _), .file(_, let name), .stream(_, let name), .directory(let name, _): return name
+        case .path(_, let name, _), .file(_, let name), .stream(_, let name), .directory(let name, _), .entries(_, let name): return name
         }
     }
 }

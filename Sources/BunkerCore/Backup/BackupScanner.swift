@@ -20,7 +20,7 @@ struct BackupScanner {
                 case .path(let path, _, let own): roots.append((path, try ExcludeRules(excludes + own)))
                 case .file(let path, _): roots.append((path, try ExcludeRules([])))
                 case .directory(_, let children): try collect(children)
-                case .stream: break
+                case .stream, .entries: break
                 }
             }
         }

@@ -50,11 +50,13 @@ final class FileSaver: Sendable {
     }
 
     /// Stores a stream read to its end as the content of the file `name`, then lets the stream
-    /// report whether its producer failed.
-    func saveStream(_ stream: any ByteStream, name: String) async throws -> Content {
+    /// report whether its producer failed. With `pageSize`, the content is cut at page
+    /// boundaries, as SQLite files are (see ``sqlitePageSize(fd:)``).
+    func saveStream(_ stream: any ByteStream, name: String, pageSize: Int? = nil) async throws -> Content {
         progress?.update { $0.currentPath = name }
         let chunkLimit = repository.config.chunker.maxSize
-        let content = try await saveContent(fixedSize: nil, ready: { try await stream.prepareRead(chunkLimit) }) { target in
+        let fixedSize = pageSize.flatMap(repository.config.chunker.pageAlignedChunkSize(pageSize:))
+        let content = try await saveContent(fixedSize: fixedSize, ready: { try await stream.prepareRead(chunkLimit) }) { target in
             try stream.read(into: target)
         }
         try stream.finish()

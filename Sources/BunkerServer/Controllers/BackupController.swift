@@ -118,15 +118,40 @@ struct BackupController {
         restore.safetyBackup = body.createSafetyBackup ?? true
         restore.reason = reason
         restore.signature = signature
+        var access = JobAccess.writes
+        let pointInTime = body.targetTime != nil || body.pgdata != nil
+        if pointInTime {
+            // Point-in-time recovery: a new data directory, never the live cluster's.
+            guard let pgdata = body.pgdata, pgdata.hasPrefix("/") else {
+                throw APIError(.badRequest, code: "invalid_request", "\"target_time\" restores a physical PostgreSQL base backup into a new data directory: give its absolute path on the server in \"pgdata\" (empty or absent).")
+            }
+            let physical = try await service.physicalSources(inSnapshot: backup.snapshotID)
+            guard let source = body.source ?? (physical.count == 1 ? physical[0] : nil), physical.contains(source) else {
+                throw APIError(.badRequest, code: "invalid_request", physical.isEmpty
+                    ? "Backup \(id) holds no physical PostgreSQL base backup (a source with method = \"physical\"), so it cannot be restored to a moment."
+                    : "Name the source to restore in \"source\": one of \(physical.joined(separator: ", ")).")
+            }
+            do {
+                try restore.restorePhysical(source: source, into: pgdata, targetTime: body.targetTime)
+            } catch let error as BunkerError {
+                throw APIError(.badRequest, code: "invalid_request", error.message)
+            }
+            access = .reads
+        }
         let chosen = restore
         let actor = identity.actor(requestID: context.id)
-        let options = JobOptions("a restore by \(identity.username)", access: .writes)
+        let options = JobOptions("a restore by \(identity.username)", access: access)
         let outcome = try await service.jobs.run(options) {
             try await service.restore(chosen, by: actor, progress: options.progress)
         }
-        return RestoreDone(
+        var done = RestoreDone(
             backupID: outcome.snapshotID, backupFilename: WireTime.backupFilename(backup.createdAt),
             safetyBackupID: outcome.safetySnapshotID, restoredAt: WireTime.string(deps.catalog.options.now()))
+        if pointInTime, let restored = outcome.sources.first {
+            done.pgdata = restored.destination
+            done.startCommand = restored.details["start_command"]
+        }
+        return done
     }
 
     // MARK: Download and verify

@@ -156,10 +156,17 @@ struct RestoreRequestBody: Decodable {
     /// The caller's password, re-entered to sign the restore.
     var password: String?
     var reason: String?
+    /// Point-in-time recovery of a physical PostgreSQL base backup: the moment to recover to.
+    var targetTime: String?
+    /// The new (empty or absent) data directory on the server a physical base backup goes into.
+    var pgdata: String?
+    /// Which source of the backup, when it holds more than one physical base backup.
+    var source: String?
 
     enum CodingKeys: String, CodingKey {
-        case password, reason
+        case password, reason, pgdata, source
         case createSafetyBackup = "create_safety_backup"
+        case targetTime = "target_time"
     }
 }
 
@@ -170,6 +177,9 @@ struct RestoreDone: ResponseEncodable {
     var backupFilename: String
     var safetyBackupID: String?
     var restoredAt: String
+    /// For a physical base backup: the data directory it went into, and the command that starts it.
+    var pgdata: String?
+    var startCommand: String?
 
     enum CodingKeys: String, CodingKey {
         case success
@@ -177,6 +187,8 @@ struct RestoreDone: ResponseEncodable {
         case backupFilename = "backup_filename"
         case safetyBackupID = "safety_backup_id"
         case restoredAt = "restored_at"
+        case pgdata
+        case startCommand = "start_command"
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -186,6 +198,8 @@ struct RestoreDone: ResponseEncodable {
         try c.encode(backupFilename, forKey: .backupFilename)
         try c.encode(safetyBackupID, forKey: .safetyBackupID)
         try c.encode(restoredAt, forKey: .restoredAt)
+        try c.encodeIfPresent(pgdata, forKey: .pgdata)
+        try c.encodeIfPresent(startCommand, forKey: .startCommand)
     }
 }
 

@@ -116,6 +116,8 @@ public struct PostgresSource: Source {
     public let database: String
     /// The database psql connects to for CREATE and DROP DATABASE.
     public var maintenanceDatabase = "postgres"
+    /// `logical` (pg_dump) or `physical` (pg_basebackup; see PostgresSource+Physical.swift).
+    public var method = "logical"
     public var kind: SourceKind { .postgres }
     public let origin: String
 
@@ -168,6 +170,7 @@ public struct PostgresSource: Source {
     }
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {
+        if method == Self.physicalMethod { return try await preparePhysicalBackup() }
         let connection = try server
         let session = PostgresConnection.sessionName("dump")
         let child = try ChildProcess(
@@ -188,6 +191,7 @@ public struct PostgresSource: Source {
     }
 
     public func restore(_ node: Node, record: SnapshotSource?, to destination: RestoreDestination, context: RestoreContext) async throws -> SourceRestoreResult {
+        if Self.isPhysical(record) { return try await restorePhysical(node, record: record, to: destination, context: context) }
         let dump = try await databaseFile(in: node, loader: context.loader, preferred: record?.details?["file"])
         switch destination {
         case .path(let target):
@@ -213,6 +217,7 @@ public struct PostgresSource: Source {
     }
 
     public func drill(_ node: Node, record: SnapshotSource?, context: RestoreContext) async throws -> [DrillCheck] {
+        if Self.isPhysical(record) { return try await drillPhysical(node, record: record, context: context) }
         do {
             _ = try server
         } catch let error as BunkerError {
@@ -237,11 +242,13 @@ public struct PostgresSource: Source {
 
     /// `DIR/NAME/database.sql`: the dump as plain SQL.
     public func directoryDestination(in directory: String, record: SnapshotSource) throws -> RestoreDestination {
-        try databaseDestination(in: directory, record: record, fallback: Self.dumpFile)
+        if Self.isPhysical(record) { return .path(directory + "/" + name) }
+        return try databaseDestination(in: directory, record: record, fallback: Self.dumpFile)
     }
 
     /// The dump, as the archive's SQL.
     public func export(_ node: Node, record: SnapshotSource, to archive: some SourceExportArchive) async throws {
+        if Self.isPhysical(record) { return try await archive.addTree(node) }
         guard let dump = try await storedDatabaseFile(in: node, loader: archive.loader, preferred: record.details?["file"]) else { return }
         try await archive.addSQL(dump)
     }
@@ -398,7 +405,8 @@ extension PostgresSource: SourceKindDefinition {
     public static var kind: SourceKind { .postgres }
     public static var holdsDatabase: Bool { true }
 
-    /// `database` (required), `host` (a socket directory or a host name; default
+    /// `method` (`logical`, the default, or `physical`), `database` (required for logical;
+    /// physical connects to it only to ask for the system identifier, default postgres), `host` (a socket directory or a host name; default
     /// /var/run/postgresql), `port` (5432), `user` (default `$USER`, else postgres),
     /// `password_env` or `password_file` (never the password itself), `bin_dir` and `timeout`
     /// (the limit of each pg_dump or psql call; default 6h).
@@ -406,7 +414,11 @@ extension PostgresSource: SourceKindDefinition {
         if settings.has("password") {
             throw settings.error(key: "password", "a password is never written in the configuration; use password_env = \"PGPASSWORD\" or password_file")
         }
-        let database = try settings.required { try $0.string("database") }
+        let method = try settings.string("method") ?? "logical"
+        guard method == "logical" || method == physicalMethod else {
+            throw settings.error(key: "method", "method must be logical (pg_dump) or physical (pg_basebackup), not \"\(method)\"")
+        }
+        let database = method == physicalMethod ? try settings.string("database") ?? "postgres" : try settings.required { try $0.string("database") }
         let connection = PostgresConnection(
             host: try settings.string("host") ?? "/var/run/postgresql",
             port: try settings.int("port", range: 1...65535) ?? 5432,
@@ -415,7 +427,9 @@ extension PostgresSource: SourceKindDefinition {
             passwordFile: try settings.path("password_file"),
             binDirectory: try settings.string("bin_dir"),
             timeout: try settings.duration("timeout") ?? HelperTimeout.defaultDuration)
-        return PostgresSource(name: name, connection: connection, database: database)
+        var source = PostgresSource(name: name, connection: connection, database: database)
+        source.method = method
+        return source
     }
 
     /// A source that writes the record's dump to a file, and refuses anything that needs a server.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BunkerCore
 import BunkerService
+import BunkerSources
 import Foundation
 
 extension BunkerCommand {
@@ -23,11 +24,21 @@ extension BunkerCommand {
         @Option(name: .customLong("source"), help: ArgumentHelp("Drill only this source (repeatable).", valueName: "name"))
         var sources: [String] = []
 
+        @Option(help: ArgumentHelp("For a physical PostgreSQL base backup: recover the scratch server up to this moment (the newest base backup that ended before it is drilled).", valueName: "time"))
+        var toTime: String?
+
+        func validate() throws {
+            if let toTime, RecoveryTarget.parseTime(toTime) == nil {
+                throw ValidationError("--to-time \(toTime) is not a moment Bunker can read: write it as \"2026-12-03 14:00:00+00\" or 2026-12-03T14:00:00Z.")
+            }
+        }
+
         func run() async throws {
             try await repository.output.run {
                 let service = try await repository.service()
+                let recovery = toTime.flatMap(RecoveryTarget.parseTime).map { RecoveryOptions(target: .time($0)) }
                 let report = try await repository.job(service, "drill", access: .reads) {
-                    try await service.drill(snapshot: snapshot, sourceNames: sources, progress: $0)
+                    try await service.drill(snapshot: snapshot, sourceNames: sources, recovery: recovery, progress: $0)
                 }
                 if repository.output.json {
                     Output.printJSON(report)

@@ -15,6 +15,12 @@ extension BunkerCommand {
                 swapped in. A failure leaves the live data as it was and names the safety snapshot.
                 --target DIR restores everything under DIR; --to, --to-database and --sql restore one database elsewhere. \
                 A snapshot of plain paths needs --target.
+                A PostgreSQL source with method = "physical" is restored with --pgdata DIR into a new (empty or absent) \
+                data directory, set up for point-in-time recovery: restore_command calls `bunker wal fetch`, and \
+                --to-time, --to-xid, --to-lsn or --to-name (or --latest, the default: all archived WAL) say where \
+                recovery stops. With ID `latest` and --to-time, the newest base backup that ended before the target \
+                is used. --start starts the server, waits for recovery to end and checks the target; otherwise the \
+                command that starts it is printed.
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -43,6 +49,33 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Write the one PostgreSQL source's dump as plain SQL to this file (- for standard output).", valueName: "file"))
         var sql: String?
 
+        @Option(help: ArgumentHelp("Restore the one PostgreSQL source's physical base backup into this new data directory (empty or absent), set up for point-in-time recovery.", valueName: "dir"))
+        var pgdata: String?
+
+        @Option(help: ArgumentHelp("With --pgdata: recover up to this moment, e.g. \"2026-12-03 14:00:00+00\" (an offset is required).", valueName: "time"))
+        var toTime: String?
+
+        @Option(help: ArgumentHelp("With --pgdata: recover up to and including this transaction id.", valueName: "xid"))
+        var toXid: String?
+
+        @Option(help: ArgumentHelp("With --pgdata: recover up to this WAL location, e.g. 0/3000060.", valueName: "lsn"))
+        var toLsn: String?
+
+        @Option(help: ArgumentHelp("With --pgdata: recover up to this restore point (pg_create_restore_point).", valueName: "name"))
+        var toName: String?
+
+        @Flag(help: "With --pgdata: replay all archived WAL (the default).")
+        var latest = false
+
+        @Flag(help: "With --pgdata: start the server, wait for recovery to end and check the target.")
+        var start = false
+
+        @Option(help: ArgumentHelp("With --start: the port the server listens on (default: a free one).", valueName: "port"))
+        var port: Int?
+
+        @Option(help: ArgumentHelp("When run as root: the system user the data directory is given to and the server runs as (default: the owner of its parent directory, else postgres).", valueName: "user"))
+        var pgUser: String?
+
         @Flag(help: "Do not take a safety backup of the live data first (not recommended).")
         var noSafetyBackup = false
 
@@ -50,9 +83,19 @@ extension BunkerCommand {
         var reason: String?
 
         func validate() throws {
-            let destinations = [target, to, toDatabase, sql].compactMap { $0 }
+            let destinations = [target, to, toDatabase, sql, pgdata].compactMap { $0 }
             if destinations.count > 1 {
-                throw ValidationError("--target, --to, --to-database and --sql exclude each other.")
+                throw ValidationError("--target, --to, --to-database, --sql and --pgdata exclude each other.")
+            }
+            let targets = [toTime, toXid, toLsn, toName].compactMap { $0 }.count + (latest ? 1 : 0)
+            if targets > 1 {
+                throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name and --latest exclude each other.")
+            }
+            if pgdata == nil && (targets > 0 || start || port != nil || pgUser != nil) {
+                throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name, --latest, --start, --port and --pg-user need --pgdata DIR.")
+            }
+            if let toTime, RecoveryTarget.parseTime(toTime) == nil {
+                throw ValidationError("--to-time \(toTime) is not a moment Bunker can read: write it as \"2026-12-03 14:00:00+00\" or 2026-12-03T14:00:00Z (with its offset from UTC).")
             }
             if !includes.isEmpty && target == nil {
                 throw ValidationError("--include needs --target.")
@@ -62,6 +105,10 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let service = try await repository.service()
+                if let pgdata {
+                    try await restorePhysical(service, into: pgdata)
+                    return
+                }
                 let (id, s) = try await service.repository.findSnapshot(snapshot)
                 // Plain-path snapshots, and --include, restore the tree as it is stored.
                 if s.sources == nil || !includes.isEmpty {
@@ -95,6 +142,45 @@ extension BunkerCommand {
                     for source in outcome.sources {
                         print("Restored \(source.source) (\(source.kind.rawValue)) to \(source.destination): \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
                     }
+                }
+            }
+        }
+
+        /// A physical base backup into a new data directory, set up for point-in-time recovery.
+        private func restorePhysical(_ service: BunkerService, into pgdata: String) async throws {
+            var recovery = RecoveryOptions()
+            if let toTime, let moment = RecoveryTarget.parseTime(toTime) { recovery.target = .time(moment) }
+            if let toXid { recovery.target = .xid(toXid) }
+            if let toLsn { recovery.target = .lsn(toLsn) }
+            if let toName { recovery.target = .name(toName) }
+            recovery.start = start
+            recovery.port = port
+            recovery.osUser = pgUser
+            var request = SourceRestoreRequest(snapshot: snapshot)
+            request.reason = reason
+            request.sourceNames = sources
+            request.target = .pgdata(pgdata)
+            request.recovery = recovery
+            let chosen = request
+            // It writes only the new data directory, never the repository nor the live cluster.
+            let outcome = try await repository.job(service, "restore", access: .reads) { try await service.restore(chosen, progress: $0) }
+            if repository.output.json {
+                Output.printJSON(outcome)
+                return
+            }
+            guard !repository.output.quiet else { return }
+            for warning in outcome.warnings { Output.warning(warning) }
+            for source in outcome.sources {
+                print("Restored the base backup of \(source.source) from snapshot \(outcome.snapshotID.prefix(8)) into \(source.destination): \(source.files) files, \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
+                print("Recovery target: \(source.details["recovery_target"] ?? "latest")")
+                print("restore_command = \(source.details["restore_command"] ?? "")")
+                if let port = source.details["port"] {
+                    let replayed = source.details["last_replayed_commit"].map { "the last replayed transaction committed at \($0)" } ?? "no transaction was replayed past the base backup"
+                    print("Recovery ended (timeline \(source.details["timeline"] ?? "?")); \(replayed).")
+                    print("The server is running on port \(port), socket directory \(source.details["socket_directory"] ?? source.destination).")
+                }
+                if let command = source.details["start_command"] {
+                    print("Start it with:\n  \(command)")
                 }
             }
         }

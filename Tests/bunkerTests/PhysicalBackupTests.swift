@@ -1,0 +1,288 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// Physical base backups of a real PostgreSQL 15 cluster (`method = "physical"`), restored into
+/// new data directories and started, through the real `bunker` binary.
+@Suite(.serialized) struct PhysicalBackupTests {
+    /// A temporary directory PostgreSQL's own user can reach, a cluster with a `clinic` database,
+    /// and a bunker.toml with a physical source of it.
+    func withPhysicalSource(port: Int? = nil, user: String = "postgres", _ body: (String, PostgresCluster, [String: String]) async throws -> Void) async throws {
+        try await withTemporaryDirectory { dir in
+            chmod(dir, 0o755)
+            try await withPostgres { cluster in
+                try cluster.psql("CREATE DATABASE clinic")
+                try """
+                    data_dir = "\(dir)/data"
+
+                    [repository]
+                    path = "\(dir)/repo"
+
+                    [[source]]
+                    name = "clinic"
+                    kind = "postgres"
+                    method = "physical"
+                    host = "\(cluster.socketDirectory)"
+                    port = \(port ?? cluster.port)
+                    user = "\(user)"
+                    timeout = "10m"
+                    """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+                _ = try await TestRepository.create(at: dir + "/repo")
+                try await body(dir, cluster, ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password])
+            }
+        }
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
+    }
+
+    func snapshotCount(_ environment: [String: String]) throws -> Int {
+        let list = try BunkerProcess.run(["snapshots", "--json"], environment: environment)
+        return (try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])?.count ?? -1
+    }
+
+    /// Stops a server Bunker started on a restored data directory (as PostgreSQL's user).
+    func stopServer(_ directory: String) {
+        guard let bin = PostgresCluster.serverBinaries() else { return }
+        _ = try? shell("runuser -u postgres -- '\(bin)/pg_ctl' -D '\(directory)' -m immediate -w stop || '\(bin)/pg_ctl' -D '\(directory)' -m immediate -w stop")
+    }
+
+    /// psql against a restored server, through its socket in the data directory.
+    func psql(_ directory: String, port: String, _ sql: String, database: String = "clinic") throws -> String {
+        let result = try shell("psql -X -A -t -h '\(directory)' -p \(port) -U postgres -d \(database) -c \"\(sql)\"")
+        guard result.status == 0 else { throw FixtureError("psql failed: \(result.output)") }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func physicalBackupRestoresIntoANewDataDirectoryAndStarts() async throws {
+        try await withPhysicalSource { dir, cluster, e in
+            // A few MB of rows, and an older recovery setting the restore must comment out.
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY, name text, notes text); INSERT INTO patients SELECT i, 'Patient ' || i, repeat(md5(i::text), 4) FROM generate_series(1, 40000) i;", database: "clinic")
+            try cluster.psql("ALTER SYSTEM SET restore_command = 'false'")
+
+            let backup = try BunkerProcess.run(["backup", "--json"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let first = try json(backup.stdout)
+            let sources = try #require(first["sources"] as? [[String: Any]])
+            let details = try #require(sources.first?["details"] as? [String: String], "\(sources)")
+            #expect(details["method"] == "physical")
+            #expect(details["pg_major_version"] == "15")
+            #expect(details["timeline"] == "1")
+            #expect(details["start_lsn"]?.contains("/") == true && details["stop_lsn"]?.contains("/") == true, "\(details)")
+            #expect(details["system_identifier"] == (try cluster.psql("SELECT system_identifier FROM pg_control_system()")))
+            #expect(details["stop_time"] != nil && details["start_time"] != nil, "\(details)")
+
+            // Without --start: the data directory, its recovery set-up, and the command that starts it.
+            let plain = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/restored-plain"], environment: e)
+            #expect(plain.status == 0, "\(plain.stderr)")
+            #expect(plain.stdout.contains("pg_ctl") && plain.stdout.contains("start"), "\(plain.stdout)")
+            #expect(FileManager.default.fileExists(atPath: dir + "/restored-plain/recovery.signal"))
+            #expect(FileManager.default.fileExists(atPath: dir + "/restored-plain/PG_VERSION"))
+            let auto = try String(contentsOfFile: dir + "/restored-plain/postgresql.auto.conf", encoding: .utf8)
+            #expect(auto.contains("#restore_command = 'false'"), "the older setting is commented out: \(auto)")
+            let bunker = try #require(auto.split(separator: "\n").first { $0.hasPrefix("restore_command = ") }, "\(auto)")
+            #expect(bunker.contains("/bunker wal fetch --config \(dir)/bunker.toml --source clinic %f %p"), "\(bunker)")
+            #expect(bunker.hasPrefix("restore_command = '/"), "the executable's full path: \(bunker)")
+            #expect(auto.contains("recovery_target_timeline = 'latest'") && auto.contains("recovery_target_action = 'promote'"), "\(auto)")
+            #expect(!auto.contains("recovery_target_time ="), "--latest sets no target: \(auto)")
+            var status = stat()
+            #expect(stat(dir + "/restored-plain", &status) == 0 && status.st_mode & 0o777 == 0o700)
+            if geteuid() == 0 { #expect(status.st_uid == getpwnam("postgres").pointee.pw_uid, "given to PostgreSQL's user") }
+
+            // A directory that is not empty is refused.
+            let refused = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/restored-plain"], environment: e)
+            #expect(refused.status != 0 && refused.stderr.contains("not empty"), "\(refused.stderr)")
+            // So is a restore over the live cluster.
+            let inPlace = try BunkerProcess.run(["restore", "latest", "--source", "clinic"], environment: e)
+            #expect(inPlace.status != 0 && inPlace.stderr.contains("--pgdata"), "\(inPlace.stderr)")
+
+            // With --start: the server recovers (WAL from the base backup itself; `wal fetch`
+            // finds nothing more), promotes, and holds the rows.
+            let started = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/restored", "--start", "--json"], environment: e)
+            defer { stopServer(dir + "/restored") }
+            #expect(started.status == 0, "\(started.stderr)\(started.stdout)")
+            let outcome = try json(started.stdout)
+            let restored = try #require((outcome["sources"] as? [[String: Any]])?.first)
+            let port = try #require((restored["details"] as? [String: String])?["port"], "\(restored)")
+            #expect(try psql(dir + "/restored", port: port, "SELECT count(*) FROM patients") == "40000")
+            #expect(try psql(dir + "/restored", port: port, "SELECT pg_is_in_recovery()") == "f")
+            #expect((restored["checks"] as? [String]) == ["SHA-256", "recovery ended", "system identifier"], "\(restored)")
+            #expect((restored["details"] as? [String: String])?["system_identifier"] == details["system_identifier"])
+        }
+    }
+
+    /// Debian keeps a cluster's configuration in /etc/postgresql, outside its data directory, so
+    /// a base backup holds none: the restore writes minimal files, says so, and the server starts.
+    @Test func aClusterConfiguredOutsideItsDataDirectoryRestoresAndStarts() async throws {
+        try await withPhysicalSource { dir, cluster, e in
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY); INSERT INTO patients SELECT generate_series(1, 10)", database: "clinic")
+            for name in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+                try FileManager.default.moveItem(atPath: cluster.directory + "/data/" + name, toPath: cluster.directory + "/" + name)
+            }
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let port = String(Int.random(in: 20000..<60000))
+            let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/debian", "--start", "--port", port], environment: e)
+            defer { stopServer(dir + "/debian") }
+            #expect(restore.status == 0, "\(restore.stderr)\(restore.stdout)")
+            #expect(restore.stderr.contains("holds no postgresql.conf, pg_hba.conf, pg_ident.conf"), "\(restore.stderr)")
+            let asServer = geteuid() == 0 ? "runuser -u postgres -- " : ""
+            let count = try shell("\(asServer)psql -X -A -t -h '\(dir)/debian' -p \(port) -U postgres -d clinic -c 'SELECT count(*) FROM patients'")
+            #expect(count.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "\(count.output)")
+        }
+    }
+
+    @Test func secondBaseBackupOfAnUnchangedClusterStoresOnlyChangedPages() async throws {
+        try await withPhysicalSource { _, cluster, e in
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY, name text, notes text); INSERT INTO patients SELECT i, 'Patient ' || i, repeat(md5(i::text), 4) FROM generate_series(1, 40000) i;", database: "clinic")
+            try cluster.psql("CHECKPOINT")
+            let first = try BunkerProcess.run(["backup", "--json"], environment: e)
+            #expect(first.status == 0, "\(first.stderr)")
+            try cluster.psql("UPDATE patients SET name = 'changed' WHERE id IN (7, 20000); INSERT INTO patients VALUES (40001, 'new', 'row')", database: "clinic")
+            let second = try BunkerProcess.run(["backup", "--json"], environment: e)
+            #expect(second.status == 0, "\(second.stderr)")
+            let added1 = try #require((try json(first.stdout)["summary"] as? [String: Any])?["data_added"] as? Int)
+            let added2 = try #require((try json(second.stdout)["summary"] as? [String: Any])?["data_added"] as? Int)
+            let total2 = try #require((try json(second.stdout)["summary"] as? [String: Any])?["total_bytes"] as? Int)
+            print("physical base backup: first day \(added1) bytes added, second day \(added2) bytes added of \(total2)")
+            #expect(added1 > 4 << 20, "the first base backup stores the cluster: \(added1)")
+            #expect(Double(added2) < Double(added1) * 0.2, "second day: \(added2) bytes added, first day \(added1)")
+        }
+    }
+
+    @Test func failingBaseBackupWritesNoSnapshot() async throws {
+        try await withPhysicalSource(port: 1) { _, _, e in
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status != 0, "\(backup.stdout)")
+            #expect(backup.stderr.contains("no snapshot was written"), "\(backup.stderr)")
+            #expect(try snapshotCount(e) == 0)
+        }
+        // A role that may log in but not replicate: pg_basebackup itself fails.
+        try await withPhysicalSource(user: "reader") { _, cluster, e in
+            try cluster.psql("CREATE ROLE reader LOGIN; GRANT pg_read_all_settings TO reader; GRANT EXECUTE ON FUNCTION pg_control_system() TO reader")
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status != 0, "\(backup.stdout)")
+            #expect(backup.stderr.contains("no snapshot was written"), "\(backup.stderr)")
+            #expect(try snapshotCount(e) == 0)
+        }
+    }
+
+    @Test func drillStartsAScratchServerChecksItAndRemovesIt() async throws {
+        try await withPhysicalSource { _, cluster, e in
+            try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY); INSERT INTO patients SELECT generate_series(1, 100)", database: "clinic")
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
+            let drill = try BunkerProcess.run(["drill", "--source", "clinic", "--json"], environment: e)
+            #expect(drill.status == 0, "\(drill.stdout)\(drill.stderr)")
+            let report = try json(drill.stdout)
+            let checks = try #require((report["sources"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]])
+            #expect(checks.map { $0["name"] as? String } == ["sha256", "recovery"], "\(checks)")
+            #expect(checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks)")
+            #expect((checks.last?["detail"] as? String)?.contains("system_identifier") == true, "\(checks)")
+            let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
+            #expect(after.subtracting(before).isEmpty, "the scratch cluster is removed")
+        }
+    }
+
+    @Test func restoreToATimeBeforeEveryBaseBackupIsRefused() async throws {
+        try await withPhysicalSource { dir, _, e in
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let refused = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", "2001-01-01 00:00:00+00"], environment: e)
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("no physical base backup of source clinic that ended before 2001-01-01 00:00:00"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/pitr"), "nothing was written")
+            let early = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-lsn", "0/10"], environment: e)
+            #expect(early.status != 0 && early.stderr.contains("ended before WAL location 0/10"), "\(early.stderr)")
+            let unreadable = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", "yesterday"], environment: e)
+            #expect(unreadable.status != 0 && unreadable.stderr.contains("--to-time"), "\(unreadable.stderr)")
+        }
+    }
+
+    /// A target past the end of what can be replayed (here: no archived WAL at all) makes
+    /// PostgreSQL stop instead of promoting early; the restore fails and says why.
+    @Test func restoreToAMomentPastTheArchivedWALFailsClearly() async throws {
+        try await withPhysicalSource { dir, _, e in
+            let backup = try BunkerProcess.run(["backup"], environment: e)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            try await Task.sleep(for: .seconds(1))
+            let target = ISO8601DateFormatter().string(from: Date())
+            let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/late", "--to-time", target, "--start"], environment: e)
+            defer { stopServer(dir + "/late") }
+            #expect(restore.status != 0, "\(restore.stdout)")
+            #expect(restore.stderr.contains("recovery ended before configured recovery target was reached"), "\(restore.stderr)")
+        }
+    }
+
+    /// Needs `bunker wal push` and `bunker wal fetch` (the WAL archiving branch of issue 16):
+    /// skipped, with a note, while `bunker wal --help` fails.
+    ///
+    /// Everything runs as PostgreSQL's own user, as in production: the server runs `wal push`
+    /// and `wal fetch` as that user, so the repository, the data directory and the password
+    /// file are that user's, and so are the backup and the restore.
+    @Test func pointInTimeRestoreStopsBetweenTwoCommits() async throws {
+        let wal = try BunkerProcess.run(["wal", "--help"])
+        guard wal.status == 0, wal.stdout.contains("fetch") else {
+            print("pointInTimeRestoreStopsBetweenTwoCommits: skipped, this build has no `bunker wal` (WAL archiving lands separately).")
+            return
+        }
+        let bin = try #require(PostgresCluster.serverBinaries())
+        try await withPhysicalSource { dir, cluster, _ in
+            try TestRepository.password.write(toFile: dir + "/password", atomically: true, encoding: .utf8)
+            var config = try String(contentsOfFile: dir + "/bunker.toml", encoding: .utf8)
+            config = config.replacingOccurrences(of: "path = \"\(dir)/repo\"", with: "path = \"\(dir)/repo\"\npassword_file = \"\(dir)/password\"")
+            try config.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            if geteuid() == 0 { #expect(try shell("chown -R postgres:postgres '\(dir)' && chmod 600 '\(dir)/password'").status == 0) }
+            func bunker(_ arguments: [String]) throws -> (status: Int32, output: String) {
+                let command = [BunkerProcess.executable] + arguments + ["--config", dir + "/bunker.toml"]
+                if geteuid() == 0 {
+                    return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + command, outputFile: dir + "/bunker.out")
+                }
+                return try spawnAndWait(command[0], Array(command.dropFirst()), outputFile: dir + "/bunker.out")
+            }
+
+            // Archive every segment with `bunker wal push`.
+            let archive = "\(BunkerProcess.executable) wal push --config \(dir)/bunker.toml --source clinic %p"
+            try cluster.psql("ALTER SYSTEM SET archive_mode = on")
+            try cluster.psql("ALTER SYSTEM SET archive_command = '\(archive)'")
+            let data = cluster.directory + "/data"
+            // Output to a file, not a pipe: the restarted server would hold a pipe open.
+            let pgctl = [bin + "/pg_ctl", "-D", data, "-l", cluster.directory + "/server.log", "-w", "-t", "60", "restart", "-o", "-k \(cluster.directory) -c listen_addresses='' -p 5432"]
+            let restart = geteuid() == 0
+                ? try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + pgctl, outputFile: dir + "/restart.out")
+                : try spawnAndWait(pgctl[0], Array(pgctl.dropFirst()), outputFile: dir + "/restart.out")
+            #expect(restart.status == 0, "\(restart.output)")
+            try cluster.psql("CREATE TABLE sentinel (label text, at timestamptz DEFAULT clock_timestamp())", database: "clinic")
+
+            let backup = try bunker(["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+
+            try cluster.psql("INSERT INTO sentinel VALUES ('T1')", database: "clinic")
+            try await Task.sleep(for: .seconds(1))
+            try cluster.psql("INSERT INTO sentinel VALUES ('T2')", database: "clinic")
+            try await Task.sleep(for: .seconds(1))
+            let between = try cluster.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+            try await Task.sleep(for: .seconds(1))
+            try cluster.psql("INSERT INTO sentinel VALUES ('T3')", database: "clinic")
+            // Close the segment holding T3 and wait until it is archived.
+            let segment = try cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
+            var archived = false
+            for _ in 0..<150 where !archived {
+                archived = try cluster.psql("SELECT coalesce(last_archived_wal, '') >= '\(segment)' FROM pg_stat_archiver") == "t"
+                if !archived { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(archived, "segment \(segment) was archived")
+
+            let port = String(Int.random(in: 20000..<60000))
+            let restore = try bunker(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port])
+            defer { stopServer(dir + "/pitr") }
+            #expect(restore.status == 0, "\(restore.output)")
+            #expect(try psql(dir + "/pitr", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2", "T2 is there, T3 is not")
+            let auto = try String(contentsOfFile: dir + "/pitr/postgresql.auto.conf", encoding: .utf8)
+            #expect(auto.contains("recovery_target_time = '"), "\(auto)")
+        }
+    }
+}
