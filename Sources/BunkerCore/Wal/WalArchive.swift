@@ -3,9 +3,9 @@ import Foundation
 extension BunkerError.Code {
     /// A WAL file of that name is archived with other content: PostgreSQL must never be told
     /// it is archived (two clusters archive into one source, or the archive was tampered with).
-    public static let walConflict = Code("wal_conflict")
+    public static let walConflict = Self("wal_conflict")
     /// The WAL comes from another cluster (another system identifier) than the source archives.
-    public static let walClusterMismatch = Code("wal_cluster_mismatch")
+    public static let walClusterMismatch = Self("wal_cluster_mismatch")
 }
 
 /// What ``WalArchive/push(_:contents:)`` did.
