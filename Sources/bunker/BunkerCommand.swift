@@ -11,7 +11,8 @@ struct BunkerCommand: AsyncParsableCommand {
         discussion: """
             The repository (a directory, or s3://BUCKET/PREFIX with the AWS_* credentials) comes from
             --repo or BUNKER_REPOSITORY; the password from BUNKER_PASSWORD,
-            --password-file, or a prompt on a terminal. Every command takes --json.
+            --password-file, or a prompt on a terminal; the configuration from --config (also accepted
+            before the subcommand: bunker --config FILE wal push %p) or BUNKER_CONFIG. Every command takes --json.
 
             Exit codes: 0 success; 1 failure; 3 backup written but some files could not be read;
             4 no repository there; 5 wrong password; 6 repository busy (locked);
@@ -28,12 +29,35 @@ struct BunkerCommand: AsyncParsableCommand {
         ]
     )
 
+    /// `bunker --config FILE wal push %p`, as archive_command and restore_command are usually
+    /// written: a `--config` before the subcommand is moved after it, where every command that
+    /// reads a configuration takes it.
+    static func movingLeadingConfig(_ arguments: [String]) -> [String] {
+        var rest = arguments
+        var moved: [String] = []
+        while let first = rest.first {
+            if first == "--config", rest.count >= 2 {
+                moved += rest.prefix(2)
+                rest.removeFirst(2)
+            } else if first.hasPrefix("--config=") {
+                moved.append(rest.removeFirst())
+            } else {
+                break
+            }
+        }
+        guard !moved.isEmpty else { return arguments }
+        // Before a `--` that ends the options, if there is one.
+        let end = rest.firstIndex(of: "--") ?? rest.endIndex
+        rest.insert(contentsOf: moved, at: end)
+        return rest
+    }
+
     static func main() async {
         tuneAllocator()
         // s3:// locations, with the AWS environment alone until a configuration adds settings.
         S3Backend.register()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(Self.movingLeadingConfig(Array(CommandLine.arguments.dropFirst())))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {

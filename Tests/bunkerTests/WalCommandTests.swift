@@ -54,7 +54,8 @@ import Testing
                 let again = try BunkerProcess.run(["wal", "push", "--source", "clinic", segment], environment: e)
                 #expect(again.status == 0 && again.stdout.contains("already archived, identical"), "\(again.stdout)\(again.stderr)")
 
-                let fetched = try BunkerProcess.run(["wal", "fetch", name, dir + "/restored"], environment: e)
+                // restore_command as the restore writes it: the full path, --config first, --source.
+                let fetched = try BunkerProcess.run(["--config", dir + "/bunker.toml", "wal", "fetch", "--source", "clinic", name, dir + "/restored"])
                 #expect(fetched.status == 0, "\(fetched.stderr)")
                 #expect(FileManager.default.contents(atPath: dir + "/restored") == FileManager.default.contents(atPath: segment))
 
@@ -115,7 +116,8 @@ import Testing
                 let retried = try BunkerProcess.run(["wal", "push", segment], environment: e)
                 #expect(retried.status == 0, "no false \"different content\" after a kill at \(point): \(retried.stderr)")
                 #expect(retried.stdout.contains(point == "wal-push-after-save" ? "already archived, identical" : "archived for clinic"), "\(retried.stdout)")
-                let fetched = try BunkerProcess.run(["wal", "fetch", name, dir + "/restored"], environment: e)
+                // restore_command as the restore writes it: the full path, --config first, --source.
+                let fetched = try BunkerProcess.run(["--config", dir + "/bunker.toml", "wal", "fetch", "--source", "clinic", name, dir + "/restored"])
                 #expect(fetched.status == 0, "\(fetched.stderr)")
                 #expect(FileManager.default.contents(atPath: dir + "/restored") == FileManager.default.contents(atPath: segment))
                 let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
