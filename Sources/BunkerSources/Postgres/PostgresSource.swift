@@ -116,6 +116,8 @@ public struct PostgresSource: Source {
     public let database: String
     /// The database psql connects to for CREATE and DROP DATABASE.
     public var maintenanceDatabase = "postgres"
+    /// How `bunker wal push` archives this cluster's WAL (`[source.wal]`).
+    public var walArchiving = WalArchiving()
     public var kind: SourceKind { .postgres }
     public let origin: String
 
@@ -415,7 +417,9 @@ extension PostgresSource: SourceKindDefinition {
             passwordFile: try settings.path("password_file"),
             binDirectory: try settings.string("bin_dir"),
             timeout: try settings.duration("timeout") ?? HelperTimeout.defaultDuration)
-        return PostgresSource(name: name, connection: connection, database: database)
+        var source = PostgresSource(name: name, connection: connection, database: database)
+        source.walArchiving = try WalArchiving(reading: &settings, source: name)
+        return source
     }
 
     /// A source that writes the record's dump to a file, and refuses anything that needs a server.

@@ -13,7 +13,7 @@ extension BunkerCommand {
                 recovery:         restore_command = '/usr/local/bin/bunker --config /etc/bunker/bunker.toml wal fetch %f %p'
                 Both run as PostgreSQL's own user; see docs/postgres-pitr.md.
                 """,
-            subcommands: [Push.self, Fetch.self])
+            subcommands: [Push.self, Fetch.self, Drain.self])
 
         /// The options both subcommands share.
         struct SourceOptions: ParsableArguments {
@@ -50,17 +50,81 @@ extension BunkerCommand {
                     let service = try await Wal.service(repository)
                     let source = try service.walSource(named: wal.source)
                     let started = ContinuousClock.now
-                    let result = try await service.pushWal(path: path, source: source)
+                    let outcome = try await service.pushWal(path: path, source: source)
                     let elapsed = ContinuousClock.now - started
+                    if case .spooled = outcome, let spool = service.walSpool(source: source), !spool.drainerRuns() {
+                        Wal.startDrainer(source: source, configuration: service.configuration.file, spool: spool, options: repository)
+                    }
                     if repository.output.json {
-                        Output.printJSON(WalPushOutput(result, source: source, elapsed: elapsed))
+                        Output.printJSON(WalPushOutput(outcome, source: source, elapsed: elapsed))
                     } else if !repository.output.quiet {
-                        switch result.outcome {
-                        case .stored:
+                        switch outcome {
+                        case .archived(let result) where result.outcome == .stored:
                             print("\(result.file): archived for \(source) (\(Output.bytes(UInt64(result.size))) stored as \(Output.bytes(UInt64(result.storedBytes))), \(elapsed.formatted(.units(allowed: [.milliseconds]))))")
-                        case .alreadyArchived:
+                        case .archived(let result):
                             print("\(result.file): already archived, identical")
+                        case .spooled(let file, _):
+                            print("\(file): spooled for \(source) (\(elapsed.formatted(.units(allowed: [.milliseconds])))); the drainer ships it")
+                        case .alreadySpooled(let file, _):
+                            print("\(file): already spooled, identical")
                         }
+                    }
+                }
+            }
+        }
+
+        /// Starts `bunker wal drain` for `source` as a process of its own, in a session of its
+        /// own (so that PostgreSQL's signals to the archiver's process group do not reach it),
+        /// writing to `<spool>/.drain.log`. A second drainer started in a race exits at once.
+        static func startDrainer(source: String, configuration: String?, spool: WalSpool, options repository: RepositoryOptions) {
+            var arguments = ["wal", "drain", "--source", source, "--quiet"]
+            if let configuration { arguments += ["--config", configuration] }
+            if let repo = repository.repo { arguments += ["--repo", repo] }
+            if let name = repository.repositoryName { arguments += ["--repository", name] }
+            if let file = repository.passwordFile { arguments += ["--password-file", file] }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            process.arguments = arguments
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            let log = spool.directory + "/.drain.log"
+            if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+            if let handle = FileHandle(forWritingAtPath: log) {
+                handle.seekToEndOfFile()
+                process.standardError = handle
+            } else {
+                process.standardError = FileHandle.nullDevice
+            }
+            do {
+                try process.run()
+            } catch {
+                Output.warning("could not start the WAL drainer (\(error)); the spooled file waits for the next push or `bunker wal drain`.")
+            }
+        }
+
+        struct Drain: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Ship the WAL spooled by an asynchronous `wal push` to the repository.",
+                discussion: """
+                    Started by `wal push` when [source.wal] async = true and no drainer runs; runs until the spool \
+                    stays empty for a moment. At most one runs per source (a lock in the spool directory).
+                    """)
+
+            @OptionGroup var repository: RepositoryOptions
+            @OptionGroup var wal: SourceOptions
+
+            @Option(help: ArgumentHelp("Files shipped at once.", valueName: "n"))
+            var parallel = 4
+
+            func run() async throws {
+                try await repository.output.run {
+                    let service = try await Wal.service(repository)
+                    let source = try service.walSource(named: wal.source)
+                    let shipped = try await service.drainWal(source: source, parallel: max(1, parallel))
+                    if repository.output.json {
+                        Output.printJSON(["source": source, "shipped": shipped.map(String.init) ?? "another drainer runs"])
+                    } else if !repository.output.quiet {
+                        print(shipped.map { "\(source): \($0) WAL files shipped" } ?? "\(source): another drainer runs")
                     }
                 }
             }
@@ -125,16 +189,25 @@ struct WalPushOutput: Encodable {
     var outcome: String
     var size: Int
     var storedBytes: Int
-    var object: String
+    var object: String?
     var milliseconds: Double
 
-    init(_ result: WalPushResult, source: String, elapsed: Duration) {
+    init(_ pushed: WalPushOutcome, source: String, elapsed: Duration) {
         self.source = source
-        file = result.file
-        outcome = result.outcome.rawValue
-        size = result.size
-        storedBytes = result.storedBytes
-        object = result.object
+        switch pushed {
+        case .archived(let result):
+            file = result.file
+            outcome = result.outcome.rawValue
+            size = result.size
+            storedBytes = result.storedBytes
+            object = result.object
+        case .spooled(let name, let bytes), .alreadySpooled(let name, let bytes):
+            file = name
+            outcome = { if case .spooled = pushed { return "spooled" } else { return "already_spooled" } }()
+            size = bytes
+            storedBytes = 0
+            object = nil
+        }
         milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     }
 
