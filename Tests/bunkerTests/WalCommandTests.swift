@@ -8,7 +8,7 @@ import Testing
 @Suite(.serialized) struct WalCommandTests {
     /// A configuration with one postgres source, `clinic`, on `cluster`; returns the environment
     /// that names it. The repository is made with `bunker init`.
-    func setUp(_ dir: String, _ cluster: PostgresCluster) throws -> [String: String] {
+    func setUp(_ dir: String, _ cluster: PostgresCluster, extra: String = "") throws -> [String: String] {
         try "wal test password\n".write(toFile: dir + "/password", atomically: true, encoding: .utf8)
         try """
         data_dir = "\(dir)/data"
@@ -23,6 +23,7 @@ import Testing
         port = \(cluster.port)
         database = "postgres"
         user = "\(cluster.user)"
+        \(extra)
         """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
         let environment = ["BUNKER_CONFIG": dir + "/bunker.toml"]
         let created = try BunkerProcess.run(["init"], environment: environment)
@@ -99,6 +100,63 @@ import Testing
                     #expect(refused.status == 10, "\(refused.stdout)\(refused.stderr)")
                     #expect(refused.stderr.contains("system identifier"))
                 }
+            }
+        }
+    }
+
+    @Test func asyncPushSpoolsAndADrainerShipsAndAFullSpoolIsNeverSkippedSilently() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withPostgres { cluster in
+                let e = try setUp(dir, cluster, extra: """
+                    [source.wal]
+                    async = true
+                    spool_dir = "\(dir)/spool"
+                    spool_max = 2
+                    """)
+                let first = try completedSegment(of: cluster, into: dir + "/wal")
+                let name = (first as NSString).lastPathComponent
+                let pushed = try BunkerProcess.run(["wal", "push", first], environment: e)
+                #expect(pushed.status == 0 && pushed.stdout.contains("spooled for clinic"), "\(pushed.stdout)\(pushed.stderr)")
+                // Fetch finds it whether it is still in the spool or shipped already.
+                let early = try BunkerProcess.run(["wal", "fetch", name, dir + "/early"], environment: e)
+                #expect(early.status == 0, "\(early.stderr)")
+                #expect(FileManager.default.contents(atPath: dir + "/early") == FileManager.default.contents(atPath: first))
+
+                // The drainer that push started ships it and empties the spool.
+                let deadline = Date().addingTimeInterval(60)
+                func shipped(_ file: String) -> Bool {
+                    let objects = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/repo/wal")) ?? []
+                    return objects.contains { $0.hasPrefix("clinic-\(file)-") } && !FileManager.default.fileExists(atPath: dir + "/spool/clinic/" + file)
+                }
+                while !shipped(name) && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(shipped(name), "the drainer shipped \(name): \((try? String(contentsOfFile: dir + "/spool/clinic/.drain.log", encoding: .utf8)) ?? "")")
+                while FileManager.default.fileExists(atPath: dir + "/spool/clinic/.drain.lock"), WalSpoolProbe.locked(dir + "/spool/clinic/.drain.lock"), Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+
+                // With no drainer running (the test holds its lock), the spool fills up; the next
+                // file is archived synchronously, and the overflow is audited.
+                let lock = open(dir + "/spool/clinic/.drain.lock", O_RDWR | O_CREAT, 0o600)
+                #expect(flock(lock, LOCK_EX) == 0)
+                var segments: [String] = []
+                for _ in 0..<3 { segments.append(try completedSegment(of: cluster, into: dir + "/wal")) }
+                for segment in segments.prefix(2) {
+                    let spooled = try BunkerProcess.run(["wal", "push", segment], environment: e)
+                    #expect(spooled.status == 0 && spooled.stdout.contains("spooled"), "\(spooled.stdout)\(spooled.stderr)")
+                }
+                let overflow = try BunkerProcess.run(["wal", "push", segments[2]], environment: e)
+                #expect(overflow.status == 0 && overflow.stdout.contains("archived for clinic"), "\(overflow.stdout)\(overflow.stderr)")
+                #expect(overflow.stderr.contains("spool of clinic is full"))
+                let audit = try BunkerProcess.run(["audit", "list", "--action", "wal_spool_full", "--json"], environment: e)
+                #expect(audit.stdout.contains("wal_spool_full"), "\(audit.stdout)\(audit.stderr)")
+                flock(lock, LOCK_UN)
+                close(lock)
+
+                let drain = try BunkerProcess.run(["wal", "drain"], environment: e)
+                #expect(drain.status == 0 && drain.stdout.contains("2 WAL files shipped"), "\(drain.stdout)\(drain.stderr)")
+                for segment in segments { #expect(shipped((segment as NSString).lastPathComponent)) }
+                let verify = try BunkerProcess.run(["verify", "--read-data"], environment: e)
+                #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
             }
         }
     }
@@ -181,5 +239,17 @@ import Testing
                 #expect(gap.stderr.contains(middle), "\(gap.stderr)")
             }
         }
+    }
+}
+
+/// Whether another process holds a drainer's lock.
+enum WalSpoolProbe {
+    static func locked(_ path: String) -> Bool {
+        let fd = open(path, O_RDWR)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
+        flock(fd, LOCK_UN)
+        return false
     }
 }
