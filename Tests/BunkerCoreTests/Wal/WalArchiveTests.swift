@@ -72,6 +72,24 @@ import Testing
         }
     }
 
+    @Test func segmentsBeforeTheOldestKeptBaseBackupAreRemovedAndHistoriesKept() async throws {
+        try await withTemporaryDirectory { dir in
+            let repository = try await TestRepository.create(at: dir + "/repo")
+            let archive = WalArchive(repository: repository, source: "clinic")
+            for n in 1...5 { _ = try await archive.push(String(format: "0000000100000000%08X", n), contents: Self.segment(number: n)) }
+            _ = try await archive.push("00000002.history", contents: Data("1\t0/3000000\tno recovery target specified\n".utf8))
+            _ = try await archive.push("000000020000000000000003", contents: Self.segment(number: 3))
+            let planned = try await archive.removeSegments(before: "000000010000000000000004", dryRun: true)
+            #expect(planned.count == 3)
+            #expect(try await archive.summary().objects == 7, "a dry run removes nothing")
+            #expect(try await archive.removeSegments(before: "000000010000000000000004") == planned)
+            let summary = try await archive.summary()
+            #expect(summary.timelines.map { "\($0.timeline):\($0.firstSegment)-\($0.lastSegment)" } == ["1:000000010000000000000004-000000010000000000000005", "2:000000020000000000000003-000000020000000000000003"])
+            #expect(summary.histories == ["00000002.history"])
+            #expect(summary.gaps.isEmpty)
+        }
+    }
+
     @Test func aSegmentOfAnotherClusterIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let repository = try await TestRepository.create(at: dir + "/repo")
