@@ -186,6 +186,38 @@ extension BunkerService {
         return true
     }
 
+    /// The `archive_command` for `source`: `bunker --config FILE wal push --source NAME %p`,
+    /// with the absolute path of `executable` (by default this very binary) and of the
+    /// configuration, since PostgreSQL runs it with its own environment. Each word is quoted for
+    /// `/bin/sh` where needed; whoever writes it into postgresql.conf doubles every `'`.
+    public static func walArchiveCommand(_ configuration: Configuration, source: String, executable: String = BunkerService.currentExecutable) -> String {
+        walCommand(configuration, executable, ["wal", "push", "--source", source]) + " %p"
+    }
+
+    /// The `restore_command` for `source`: `bunker --config FILE wal fetch --source NAME %f %p`
+    /// (see ``walArchiveCommand(_:source:executable:)``).
+    public static func walRestoreCommand(_ configuration: Configuration, source: String, executable: String = BunkerService.currentExecutable) -> String {
+        walCommand(configuration, executable, ["wal", "fetch", "--source", source]) + " %f %p"
+    }
+
+    /// The absolute path of the running `bunker`.
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    }
+
+    private static func walCommand(_ configuration: Configuration, _ executable: String, _ words: [String]) -> String {
+        var all = [executable]
+        if let file = configuration.file { all += ["--config", URL(fileURLWithPath: file).standardizedFileURL.path] }
+        return (all + words).map(shellWord).joined(separator: " ")
+    }
+
+    /// `word` as /bin/sh reads it back: as it is when it is made only of safe characters, else
+    /// in single quotes.
+    static func shellWord(_ word: String) -> String {
+        let safe = word.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "/._-=:+,@%".unicodeScalars.contains($0) }
+        return safe && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
     /// Every source's archived WAL, summarized (ranges, gaps, lag): for `stats` and metrics.
     public func walSummaries() async throws -> [WalArchiveSummary] {
         try await WalArchive.summaries(of: repository)

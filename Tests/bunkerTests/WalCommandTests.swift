@@ -195,7 +195,13 @@ import Testing
                         _ = try shell("chown -R \(pw.pointee.pw_uid):\(pw.pointee.pw_gid) '\(path)'")
                     }
                 }
-                let command = "\(BunkerProcess.executable) --config \(dir)/bunker.toml wal push %p"
+                // The lines `bunker wal setup` prints: this binary's full path, the configuration's.
+                let setup = try BunkerProcess.run(["wal", "setup", "--json"], environment: e)
+                #expect(setup.status == 0, "\(setup.stderr)")
+                let lines = try #require(try JSONSerialization.jsonObject(with: Data(setup.stdout.utf8)) as? [String: String])
+                let command = try #require(lines["archive_command"])
+                #expect(command.hasPrefix("/") && command.contains("--config \(dir)/bunker.toml wal push --source clinic %p"), "\(command)")
+                #expect(lines["restore_command"]?.hasSuffix("wal fetch --source clinic %f %p") == true)
                 try cluster.psql("ALTER SYSTEM SET archive_mode = on")
                 try cluster.psql("ALTER SYSTEM SET archive_command = '\(command)'")
                 try cluster.psql("ALTER SYSTEM SET archive_timeout = '1s'")

@@ -13,7 +13,7 @@ extension BunkerCommand {
                 recovery:         restore_command = '/usr/local/bin/bunker --config /etc/bunker/bunker.toml wal fetch %f %p'
                 Both run as PostgreSQL's own user; see docs/postgres-pitr.md.
                 """,
-            subcommands: [Push.self, Fetch.self, Drain.self])
+            subcommands: [Push.self, Fetch.self, Drain.self, Setup.self])
 
         /// The options both subcommands share.
         struct SourceOptions: ParsableArguments {
@@ -125,6 +125,34 @@ extension BunkerCommand {
                         Output.printJSON(["source": source, "shipped": shipped.map(String.init) ?? "another drainer runs"])
                     } else if !repository.output.quiet {
                         print(shipped.map { "\(source): \($0) WAL files shipped" } ?? "\(source): another drainer runs")
+                    }
+                }
+            }
+        }
+
+        struct Setup: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Print the archive_command and restore_command of a postgres source, with this bunker's full path.",
+                discussion: "Write the lines into postgresql.conf (doubling any ' inside); see docs/postgres-pitr.md.")
+
+            @OptionGroup var repository: RepositoryOptions
+            @OptionGroup var wal: SourceOptions
+
+            func run() async throws {
+                try await repository.output.run {
+                    let configuration = try repository.configuration()
+                    let postgres = configuration.sources.filter { $0.kind == .postgres }.map(\.name)
+                    guard let source = wal.source ?? (postgres.count == 1 ? postgres[0] : nil), postgres.contains(source) else {
+                        throw BunkerError(.invalidArgument, "Name a postgres source with --source (configured: \(postgres.isEmpty ? "none" : postgres.joined(separator: ", "))).")
+                    }
+                    let archive = BunkerService.walArchiveCommand(configuration, source: source)
+                    let restore = BunkerService.walRestoreCommand(configuration, source: source)
+                    if repository.output.json {
+                        Output.printJSON(["source": source, "archive_command": archive, "restore_command": restore])
+                    } else {
+                        print("archive_mode = on")
+                        print("archive_command = '\(archive.replacingOccurrences(of: "'", with: "''"))'")
+                        print("restore_command = '\(restore.replacingOccurrences(of: "'", with: "''"))'")
                     }
                 }
             }
