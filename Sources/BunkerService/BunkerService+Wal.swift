@@ -16,7 +16,12 @@ extension BunkerService {
     /// The postgres source whose WAL a `wal` command handles: `name`, or the only postgres
     /// source when none is named.
     public func walSource(named name: String?) throws -> String {
-        let postgres = sources.filter { $0.kind == .postgres }.map(\.name)
+        try Self.walSource(in: configuration, named: name)
+    }
+
+    /// The postgres source of `configuration` named `name`, or its only one.
+    public static func walSource(in configuration: Configuration, named name: String?) throws -> String {
+        let postgres = configuration.sources.filter { $0.kind == .postgres }.map(\.name)
         if let name {
             guard postgres.contains(name) else {
                 throw BunkerError(.invalidArgument, "No postgres source is named \(name) in \(configuration.file ?? "the configuration")\(postgres.isEmpty ? "" : "; postgres sources: \(postgres.joined(separator: ", "))").")
@@ -66,6 +71,21 @@ extension BunkerService {
         return .archived(try await archiveWal(file, contents: contents, source: source))
     }
 
+    /// The fast path of an asynchronous `wal push`: spools the file without opening the
+    /// repository (no key derivation, no listing), so that it returns in milliseconds. Nil when
+    /// the source has no spool, the spool is full, or anything goes wrong: the caller then runs
+    /// ``pushWal(path:source:)``, which reports each of those as it must.
+    public static func spoolWal(path: String, source: String, configuration: Configuration) -> WalPushOutcome? {
+        let file = (path as NSString).lastPathComponent
+        guard let spool = walSpool(in: configuration, source: source), WalFileName(file) != nil,
+              let contents = FileManager.default.contents(atPath: path) else { return nil }
+        switch try? spool.spool(file, contents: contents) {
+        case .spooled?: return .spooled(file: file, size: contents.count)
+        case .alreadySpooled?: return .alreadySpooled(file: file, size: contents.count)
+        case .full?, nil: return nil
+        }
+    }
+
     /// Archives one file into the repository; a refusal is audited and notified.
     private func archiveWal(_ file: String, contents: Data, source: String) async throws -> WalPushResult {
         do {
@@ -78,7 +98,12 @@ extension BunkerService {
 
     /// The spool of `source`, when its WAL is archived asynchronously.
     public func walSpool(source: String) -> WalSpool? {
-        guard let settings = (sources.first { $0.name == source } as? PostgresSource)?.walArchiving,
+        Self.walSpool(in: configuration, source: source)
+    }
+
+    /// The spool of `source` in `configuration`, when its WAL is archived asynchronously.
+    public static func walSpool(in configuration: Configuration, source: String) -> WalSpool? {
+        guard let settings = (configuration.sources.first { $0.name == source } as? PostgresSource)?.walArchiving,
               settings.async, let root = settings.spoolDirectory else { return nil }
         return WalSpool(root: root, source: source, capacity: settings.spoolMax)
     }

@@ -47,13 +47,18 @@ extension BunkerCommand {
 
             func run() async throws {
                 try await repository.output.run {
-                    let service = try await Wal.service(repository)
-                    let source = try service.walSource(named: wal.source)
                     let started = ContinuousClock.now
-                    let outcome = try await service.pushWal(path: path, source: source)
+                    let configuration = try repository.configuration()
+                    let source = try BunkerService.walSource(in: configuration, named: wal.source)
+                    let outcome: WalPushOutcome
+                    if let spooled = BunkerService.spoolWal(path: path, source: source, configuration: configuration) {
+                        outcome = spooled
+                    } else {
+                        outcome = try await Wal.service(repository).pushWal(path: path, source: source)
+                    }
                     let elapsed = ContinuousClock.now - started
-                    if case .spooled = outcome, let spool = service.walSpool(source: source), !spool.drainerRuns() {
-                        Wal.startDrainer(source: source, configuration: service.configuration.file, spool: spool, options: repository)
+                    if case .spooled = outcome, let spool = BunkerService.walSpool(in: configuration, source: source), !spool.drainerRuns() {
+                        Wal.startDrainer(source: source, configuration: configuration.file, spool: spool, options: repository)
                     }
                     if repository.output.json {
                         Output.printJSON(WalPushOutput(outcome, source: source, elapsed: elapsed))
