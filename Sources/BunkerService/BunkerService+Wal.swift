@@ -89,7 +89,9 @@ extension BunkerService {
     /// Archives one file into the repository; a refusal is audited and notified.
     private func archiveWal(_ file: String, contents: Data, source: String) async throws -> WalPushResult {
         do {
-            return try await WalArchive(repository: repository, source: source).push(file, contents: contents)
+            let result = try await WalArchive(repository: repository, source: source).push(file, contents: contents)
+            await auditDailyWalSummaryIfDue(source: source)
+            return result
         } catch let error as BunkerError where error.code == .walConflict || error.code == .walClusterMismatch {
             await reportRefusedWal(source: source, file: file, error: error)
             throw error
@@ -262,6 +264,30 @@ extension BunkerService {
             FileHandle.standardError.write(Data("bunker: warning: the full WAL spool could not be audited: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
         }
         await notify(.walArchiveFailed(source: source, file: file, error: error, now: repository.now()), initiator: .localUser())
+    }
+
+    /// The first archived file of each UTC day writes one audit row, `wal_summary`, with what the
+    /// source's archive holds (files, the range per timeline, gaps, lag): the trail shows that
+    /// archiving ran every day without a row per segment. A marker file in the data directory
+    /// (`wal-summary-<scope>`, holding the day) keeps it to one a day. Never fails the push: a
+    /// data directory PostgreSQL's user cannot write only loses the summary.
+    private func auditDailyWalSummaryIfDue(source: String) async {
+        let day = String(Timestamp.format(repository.now()).prefix(10))
+        let marker = configuration.dataDirectory + "/wal-summary-" + WalObject.scope(of: source)
+        if let written = try? String(contentsOfFile: marker, encoding: .utf8), written == day { return }
+        do {
+            // Opening the catalog makes the data directory, where the marker goes.
+            let catalog = try catalog()
+            try Data(day.utf8).write(to: URL(fileURLWithPath: marker), options: .atomic)
+            let summary = try await WalArchive(repository: repository, source: source).summary()
+            var details = ["source": source, "files": String(summary.objects), "stored_bytes": String(summary.storedBytes),
+                           "gaps": String(summary.gaps.count), "day": day]
+            for timeline in summary.timelines { details["timeline_\(timeline.timeline)"] = "\(timeline.firstSegment)..\(timeline.lastSegment)" }
+            if let lag = summary.archiveLagSeconds { details["archive_lag_seconds"] = String(Int(lag)) }
+            try catalog.record("wal_summary", target: source, outcome: summary.gaps.isEmpty ? .success : .failure, details: details, by: .localUser())
+        } catch {
+            FileHandle.standardError.write(Data("bunker: warning: the daily WAL summary of \(source) was not audited: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+        }
     }
 
     /// One audit row and a notification for a refused WAL file. Neither may hide the refusal:

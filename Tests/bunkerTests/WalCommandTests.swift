@@ -54,6 +54,12 @@ import Testing
                 #expect(pushed.stdout.contains("archived for clinic"))
                 let again = try BunkerProcess.run(["wal", "push", "--source", "clinic", segment], environment: e)
                 #expect(again.status == 0 && again.stdout.contains("already archived, identical"), "\(again.stdout)\(again.stderr)")
+                // No audit row per segment: one summary a day.
+                let second = try completedSegment(of: cluster, into: dir + "/wal")
+                #expect(try BunkerProcess.run(["wal", "push", second], environment: e).status == 0)
+                let summaries = try BunkerProcess.run(["audit", "list", "--json"], environment: e)
+                #expect(summaries.stdout.components(separatedBy: "\"wal_summary\"").count - 1 == 1, "\(summaries.stdout)")
+                #expect(!summaries.stdout.contains("\"wal_push\""), "a successful push is not audited")
 
                 // restore_command as the restore writes it: the full path, --config first, --source.
                 let fetched = try BunkerProcess.run(["--config", dir + "/bunker.toml", "wal", "fetch", "--source", "clinic", name, dir + "/restored"])
