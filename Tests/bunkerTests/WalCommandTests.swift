@@ -167,6 +167,31 @@ import Testing
         }
     }
 
+    @Test func anAsyncPushKilledBeforeItsFileIsInPlaceIsRetriedAndShipped() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withPostgres { cluster in
+                let e = try setUp(dir, cluster, extra: "[source.wal]\nasync = true\nspool_dir = \"\(dir)/spool\"\n")
+                let segment = try completedSegment(of: cluster, into: dir + "/wal")
+                let name = (segment as NSString).lastPathComponent
+                let killed = try BunkerProcess.run(["wal", "push", segment], environment: e.merging(["BUNKER_FAULT_KILL": "wal-spool-before-rename"]) { $1 })
+                #expect(killed.killed && killed.status == SIGKILL, "\(killed.stdout)\(killed.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/spool/clinic/" + name), "no partial file under the segment's name")
+
+                let retried = try BunkerProcess.run(["wal", "push", segment], environment: e)
+                #expect(retried.status == 0 && retried.stdout.contains("spooled"), "\(retried.stdout)\(retried.stderr)")
+                let deadline = Date().addingTimeInterval(60)
+                while FileManager.default.fileExists(atPath: dir + "/spool/clinic/" + name) && Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let fetched = try BunkerProcess.run(["wal", "fetch", name, dir + "/restored"], environment: e)
+                #expect(fetched.status == 0, "\(fetched.stderr)")
+                #expect(FileManager.default.contents(atPath: dir + "/restored") == FileManager.default.contents(atPath: segment))
+                let objects = try FileManager.default.contentsOfDirectory(atPath: dir + "/repo/wal")
+                #expect(objects.contains { $0.hasPrefix("clinic-\(name)-") }, "the drainer shipped it: \(objects)")
+            }
+        }
+    }
+
     @Test(arguments: ["wal-push-before-save", "storage-before-rename:2", "wal-push-after-save"])
     func aPushKilledWithSIGKILLSucceedsWhenRetried(at point: String) async throws {
         try await withTemporaryDirectory { dir in
