@@ -167,12 +167,26 @@ public struct S3Storage: Storage {
             if let info = try? await stat(.config) { return [info] }
             return []
         }
+        return try await listing(kind, namePrefix: "")
+    }
+
+    /// Asks the server for the matching keys only (`prefix=`); packs, spread over subfolders by
+    /// their first two hex digits, are filtered after a whole listing.
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        if kind == .config || kind == .pack {
+            return try await list(kind).filter { $0.handle.name.hasPrefix(prefix) }
+        }
+        return try await listing(kind, namePrefix: prefix)
+    }
+
+    private func listing(_ kind: ObjectKind, namePrefix: String) async throws -> [ObjectInfo] {
         let prefix = keyPrefix(kind)
+        let asked = prefix + namePrefix
         var result: [ObjectInfo] = []
         var token: String?
         var seenTokens: Set<String> = []
         repeat {
-            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", String(options.listPageSize))]
+            var query = [("list-type", "2"), ("prefix", asked), ("max-keys", String(options.listPageSize))]
             if let token { query.append(("continuation-token", token)) }
             let response = try await client.send(S3Request(method: .GET, key: nil, query: query), expecting: 64 << 20)
             guard response.isSuccess else { throw client.failure(response, "listing \(kind.rawValue)") }

@@ -74,6 +74,16 @@ public protocol SourceSettingsReader {
     /// A string; nil when absent; an error when the value is not a string.
     mutating func string(_ key: String) throws -> String?
 
+    /// true or false; nil when absent.
+    mutating func bool(_ key: String) throws -> Bool?
+
+    /// A table inside this one (`[source.wal]` after a `[[source]]` table); nil when absent.
+    /// The caller reads its keys and then calls ``rejectUnknown()`` on it.
+    mutating func table(_ key: String) throws -> Self?
+
+    /// Refuses every key of the table that was not read.
+    func rejectUnknown() throws
+
     /// A list of strings; nil when absent.
     mutating func strings(_ key: String) throws -> [String]?
 

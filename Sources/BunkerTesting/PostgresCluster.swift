@@ -85,6 +85,13 @@ public final class PostgresCluster: Sendable {
 
     private var psqlPath: String { FileManager.default.isExecutableFile(atPath: bin + "/psql") ? bin + "/psql" : "/usr/bin/psql" }
 
+    /// Restarts the server (a fast shutdown, then a start), so that settings that need a
+    /// restart (`ALTER SYSTEM SET archive_mode = on`) take effect.
+    public func restart() throws {
+        try server(["pg_ctl", "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "60", "-m", "fast", "restart",
+                    "-o", "-k \(directory) -c listen_addresses='' -p 5432 -c fsync=off -c full_page_writes=off"])
+    }
+
     /// Stops the server at once (as a crash would), leaving the directory.
     public func kill() {
         _ = try? server(["pg_ctl", "-D", directory + "/data", "-m", "immediate", "-w", "stop"])

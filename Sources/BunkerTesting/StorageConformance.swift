@@ -17,6 +17,7 @@ public enum StorageConformance {
         ("saveNeverOverwrites", neverOverwrites),
         ("missingObjectsSayNotFound", missing),
         ("listSeesEveryKindSeparately", listing),
+        ("listWithPrefixSeesOnlyMatchingNames", prefixListing),
         ("removeMakesObjectsDisappear", removal),
         ("emptyAndLargeObjects", sizes),
         ("concurrentSavesAllLand", concurrent),
@@ -102,6 +103,22 @@ public enum StorageConformance {
             try expect(Set(listed.map(\.handle.name)) == names, "list(\(kind)) returns exactly its objects")
             try expect(listed.allSatisfy { $0.handle.kind == kind }, "listed handles carry their kind")
         }
+    }
+
+    static func prefixListing(_ storage: any Storage) async throws {
+        try expect(try await storage.list(.wal, prefix: "clinic-").isEmpty, "a kind without objects lists none by prefix")
+        let names = ["clinic-000000010000000000000001-a", "clinic-000000010000000000000001-b", "clinic-000000010000000000000002-a",
+                     "clinic-db-000000010000000000000001-a", "other-000000010000000000000001-a"]
+        for (i, name) in names.enumerated() {
+            try await storage.save(ObjectHandle(.wal, name), data: sample(20, seed: UInt64(200 + i)))
+        }
+        try await storage.save(ObjectHandle(.snapshot, "clinic-000000010000000000000001-c"), data: sample(20, seed: 300))
+        let listed = try await storage.list(.wal, prefix: "clinic-000000010000000000000001-")
+        try expect(Set(listed.map(\.handle.name)) == Set(names.prefix(2)), "list(wal, prefix:) returns exactly the objects of that kind whose names start with it")
+        try expect(listed.allSatisfy { $0.handle.kind == .wal && $0.size == 20 }, "prefix-listed handles carry their kind and size")
+        try expect(Set(try await storage.list(.wal, prefix: "clinic-").map(\.handle.name)) == Set(names.prefix(4)), "a shorter prefix matches more")
+        try expect(try await storage.list(.wal, prefix: "none-").isEmpty, "a prefix nothing starts with lists nothing")
+        try expect(Set(try await storage.list(.wal, prefix: "").map(\.handle.name)) == Set(names), "an empty prefix lists the whole kind")
     }
 
     static func removal(_ storage: any Storage) async throws {

@@ -11,32 +11,66 @@ struct BunkerCommand: AsyncParsableCommand {
         discussion: """
             The repository (a directory, or s3://BUCKET/PREFIX with the AWS_* credentials) comes from
             --repo or BUNKER_REPOSITORY; the password from BUNKER_PASSWORD,
-            --password-file, or a prompt on a terminal. Every command takes --json.
+            --password-file, or a prompt on a terminal; the configuration from --config (also accepted
+            before the subcommand: bunker --config FILE wal push %p) or BUNKER_CONFIG. Every command takes --json.
 
             Exit codes: 0 success; 1 failure; 3 backup written but some files could not be read;
             4 no repository there; 5 wrong password; 6 repository busy (locked);
             7 damaged or missing data (verify found errors, restore could not restore some files, prune refused a damaged repository);
-            8 storage full; 9 the audit trail was tampered with; 64 invalid command line.
+            8 storage full; 9 the audit trail was tampered with; 10 a WAL file refused (different content
+            under an archived name, or another cluster's WAL); 64 invalid command line.
+            `wal fetch` exits 1 when the file is not archived and 128 plus the code above for any other failure.
             """,
         version: "bunker \(bunkerVersion)",
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self,
             Copy.self, Forget.self, Prune.self, Cleanup.self, Hold.self, Key.self, User.self, Audit.self, CatalogCommand.self, Notify.self, Jobs.self, Serve.self,
+            Wal.self,
         ]
     )
+
+    /// `bunker --config FILE wal push %p`, as archive_command and restore_command are usually
+    /// written: a `--config` before the subcommand is moved after it, where every command that
+    /// reads a configuration takes it.
+    static func movingLeadingConfig(_ arguments: [String]) -> [String] {
+        var rest = arguments
+        var moved: [String] = []
+        while let first = rest.first {
+            if first == "--config", rest.count >= 2 {
+                moved += rest.prefix(2)
+                rest.removeFirst(2)
+            } else if first.hasPrefix("--config=") {
+                moved.append(rest.removeFirst())
+            } else {
+                break
+            }
+        }
+        guard !moved.isEmpty else { return arguments }
+        // Before a `--` that ends the options, if there is one.
+        let end = rest.firstIndex(of: "--") ?? rest.endIndex
+        rest.insert(contentsOf: moved, at: end)
+        return rest
+    }
 
     static func main() async {
         tuneAllocator()
         // s3:// locations, with the AWS environment alone until a configuration adds settings.
         S3Backend.register()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(Self.movingLeadingConfig(Array(CommandLine.arguments.dropFirst())))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
                 try command.run()
             }
         } catch {
+            // restore_command reads every exit code up to 125 as "not archived" and would end
+            // recovery early: a `wal fetch` it cannot even parse must stop recovery instead.
+            let code = exitCode(for: error).rawValue
+            if !(error is ExitCode), code != 0, code < 126, Wal.Fetch.isInvoked(by: CommandLine.arguments) {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                exit(withError: ExitCode(Wal.Fetch.failureCode(code)))
+            }
             exit(withError: error)
         }
     }

@@ -79,6 +79,22 @@ import Testing
         #expect((configuration.sources.first as? PostgresSource)?.connection?.timeout == .seconds(seconds))
     }
 
+    @Test func postgresSourceWalTableIsReadAndCheckedAtItsLine() throws {
+        let base = "[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"clinic\"\n"
+        let configuration = try Configuration(text: base + "[source.wal]\nasync = true\nspool_dir = \"spool\"\nspool_max = 8\n", file: "/etc/bunker/bunker.toml", environment: [:])
+        let wal = try #require((configuration.sources.first as? PostgresSource)?.walArchiving)
+        #expect(wal.async && wal.spoolDirectory == "/etc/bunker/spool" && wal.spoolMax == 8)
+        #expect((try Configuration(text: base, file: "/etc/bunker.toml", environment: [:]).sources.first as? PostgresSource)?.walArchiving == WalArchiving())
+        for (text, key) in [("[source.wal]\nasync = true\n", "spool_dir"), ("[source.wal]\nasynch = true\n", "asynch"), ("[source.wal]\nspool_max = 0\n", "spool_max")] {
+            do {
+                _ = try Configuration(text: base + text, file: "/etc/bunker.toml", environment: [:])
+                Issue.record("accepted \(text)")
+            } catch let error as BunkerError {
+                #expect(error.code == .invalidArgument && error.message.contains(key) && error.message.contains("/etc/bunker.toml:"), "\(error.message)")
+            }
+        }
+    }
+
     @Test func schedulesAreReadAndDefaultWhenAbsent() throws {
         let config = try Configuration(text: """
             [[schedule]]

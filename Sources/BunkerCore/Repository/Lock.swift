@@ -311,6 +311,10 @@ struct LockCheckedStorage: StorageWrapper {
         try await base.list(kind)
     }
 
+    func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        try await base.list(kind, prefix: prefix)
+    }
+
     func remove(_ handle: ObjectHandle) async throws {
         if handle.kind != .lock { try await locks.confirmAll() }
         try await base.remove(handle)

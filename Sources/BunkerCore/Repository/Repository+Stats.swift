@@ -54,9 +54,11 @@ public struct RepositoryStats: Sendable, Codable {
     public var totalBytes: UInt64?
     /// The repository's object lock, when it has one.
     public var objectLock: ObjectLockStatus?
+    /// Each postgres source's archived WAL (range, gaps, archive lag); nil when none is archived.
+    public var wal: [WalArchiveSummary]?
 
     enum CodingKeys: String, CodingKey {
-        case snapshots, packs, blobs, oldest, newest, sources
+        case snapshots, packs, blobs, oldest, newest, sources, wal
         case objectLock = "object_lock"
         case snapshotsByTag = "snapshots_by_tag"
         case snapshotsByKind = "snapshots_by_kind"
@@ -133,6 +135,8 @@ extension Repository {
         }
         if stats.uniqueBytes > 0 { stats.deduplicationRatio = Double(stats.logicalBytes) / Double(stats.uniqueBytes) }
         if packBytes > 0 { stats.compressionRatio = Double(stats.uniqueBytes) / Double(packBytes) }
+        let wal = try await WalArchive.summaries(of: self)
+        stats.wal = wal.isEmpty ? nil : wal
         if let reporting = storage.capability((any SpaceReporting).self), let space = reporting.space() {
             stats.freeBytes = space.free
             stats.totalBytes = space.total

@@ -33,6 +33,10 @@ public struct ConcurrencyLimitedStorage: StorageWrapper {
         try await limiter.withPermit { try await base.list(kind) }
     }
 
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        try await limiter.withPermit { try await base.list(kind, prefix: prefix) }
+    }
+
     public func remove(_ handle: ObjectHandle) async throws {
         try await limiter.withPermit { try await base.remove(handle) }
     }

@@ -149,12 +149,23 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
                 result += try listFiles(in: directory(of: .pack) + "/" + sub, kind: .pack)
             }
             return result
-        case .hold, .catalog:
+        case .hold, .catalog, .wal:
             // Repositories made before these kinds existed have no directory until the first object.
             guard access(directory(of: kind), F_OK) == 0 || errno != ENOENT else { return [] }
             return try listFiles(in: directory(of: kind), kind: kind)
         default:
             return try listFiles(in: directory(of: kind), kind: kind)
+        }
+    }
+
+    /// Names are matched as the directory is read, so only the matching objects are `stat`ed.
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        switch kind {
+        case .config, .pack:
+            return try await list(kind).filter { $0.handle.name.hasPrefix(prefix) }
+        default:
+            guard !kind.isLateAddition || access(directory(of: kind), F_OK) == 0 || errno != ENOENT else { return [] }
+            return try listFiles(in: directory(of: kind), kind: kind, prefix: prefix)
         }
     }
 
@@ -195,9 +206,9 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     /// The objects in one directory. A name that vanishes between `readdir` and `stat` was
     /// removed meanwhile and is left out; any other failure to `stat` fails the listing, since a
     /// caller (prune) must never take an object it could not see for absent.
-    private func listFiles(in dir: String, kind: ObjectKind) throws -> [ObjectInfo] {
+    private func listFiles(in dir: String, kind: ObjectKind, prefix: String = "") throws -> [ObjectInfo] {
         var result: [ObjectInfo] = []
-        for name in try entries(of: dir) where !name.hasPrefix(".") {
+        for name in try entries(of: dir) where !name.hasPrefix(".") && name.hasPrefix(prefix) {
             var st = Glibc.stat.init()
             guard statPath(dir + "/" + name, &st) == 0 else {
                 let err = errno

@@ -85,6 +85,10 @@ public struct RetryingStorage: StorageWrapper {
         try await retrying("listing \(kind.rawValue)") { try await base.list(kind) }
     }
 
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        try await retrying("listing \(kind.rawValue)/\(prefix)*") { try await base.list(kind, prefix: prefix) }
+    }
+
     public func remove(_ handle: ObjectHandle) async throws {
         try await retrying("deleting \(handle)") { try await base.remove(handle) }
     }

@@ -20,10 +20,13 @@ public enum ObjectKind: String, Sendable, CaseIterable, Codable {
     /// a new machine: sealed, append-only segments of the audit trail. Neither prune nor
     /// forget ever removes them.
     case catalog = "catalog"
+    /// PostgreSQL's archived WAL files, one self-contained sealed object per file (see
+    /// ``WalObject``): not packed and not chunked, since WAL deduplicates poorly.
+    case wal = "wal"
 
     /// Kinds added after the first repositories were made: their directories appear with their
     /// first object, and a repository without them lists none.
-    var isLateAddition: Bool { self == .hold || self == .catalog }
+    var isLateAddition: Bool { self == .hold || self == .catalog || self == .wal }
 }
 
 /// A named object of one kind.
@@ -86,11 +89,21 @@ public protocol Storage: Sendable {
     func stat(_ handle: ObjectHandle) async throws -> ObjectInfo
     /// Every complete object of one kind, in no particular order.
     func list(_ kind: ObjectKind) async throws -> [ObjectInfo]
+    /// The complete objects of one kind whose names start with `prefix`, in no particular order.
+    ///
+    /// A finder's call (`bunker wal fetch` looks one WAL file up among hundreds of thousands):
+    /// a backend answers it without listing the whole kind where it can (S3's `prefix=`); the
+    /// default filters ``list(_:)``. The same completeness caveat as ``list(_:)`` holds.
+    func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo]
     /// Deletes the object.
     func remove(_ handle: ObjectHandle) async throws
 }
 
 extension Storage {
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        try await list(kind).filter { $0.handle.name.hasPrefix(prefix) }
+    }
+
     /// Reads the whole object.
     public func load(_ handle: ObjectHandle) async throws -> Data {
         try await load(handle, range: nil)

@@ -75,6 +75,10 @@ extension StorageWrapper {
         try await base.list(kind)
     }
 
+    public func list(_ kind: ObjectKind, prefix: String) async throws -> [ObjectInfo] {
+        try await base.list(kind, prefix: prefix)
+    }
+
     public func remove(_ handle: ObjectHandle) async throws {
         try await base.remove(handle)
     }

@@ -74,6 +74,10 @@ public struct CheckReport: Sendable, Codable {
     public var warnings: [String] = []
     /// What the object-lock probe found, on a repository under object lock.
     public var objectLock: ImmutabilityProbe?
+    /// Each source's archived WAL: ranges per timeline, gaps, lag.
+    public var wal: [WalArchiveSummary] = []
+    /// WAL objects read and authenticated (with read-data).
+    public var walObjectsRead = 0
 
     /// No errors (warnings are allowed).
     public var ok: Bool { errors.isEmpty }
@@ -84,6 +88,8 @@ public struct CheckReport: Sendable, Codable {
         case packsRead = "packs_read"
         case bytesRead = "bytes_read"
         case objectLock = "object_lock"
+        case wal
+        case walObjectsRead = "wal_objects_read"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -96,6 +102,8 @@ public struct CheckReport: Sendable, Codable {
         try c.encode(bytesRead, forKey: .bytesRead)
         try c.encodeIfPresent(subset, forKey: .subset)
         try c.encodeIfPresent(objectLock, forKey: .objectLock)
+        try c.encode(wal, forKey: .wal)
+        try c.encode(walObjectsRead, forKey: .walObjectsRead)
         try c.encode(errors, forKey: .errors)
         try c.encode(warnings, forKey: .warnings)
         try c.encode(ok, forKey: .ok)
@@ -113,6 +121,8 @@ public struct CheckReport: Sendable, Codable {
         bytesRead = try c.decode(UInt64.self, forKey: .bytesRead)
         subset = try c.decodeIfPresent(String.self, forKey: .subset)
         objectLock = try c.decodeIfPresent(ImmutabilityProbe.self, forKey: .objectLock)
+        wal = try c.decodeIfPresent([WalArchiveSummary].self, forKey: .wal) ?? []
+        walObjectsRead = try c.decodeIfPresent(Int.self, forKey: .walObjectsRead) ?? 0
         errors = try c.decode([CheckIssue].self, forKey: .errors)
         warnings = try c.decode([String].self, forKey: .warnings)
     }
@@ -442,6 +452,7 @@ public struct Checker: Sendable {
             report.errors[issue].affected += files.sorted { ($0.snapshot, $0.path) < ($1.snapshot, $1.path) }
         }
         try await checkHolds(&report)
+        try await checkWal(&report, readData: readData)
         return report
     }
 

@@ -81,6 +81,16 @@ enum PrometheusText {
             family("bunker_repository_free_bytes", "gauge", "Free space on the repository's filesystem.")
             sample("bunker_repository_free_bytes", [], Double(free))
         }
+        if let wal = repository.wal, !wal.isEmpty {
+            family("bunker_wal_archive_lag_seconds", "gauge", "Seconds since the newest WAL file of each postgres source was archived.")
+            for summary in wal {
+                if let lag = summary.archiveLagSeconds { sample("bunker_wal_archive_lag_seconds", [("source", summary.source)], lag.rounded()) }
+            }
+            family("bunker_wal_archive_gaps", "gauge", "Segments missing between the first and the last archived WAL segment of each source.")
+            for summary in wal {
+                sample("bunker_wal_archive_gaps", [("source", summary.source)], Double(summary.gaps.reduce(0) { $0 + $1.count }))
+            }
+        }
         if let last = operations.lastVerify {
             family("bunker_last_verify_success", "gauge", "1 if the newest verify found no damage, else 0.")
             sample("bunker_last_verify_success", [], last.passed ? 1 : 0)

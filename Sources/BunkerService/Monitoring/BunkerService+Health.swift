@@ -104,6 +104,11 @@ extension BunkerService {
         if let lock = repository.config.objectLock, !lock.enforced {
             problems.append("the repository is configured for object lock, but its bucket does not enforce it: it is not immutable")
         }
+        // A gap in archived WAL is a break in the point-in-time window: no restore can pass it.
+        for wal in (try? await walSummaries()) ?? [] where !wal.gaps.isEmpty {
+            let missing = wal.gaps.reduce(0) { $0 + $1.count }
+            problems.append("WAL of \(wal.source) has \(missing) segments missing from the archive (first \(wal.gaps[0].firstMissing)): take a new base backup")
+        }
         var space: HealthDetail.Space?
         if let (free, total) = repository.storage.capability((any SpaceReporting).self)?.space(), total > 0 {
             let percent = Double(free) / Double(total) * 100

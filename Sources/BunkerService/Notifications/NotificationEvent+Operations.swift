@@ -102,6 +102,17 @@ extension NotificationEvent {
             ])
     }
 
+    static func walArchiveFailed(source: String, file: String, error: BunkerError, now: Date) -> NotificationEvent {
+        NotificationEvent(
+            kind: .walArchiveFailed, time: now, title: "WAL archiving of \(source) REFUSED \(file)",
+            facts: [.init("Source", source), .init("File", file), .init("Code", error.code.rawValue), .init("Error", error.message)],
+            actions: [
+                "PostgreSQL keeps the file and retries: until the cause is fixed, pg_wal grows and the point-in-time window stops at the file before it.",
+                "If two servers archive into one source, give each its own source (--source) in their archive_command.",
+                "Once fixed, take a new base backup so that the window is whole again.",
+            ])
+    }
+
     static func copyFailed(to destination: String, error: any Error, now: Date) -> NotificationEvent {
         NotificationEvent(
             kind: .copyFailed, time: now, title: "Copy of the backups to \(destination) failed",

@@ -12,6 +12,9 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case verifyFailed = "verify_failed"
         case drillFailed = "drill_failed"
         case copyFailed = "copy_failed"
+        /// `wal push` refused a WAL file: different content under an archived name, or WAL of
+        /// another cluster. PostgreSQL keeps the file and retries; the PITR window stops growing.
+        case walArchiveFailed = "wal_archive_failed"
         case backupOverdue = "backup_overdue"
         case lowDiskSpace = "low_disk_space"
         case accountLocked = "account_locked"
@@ -22,7 +25,7 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
             switch self {
             case .backupSucceeded, .restoreSucceeded, .test: return .info
             case .backupOverdue, .lowDiskSpace, .accountLocked: return .warning
-            case .backupFailed, .verifyFailed, .drillFailed, .copyFailed: return .error
+            case .backupFailed, .verifyFailed, .drillFailed, .copyFailed, .walArchiveFailed: return .error
             case .restoreFailed: return .critical
             }
         }

@@ -118,6 +118,8 @@ public struct PostgresSource: Source {
     public var maintenanceDatabase = "postgres"
     /// `logical` (pg_dump) or `physical` (pg_basebackup; see PostgresSource+Physical.swift).
     public var method = "logical"
+    /// How `bunker wal push` archives this cluster's WAL (`[source.wal]`).
+    public var walArchiving = WalArchiving()
     public var kind: SourceKind { .postgres }
     public let origin: String
 
@@ -429,6 +431,7 @@ extension PostgresSource: SourceKindDefinition {
             timeout: try settings.duration("timeout") ?? HelperTimeout.defaultDuration)
         var source = PostgresSource(name: name, connection: connection, database: database)
         source.method = method
+        source.walArchiving = try WalArchiving(reading: &settings, source: name)
         return source
     }
 

@@ -45,6 +45,15 @@ extension BunkerCommand {
                         ? "enforced by the bucket: immutable"
                         : "NOT enforced by the bucket: not immutable (see `bunker verify`)"))
                 }
+                for wal in stats.wal ?? [] {
+                    print("WAL of \(wal.source):\(String(repeating: " ", count: max(1, 12 - wal.source.count)))\(wal.objects) files, \(Output.bytes(wal.storedBytes))" + (wal.archiveLagSeconds.map { ", archive lag \(Output.duration($0))" } ?? ""))
+                    for timeline in wal.timelines {
+                        print("  timeline \(timeline.timeline): \(timeline.firstSegment) … \(timeline.lastSegment) (\(timeline.segments) segments\(timeline.gaps.isEmpty ? "" : ", \(timeline.gaps.count) GAPS"))")
+                    }
+                    if let first = wal.firstPush, let last = wal.lastPush {
+                        print("  pushed from \(Output.localTime(first)) to \(Output.localTime(last))")
+                    }
+                }
                 if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
                     print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))
                 }

@@ -44,6 +44,10 @@ extension BunkerCommand {
                             if let s = report.subset { line += " of subset \(s)" }
                         }
                         print(line)
+                        for wal in report.wal {
+                            let ranges = wal.timelines.map { "timeline \($0.timeline) \($0.firstSegment)…\($0.lastSegment)" }.joined(separator: ", ")
+                            print("WAL of \(wal.source): \(wal.objects) files\(ranges.isEmpty ? "" : ", " + ranges)\(wal.gaps.isEmpty ? ", no gaps" : ", \(wal.gaps.count) gaps")")
+                        }
                         print(report.ok ? "No errors were found." : "\(report.errors.count) errors found: the data listed above cannot be restored as it is.")
                     }
                 }

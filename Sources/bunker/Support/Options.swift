@@ -175,6 +175,7 @@ struct OutputOptions: ParsableArguments {
         case .storageFull: return 8
         case .invalidArgument: return 64
         case .auditTampered: return 9
+        case .walConflict, .walClusterMismatch: return 10
         default: return 1
         }
     }

@@ -1,0 +1,38 @@
+import BunkerCore
+import Foundation
+
+/// How a postgres source's WAL is archived: the `[source.wal]` table under its `[[source]]`.
+///
+/// ```toml
+/// [[source]]
+/// name = "clinic"
+/// kind = "postgres"
+/// …
+/// [source.wal]
+/// async = true                        # wal push spools and returns; a drainer ships
+/// spool_dir = "/var/lib/bunker/spool" # on the server's disk; PostgreSQL's user writes it
+/// spool_max = 256                     # files at most in the spool
+/// ```
+public struct WalArchiving: Sendable, Equatable {
+    /// Whether `wal push` copies the file into the local spool and returns, leaving the shipping
+    /// to a background drainer.
+    public var async = false
+    /// The spool's directory (a subdirectory per source is made in it).
+    public var spoolDirectory: String?
+    /// The most files the spool holds; past it, `wal push` archives synchronously.
+    public var spoolMax = 256
+
+    public init() {}
+
+    /// Reads `[source.wal]`, if the table has one.
+    init(reading settings: inout some SourceSettingsReader, source: String) throws {
+        guard var table = try settings.table("wal") else { return }
+        async = try table.bool("async") ?? false
+        spoolDirectory = try table.path("spool_dir")
+        spoolMax = try table.int("spool_max", range: 1...1_000_000) ?? 256
+        try table.rejectUnknown()
+        if async && spoolDirectory == nil {
+            throw table.error(key: "spool_dir", "async = true needs spool_dir, a local directory that PostgreSQL's user can write")
+        }
+    }
+}

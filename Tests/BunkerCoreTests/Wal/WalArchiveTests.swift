@@ -1,0 +1,124 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// WAL file names, object names and the gap walk, without a server.
+@Suite struct WalArchiveTests {
+    @Test(arguments: [
+        ("000000010000000000000001", WalFileName.Kind.segment),
+        ("00000002.history", .history),
+        ("000000010000000A000000FF.00000028.backup", .backup),
+        ("000000010000000000000003.partial", .partial),
+    ])
+    func walFileNamesAreParsed(_ text: String, _ kind: WalFileName.Kind) throws {
+        let name = try #require(WalFileName(text))
+        #expect(name.kind == kind)
+        #expect(name.timeline == UInt32(text.prefix(8), radix: 16))
+    }
+
+    @Test(arguments: ["", "RECOVERYXLOG", "pg_wal/000000010000000000000001", "000000000000000000000001", "00000001000000000000000g", "000000010000000000000001.tmp"])
+    func otherNamesAreNotWalFiles(_ text: String) {
+        #expect(WalFileName(text) == nil)
+    }
+
+    @Test func segmentNumbersCrossLogBoundaries() throws {
+        let size = 16 << 20
+        let last = try #require(WalFileName("0000000100000000000000FF"))
+        let next = try #require(WalFileName("000000010000000100000000"))
+        let lastNumber = try #require(last.segmentNumber(segmentSize: size))
+        #expect(next.segmentNumber(segmentSize: size) == lastNumber + 1)
+        #expect(WalFileName.segment(timeline: 1, number: 256, segmentSize: size) == "000000010000000100000000")
+    }
+
+    @Test(arguments: ["clinic", "app-db", "a b/c", "~x"])
+    func objectNamesRoundTripEveryScope(_ source: String) throws {
+        let scope = WalObject.scope(of: source)
+        let id = ID.sha256(of: Data(source.utf8))
+        let parsed = try #require(WalObject.Name("\(scope)-000000010000000000000001-\(id.hex)"))
+        guard case .file(let s, let file, let stored) = parsed else {
+            Issue.record("not a file: \(parsed)")
+            return
+        }
+        #expect(s == scope && file.text == "000000010000000000000001" && stored == id)
+        #expect(!scope.contains("/") && !scope.hasPrefix("."))
+        #expect(WalObject.Name("\(scope)-cluster-7312345678901234567") == .cluster(scope: scope, systemIdentifier: 7312345678901234567))
+    }
+
+    @Test func pushFetchAndGapsInARepository() async throws {
+        try await withTemporaryDirectory { dir in
+            let repository = try await TestRepository.create(at: dir + "/repo")
+            let archive = WalArchive(repository: repository, source: "clinic")
+            var segments: [String: Data] = [:]
+            for n in [1, 2, 3, 6] {
+                let name = String(format: "0000000100000000%08X", n)
+                segments[name] = Self.segment(number: n)
+                #expect(try await archive.push(name, contents: segments[name]!).outcome == .stored)
+            }
+            #expect(try await archive.push("000000010000000000000002", contents: segments["000000010000000000000002"]!).outcome == .alreadyArchived)
+            await #expect(throws: BunkerError.self) {
+                try await archive.push("000000010000000000000002", contents: Self.segment(number: 2, filler: 7))
+            }
+            #expect(try await archive.fetch("000000010000000000000003") == segments["000000010000000000000003"])
+            #expect(try await archive.fetch("000000010000000000000004") == nil)
+            #expect(try await archive.fetch("00000002.history") == nil)
+
+            let summary = try await archive.summary()
+            #expect(summary.timelines.map(\.segments) == [4])
+            #expect(summary.gaps.map { "\($0.timeline) \($0.firstMissing) \($0.lastMissing) \($0.count)" } == ["1 000000010000000000000004 000000010000000000000005 2"])
+            let report = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+            #expect(report.errors.map(\.kind) == ["wal_gap"])
+            #expect(report.walObjectsRead == 4)
+        }
+    }
+
+    @Test func segmentsBeforeTheOldestKeptBaseBackupAreRemovedAndHistoriesKept() async throws {
+        try await withTemporaryDirectory { dir in
+            let repository = try await TestRepository.create(at: dir + "/repo")
+            let archive = WalArchive(repository: repository, source: "clinic")
+            for n in 1...5 { _ = try await archive.push(String(format: "0000000100000000%08X", n), contents: Self.segment(number: n)) }
+            _ = try await archive.push("00000002.history", contents: Data("1\t0/3000000\tno recovery target specified\n".utf8))
+            _ = try await archive.push("000000020000000000000003", contents: Self.segment(number: 3))
+            let planned = try await archive.removeSegments(before: "000000010000000000000004", dryRun: true)
+            #expect(planned.count == 3)
+            #expect(try await archive.summary().objects == 7, "a dry run removes nothing")
+            #expect(try await archive.removeSegments(before: "000000010000000000000004") == planned)
+            let summary = try await archive.summary()
+            #expect(summary.timelines.map { "\($0.timeline):\($0.firstSegment)-\($0.lastSegment)" } == ["1:000000010000000000000004-000000010000000000000005", "2:000000020000000000000003-000000020000000000000003"])
+            #expect(summary.histories == ["00000002.history"])
+            #expect(summary.gaps.isEmpty)
+        }
+    }
+
+    @Test func aSegmentOfAnotherClusterIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let repository = try await TestRepository.create(at: dir + "/repo")
+            let archive = WalArchive(repository: repository, source: "clinic")
+            _ = try await archive.push("000000010000000000000001", contents: Self.segment(number: 1))
+            do {
+                _ = try await archive.push("000000010000000000000002", contents: Self.segment(number: 2, systemIdentifier: 42))
+                Issue.record("another cluster's segment was archived")
+            } catch let error as BunkerError {
+                #expect(error.code == .walClusterMismatch)
+            }
+        }
+    }
+
+    /// A 1 MiB segment (the smallest size initdb allows) with a long page header and
+    /// compressible content.
+    static func segment(number: Int, filler: UInt8 = 0, systemIdentifier: UInt64 = 7_312_345_678_901_234_567) -> Data {
+        var data = Data(count: 1 << 20)
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value.littleEndian) { data.replaceSubrange(offset..<offset + MemoryLayout<T>.size, with: $0) }
+        }
+        put(UInt16(0xD110), at: 0)
+        put(UInt16(0x0002), at: 2)
+        put(UInt32(1), at: 4)
+        put(UInt64(number) << 20, at: 8)
+        put(systemIdentifier, at: 24)
+        put(UInt32(1 << 20), at: 32)
+        put(UInt32(8192), at: 36)
+        for i in stride(from: 64, to: 200_000, by: 97) { data[i] = UInt8(truncatingIfNeeded: i &+ number) ^ filler }
+        return data
+    }
+}
