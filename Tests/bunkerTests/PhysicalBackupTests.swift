@@ -34,6 +34,12 @@ import Testing
         }
     }
 
+    /// Lets PostgreSQL's user read the repository, as its `restore_command` (`bunker wal fetch`)
+    /// must (docs/postgres-pitr.md); a server Bunker starts gets Bunker's `BUNKER_PASSWORD`.
+    func shareRepository(_ dir: String) throws {
+        if geteuid() == 0 { #expect(try shell("chmod -R a+rwX '\(dir)/repo'").status == 0) }
+    }
+
     func json(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
     }
@@ -100,6 +106,13 @@ import Testing
 
             // With --start: the server recovers (WAL from the base backup itself; `wal fetch`
             // finds nothing more), promotes, and holds the rows.
+            if geteuid() == 0 {
+                // A server whose user cannot reach the repository is not started: recovery would
+                // stop at its first WAL file, saying so only in the server's log.
+                let unreachable = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/unreachable", "--start"], environment: e)
+                #expect(unreachable.status != 0 && unreachable.stderr.contains("cannot reach the repository as postgres"), "\(unreachable.stderr)")
+            }
+            try shareRepository(dir)
             let started = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/restored", "--start", "--json"], environment: e)
             defer { stopServer(dir + "/restored") }
             #expect(started.status == 0, "\(started.stderr)\(started.stdout)")
@@ -124,6 +137,7 @@ import Testing
             let backup = try BunkerProcess.run(["backup"], environment: e)
             #expect(backup.status == 0, "\(backup.stderr)")
             let port = String(Int.random(in: 20000..<60000))
+            try shareRepository(dir)
             let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/debian", "--start", "--port", port], environment: e)
             defer { stopServer(dir + "/debian") }
             #expect(restore.status == 0, "\(restore.stderr)\(restore.stdout)")
@@ -170,11 +184,12 @@ import Testing
     }
 
     @Test func drillStartsAScratchServerChecksItAndRemovesIt() async throws {
-        try await withPhysicalSource { _, cluster, e in
+        try await withPhysicalSource { dir, cluster, e in
             try cluster.psql("CREATE TABLE patients (id int PRIMARY KEY); INSERT INTO patients SELECT generate_series(1, 100)", database: "clinic")
             let backup = try BunkerProcess.run(["backup"], environment: e)
             #expect(backup.status == 0, "\(backup.stderr)")
             let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("bunker-drill-") }
+            try shareRepository(dir)
             let drill = try BunkerProcess.run(["drill", "--source", "clinic", "--json"], environment: e)
             #expect(drill.status == 0, "\(drill.stdout)\(drill.stderr)")
             let report = try json(drill.stdout)
@@ -210,6 +225,7 @@ import Testing
             #expect(backup.status == 0, "\(backup.stderr)")
             try await Task.sleep(for: .seconds(1))
             let target = ISO8601DateFormatter().string(from: Date())
+            try shareRepository(dir)
             let restore = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/late", "--to-time", target, "--start"], environment: e)
             defer { stopServer(dir + "/late") }
             #expect(restore.status != 0, "\(restore.stdout)")

@@ -113,6 +113,48 @@ struct PhysicalServer: Sendable {
         return "runuser -u \(owner.name) -- " + command
     }
 
+    /// Runs `restoreCommand` as the server will (as its user, in its environment) for a WAL file
+    /// no archive holds, and refuses to go on unless it answers "not archived" (exit 1): a
+    /// server whose user cannot reach the repository would stop recovery at its first file,
+    /// with only a line in its log to say why.
+    func checkRestoreCommand(_ restoreCommand: String) async throws {
+        let probe = directory + "/bunker-restore-command-probe"
+        var line = ""
+        var characters = restoreCommand.makeIterator()
+        while let character = characters.next() {
+            guard character == "%" else {
+                line.append(character)
+                continue
+            }
+            switch characters.next() {
+            case "f": line += "FFFFFFFE.history"  // a timeline no cluster reaches
+            case "p": line += RecoveryOptions.shellQuoted(probe)
+            case "%": line += "%"
+            case let other?: line += "%" + String(other)
+            case nil: line += "%"
+            }
+        }
+        let output = directory + "/bunker-restore-command.out"
+        let (program, words) = command("/bin/sh", ["-c", line])
+        let pid = try Self.spawn(program, words, outputFile: output)
+        defer {
+            unlink(output)
+            unlink(probe)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) != pid {
+            if errno == ECHILD { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard code != 1 else { return }
+        let said = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        throw BunkerError(
+            .sourceIO,
+            "The server's restore_command cannot reach the repository as \(owner?.name ?? "this user") (it exited \(code)\(said.isEmpty ? "" : ": \(said)")), so recovery would stop at its first WAL file. "
+                + "Let that user read bunker.toml, the repository's password file and the repository (docs/postgres-pitr.md, \"What PostgreSQL's user needs\"), then restore again.")
+    }
+
     /// Starts the server with `pg_ctl -w`, which returns once the server accepts connections:
     /// for a recovery with hot_standby (the default), once it is consistent; the end of recovery
     /// is waited for by ``waitForRecovery(target:timeout:)``.
@@ -139,6 +181,17 @@ struct PhysicalServer: Sendable {
         }
     }
 
+    /// Bunker's own variables (`BUNKER_*` but the fault points, `AWS_*`), for the server Bunker
+    /// starts: its `restore_command` runs `bunker wal fetch`, which must reach the repository as
+    /// this process did, password included when it came from `BUNKER_PASSWORD`. PostgreSQL's
+    /// user is trusted with the repository's password anyway, since it runs that command; a
+    /// server started by hand later needs `password_file` in the configuration instead.
+    private static var repositoryVariables: [String: String] {
+        ProcessInfo.processInfo.environment.filter {
+            ($0.key.hasPrefix("BUNKER_") && !$0.key.hasPrefix("BUNKER_FAULT_")) || $0.key.hasPrefix("AWS_")
+        }
+    }
+
     /// Starts `executable` with standard input from /dev/null, its output in `outputFile`, and no
     /// other descriptor of Bunker's; returns its process id.
     private static func spawn(_ executable: String, _ arguments: [String], outputFile: String) throws -> pid_t {
@@ -162,7 +215,7 @@ struct PhysicalServer: Sendable {
                 posix_spawn_file_actions_addclose(&actions, open)
             }
         }
-        let environment = ChildProcess.environment(inheriting: ProcessInfo.processInfo.environment, adding: [:])
+        let environment = ChildProcess.environment(inheriting: ProcessInfo.processInfo.environment, adding: repositoryVariables)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

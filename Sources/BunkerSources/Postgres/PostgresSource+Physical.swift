@@ -158,6 +158,7 @@ extension PostgresSource {
         if let stop = record?.details?["stop_time"] { result.details["base_backup_stop_time"] = stop }
         let server = try PhysicalServer(directory: directory, port: recovery.port ?? PhysicalServer.freePort(), owner: owner, major: record?.details?["pg_major_version"])
         if recovery.start {
+            try await server.checkRestoreCommand(recovery.restoreCommand)
             try await server.start(private: false)
             let reached = try await server.waitForRecovery(target: recovery.target)
             try Self.checkSystemIdentifier(reached, record: record, directory: directory)
@@ -201,6 +202,7 @@ extension PostgresSource {
         let server = try PhysicalServer(directory: parent + "/data", port: options.port!, owner: owner, major: record?.details?["pg_major_version"])
         defer { server.stop() }
         do {
+            try await server.checkRestoreCommand(options.restoreCommand)
             try await server.start(private: true)
             let reached = try await server.waitForRecovery(target: recovery.target)
             try Self.checkSystemIdentifier(reached, record: record, directory: parent + "/data")
