@@ -30,6 +30,10 @@ extension BunkerService {
         var stats = try await repository.stats()
         let seen = Set(stats.sources.map { "\($0.name)\u{0}\($0.kind)" })
         stats.sourcesNeverBackedUp = sources.filter { !seen.contains("\($0.name)\u{0}\($0.kind.rawValue)") }.map(\.name)
+        if let wal = stats.wal {
+            let bases = try await physicalBaseBackups(in: repository)
+            stats.wal = wal.map { Self.withWindow($0, bases: bases[$0.source] ?? []) }
+        }
         return stats
     }
 
@@ -48,7 +52,11 @@ extension BunkerService {
     /// Removes data no snapshot references. Audited as `prune` by `actor`.
     public func prune(_ options: PruneOptions, by actor: AuditActor = .localUser(), progress: OperationProgress? = nil) async throws -> PruneReport {
         try await audited("prune", target: "repository", by: actor, details: ["dry_run": String(options.dryRun)]) {
-            try await Pruner(repository: repository, options: options, progress: progress).run()
+            try await repository.withLock(exclusive: !options.dryRun) {
+                var report = try await Pruner(repository: repository, options: options, progress: progress).run(lockHeld: true)
+                report.walFilesRemoved = try await applyWalRetention(dryRun: options.dryRun).reduce(0) { $0 + $1.removed }
+                return report
+            }
         } describe: { report in
             AuditedResult(details: Self.pruneDetails(report))
         }
@@ -67,7 +75,8 @@ extension BunkerService {
                 let forget = try await repository.forget(policy: policy, dryRun: request.dryRun, lockHeld: true)
                 var pruneOptions = frozen
                 if request.dryRun { pruneOptions.forgotten = Set(forget.decisions.filter { !$0.keep }.map(\.id)) }
-                let prune = try await Pruner(repository: repository, options: pruneOptions, progress: progress).run(lockHeld: true)
+                var prune = try await Pruner(repository: repository, options: pruneOptions, progress: progress).run(lockHeld: true)
+                prune.walFilesRemoved = try await applyWalRetention(dryRun: request.dryRun, forgotten: pruneOptions.forgotten).reduce(0) { $0 + $1.removed }
                 return CleanupOutcome(forget: forget, prune: prune)
             }
         } describe: { outcome in
@@ -114,6 +123,7 @@ extension BunkerService {
     }
 
     static func pruneDetails(_ report: PruneReport) -> [String: String] {
-        ["packs_deleted": String(report.packsDeleted), "packs_repacked": String(report.packsRepacked), "bytes_freed": String(report.bytesFreed), "packs_not_deleted": String(report.packsNotDeleted.count)]
+        ["packs_deleted": String(report.packsDeleted), "packs_repacked": String(report.packsRepacked), "bytes_freed": String(report.bytesFreed),
+         "packs_not_deleted": String(report.packsNotDeleted.count), "wal_files_removed": String(report.walFilesRemoved)]
     }
 }

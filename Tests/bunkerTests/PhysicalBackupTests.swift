@@ -299,6 +299,30 @@ import Testing
             #expect(try psql(dir + "/pitr", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2", "T2 is there, T3 is not")
             let auto = try String(contentsOfFile: dir + "/pitr/postgresql.auto.conf", encoding: .utf8)
             #expect(auto.contains("recovery_target_time = '"), "\(auto)")
+
+            // WAL retention: once the first base backup is forgotten, the WAL before the second
+            // one's start goes with it; what the second needs, and what came after, stays.
+            let second = try bunker(["backup"])
+            #expect(second.status == 0, "\(second.output)")
+            try cluster.psql("INSERT INTO sentinel VALUES ('T4')", database: "clinic")
+            let later = try cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
+            for _ in 0..<150 where try cluster.psql("SELECT coalesce(last_archived_wal, '') >= '\(later)' FROM pg_stat_archiver") != "t" {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            try await Task.sleep(for: .seconds(2))
+            let cleanup = try bunker(["cleanup", "--keep-last", "1", "--min-age", "0d", "--json"])
+            #expect(cleanup.status == 0, "\(cleanup.output)")
+            let removed = ((try? JSONSerialization.jsonObject(with: Data(cleanup.output.utf8))) as? [String: Any])
+                .flatMap { $0["prune"] as? [String: Any] }?["wal_files_removed"] as? Int
+            #expect((removed ?? 0) > 0, "\(cleanup.output)")
+            #expect(try bunker(["wal", "fetch", "--source", "clinic", segment, dir + "/fetched-old"]).status == 1, "the WAL before the kept base backup is gone")
+            #expect(try bunker(["wal", "fetch", "--source", "clinic", later, dir + "/fetched-new"]).status == 0, "the WAL after it stays")
+            let verify = try bunker(["verify"])
+            #expect(verify.status == 0, "no gap where retention cut: \(verify.output)")
+            // The restorable window starts at the end of the kept base backup.
+            let stats = try bunker(["stats", "--json"])
+            let wal = (((try? JSONSerialization.jsonObject(with: Data(stats.output.utf8))) as? [String: Any])?["wal"] as? [[String: Any]])?.first
+            #expect(wal?["window_start"] is String && wal?["window_end"] is String, "\(stats.output)")
         }
     }
 }

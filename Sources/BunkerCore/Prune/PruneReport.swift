@@ -40,6 +40,9 @@ public struct PruneReport: Sendable, Codable {
     public var keptByLockUntil: Date?
     /// Objects still in use whose retention prune extended.
     public var locksExtended = 0
+    /// Archived WAL files no kept base backup and no point of the PITR window needs, removed
+    /// (in a dry run: that would be). Set by the service layer, which knows the sources.
+    public var walFilesRemoved = 0
 
     /// Bytes of storage given back: deleted minus written (a dry run's estimate counts the used
     /// bytes it would copy as written).
@@ -72,5 +75,6 @@ public struct PruneReport: Sendable, Codable {
         case bytesKeptByLock = "bytes_kept_by_lock"
         case keptByLockUntil = "kept_by_lock_until"
         case locksExtended = "locks_extended"
+        case walFilesRemoved = "wal_files_removed"
     }
 }

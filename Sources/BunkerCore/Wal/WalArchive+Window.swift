@@ -51,6 +51,11 @@ public struct WalArchiveSummary: Sendable, Codable, Equatable {
     /// Seconds from the newest push to now: how stale the restorable end is when the server
     /// keeps writing (`bunker_wal_archive_lag_seconds`).
     public var archiveLagSeconds: Double?
+    /// The restorable window: from the end of the oldest base backup whose WAL is archived from
+    /// its start on, to the newest push (the newest archived WAL was written before then). Set
+    /// by the service layer, which knows the base backups; nil without one.
+    public var windowStart: Date?
+    public var windowEnd: Date?
 
     /// Every gap of every timeline.
     public var gaps: [WalGap] { timelines.flatMap(\.gaps) }
@@ -68,6 +73,8 @@ public struct WalArchiveSummary: Sendable, Codable, Equatable {
         case firstPush = "first_push"
         case lastPush = "last_push"
         case archiveLagSeconds = "archive_lag_seconds"
+        case windowStart = "window_start"
+        case windowEnd = "window_end"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -85,6 +92,8 @@ public struct WalArchiveSummary: Sendable, Codable, Equatable {
         try c.encodeIfPresent(firstPush, forKey: .firstPush)
         try c.encodeIfPresent(lastPush, forKey: .lastPush)
         try c.encodeIfPresent(archiveLagSeconds, forKey: .archiveLagSeconds)
+        try c.encodeIfPresent(windowStart, forKey: .windowStart)
+        try c.encodeIfPresent(windowEnd, forKey: .windowEnd)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -101,6 +110,8 @@ public struct WalArchiveSummary: Sendable, Codable, Equatable {
         firstPush = try c.decodeIfPresent(Date.self, forKey: .firstPush)
         lastPush = try c.decodeIfPresent(Date.self, forKey: .lastPush)
         archiveLagSeconds = try c.decodeIfPresent(Double.self, forKey: .archiveLagSeconds)
+        windowStart = try c.decodeIfPresent(Date.self, forKey: .windowStart)
+        windowEnd = try c.decodeIfPresent(Date.self, forKey: .windowEnd)
     }
 }
 

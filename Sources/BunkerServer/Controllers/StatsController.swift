@@ -86,6 +86,14 @@ enum PrometheusText {
             for summary in wal {
                 if let lag = summary.archiveLagSeconds { sample("bunker_wal_archive_lag_seconds", [("source", summary.source)], lag.rounded()) }
             }
+            family("bunker_pitr_window_start_timestamp_seconds", "gauge", "Unix time of the earliest moment each postgres source can be restored to (the end of the oldest base backup with its WAL archived).")
+            for summary in wal {
+                if let start = summary.windowStart { sample("bunker_pitr_window_start_timestamp_seconds", [("source", summary.source)], start.timeIntervalSince1970.rounded()) }
+            }
+            family("bunker_pitr_window_end_timestamp_seconds", "gauge", "Unix time of the newest archived WAL of each postgres source: the latest moment it can be restored to.")
+            for summary in wal {
+                if let end = summary.windowEnd { sample("bunker_pitr_window_end_timestamp_seconds", [("source", summary.source)], end.timeIntervalSince1970.rounded()) }
+            }
             family("bunker_wal_archive_gaps", "gauge", "Segments missing between the first and the last archived WAL segment of each source.")
             for summary in wal {
                 sample("bunker_wal_archive_gaps", [("source", summary.source)], Double(summary.gaps.reduce(0) { $0 + $1.count }))

@@ -24,7 +24,7 @@ import Foundation
 /// checked; otherwise the command that starts it is reported.
 extension PostgresSource {
     /// The `method` of a physical source, and of its snapshot records.
-    static let physicalMethod = "physical"
+    public static let physicalMethod = "physical"
 
     /// Whether a snapshot's record is of a physical base backup.
     static func isPhysical(_ record: SnapshotSource?) -> Bool {

@@ -21,6 +21,11 @@ public struct WalArchiving: Sendable, Equatable {
     public var spoolDirectory: String?
     /// The most files the spool holds; past it, `wal push` archives synchronously.
     public var spoolMax = 256
+    /// `pitr_days`: how far back a point-in-time restore must reach. Archived WAL older than
+    /// the newest base backup that ended before this many days ago is removed by cleanup and
+    /// prune, even while older base backups are kept (each still restores to its own end, since
+    /// it holds the WAL it needs). nil: WAL is kept back to the oldest kept base backup.
+    public var pitrDays: Int?
 
     public init() {}
 
@@ -30,6 +35,7 @@ public struct WalArchiving: Sendable, Equatable {
         async = try table.bool("async") ?? false
         spoolDirectory = try table.path("spool_dir")
         spoolMax = try table.int("spool_max", range: 1...1_000_000) ?? 256
+        pitrDays = try table.int("pitr_days", range: 1...36500)
         try table.rejectUnknown()
         if async && spoolDirectory == nil {
             throw table.error(key: "spool_dir", "async = true needs spool_dir, a local directory that PostgreSQL's user can write")

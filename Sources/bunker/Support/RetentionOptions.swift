@@ -125,6 +125,9 @@ enum RetentionOutput {
             }
             Swift.print("Freed \(Output.bytes(UInt64(max(0, report.bytesFreed)))); unused data left: \(Output.bytes(report.unusedBytesRemaining)); \(report.indexFilesReplaced) index file\(report.indexFilesReplaced == 1 ? "" : "s") replaced")
         }
+        if report.walFilesRemoved > 0 {
+            Swift.print("\(report.dryRun ? "Would remove" : "Removed") \(report.walFilesRemoved) archived WAL file\(report.walFilesRemoved == 1 ? "" : "s") older than every kept base backup (or the pitr_days window)")
+        }
         if report.objectsKeptByLock > 0, let until = report.keptByLockUntil {
             Swift.print("Kept by the object lock until \(until.formatted(.iso8601)): \(report.objectsKeptByLock) object\(report.objectsKeptByLock == 1 ? "" : "s") prune no longer needs (\(Output.bytes(report.bytesKeptByLock)), not counted as freed; a prune after that date deletes them)")
         }
