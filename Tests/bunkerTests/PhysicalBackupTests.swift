@@ -233,16 +233,16 @@ import Testing
         }
     }
 
-    /// Needs `bunker wal push` and `bunker wal fetch` (the WAL archiving branch of issue 16):
-    /// skipped, with a note, while `bunker wal --help` fails.
+    /// A source whose cluster archives every WAL file with `bunker wal push` (the WAL archiving
+    /// branch of issue 16); skipped, with a note, while `bunker wal --help` fails.
     ///
     /// Everything runs as PostgreSQL's own user, as in production: the server runs `wal push`
     /// and `wal fetch` as that user, so the repository, the data directory and the password
-    /// file are that user's, and so are the backup and the restore.
-    @Test func pointInTimeRestoreStopsBetweenTwoCommits() async throws {
+    /// file are that user's, and so are the backups and restores (``bunker(_:_:)``).
+    func withArchivingSource(_ test: String, _ body: (String, PostgresCluster) async throws -> Void) async throws {
         let wal = try BunkerProcess.run(["wal", "--help"])
         guard wal.status == 0, wal.stdout.contains("fetch") else {
-            print("pointInTimeRestoreStopsBetweenTwoCommits: skipped, this build has no `bunker wal` (WAL archiving lands separately).")
+            print("\(test): skipped, this build has no `bunker wal` (WAL archiving lands separately).")
             return
         }
         let bin = try #require(PostgresCluster.serverBinaries())
@@ -252,13 +252,6 @@ import Testing
             config = config.replacingOccurrences(of: "path = \"\(dir)/repo\"", with: "path = \"\(dir)/repo\"\npassword_file = \"\(dir)/password\"")
             try config.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
             if geteuid() == 0 { #expect(try shell("chown -R postgres:postgres '\(dir)' && chmod 600 '\(dir)/password'").status == 0) }
-            func bunker(_ arguments: [String]) throws -> (status: Int32, output: String) {
-                let command = [BunkerProcess.executable] + arguments + ["--config", dir + "/bunker.toml"]
-                if geteuid() == 0 {
-                    return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + command, outputFile: dir + "/bunker.out")
-                }
-                return try spawnAndWait(command[0], Array(command.dropFirst()), outputFile: dir + "/bunker.out")
-            }
 
             // Archive every segment with `bunker wal push`.
             let archive = "\(BunkerProcess.executable) wal push --config \(dir)/bunker.toml --source clinic %p"
@@ -272,28 +265,54 @@ import Testing
                 : try spawnAndWait(pgctl[0], Array(pgctl.dropFirst()), outputFile: dir + "/restart.out")
             #expect(restart.status == 0, "\(restart.output)")
             try cluster.psql("CREATE TABLE sentinel (label text, at timestamptz DEFAULT clock_timestamp())", database: "clinic")
+            try await body(dir, cluster)
+        }
+    }
 
-            let backup = try bunker(["backup"])
+    /// `bunker ARGUMENTS --config DIR/bunker.toml`, as PostgreSQL's user when the tests run as
+    /// root; standard output and error together.
+    func bunker(_ dir: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let command = [BunkerProcess.executable] + arguments + ["--config", dir + "/bunker.toml"]
+        if geteuid() == 0 {
+            return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + command, outputFile: dir + "/bunker.out")
+        }
+        return try spawnAndWait(command[0], Array(command.dropFirst()), outputFile: dir + "/bunker.out")
+    }
+
+    /// Inserts the sentinel rows `labels` a second apart, then `next` two seconds later; returns
+    /// a moment between the two, by the server's clock, as `--to-time` takes it.
+    func insertSentinels(_ labels: [String], thenAfterAMoment next: String, _ query: (String) throws -> String) async throws -> String {
+        for label in labels {
+            _ = try query("INSERT INTO sentinel VALUES ('\(label)')")
+            try await Task.sleep(for: .seconds(1))
+        }
+        let moment = try query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+        try await Task.sleep(for: .seconds(1))
+        _ = try query("INSERT INTO sentinel VALUES ('\(next)')")
+        return moment
+    }
+
+    /// Closes the server's current WAL segment and waits (30 s at most) until it is archived.
+    func archiveCurrentSegment(_ query: (String) throws -> String) async throws {
+        let segment = try query("SELECT pg_walfile_name(pg_switch_wal())")
+        var archived = false
+        for _ in 0..<150 where !archived {
+            archived = try query("SELECT coalesce(last_archived_wal, '') >= '\(segment)' FROM pg_stat_archiver") == "t"
+            if !archived { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(archived, "segment \(segment) was archived")
+    }
+
+    @Test func pointInTimeRestoreStopsBetweenTwoCommits() async throws {
+        try await withArchivingSource("pointInTimeRestoreStopsBetweenTwoCommits") { dir, cluster in
+            let backup = try bunker(dir, ["backup"])
             #expect(backup.status == 0, "\(backup.output)")
-
-            try cluster.psql("INSERT INTO sentinel VALUES ('T1')", database: "clinic")
-            try await Task.sleep(for: .seconds(1))
-            try cluster.psql("INSERT INTO sentinel VALUES ('T2')", database: "clinic")
-            try await Task.sleep(for: .seconds(1))
-            let between = try cluster.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
-            try await Task.sleep(for: .seconds(1))
-            try cluster.psql("INSERT INTO sentinel VALUES ('T3')", database: "clinic")
-            // Close the segment holding T3 and wait until it is archived.
-            let segment = try cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
-            var archived = false
-            for _ in 0..<150 where !archived {
-                archived = try cluster.psql("SELECT coalesce(last_archived_wal, '') >= '\(segment)' FROM pg_stat_archiver") == "t"
-                if !archived { try await Task.sleep(for: .milliseconds(200)) }
-            }
-            #expect(archived, "segment \(segment) was archived")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            let between = try await insertSentinels(["T1", "T2"], thenAfterAMoment: "T3", a)
+            try await archiveCurrentSegment(a)
 
             let port = String(Int.random(in: 20000..<60000))
-            let restore = try bunker(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port])
+            let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port])
             defer { stopServer(dir + "/pitr") }
             #expect(restore.status == 0, "\(restore.output)")
             #expect(try psql(dir + "/pitr", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2", "T2 is there, T3 is not")
@@ -323,6 +342,47 @@ import Testing
             let stats = try bunker(["stats", "--json"])
             let wal = (((try? JSONSerialization.jsonObject(with: Data(stats.output.utf8))) as? [String: Any])?["wal"] as? [[String: Any]])?.first
             #expect(wal?["window_start"] is String && wal?["window_end"] is String, "\(stats.output)")
+        }
+    }
+
+    /// After a restore to a moment, the server promotes onto timeline 2 and, keeping its
+    /// archive_command, archives `00000002.history` and the new timeline into the same source;
+    /// a second restore to a moment on timeline 2 starts from the same base backup (timeline 1)
+    /// and follows the history file (`recovery_target_timeline = 'latest'`) onto timeline 2.
+    @Test func secondPointInTimeRestoreFollowsTheNewTimeline() async throws {
+        try await withArchivingSource("secondPointInTimeRestoreFollowsTheNewTimeline") { dir, cluster in
+            let backup = try bunker(dir, ["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            let beforeT3 = try await insertSentinels(["T1", "T2"], thenAfterAMoment: "T3", a)
+            try await archiveCurrentSegment(a)
+            cluster.kill()  // the old server is gone: only the archive is left
+
+            // B: back to between T2 and T3, onto timeline 2, which it archives beside timeline 1.
+            let portB = String(Int.random(in: 20000..<40000))
+            let restoreB = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/b", "--to-time", beforeT3, "--start", "--port", portB])
+            defer { stopServer(dir + "/b") }
+            #expect(restoreB.status == 0 && restoreB.output.contains("Recovery ended (timeline 2)"), "\(restoreB.output)")
+            let b = { (sql: String) in try psql(dir + "/b", port: portB, sql) }
+            #expect(try b("SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2")
+            let beforeT5 = try await insertSentinels(["T4"], thenAfterAMoment: "T5", b)
+            try await archiveCurrentSegment(b)
+            #expect(try b("SELECT failed_count FROM pg_stat_archiver") == "0", "every push of timeline 2 succeeded")
+            let stats = try bunker(dir, ["stats", "--json"])
+            let text = String(stats.output.drop(while: { $0 != "{" }))
+            let wal = try #require((try json(text)["wal"] as? [[String: Any]])?.first, "\(stats.output)")
+            #expect((wal["histories"] as? [String])?.contains("00000002.history") == true, "\(wal)")
+            #expect(Set((wal["timelines"] as? [[String: Any]] ?? []).compactMap { $0["timeline"] as? Int }).isSuperset(of: [1, 2]), "\(wal)")
+            stopServer(dir + "/b")
+
+            // C: from the same base backup (timeline 1) to between T4 and T5, on timeline 2.
+            let portC = String(Int.random(in: 40000..<60000))
+            let restoreC = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/c", "--to-time", beforeT5, "--start", "--port", portC])
+            defer { stopServer(dir + "/c") }
+            #expect(restoreC.status == 0 && restoreC.output.contains("Recovery ended (timeline 3)"), "it branched off timeline 2: \(restoreC.output)")
+            #expect(try psql(dir + "/c", port: portC, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2,T4", "T3 (timeline 1 after the switch) and T5 are not there")
+            let verify = try bunker(dir, ["verify"])
+            #expect(verify.status == 0 && verify.output.contains("timeline 2") && verify.output.contains("no gaps"), "no WAL gap across the timeline switch: \(verify.output)")
         }
     }
 }
