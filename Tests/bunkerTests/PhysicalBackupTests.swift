@@ -292,8 +292,10 @@ import Testing
         return moment
     }
 
-    /// Closes the server's current WAL segment and waits (30 s at most) until it is archived.
-    func archiveCurrentSegment(_ query: (String) throws -> String) async throws {
+    /// Closes the server's current WAL segment and waits (30 s at most) until it is archived;
+    /// returns its name.
+    @discardableResult
+    func archiveCurrentSegment(_ query: (String) throws -> String) async throws -> String {
         let segment = try query("SELECT pg_walfile_name(pg_switch_wal())")
         var archived = false
         for _ in 0..<150 where !archived {
@@ -301,6 +303,7 @@ import Testing
             if !archived { try await Task.sleep(for: .milliseconds(200)) }
         }
         #expect(archived, "segment \(segment) was archived")
+        return segment
     }
 
     @Test func pointInTimeRestoreStopsBetweenTwoCommits() async throws {
@@ -309,7 +312,7 @@ import Testing
             #expect(backup.status == 0, "\(backup.output)")
             let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
             let between = try await insertSentinels(["T1", "T2"], thenAfterAMoment: "T3", a)
-            try await archiveCurrentSegment(a)
+            let segment = try await archiveCurrentSegment(a)
 
             let port = String(Int.random(in: 20000..<60000))
             let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port])
@@ -321,25 +324,21 @@ import Testing
 
             // WAL retention: once the first base backup is forgotten, the WAL before the second
             // one's start goes with it; what the second needs, and what came after, stays.
-            let second = try bunker(["backup"])
+            let second = try bunker(dir, ["backup"])
             #expect(second.status == 0, "\(second.output)")
-            try cluster.psql("INSERT INTO sentinel VALUES ('T4')", database: "clinic")
-            let later = try cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
-            for _ in 0..<150 where try cluster.psql("SELECT coalesce(last_archived_wal, '') >= '\(later)' FROM pg_stat_archiver") != "t" {
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            try await Task.sleep(for: .seconds(2))
-            let cleanup = try bunker(["cleanup", "--keep-last", "1", "--min-age", "0d", "--json"])
+            _ = try a("INSERT INTO sentinel VALUES ('T4')")
+            let later = try await archiveCurrentSegment(a)
+            let cleanup = try bunker(dir, ["cleanup", "--keep-last", "1", "--min-age", "0d", "--json"])
             #expect(cleanup.status == 0, "\(cleanup.output)")
             let removed = ((try? JSONSerialization.jsonObject(with: Data(cleanup.output.utf8))) as? [String: Any])
                 .flatMap { $0["prune"] as? [String: Any] }?["wal_files_removed"] as? Int
             #expect((removed ?? 0) > 0, "\(cleanup.output)")
-            #expect(try bunker(["wal", "fetch", "--source", "clinic", segment, dir + "/fetched-old"]).status == 1, "the WAL before the kept base backup is gone")
-            #expect(try bunker(["wal", "fetch", "--source", "clinic", later, dir + "/fetched-new"]).status == 0, "the WAL after it stays")
-            let verify = try bunker(["verify"])
+            #expect(try bunker(dir, ["wal", "fetch", "--source", "clinic", segment, dir + "/fetched-old"]).status == 1, "the WAL before the kept base backup is gone")
+            #expect(try bunker(dir, ["wal", "fetch", "--source", "clinic", later, dir + "/fetched-new"]).status == 0, "the WAL after it stays")
+            let verify = try bunker(dir, ["verify"])
             #expect(verify.status == 0, "no gap where retention cut: \(verify.output)")
             // The restorable window starts at the end of the kept base backup.
-            let stats = try bunker(["stats", "--json"])
+            let stats = try bunker(dir, ["stats", "--json"])
             let wal = (((try? JSONSerialization.jsonObject(with: Data(stats.output.utf8))) as? [String: Any])?["wal"] as? [[String: Any]])?.first
             #expect(wal?["window_start"] is String && wal?["window_end"] is String, "\(stats.output)")
         }
