@@ -110,6 +110,49 @@ import Testing
         }
     }
 
+    /// `bunker copy` carries the archived WAL, so that the off-site copy alone restores to a
+    /// moment: sealed again under the destination's key, fetched back byte for byte, never
+    /// copied twice.
+    @Test func aCopyCarriesTheArchivedWAL() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withPostgres { cluster in
+                let e = try setUp(dir, cluster)
+                var segments: [String] = []
+                for _ in 0..<2 {
+                    let segment = try completedSegment(of: cluster, into: dir + "/wal")
+                    #expect(try BunkerProcess.run(["wal", "push", segment], environment: e).status == 0)
+                    segments.append(segment)
+                }
+                try "offsite password\n".write(toFile: dir + "/offsite-password", atomically: true, encoding: .utf8)
+                let offsite = try String(contentsOfFile: dir + "/bunker.toml", encoding: .utf8)
+                    .replacingOccurrences(of: "path = \"\(dir)/repo\"", with: "path = \"\(dir)/offsite\"")
+                    .replacingOccurrences(of: "password_file = \"\(dir)/password\"", with: "password_file = \"\(dir)/offsite-password\"")
+                    .replacingOccurrences(of: "data_dir = \"\(dir)/data\"", with: "data_dir = \"\(dir)/offsite-data\"")
+                try offsite.write(toFile: dir + "/offsite.toml", atomically: true, encoding: .utf8)
+                #expect(try BunkerProcess.run(["init", "--config", dir + "/offsite.toml"]).status == 0)
+
+                #expect(try BunkerProcess.run(["backup"], environment: e).status == 0)
+                var copy = e
+                copy["BUNKER_TO_PASSWORD"] = "offsite password"
+                let first = try BunkerProcess.run(["copy", "--to", dir + "/offsite", "--json"], environment: copy)
+                #expect(first.status == 0, "\(first.stderr)")
+                let report = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+                #expect(report["wal_objects_copied"] as? Int == 3, "two segments and the cluster record: \(report)")
+                let again = try BunkerProcess.run(["copy", "--to", dir + "/offsite", "--json"], environment: copy)
+                #expect((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["wal_objects_copied"] as? Int == 0, "\(again.stdout)\(again.stderr)")
+
+                for segment in segments {
+                    let name = (segment as NSString).lastPathComponent
+                    let fetched = try BunkerProcess.run(["wal", "fetch", "--config", dir + "/offsite.toml", "--source", "clinic", name, dir + "/back-" + name])
+                    #expect(fetched.status == 0, "\(fetched.stderr)")
+                    #expect(FileManager.default.contents(atPath: dir + "/back-" + name) == FileManager.default.contents(atPath: segment))
+                }
+                let verify = try BunkerProcess.run(["verify", "--config", dir + "/offsite.toml"])
+                #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            }
+        }
+    }
+
     @Test func asyncPushSpoolsAndADrainerShipsAndAFullSpoolIsNeverSkippedSilently() async throws {
         try await withTemporaryDirectory { dir in
             try await withPostgres { cluster in

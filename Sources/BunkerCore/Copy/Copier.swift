@@ -29,6 +29,9 @@ public struct CopyReport: Sendable, Codable {
     public var catalogObjectsCopied = 0
     /// Packs that travelled byte for byte, under their own names (shared key material only).
     public var packsUnchanged = 0
+    /// Objects of kind `wal` (archived PostgreSQL WAL and cluster records) the destination
+    /// lacked and now has: a copy restores to a moment too.
+    public var walObjectsCopied = 0
 
     public init() {}
 
@@ -41,6 +44,7 @@ public struct CopyReport: Sendable, Codable {
         case sharedKeys = "shared_keys"
         case catalogObjectsCopied = "catalog_objects_copied"
         case packsUnchanged = "packs_unchanged"
+        case walObjectsCopied = "wal_objects_copied"
     }
 }
 
@@ -114,6 +118,7 @@ public final class Copier: Sendable {
             progress?.update { $0.filesDone += 1 }
         }
         report.catalogObjectsCopied = try await copyCatalogObjects()
+        report.walObjectsCopied = try await copyWalObjects(sharedKeys: report.sharedKeys)
         return report
     }
 
@@ -131,6 +136,52 @@ public final class Copier: Sendable {
                 copied += 1
             } catch let error as BunkerError where error.code == .objectExists {
                 // Copied by a copy that ran at the same time.
+            }
+        }
+        return copied
+    }
+
+    /// Copies the archived WAL (objects of kind `wal`) the destination lacks, so that the
+    /// destination alone restores a PostgreSQL source to a moment. A WAL file the destination
+    /// holds under any stored name is not copied again. Each object is checked against the
+    /// SHA-256 its name records and authenticated; with shared key material its sealed bytes
+    /// travel as they are (the same name), otherwise it is sealed again under the destination's
+    /// key (its name then records the new bytes' hash). Cluster records keep their names.
+    private func copyWalObjects(sharedKeys: Bool) async throws -> Int {
+        let present = try await destination.storage.list(.wal).map(\.handle.name)
+        var presentFiles: Set<String> = []
+        for name in present {
+            if case .file(let scope, let file, _)? = WalObject.Name(name) { presentFiles.insert(WalObject.prefix(scope: scope, file: file.text)) }
+        }
+        let presentNames = Set(present)
+        var copied = 0
+        for info in try await source.storage.list(.wal) where !presentNames.contains(info.handle.name) {
+            try Task.checkCancellation()
+            let handle: ObjectHandle
+            let data: Data
+            switch WalObject.Name(info.handle.name) {
+            case .file(let scope, let file, let stored)?:
+                let prefix = WalObject.prefix(scope: scope, file: file.text)
+                guard !presentFiles.contains(prefix) else { continue }
+                let sealed = try await source.storage.load(info.handle)
+                guard ID.sha256(of: sealed) == stored else {
+                    throw BunkerError(.integrity, "WAL object wal/\(info.handle.name) of the source repository does not match its name: it is damaged. Run `bunker verify --read-data` on the source.")
+                }
+                let plaintext = try source.key.open(sealed)
+                data = sharedKeys ? sealed : try destination.key.seal(plaintext)
+                handle = ObjectHandle(.wal, sharedKeys ? info.handle.name : WalObject.name(scope: scope, file: file.text, stored: data))
+                presentFiles.insert(prefix)
+            case .cluster?:
+                handle = info.handle
+                data = try destination.key.seal(try await source.loadSealed(info.handle))
+            case nil:
+                continue
+            }
+            do {
+                try await destination.storage.save(handle, data: data)
+                copied += 1
+            } catch let error as BunkerError where error.code == .objectExists {
+                // Copied by a copy or a push that ran at the same time.
             }
         }
         return copied
