@@ -12,7 +12,13 @@ public enum BunkerProcess {
     }
 
     /// The binary: `$BUNKER_BIN`, else `bunker` beside the test bundle in the build folder.
-    public static var executable: String {
+    ///
+    /// PostgreSQL's user runs it too (`archive_command`, `restore_command`): when the build
+    /// folder is in a directory other users cannot enter (a checkout under a `mktemp -d`), a
+    /// copy in a directory they can is used instead, made once per build of the binary.
+    public static let executable: String = reachableByOtherUsers(built)
+
+    private static var built: String {
         if let path = ProcessInfo.processInfo.environment["BUNKER_BIN"], !path.isEmpty { return path }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
@@ -21,6 +27,36 @@ public enum BunkerProcess {
             dir = dir.deletingLastPathComponent()
         }
         return ".build/debug/bunker"
+    }
+
+    /// `path` if every directory above it lets other users through, else a copy under /tmp
+    /// (named by the binary's size and time, so that each build is copied once).
+    private static func reachableByOtherUsers(_ path: String) -> String {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        var dir = (absolute as NSString).deletingLastPathComponent
+        var reachable = true
+        while !dir.isEmpty && dir != "/" {
+            var info = stat()
+            if stat(dir, &info) != 0 || info.st_mode & 0o001 == 0 { reachable = false }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        guard !reachable, let attributes = try? FileManager.default.attributesOfItem(atPath: absolute),
+              let size = attributes[.size] as? Int, let modified = attributes[.modificationDate] as? Date else { return absolute }
+        let folder = "/tmp/bunker-test-binary-\(size)-\(Int(modified.timeIntervalSince1970))"
+        let copy = folder + "/bunker"
+        if FileManager.default.isExecutableFile(atPath: copy) { return copy }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            chmod(folder, 0o755)
+            let temporary = folder + "/.bunker-\(getpid())"
+            try? FileManager.default.removeItem(atPath: temporary)
+            try FileManager.default.copyItem(atPath: absolute, toPath: temporary)
+            chmod(temporary, 0o755)
+            guard rename(temporary, copy) == 0 else { return absolute }
+            return copy
+        } catch {
+            return absolute
+        }
     }
 
     /// Runs `bunker arguments…` with `environment` added to a minimal one; waits for it.

@@ -143,7 +143,7 @@ import Testing
             #expect(restore.status == 0, "\(restore.stderr)\(restore.stdout)")
             #expect(restore.stderr.contains("holds no postgresql.conf, pg_hba.conf, pg_ident.conf"), "\(restore.stderr)")
             let asServer = geteuid() == 0 ? "runuser -u postgres -- " : ""
-            let count = try shell("\(asServer)psql -X -A -t -h '\(dir)/debian' -p \(port) -U postgres -d clinic -c 'SELECT count(*) FROM patients'")
+            let count = try shell("\(asServer)psql -X -A -t -h '\(dir)/debian' -p \(port) -U postgres -d clinic -c 'SELECT count(*) FROM patients'", in: dir)
             #expect(count.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "\(count.output)")
         }
     }
