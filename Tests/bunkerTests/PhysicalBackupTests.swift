@@ -261,7 +261,7 @@ import Testing
             // Output to a file, not a pipe: the restarted server would hold a pipe open.
             let pgctl = [bin + "/pg_ctl", "-D", data, "-l", cluster.directory + "/server.log", "-w", "-t", "60", "restart", "-o", "-k \(cluster.directory) -c listen_addresses='' -p 5432"]
             let restart = geteuid() == 0
-                ? try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + pgctl, outputFile: dir + "/restart.out")
+                ? try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "--chdir=" + dir] + pgctl, outputFile: dir + "/restart.out")
                 : try spawnAndWait(pgctl[0], Array(pgctl.dropFirst()), outputFile: dir + "/restart.out")
             #expect(restart.status == 0, "\(restart.output)")
             try cluster.psql("CREATE TABLE sentinel (label text, at timestamptz DEFAULT clock_timestamp())", database: "clinic")
@@ -274,7 +274,9 @@ import Testing
     func bunker(_ dir: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let command = [BunkerProcess.executable] + arguments + ["--config", dir + "/bunker.toml"]
         if geteuid() == 0 {
-            return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--"] + command, outputFile: dir + "/bunker.out")
+            // In the test's directory: PostgreSQL's user may not enter the one the tests run in
+            // (a checkout under `mktemp -d`), and a child process cannot start there.
+            return try spawnAndWait("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "--chdir=" + dir] + command, outputFile: dir + "/bunker.out")
         }
         return try spawnAndWait(command[0], Array(command.dropFirst()), outputFile: dir + "/bunker.out")
     }
