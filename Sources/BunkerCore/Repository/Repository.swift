@@ -15,10 +15,9 @@ public final class Repository: Sendable {
     /// The clock; injected so that locks and snapshots can be tested without waiting.
     public let now: @Sendable () -> Date
     private let lockWaitSetting = Mutex<TimeInterval>(0)
-    /// Bundles opened lately: a bundle holds many small files, each restored on its own.
-    private let openedBundles = Mutex<[(pack: ID, offset: UInt32, plaintext: Data)]>([])
-    /// How many opened bundles are kept (each about half a MiB).
-    static let openedBundleLimit = 8
+    /// Bundles opened lately or being opened: a bundle holds many small files, each restored on
+    /// its own, several at once.
+    private let bundles = BundleCache(limit: 8)
     private let lockTimingSetting = Mutex(LockTiming())
     /// The locks this object holds; every write through ``storage`` checks them.
     let heldLocks: HeldLocks
@@ -268,8 +267,9 @@ public final class Repository: Sendable {
         return try decodeBlob(sealed, blob, pack: location.pack, decompressor: decompressor)
     }
 
-    /// Loads several blobs in order, reading runs that lie next to each other in one pack with one
-    /// request of at most 8 MiB, and opening each bundle once however many of its members are asked.
+    /// Loads several blobs in order, reading runs that lie close together in one pack with one
+    /// request of at most 8 MiB, and opening each bundle once however many of its members are
+    /// asked (here or by another restore task at the same time).
     public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor? = nil) async throws -> [Data] {
         let locations = try ids.map { id -> BlobLocation in
             guard let location = index.lookup(id) else {
@@ -278,12 +278,14 @@ public final class Repository: Sendable {
             return location
         }
         let decompressor = decompressor ?? ZstdDecompressor()
+        let gap = readGap
         var result: [Data] = []
         result.reserveCapacity(ids.count)
         var i = 0
         while i < locations.count {
             let first = locations[i]
-            if first.blob.member != nil, let bundle = openedBundle(pack: first.pack, offset: first.blob.offset) {
+            let firstKey = BundleCache.Key(pack: first.pack, offset: first.blob.offset)
+            if first.blob.member != nil, let bundle = bundles.kept(firstKey) {
                 while i < locations.count, locations[i].pack == first.pack, locations[i].blob.offset == first.blob.offset {
                     result.append(try extractBlob(locations[i].blob, from: bundle, pack: first.pack))
                     i += 1
@@ -299,21 +301,32 @@ public final class Repository: Sendable {
                 if offset >= start && unitEnd <= end {
                     // In a unit already read: another member of the same bundle, or a repeat.
                     j += 1
-                } else if offset == end && end - start < 8 << 20 {
+                } else if offset >= end && offset - end <= gap && unitEnd - start <= 8 << 20 {
                     end = unitEnd
                     j += 1
                 } else {
                     break
                 }
             }
-            let data = try await storage.load(ObjectHandle(.pack, first.pack), range: start..<end)
+            let range = start..<end
+            if first.blob.member != nil && range.count == Int(first.blob.length) {
+                // One bundle alone (a small file): open it once for everyone asking now.
+                let bundle = try await bundles.plaintext(firstKey) { [self] in
+                    let sealed = try await storage.load(ObjectHandle(.pack, first.pack), range: range)
+                    return try openUnit(sealed, first.blob, pack: first.pack, decompressor: nil)
+                }
+                for location in locations[i..<j] { result.append(try extractBlob(location.blob, from: bundle, pack: first.pack)) }
+                i = j
+                continue
+            }
+            let data = try await storage.load(ObjectHandle(.pack, first.pack), range: range)
             var opened: (offset: UInt32, plaintext: Data)?
             for location in locations[i..<j] {
                 let blob = location.blob
                 if opened?.offset != blob.offset {
                     let at = data.startIndex + Int(blob.offset) - start
                     opened = (blob.offset, try openUnit(data[at..<(at + Int(blob.length))], blob, pack: first.pack, decompressor: decompressor))
-                    if blob.member != nil { keepOpenedBundle(pack: first.pack, offset: blob.offset, plaintext: opened!.plaintext) }
+                    if blob.member != nil { bundles.keep(BundleCache.Key(pack: first.pack, offset: blob.offset), opened!.plaintext) }
                 }
                 result.append(try extractBlob(blob, from: opened!.plaintext, pack: first.pack))
             }
@@ -322,15 +335,13 @@ public final class Repository: Sendable {
         return result
     }
 
-    private func openedBundle(pack: ID, offset: UInt32) -> Data? {
-        openedBundles.withLock { bundles in bundles.last { $0.pack == pack && $0.offset == offset }?.plaintext }
-    }
-
-    private func keepOpenedBundle(pack: ID, offset: UInt32, plaintext: Data) {
-        openedBundles.withLock { bundles in
-            bundles.append((pack, offset, plaintext))
-            if bundles.count > Repository.openedBundleLimit { bundles.removeFirst() }
-        }
+    /// How many bytes between two wanted units of a pack are read (and dropped) rather than
+    /// asking twice: none from a local directory, where a second read costs a system call; up to
+    /// 1 MiB from an object store (a storage with a concurrency limit), where each request waits
+    /// a round trip and is billed, and a file's chunks lie between those of the files backed up
+    /// beside it.
+    var readGap: Int {
+        storage.capability(ConcurrencyLimitedStorage.self) == nil ? 0 : 1 << 20
     }
 
     /// Decrypts, decompresses and checks one sealed blob (for a bundle member: its bundle, of

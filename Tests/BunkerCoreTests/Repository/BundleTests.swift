@@ -113,6 +113,58 @@ import Testing
         }
     }
 
+    /// Files restored at once that share a bundle: the bundle is read from storage once, not once
+    /// per file. Loads are slowed down so that the files' requests overlap.
+    @Test func filesRestoredAtOnceReadTheirSharedBundleOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            for f in 0..<60 {
+                try Data(String(repeating: "{\"patient\": \(f), \"note\": \"\(UUID())\"}\n", count: 20 + f).utf8).write(to: URL(fileURLWithPath: "\(dir)/src/f\(f).json"))
+            }
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let result = try await TestRepository.backup(repo, [dir + "/src"])
+            let bundles = bundleCount(repo)
+            #expect(members(repo).count == 60 && bundles >= 1)
+
+            let counting = LoadCountingStorage(try StorageLocation.storage(for: dir + "/repo"), delay: .milliseconds(20))
+            let fresh = try await Repository.open(storage: counting, password: TestRepository.password)
+            let before = counting.packLoads.count
+            let report = try await Restorer(loader: fresh).restore(tree: result.snapshot.tree, to: dir + "/out")
+            #expect(report.failures.isEmpty && report.filesRestored == 60, "\(report.failures)")
+            #expect(compareTrees(dir + "/src", dir + "/out/src", checkDirectoryTimes: false) == [])
+            let bundleUnits = Set(repo.index.blobsByPack().flatMap { pack, blobs in blobs.filter { $0.member != nil }.map { "\(pack.hex)@\($0.offset)" } })
+            let loads = counting.packLoads.dropFirst(before).filter { bundleUnits.contains($0) }
+            #expect(loads.count == bundles, "\(loads.count) reads of \(bundles) bundles: \(loads)")
+        }
+    }
+
+    /// From an object store (a storage with a concurrency limit), units of a pack a little apart
+    /// are read with one request; from a local directory, each run of adjacent units with its own.
+    @Test func unitsALittleApartAreReadTogetherFromAnObjectStore() async throws {
+        try await withTemporaryDirectory { dir in
+            var generator = SystemRandomNumberGenerator()
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            try Data((0..<(2 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: dir + "/src/big.bin"))
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            // Three whole blobs of one pack, in pack order; ask for the first and the third.
+            let pack = try #require(repo.index.blobsByPack().first { $0.value.filter { $0.member == nil && $0.type == .data }.count >= 3 })
+            let units = pack.value.filter { $0.member == nil && $0.type == .data }.sorted { $0.offset < $1.offset }
+            let wanted = [units[0].id, units[2].id]
+
+            for remote in [false, true] {
+                let local = try StorageLocation.storage(for: dir + "/repo")
+                let counting = LoadCountingStorage(local, delay: .zero)
+                let storage: any Storage = remote ? ConcurrencyLimitedStorage(counting, limit: 8) : counting
+                let fresh = try await Repository.open(storage: storage, password: TestRepository.password)
+                let before = counting.packLoads.count
+                let blobs = try await fresh.loadBlobs(wanted)
+                #expect(blobs.map { fresh.key.blobID(of: $0) } == wanted)
+                #expect(counting.packLoads.count - before == (remote ? 1 : 2), "remote: \(remote)")
+            }
+        }
+    }
+
     @Test func aFlippedBitInABundleIsFoundAndNoWrongFileIsRestored() async throws {
         try await withTemporaryDirectory { dir in
             let db = try makeDatabase(in: dir)
@@ -237,5 +289,27 @@ private final class VanishingIndexStorage: Storage {
                 #expect(error.code == .repositoryLocked && error.message.contains("busy"), "\(error.message)")
             }
         }
+    }
+}
+
+/// Counts the reads of packs (by name, one entry per request), each delayed by `delay`.
+private final class LoadCountingStorage: StorageWrapper {
+    let base: any Storage
+    private let delay: Duration
+    private let loads = Mutex<[String]>([])
+
+    init(_ base: any Storage, delay: Duration) {
+        self.base = base
+        self.delay = delay
+    }
+
+    var packLoads: [String] { loads.withLock { $0 } }
+
+    func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
+        if handle.kind == .pack {
+            loads.withLock { $0.append("\(handle.name)@\(range.map { "\($0.lowerBound)" } ?? "all")") }
+            if delay > .zero { try await Task.sleep(for: delay) }
+        }
+        return try await base.load(handle, range: range)
     }
 }
