@@ -7,11 +7,17 @@ extension BunkerService {
     public func checkAlerts() async -> [NotificationEvent] {
         let newest = try? await repository.snapshots().last { !$0.snapshot.tags.contains("safety") }
         let space = repository.storage.capability((any SpaceReporting).self)?.space()
+        let settings = configuration.notifications
         let monitor = AlertMonitor(
-            overdueHours: configuration.notifications.backupOverdueHours, minFreePercent: configuration.notifications.minFreeSpacePercent,
+            overdueHours: settings.backupOverdueHours, minFreePercent: settings.minFreeSpacePercent, walLagMinutes: settings.walArchiveLagMinutes,
             stateFile: configuration.dataDirectory + "/alerts.json", now: repository.now)
         let lockouts = (try? catalog().lockouts()) ?? []
-        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space, lockouts: lockouts))
+        let wal = ((try? await walSummaries()) ?? []).map { summary in
+            MonitorReading.WalArchiveReading(
+                source: summary.source, lastPush: summary.lastPush,
+                missingSegments: summary.gaps.reduce(0) { $0 + $1.count }, firstMissing: summary.gaps.first?.firstMissing)
+        }
+        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space, lockouts: lockouts, wal: wal))
         for alert in alerts {
             if let catalog = try? catalog() {
                 try? catalog.record("alert", target: alert.kind.rawValue, outcome: .failure, details: ["title": alert.title], by: .system)

@@ -5,7 +5,7 @@ import Foundation
 import GRDB
 
 /// A service over a fresh test repository, configured by TOML text written for the test.
-func makeService(in dir: String, sources: String) async throws -> BunkerService {
+func makeService(in dir: String, sources: String, now: @escaping @Sendable () -> Date = { Date() }) async throws -> BunkerService {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let text = """
         data_dir = "\(dir)/data"
@@ -17,7 +17,7 @@ func makeService(in dir: String, sources: String) async throws -> BunkerService 
         """
     let configuration = try Configuration(text: text, file: dir + "/bunker.toml", environment: [:])
     try text.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
-    let repository = try await TestRepository.create(at: dir + "/repo")
+    let repository = try await TestRepository.create(at: dir + "/repo", now: now)
     return BunkerService(configuration: configuration, repository: repository)
 }
 

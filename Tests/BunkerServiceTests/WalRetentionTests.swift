@@ -22,12 +22,12 @@ import Testing
                 """)
             let archive = WalArchive(repository: service.repository, source: "clinic")
             for number in 1...9 {
-                _ = try await archive.push(Self.segmentName(number), contents: Self.segment(number: number))
+                _ = try await archive.push(FakeWal.segmentName(number), contents: FakeWal.segment(number: number))
             }
             let forge = SnapshotForge(service.repository)
             for (start, daysAgo) in [(2, 60), (5, 40), (8, 1)] {
                 let record = SnapshotSource(name: "clinic", kind: "postgres", origin: "postgres://forged", details: [
-                    "method": "physical", "start_wal_file": Self.segmentName(start),
+                    "method": "physical", "start_wal_file": FakeWal.segmentName(start),
                     "stop_time": Timestamp.format(Date().addingTimeInterval(-Double(daysAgo) * 86400)),
                 ])
                 try await forge.snapshot([try await forge.directory(Array("clinic".utf8), [])], sources: [record])
@@ -40,9 +40,9 @@ import Testing
     @Test func walBeforeTheOldestKeptBaseBackupGoes() async throws {
         try await prune(pitrDays: nil) { (removed: Int, archive: WalArchive) async throws in
             #expect(removed == 1, "only segment 1 comes before base backup A")
-            let (gone, kept) = (try await archive.fetch(Self.segmentName(1)), try await archive.fetch(Self.segmentName(2)))
+            let (gone, kept) = (try await archive.fetch(FakeWal.segmentName(1)), try await archive.fetch(FakeWal.segmentName(2)))
             #expect(gone == nil)
-            #expect(kept == Self.segment(number: 2))
+            #expect(kept == FakeWal.segment(number: 2))
         }
     }
 
@@ -50,30 +50,9 @@ import Testing
         try await prune(pitrDays: 30) { (removed: Int, archive: WalArchive) async throws in
             // The window's earliest moment (30 days ago) is restored from B, ended 40 days ago.
             #expect(removed == 4, "segments 1 to 4 come before base backup B")
-            let (gone, kept) = (try await archive.fetch(Self.segmentName(4)), try await archive.fetch(Self.segmentName(5)))
+            let (gone, kept) = (try await archive.fetch(FakeWal.segmentName(4)), try await archive.fetch(FakeWal.segmentName(5)))
             #expect(gone == nil)
-            #expect(kept == Self.segment(number: 5))
+            #expect(kept == FakeWal.segment(number: 5))
         }
-    }
-
-    static func segmentName(_ number: Int) -> String {
-        "0000000100000000" + String(format: "%08X", number)
-    }
-
-    /// A 1 MiB segment (the smallest size initdb allows) with a long page header.
-    static func segment(number: Int) -> Data {
-        var data = Data(count: 1 << 20)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { data.replaceSubrange(offset..<offset + MemoryLayout<T>.size, with: $0) }
-        }
-        put(UInt16(0xD110), at: 0)
-        put(UInt16(0x0002), at: 2)
-        put(UInt32(1), at: 4)
-        put(UInt64(number) << 20, at: 8)
-        put(UInt64(7_312_345_678_901_234_567), at: 24)
-        put(UInt32(1 << 20), at: 32)
-        put(UInt32(8192), at: 36)
-        for i in stride(from: 64, to: 4096, by: 97) { data[i] = UInt8(truncatingIfNeeded: i &+ number) }
-        return data
     }
 }

@@ -29,6 +29,9 @@ public struct NotificationSettings: Sendable, Equatable {
     public var backupOverdueHours = 25.0
     /// An alert when the repository's filesystem has less free space than this.
     public var minFreeSpacePercent = 20.0
+    /// An alert when no WAL file of a postgres source was archived for this long (the DermAI
+    /// strategy's RPO is under one hour).
+    public var walArchiveLagMinutes = 60.0
 }
 
 /// One `[[webhook]]`: a JSON POST per event, signed with HMAC-SHA-256 when a secret is set.
@@ -77,6 +80,7 @@ extension Configuration {
             }
             if let hours = try t.int("backup_overdue_hours", range: 1...(24 * 365)) { notifications.backupOverdueHours = Double(hours) }
             if let percent = try t.int("min_free_space_percent", range: 0...99) { notifications.minFreeSpacePercent = Double(percent) }
+            if let minutes = try t.int("wal_archive_lag_minutes", range: 1...(60 * 24 * 7)) { notifications.walArchiveLagMinutes = Double(minutes) }
             try t.rejectUnknown()
         }
         for var t in try reader.tables("webhook") {

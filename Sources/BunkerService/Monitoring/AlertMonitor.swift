@@ -24,29 +24,55 @@ public struct MonitorReading: Sendable, Equatable {
         }
     }
 
-    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?, lockouts: [Lockout] = []) {
+    /// Each postgres source's WAL archive.
+    public var wal: [WalArchiveReading]
+
+    /// One source's archived WAL: when its newest file was archived, and the segments missing.
+    public struct WalArchiveReading: Sendable, Equatable {
+        public var source: String
+        public var lastPush: Date?
+        /// Segments missing between the first and the last archived, on every timeline.
+        public var missingSegments: Int
+        public var firstMissing: String?
+
+        public init(source: String, lastPush: Date?, missingSegments: Int = 0, firstMissing: String? = nil) {
+            self.source = source
+            self.lastPush = lastPush
+            self.missingSegments = missingSegments
+            self.firstMissing = firstMissing
+        }
+    }
+
+    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?, lockouts: [Lockout] = [], wal: [WalArchiveReading] = []) {
         self.lastSuccessfulBackup = lastSuccessfulBackup
         self.space = space
         self.lockouts = lockouts
+        self.wal = wal
     }
 
     public static func == (a: MonitorReading, b: MonitorReading) -> Bool {
-        a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total && a.lockouts == b.lockouts
+        a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total
+            && a.lockouts == b.lockouts && a.wal == b.wal
     }
 }
 
-/// Raises the alerts nobody should have to look for: no successful backup for too long, and too
-/// little free space on the repository's filesystem.
+/// Raises the alerts nobody should have to look for: no successful backup for too long, too
+/// little free space on the repository's filesystem, WAL not archived for too long, and WAL
+/// segments missing from the archive.
 ///
 /// Each alert is raised once per episode, not at every check: the overdue alert again only after
 /// a newer backup has succeeded and become overdue in turn, the space alert again only after the
 /// free space has recovered (by one point above the threshold) and fallen again. Before the
 /// first backup, the overdue clock runs from when monitoring began. An account locked after
-/// repeated wrong passwords is told about once per lockout. What was raised is kept in a state
+/// repeated wrong passwords is told about once per lockout. The WAL lag alert comes once per newest
+/// archived file (again only after archiving resumed and stopped again); the gap alert once per
+/// first missing segment, and again only after the gap was closed (a new base backup, then
+/// retention) and another opened. What was raised is kept in a state
 /// file, so a restart does not repeat it.
 public final class AlertMonitor: Sendable {
     public let overdueAfter: TimeInterval
     public let minFreePercent: Double
+    public let walLagAfter: TimeInterval
     private let stateFile: String?
     private let now: @Sendable () -> Date
 
@@ -58,11 +84,20 @@ public final class AlertMonitor: Sendable {
         /// The audit row of the newest lockout already told about; nil before the first look,
         /// when the lockouts of the past are taken as known.
         var lastLockoutSeq: Int64?
+        /// Per source: the newest archived file's time (whole seconds since 1970, which the state
+        /// file keeps exactly) the lag alert was raised for.
+        var walLagRaisedFor: [String: Int64]?
+        /// Per source: the first missing segment the gap alert was raised for.
+        var walGapRaisedFor: [String: String]?
     }
 
-    public init(overdueHours: Double, minFreePercent: Double, stateFile: String?, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(
+        overdueHours: Double, minFreePercent: Double, walLagMinutes: Double = 60, stateFile: String?,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.overdueAfter = overdueHours * 3600
         self.minFreePercent = minFreePercent
+        self.walLagAfter = walLagMinutes * 60
         self.stateFile = stateFile
         self.now = now
     }
@@ -122,7 +157,48 @@ public final class AlertMonitor: Sendable {
                 ]))
         }
         state.lastLockoutSeq = max(state.lastLockoutSeq ?? 0, reading.lockouts.map(\.seq).max() ?? 0)
+        alerts += evaluateWal(reading.wal, at: time, state: &state)
         save(state)
+        return alerts
+    }
+
+    private func evaluateWal(_ archives: [MonitorReading.WalArchiveReading], at time: Date, state: inout State) -> [NotificationEvent] {
+        var alerts: [NotificationEvent] = []
+        var lagRaised = state.walLagRaisedFor ?? [:]
+        var gapRaised = state.walGapRaisedFor ?? [:]
+        for wal in archives {
+            if let last = wal.lastPush, time.timeIntervalSince(last) > walLagAfter, lagRaised[wal.source] != Int64(last.timeIntervalSince1970) {
+                lagRaised[wal.source] = Int64(last.timeIntervalSince1970)
+                let minutes = Int(time.timeIntervalSince(last) / 60)
+                alerts.append(NotificationEvent(
+                    kind: .walArchiveLag, time: time, title: "No WAL of \(wal.source) archived for \(minutes) minutes",
+                    facts: [
+                        .init("Source", wal.source), .init("Newest WAL archived", ISO8601DateFormatter().string(from: last)),
+                        .init("Threshold", String(format: "%.0f minutes", walLagAfter / 60)),
+                    ],
+                    actions: [
+                        "On the database server, `SELECT * FROM pg_stat_archiver` shows whether archive_command fails (failed_count, last_failed_wal); PostgreSQL's log says why.",
+                        "A cluster with no writes archives nothing: set archive_timeout, or raise [notifications] wal_archive_lag_minutes.",
+                        "Until archiving resumes, a point-in-time restore cannot reach past the newest archived WAL, and pg_wal grows on the database server.",
+                    ]))
+            }
+            if let first = wal.firstMissing, wal.missingSegments > 0 {
+                if gapRaised[wal.source] != first {
+                    gapRaised[wal.source] = first
+                    alerts.append(NotificationEvent(
+                        kind: .walArchiveGap, time: time, title: "\(wal.missingSegments) WAL segments of \(wal.source) are missing from the archive",
+                        facts: [.init("Source", wal.source), .init("First missing", first), .init("Missing", String(wal.missingSegments))],
+                        actions: [
+                            "Take a new base backup now (`bunker backup --source \(wal.source)`): no point-in-time restore can pass the gap.",
+                            "`bunker verify` names every gap; `bunker audit list --action wal_push` shows refused or failed pushes.",
+                        ]))
+                }
+            } else {
+                gapRaised[wal.source] = nil
+            }
+        }
+        state.walLagRaisedFor = lagRaised
+        state.walGapRaisedFor = gapRaised
         return alerts
     }
 

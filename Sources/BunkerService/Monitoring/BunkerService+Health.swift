@@ -105,9 +105,15 @@ extension BunkerService {
             problems.append("the repository is configured for object lock, but its bucket does not enforce it: it is not immutable")
         }
         // A gap in archived WAL is a break in the point-in-time window: no restore can pass it.
-        for wal in (try? await walSummaries()) ?? [] where !wal.gaps.isEmpty {
-            let missing = wal.gaps.reduce(0) { $0 + $1.count }
-            problems.append("WAL of \(wal.source) has \(missing) segments missing from the archive (first \(wal.gaps[0].firstMissing)): take a new base backup")
+        // No WAL archived for longer than the threshold: the window stopped growing.
+        for wal in (try? await walSummaries()) ?? [] {
+            if !wal.gaps.isEmpty {
+                let missing = wal.gaps.reduce(0) { $0 + $1.count }
+                problems.append("WAL of \(wal.source) has \(missing) segments missing from the archive (first \(wal.gaps[0].firstMissing)): take a new base backup")
+            }
+            if let last = wal.lastPush, now.timeIntervalSince(last) > configuration.notifications.walArchiveLagMinutes * 60 {
+                problems.append("no WAL of \(wal.source) archived for \(Int(now.timeIntervalSince(last) / 60)) minutes (threshold \(Int(configuration.notifications.walArchiveLagMinutes))): check archive_command and pg_stat_archiver")
+            }
         }
         var space: HealthDetail.Space?
         if let (free, total) = repository.storage.capability((any SpaceReporting).self)?.space(), total > 0 {

@@ -15,6 +15,12 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         /// `wal push` refused a WAL file: different content under an archived name, or WAL of
         /// another cluster. PostgreSQL keeps the file and retries; the PITR window stops growing.
         case walArchiveFailed = "wal_archive_failed"
+        /// No WAL file of a postgres source was archived for longer than the lag threshold: the
+        /// point-in-time window stopped growing (or the cluster was idle).
+        case walArchiveLag = "wal_archive_lag"
+        /// WAL segments are missing between the first and the last archived: no point-in-time
+        /// restore can pass the gap until a new base backup is taken.
+        case walArchiveGap = "wal_archive_gap"
         case backupOverdue = "backup_overdue"
         case lowDiskSpace = "low_disk_space"
         case accountLocked = "account_locked"
@@ -24,8 +30,8 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         public var severity: Severity {
             switch self {
             case .backupSucceeded, .restoreSucceeded, .test: return .info
-            case .backupOverdue, .lowDiskSpace, .accountLocked: return .warning
-            case .backupFailed, .verifyFailed, .drillFailed, .copyFailed, .walArchiveFailed: return .error
+            case .backupOverdue, .lowDiskSpace, .accountLocked, .walArchiveLag: return .warning
+            case .backupFailed, .verifyFailed, .drillFailed, .copyFailed, .walArchiveFailed, .walArchiveGap: return .error
             case .restoreFailed: return .critical
             }
         }

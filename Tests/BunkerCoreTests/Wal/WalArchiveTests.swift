@@ -52,12 +52,12 @@ import Testing
             var segments: [String: Data] = [:]
             for n in [1, 2, 3, 6] {
                 let name = String(format: "0000000100000000%08X", n)
-                segments[name] = Self.segment(number: n)
+                segments[name] = FakeWal.segment(number: n)
                 #expect(try await archive.push(name, contents: segments[name]!).outcome == .stored)
             }
             #expect(try await archive.push("000000010000000000000002", contents: segments["000000010000000000000002"]!).outcome == .alreadyArchived)
             await #expect(throws: BunkerError.self) {
-                try await archive.push("000000010000000000000002", contents: Self.segment(number: 2, filler: 7))
+                try await archive.push("000000010000000000000002", contents: FakeWal.segment(number: 2, filler: 7))
             }
             #expect(try await archive.fetch("000000010000000000000003") == segments["000000010000000000000003"])
             #expect(try await archive.fetch("000000010000000000000004") == nil)
@@ -76,9 +76,9 @@ import Testing
         try await withTemporaryDirectory { dir in
             let repository = try await TestRepository.create(at: dir + "/repo")
             let archive = WalArchive(repository: repository, source: "clinic")
-            for n in 1...5 { _ = try await archive.push(String(format: "0000000100000000%08X", n), contents: Self.segment(number: n)) }
+            for n in 1...5 { _ = try await archive.push(String(format: "0000000100000000%08X", n), contents: FakeWal.segment(number: n)) }
             _ = try await archive.push("00000002.history", contents: Data("1\t0/3000000\tno recovery target specified\n".utf8))
-            _ = try await archive.push("000000020000000000000003", contents: Self.segment(number: 3))
+            _ = try await archive.push("000000020000000000000003", contents: FakeWal.segment(number: 3))
             let planned = try await archive.removeSegments(before: "000000010000000000000004", dryRun: true)
             #expect(planned.count == 3)
             #expect(try await archive.summary().objects == 7, "a dry run removes nothing")
@@ -94,31 +94,13 @@ import Testing
         try await withTemporaryDirectory { dir in
             let repository = try await TestRepository.create(at: dir + "/repo")
             let archive = WalArchive(repository: repository, source: "clinic")
-            _ = try await archive.push("000000010000000000000001", contents: Self.segment(number: 1))
+            _ = try await archive.push("000000010000000000000001", contents: FakeWal.segment(number: 1))
             do {
-                _ = try await archive.push("000000010000000000000002", contents: Self.segment(number: 2, systemIdentifier: 42))
+                _ = try await archive.push("000000010000000000000002", contents: FakeWal.segment(number: 2, systemIdentifier: 42))
                 Issue.record("another cluster's segment was archived")
             } catch let error as BunkerError {
                 #expect(error.code == .walClusterMismatch)
             }
         }
-    }
-
-    /// A 1 MiB segment (the smallest size initdb allows) with a long page header and
-    /// compressible content.
-    static func segment(number: Int, filler: UInt8 = 0, systemIdentifier: UInt64 = 7_312_345_678_901_234_567) -> Data {
-        var data = Data(count: 1 << 20)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { data.replaceSubrange(offset..<offset + MemoryLayout<T>.size, with: $0) }
-        }
-        put(UInt16(0xD110), at: 0)
-        put(UInt16(0x0002), at: 2)
-        put(UInt32(1), at: 4)
-        put(UInt64(number) << 20, at: 8)
-        put(systemIdentifier, at: 24)
-        put(UInt32(1 << 20), at: 32)
-        put(UInt32(8192), at: 36)
-        for i in stride(from: 64, to: 200_000, by: 97) { data[i] = UInt8(truncatingIfNeeded: i &+ number) ^ filler }
-        return data
     }
 }

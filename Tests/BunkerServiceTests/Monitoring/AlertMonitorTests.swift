@@ -36,6 +36,55 @@ import Testing
         }
     }
 
+    @Test func walLagIsRaisedOncePerNewestArchivedFileAfterTheThreshold() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-03T12:00:00Z"))
+            func monitor() -> AlertMonitor {
+                AlertMonitor(overdueHours: 25, minFreePercent: 20, walLagMinutes: 30, stateFile: dir + "/alerts.json", now: { clock.now })
+            }
+            func reading(lastPush: String) -> MonitorReading {
+                MonitorReading(lastSuccessfulBackup: clock.now, space: nil, wal: [
+                    .init(source: "clinic", lastPush: utc(lastPush)),
+                    .init(source: "quiet", lastPush: nil),
+                ])
+            }
+            clock.set(utc("2026-12-03T12:30:00Z"))  // exactly 30 minutes: not yet
+            #expect(monitor().evaluate(reading(lastPush: "2026-12-03T12:00:00Z")).isEmpty)
+            clock.set(utc("2026-12-03T12:31:00Z"))
+            let alerts = monitor().evaluate(reading(lastPush: "2026-12-03T12:00:00Z"))
+            #expect(alerts.map(\.kind) == [.walArchiveLag])
+            #expect(alerts.first?.title == "No WAL of clinic archived for 31 minutes")
+            #expect(alerts.first?.fact("Newest WAL archived") == "2026-12-03T12:00:00Z")
+            // Once for that file, across restarts; again once archiving resumed and stopped again.
+            clock.set(utc("2026-12-03T14:00:00Z"))
+            #expect(monitor().evaluate(reading(lastPush: "2026-12-03T12:00:00Z")).isEmpty)
+            #expect(monitor().evaluate(reading(lastPush: "2026-12-03T13:50:00Z")).isEmpty)
+            clock.set(utc("2026-12-03T14:21:00Z"))
+            #expect(monitor().evaluate(reading(lastPush: "2026-12-03T13:50:00Z")).map(\.kind) == [.walArchiveLag])
+        }
+    }
+
+    @Test func aWalGapIsRaisedOnceAndAgainOnlyForANewGap() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-03T12:00:00Z"))
+            let monitor = AlertMonitor(overdueHours: 25, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now })
+            func reading(missing: Int, first: String?) -> MonitorReading {
+                MonitorReading(lastSuccessfulBackup: clock.now, space: nil, wal: [
+                    .init(source: "clinic", lastPush: clock.now, missingSegments: missing, firstMissing: first),
+                ])
+            }
+            #expect(monitor.evaluate(reading(missing: 0, first: nil)).isEmpty)
+            let gap = monitor.evaluate(reading(missing: 2, first: "000000010000000000000005"))
+            #expect(gap.map(\.kind) == [.walArchiveGap])
+            #expect(gap.first?.fact("First missing") == "000000010000000000000005")
+            #expect(gap.first?.kind.severity == .error)
+            #expect(monitor.evaluate(reading(missing: 2, first: "000000010000000000000005")).isEmpty)
+            // Closed (retention dropped the WAL before a new base backup), then a new gap.
+            #expect(monitor.evaluate(reading(missing: 0, first: nil)).isEmpty)
+            #expect(monitor.evaluate(reading(missing: 1, first: "000000010000000000000005")).map(\.kind) == [.walArchiveGap])
+        }
+    }
+
     @Test func withoutAnyBackupTheClockRunsFromWhenMonitoringBegan() async throws {
         try await withTemporaryDirectory { dir in
             let clock = ManualClock(utc("2026-12-01T00:00:00Z"))
