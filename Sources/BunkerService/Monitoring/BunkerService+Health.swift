@@ -39,6 +39,10 @@ public struct HealthDetail: Sendable, Codable {
     /// `ok`, or `degraded` with the reasons in ``problems``.
     public var status: String
     public var problems: [String]
+    /// The problems that mean backups are not protecting the data now (none succeeded for too
+    /// long, a failed verify or drill, a break in the WAL archive): `bunker check`'s CRITICAL;
+    /// the rest of ``problems`` are warnings. Not part of the API's body.
+    public var criticalProblems: [String] = []
     public var lastBackupAt: String?
     public var lastBackupAgeHours: Double?
     public var lastBackupID: String?
@@ -86,10 +90,15 @@ extension BunkerService {
         let now = repository.now()
         let formatter = ISO8601DateFormatter()
         var problems: [String] = []
+        var critical: [String] = []
+        func criticalProblem(_ text: String) {
+            problems.append(text)
+            critical.append(text)
+        }
         let newest = try? await repository.snapshots().last { !$0.snapshot.tags.contains("safety") }
         let age = newest.map { now.timeIntervalSince($0.snapshot.time) / 3600 }
         if let age, age > configuration.notifications.backupOverdueHours {
-            problems.append(String(format: "no successful backup for %.1f hours", age))
+            criticalProblem(String(format: "no successful backup for %.1f hours", age))
         } else if newest == nil {
             problems.append("no backup yet")
         }
@@ -99,8 +108,8 @@ extension BunkerService {
         }
         let verify = lastRun("verify")
         let drill = lastRun("drill")
-        if verify?.outcome == "failure" { problems.append("the last verify found problems") }
-        if drill?.outcome == "failure" { problems.append("the last restore drill failed") }
+        if verify?.outcome == "failure" { criticalProblem("the last verify found problems") }
+        if drill?.outcome == "failure" { criticalProblem("the last restore drill failed") }
         if let lock = repository.config.objectLock, !lock.enforced {
             problems.append("the repository is configured for object lock, but its bucket does not enforce it: it is not immutable")
         }
@@ -109,7 +118,7 @@ extension BunkerService {
         for wal in (try? await walSummaries()) ?? [] {
             if !wal.gaps.isEmpty {
                 let missing = wal.gaps.reduce(0) { $0 + $1.count }
-                problems.append("WAL of \(wal.source) has \(missing) segments missing from the archive (first \(wal.gaps[0].firstMissing)): take a new base backup")
+                criticalProblem("WAL of \(wal.source) has \(missing) segments missing from the archive (first \(wal.gaps[0].firstMissing)): take a new base backup")
             }
             if let last = wal.lastPush, now.timeIntervalSince(last) > configuration.notifications.walArchiveLagMinutes * 60 {
                 problems.append("no WAL of \(wal.source) archived for \(Int(now.timeIntervalSince(last) / 60)) minutes (threshold \(Int(configuration.notifications.walArchiveLagMinutes))): check archive_command and pg_stat_archiver")
@@ -128,7 +137,7 @@ extension BunkerService {
             problems.append("\(failed) notifications could not be delivered (see `bunker notify status`)")
         }
         return HealthDetail(
-            status: problems.isEmpty ? "ok" : "degraded", problems: problems,
+            status: problems.isEmpty ? "ok" : "degraded", problems: problems, criticalProblems: critical,
             lastBackupAt: newest.map { formatter.string(from: $0.snapshot.time) }, lastBackupAgeHours: age.map { ($0 * 10).rounded() / 10 },
             lastBackupID: newest?.id.hex, lastVerify: verify, lastDrill: drill, space: space,
             scheduler: next.map { HealthDetail.ScheduledJob(job: $0.schedule.job.rawValue, cron: $0.schedule.cron.description, backupType: $0.schedule.backupType?.rawValue, nextRun: $0.at.map(formatter.string)) },

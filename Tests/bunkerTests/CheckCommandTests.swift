@@ -1,0 +1,101 @@
+import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// `bunker check`: the server's checks once, for cron and monitoring systems, with the Nagios
+/// exit statuses and each alert sent once per episode.
+@Suite(.serialized) struct CheckCommandTests {
+    @Test func checkExitsByTheWorstProblemAndAlertsOncePerEpisode() async throws {
+        try await withTemporaryDirectory { dir in
+            let server = try SMTPTestServer.start(mode: .starttls, in: dir + "/smtp")
+            defer { server.stop() }
+            try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
+            for i in 0..<20 { try Data((0..<30_000).map { UInt8(truncatingIfNeeded: $0 * 31 + i) }).write(to: URL(fileURLWithPath: "\(dir)/studies/s\(i).bin")) }
+            func config(minFreePercent: Int) throws {
+                try """
+                    data_dir = "\(dir)/data"
+
+                    [repository]
+                    path = "\(dir)/repo"
+
+                    [smtp]
+                    host = "localhost"
+                    port = \(server.port)
+                    user = "bunker"
+                    from_email = "bunker@clinic.example"
+                    timeout_seconds = 5
+                    ca_file = "\(server.certificateFile)"
+
+                    [notifications]
+                    email_to = ["oncall@clinic.example"]
+                    min_free_space_percent = \(minFreePercent)
+
+                    [[source]]
+                    name = "studies"
+                    kind = "files"
+                    path = "\(dir)/studies"
+                    """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            }
+            // 99 % free wanted: this machine's disk is below it, so the low-space alert fires.
+            try config(minFreePercent: 99)
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password, "SMTP_PASSWORD": server.password]
+
+            let first = try BunkerProcess.run(["check"], environment: e)
+            #expect(first.status == 1, "\(first.stdout) \(first.stderr)")
+            #expect(first.stdout.hasPrefix("BUNKER WARNING - no backup yet; only "), "\(first.stdout)")
+            #expect(first.stdout.contains("alert sent: low_disk_space"), "\(first.stdout)")
+            #expect(server.messages().count == 1)
+            #expect(server.messages().first?.message.contains("Warning") == true)
+
+            // Once per episode: the same state, no second message.
+            let second = try BunkerProcess.run(["check", "--json"], environment: e)
+            #expect(second.status == 1)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])
+            #expect(json["status"] as? String == "warning")
+            #expect(json["exit_code"] as? Int == 1)
+            #expect((json["alerts_sent"] as? [Any])?.isEmpty == true)
+            #expect((json["problems"] as? [[String: Any]])?.map { $0["severity"] as? String } == ["warning", "warning"])
+            #expect(server.messages().count == 1)
+
+            try config(minFreePercent: 0)
+            #expect(try BunkerProcess.run(["backup"], environment: e).status == 0)
+            let healthy = try BunkerProcess.run(["check"], environment: e)
+            #expect(healthy.status == 0, "\(healthy.stdout) \(healthy.stderr)")
+            #expect(healthy.stdout.hasPrefix("BUNKER OK - backups are healthy; last backup "), "\(healthy.stdout)")
+            #expect(healthy.stdout.contains("| last_backup_age_hours=0.0"), "\(healthy.stdout)")
+
+            // A verify that finds damage makes the state critical.
+            try flipAByteOfTheLargestPack(in: dir + "/repo")
+            #expect(try BunkerProcess.run(["verify", "--read-data"], environment: e).status == 7)
+            let critical = try BunkerProcess.run(["check", "--no-notify"], environment: e)
+            #expect(critical.status == 2, "\(critical.stdout) \(critical.stderr)")
+            #expect(critical.stdout.hasPrefix("BUNKER CRITICAL - the last verify found problems"), "\(critical.stdout)")
+
+            // A repository that cannot be opened is critical too: nothing says backups run.
+            var wrong = e
+            wrong["BUNKER_PASSWORD"] = "not the password"
+            let unopened = try BunkerProcess.run(["check"], environment: wrong)
+            #expect(unopened.status == 2)
+            #expect(unopened.stdout.hasPrefix("BUNKER CRITICAL - cannot open the repository: "), "\(unopened.stdout)")
+        }
+    }
+
+    private func flipAByteOfTheLargestPack(in repo: String) throws {
+        let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
+        let sized = files.compactMap { name -> (String, Int)? in
+            let path = repo + "/data/" + name
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), attributes[.type] as? FileAttributeType == .typeRegular,
+                  let size = (attributes[.size] as? NSNumber)?.intValue, size > 0 else { return nil }
+            return (path, size)
+        }
+        let (path, size) = try #require(sized.max { $0.1 < $1.1 })
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: UInt64(size / 2))
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: UInt64(size / 2))
+        try handle.write(contentsOf: Data([byte ^ 0xFF]))
+        try handle.close()
+    }
+}
