@@ -82,6 +82,44 @@ import Testing
         }
     }
 
+    /// `bunker verify latest` (the DermAI strategy's `verify latest`) reads one backup's data.
+    @Test func verifyOneBackupReadsItsDataAndFindsDamage() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
+            for i in 0..<10 { try Data((0..<50_000).map { UInt8(truncatingIfNeeded: $0 * 7 + i) }).write(to: URL(fileURLWithPath: "\(dir)/studies/s\(i).bin")) }
+            try """
+                data_dir = "\(dir)/data"
+
+                [repository]
+                path = "\(dir)/repo"
+
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password]
+            #expect(try BunkerProcess.run(["backup"], environment: e).status == 0)
+
+            let good = try BunkerProcess.run(["verify", "latest", "--json"], environment: e)
+            #expect(good.status == 0, "\(good.stdout) \(good.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(good.stdout.utf8)) as? [String: Any])
+            #expect(report["snapshots"] as? Int == 1)
+            #expect((report["packs_read"] as? Int ?? 0) > 0, "\(report)")
+
+            try flipAByteOfTheLargestPack(in: dir + "/repo")
+            let bad = try BunkerProcess.run(["verify", "latest"], environment: e)
+            #expect(bad.status == 7, "\(bad.stdout) \(bad.stderr)")
+            #expect(bad.stderr.contains("affects snapshot"), "\(bad.stderr)")
+
+            let unknown = try BunkerProcess.run(["verify", "deadbeef"], environment: e)
+            #expect(unknown.status != 0 && unknown.status != 7, "\(unknown.status) \(unknown.stderr)")
+            let both = try BunkerProcess.run(["verify", "latest", "--read-data-subset", "1/2"], environment: e)
+            #expect(both.status == 64 && both.stderr.contains("always read whole"), "\(both.stderr)")
+        }
+    }
+
     private func flipAByteOfTheLargestPack(in repo: String) throws {
         let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
         let sized = files.compactMap { name -> (String, Int)? in

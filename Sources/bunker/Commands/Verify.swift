@@ -6,10 +6,17 @@ import Foundation
 extension BunkerCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the repository's structure, and with --read-data every stored byte.",
-            discussion: "Damaged or missing objects are named with the snapshots and files they affect.")
+            abstract: "Check the repository's structure, and with --read-data every stored byte; or one backup's data.",
+            discussion: """
+                Damaged or missing objects are named with the snapshots and files they affect. \
+                `bunker verify ID` (or `latest`) reads and authenticates every stored object one backup \
+                needs, as the API's POST /api/v1/backup/{id}/verify does: the DermAI strategy's `verify latest`.
+                """)
 
         @OptionGroup var repository: RepositoryOptions
+
+        @Argument(help: ArgumentHelp("Check only this backup's data: a snapshot id, an unambiguous prefix, or `latest`.", valueName: "snapshot"))
+        var snapshot: String?
 
         @Flag(help: "Read and authenticate every pack (or a subset).")
         var readData = false
@@ -17,12 +24,21 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Read only part of the data: n/m (e.g. 1/5, rotating) or a percentage (e.g. 10%). Implies --read-data.", valueName: "subset"))
         var readDataSubset: String?
 
+        func validate() throws {
+            if snapshot != nil && readDataSubset != nil {
+                throw ValidationError("--read-data-subset reads part of the whole repository; a single backup (\(snapshot!)) is always read whole. Give one or the other.")
+            }
+        }
+
         func run() async throws {
             try await repository.output.run {
                 let subset = try readDataSubset.map(DataSubset.init(parsing:))
-                let service = try await repository.service(loadIndex: false)
-                let report = try await repository.job(service, "verify", access: .reads) {
-                    try await service.verify(readData: readData, subset: subset, progress: $0)
+                let service = try await repository.service(loadIndex: snapshot != nil)
+                let report = try await repository.job(service, "verify", access: .reads) { progress in
+                    if let snapshot {
+                        return try await service.verify(snapshot: snapshot, progress: progress)
+                    }
+                    return try await service.verify(readData: readData, subset: subset, progress: progress)
                 }
                 if repository.output.json {
                     Output.printJSON(report)
@@ -39,7 +55,9 @@ extension BunkerCommand {
                     }
                     if !repository.output.quiet {
                         var line = "Checked \(report.snapshots) snapshots, \(report.indexFiles) index files, \(report.packs) packs, \(report.blobs) blobs"
-                        if readData || subset != nil {
+                        if let snapshot {
+                            line = "Checked backup \(snapshot): read \(report.packsRead) packs (\(Output.bytes(report.bytesRead))) holding its \(report.blobs) blobs"
+                        } else if readData || subset != nil {
                             line += "; read \(report.packsRead) packs (\(Output.bytes(report.bytesRead)))"
                             if let s = report.subset { line += " of subset \(s)" }
                         }
