@@ -24,6 +24,9 @@ public struct DrillReport: Sendable, Codable {
     public var finishedAt: Date
     /// The measured recovery time: checking and restoring everything, start to end.
     public var durationSeconds: Double
+    /// The recovery point's age when the drill began: what a restore at that moment would have
+    /// lost (the snapshot's time, or a point-in-time drill's target time, to the drill's start).
+    public var rpoSeconds: Double
     public var passed: Bool
     /// The check of the snapshot's stored data (pack hashes and blob authentication).
     public var dataCheck: DrillCheck
@@ -39,6 +42,7 @@ public struct DrillReport: Sendable, Codable {
         case startedAt = "started_at"
         case finishedAt = "finished_at"
         case durationSeconds = "duration_seconds"
+        case rpoSeconds = "rpo_seconds"
         case passed
         case dataCheck = "data_check"
         case sources, hostname
@@ -55,6 +59,7 @@ public struct DrillReport: Sendable, Codable {
             "Started:   \(formatter.string(from: startedAt)) on \(hostname)",
             "Finished:  \(formatter.string(from: finishedAt))",
             "Measured recovery time (RTO): \(String(format: "%.1f", durationSeconds)) s",
+            "Recovery point age (RPO): \(String(format: "%.0f", rpoSeconds)) s (the restored point, to the drill's start)",
             "Bunker:    \(bunkerVersion)",
             "",
             "[\(dataCheck.passed ? "ok" : "FAILED")] stored data: \(dataCheck.detail)",
@@ -94,7 +99,7 @@ extension BunkerService {
             try await audited("drill", target: reference ?? "latest", by: actor, details: details) {
             try await runDrill(snapshot: reference, sourceNames: sourceNames, recovery: recovery, progress: progress)
         } describe: { report in
-            var details = ["rto_seconds": String(format: "%.3f", report.durationSeconds)]
+            var details = ["rto_seconds": String(format: "%.3f", report.durationSeconds), "rpo_seconds": String(format: "%.0f", report.rpoSeconds)]
             details["report"] = report.reportPath
             return AuditedResult(outcome: report.passed ? .success : .failure, target: report.snapshotID, details: details)
             }
@@ -122,6 +127,7 @@ extension BunkerService {
         }
         let scratch = try configuration.scratchDirectory()
         let started = repository.now()
+        let restoredPoint: Date = if case .time(let target)? = recovery?.target { max(snapshot.time, min(target, started)) } else { snapshot.time }
         let clock = ContinuousClock.now
 
         let report = try await repository.withLock(exclusive: false) {
@@ -157,7 +163,7 @@ extension BunkerService {
             }
             return DrillReport(
                 snapshotID: id.hex, snapshotTime: snapshot.time, startedAt: started, finishedAt: repository.now(),
-                durationSeconds: Self.seconds(since: clock), passed: dataCheck.passed && results.allSatisfy(\.passed),
+                durationSeconds: Self.seconds(since: clock), rpoSeconds: max(0, started.timeIntervalSince(restoredPoint)), passed: dataCheck.passed && results.allSatisfy(\.passed),
                 dataCheck: dataCheck, sources: results, hostname: HostIdentity.name,
                 bunkerVersion: bunkerVersion, reportPath: nil)
         }

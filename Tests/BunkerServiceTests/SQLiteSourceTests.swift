@@ -142,6 +142,24 @@ import Testing
         }
     }
 
+    /// A drill records the recovery point's age beside the measured recovery time.
+    @Test func aDrillRecordsTheRestoredPointsAge() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeDatabase(at: dir + "/app.db", rows: 50)
+            let clock = ManualClock(Date())
+            let service = try await makeService(in: dir, sources: Self.sqliteSource.replacingOccurrences(of: "%DIR%", with: dir), now: { clock.now })
+            _ = try await service.backup(SourceBackupRequest())
+            clock.advance(by: 2 * 3600)
+            let report = try await service.drill(snapshot: nil)
+            #expect(report.passed)
+            #expect(abs(report.rpoSeconds - 7200) < 5, "\(report.rpoSeconds)")
+            let text = try String(contentsOfFile: try #require(report.reportPath).replacingOccurrences(of: ".json", with: ".txt"), encoding: .utf8)
+            #expect(text.contains("Recovery point age (RPO): 720"), "\(text)")
+            let row = try #require(try service.catalog().auditRecords(AuditFilter(action: "drill")).last)
+            #expect(row.detailValues["rpo_seconds"].flatMap(Double.init).map { abs($0 - 7200) < 5 } == true, "\(row.detailValues)")
+        }
+    }
+
     @Test func filesRestoreInPlaceSwapsTheWholeTree() async throws {
         try await withTemporaryDirectory { dir in
             try TreeGenerator.makeSampleTree(at: dir + "/studies", largeFileSize: 300_000)
