@@ -43,7 +43,7 @@ extension BunkerService {
         _ request: CopyRequest, opening: @Sendable () async throws -> Repository, by actor: AuditActor, progress: OperationProgress?
     ) async throws -> CopyReport {
         try await notifying(by: actor) { (_: CopyReport) in
-            nil
+            .copySucceeded(to: request.destinationName, now: repository.now())
         } failure: { error in
             .copyFailed(to: request.destinationName, error: error, now: repository.now())
         } _: {

@@ -92,7 +92,7 @@ extension BunkerService {
         if let recovery { details["recovery_target"] = recovery.target.description }
         if !sourceNames.isEmpty { details["sources"] = sourceNames.joined(separator: ",") }
         return try await notifying(by: actor) { (report: DrillReport) in
-            report.passed ? nil : .drillFailed(report, error: nil, now: repository.now())
+            report.passed ? .drillSucceeded(report, now: repository.now()) : .drillFailed(report, error: nil, now: repository.now())
         } failure: { error in
             .drillFailed(nil, error: error, now: repository.now())
         } _: {

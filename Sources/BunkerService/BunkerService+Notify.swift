@@ -104,7 +104,7 @@ extension BunkerService {
     /// `extra`; returns what each delivery did. Throws when nothing is configured.
     public func sendTestNotification(to extra: [String] = [], by actor: AuditActor = .localUser()) async throws -> [DeliveryResult] {
         guard let outbox = notificationOutbox() else {
-            throw BunkerError(.invalidArgument, "No notifier is configured: add [smtp] (or SMTP_HOST) or a [[webhook]] to bunker.toml; see docs/notifications.md.")
+            throw BunkerError(.invalidArgument, "No notifier is configured: add [smtp] (or SMTP_HOST), a [[webhook]], [pagerduty] or [slack] to bunker.toml; see docs/notifications.md.")
         }
         let event = NotificationEvent(
             kind: .test, time: repository.now(), title: "Test message from Bunker",

@@ -9,7 +9,7 @@ extension BunkerService {
         var details = ["read_data": String(readData || subset != nil)]
         details["subset"] = subset.map { "\($0)" }
         return try await notifying(by: actor) { (report: CheckReport) in
-            report.ok ? nil : .verifyFailed(report, error: nil, now: repository.now())
+            report.ok ? .verifySucceeded(report, scope: "the repository", now: repository.now()) : .verifyFailed(report, error: nil, now: repository.now())
         } failure: { error in
             .verifyFailed(nil, error: error, now: repository.now())
         } _: {

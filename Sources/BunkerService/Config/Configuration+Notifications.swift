@@ -34,6 +34,18 @@ public struct NotificationSettings: Sendable, Equatable {
     public var walArchiveLagMinutes = 60.0
 }
 
+/// `[pagerduty]` or `[slack]`: a service reached with a secret (PagerDuty's routing key, Slack's
+/// webhook URL) that is read from the environment or a file, never written in the configuration.
+public struct SecretPostSettings: Sendable, Equatable {
+    public var secretEnvironment: String?
+    public var secretFile: String?
+    /// The events sent; nil: the notifier's default.
+    public var events: Set<NotificationEvent.Kind>?
+    /// PagerDuty only: another Events API endpoint (a proxy; a test receiver).
+    public var url: String?
+    public var timeoutSeconds = 10
+}
+
 /// One `[[webhook]]`: a JSON POST per event, signed with HMAC-SHA-256 when a secret is set.
 public struct WebhookSettings: Sendable, Equatable {
     public var name: String
@@ -99,6 +111,54 @@ extension Configuration {
             try t.rejectUnknown()
             webhooks.append(hook)
         }
+        if var t = try reader.table("pagerduty") {
+            pagerDuty = try Self.secretPost(&t, secret: "routing_key", defaultEnvironment: "PAGERDUTY_ROUTING_KEY", allowsURL: true)
+        }
+        if var t = try reader.table("slack") {
+            slack = try Self.secretPost(&t, secret: "webhook_url", defaultEnvironment: "SLACK_WEBHOOK_URL", allowsURL: false)
+        }
+    }
+
+    private static func secretPost(_ t: inout TableReader, secret: String, defaultEnvironment: String, allowsURL: Bool) throws -> SecretPostSettings {
+        if t.has(secret) {
+            throw t.error(key: secret, "the \(secret.replacingOccurrences(of: "_", with: " ")) is a secret and is never written in the configuration; use \(secret)_env (default \(defaultEnvironment)) or \(secret)_file")
+        }
+        var settings = SecretPostSettings()
+        settings.secretEnvironment = try t.string(secret + "_env")
+        settings.secretFile = try t.path(secret + "_file")
+        if settings.secretEnvironment == nil && settings.secretFile == nil { settings.secretEnvironment = defaultEnvironment }
+        if settings.secretEnvironment != nil && settings.secretFile != nil {
+            throw t.error(key: secret + "_file", "give \(secret)_env or \(secret)_file, not both")
+        }
+        if let names = try t.strings("events") { settings.events = try eventKinds(names, key: "events", in: t) }
+        if allowsURL, let url = try t.string("url") {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                throw t.error(key: "url", "url must be an http:// or https:// address, not \"\(url)\"")
+            }
+            settings.url = url
+        }
+        settings.timeoutSeconds = try t.int("timeout_seconds", range: 1...600) ?? settings.timeoutSeconds
+        try t.rejectUnknown()
+        return settings
+    }
+
+    /// The secret of `[pagerduty]` or `[slack]`, or why it cannot be had.
+    static func secret(of settings: SecretPostSettings, environment: [String: String]) -> Result<String, SecretProblem> {
+        if let file = settings.secretFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8), !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                return .failure(SecretProblem(text: "its file \(file) cannot be read or is empty"))
+            }
+            return .success(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let variable = settings.secretEnvironment ?? ""
+        guard let value = environment[variable]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
+            return .failure(SecretProblem(text: "its variable \(variable) is not set"))
+        }
+        return .success(value)
+    }
+
+    struct SecretProblem: Error {
+        var text: String
     }
 
     private static func eventKinds(_ names: [String], key: String, in table: TableReader) throws -> Set<NotificationEvent.Kind> {
@@ -186,6 +246,24 @@ extension Configuration {
                 secret = text.trimmingCharacters(in: .newlines)
             }
             notifiers.append(WebhookNotifier(name: hook.name, url: hook.url, secret: secret, events: hook.events, timeout: Double(hook.timeoutSeconds)))
+        }
+        if let pagerDuty {
+            switch Self.secret(of: pagerDuty, environment: environment) {
+            case .success(let key):
+                notifiers.append(PagerDutyNotifier(routingKey: key, url: pagerDuty.url, events: pagerDuty.events, timeout: Double(pagerDuty.timeoutSeconds)))
+            case .failure(let problem):
+                problems.append("PagerDuty is off: \(problem.text)")
+            }
+        }
+        if let slack {
+            switch Self.secret(of: slack, environment: environment) {
+            case .success(let url) where URL(string: url)?.scheme.map({ ["http", "https"].contains($0) }) == true:
+                notifiers.append(SlackNotifier(webhookURL: url, events: slack.events, timeout: Double(slack.timeoutSeconds)))
+            case .success:
+                problems.append("Slack is off: its webhook URL is not an http:// or https:// address")
+            case .failure(let problem):
+                problems.append("Slack is off: \(problem.text)")
+            }
         }
         return (notifiers, problems)
     }

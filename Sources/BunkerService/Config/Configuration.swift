@@ -83,6 +83,10 @@ public struct Configuration: Sendable {
     public var smtp: SMTPConfiguration?
     public var notifications = NotificationSettings()
     public var webhooks: [WebhookSettings] = []
+    /// `[pagerduty]`: incidents through the Events API v2.
+    public var pagerDuty: SecretPostSettings?
+    /// `[slack]`: messages through an incoming webhook.
+    public var slack: SecretPostSettings?
     /// The `[retention]` policy; without one, the DermAI retention tiers (``RetentionPolicy/standard(complianceDays:)``).
     public var retention = RetentionPolicy.standard()
 

@@ -102,6 +102,22 @@ extension NotificationEvent {
             ])
     }
 
+    static func verifySucceeded(_ report: CheckReport, scope: String, now: Date) -> NotificationEvent {
+        NotificationEvent(
+            kind: .verifySucceeded, time: now, title: "Verification of \(scope) found no problems",
+            facts: [.init("Snapshots", String(report.snapshots)), .init("Packs read", String(report.packsRead))])
+    }
+
+    static func drillSucceeded(_ report: DrillReport, now: Date) -> NotificationEvent {
+        var facts: [Fact] = [.init("Snapshot", report.snapshotID), .init("RTO", String(format: "%.1f s", report.durationSeconds))]
+        if let path = report.reportPath { facts.append(.init("Report", path)) }
+        return NotificationEvent(kind: .drillSucceeded, time: now, title: "Restore drill passed", facts: facts)
+    }
+
+    static func copySucceeded(to destination: String, now: Date) -> NotificationEvent {
+        NotificationEvent(kind: .copySucceeded, time: now, title: "Copy of the backups to \(destination) succeeded", facts: [.init("Destination", destination)])
+    }
+
     static func walArchiveFailed(source: String, file: String, error: BunkerError, now: Date) -> NotificationEvent {
         NotificationEvent(
             kind: .walArchiveFailed, time: now, title: "WAL archiving of \(source) REFUSED \(file)",

@@ -12,6 +12,11 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case verifyFailed = "verify_failed"
         case drillFailed = "drill_failed"
         case copyFailed = "copy_failed"
+        /// Quiet events (see ``isQuiet``): a verify, drill or copy that succeeded, which resolves
+        /// the PagerDuty incident its failure opened.
+        case verifySucceeded = "verify_succeeded"
+        case drillSucceeded = "drill_succeeded"
+        case copySucceeded = "copy_succeeded"
         /// `wal push` refused a WAL file: different content under an archived name, or WAL of
         /// another cluster. PostgreSQL keeps the file and retries; the PITR window stops growing.
         case walArchiveFailed = "wal_archive_failed"
@@ -26,14 +31,36 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case accountLocked = "account_locked"
         case test = "test"
 
+        /// Told only to notifiers whose `events` list it: a success nobody needs mail about, sent
+        /// by default only to PagerDuty, where it resolves the incident.
+        public var isQuiet: Bool {
+            self == .verifySucceeded || self == .drillSucceeded || self == .copySucceeded
+        }
+
         /// How loudly to say it.
         public var severity: Severity {
             switch self {
-            case .backupSucceeded, .restoreSucceeded, .test: return .info
+            case .backupSucceeded, .restoreSucceeded, .verifySucceeded, .drillSucceeded, .copySucceeded, .test: return .info
             case .backupOverdue, .lowDiskSpace, .accountLocked, .walArchiveLag: return .warning
             case .backupFailed, .verifyFailed, .drillFailed, .copyFailed, .walArchiveFailed, .walArchiveGap: return .error
             case .restoreFailed: return .critical
             }
+        }
+    }
+
+    /// What tells about an event, and what it resolves in an incident tool: one key per thing
+    /// that fails and later succeeds (the backups, a verify, a source's WAL archive, …).
+    public var topic: String {
+        switch kind {
+        case .backupSucceeded, .backupFailed, .backupOverdue: "backup"
+        case .restoreSucceeded, .restoreFailed: "restore"
+        case .verifySucceeded, .verifyFailed: "verify"
+        case .drillSucceeded, .drillFailed: "drill"
+        case .copySucceeded, .copyFailed: "copy:" + (fact("Destination") ?? "")
+        case .walArchiveFailed, .walArchiveLag, .walArchiveGap: "wal:" + (fact("Source") ?? "")
+        case .lowDiskSpace: "space"
+        case .accountLocked: "account:" + (fact("User") ?? "")
+        case .test: "test"
         }
     }
 

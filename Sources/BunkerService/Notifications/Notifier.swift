@@ -33,7 +33,7 @@ public struct EmailNotifier: Notifier {
     public var channel: String { "email" }
 
     public func wants(_ kind: NotificationEvent.Kind) -> Bool {
-        events?.contains(kind) ?? true
+        events?.contains(kind) ?? !kind.isQuiet
     }
 
     public func deliver(_ event: NotificationEvent, to recipients: [MailAddress]) async throws {

@@ -1,10 +1,7 @@
-import AsyncHTTPClient
 import BunkerCore
 import BunkerSMTP
 import Crypto
 import Foundation
-import NIOCore
-import NIOHTTP1
 
 /// A JSON POST per event to a configured URL (a chat, an incident tool, a script).
 ///
@@ -30,15 +27,11 @@ public struct WebhookNotifier: Notifier {
 
     public var channel: String { "webhook:\(name)" }
 
-    /// The URL as errors, logs and the audit trail show it: scheme, host and port only, since a
-    /// chat's incoming-webhook path is itself a secret.
-    var shownURL: String {
-        guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host else { return "(the configured URL)" }
-        return "\(scheme)://\(host)\(parts.port.map { ":\($0)" } ?? "")/…"
-    }
+    /// The URL as errors, logs and the audit trail show it (see ``JSONPost/shown(_:)``).
+    var shownURL: String { JSONPost.shown(url) }
 
     public func wants(_ kind: NotificationEvent.Kind) -> Bool {
-        events?.contains(kind) ?? true
+        events?.contains(kind) ?? !kind.isQuiet
     }
 
     /// The body posted for `event`.
@@ -60,9 +53,7 @@ public struct WebhookNotifier: Notifier {
             host: host, title: event.title, text: lines.joined(separator: "\n"),
             facts: Dictionary(event.facts.map { ($0.label, $0.value) }, uniquingKeysWith: { first, _ in first }),
             actions: event.actions, initiated_by: event.initiatedBy)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(body)) ?? Data()
+        return JSONPost.encoded(body)
     }
 
     /// `sha256=<hex>` of the HMAC-SHA-256 of `body` under `secret`.
@@ -73,27 +64,9 @@ public struct WebhookNotifier: Notifier {
 
     public func deliver(_ event: NotificationEvent, to recipients: [MailAddress]) async throws {
         let body = Self.body(for: event)
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "Bunker/\(bunkerVersion)")
-        request.headers.add(name: "X-Bunker-Event", value: event.kind.rawValue)
-        request.headers.add(name: "X-Bunker-Delivery", value: UUID().uuidString.lowercased())
-        if let secret { request.headers.add(name: "X-Bunker-Signature", value: Self.signature(of: body, secret: secret)) }
-        request.body = .bytes(ByteBuffer(bytes: body))
-        let response: HTTPClientResponse
-        do {
-            response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
-        } catch {
-            throw BunkerError(.network, "Webhook \(name) (\(shownURL)) could not be reached: \(error).", cause: WebhookFailure(transient: true))
-        }
-        // The answer's body is not needed; read a little of it for the error message.
-        let answer = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
-        let status = Int(response.status.code)
-        guard (200..<300).contains(status) else {
-            let transient = status == 429 || status >= 500
-            throw BunkerError(.network, "Webhook \(name) (\(shownURL)) answered \(status)\(answer.isEmpty ? "" : ": \(answer.prefix(200))").", cause: WebhookFailure(transient: transient))
-        }
+        var headers = [("X-Bunker-Event", event.kind.rawValue), ("X-Bunker-Delivery", UUID().uuidString.lowercased())]
+        if let secret { headers.append(("X-Bunker-Signature", Self.signature(of: body, secret: secret))) }
+        try await JSONPost(what: "Webhook \(name) (\(shownURL))", url: url, timeout: timeout, headers: headers).send(body)
     }
 
     public func isTransient(_ error: any Error) -> Bool {
