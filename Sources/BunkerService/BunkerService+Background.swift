@@ -17,7 +17,8 @@ extension BunkerService {
                 source: summary.source, lastPush: summary.lastPush,
                 missingSegments: summary.gaps.reduce(0) { $0 + $1.count }, firstMissing: summary.gaps.first?.firstMissing)
         }
-        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space, lockouts: lockouts, wal: wal))
+        let budget = try? await sizeBudget()
+        let alerts = monitor.evaluate(MonitorReading(lastSuccessfulBackup: newest?.snapshot.time, space: space, lockouts: lockouts, wal: wal, budget: budget ?? nil))
         for alert in alerts {
             if let catalog = try? catalog() {
                 try? catalog.record("alert", target: alert.kind.rawValue, outcome: .failure, details: ["title": alert.title], by: .system)

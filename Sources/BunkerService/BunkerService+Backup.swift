@@ -59,6 +59,7 @@ extension BunkerService {
             try await audited("backup", target: "paths:" + request.paths.joined(separator: ","), by: actor, details: details) {
                 var request = request
                 request.compressionLevel = request.compressionLevel ?? configuration.repository.compressionLevel
+                request.storedBudget = try await backupRoom(tags: request.tags)
                 let archiver = try Archiver(repository: repository, request: request, progress: progress)
                 return try await repository.withLock(exclusive: false) { try await archiver.run() }
             } describe: { Self.backupRecorded($0, by: actor) }
@@ -82,6 +83,7 @@ extension BunkerService {
             backup.tags = request.tags
             backup.description = request.description
             backup.compressionLevel = request.compressionLevel ?? configuration.repository.compressionLevel
+            backup.storedBudget = try await backupRoom(tags: request.tags)
             let records = prepared.map(\.record)
             backup.describeSources = { try records.map { try $0() } }
             return try await Archiver(repository: repository, request: backup, progress: progress).run()

@@ -29,9 +29,9 @@ public final class Archiver: Sendable {
         let files: FileSaver
         let trees: TreeSaver
 
-        init(repository: Repository, level: Int, progress: OperationProgress?) {
+        init(repository: Repository, level: Int, budget: UInt64?, progress: OperationProgress?) {
             session = WriteSession(repository: repository)
-            blobs = BlobSaver(session: session, repository: repository, compressionLevel: level, progress: progress)
+            blobs = BlobSaver(session: session, repository: repository, compressionLevel: level, budget: budget, progress: progress)
             files = FileSaver(blobs: blobs, repository: repository, progress: progress)
             trees = TreeSaver(blobs: blobs)
         }
@@ -56,7 +56,7 @@ public final class Archiver: Sendable {
         }
         try validate(request.items, origin: "the snapshot")
         let (parentID, parentTree) = try await findParent(paths: request.paths)
-        let savers = Savers(repository: repository, level: level, progress: progress)
+        let savers = Savers(repository: repository, level: level, budget: request.storedBudget, progress: progress)
 
         if let progress { try BackupScanner(items: request.items, excludes: request.excludes).start(reporting: progress) }
 

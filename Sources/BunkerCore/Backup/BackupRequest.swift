@@ -108,6 +108,9 @@ public struct BackupRequest: Sendable {
     /// zstd level; nil uses the repository's.
     public var compressionLevel: Int?
     public var hostname: String = HostIdentity.name
+    /// The most stored bytes this backup may add (what is left of the repository's size
+    /// budget); past it the backup fails as if the storage were full, and writes no snapshot.
+    public var storedBudget: UInt64?
     /// Called after every item is stored and before the snapshot is written: what the snapshot
     /// records about each source (a stream's producer knows its row counts only at its end).
     public var describeSources: (@Sendable () throws -> [SnapshotSource])?

@@ -24,8 +24,12 @@ final class BlobSaver: Sendable {
     /// New data chunks smaller than this are stored in bundles (see ``save(_:_:)``).
     static let bundleMemberLimit = 64 << 10
 
-    init(session: WriteSession, repository: Repository, compressionLevel: Int, progress: OperationProgress?) {
+    /// See ``BackupRequest/storedBudget``.
+    private let budget: UInt64?
+
+    init(session: WriteSession, repository: Repository, compressionLevel: Int, budget: UInt64? = nil, progress: OperationProgress?) {
         self.repository = repository
+        self.budget = budget
         self.session = session
         self.progress = progress
         self.compressors = WorkerPool { ZstdCompressor(level: compressionLevel) }
@@ -113,10 +117,14 @@ final class BlobSaver: Sendable {
         let compressed = compressors.with { $0.compress(plaintext) }
         let data = try repository.key.seal(compressed ?? plaintext)
         let rawLength = compressed == nil ? 0 : plaintext.count
-        added.withLock {
+        let stored = added.withLock {
             $0.blobs += blobs.count
             $0.plaintext += UInt64(plaintext.count)
             $0.stored += UInt64(data.count)
+            return $0.stored
+        }
+        if let budget, stored > budget {
+            throw BunkerError(.storageFull, "This backup would grow the repository past its size budget: it may add \(budget) bytes and has stored \(stored) so far. No snapshot was written; run `bunker cleanup` to free space under the retention policy, or raise [repository] max_size.")
         }
         progress?.update { $0.bytesStored += UInt64(data.count) }
         if blobs.count == 1 {

@@ -26,6 +26,9 @@ public struct Configuration: Sendable {
         /// repository with when no --object-lock is given (an s3:// repository only). Once
         /// created, the repository's own sealed config rules.
         public var objectLock: ObjectLockSettings?
+        /// `max_size = "100G"`: a budget for the repository's stored bytes. A backup that would
+        /// pass it fails (safety copies before a restore excepted), and an alert goes out at 80 %.
+        public var maxSize: UInt64?
 
         /// Where the repository is: `url`, else `path`.
         public var location: String? { url ?? path }
@@ -233,6 +236,12 @@ public struct Configuration: Sendable {
         repository.path = try r.path("path")
         repository.passwordFile = try r.path("password_file")
         repository.compressionLevel = try r.int("compression_level", range: 1...19)
+        if let text = try r.string("max_size") {
+            guard let bytes = parseByteSize(text), bytes > 0 else {
+                throw r.error(key: "max_size", "\"\(text)\" is not a size; write e.g. 500G or 2T (powers of 1024)")
+            }
+            repository.maxSize = bytes
+        }
         for key in Self.secretRepositoryKeys where r.has(key) {
             throw r.error(key: key, "credentials are never written in the configuration; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE with the shared credentials file ~/.aws/credentials")
         }

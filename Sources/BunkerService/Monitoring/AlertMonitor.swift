@@ -26,6 +26,8 @@ public struct MonitorReading: Sendable, Equatable {
 
     /// Each postgres source's WAL archive.
     public var wal: [WalArchiveReading]
+    /// The repository's stored bytes and its size budget, when one is set.
+    public var budget: (used: UInt64, max: UInt64)?
 
     /// One source's archived WAL: when its newest file was archived, and the segments missing.
     public struct WalArchiveReading: Sendable, Equatable {
@@ -43,7 +45,11 @@ public struct MonitorReading: Sendable, Equatable {
         }
     }
 
-    public init(lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?, lockouts: [Lockout] = [], wal: [WalArchiveReading] = []) {
+    public init(
+        lastSuccessfulBackup: Date?, space: (free: UInt64, total: UInt64)?, lockouts: [Lockout] = [], wal: [WalArchiveReading] = [],
+        budget: (used: UInt64, max: UInt64)? = nil
+    ) {
+        self.budget = budget
         self.lastSuccessfulBackup = lastSuccessfulBackup
         self.space = space
         self.lockouts = lockouts
@@ -52,7 +58,7 @@ public struct MonitorReading: Sendable, Equatable {
 
     public static func == (a: MonitorReading, b: MonitorReading) -> Bool {
         a.lastSuccessfulBackup == b.lastSuccessfulBackup && a.space?.free == b.space?.free && a.space?.total == b.space?.total
-            && a.lockouts == b.lockouts && a.wal == b.wal
+            && a.lockouts == b.lockouts && a.wal == b.wal && a.budget?.used == b.budget?.used && a.budget?.max == b.budget?.max
     }
 }
 
@@ -73,6 +79,9 @@ public final class AlertMonitor: Sendable {
     public let overdueAfter: TimeInterval
     public let minFreePercent: Double
     public let walLagAfter: TimeInterval
+    /// The share of `[repository] max_size` from which the budget alert goes out (the DermAI
+    /// strategy's 80 %).
+    public static let budgetWarningPercent = 80.0
     private let stateFile: String?
     private let now: @Sendable () -> Date
 
@@ -89,6 +98,7 @@ public final class AlertMonitor: Sendable {
         var walLagRaisedFor: [String: Int64]?
         /// Per source: the first missing segment the gap alert was raised for.
         var walGapRaisedFor: [String: String]?
+        var budgetRaised: Bool?
     }
 
     public init(
@@ -144,6 +154,24 @@ public final class AlertMonitor: Sendable {
                     ]))
             } else if percent >= minFreePercent + 1 {
                 state.lowSpaceRaised = false
+            }
+        }
+        if let budget = reading.budget, budget.max > 0 {
+            let percent = Double(budget.used) / Double(budget.max) * 100
+            if percent >= AlertMonitor.budgetWarningPercent && state.budgetRaised != true {
+                state.budgetRaised = true
+                alerts.append(NotificationEvent(
+                    kind: .repositoryBudget, time: time, title: String(format: "The repository holds %.0f%% of its size budget", percent),
+                    facts: [
+                        .init("Stored", NotificationEvent.size(budget.used)), .init("Budget", NotificationEvent.size(budget.max)),
+                        .init("Threshold", String(format: "%.0f%%", AlertMonitor.budgetWarningPercent)),
+                    ],
+                    actions: [
+                        "Run `bunker cleanup --dry-run` to see what the retention policy would free, then `bunker cleanup`.",
+                        "Raise [repository] max_size if the data grew for good: at 100 % backups are refused (safety copies before a restore excepted).",
+                    ]))
+            } else if percent < AlertMonitor.budgetWarningPercent - 1 {
+                state.budgetRaised = false
             }
         }
         let newLockouts = reading.lockouts.filter { $0.seq > (state.lastLockoutSeq ?? .max) }

@@ -130,6 +130,13 @@ extension BunkerService {
             space = HealthDetail.Space(freeBytes: free, totalBytes: total, freePercent: (percent * 10).rounded() / 10)
             if percent < configuration.notifications.minFreeSpacePercent { problems.append(String(format: "only %.1f%% free space", percent)) }
         }
+        if let budget = (try? await sizeBudget()) ?? nil, budget.max > 0 {
+            let percent = Double(budget.used) / Double(budget.max) * 100
+            if percent >= AlertMonitor.budgetWarningPercent {
+                let text = String(format: "the repository holds %.0f%% of its size budget (%@ of %@)", percent, NotificationEvent.size(budget.used), NotificationEvent.size(budget.max))
+                if percent >= 100 { criticalProblem(text + ": backups are refused") } else { problems.append(text) }
+            }
+        }
         let next = await makeScheduler().nextRuns()
         let outbox = notificationOutbox()
         problems += notificationProblems

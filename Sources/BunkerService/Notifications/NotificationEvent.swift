@@ -28,6 +28,8 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case walArchiveGap = "wal_archive_gap"
         case backupOverdue = "backup_overdue"
         case lowDiskSpace = "low_disk_space"
+        /// The repository holds 80 % or more of its size budget (`[repository] max_size`).
+        case repositoryBudget = "repository_budget"
         case accountLocked = "account_locked"
         case test = "test"
 
@@ -41,7 +43,7 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         public var severity: Severity {
             switch self {
             case .backupSucceeded, .restoreSucceeded, .verifySucceeded, .drillSucceeded, .copySucceeded, .test: return .info
-            case .backupOverdue, .lowDiskSpace, .accountLocked, .walArchiveLag: return .warning
+            case .backupOverdue, .lowDiskSpace, .repositoryBudget, .accountLocked, .walArchiveLag: return .warning
             case .backupFailed, .verifyFailed, .drillFailed, .copyFailed, .walArchiveFailed, .walArchiveGap: return .error
             case .restoreFailed: return .critical
             }
@@ -58,7 +60,7 @@ public struct NotificationEvent: Sendable, Codable, Equatable {
         case .drillSucceeded, .drillFailed: "drill"
         case .copySucceeded, .copyFailed: "copy:" + (fact("Destination") ?? "")
         case .walArchiveFailed, .walArchiveLag, .walArchiveGap: "wal:" + (fact("Source") ?? "")
-        case .lowDiskSpace: "space"
+        case .lowDiskSpace, .repositoryBudget: "space"
         case .accountLocked: "account:" + (fact("User") ?? "")
         case .test: "test"
         }
