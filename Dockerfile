@@ -2,11 +2,12 @@
 #
 # Two stages: the build stage compiles a release `bunker` with the Swift runtime linked in
 # statically; the run stage is a slim Debian holding only what that binary and its helper
-# programs need at run time. Bunker is developed with Swift 6.3; Package.swift needs 6.1 or
-# later, so any official Swift 6.x image builds it (--build-arg SWIFT_IMAGE=swift:6.3-bookworm).
-# Both stages are Debian 12 (bookworm), so the C libraries linked at build time are the ones
-# installed at run time.
-ARG SWIFT_IMAGE=swift:6.1-bookworm
+# programs need at run time. Bunker is developed with Swift 6.3 (--build-arg
+# SWIFT_IMAGE=swift:6.3-bookworm). Package.swift itself says 6.1, but its dependencies
+# (Hummingbird, AsyncHTTPClient, jwt-kit, swift-log) need Swift tools 6.2, so 6.2 is the
+# oldest official image that builds it. Both stages are Debian 12 (bookworm), so the C
+# libraries linked at build time are the ones installed at run time.
+ARG SWIFT_IMAGE=swift:6.2-bookworm
 
 FROM ${SWIFT_IMAGE} AS build
 # CZstd is a system library found with pkg-config (libzstd); GRDB links the system SQLite;
