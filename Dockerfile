@@ -10,16 +10,15 @@
 ARG SWIFT_IMAGE=swift:6.2-bookworm
 
 FROM ${SWIFT_IMAGE} AS build
-# CZstd is a system library found with pkg-config (libzstd); GRDB links the system SQLite;
-# Foundation's compression needs zlib. The same list as scripts/install-deps.sh's build part.
+# CZstd is a system library found with pkg-config (libzstd-dev, as scripts/install-deps.sh
+# installs it); GRDB links the system SQLite; the binary also links zlib.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libzstd-dev libsqlite3-dev zlib1g-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Resolve dependencies in their own layer, so that a change to the sources reuses it.
+# Tests too: SwiftPM wants every target's directory, even to build one product.
 COPY Package.swift Package.resolved* ./
-RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product bunker --static-swift-stdlib \
