@@ -731,6 +731,7 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
     if rate != "full":
         load += ["-R", rate]
     archived_before = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver"))
+    wal_before = float(cluster.psql("SELECT wal_bytes FROM pg_stat_wal"))
     log(f"rpo trial {number}: {mode} push, pgbench {'at full speed' if rate == 'full' else rate + ' tps'}, "
         f"heartbeat every second, archive_timeout {args.archive_timeout} s, kill after {args.rpo_load_seconds} s")
     bench = subprocess.Popen([*load, "postgres"], stdout=open(LOGS / f"rpo-{number}-pgbench.log", "w"),
@@ -742,6 +743,7 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
         time.sleep(args.rpo_load_seconds)
         archived = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver")) - archived_before
         failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver")
+        wal_bytes = float(cluster.psql("SELECT wal_bytes FROM pg_stat_wal")) - wal_before
         # The machine is lost: the postmaster, every process of the server (an archive_command in
         # flight included) and, with the async spool, the drainer die at once; the data
         # directory and the spool are deleted.
@@ -782,7 +784,7 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
             "newest_committed": max(committed) if committed else float("nan"), "committed_rows": len(committed),
             "recovered_rows": rows, "rpo": killed_at - newest,
             "lost_commits": (max(committed) - newest) if committed else float("nan"),
-            "restore": m, "archived": archived, "failed": failed,
+            "restore": m, "archived": archived, "failed": failed, "wal_mib_s": wal_bytes / MIB / args.rpo_load_seconds,
             "backlog_max": max(backlog) if backlog else 0}
 
 
@@ -982,16 +984,16 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
                 "its data directory deleted (and the async spool). "
                 "`bunker restore latest --source rpo --pgdata NEW --latest --start` brings it back from the repository "
                 "alone. *RPO* = the kill's time − the newest heartbeat recovered; *lost commits* = the newest heartbeat "
-                "committed (acknowledged to the client) − the newest recovered. *Backlog* is the most WAL files waiting "
+                "committed (acknowledged to the client) − the newest recovered. *WAL written* is `pg_stat_wal.wal_bytes` over the load. *Backlog* is the most WAL files waiting "
                 "(`.ready` in `pg_wal/archive_status`, plus the spool) seen in samples every 0.5 s.", "",
-                "| # | push | load | archived during load | backlog max | heartbeats committed / recovered | lost commits | **RPO** | restore wall |",
-                "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+                "| # | push | load | WAL written | archived during load | backlog max | heartbeats committed / recovered | lost commits | **RPO** | restore wall |",
+                "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for i, t in enumerate(ctx["rpo"], 1):
             load = "pgbench full speed" if t["rate"] == "full" else f"pgbench -R {t['rate']}"
             if "error" in t:
-                out.append(f"| {i} | {t['mode']} | {load} | FAILED: {t['error'][:300]} | | | | | |")
+                out.append(f"| {i} | {t['mode']} | {load} | FAILED: {t['error'][:300]} | | | | | | |")
                 continue
-            out.append(f"| {i} | {t['mode']} | {load} | {t['archived']} (failed {t['failed']}) | {t['backlog_max']} | "
+            out.append(f"| {i} | {t['mode']} | {load} | {t['wal_mib_s']:.2f} MiB/s | {t['archived']} files (failed {t['failed']}) | {t['backlog_max']} | "
                        f"{t['committed_rows']} / {t['recovered_rows']} | {t['lost_commits']:.1f} s | **{t['rpo']:.1f} s** | "
                        f"{t['restore'].wall:.1f} s |")
         good = [t for t in ctx["rpo"] if "error" not in t]
@@ -1034,7 +1036,7 @@ def main() -> int:
     parser.add_argument("--archive-scale", type=int, default=10, help="pgbench scale of the cluster that writes them")
     parser.add_argument("--restore-wal-seconds", type=int, default=15, help="pgbench run between base backup and target")
     parser.add_argument("--archive-timeout", type=int, default=20, help="archive_timeout of the RPO trials (s)")
-    parser.add_argument("--rpo-load-seconds", type=int, default=50, help="load before the kill, per trial (s)")
+    parser.add_argument("--rpo-load-seconds", type=int, default=45, help="load before the kill, per trial (s)")
     parser.add_argument("--rpo-scale", type=int, default=5)
     parser.add_argument("--rpo-trials", default="sync:full,sync:50,async:50",
                         help="comma-separated MODE:RATE (sync|async, tps or full)")
