@@ -442,14 +442,14 @@ def section_archive(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> None:
     walsrc = mkdirs(root / "generated")
     cluster = Cluster(root / "pg", {
         "archive_mode": "on", "archive_command": f"'test ! -f {walsrc}/%f && cp %p {walsrc}/%f'",
-        "synchronous_commit": "off", "fsync": "off", "checkpoint_timeout": "60s", "max_wal_size": "4GB"}).initdb().start()
+        "synchronous_commit": "off", "fsync": "off", "checkpoint_timeout": "30s", "max_wal_size": "4GB"}).initdb().start()
     log(f"archive: pgbench -i -s {args.archive_scale}, then pgbench until {args.segments} segments are written")
     run([PG_BIN / "pgbench", *cluster.conninfo(), "-i", "-q", "-s", args.archive_scale, "postgres"], pg=False,
         output=LOGS / "archive-pgbench-init.log")
     first = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
     start_lsn = cluster.psql("SELECT pg_current_wal_lsn()")
     started = time.monotonic()
-    bench = subprocess.Popen([str(PG_BIN / "pgbench"), *cluster.conninfo(), "-c", "4", "-j", "2", "-T", "900", "-n", "postgres"],
+    bench = subprocess.Popen([str(PG_BIN / "pgbench"), *cluster.conninfo(), "-c", "4", "-j", "2", "-M", "prepared", "-T", "900", "-n", "postgres"],
                              stdout=open(LOGS / "archive-pgbench.log", "w"), stderr=subprocess.STDOUT, cwd=str(WORK), env=pg_env())
     try:
         while True:
@@ -586,7 +586,15 @@ def section_base(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> None:
 
     rows = []
     accounts = args.scale * 100000
-    for day in (1, 2):
+    for day in (1, 2, 3):
+        if day == 3:
+            # A clinic's day touches recent records, not random ones across the whole table: one
+            # UPDATE of as many contiguous accounts.
+            count = max(1, int(accounts * args.change_pct / 100))
+            first = accounts // 2
+            log(f"base: one UPDATE of {count} contiguous accounts")
+            cluster.psql(f"UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > {first} AND aid <= {first + count}")
+            ctx["base_changed_block"] = {"rows": count, "first": first + 1, "last": first + count}
         if day == 2:
             transactions = max(1, int(accounts * args.change_pct / 100))
             log(f"base: pgbench -b simple-update, {transactions} transactions ({args.change_pct} % of {accounts} accounts)")
@@ -860,8 +868,8 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
         g = ctx["archive_generation"]
         n = ctx["archive_segments"]
         out += ["## 1. WAL archiving", "",
-                f"{n} segments of 16 MiB ({g['first']} … {g['last']}) written by `pgbench -c 4 -j 2` (TPC-B, scale "
-                f"{args.archive_scale}, `synchronous_commit = off`, `checkpoint_timeout = 60s` so that full-page images "
+                f"{n} segments of 16 MiB ({g['first']} … {g['last']}) written by `pgbench -c 4 -j 2 -M prepared` (TPC-B, scale "
+                f"{args.archive_scale}, `synchronous_commit = off`, `fsync = off` (the WAL is the same), `checkpoint_timeout = 30s` so that full-page images "
                 f"are part of the WAL as in production) at {g['mib_s']:.1f} MiB/s of WAL, collected by "
                 "`archive_command = 'test ! -f DIR/%f && cp %p DIR/%f'`. Each is then pushed again, one process per "
                 "segment, one after the other, as PostgreSQL's archiver calls `archive_command`; every command runs as "
@@ -918,7 +926,12 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
         if ch:
             out[-1] += (f"`pgbench -b simple-update -c 2 -j 2 -t {ch['transactions'] // 2}` ({ch['transactions']:,} updates of random "
                         f"rows among {ch['accounts']:,} accounts, about {100 * ch['transactions'] / ch['accounts']:.1f} %, spread over "
-                        "the whole table, plus as many `pgbench_history` inserts), then `CHECKPOINT`.")
+                        "the whole table, so that most of its pages change; plus as many `pgbench_history` inserts), then `CHECKPOINT`.")
+        blk = ctx.get("base_changed_block")
+        if blk:
+            out[-1] += (f" Third day: one `UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN {blk['first']} AND "
+                        f"{blk['last']}` ({blk['rows']:,} contiguous rows, as a day that touches recent records: a few % of the "
+                        "table's pages and of its index change), then `CHECKPOINT`.")
         out[-1] += (" Before each backup the data directory is read once (warm cache) and `sync` is called. *Added* is what the "
                     "repository (pg_basebackup: the output directory) grew by. pgBackRest 2.45 has file-level incremental "
                     "backups (block incremental came in 2.46): a changed relation file is stored again whole.")
@@ -957,7 +970,7 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
         r = ctx["restore"]
         m = r["measure"]
         out += ["## 3. Restore to a moment", "",
-                f"After the second day's base backups, `pgbench -c 2 -j 2 -T {args.restore_wal_seconds}`, then a row "
+                f"After the last base backups, `pgbench -c 2 -j 2 -T {args.restore_wal_seconds}`, then a row "
                 f"`before`, a moment T = `{r['moment']}` one second later, and a row `after` (with an update of "
                 f"`pgbench_accounts`) one second after T; {r['archived_segments']} WAL files were archived between the "
                 "end of the last base backup's run and the restore (the restore replays them through "
