@@ -379,7 +379,7 @@ class PgBackRest:
     def config(self, path: Path, repo: Path, stanza: str, cluster: Cluster, archive_check: bool = False) -> Path:
         base = mkdirs(path.parent / "pgbackrest")
         text = (f"[global]\nrepo1-path={repo}\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASSWORD}\n"
-                f"compress-type=zst\ncompress-level=3\nprocess-max=2\nstart-fast=y\n"
+                f"compress-type=zst\ncompress-level=3\nprocess-max=2\nstart-fast=y\nrepo1-retention-full=99\n"
                 f"archive-check={'y' if archive_check else 'n'}\nlog-path={mkdirs(base / 'log')}\n"
                 f"lock-path={mkdirs(base / 'lock')}\nspool-path={mkdirs(base / 'spool')}\n"
                 f"log-level-console=warn\nlog-level-file=info\n\n"
