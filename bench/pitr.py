@@ -837,6 +837,17 @@ def other_builds() -> list[str]:
     return sorted(names)
 
 
+def built_from(binary: str) -> str:
+    """`, built at commit X` when the binary sits in a checkout's .build directory."""
+    path = Path(binary).resolve()
+    for parent in path.parents:
+        if parent.name == ".build":
+            commit = first_line(["git", "-C", parent.parent, "log", "-1", "--format=%h %s"])
+            configuration = "release" if "release" in path.parts else "debug" if "debug" in path.parts else "?"
+            return f", a {configuration} build of the checkout at commit {commit[:60]}"
+    return ""
+
+
 def machine(args, bunker: Bunker, pgbr: PgBackRest) -> list[str]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -846,7 +857,8 @@ def machine(args, bunker: Bunker, pgbr: PgBackRest) -> list[str]:
     mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
     return [
         f"- Machine: `{' '.join(platform.uname()[i] for i in (0, 2, 4))}`, {cpu}, {os.cpu_count()} cores, {mem:.1f} GiB memory",
-        f"- Bunker: `{bunker.binary}` (copied from `{args.bunker_bin}`), {first_line([bunker.binary, '--version'])}",
+        f"- Bunker: `{bunker.binary}` (copied from `{args.bunker_bin}`{built_from(args.bunker_bin)}), "
+        f"{first_line([bunker.binary, '--version'])}",
         f"- PostgreSQL: {first_line([PG_BIN / 'postgres', '--version'])}; pgbench, pg_basebackup from `{PG_BIN}`",
         f"- pgBackRest: {first_line([pgbr.binary, 'version']) if pgbr.binary else 'not installed'}",
         f"- Python {platform.python_version()}; `/usr/bin/time -v` for wall, CPU (user + system) and peak RSS",
