@@ -549,6 +549,17 @@ def section_archive(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> None:
             results.append(s)
         except BenchFailure as error:
             ctx.setdefault("not_measured", []).append(f"pgBackRest archive-push: {error}")
+    # What any push pays before its work: starting and ending the process.
+    starts = {}
+    for name, argv in (("bunker", [bunker.binary, "--version"]), ("pgbackrest", [pgbr.binary, "version"] if pgbr.binary else None)):
+        if argv:
+            times = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                run(argv)
+                times.append(time.perf_counter() - t0)
+            starts[name] = times
+    ctx["process_start"] = starts
     ctx["archive"] = results
     ctx["archive_segments"] = len(segments)
     ctx["archive_note_pgbackrest_async"] = (
@@ -693,10 +704,10 @@ def drainers_of(config: Path) -> list[int]:
     return found
 
 
-def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str) -> dict:
+def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str, timeout: int, seconds: int) -> dict:
     root = mkdirs(WORK / "rpo" / f"trial-{number}")
     cluster = Cluster(root / "pg", {"archive_mode": "on", "archive_command": "'/bin/true'",
-                                    "archive_timeout": str(args.archive_timeout), "checkpoint_timeout": "5min"}).initdb().start()
+                                    "archive_timeout": str(timeout), "checkpoint_timeout": "5min"}).initdb().start()
     spool = root / "spool" if mode == "async" else None
     config = bunker.config(root / "bunker.toml", root / "repo", "rpo", cluster, spool=spool)
     run([PG_BIN / "pgbench", *cluster.conninfo(), "-i", "-q", "-s", args.rpo_scale, "postgres"], pg=False,
@@ -735,20 +746,20 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
                 pass
             stop.wait(0.5)
 
-    load = [str(PG_BIN / "pgbench"), *cluster.conninfo(), "-n", "-c", "2", "-j", "1", "-T", str(args.rpo_load_seconds + 60)]
+    load = [str(PG_BIN / "pgbench"), *cluster.conninfo(), "-n", "-c", "2", "-j", "1", "-T", str(seconds + 60)]
     if rate != "full":
         load += ["-R", rate]
     archived_before = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver"))
     wal_before = float(cluster.psql("SELECT wal_bytes FROM pg_stat_wal"))
     log(f"rpo trial {number}: {mode} push, pgbench {'at full speed' if rate == 'full' else rate + ' tps'}, "
-        f"heartbeat every second, archive_timeout {args.archive_timeout} s, kill after {args.rpo_load_seconds} s")
+        f"heartbeat every second, archive_timeout {timeout} s, kill after {seconds} s")
     bench = subprocess.Popen([*load, "postgres"], stdout=open(LOGS / f"rpo-{number}-pgbench.log", "w"),
                              stderr=subprocess.STDOUT, cwd=str(WORK), env=pg_env())
     threads = [threading.Thread(target=heartbeat, daemon=True), threading.Thread(target=sample_backlog, daemon=True)]
     for t in threads:
         t.start()
     try:
-        time.sleep(args.rpo_load_seconds)
+        time.sleep(seconds)
         archived = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver")) - archived_before
         failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver")
         wal_bytes = float(cluster.psql("SELECT wal_bytes FROM pg_stat_wal")) - wal_before
@@ -792,18 +803,21 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
             "newest_committed": max(committed) if committed else float("nan"), "committed_rows": len(committed),
             "recovered_rows": rows, "rpo": killed_at - newest,
             "lost_commits": (max(committed) - newest) if committed else float("nan"),
-            "restore": m, "archived": archived, "failed": failed, "wal_mib_s": wal_bytes / MIB / args.rpo_load_seconds,
+            "restore": m, "archived": archived, "failed": failed, "wal_mib_s": wal_bytes / MIB / seconds,
+            "timeout": timeout, "seconds": seconds,
             "backlog_max": max(backlog) if backlog else 0}
 
 
 def section_rpo(ctx: dict, args, bunker: Bunker) -> None:
     trials = []
     for number, spec in enumerate(args.rpo_trials.split(","), 1):
-        mode, _, rate = spec.partition(":")
+        mode, rate, timeout = (spec.split(":") + ["full", str(args.archive_timeout)][len(spec.split(":")) - 1:])[:3]
+        # Long enough for two forced switches at least.
+        seconds = max(args.rpo_load_seconds, int(timeout) * 5 // 2)
         try:
-            trials.append(rpo_trial(ctx, args, bunker, number, mode, rate or "full"))
+            trials.append(rpo_trial(ctx, args, bunker, number, mode, rate, int(timeout), seconds))
         except BenchFailure as error:
-            trials.append({"mode": mode, "rate": rate or "full", "error": str(error)})
+            trials.append({"mode": mode, "rate": rate, "timeout": timeout, "seconds": seconds, "error": str(error)})
         finally:
             stop_server(WORK / "rpo" / f"trial-{number}" / "pg" / "data")
     ctx["rpo"] = trials
@@ -924,6 +938,11 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
         if sync and floor:
             out.append(f"- Bunker sync against the `cp` + `sync` floor: p50 latency "
                        f"{ratio(percentile(sync.latencies, 50), percentile(floor.latencies, 50))}.")
+        starts = ctx.get("process_start", {})
+        if starts:
+            out.append("- Starting and ending the process alone (10 runs as `postgres`, p50): " + ", ".join(
+                f"`{name} {'--version' if name == 'bunker' else 'version'}` {ms(percentile(t, 50))}" for name, t in starts.items())
+                + ": the floor of every call.")
         out.append(f"- {ctx['archive_note_pgbackrest_async']}")
         out += ["", "Commands (`%p` is the segment's path):", ""]
         out += [f"- {s.label}: `{s.command}`" for s in ctx["archive"]]
@@ -999,33 +1018,34 @@ def report(ctx: dict, args, bunker: Bunker, pgbr: PgBackRest) -> str:
     if "rpo" in ctx:
         out += ["## 4. RPO under load", "",
                 f"For each trial, a new cluster (`pgbench -i -s {args.rpo_scale}`, `synchronous_commit = on`), "
-                f"`archive_command = 'bunker wal push …'` and **`archive_timeout = {args.archive_timeout}`**"
-                + (" (the issue's target is `archive_timeout = 60`, RPO ≤ 60 s; a shorter timeout keeps the whole run "
-                   "within about ten minutes, and the bound scales with it)" if args.archive_timeout != 60 else "")
-                + f", a Bunker base backup, then `pgbench -c 2 -j 1` (at full speed, or rate-limited with `-R`) and a "
-                f"heartbeat (`INSERT INTO heartbeat DEFAULT VALUES RETURNING …` through psql, once a second) for "
-                f"{args.rpo_load_seconds} s. Then the machine is lost: SIGKILL to the postmaster and every process "
+                "`archive_command = 'bunker wal push …'` and the trial's `archive_timeout` (the issue's figure is "
+                "`archive_timeout = 60`, RPO ≤ 60 s; shorter timeouts keep the run short, and the bound scales with "
+                "them), a Bunker base backup, then `pgbench -c 2 -j 1` (at full speed, or rate-limited with `-R`) and a "
+                "heartbeat (`INSERT INTO heartbeat DEFAULT VALUES RETURNING …` through psql, once a second) for the "
+                "trial's load time. Then the machine is lost: SIGKILL to the postmaster and every process "
                 "of the server at once (an `archive_command` in flight included; in async mode the drainer too), "
                 "its data directory deleted (and the async spool). "
                 "`bunker restore latest --source rpo --pgdata NEW --latest --start` brings it back from the repository "
                 "alone. *RPO* = the kill's time − the newest heartbeat recovered; *lost commits* = the newest heartbeat "
                 "committed (acknowledged to the client) − the newest recovered. *WAL written* is `pg_stat_wal.wal_bytes` over the load. *Backlog* is the most WAL files waiting "
                 "(`.ready` in `pg_wal/archive_status`, plus the spool) seen in samples every 0.5 s.", "",
-                "| # | push | load | WAL written | archived during load | backlog max | heartbeats committed / recovered | lost commits | **RPO** | restore wall |",
-                "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| # | push | load | archive_timeout | load time | WAL written | archived during load | backlog max | heartbeats committed / recovered | lost commits | **RPO** | restore wall |",
+                "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for i, t in enumerate(ctx["rpo"], 1):
             load = "pgbench full speed" if t["rate"] == "full" else f"pgbench -R {t['rate']}"
             if "error" in t:
-                out.append(f"| {i} | {t['mode']} | {load} | FAILED: {t['error'][:300]} | | | | | | |")
+                out.append(f"| {i} | {t['mode']} | {load} | {t['timeout']} s | {t['seconds']} s | FAILED: {t['error'][:300]} | | | | | | |")
                 continue
-            out.append(f"| {i} | {t['mode']} | {load} | {t['wal_mib_s']:.2f} MiB/s | {t['archived']} files (failed {t['failed']}) | {t['backlog_max']} | "
+            out.append(f"| {i} | {t['mode']} | {load} | {t['timeout']} s | {t['seconds']} s | {t['wal_mib_s']:.2f} MiB/s | {t['archived']} files (failed {t['failed']}) | {t['backlog_max']} | "
                        f"{t['committed_rows']} / {t['recovered_rows']} | {t['lost_commits']:.1f} s | **{t['rpo']:.1f} s** | "
                        f"{t['restore'].wall:.1f} s |")
         good = [t for t in ctx["rpo"] if "error" not in t]
         if good:
-            worst = max(t["rpo"] for t in good)
-            out += ["", f"Worst RPO measured: **{worst:.1f} s** with `archive_timeout = {args.archive_timeout}` "
-                    f"({'within' if worst <= args.archive_timeout + 5 else 'ABOVE'} the timeout plus a few seconds to push)."]
+            out.append("")
+            for timeout in sorted({t["timeout"] for t in good}):
+                worst = max(t["rpo"] for t in good if t["timeout"] == timeout)
+                out.append(f"- `archive_timeout = {timeout}`: worst RPO measured **{worst:.1f} s** "
+                           f"({'within' if worst <= timeout + 5 else 'ABOVE'} the timeout plus a few seconds to push).")
         out.append("")
 
     notes = ctx.get("not_measured", [])
@@ -1061,10 +1081,11 @@ def main() -> int:
     parser.add_argument("--archive-scale", type=int, default=10, help="pgbench scale of the cluster that writes them")
     parser.add_argument("--restore-wal-seconds", type=int, default=15, help="pgbench run between base backup and target")
     parser.add_argument("--archive-timeout", type=int, default=20, help="archive_timeout of the RPO trials (s)")
-    parser.add_argument("--rpo-load-seconds", type=int, default=45, help="load before the kill, per trial (s)")
+    parser.add_argument("--rpo-load-seconds", type=int, default=45,
+                        help="load before the kill, per trial (s; at least 2.5 x the trial's archive_timeout)")
     parser.add_argument("--rpo-scale", type=int, default=5)
     parser.add_argument("--rpo-trials", default="sync:full,sync:50,async:50",
-                        help="comma-separated MODE:RATE (sync|async, tps or full)")
+                        help="comma-separated MODE[:RATE[:ARCHIVE_TIMEOUT]] (sync|async, tps or full, seconds)")
     parser.add_argument("--parts", default="archive,base,restore,rpo", help="which parts to run")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install pgbackrest")
     args = parser.parse_args()
