@@ -16,11 +16,13 @@ run: release
 # One test at a time: many tests wait synchronously for real processes (bunker, pg_ctl, psql,
 # sqlite3), and on a 2-core machine two such waits fill Swift's cooperative thread pool, starving
 # the in-process HTTP server of the API tests until their requests time out.
-# schemathesis (the live API against its OpenAPI document) runs first, so that the test
-# runner's own summary is the last thing printed.
+# schemathesis (the live API against its OpenAPI document) and the browser tests (the web
+# console in headless Chromium) run first, so that the test runner's own summary is the last
+# thing printed.
 test: deps
 	swift build --build-tests
 	bash scripts/schemathesis.sh
+	bash scripts/browser-tests.sh
 	swift test --no-parallel
 
 bench: deps

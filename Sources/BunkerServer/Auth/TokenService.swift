@@ -1,5 +1,6 @@
 import BunkerCore
 import BunkerService
+import Crypto
 import Foundation
 import JWTKit
 
@@ -30,6 +31,9 @@ struct AccessToken: JWTPayload {
 /// Issues and checks HS256 tokens with the server's secret.
 struct TokenService: Sendable {
     private let keys: JWTKeyCollection
+    /// Keys the console's CSRF tokens (derived from the token secret, so that no second secret
+    /// needs keeping and a new secret voids both).
+    private let csrfKey: SymmetricKey
     let lifetime: TimeInterval
     let now: @Sendable () -> Date
 
@@ -39,6 +43,7 @@ struct TokenService: Sendable {
         let secret = try SecretFile.loadOrCreate(at: settings.jwtSecretFile ?? dataDirectory + "/jwt.key", naming: "the token secret")
         keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(key: secret), digestAlgorithm: .sha256)
+        csrfKey = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("bunker console csrf".utf8), using: secret))
         lifetime = settings.tokenLifetime
         self.now = now
     }
@@ -61,5 +66,20 @@ struct TokenService: Sendable {
         guard let payload = try? await keys.verify(token, as: AccessToken.self),
               payload.expiration.value > now(), let id = Int64(payload.subject.value) else { return nil }
         return (id, payload.generation)
+    }
+
+    /// The CSRF token that goes with a session cookie holding `token`: an HMAC of the token, so
+    /// the server keeps no state, and a page that cannot read the cookie's token (another site)
+    /// cannot make it.
+    func csrfToken(for token: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: csrfKey)
+        return Data(code).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Whether `sent` is the CSRF token of `token`, compared in constant time.
+    func checkCSRF(_ sent: String, for token: String) -> Bool {
+        let expected = Array(csrfToken(for: token).utf8), given = Array(sent.utf8)
+        guard expected.count == given.count else { return false }
+        return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

@@ -18,6 +18,10 @@ struct BackupController {
         admin.post("restore/:backup_id", use: restore)
         admin.get("backup/:backup_id/download", use: download)
         admin.post("backup/:backup_id/verify", use: verify)
+        // File names and contents of a backup are the data itself: only an administrator sees them.
+        let browse = deps.authorized(api, [.systemAdmin], action: "backup.browse")
+        browse.get("backup/:backup_id/tree", use: tree)
+        browse.get("backup/:backup_id/file", use: file)
         let readers = deps.authorized(api, [.systemAdmin, .auditor, .viewer], action: "backup.read")
         readers.get("backups", use: list)
         readers.get("backup/:backup_id", use: show)
@@ -90,6 +94,81 @@ struct BackupController {
             throw APIError(.notFound, code: "not_found", "No backup \(id) is in the catalog; `bunker catalog rebuild` adds the repository's snapshots to it.")
         }
         return record
+    }
+
+    // MARK: Browse
+
+    /// `?path=` of a folder or a file in a backup: at most 4096 bytes ("" is the top).
+    private func browsePath(_ request: Request) throws -> String {
+        let path = request.uri.queryParameters.get("path") ?? ""
+        guard path.utf8.count <= 4096 else {
+            throw APIError(.badRequest, code: "invalid_request", "path may have at most 4096 bytes.")
+        }
+        return path
+    }
+
+    /// One folder of a backup (the snapshot browser).
+    @Sendable func tree(_ request: Request, context: BunkerRequestContext) async throws -> SnapshotFolder {
+        let path = try browsePath(request)
+        let backup = try await record(Validate.backupID(context))
+        return try await deps.requireService().listFolder(snapshot: backup.snapshotID, path: path)
+    }
+
+    /// One file of a backup, streamed (chunked) as it is read from the repository. What can fail
+    /// before the first byte (no such backup or file, a folder) is an error answer; a failure later
+    /// (a damaged pack, a content whose SHA-256 differs from the recorded one) ends the connection
+    /// without the chunked body's end, so no client takes the file for whole.
+    @Sendable func file(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let path = try browsePath(request)
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let entry = try await service.fileEntry(snapshot: backup.snapshotID, path: path)
+        let actor = identity.actor(requestID: context.id)
+        let logger = context.logger
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        headers[.contentDisposition] = Self.attachment(entry.name)
+        headers[.xContentTypeOptions] = "nosniff"
+        let body = ResponseBody { writer in
+            let pipe = ChunkPipe<ByteBuffer>(capacity: 4)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await service.readFile(snapshot: backup.snapshotID, path: path, by: actor) { data in
+                            try await pipe.send(ByteBuffer(data: data))
+                        }
+                        pipe.finish()
+                    } catch {
+                        pipe.finish(throwing: error)
+                        throw error
+                    }
+                }
+                do {
+                    while let chunk = try await pipe.next() {
+                        try await writer.write(chunk)
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    pipe.close()
+                    group.cancelAll()
+                    logger.error("download of \(path) from \(backup.snapshotID) stopped: \(error)")
+                    throw error
+                }
+                try await group.waitForAll()
+            }
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// `attachment` with the name: an ASCII fallback (other bytes, quotes and backslashes as `_`)
+    /// and the exact name in RFC 5987's `filename*`.
+    static func attachment(_ name: String) -> String {
+        let ascii = String(name.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" && $0.value != 0x7F ? Character($0) : "_" })
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)...Unicode.Scalar(127)))
+        allowed.insert(charactersIn: "!#$&+-.^_`|~")
+        let encoded = name.addingPercentEncoding(withAllowedCharacters: allowed) ?? ascii
+        return "attachment; filename=\"\(ascii)\"; filename*=UTF-8''\(encoded)"
     }
 
     // MARK: Restore
@@ -243,3 +322,5 @@ struct BackupController {
         return VerifyResult(backupID: backup.snapshotID, valid: report.ok, message: message)
     }
 }
+
+extension SnapshotFolder: ResponseEncodable {}

@@ -1,0 +1,33 @@
+// Charts drawn as SVG by the console itself (no library): elements built with createElementNS,
+// values as text nodes, like the rest of the page.
+const svgNS = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs, text) {
+  const element = document.createElementNS(svgNS, tag);
+  for (const [key, value] of Object.entries(attrs)) element.setAttribute(key, String(value));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+/** Bars of the newest backups' sizes (MB), oldest left; each bar's title tells its size. */
+export function sizeChart(backups) {
+  const items = [...backups].sort((a, b) => a.created_at.localeCompare(b.created_at)).slice(-30);
+  const width = 760, height = 180, left = 50, bottom = 24, top = 10;
+  const max = Math.max(...items.map((b) => b.size_mb), 0.001);
+  const slot = (width - left) / items.length;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Size of the newest backups in MB' });
+  root.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
+  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(max < 10 ? 2 : 0) + ' MB'));
+  root.append(svg('text', { x: 0, y: height - bottom }, '0'));
+  items.forEach((backup, i) => {
+    const barHeight = Math.max(1, (height - bottom - top) * backup.size_mb / max);
+    const bar = svg('rect', { class: 'bar', x: left + i * slot + slot * 0.15, y: height - bottom - barHeight, width: slot * 0.7, height: barHeight, rx: 2 });
+    bar.append(svg('title', {}, `${backup.created_at}: ${backup.size_mb} MB (${backup.metadata?.backup_type ?? 'backup'})`));
+    root.append(bar);
+  });
+  if (items.length) {
+    root.append(svg('text', { x: left, y: height - 6 }, items[0].created_at.slice(0, 16).replace('T', ' ')));
+    root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, items[items.length - 1].created_at.slice(0, 16).replace('T', ' ')));
+  }
+  return root;
+}

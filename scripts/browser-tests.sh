@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Drives the web console in a real headless Chromium (Selenium, tests/browser/console_test.py)
+# against a live `bunker serve`: log in, back up with live progress, browse and download a file,
+# restore with a wrong then the right password, find it in the audit trail, verify the chain,
+# and check that an AUDITOR sees no restore button and is refused by the route.
+#
+# Installs Debian's chromium and chromium-driver (apt-get) and Selenium (pip) when missing. The
+# server runs on a free loopback port over a temporary data directory, repository and sources,
+# and is stopped at the end. A screenshot of each page is saved under BROWSER_TEST_OUTPUT
+# (default: a new directory under /tmp, printed at the end). BUNKER selects the binary
+# (default: the debug build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "== Installing chromium and chromium-driver"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+fi
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+    echo "== Installing selenium"
+    python3 -m pip install --quiet selenium
+fi
+bin=${BUNKER:-$(swift build --show-bin-path)/bunker}
+[ -x "$bin" ] || { echo "no bunker binary at $bin: run swift build first" >&2; exit 1; }
+
+out=${BROWSER_TEST_OUTPUT:-$(mktemp -d /tmp/bunker-browser-test.XXXXXX)}
+mkdir -p "$out"
+work=$(mktemp -d)
+server=""
+cleanup() {
+    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server"
+        wait "$server" || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/studies/2025"
+for i in $(seq 1 20); do echo "note $i" > "$work/studies/2025/note-$i.txt"; done
+head -c 300000 /dev/urandom > "$work/studies/2025/scan-0001.dcm"
+sqlite3 "$work/app.db" "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO patients (name) VALUES ('Ada'), ('Grace');"
+cat > "$work/bunker.toml" <<TOML
+data_dir = "$work/data"
+
+[repository]
+path = "$work/repo"
+
+[[source]]
+name = "app-db"
+kind = "sqlite"
+path = "$work/app.db"
+
+[[source]]
+name = "studies"
+kind = "files"
+path = "$work/studies"
+TOML
+export BUNKER_CONFIG="$work/bunker.toml" BUNKER_PASSWORD="browser-test-repository-password" HOME="$work"
+export CONSOLE_ADMIN_PASSWORD="browser-test-admin-password" CONSOLE_AUDITOR_PASSWORD="browser-test-auditor-password"
+"$bin" init --quiet
+BUNKER_USER_PASSWORD="$CONSOLE_ADMIN_PASSWORD" "$bin" user add admin --full-name "Ada Admin" --role SYSTEM_ADMIN --quiet
+BUNKER_USER_PASSWORD="$CONSOLE_AUDITOR_PASSWORD" "$bin" user add auditor --full-name "Otto Auditor" --role AUDITOR --quiet
+"$bin" backup --quiet --type database --description "last night's database backup"
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin" serve --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null || { cat "$work/serve.log" >&2; echo "bunker serve did not answer" >&2; exit 1; }
+
+echo "== browser tests against http://127.0.0.1:$port/ (screenshots in $out)"
+status=0
+CONSOLE_URL="http://127.0.0.1:$port" CONSOLE_SOURCES="$work/studies" BROWSER_TEST_OUTPUT="$out" \
+    timeout 300 python3 tests/browser/console_test.py || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "== bunker serve's log" >&2
+    tail -n 40 "$work/serve.log" >&2
+fi
+echo "screenshots: $out"
+exit "$status"

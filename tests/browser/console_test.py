@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""The Bunker web console in a real headless Chromium, against a live `bunker serve`.
+
+Run by scripts/browser-tests.sh, which starts the server and sets:
+CONSOLE_URL, CONSOLE_SOURCES (the `studies` source's directory), BROWSER_TEST_OUTPUT (where the
+screenshots and downloads go), CONSOLE_ADMIN_PASSWORD and CONSOLE_AUDITOR_PASSWORD (users `admin`
+and `auditor`). Every step asserts what the user would see; the first failure stops the run with
+a screenshot of the page as it was.
+"""
+import os
+import sys
+import time
+import traceback
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+BASE = os.environ["CONSOLE_URL"]
+SOURCES = os.environ["CONSOLE_SOURCES"]
+OUT = os.environ["BROWSER_TEST_OUTPUT"]
+ADMIN_PASSWORD = os.environ["CONSOLE_ADMIN_PASSWORD"]
+AUDITOR_PASSWORD = os.environ["CONSOLE_AUDITOR_PASSWORD"]
+DOWNLOADS = os.path.join(OUT, "downloads")
+WAIT = 60
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def start_browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1360,1000", "--lang=en-US"]:
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": DOWNLOADS, "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # Debian's driver, named: Selenium must not go looking for (and downloading) one.
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": DOWNLOADS})
+    return driver
+
+
+class Console:
+    def __init__(self, driver):
+        self.driver = driver
+        self.wait = WebDriverWait(driver, WAIT)
+        self.shots = []
+
+    def shot(self, name):
+        path = os.path.join(OUT, name + ".png")
+        self.driver.save_screenshot(path)
+        self.shots.append(path)
+
+    def find(self, selector):
+        return self.wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, selector)))
+
+    def text_in(self, selector, text):
+        try:
+            self.wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, selector), text))
+        except TimeoutException:
+            shown = [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, selector)]
+            raise Failure(f"{selector} never showed {text!r}; it shows {shown!r}")
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def heading(self, text):
+        self.text_in("main h1", text)
+
+    def absent(self, selector):
+        check(not self.driver.find_elements(By.CSS_SELECTOR, selector), f"{selector} is on the page but must not be")
+
+    def go(self, hash_route):
+        self.driver.get(BASE + "/" + hash_route)
+
+    def login(self, username, password):
+        self.go("")
+        self.find("#login-form")
+        self.driver.find_element(By.ID, "username").send_keys(username)
+        self.driver.find_element(By.ID, "password").send_keys(password)
+        self.driver.find_element(By.ID, "login-submit").click()
+        self.heading("Overview")
+        self.text_in("#role", "")
+
+    def logout(self):
+        self.driver.find_element(By.ID, "logout").click()
+        self.find("#login-form")
+
+    def errors(self):
+        """Script errors and CSP violations; failed loads (the 401 before login) are expected."""
+        return [entry["message"] for entry in self.driver.get_log("browser")
+                if entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"]]
+
+
+def wait_for_download(name, timeout=WAIT):
+    path = os.path.join(DOWNLOADS, name)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path) and not os.path.exists(path + ".crdownload"):
+            return path
+        time.sleep(0.1)
+    raise Failure(f"{name} was not downloaded into {DOWNLOADS}; there is {os.listdir(DOWNLOADS)}")
+
+
+def run(c):
+    d = c.driver
+    scan = os.path.join(SOURCES, "2025", "scan-0001.dcm")
+    note = os.path.join(SOURCES, "2025", "note-1.txt")
+    original_note = open(note, "rb").read()
+
+    # Log in: a wrong password is refused on the page.
+    c.go("")
+    c.find("#login-form")
+    c.shot("01-login")
+    d.find_element(By.ID, "username").send_keys("admin")
+    d.find_element(By.ID, "password").send_keys("not-the-password")
+    d.find_element(By.ID, "login-submit").click()
+    c.text_in("#login-message", "Wrong user name or password")
+    c.login("admin", ADMIN_PASSWORD)
+    c.text_in("#role", "SYSTEM_ADMIN")
+    c.find("#sources")
+    c.text_in("#sources", "app-db")
+
+    # The session survives a reload, and the token is where no script can read it.
+    d.refresh()
+    c.heading("Overview")
+    check(not d.find_elements(By.ID, "login-form"), "a reload asked for the login again")
+    cookie = d.get_cookie("bunker_session")
+    check(cookie is not None and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", f"the session cookie is not HttpOnly and SameSite=Strict: {cookie}")
+    check("bunker_session" not in d.execute_script("return document.cookie"), "a script can read the session cookie")
+    check(d.execute_script("return localStorage.length + sessionStorage.length") == 0, "the console stored something in web storage")
+
+    # Back up now, watching the job until it is done.
+    d.find_element(By.LINK_TEXT, "Back up now").click()
+    c.heading("Back up now")
+    Select(d.find_element(By.ID, "backup-type")).select_by_value("full")
+    d.find_element(By.ID, "backup-description").send_keys("before the <b>4.2</b> upgrade")
+    d.find_element(By.ID, "backup-start").click()
+    c.find("#backup-progress")
+    c.text_in("#backup-outcome", "Backup done")
+    c.text_in("#job-state", "succeeded")
+    progress = d.find_element(By.ID, "backup-progress")
+    check(progress.get_attribute("value") == progress.get_attribute("max"), "the progress bar did not reach its end")
+    c.shot("03-backup-now")
+    d.find_element(By.ID, "backup-result-link").click()
+
+    # The backup's page: the description is shown as text, never as markup.
+    facts = c.find("#backup-facts")
+    check("before the <b>4.2</b> upgrade" in facts.text, f"the description is not shown as typed: {facts.text!r}")
+    check(not d.find_elements(By.CSS_SELECTOR, "#backup-facts b"), "a description became markup")
+    backup_id = d.current_url.rsplit("/", 1)[1]
+    check(len(backup_id) == 64, f"unexpected backup address {d.current_url}")
+
+    # Verify.
+    d.find_element(By.ID, "verify-button").click()
+    c.text_in("#verify-outcome", "Verified.")
+
+    # Browse a folder at a time and download a file whose bytes match the source.
+    c.find("#browser-table")
+    d.find_element(By.CSS_SELECTOR, "#browser-table [data-folder='studies']").click()
+    c.find("#browser-table [data-folder='2025']").click()
+    c.find("#browser-table [data-file='scan-0001.dcm']")
+    c.shot("04-backup-detail-browser")
+    d.find_element(By.CSS_SELECTOR, "#browser-table [data-file='scan-0001.dcm']").click()
+    downloaded = wait_for_download("scan-0001.dcm")
+    check(open(downloaded, "rb").read() == open(scan, "rb").read(), "the downloaded file's bytes differ from the source's")
+
+    # Restore: change a file, sign with a wrong password (refused), then the right one.
+    with open(note, "wb") as f:
+        f.write(b"changed after the backup\n")
+    d.find_element(By.ID, "restore-button").click()
+    c.find("#restore-password")
+    c.text_in("#dialog", "approved restore")
+    c.text_in("#dialog", "Ada Admin")
+    c.text_in("#dialog", "safety backup")
+    check(d.find_element(By.ID, "restore-safety").is_selected(), "the safety backup is not chosen by default")
+    d.find_element(By.ID, "restore-password").send_keys("wrong-password")
+    d.find_element(By.ID, "restore-reason").send_keys("Browser test: note-1 was overwritten")
+    c.shot("05-restore-dialog")
+    d.find_element(By.ID, "restore-sign").click()
+    c.text_in("#restore-refused", "Signature refused")
+    c.shot("06-restore-refused")
+    check(open(note, "rb").read() == b"changed after the backup\n", "a refused signature restored something")
+    d.find_element(By.ID, "restore-password").send_keys(ADMIN_PASSWORD)
+    d.find_element(By.ID, "restore-sign").click()
+    c.text_in("#restore-outcome", "Restored.")
+    c.shot("07-restored")
+    check(open(note, "rb").read() == original_note, "the restore did not put the file back")
+
+    # The backups list, newest first, filtered by type.
+    d.find_element(By.LINK_TEXT, "Backups").click()
+    c.heading("Backups")
+    rows = c.find("#backups")
+    ids = [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#backups tbody tr")]
+    check(len(ids) >= 3, f"expected the database backup, the console's and the safety backup; got {ids}")
+    Select(d.find_element(By.ID, "filter-type")).select_by_value("database")
+    c.text_in("#backup-count", "1 of")
+    Select(d.find_element(By.ID, "filter-type")).select_by_value("")
+    c.shot("02-backups")
+
+    # The audit trail has the restore's rows and the refused signature; the chain is intact.
+    d.find_element(By.LINK_TEXT, "Audit trail").click()
+    c.heading("Audit trail")
+    c.find("#audit-table")
+    d.find_element(By.ID, "audit-action").send_keys("restore")
+    d.find_element(By.ID, "audit-apply").click()
+    c.text_in("#audit-table", backup_id)
+    restore_rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr") if backup_id in r.text]
+    check(any("success" in r for r in restore_rows), f"no successful restore row for {backup_id}: {restore_rows}")
+    d.find_element(By.ID, "audit-action").clear()
+    d.find_element(By.ID, "audit-action").send_keys("esign")
+    d.find_element(By.ID, "audit-apply").click()
+    c.text_in("#audit-table", "esign")
+    signatures = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")]
+    check(any("failure" in r or "denied" in r for r in signatures), f"the refused signature is not in the audit trail: {signatures}")
+    check(any("success" in r for r in signatures), f"the accepted signature is not in the audit trail: {signatures}")
+    d.find_element(By.ID, "audit-verify").click()
+    c.text_in("#audit-chain-state", "Chain intact")
+    c.shot("08-audit")
+
+    # The overview after all that, for the record.
+    d.find_element(By.LINK_TEXT, "Overview").click()
+    c.find("#sources")
+    c.text_in("#card-verify", "Passed")
+    c.shot("00-overview")
+    errors = c.errors()
+    check(not errors, f"the console logged errors: {errors}")
+
+    # Logging out ends the session, also after a reload.
+    c.logout()
+    d.refresh()
+    c.find("#login-form")
+    check(d.get_cookie("bunker_session") is None, "the session cookie outlived the logout")
+
+    # An auditor sees no restore or backup button, and the route refuses the restore.
+    c.login("auditor", AUDITOR_PASSWORD)
+    c.text_in("#role", "AUDITOR")
+    c.absent("#nav a[href='#/backup-now']")
+    c.go("#/backups/" + backup_id)
+    c.find("#read-only-note")
+    c.absent("#restore-button")
+    c.absent("#verify-button")
+    c.absent("#download-zip")
+    c.absent("#snapshot-browser")
+    c.shot("09-auditor-backup")
+    status = d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const csrf = document.cookie.split('; ').find((c) => c.startsWith('bunker_csrf=')).slice(12);
+        fetch('/api/v1/restore/' + arguments[0], {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+            body: JSON.stringify({password: arguments[1], reason: 'an auditor tries'})}).then((r) => done(r.status), (e) => done(String(e)));
+    """, backup_id, AUDITOR_PASSWORD)
+    check(status == 403, f"the restore route answered the auditor {status}, not 403")
+    d.find_element(By.LINK_TEXT, "Audit trail").click()
+    c.find("#audit-table")
+
+
+def main():
+    os.makedirs(DOWNLOADS, exist_ok=True)
+    started = time.time()
+    driver = start_browser()
+    console = Console(driver)
+    try:
+        run(console)
+    except Exception as error:
+        console.shot("failure")
+        if not isinstance(error, Failure):
+            traceback.print_exc()
+        print(f"FAIL: {error} (at {driver.current_url}; screenshot {OUT}/failure.png)", file=sys.stderr)
+        return 1
+    finally:
+        driver.quit()
+    print(f"browser tests passed in {time.time() - started:.0f} s; {len(console.shots)} screenshots in {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
