@@ -428,7 +428,7 @@ export function badge(kind, text) {
 """#),
         "js/pages/audit.js": Asset(contentType: "text/javascript; charset=utf-8", body: #"""
 import { api, apiURL } from '../api.js';
-import { h, replace, notice, table, when, badge } from '../dom.js';
+import { h, replace, notice, table, badge, short } from '../dom.js';
 import { current } from '../app.js';
 
 const pageSize = 50;
@@ -466,8 +466,8 @@ export async function auditPage(main, { ticket }) {
     replace(rows, page.items.length
       ? table(['#', 'Time (UTC)', 'Actor', 'Action', 'Target', 'Outcome', 'Reason'], page.items.map((row) => ({
         class: row.outcome === 'failure' || row.outcome === 'denied' ? 'bad' : '',
-        cells: [row.seq, row.timestamp.replace('T', ' ').replace('Z', ''), row.actor, h('span', { class: 'mono' }, row.action),
-          h('span', { class: 'mono small' }, row.target ?? ''), badge(row.outcome === 'success' ? 'good' : row.outcome === 'started' ? '' : 'bad', row.outcome), row.reason ?? ''],
+        cells: [row.seq, row.timestamp.slice(0, 19).replace('T', ' '), row.actor, h('span', { class: 'mono' }, row.action),
+          /^[0-9a-f]{64}$/.test(row.target ?? '') ? h('span', { class: 'mono small', title: row.target }, short(row.target)) : h('span', { class: 'mono small' }, row.target ?? ''), badge(row.outcome === 'success' ? 'good' : row.outcome === 'started' ? '' : 'bad', row.outcome), row.reason ?? ''],
       })), { id: 'audit-table' })
       : h('p', { class: 'muted' }, 'No audit row matches.'));
     const position = pages.indexOf(after);
