@@ -14,8 +14,10 @@ cd "$(dirname "$0")/.."
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     echo "== Installing chromium and chromium-driver"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 if ! python3 -c 'import selenium' >/dev/null 2>&1; then
     echo "== Installing selenium"

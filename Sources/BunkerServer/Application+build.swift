@@ -92,5 +92,6 @@ public func buildRouter(
     JobsController(deps: deps).register(on: api)
     StatsController(deps: deps).register(on: api)
     CleanupController(deps: deps).register(on: api)
+    UsersController(deps: deps).register(on: api)
     return router
 }

@@ -228,6 +228,24 @@ def run(c):
     c.text_in("#audit-chain-state", "Chain intact")
     c.shot("08-audit")
 
+    # Users: add a viewer, then disable them; the administrator cannot disable themselves.
+    d.find_element(By.LINK_TEXT, "Users").click()
+    c.heading("Users")
+    c.find("#users")
+    d.find_element(By.ID, "new-username").send_keys("nina")
+    d.find_element(By.ID, "new-full-name").send_keys("Nina Nurse")
+    d.find_element(By.ID, "new-email").send_keys("nina@clinic.example")
+    Select(d.find_element(By.ID, "new-role")).select_by_value("VIEWER")
+    d.find_element(By.ID, "new-password").send_keys("nina-password-1")
+    d.find_element(By.ID, "add-user-submit").click()
+    c.text_in("#users-message", "Added nina")
+    c.text_in("#users", "Nina Nurse")
+    c.find("[data-toggle-of='nina']").click()
+    c.text_in("#users-message", "nina is disabled")
+    c.text_in("#users tr[data-id='nina']", "disabled")
+    c.absent("[data-toggle-of='admin']")
+    c.shot("10-users")
+
     # The overview after all that, for the record.
     d.find_element(By.LINK_TEXT, "Overview").click()
     c.find("#sources")
