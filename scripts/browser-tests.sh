@@ -29,51 +29,17 @@ bin=${BUNKER:-$(swift build --show-bin-path)/bunker}
 out=${BROWSER_TEST_OUTPUT:-$(mktemp -d /tmp/bunker-browser-test.XXXXXX)}
 mkdir -p "$out"
 work=$(mktemp -d)
-server=""
-cleanup() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server"
-        wait "$server" || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/studies/2025"
-for i in $(seq 1 20); do echo "note $i" > "$work/studies/2025/note-$i.txt"; done
+. scripts/live-server.sh
+trap 'live_server_stop; rm -rf "$work"' EXIT
+live_server_fixture "$work" "browser-test-repository-password"
 head -c 300000 /dev/urandom > "$work/studies/2025/scan-0001.dcm"
-sqlite3 "$work/app.db" "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO patients (name) VALUES ('Ada'), ('Grace');"
-cat > "$work/bunker.toml" <<TOML
-data_dir = "$work/data"
-
-[repository]
-path = "$work/repo"
-
-[[source]]
-name = "app-db"
-kind = "sqlite"
-path = "$work/app.db"
-
-[[source]]
-name = "studies"
-kind = "files"
-path = "$work/studies"
-TOML
-export BUNKER_CONFIG="$work/bunker.toml" BUNKER_PASSWORD="browser-test-repository-password" HOME="$work"
 export CONSOLE_ADMIN_PASSWORD="browser-test-admin-password" CONSOLE_AUDITOR_PASSWORD="browser-test-auditor-password"
 "$bin" init --quiet
 BUNKER_USER_PASSWORD="$CONSOLE_ADMIN_PASSWORD" "$bin" user add admin --full-name "Ada Admin" --role SYSTEM_ADMIN --quiet
 BUNKER_USER_PASSWORD="$CONSOLE_AUDITOR_PASSWORD" "$bin" user add auditor --full-name "Otto Auditor" --role AUDITOR --quiet
 "$bin" backup --quiet --type database --description "last night's database backup"
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bin" serve --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null || { cat "$work/serve.log" >&2; echo "bunker serve did not answer" >&2; exit 1; }
+live_server_start "$bin" "$work/serve.log"
 
 echo "== browser tests against http://127.0.0.1:$port/ (screenshots in $out)"
 status=0

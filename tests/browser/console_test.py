@@ -149,6 +149,7 @@ def run(c):
     c.text_in("#job-state", "succeeded")
     progress = d.find_element(By.ID, "backup-progress")
     check(progress.get_attribute("value") == progress.get_attribute("max"), "the progress bar did not reach its end")
+    check(not d.find_element(By.ID, "backup-cancel").is_displayed(), "Cancel is still offered for a finished job")
     c.shot("03-backup-now")
     d.find_element(By.ID, "backup-result-link").click()
 

@@ -18,13 +18,14 @@ enum ConsoleAssets {
   font-size: 15px; color: var(--ink); background: var(--bg);
 }
 * { box-sizing: border-box; }
+/* The hidden attribute wins over any display rule below (buttons are inline-block). */
+[hidden] { display: none !important; }
 body { margin: 0; }
 a { color: var(--brand); }
 :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
 .skip { position: absolute; left: -999px; }
 .skip:focus { left: 8px; top: 8px; background: var(--panel); padding: 6px 10px; z-index: 10; }
 .topbar { display: flex; align-items: center; gap: 24px; padding: 0 24px; height: 56px; background: var(--brand); color: var(--brand-ink); }
-.topbar[hidden] { display: none; }
 .brand { display: flex; align-items: center; gap: 8px; color: var(--brand-ink); font-weight: 700; font-size: 18px; text-decoration: none; }
 #nav { display: flex; gap: 4px; flex: 1; }
 #nav a { color: #dbe7f3; text-decoration: none; padding: 8px 12px; border-radius: 6px; }
@@ -50,6 +51,7 @@ table { width: 100%; border-collapse: collapse; }
 th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); font-weight: 600; }
 tr.bad td { background: var(--bad-bg); }
+#backups td:nth-child(1), #backups td:nth-child(5), #audit-table td:nth-child(2) { white-space: nowrap; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; background: #e8edf3; color: var(--ink); }
 .badge.good { background: var(--good-bg); color: var(--good); }
 .badge.bad { background: var(--bad-bg); color: var(--bad); }
@@ -923,6 +925,8 @@ import { sizeChart } from '../chart.js';
 // 20 % free space, is red.
 export const maxBackupAgeHours = 25;
 export const minFreePercent = 20;
+/** How often the overview is drawn again while a job runs. */
+const refreshMilliseconds = 3000;
 
 /** Data a role may not read is shown as such, not as an error. */
 async function optional(promise) {
@@ -1018,6 +1022,13 @@ export async function overviewPage(main, { ticket }) {
     jobs ? jobsPanel(jobs) : null,
     backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
     schedule);
+
+  // While a job runs, keep its progress current: draw the page again in a few seconds.
+  if (jobs?.some((job) => job.state === 'running')) {
+    setTimeout(() => {
+      if (current(ticket)) overviewPage(main, { ticket }).catch(() => {});
+    }, refreshMilliseconds);
+  }
 }
 
 """#),

@@ -8,6 +8,8 @@ import { sizeChart } from '../chart.js';
 // 20 % free space, is red.
 export const maxBackupAgeHours = 25;
 export const minFreePercent = 20;
+/** How often the overview is drawn again while a job runs. */
+const refreshMilliseconds = 3000;
 
 /** Data a role may not read is shown as such, not as an error. */
 async function optional(promise) {
@@ -103,4 +105,11 @@ export async function overviewPage(main, { ticket }) {
     jobs ? jobsPanel(jobs) : null,
     backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
     schedule);
+
+  // While a job runs, keep its progress current: draw the page again in a few seconds.
+  if (jobs?.some((job) => job.state === 'running')) {
+    setTimeout(() => {
+      if (current(ticket)) overviewPage(main, { ticket }).catch(() => {});
+    }, refreshMilliseconds);
+  }
 }
