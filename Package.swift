@@ -88,6 +88,8 @@ let package = Package(
             dependencies: [
                 "BunkerCore",
                 "BunkerService",
+                // DrillCheck, in a drill's answer.
+                "BunkerSources",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

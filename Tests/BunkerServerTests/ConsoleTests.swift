@@ -1,4 +1,5 @@
 @testable import BunkerServer
+import BunkerService
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -208,6 +209,27 @@ import Testing
             #expect(status11 == .forbidden, "api.send(.get, '/api/v1/backup/\(id)/tree', token: auditor)")
             let status12 = try await api.send(.get, "/api/v1/backup/\(id)/file?path=studies/studies/2025/small-0.bin", token: auditor).status
             #expect(status12 == .forbidden, "api.send(.get, '/api/v1/backup/\(id)/file?path=studies/studies/2025/small-0.bin', token: auditor)")
+        }
+    }
+
+    @Test func aDrillOfABackupRestoresItElsewhereAndIsTimed() async throws {
+        try await withAPI { api in
+            let token = try await api.token("alice")
+            let id = try #require(try await api.backup(token)["backup_id"] as? String)
+            let response = try await api.send(.post, "/api/v1/backup/\(id)/drill", token: token)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let report = try object(response)
+            #expect(report["passed"] as? Bool == true)
+            #expect((report["duration_seconds"] as? Double ?? 0) > 0)
+            let sources = try #require(report["sources"] as? [[String: Any]])
+            #expect(Set(sources.compactMap { $0["name"] as? String }) == ["app-db", "studies"])
+            #expect(!String(buffer: response.body).contains(api.dir), "no server path in the answer")
+            let ended = try api.catalog.auditRecords(AuditFilter()).filter { $0.action == "drill" && $0.outcome == .success }
+            #expect(ended.count == 1 && ended.first?.target == id)
+
+            let auditor = try await api.token("olga")
+            let refused = try await api.send(.post, "/api/v1/backup/\(id)/drill", token: auditor)
+            #expect(refused.status == .forbidden)
         }
     }
 

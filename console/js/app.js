@@ -8,6 +8,7 @@ import { backupPage } from './pages/backup.js';
 import { backupNowPage } from './pages/backup-now.js';
 import { auditPage } from './pages/audit.js';
 import { usersPage } from './pages/users.js';
+import { drillsPage } from './pages/drills.js';
 
 /** Who is logged in ({username, full_name, role}), or null. Kept in memory only. */
 export const session = { user: null };
@@ -24,6 +25,7 @@ const pages = [
   { path: /^\/backups\/([0-9a-f]{8,64})$/, show: backupPage },
   { path: /^\/backup-now$/, nav: 'Back up now', href: '#/backup-now', show: backupNowPage, allowed: roles.admin },
   { path: /^\/audit$/, nav: 'Audit trail', href: '#/audit', show: auditPage, allowed: roles.auditor },
+  { path: /^\/drills$/, nav: 'Drills', href: '#/drills', show: drillsPage, allowed: roles.auditor },
   { path: /^\/users$/, nav: 'Users', href: '#/users', show: usersPage, allowed: roles.admin },
 ];
 

@@ -31,3 +31,26 @@ export function sizeChart(backups) {
   }
   return root;
 }
+
+/** A line of `points` ({at: RFC 3339, value, ok}) over time; failed points are drawn red. */
+export function lineChart(points) {
+  const width = 760, height = 180, left = 50, bottom = 24, top = 10;
+  const times = points.map((p) => new Date(p.at).getTime());
+  const [t0, t1] = [Math.min(...times), Math.max(...times)];
+  const max = Math.max(...points.map((p) => p.value), 0.001);
+  const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - left - 10);
+  const y = (v) => height - bottom - (height - bottom - top) * v / max;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Measured RTO of each drill, in seconds' });
+  root.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
+  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(1) + ' s'));
+  root.append(svg('text', { x: 0, y: height - bottom }, '0'));
+  root.append(svg('polyline', { class: 'line', points: points.map((p, i) => `${x(times[i])},${y(p.value)}`).join(' ') }));
+  points.forEach((p, i) => {
+    const dot = svg('circle', { class: p.ok ? 'dot' : 'dot bad', cx: x(times[i]), cy: y(p.value), r: 4 });
+    dot.append(svg('title', {}, `${p.at}: ${p.value.toFixed(1)} s${p.ok ? '' : ' (failed)'}`));
+    root.append(dot);
+  });
+  root.append(svg('text', { x: left, y: height - 6 }, points[0].at.slice(0, 16).replace('T', ' ')));
+  root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, points[points.length - 1].at.slice(0, 16).replace('T', ' ')));
+  return root;
+}

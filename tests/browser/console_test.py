@@ -164,6 +164,11 @@ def run(c):
     d.find_element(By.ID, "verify-button").click()
     c.text_in("#verify-outcome", "Verified.")
 
+    # A restore drill: restored elsewhere, checked and timed.
+    d.find_element(By.ID, "drill-button").click()
+    c.text_in("#drill-outcome", "Drill passed.")
+    c.text_in("#backup-action-result", "Measured RTO")
+
     # Browse a folder at a time and download a file whose bytes match the source.
     c.find("#browser-table")
     d.find_element(By.CSS_SELECTOR, "#browser-table [data-folder='studies']").click()
@@ -228,6 +233,13 @@ def run(c):
     d.find_element(By.ID, "audit-verify").click()
     c.text_in("#audit-chain-state", "Chain intact")
     c.shot("08-audit")
+
+    # The drill is in the drill reports.
+    d.find_element(By.LINK_TEXT, "Drills").click()
+    c.heading("Restore drills")
+    c.text_in("#drills", backup_id[:8])
+    c.text_in("#drills", "passed")
+    c.shot("11-drills")
 
     # Users: add a viewer, then disable them; the administrator cannot disable themselves.
     d.find_element(By.LINK_TEXT, "Users").click()

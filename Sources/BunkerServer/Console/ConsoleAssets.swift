@@ -89,6 +89,9 @@ dialog h2 { font-size: 19px; }
 .chart svg { width: 100%; height: auto; }
 .chart .bar { fill: var(--brand); }
 .chart .axis { stroke: var(--line); }
+.chart .line { fill: none; stroke: var(--brand); stroke-width: 2; }
+.chart .dot { fill: var(--good); }
+.chart .dot.bad { fill: var(--bad); }
 .chart text { font-size: 11px; fill: var(--muted); }
 @media (max-width: 760px) { .topbar { flex-wrap: wrap; height: auto; padding: 8px 12px; } main { padding: 12px; } }
 
@@ -195,6 +198,7 @@ import { backupPage } from './pages/backup.js';
 import { backupNowPage } from './pages/backup-now.js';
 import { auditPage } from './pages/audit.js';
 import { usersPage } from './pages/users.js';
+import { drillsPage } from './pages/drills.js';
 
 /** Who is logged in ({username, full_name, role}), or null. Kept in memory only. */
 export const session = { user: null };
@@ -211,6 +215,7 @@ const pages = [
   { path: /^\/backups\/([0-9a-f]{8,64})$/, show: backupPage },
   { path: /^\/backup-now$/, nav: 'Back up now', href: '#/backup-now', show: backupNowPage, allowed: roles.admin },
   { path: /^\/audit$/, nav: 'Audit trail', href: '#/audit', show: auditPage, allowed: roles.auditor },
+  { path: /^\/drills$/, nav: 'Drills', href: '#/drills', show: drillsPage, allowed: roles.auditor },
   { path: /^\/users$/, nav: 'Users', href: '#/users', show: usersPage, allowed: roles.admin },
 ];
 
@@ -334,6 +339,29 @@ export function sizeChart(backups) {
     root.append(svg('text', { x: left, y: height - 6 }, items[0].created_at.slice(0, 16).replace('T', ' ')));
     root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, items[items.length - 1].created_at.slice(0, 16).replace('T', ' ')));
   }
+  return root;
+}
+
+/** A line of `points` ({at: RFC 3339, value, ok}) over time; failed points are drawn red. */
+export function lineChart(points) {
+  const width = 760, height = 180, left = 50, bottom = 24, top = 10;
+  const times = points.map((p) => new Date(p.at).getTime());
+  const [t0, t1] = [Math.min(...times), Math.max(...times)];
+  const max = Math.max(...points.map((p) => p.value), 0.001);
+  const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - left - 10);
+  const y = (v) => height - bottom - (height - bottom - top) * v / max;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Measured RTO of each drill, in seconds' });
+  root.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
+  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(1) + ' s'));
+  root.append(svg('text', { x: 0, y: height - bottom }, '0'));
+  root.append(svg('polyline', { class: 'line', points: points.map((p, i) => `${x(times[i])},${y(p.value)}`).join(' ') }));
+  points.forEach((p, i) => {
+    const dot = svg('circle', { class: p.ok ? 'dot' : 'dot bad', cx: x(times[i]), cy: y(p.value), r: 4 });
+    dot.append(svg('title', {}, `${p.at}: ${p.value.toFixed(1)} s${p.ok ? '' : ' (failed)'}`));
+    root.append(dot);
+  });
+  root.append(svg('text', { x: left, y: height - 6 }, points[0].at.slice(0, 16).replace('T', ' ')));
+  root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, points[points.length - 1].at.slice(0, 16).replace('T', ' ')));
   return root;
 }
 
@@ -637,6 +665,7 @@ export async function backupPage(main, { ticket, params: [id] }) {
   const actions = roles.admin()
     ? h('div', { class: 'actions' },
       h('button', { type: 'button', id: 'verify-button', onclick: (e) => verify(backup, e.target, result) }, 'Verify'),
+      h('button', { type: 'button', class: 'secondary', id: 'drill-button', onclick: (e) => drill(backup, e.target, result) }, 'Run restore drill'),
       h('a', { class: 'button secondary', id: 'download-zip', href: apiURL('/backup/' + backup.id + '/download'), download: backup.filename }, 'Download ZIP'),
       h('button', { type: 'button', class: 'danger', id: 'restore-button', onclick: () => restoreDialog(backup, result) }, 'Restore…'))
     : h('p', { class: 'muted small', id: 'read-only-note' }, 'Your role (', session.user.role, ') can read backups; only a SYSTEM_ADMIN verifies, downloads or restores them.');
@@ -668,6 +697,23 @@ async function verify(backup, button, result) {
     replace(result, notice(answer.valid ? 'good' : 'bad', h('strong', { id: 'verify-outcome' }, answer.valid ? 'Verified. ' : 'Damaged. '), answer.message));
   } catch (error) {
     replace(result, notice('bad', 'Verify failed: ', error.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function drill(backup, button, result) {
+  button.disabled = true;
+  replace(result, notice('', 'Drilling: restoring into a scratch place (the live data is not touched), checking, timing…'));
+  try {
+    const report = await api('POST', '/backup/' + encodeURIComponent(backup.id) + '/drill');
+    const checks = [report.data_check, ...report.sources.flatMap((s) => s.checks.map((c) => ({ ...c, name: s.name + ': ' + c.name })))];
+    replace(result, notice(report.passed ? 'good' : 'bad',
+      h('strong', { id: 'drill-outcome' }, report.passed ? 'Drill passed. ' : 'Drill failed. '),
+      'Measured RTO: ', report.duration_seconds.toFixed(1), ' s. ',
+      h('ul', { class: 'small' }, checks.map((c) => h('li', {}, c.passed ? '✓ ' : '✗ ', c.name, c.detail ? ' — ' + c.detail : '')))));
+  } catch (error) {
+    replace(result, notice('bad', 'The drill did not run: ', error.message));
   } finally {
     button.disabled = false;
   }
@@ -827,6 +873,45 @@ export function snapshotBrowser(backup) {
   }
   open('');
   return section;
+}
+
+"""#),
+        "js/pages/drills.js": Asset(contentType: "text/javascript; charset=utf-8", body: #"""
+import { api } from '../api.js';
+import { h, replace, table, when, short, badge } from '../dom.js';
+import { current } from '../app.js';
+import { lineChart } from '../chart.js';
+
+/** An audit row's details: a JSON object kept as text. */
+function details(row) {
+  if (!row.details) return {};
+  if (typeof row.details !== 'string') return row.details;
+  try {
+    return JSON.parse(row.details);
+  } catch {
+    return {};
+  }
+}
+
+/** Restore drills from the audit trail: each one's result and measured RTO, and RTO over time. */
+export async function drillsPage(main, { ticket }) {
+  const page = await api('GET', '/audit?action=drill&limit=1000');
+  if (!current(ticket)) return;
+  // The end row of each drill carries its outcome and measured RTO; the start row neither.
+  const drills = page.items.filter((row) => row.action === 'drill' && row.outcome !== 'started').map((row) => ({ ...row, rto: details(row).rto_seconds })).reverse();
+  const timed = drills.filter((row) => row.rto).map((row) => ({ at: row.timestamp, value: Number(row.rto), ok: row.outcome === 'success' })).reverse();
+  replace(main, h('h1', {}, 'Restore drills'),
+    h('p', { class: 'muted' }, 'A drill restores a backup into a scratch place, checks it and times it: the time is the measured recovery time (RTO). Run one from a backup’s page, or on a schedule (job = "drill").'),
+    timed.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Measured RTO over time (seconds)'), lineChart(timed)) : null,
+    h('section', { class: 'panel' }, drills.length
+      ? table(['Time (UTC)', 'Backup', 'Result', 'Measured RTO', 'By'], drills.map((row) => ({
+        class: row.outcome === 'success' ? '' : 'bad',
+        cells: [row.timestamp.slice(0, 19).replace('T', ' '),
+          /^[0-9a-f]{64}$/.test(row.target ?? '') ? h('a', { href: '#/backups/' + row.target, class: 'mono' }, short(row.target)) : row.target ?? '',
+          badge(row.outcome === 'success' ? 'good' : 'bad', row.outcome === 'success' ? 'passed' : row.outcome),
+          row.rto ? Number(row.rto).toFixed(1) + ' s' : '—', row.actor],
+      })), { id: 'drills' })
+      : h('p', { class: 'muted' }, 'No drill has run yet.')));
 }
 
 """#),

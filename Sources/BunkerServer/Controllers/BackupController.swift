@@ -18,6 +18,7 @@ struct BackupController {
         admin.post("restore/:backup_id", use: restore)
         admin.get("backup/:backup_id/download", use: download)
         admin.post("backup/:backup_id/verify", use: verify)
+        admin.post("backup/:backup_id/drill", use: drill)
         // File names and contents of a backup are the data itself: only an administrator sees them.
         let browse = deps.authorized(api, [.systemAdmin], action: "backup.browse")
         browse.get("backup/:backup_id/tree", use: tree)
@@ -320,6 +321,20 @@ struct BackupController {
             ? "Every pack backup \(backup.snapshotID.prefix(8)) needs was read, hashed and authenticated (\(report.packsRead) packs)."
             : "Backup \(backup.snapshotID.prefix(8)) is damaged: " + report.errors.prefix(5).map(\.message).joined(separator: " ")
         return VerifyResult(backupID: backup.snapshotID, valid: report.ok, message: message)
+    }
+
+    /// A restore drill of the backup: restored into a scratch place (never over live data),
+    /// checked, and timed; the answer is the report without the server's paths.
+    @Sendable func drill(_ request: Request, context: BunkerRequestContext) async throws -> DrillResult {
+        let identity = try context.requireIdentity()
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let options = JobOptions("a drill by \(identity.username)", access: .reads)
+        let actor = identity.actor(requestID: context.id)
+        let report = try await service.jobs.run(options) {
+            try await service.drill(snapshot: backup.snapshotID, by: actor, progress: options.progress)
+        }
+        return DrillResult(report)
     }
 }
 

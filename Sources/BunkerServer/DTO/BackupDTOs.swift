@@ -1,5 +1,6 @@
 import BunkerCore
 import BunkerService
+import BunkerSources
 import Foundation
 import Hummingbird
 
@@ -264,5 +265,53 @@ struct JobStatus: ResponseEncodable {
         try c.encode(message, forKey: .message)
         try c.encode(backupID, forKey: .backupID)
         try c.encode(progress, forKey: .progress)
+    }
+}
+
+/// `POST /backup/{id}/drill`'s answer: what the drill checked and how long it took (the measured
+/// RTO), without the report's path on the server.
+struct DrillResult: ResponseEncodable {
+    struct Check: Encodable {
+        var name: String
+        var passed: Bool
+        var detail: String
+    }
+
+    struct SourceResult: Encodable {
+        var name: String
+        var kind: String
+        var passed: Bool
+        var durationSeconds: Double
+        var checks: [Check]
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, passed, checks
+            case durationSeconds = "duration_seconds"
+        }
+    }
+
+    var backupID: String
+    var passed: Bool
+    var durationSeconds: Double
+    var startedAt: String
+    var dataCheck: Check
+    var sources: [SourceResult]
+
+    init(_ report: DrillReport) {
+        let check = { (c: DrillCheck) in Check(name: c.name, passed: c.passed, detail: APIError.withoutPaths(c.detail)) }
+        backupID = report.snapshotID
+        passed = report.passed
+        durationSeconds = report.durationSeconds
+        startedAt = WireTime.string(report.startedAt)
+        dataCheck = check(report.dataCheck)
+        sources = report.sources.map { SourceResult(name: $0.name, kind: $0.kind, passed: $0.passed, durationSeconds: $0.durationSeconds, checks: $0.checks.map(check)) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case passed, sources
+        case backupID = "backup_id"
+        case durationSeconds = "duration_seconds"
+        case startedAt = "started_at"
+        case dataCheck = "data_check"
     }
 }

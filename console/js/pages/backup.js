@@ -13,6 +13,7 @@ export async function backupPage(main, { ticket, params: [id] }) {
   const actions = roles.admin()
     ? h('div', { class: 'actions' },
       h('button', { type: 'button', id: 'verify-button', onclick: (e) => verify(backup, e.target, result) }, 'Verify'),
+      h('button', { type: 'button', class: 'secondary', id: 'drill-button', onclick: (e) => drill(backup, e.target, result) }, 'Run restore drill'),
       h('a', { class: 'button secondary', id: 'download-zip', href: apiURL('/backup/' + backup.id + '/download'), download: backup.filename }, 'Download ZIP'),
       h('button', { type: 'button', class: 'danger', id: 'restore-button', onclick: () => restoreDialog(backup, result) }, 'Restore…'))
     : h('p', { class: 'muted small', id: 'read-only-note' }, 'Your role (', session.user.role, ') can read backups; only a SYSTEM_ADMIN verifies, downloads or restores them.');
@@ -44,6 +45,23 @@ async function verify(backup, button, result) {
     replace(result, notice(answer.valid ? 'good' : 'bad', h('strong', { id: 'verify-outcome' }, answer.valid ? 'Verified. ' : 'Damaged. '), answer.message));
   } catch (error) {
     replace(result, notice('bad', 'Verify failed: ', error.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function drill(backup, button, result) {
+  button.disabled = true;
+  replace(result, notice('', 'Drilling: restoring into a scratch place (the live data is not touched), checking, timing…'));
+  try {
+    const report = await api('POST', '/backup/' + encodeURIComponent(backup.id) + '/drill');
+    const checks = [report.data_check, ...report.sources.flatMap((s) => s.checks.map((c) => ({ ...c, name: s.name + ': ' + c.name })))];
+    replace(result, notice(report.passed ? 'good' : 'bad',
+      h('strong', { id: 'drill-outcome' }, report.passed ? 'Drill passed. ' : 'Drill failed. '),
+      'Measured RTO: ', report.duration_seconds.toFixed(1), ' s. ',
+      h('ul', { class: 'small' }, checks.map((c) => h('li', {}, c.passed ? '✓ ' : '✗ ', c.name, c.detail ? ' — ' + c.detail : '')))));
+  } catch (error) {
+    replace(result, notice('bad', 'The drill did not run: ', error.message));
   } finally {
     button.disabled = false;
   }
