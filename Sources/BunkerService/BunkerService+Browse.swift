@@ -26,12 +26,26 @@ public struct SnapshotFolder: Sendable, Codable {
     /// The folder's path in the snapshot, `/`-separated, without a leading slash ("" is the top,
     /// where each source is one entry).
     public var path: String
-    /// Folders first, then by name.
+    /// Folders first, then by name: the page asked for.
     public var entries: [SnapshotEntry]
+    /// How many entries the folder has in all.
+    public var total: Int
+    /// The offset of the next page; nil on the last one.
+    public var nextOffset: Int?
 
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
-        case path, entries
+        case path, entries, total
+        case nextOffset = "next_offset"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(snapshotID, forKey: .snapshotID)
+        try c.encode(path, forKey: .path)
+        try c.encode(entries, forKey: .entries)
+        try c.encode(total, forKey: .total)
+        try c.encode(nextOffset, forKey: .nextOffset)
     }
 }
 
@@ -40,11 +54,16 @@ extension BunkerService {
     /// folder opens in about the same time whatever the size of the snapshot.
     ///
     /// `path` is `/`-separated; empty names and `.` are skipped, `..` is refused. A missing name is
-    /// `objectNotFound`, a name that is not a folder `invalidArgument`.
-    public func listFolder(snapshot reference: String, path: String) async throws -> SnapshotFolder {
+    /// `objectNotFound`, a name that is not a folder `invalidArgument`. Only `limit` entries from
+    /// `offset` on are described, so that a folder of tens of thousands of files answers in pages.
+    public func listFolder(snapshot reference: String, path: String, offset: Int = 0, limit: Int = .max) async throws -> SnapshotFolder {
         let (id, tree, names) = try await folderTree(snapshot: reference, names: try Self.pathComponents(path))
-        let entries = tree.nodes.map(Self.entry).sorted { ($0.type == "dir" ? 0 : 1, $0.name) < ($1.type == "dir" ? 0 : 1, $1.name) }
-        return SnapshotFolder(snapshotID: id.hex, path: names.joined(separator: "/"), entries: entries)
+        let sorted = tree.nodes.sorted { ($0.type == .directory ? 0 : 1, $0.name) < ($1.type == .directory ? 0 : 1, $1.name) }
+        let page = sorted.dropFirst(offset).prefix(limit)
+        let end = min(sorted.count, offset + page.count)
+        return SnapshotFolder(
+            snapshotID: id.hex, path: names.joined(separator: "/"), entries: page.map(Self.entry), total: sorted.count,
+            nextOffset: end < sorted.count ? end : nil)
     }
 
     /// The entry of the file at `path` in a snapshot: `objectNotFound` when there is nothing,

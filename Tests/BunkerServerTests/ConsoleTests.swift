@@ -192,6 +192,29 @@ import Testing
         }
     }
 
+    @Test func aLargeFolderIsListedInPages() async throws {
+        try await withAPI { api in
+            let token = try await api.token("alice")
+            let id = try #require(try await api.backup(token, type: "files")["backup_id"] as? String)
+            let folder = "/api/v1/backup/\(id)/tree?path=studies/studies/2024/patient-001"
+            var names: [String] = []
+            var offset: Int? = 0
+            while let from = offset {
+                let page = try object(try await api.send(.get, folder + "&limit=15&offset=\(from)", token: token))
+                let entries = try #require(page["entries"] as? [[String: Any]])
+                #expect(entries.count <= 15)
+                #expect(page["total"] as? Int == 40)
+                names += entries.compactMap { $0["name"] as? String }
+                offset = page["next_offset"] as? Int
+            }
+            #expect(names.count == 40)
+            #expect(Set(names).count == 40, "no entry twice")
+            #expect(names == names.sorted())
+            let status = try await api.send(.get, folder + "&limit=0", token: token).status
+            #expect(status == .badRequest)
+        }
+    }
+
     @Test func theBrowserRefusesBadPathsAndOtherRoles() async throws {
         try await withAPI { api in
             let token = try await api.token("alice")

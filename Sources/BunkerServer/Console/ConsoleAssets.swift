@@ -41,6 +41,7 @@ h2 { font-size: 17px; margin: 0 0 12px; }
 .small { font-size: 13px; }
 .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 16px; margin-bottom: 16px; }
+.grid > .chart { grid-column: span 2; margin-bottom: 0; }
 .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin-bottom: 16px; }
 .card .value { font-size: 22px; font-weight: 650; margin: 4px 0; }
 .card.bad { border-color: var(--bad); background: var(--bad-bg); }
@@ -88,12 +89,13 @@ dialog h2 { font-size: 19px; }
 .crumbs button { padding: 2px 8px; }
 .chart svg { width: 100%; height: auto; }
 .chart .bar { fill: var(--brand); }
+.chart .bar.bad { fill: var(--bad); }
 .chart .axis { stroke: var(--line); }
 .chart .line { fill: none; stroke: var(--brand); stroke-width: 2; }
 .chart .dot { fill: var(--good); }
 .chart .dot.bad { fill: var(--bad); }
 .chart text { font-size: 11px; fill: var(--muted); }
-@media (max-width: 760px) { .topbar { flex-wrap: wrap; height: auto; padding: 8px 12px; } main { padding: 12px; } }
+@media (max-width: 760px) { .grid > .chart { grid-column: auto; } .topbar { flex-wrap: wrap; height: auto; padding: 8px 12px; } main { padding: 12px; } }
 
 """#),
         "icon.svg": Asset(contentType: "image/svg+xml", body: #"""
@@ -319,27 +321,43 @@ function svg(tag, attrs, text) {
   return element;
 }
 
-/** Bars of the newest backups' sizes (MB), oldest left; each bar's title tells its size. */
-export function sizeChart(backups) {
-  const items = [...backups].sort((a, b) => a.created_at.localeCompare(b.created_at)).slice(-30);
+/** Bars of `items` ({at: RFC 3339, value, title}), oldest left, scaled to the largest; each
+ *  bar's title tells its value. `unit` labels the scale, `label` the chart for screen readers. */
+export function barChart(items, unit, label) {
   const width = 760, height = 180, left = 50, bottom = 24, top = 10;
-  const max = Math.max(...items.map((b) => b.size_mb), 0.001);
-  const slot = (width - left) / items.length;
-  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Size of the newest backups in MB' });
+  const max = Math.max(...items.map((item) => item.value), 0.001);
+  const slot = (width - left) / Math.max(items.length, 1);
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label });
   root.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
-  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(max < 10 ? 2 : 0) + ' MB'));
+  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(max < 10 ? 2 : 0) + ' ' + unit));
   root.append(svg('text', { x: 0, y: height - bottom }, '0'));
-  items.forEach((backup, i) => {
-    const barHeight = Math.max(1, (height - bottom - top) * backup.size_mb / max);
-    const bar = svg('rect', { class: 'bar', x: left + i * slot + slot * 0.15, y: height - bottom - barHeight, width: slot * 0.7, height: barHeight, rx: 2 });
-    bar.append(svg('title', {}, `${backup.created_at}: ${backup.size_mb} MB (${backup.metadata?.backup_type ?? 'backup'})`));
+  items.forEach((item, i) => {
+    const barHeight = Math.max(1, (height - bottom - top) * item.value / max);
+    const bar = svg('rect', { class: item.bad ? 'bar bad' : 'bar', x: left + i * slot + slot * 0.15, y: height - bottom - barHeight, width: slot * 0.7, height: barHeight, rx: 2 });
+    bar.append(svg('title', {}, item.title));
     root.append(bar);
   });
   if (items.length) {
-    root.append(svg('text', { x: left, y: height - 6 }, items[0].created_at.slice(0, 16).replace('T', ' ')));
-    root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, items[items.length - 1].created_at.slice(0, 16).replace('T', ' ')));
+    root.append(svg('text', { x: left, y: height - 6 }, items[0].at.slice(0, 16).replace('T', ' ')));
+    root.append(svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, items[items.length - 1].at.slice(0, 16).replace('T', ' ')));
   }
   return root;
+}
+
+/** The newest backups' sizes (MB). */
+export function sizeChart(backups) {
+  const items = [...backups].sort((a, b) => a.created_at.localeCompare(b.created_at)).slice(-30)
+    .map((b) => ({ at: b.created_at, value: b.size_mb, title: `${b.created_at}: ${b.size_mb} MB (${b.metadata?.backup_type ?? 'backup'})` }));
+  return barChart(items, 'MB', 'Size of the newest backups in MB');
+}
+
+/** How long the newest finished jobs took (seconds), a failed one red. */
+export function durationChart(jobs) {
+  const items = jobs.filter((job) => job.finished_at).sort((a, b) => a.started_at.localeCompare(b.started_at)).slice(-30).map((job) => {
+    const seconds = (new Date(job.finished_at) - new Date(job.started_at)) / 1000;
+    return { at: job.started_at, value: seconds, bad: job.state !== 'succeeded', title: `${job.kind} at ${job.started_at}: ${seconds.toFixed(1)} s (${job.state})` };
+  });
+  return barChart(items, 's', 'How long the newest jobs took, in seconds');
 }
 
 /** A line of `points` ({at: RFC 3339, value, ok}) over time; failed points are drawn red. */
@@ -832,7 +850,10 @@ export async function backupsPage(main, { ticket, query }) {
 """#),
         "js/pages/browser.js": Asset(contentType: "text/javascript; charset=utf-8", body: #"""
 import { api, apiURL } from '../api.js';
-import { h, replace, notice, table, bytes, when } from '../dom.js';
+import { h, replace, append, notice, bytes, when } from '../dom.js';
+
+/** Entries asked for at a time: a folder of 100,000 files opens as fast as one of 500. */
+const pageSize = 500;
 
 /** The snapshot browser: one folder at a time (one request each), files downloadable. */
 export function snapshotBrowser(backup) {
@@ -841,11 +862,30 @@ export function snapshotBrowser(backup) {
   const section = h('section', { class: 'panel', id: 'snapshot-browser' },
     h('h2', {}, 'Files in this backup'), crumbs, listing);
 
+  /** The rows of `entries` of the folder at `path` ('' is the top). */
+  function rows(path, entries) {
+    const child = (name) => (path ? path + '/' : '') + name;
+    return entries.map((entry) => h('tr', { 'data-id': entry.name },
+      h('td', {}, entry.type === 'dir'
+        ? h('button', { type: 'button', class: 'secondary', 'data-folder': entry.name, onclick: () => open(child(entry.name)) }, '📁 ', entry.name)
+        : [h('span', { class: 'mono' }, entry.name), entry.type === 'symlink' ? h('span', { class: 'muted small' }, ' → ', entry.link_target ?? '') : '']),
+      h('td', {}, entry.type === 'file' ? bytes(entry.size) : entry.type),
+      h('td', {}, when(entry.modified_at)),
+      h('td', {}, entry.type === 'file'
+        ? h('a', { href: apiURL('/backup/' + backup.id + '/file?path=' + encodeURIComponent(child(entry.name))), download: entry.name, 'data-file': entry.name }, 'Download')
+        : '')));
+  }
+
+  /** GET one page of a folder. */
+  function page(path, offset) {
+    return api('GET', '/backup/' + backup.id + '/tree?path=' + encodeURIComponent(path) + '&offset=' + offset + '&limit=' + pageSize);
+  }
+
   async function open(path) {
     replace(listing, h('p', { class: 'muted' }, 'Opening…'));
     let folder;
     try {
-      folder = await api('GET', '/backup/' + backup.id + '/tree?path=' + encodeURIComponent(path));
+      folder = await page(path, 0);
     } catch (error) {
       replace(listing, notice('bad', error.message));
       return;
@@ -854,22 +894,37 @@ export function snapshotBrowser(backup) {
     replace(crumbs,
       h('button', { type: 'button', class: 'secondary', onclick: () => open('') }, 'top'),
       names.map((name, i) => ['/', h('button', { type: 'button', class: 'secondary', onclick: () => open(names.slice(0, i + 1).join('/')) }, name)]));
-    const child = (name) => (folder.path ? folder.path + '/' : '') + name;
-    replace(listing, folder.entries.length
-      ? table(['Name', 'Size', 'Modified', ''], folder.entries.map((entry) => ({
-        id: entry.name,
-        cells: [
-          entry.type === 'dir'
-            ? h('button', { type: 'button', class: 'secondary', 'data-folder': entry.name, onclick: () => open(child(entry.name)) }, '📁 ', entry.name)
-            : [h('span', { class: 'mono' }, entry.name), entry.type === 'symlink' ? h('span', { class: 'muted small' }, ' → ', entry.link_target ?? '') : ''],
-          entry.type === 'file' ? bytes(entry.size) : entry.type,
-          when(entry.modified_at),
-          entry.type === 'file'
-            ? h('a', { href: apiURL('/backup/' + backup.id + '/file?path=' + encodeURIComponent(child(entry.name))), download: entry.name, 'data-file': entry.name }, 'Download')
-            : '',
-        ],
-      })), { id: 'browser-table' })
-      : h('p', { class: 'muted' }, 'This folder is empty.'));
+    if (!folder.entries.length) {
+      replace(listing, h('p', { class: 'muted' }, 'This folder is empty.'));
+      return;
+    }
+    const body = h('tbody', {}, rows(folder.path, folder.entries));
+    const count = h('span', { class: 'muted small', id: 'browser-count' });
+    const more = h('button', { type: 'button', class: 'secondary', id: 'browser-more' }, 'Show more');
+    let next = folder.next_offset;
+    const update = () => {
+      count.textContent = body.children.length + ' of ' + folder.total + ' entries';
+      more.hidden = next === null || next === undefined;
+    };
+    more.addEventListener('click', async () => {
+      more.disabled = true;
+      try {
+        const following = await page(folder.path, next);
+        append(body, rows(folder.path, following.entries));
+        next = following.next_offset;
+        update();
+      } catch (error) {
+        append(listing, notice('bad', error.message));
+      } finally {
+        more.disabled = false;
+      }
+    });
+    update();
+    replace(listing,
+      h('table', { id: 'browser-table' },
+        h('thead', {}, h('tr', {}, ['Name', 'Size', 'Modified', ''].map((name) => h('th', { scope: 'col' }, name)))),
+        body),
+      h('div', { class: 'actions' }, count, more));
   }
   open('');
   return section;
@@ -1004,7 +1059,7 @@ import { api, ApiError } from '../api.js';
 import { h, replace, notice, table, bytes, when, age, hoursSince, short, badge } from '../dom.js';
 import { roles, current } from '../app.js';
 import { jobsPanel } from './jobs.js';
-import { sizeChart } from '../chart.js';
+import { sizeChart, durationChart } from '../chart.js';
 
 // DermAI's thresholds: a source with no backup for 25 hours, or a repository with less than
 // 20 % free space, is red.
@@ -1105,7 +1160,9 @@ export async function overviewPage(main, { ticket }) {
       sourceRows.length ? table(['Source', 'Kind', 'Last backup', 'Age', 'Status', 'Backup'], sourceRows, { id: 'sources' })
         : h('p', { class: 'muted' }, 'No source is configured.')),
     jobs ? jobsPanel(jobs) : null,
-    backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
+    h('div', { class: 'grid' },
+      backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
+      jobs?.filter((job) => job.finished_at).length > 1 ? h('section', { class: 'panel chart', id: 'durations' }, h('h2', {}, 'Job durations (backup, restore, verify, drill, export)'), durationChart(jobs)) : null),
     schedule);
 
   // While a job runs, keep its progress current: draw the page again in a few seconds.

@@ -108,11 +108,21 @@ struct BackupController {
         return path
     }
 
-    /// One folder of a backup (the snapshot browser).
+    /// One folder of a backup (the snapshot browser), a page of `limit` entries (1 to 5000,
+    /// default 1000) from `offset` on.
     @Sendable func tree(_ request: Request, context: BunkerRequestContext) async throws -> SnapshotFolder {
+        struct PageQuery: Decodable {
+            var offset: Int?
+            var limit: Int?
+        }
         let path = try browsePath(request)
+        let page = try request.query(as: PageQuery.self, context: context)
+        let offset = page.offset ?? 0, limit = page.limit ?? 1000
+        guard offset >= 0, (1...5000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "offset must be 0 or more and limit between 1 and 5000.")
+        }
         let backup = try await record(Validate.backupID(context))
-        return try await deps.requireService().listFolder(snapshot: backup.snapshotID, path: path)
+        return try await deps.requireService().listFolder(snapshot: backup.snapshotID, path: path, offset: offset, limit: limit)
     }
 
     /// One file of a backup, streamed (chunked) as it is read from the repository. What can fail

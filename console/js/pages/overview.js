@@ -2,7 +2,7 @@ import { api, ApiError } from '../api.js';
 import { h, replace, notice, table, bytes, when, age, hoursSince, short, badge } from '../dom.js';
 import { roles, current } from '../app.js';
 import { jobsPanel } from './jobs.js';
-import { sizeChart } from '../chart.js';
+import { sizeChart, durationChart } from '../chart.js';
 
 // DermAI's thresholds: a source with no backup for 25 hours, or a repository with less than
 // 20 % free space, is red.
@@ -103,7 +103,9 @@ export async function overviewPage(main, { ticket }) {
       sourceRows.length ? table(['Source', 'Kind', 'Last backup', 'Age', 'Status', 'Backup'], sourceRows, { id: 'sources' })
         : h('p', { class: 'muted' }, 'No source is configured.')),
     jobs ? jobsPanel(jobs) : null,
-    backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
+    h('div', { class: 'grid' },
+      backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
+      jobs?.filter((job) => job.finished_at).length > 1 ? h('section', { class: 'panel chart', id: 'durations' }, h('h2', {}, 'Job durations (backup, restore, verify, drill, export)'), durationChart(jobs)) : null),
     schedule);
 
   // While a job runs, keep its progress current: draw the page again in a few seconds.
