@@ -38,6 +38,7 @@ export CONSOLE_ADMIN_PASSWORD="browser-test-admin-password" CONSOLE_AUDITOR_PASS
 BUNKER_USER_PASSWORD="$CONSOLE_ADMIN_PASSWORD" "$bin" user add admin --full-name "Ada Admin" --role SYSTEM_ADMIN --quiet
 BUNKER_USER_PASSWORD="$CONSOLE_AUDITOR_PASSWORD" "$bin" user add auditor --full-name "Otto Auditor" --role AUDITOR --quiet
 "$bin" backup --quiet --type database --description "last night's database backup"
+"$bin" drill --quiet > /dev/null
 
 live_server_start "$bin" "$work/serve.log"
 

@@ -57,9 +57,19 @@ class Console:
         self.shots = []
 
     def shot(self, name):
+        self.labelled(name)
         path = os.path.join(OUT, name + ".png")
         self.driver.save_screenshot(path)
         self.shots.append(path)
+
+    def labelled(self, page):
+        """Every form control on the page has a label a screen reader announces."""
+        unlabelled = self.driver.execute_script("""
+            return [...document.querySelectorAll('input, select, textarea')]
+                .filter((e) => e.offsetParent !== null && e.labels.length === 0 && !e.getAttribute('aria-label'))
+                .map((e) => e.id || e.name || e.outerHTML.slice(0, 60));
+        """)
+        check(not unlabelled, f"{page}: controls without a label: {unlabelled}")
 
     def find(self, selector):
         return self.wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, selector)))
@@ -239,6 +249,8 @@ def run(c):
     c.heading("Restore drills")
     c.text_in("#drills", backup_id[:8])
     c.text_in("#drills", "passed")
+    check(len(d.find_elements(By.CSS_SELECTOR, "#drills tbody tr")) == 2, "expected the CLI's drill and the console's")
+    check(len(d.find_elements(By.CSS_SELECTOR, ".chart svg circle")) == 2, "the RTO chart does not show both drills")
     c.shot("11-drills")
 
     # Users: add a viewer, then disable them; the administrator cannot disable themselves.
