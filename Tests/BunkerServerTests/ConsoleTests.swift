@@ -155,6 +155,28 @@ import Testing
         }
     }
 
+    @Test func logoutEndsTheSessionsTokenToo() async throws {
+        try await withAPI { api in
+            let (login, cookie) = try await session(api, "alice")
+            let csrf = try #require(try object(login)["csrf_token"] as? String)
+            let (_, otherCookie) = try await session(api, "alice")
+            let before = try await request(api, .get, "/api/v1/auth/me", cookie: cookie)
+            #expect(before.status == .ok)
+
+            // Without the CSRF token (a logout another site starts) nothing is revoked.
+            _ = try await request(api, .delete, "/api/v1/auth/session", cookie: cookie)
+            let still = try await request(api, .get, "/api/v1/auth/me", cookie: cookie)
+            #expect(still.status == .ok)
+
+            let logout = try await request(api, .delete, "/api/v1/auth/session", cookie: cookie, csrf: csrf)
+            #expect(logout.status == .noContent)
+            let after = try await request(api, .get, "/api/v1/auth/me", cookie: cookie)
+            #expect(after.status == .unauthorized, "a copy of the logged-out cookie must not work")
+            let other = try await request(api, .get, "/api/v1/auth/me", cookie: otherCookie)
+            #expect(other.status == .ok, "another session of the same user goes on")
+        }
+    }
+
     @Test func logoutExpiresBothCookies() async throws {
         try await withAPI { api in
             let response = try await api.send(.delete, "/api/v1/auth/session")

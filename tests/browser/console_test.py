@@ -279,11 +279,18 @@ def run(c):
     errors = c.errors()
     check(not errors, f"the console logged errors: {errors}")
 
-    # Logging out ends the session, also after a reload.
+    # Logging out ends the session, also after a reload, and a copy of the cookie taken before
+    # it no longer works.
+    stolen = {k: v for k, v in d.get_cookie("bunker_session").items() if k in ("name", "value", "path", "httpOnly", "sameSite")}
     c.logout()
     d.refresh()
     c.find("#login-form")
     check(d.get_cookie("bunker_session") is None, "the session cookie outlived the logout")
+    d.add_cookie(stolen)
+    d.refresh()
+    c.find("#login-form")
+    check(not d.find_elements(By.ID, "role"), "a copy of the logged-out session cookie still works")
+    d.delete_cookie("bunker_session")
 
     # An auditor sees no restore or backup button, and the route refuses the restore.
     c.login("auditor", AUDITOR_PASSWORD)

@@ -97,9 +97,15 @@ struct AuthController {
         return response
     }
 
-    /// Logs the console out: both cookies are expired, whether or not they were valid. (The token
-    /// was never anywhere else, so the browser can no longer use it.)
+    /// Logs the console out: both cookies are expired, whether or not they were valid, and a
+    /// valid session token is revoked (``TokenService/revoke(_:)``), so that a copy of the cookie
+    /// stops working too. Revoking needs the session's CSRF token, so that another site cannot
+    /// log a user out.
     @Sendable func endSession(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        if let token = request.cookies[ConsoleSession.sessionCookie]?.value, !token.isEmpty,
+           let sent = request.headers[ConsoleSession.csrfHeader], tokens.checkCSRF(sent, for: token) {
+            await tokens.revoke(token)
+        }
         var response = Response(status: .noContent)
         for cookie in ConsoleSession.cookies(token: "", csrf: "", maxAge: 0, secure: secureCookies) {
             response.setCookie(cookie)
