@@ -300,6 +300,7 @@ def run(c):
     c.find("#read-only-note")
     c.absent("#restore-button")
     c.absent("#verify-button")
+    c.absent("#drill-button")
     c.absent("#download-zip")
     c.absent("#snapshot-browser")
     c.shot("09-auditor-backup")
@@ -311,8 +312,12 @@ def run(c):
             body: JSON.stringify({password: arguments[1], reason: 'an auditor tries'})}).then((r) => done(r.status), (e) => done(String(e)));
     """, backup_id, AUDITOR_PASSWORD)
     check(status == 403, f"the restore route answered the auditor {status}, not 403")
+    c.absent("#nav a[href='#/users']")
+    d.find_element(By.LINK_TEXT, "Drills").click()
+    c.text_in("#drills", "passed")
     d.find_element(By.LINK_TEXT, "Audit trail").click()
     c.find("#audit-table")
+    c.shot("12-auditor-audit")
 
 
 def main():
