@@ -106,6 +106,27 @@ extension BunkerService {
         return (id, node)
     }
 
+    /// Restores the files and folders `paths` of a snapshot (as the browser names them) into
+    /// `target`, a directory on the server that does not exist yet or is empty: "to another
+    /// place", never over anything (the live data is restored in place by ``restore(_:by:progress:)``,
+    /// with its safety backup). Audited as `restore`, with the signature.
+    public func restoreFiles(
+        snapshot reference: String, paths: [String], into target: String, by actor: AuditActor, reason: String,
+        signature: ElectronicSignature? = nil, progress: OperationProgress? = nil
+    ) async throws -> RestoreReport {
+        let includes = try paths.map { try Self.pathComponents($0).joined(separator: "/") }
+        guard !includes.isEmpty, !includes.contains("") else {
+            throw BunkerError(.invalidArgument, "Choose at least one file or folder of the backup to restore (not its top).")
+        }
+        guard target.hasPrefix("/"), !target.split(separator: "/").contains("..") else {
+            throw BunkerError(.invalidArgument, "The place to restore to must be an absolute directory path on the server without \"..\", like /srv/restores/ticket-4711.")
+        }
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
+            throw BunkerError(.objectExists, "\(target) already holds files: restore into a new or empty directory, so that nothing is overwritten.")
+        }
+        return try await restoreTree(snapshot: reference, includes: includes, to: target, by: actor, reason: reason, signature: signature, progress: progress)
+    }
+
     /// The tree of the folder `names` in a snapshot, reading one tree per level.
     private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, Tree, [String]) {
         let (id, snapshot) = try await snapshotByReference(reference)

@@ -237,6 +237,38 @@ import Testing
         }
     }
 
+    @Test func chosenFilesAreRestoredIntoANewDirectoryWithASignature() async throws {
+        try await withAPI { api in
+            let token = try await api.token("alice")
+            let id = try #require(try await api.backup(token, type: "files")["backup_id"] as? String)
+            let target = api.dir + "/restored-files"
+            var body: [String: Any] = [
+                "paths": ["studies/studies/2025/small-0.bin", "studies/docs"], "target": target,
+                "password": "wrong-password", "reason": "ticket 4711",
+            ]
+            let refused = try await api.send(.post, "/api/v1/backup/\(id)/restore-files", token: token, json: body)
+            #expect(refused.status == .forbidden)
+            #expect(!FileManager.default.fileExists(atPath: target), "a refused signature wrote nothing")
+
+            body["password"] = "alice-password"
+            let response = try await api.send(.post, "/api/v1/backup/\(id)/restore-files", token: token, json: body)
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let restored = try Data(contentsOf: URL(fileURLWithPath: target + "/studies/studies/2025/small-0.bin"))
+            #expect(restored == (try Data(contentsOf: URL(fileURLWithPath: api.studies + "/studies/2025/small-0.bin"))))
+            #expect(FileManager.default.fileExists(atPath: target + "/studies/docs/log.csv"))
+            #expect(!FileManager.default.fileExists(atPath: target + "/studies/studies/2024"), "only what was chosen")
+            let rows = try api.catalog.auditRecords(AuditFilter()).filter { $0.action == "restore" }
+            #expect(rows.contains { $0.detailValues["signed_by"] == "Alice Martin" && $0.detailValues["signature_meaning"] == "approved restore" && $0.reason == "ticket 4711" })
+            #expect(rows.contains { $0.outcome == .success })
+
+            let again = try await api.send(.post, "/api/v1/backup/\(id)/restore-files", token: token, json: body)
+            #expect(again.status == .conflict, "never over files already there")
+            body["target"] = "relative/dir"
+            let relative = try await api.send(.post, "/api/v1/backup/\(id)/restore-files", token: token, json: body)
+            #expect(relative.status == .badRequest)
+        }
+    }
+
     @Test func theBrowserRefusesBadPathsAndOtherRoles() async throws {
         try await withAPI { api in
             let token = try await api.token("alice")

@@ -48,6 +48,7 @@ import Testing
         Route(method: .get, uri: "/api/v1/backup/\(unknown)/tree", allowed: admin, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/backup/\(unknown)/file?path=studies/a.txt", allowed: admin, allowedStatus: 404),
         Route(method: .post, uri: "/api/v1/backup/\(unknown)/drill", allowed: admin, allowedStatus: 404),
+        Route(method: .post, uri: "/api/v1/backup/\(unknown)/restore-files", body: "{\"paths\": [\"a\"], \"target\": \"/nonexistent/x\", \"password\": \"x\", \"reason\": \"matrix\"}", allowed: admin, allowedStatus: 404),
         Route(method: .get, uri: "/api/v1/users", allowed: admin, allowedStatus: 200),
         Route(method: .post, uri: "/api/v1/users", body: "{\"username\": \"no fields\"}", allowed: admin, allowedStatus: 400),
         Route(method: .patch, uri: "/api/v1/users/\(unknownUser)", body: "{\"active\": true}", allowed: admin, allowedStatus: 404),

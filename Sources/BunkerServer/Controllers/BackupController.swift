@@ -19,6 +19,7 @@ struct BackupController {
         admin.get("backup/:backup_id/download", use: download)
         admin.post("backup/:backup_id/verify", use: verify)
         admin.post("backup/:backup_id/drill", use: drill)
+        admin.post("backup/:backup_id/restore-files", use: restoreFiles)
         // File names and contents of a backup are the data itself: only an administrator sees them.
         let browse = deps.authorized(api, [.systemAdmin], action: "backup.browse")
         browse.get("backup/:backup_id/tree", use: tree)
@@ -193,17 +194,7 @@ struct BackupController {
         }
         let service = try deps.requireService()
         let backup = try await record(id)
-        let meaning = "approved restore"
-        guard let password = body.password, !password.isEmpty else {
-            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
-            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
-        }
-        let signature: ElectronicSignature
-        do {
-            signature = try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
-        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
-            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
-        }
+        let signature = try sign(backup, password: body.password, identity: identity, context: context)
         var restore = SourceRestoreRequest(snapshot: backup.snapshotID)
         restore.safetyBackup = body.createSafetyBackup ?? true
         restore.reason = reason
@@ -242,6 +233,53 @@ struct BackupController {
             done.startCommand = restored.details["start_command"]
         }
         return done
+    }
+
+    /// The electronic signature "approved restore" of `backup` with the re-entered `password`;
+    /// a missing or wrong password is a 403, recorded as a denied `esign` row (wrong ones count
+    /// towards the lockout).
+    private func sign(_ backup: BackupRecord, password: String?, identity: Identity, context: BunkerRequestContext) throws -> ElectronicSignature {
+        let meaning = "approved restore"
+        guard let password, !password.isEmpty else {
+            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
+            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
+        }
+        do {
+            return try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
+        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
+            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
+        }
+    }
+
+    /// Files and folders of a backup restored into a new or empty directory on the server (the
+    /// snapshot browser's "Restore selected…"), signed like every restore.
+    @Sendable func restoreFiles(_ request: Request, context: BunkerRequestContext) async throws -> FilesRestored {
+        let identity = try context.requireIdentity()
+        let id = try Validate.backupID(context)
+        let body = try await request.decode(as: RestoreFilesBody.self, context: context)
+        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
+        }
+        guard (1...1000).contains(body.paths.count), body.target.utf8.count <= 4096 else {
+            throw APIError(.badRequest, code: "invalid_request", "Name 1 to 1000 paths of the backup in \"paths\", and a target of at most 4096 bytes.")
+        }
+        let service = try deps.requireService()
+        let backup = try await record(id)
+        let signature = try sign(backup, password: body.password, identity: identity, context: context)
+        let actor = identity.actor(requestID: context.id)
+        let options = JobOptions("a restore of files by \(identity.username)", access: .reads)
+        let report: RestoreReport
+        do {
+            report = try await service.jobs.run(options) {
+                try await service.restoreFiles(
+                    snapshot: backup.snapshotID, paths: body.paths, into: body.target, by: actor, reason: reason, signature: signature, progress: options.progress)
+            }
+        } catch let error as BunkerError where error.code == .objectExists {
+            throw APIError(.conflict, code: "target_not_empty", APIError.withoutPaths(error.message))
+        }
+        return FilesRestored(
+            backupID: backup.snapshotID, target: body.target, files: report.filesRestored, directories: report.directoriesRestored,
+            bytes: report.bytesRestored, failures: report.failures.count)
     }
 
     // MARK: Download and verify

@@ -315,3 +315,28 @@ struct DrillResult: ResponseEncodable {
         case dataCheck = "data_check"
     }
 }
+
+/// `POST /backup/{id}/restore-files`: which files and folders, where to, and the signature.
+struct RestoreFilesBody: Decodable {
+    var paths: [String]
+    var target: String
+    var password: String?
+    var reason: String?
+}
+
+/// What `POST /backup/{id}/restore-files` restored.
+struct FilesRestored: ResponseEncodable {
+    var backupID: String
+    /// The directory on the server, as asked: the client chose it.
+    var target: String
+    var files: Int
+    var directories: Int
+    var bytes: UInt64
+    /// Entries that could not be restored (a name no file system takes, …); the audit row has them.
+    var failures: Int
+
+    enum CodingKeys: String, CodingKey {
+        case target, files, directories, bytes, failures
+        case backupID = "backup_id"
+    }
+}
