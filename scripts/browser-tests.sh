@@ -44,7 +44,7 @@ live_server_start "$bin" "$work/serve.log"
 
 echo "== browser tests against http://127.0.0.1:$port/ (screenshots in $out)"
 status=0
-CONSOLE_URL="http://127.0.0.1:$port" CONSOLE_SOURCES="$work/studies" BROWSER_TEST_OUTPUT="$out" \
+CONSOLE_URL="http://127.0.0.1:$port" CONSOLE_SOURCES="$work/studies" CONSOLE_RESTORE_TARGET="$work/restored-files" BROWSER_TEST_OUTPUT="$out" \
     timeout 300 python3 tests/browser/console_test.py || status=$?
 if [ "$status" -ne 0 ]; then
     echo "== bunker serve's log" >&2

@@ -2,7 +2,8 @@
 """The Bunker web console in a real headless Chromium, against a live `bunker serve`.
 
 Run by scripts/browser-tests.sh, which starts the server and sets:
-CONSOLE_URL, CONSOLE_SOURCES (the `studies` source's directory), BROWSER_TEST_OUTPUT (where the
+CONSOLE_URL, CONSOLE_SOURCES (the `studies` source's directory), CONSOLE_RESTORE_TARGET (a
+directory that does not exist yet, for restoring chosen files), BROWSER_TEST_OUTPUT (where the
 screenshots and downloads go), CONSOLE_ADMIN_PASSWORD and CONSOLE_AUDITOR_PASSWORD (users `admin`
 and `auditor`). Every step asserts what the user would see; the first failure stops the run with
 a screenshot of the page as it was.
@@ -21,6 +22,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["CONSOLE_URL"]
 SOURCES = os.environ["CONSOLE_SOURCES"]
+RESTORE_TARGET = os.environ["CONSOLE_RESTORE_TARGET"]
 OUT = os.environ["BROWSER_TEST_OUTPUT"]
 ADMIN_PASSWORD = os.environ["CONSOLE_ADMIN_PASSWORD"]
 AUDITOR_PASSWORD = os.environ["CONSOLE_AUDITOR_PASSWORD"]
@@ -188,6 +190,24 @@ def run(c):
     d.find_element(By.CSS_SELECTOR, "#browser-table [data-file='scan-0001.dcm']").click()
     downloaded = wait_for_download("scan-0001.dcm")
     check(open(downloaded, "rb").read() == open(scan, "rb").read(), "the downloaded file's bytes differ from the source's")
+
+    # Restore two chosen files into a new directory, signed.
+    d.find_element(By.CSS_SELECTOR, "#browser-table [data-choose='scan-0001.dcm']").click()
+    d.find_element(By.CSS_SELECTOR, "#browser-table [data-choose='note-2.txt']").click()
+    c.text_in("#chosen-count", "2 chosen")
+    d.find_element(By.ID, "restore-chosen").click()
+    c.find("#files-target").send_keys(RESTORE_TARGET)
+    d.find_element(By.ID, "files-password").send_keys(ADMIN_PASSWORD)
+    d.find_element(By.ID, "files-reason").send_keys("Browser test: a copy for the ward")
+    d.find_element(By.ID, "files-sign").click()
+    c.text_in("#files-outcome", "Restored.")
+    c.shot("04b-restore-chosen")
+    for name in ("scan-0001.dcm", "note-2.txt"):
+        copy = os.path.join(RESTORE_TARGET, "studies", "2025", name)
+        check(os.path.exists(copy) and open(copy, "rb").read() == open(os.path.join(SOURCES, "2025", name), "rb").read(),
+              f"{name} was not restored whole into {RESTORE_TARGET}")
+    check(not os.path.exists(os.path.join(RESTORE_TARGET, "studies", "2025", "note-1.txt")), "a file that was not chosen was restored")
+    d.execute_script("document.getElementById('dialog').close()")
 
     # Restore: change a file, sign with a wrong password (refused), then the right one.
     with open(note, "wb") as f:

@@ -1,5 +1,6 @@
 import { api, apiURL } from '../api.js';
 import { h, replace, append, notice, bytes, when } from '../dom.js';
+import { session } from '../app.js';
 
 /** Entries asked for at a time: a folder of 100,000 files opens as fast as one of 500. */
 const pageSize = 500;
@@ -8,13 +9,30 @@ const pageSize = 500;
 export function snapshotBrowser(backup) {
   const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Folder' });
   const listing = h('div', { id: 'browser-listing' });
+  // Chosen paths, kept across folders, for "Restore chosen…".
+  const chosen = new Set();
+  const chosenCount = h('span', { class: 'muted small', id: 'chosen-count' });
+  const restoreChosen = h('button', { type: 'button', class: 'danger', id: 'restore-chosen', onclick: () => restoreFilesDialog(backup, [...chosen]) }, 'Restore chosen…');
+  const showChosen = () => {
+    chosenCount.textContent = chosen.size ? chosen.size + ' chosen' : 'Tick files or folders to restore them to another place.';
+    restoreChosen.disabled = chosen.size === 0;
+  };
+  showChosen();
   const section = h('section', { class: 'panel', id: 'snapshot-browser' },
-    h('h2', {}, 'Files in this backup'), crumbs, listing);
+    h('h2', {}, 'Files in this backup'), crumbs, h('div', { class: 'actions' }, restoreChosen, chosenCount), listing);
 
   /** The rows of `entries` of the folder at `path` ('' is the top). */
   function rows(path, entries) {
     const child = (name) => (path ? path + '/' : '') + name;
     return entries.map((entry) => h('tr', { 'data-id': entry.name },
+      h('td', {}, (() => {
+        const box = h('input', { type: 'checkbox', 'aria-label': 'Choose ' + child(entry.name), 'data-choose': entry.name, checked: chosen.has(child(entry.name)) });
+        box.addEventListener('change', () => {
+          if (box.checked) chosen.add(child(entry.name)); else chosen.delete(child(entry.name));
+          showChosen();
+        });
+        return box;
+      })()),
       h('td', {}, entry.type === 'dir'
         ? h('button', { type: 'button', class: 'secondary', 'data-folder': entry.name, onclick: () => open(child(entry.name)) }, '📁 ', entry.name)
         : [h('span', { class: 'mono' }, entry.name), entry.type === 'symlink' ? h('span', { class: 'muted small' }, ' → ', entry.link_target ?? '') : '']),
@@ -71,10 +89,56 @@ export function snapshotBrowser(backup) {
     update();
     replace(listing,
       h('table', { id: 'browser-table' },
-        h('thead', {}, h('tr', {}, ['Name', 'Size', 'Modified', ''].map((name) => h('th', { scope: 'col' }, name)))),
+        h('thead', {}, h('tr', {}, ['', 'Name', 'Size', 'Modified', ''].map((name) => h('th', { scope: 'col' }, name)))),
         body),
       h('div', { class: 'actions' }, count, more));
   }
   open('');
   return section;
+}
+
+/** The signed dialog that restores `paths` of `backup` into a new or empty directory. */
+function restoreFilesDialog(backup, paths) {
+  const dialog = document.getElementById('dialog');
+  const target = h('input', { id: 'files-target', required: true, placeholder: '/srv/restores/ticket-4711', spellcheck: 'false' });
+  const password = h('input', { id: 'files-password', type: 'password', autocomplete: 'current-password', required: true });
+  const reason = h('textarea', { id: 'files-reason', required: true, maxlength: 1000 });
+  const message = h('div', { id: 'files-message', 'aria-live': 'assertive' });
+  const sign = h('button', { type: 'submit', class: 'danger', id: 'files-sign' }, 'Sign and restore');
+  const form = h('form', { class: 'body' },
+    h('h2', { id: 'dialog-title' }, 'Restore ', paths.length, paths.length === 1 ? ' file or folder' : ' files and folders'),
+    h('ul', { class: 'small mono' }, paths.slice(0, 10).map((p) => h('li', {}, p)), paths.length > 10 ? h('li', {}, '… and ', paths.length - 10, ' more') : null),
+    h('p', {}, 'They are written into a directory on the server that does not exist yet or is empty, under their paths in the backup. Nothing is overwritten and the live data is not touched.'),
+    h('label', { for: 'files-target' }, 'Directory on the server (absolute path)', target),
+    h('div', { class: 'signature' },
+      h('div', {}, h('strong', {}, 'Electronic signature')),
+      h('div', { class: 'small' }, 'Signed by: ', session.user.full_name, ' (', session.user.username, ')'),
+      h('div', { class: 'small' }, 'Meaning: ', h('strong', {}, 'approved restore'))),
+    h('label', { for: 'files-password' }, 'Your password (re-entered to sign)', password),
+    h('label', { for: 'files-reason' }, 'Reason', reason),
+    message,
+    h('div', { class: 'actions' }, sign, h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close() }, 'Cancel')));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    sign.disabled = true;
+    replace(message, notice('', 'Restoring…'));
+    try {
+      const done = await api('POST', '/backup/' + encodeURIComponent(backup.id) + '/restore-files', {
+        paths, target: target.value, password: password.value, reason: reason.value,
+      });
+      sign.hidden = true;
+      replace(message, notice(done.failures ? 'bad' : 'good', h('strong', { id: 'files-outcome' }, 'Restored. '),
+        done.files, ' files and ', done.directories, ' folders (', bytes(done.bytes), ') into ', done.target, '.',
+        done.failures ? [' ', done.failures, ' entries could not be restored: the audit trail names them.'] : ''));
+    } catch (error) {
+      const refused = error.code === 'signature_invalid' || error.code === 'signature_required' || error.code === 'account_locked';
+      replace(message, notice('bad', h('strong', {}, refused ? 'Signature refused. ' : 'Not restored. '), error.message));
+      password.value = '';
+    } finally {
+      sign.disabled = false;
+    }
+  });
+  replace(dialog, form);
+  dialog.showModal();
+  target.focus();
 }
