@@ -137,40 +137,13 @@ struct BackupController {
         let backup = try await record(Validate.backupID(context))
         let entry = try await service.fileEntry(snapshot: backup.snapshotID, path: path)
         let actor = identity.actor(requestID: context.id)
-        let logger = context.logger
         var headers = HTTPFields()
         headers[.contentType] = "application/octet-stream"
         headers[.contentDisposition] = Self.attachment(entry.name)
         headers[.xContentTypeOptions] = "nosniff"
-        let body = ResponseBody { writer in
-            let pipe = ChunkPipe<ByteBuffer>(capacity: 4)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    do {
-                        try await service.readFile(snapshot: backup.snapshotID, path: path, by: actor) { data in
-                            try await pipe.send(ByteBuffer(data: data))
-                        }
-                        pipe.finish()
-                    } catch {
-                        pipe.finish(throwing: error)
-                        throw error
-                    }
-                }
-                do {
-                    while let chunk = try await pipe.next() {
-                        try await writer.write(chunk)
-                    }
-                    try await writer.finish(nil)
-                } catch {
-                    pipe.close()
-                    group.cancelAll()
-                    logger.error("download of \(path) from \(backup.snapshotID) stopped: \(error)")
-                    throw error
-                }
-                try await group.waitForAll()
-            }
+        return streamed(headers: headers, what: "download of \(path) from \(backup.snapshotID)", context: context) { send in
+            try await service.readFile(snapshot: backup.snapshotID, path: path, by: actor, output: send)
         }
-        return Response(status: .ok, headers: headers, body: body)
     }
 
     /// `attachment` with the name: an ASCII fallback (other bytes, quotes and backslashes as `_`)
@@ -297,24 +270,37 @@ struct BackupController {
         let service = try deps.requireService()
         let backup = try await record(Validate.backupID(context))
         let actor = identity.actor(requestID: context.id)
-        let logger = context.logger
-        let channel = context.channel
-        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
         headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
+        return streamed(headers: headers, what: "download of \(backup.snapshotID)", context: context) { send in
+            // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
+            let options = JobOptions("an export by \(actor.name)", access: .reads)
+            _ = try await service.jobs.run(options) {
+                try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress, streamingTo: send)
+            }
+        }
+    }
+
+    /// A 200 whose body `produce` writes through its `send`, streamed (chunked) as it is made:
+    /// no more than four pieces wait in memory for the client. A failure of `produce` after the
+    /// first byte ends the connection without the chunked body's end, so no client takes the
+    /// body for whole. So does a client that takes no piece for the idle timeout: what `produce`
+    /// reads holds a shared lock of the repository, which a client that stops reading must not
+    /// keep from a prune for ever.
+    private func streamed(
+        headers: HTTPFields, what: String, context: BunkerRequestContext,
+        produce: @escaping @Sendable (_ send: @escaping @Sendable (Data) async throws -> Void) async throws -> Void
+    ) -> Response {
+        let logger = context.logger
+        let channel = context.channel
+        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         let body = ResponseBody { writer in
             let pipe = ChunkPipe<ByteBuffer>(capacity: 4)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     do {
-                        // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
-                        let options = JobOptions("an export by \(actor.name)", access: .reads)
-                        _ = try await service.jobs.run(options) {
-                            try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress) { data in
-                                try await pipe.send(ByteBuffer(data: data))
-                            }
-                        }
+                        try await produce { data in try await pipe.send(ByteBuffer(data: data)) }
                         pipe.finish()
                     } catch {
                         pipe.finish(throwing: error)
@@ -329,7 +315,7 @@ struct BackupController {
                     while (try? await Task.sleep(for: sendTimeout)) != nil {
                         let now = writes.load(ordering: .acquiring)
                         if now == seen, now % 2 == 1 {
-                            logger.warning("download of \(backup.snapshotID): the client took nothing for \(sendTimeout); closing the connection")
+                            logger.warning("\(what): the client took nothing for \(sendTimeout); closing the connection")
                             channel.close(promise: nil)
                             return
                         }
@@ -346,7 +332,7 @@ struct BackupController {
                 } catch {
                     pipe.close()
                     group.cancelAll()
-                    logger.error("download of \(backup.snapshotID) stopped: \(error)")
+                    logger.error("\(what) stopped: \(error)")
                     throw error
                 }
                 group.cancelAll()
