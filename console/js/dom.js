@@ -72,7 +72,7 @@ export function hoursSince(iso) {
 
 /** 0.3 → "18 min", 30 → "1 d 6 h". */
 export function age(hours) {
-  if (hours === null || hours === undefined) return 'never';
+  if (hours === null || hours === undefined || !Number.isFinite(hours)) return 'never';
   if (hours < 1) return Math.max(0, Math.round(hours * 60)) + ' min';
   if (hours < 48) return Math.floor(hours) + ' h ' + Math.round((hours % 1) * 60) + ' min';
   return Math.floor(hours / 24) + ' d ' + Math.round(hours % 24) + ' h';

@@ -140,6 +140,14 @@ def run(c):
     c.text_in("#role", "SYSTEM_ADMIN")
     c.find("#sources")
     c.text_in("#sources", "app-db")
+    # Only the database was backed up before: the file tree has no backup, and that is red.
+    studies = d.find_element(By.CSS_SELECTOR, "#sources tr[data-id='studies']")
+    check("bad" in studies.get_attribute("class") and "never backed up" in studies.text, f"a source never backed up is not shown red: {studies.text!r}")
+    app_db = d.find_element(By.CSS_SELECTOR, "#sources tr[data-id='app-db']")
+    check("bad" not in app_db.get_attribute("class"), f"a fresh backup is shown red: {app_db.text!r}")
+    check("bad" in d.find_element(By.ID, "card-rpo").get_attribute("class"), "the achieved RPO is not red while a source has no backup")
+    c.text_in("#alerts", "studies: never backed up")
+    c.shot("00a-overview-before")
 
     # The session survives a reload, and the token is where no script can read it.
     d.refresh()
@@ -295,6 +303,8 @@ def run(c):
     d.find_element(By.LINK_TEXT, "Overview").click()
     c.find("#sources")
     c.text_in("#card-verify", "Passed")
+    check(not d.find_elements(By.CSS_SELECTOR, "#sources tr.bad"), "a source is still red after the full backup")
+    check("bad" not in d.find_element(By.ID, "card-rpo").get_attribute("class"), "the achieved RPO is red after the full backup")
     c.shot("00-overview")
     errors = c.errors()
     check(not errors, f"the console logged errors: {errors}")

@@ -459,7 +459,7 @@ export function hoursSince(iso) {
 
 /** 0.3 → "18 min", 30 → "1 d 6 h". */
 export function age(hours) {
-  if (hours === null || hours === undefined) return 'never';
+  if (hours === null || hours === undefined || !Number.isFinite(hours)) return 'never';
   if (hours < 1) return Math.max(0, Math.round(hours * 60)) + ' min';
   if (hours < 48) return Math.floor(hours) + ' h ' + Math.round((hours % 1) * 60) + ' min';
   return Math.floor(hours / 24) + ' d ' + Math.round(hours % 24) + ' h';
@@ -1167,14 +1167,22 @@ export async function overviewPage(main, { ticket }) {
     ...(stats.sources ?? []).map((s) => ({ name: s.name, kind: s.kind, last: s.last_backup, snapshot: s.snapshot })),
     ...(stats.sources_never_backed_up ?? []).map((name) => ({ name, kind: '', last: null, snapshot: null })),
   ].sort((a, b) => a.name.localeCompare(b.name));
+  // A PostgreSQL source with archived WAL can be restored up to its newest WAL: that, not its
+  // last base backup, is its newest restorable point.
+  const wal = new Map((stats.wal ?? []).filter((w) => w.window_end).map((w) => [w.source, w]));
+  for (const s of sources) {
+    const archive = wal.get(s.name);
+    s.restorable = archive && (!s.last || archive.window_end > s.last) ? archive.window_end : s.last;
+  }
   const sourceRows = sources.map((s) => {
-    const hours = hoursSince(s.last);
+    const hours = hoursSince(s.restorable);
     const late = hours === null || hours > maxBackupAgeHours;
     return {
       class: late ? 'bad' : '', id: s.name,
       cells: [
         h('strong', {}, s.name), s.kind,
         when(s.last),
+        wal.has(s.name) ? [when(s.restorable), h('div', { class: 'muted small' }, 'from archived WAL, since ', when(wal.get(s.name).window_start))] : when(s.restorable),
         h('span', { class: late ? 'text-bad' : 'text-good' }, age(hours)),
         late ? badge('bad', hours === null ? 'never backed up' : 'older than ' + maxBackupAgeHours + ' h') : badge('good', 'OK'),
         s.snapshot ? h('a', { href: '#/backups/' + encodeURIComponent(s.snapshot) }, short(s.snapshot)) : '—',
@@ -1189,8 +1197,8 @@ export async function overviewPage(main, { ticket }) {
   const cards = h('div', { class: 'grid' },
     h('div', { class: 'panel card ' + (anyLate ? 'bad' : 'good'), id: 'card-rpo' },
       h('h2', {}, 'Achieved RPO'),
-      h('div', { class: 'value' }, sources.length ? age(Math.max(...sources.map((s) => hoursSince(s.last) ?? Infinity))) : '—'),
-      h('div', { class: 'muted small' }, 'Age of the oldest source’s newest backup; red past ', maxBackupAgeHours, ' h.')),
+      h('div', { class: 'value' }, sources.length ? age(Math.max(...sources.map((s) => hoursSince(s.restorable) ?? Infinity))) : '—'),
+      h('div', { class: 'muted small' }, 'Age of the newest restorable point of the source furthest behind; red past ', maxBackupAgeHours, ' h.')),
     h('div', { class: 'panel card ' + (free ? (lowSpace ? 'bad' : 'good') : ''), id: 'card-space' },
       h('h2', {}, 'Free space'),
       h('div', { class: 'value' }, free ? free.free_percent.toFixed(0) + ' %' : 'unknown'),
@@ -1207,9 +1215,15 @@ export async function overviewPage(main, { ticket }) {
       h('div', { class: 'value' }, health.notifications_failed ? health.notifications_failed + ' failed' : 'none failed'),
       h('div', { class: 'muted small' }, health.notifications_waiting, ' waiting to be sent.')) : null);
 
-  const alerts = health?.problems?.length
-    ? notice('bad', h('strong', {}, 'Alerts in force: '), h('ul', { id: 'alerts' }, health.problems.map((p) => h('li', {}, p))))
-    : health ? notice('good', 'No alerts: every check is within its threshold.') : null;
+  // The server's alerts, and the sources past the DermAI threshold as this page counts them.
+  const problems = [
+    ...(health?.problems ?? []),
+    ...sources.filter((s) => (hoursSince(s.restorable) ?? Infinity) > maxBackupAgeHours)
+      .map((s) => s.restorable ? `${s.name}: no restorable point for ${age(hoursSince(s.restorable))}` : `${s.name}: never backed up`),
+  ];
+  const alerts = problems.length
+    ? notice('bad', h('strong', {}, 'Alerts in force: '), h('ul', { id: 'alerts' }, problems.map((p) => h('li', {}, p))))
+    : notice('good', 'No alerts: every check is within its threshold.');
 
   const schedule = health?.scheduler?.length
     ? h('section', { class: 'panel' }, h('h2', {}, 'Next scheduled runs'),
@@ -1221,7 +1235,7 @@ export async function overviewPage(main, { ticket }) {
     alerts,
     cards,
     h('section', { class: 'panel' }, h('h2', {}, 'Sources'),
-      sourceRows.length ? table(['Source', 'Kind', 'Last backup', 'Age', 'Status', 'Backup'], sourceRows, { id: 'sources' })
+      sourceRows.length ? table(['Source', 'Kind', 'Last backup', 'Restorable up to', 'Achieved RPO', 'Status', 'Backup'], sourceRows, { id: 'sources' })
         : h('p', { class: 'muted' }, 'No source is configured.')),
     jobs ? jobsPanel(jobs) : null,
     h('div', { class: 'grid' },
