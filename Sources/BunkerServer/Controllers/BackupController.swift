@@ -162,9 +162,7 @@ struct BackupController {
         let identity = try context.requireIdentity()
         let id = try Validate.backupID(context)
         let body = try await request.decode(as: RestoreRequestBody.self, context: context)
-        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
-            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
-        }
+        let reason = try Validate.restoreReason(body.reason)
         let service = try deps.requireService()
         let backup = try await record(id)
         let signature = try sign(backup, password: body.password, identity: identity, context: context)
@@ -230,9 +228,7 @@ struct BackupController {
         let identity = try context.requireIdentity()
         let id = try Validate.backupID(context)
         let body = try await request.decode(as: RestoreFilesBody.self, context: context)
-        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
-            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
-        }
+        let reason = try Validate.restoreReason(body.reason)
         guard (1...1000).contains(body.paths.count), body.target.utf8.count <= 4096 else {
             throw APIError(.badRequest, code: "invalid_request", "Name 1 to 1000 paths of the backup in \"paths\", and a target of at most 4096 bytes.")
         }
