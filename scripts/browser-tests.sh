@@ -39,6 +39,7 @@ BUNKER_USER_PASSWORD="$CONSOLE_ADMIN_PASSWORD" "$bin" user add admin --full-name
 BUNKER_USER_PASSWORD="$CONSOLE_AUDITOR_PASSWORD" "$bin" user add auditor --full-name "Otto Auditor" --role AUDITOR --quiet
 "$bin" backup --quiet --type database --description "last night's database backup"
 "$bin" drill --quiet > /dev/null
+"$bin" hold add latest --reason "litigation 12" --quiet > /dev/null
 
 live_server_start "$bin" "$work/serve.log"
 

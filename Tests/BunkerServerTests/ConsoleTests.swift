@@ -310,6 +310,21 @@ import Testing
         }
     }
 
+    @Test func backupsSayWhetherAHoldKeepsThem() async throws {
+        try await withAPI { api in
+            let token = try await api.token("alice")
+            let first = try #require(try await api.backup(token, type: "files")["backup_id"] as? String)
+            let second = try #require(try await api.backup(token, type: "database")["backup_id"] as? String)
+            _ = try await api.service.addHold(to: first, reason: "litigation 12")
+            let listed = try array(try await api.send(.get, "/api/v1/backups", token: token))
+            let held = Dictionary(uniqueKeysWithValues: listed.compactMap { item in (item["id"] as? String).map { ($0, item["held"] as? Bool) } })
+            #expect(held[first] == true)
+            #expect(held[second] == false)
+            let one = try object(try await api.send(.get, "/api/v1/backup/\(first)", token: token))
+            #expect(one["held"] as? Bool == true)
+        }
+    }
+
     @Test func attachmentNamesCannotBreakTheHeader() {
         #expect(BackupController.attachment("a\"b\\c.txt") == "attachment; filename=\"a_b_c.txt\"; filename*=UTF-8''a%22b%5Cc.txt")
         #expect(BackupController.attachment("ümlaut.txt").hasPrefix("attachment; filename=\"_mlaut.txt\"; filename*=UTF-8''%C3%BCmlaut.txt"))

@@ -248,6 +248,11 @@ def run(c):
     Select(d.find_element(By.ID, "filter-type")).select_by_value("database")
     c.text_in("#backup-count", "1 of")
     Select(d.find_element(By.ID, "filter-type")).select_by_value("")
+    Select(d.find_element(By.ID, "filter-held")).select_by_value("yes")
+    c.text_in("#backup-count", "1 of")
+    c.text_in("#backups", "last night's database backup")
+    c.text_in("#backups", "held")
+    Select(d.find_element(By.ID, "filter-held")).select_by_value("")
     c.shot("02-backups")
 
     # The audit trail has the restore's rows and the refused signature; the chain is intact.

@@ -75,15 +75,24 @@ struct BackupController {
 
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItemDTO] {
         let limit = try Validate.listLimit(request, context: context)
-        return try deps.catalog.backups(limit: limit).map(item)
+        let held = await heldSnapshots()
+        return try deps.catalog.backups(limit: limit).map { try item($0, held: held) }
     }
 
     @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItemDTO {
-        try item(try await record(Validate.backupID(context)))
+        try item(try await record(Validate.backupID(context)), held: await heldSnapshots())
     }
 
-    private func item(_ record: BackupRecord) throws -> BackupItemDTO {
-        BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+    private func item(_ record: BackupRecord, held: Set<String>) throws -> BackupItemDTO {
+        var item = BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+        item.held = held.contains(record.snapshotID)
+        return item
+    }
+
+    /// The ids of the snapshots under a hold; none when there is no repository, or its holds
+    /// cannot be read (a damaged hold stops a forget, not a listing).
+    private func heldSnapshots() async -> Set<String> {
+        Set(((try? await deps.service?.holds()) ?? []).map(\.hold.snapshot.hex))
     }
 
     /// The catalog row of a backup id or prefix; 404 if there is none.

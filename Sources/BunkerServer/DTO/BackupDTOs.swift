@@ -109,9 +109,11 @@ struct BackupItemDTO: ResponseEncodable {
     var createdByEmail: String?
     var createdAt: String
     var metadata: Metadata
+    /// Whether a legal hold keeps the backup from retention (`bunker hold`).
+    var held = false
 
     enum CodingKeys: String, CodingKey {
-        case id, filename, checksum, description, metadata
+        case id, filename, checksum, description, metadata, held
         case sizeMB = "size_mb"
         case createdBy = "created_by"
         case createdByName = "created_by_name"
@@ -148,6 +150,7 @@ struct BackupItemDTO: ResponseEncodable {
         try c.encode(createdByEmail, forKey: .createdByEmail)
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(metadata, forKey: .metadata)
+        try c.encode(held, forKey: .held)
     }
 }
 

@@ -29,6 +29,7 @@ export async function backupPage(main, { ticket, params: [id] }) {
         h('dt', {}, 'Sources'), h('dd', {}, (meta.sources ?? []).join(', ') || '—'),
         h('dt', {}, 'Size'), h('dd', {}, bytes(meta.size_bytes), ' in ', meta.file_count, ' files; ', bytes(meta.stored_bytes), ' added to the repository'),
         h('dt', {}, 'Tags'), h('dd', {}, (meta.tags ?? []).length ? meta.tags.map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']) : '—'),
+        h('dt', {}, 'Legal hold'), h('dd', {}, backup.held ? badge('bad', 'held: retention keeps it') : 'none'),
         h('dt', {}, 'Made by'), h('dd', {}, backup.created_by_name, backup.created_by_email ? ' <' + backup.created_by_email + '>' : ''),
         h('dt', {}, 'Why'), h('dd', {}, backup.description ?? '—'),
         h('dt', {}, 'Host'), h('dd', {}, meta.hostname ?? '—'),

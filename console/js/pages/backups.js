@@ -14,13 +14,15 @@ export async function backupsPage(main, { ticket, query }) {
 
   const type = h('select', { id: 'filter-type', name: 'type' }, h('option', { value: '' }, 'any type'), types.map((t) => h('option', { value: t }, t)));
   const tag = h('select', { id: 'filter-tag', name: 'tag' }, h('option', { value: '' }, 'any tag'), tags.map((t) => h('option', { value: t }, t)));
+  const held = h('select', { id: 'filter-held', name: 'held' }, h('option', { value: '' }, 'held or not'), h('option', { value: 'yes' }, 'held only'), h('option', { value: 'no' }, 'not held'));
   type.value = query.get('type') ?? '';
   tag.value = tags.includes(query.get('tag')) ? query.get('tag') : '';
   const list = h('div');
   const count = h('span', { class: 'muted', id: 'backup-count' });
 
   function draw() {
-    const shown = backups.filter((b) => (!type.value || b.metadata?.backup_type === type.value) && (!tag.value || (b.metadata?.tags ?? []).includes(tag.value)));
+    const shown = backups.filter((b) => (!type.value || b.metadata?.backup_type === type.value) && (!tag.value || (b.metadata?.tags ?? []).includes(tag.value))
+      && (!held.value || (held.value === 'yes') === Boolean(b.held)));
     count.textContent = shown.length + ' of ' + backups.length + ' backups';
     replace(list, shown.length
       ? table(['Created', 'Backup', 'Type', 'Sources', 'Size', 'Tags', 'Description', 'By'], shown.map((b) => ({
@@ -31,7 +33,7 @@ export async function backupsPage(main, { ticket, query }) {
           b.metadata?.backup_type ?? '—',
           (b.metadata?.sources ?? []).join(', '),
           bytes(b.metadata?.size_bytes),
-          (b.metadata?.tags ?? []).map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']),
+          [(b.metadata?.tags ?? []).map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']), b.held ? badge('bad', 'held') : null],
           b.description ?? '',
           b.created_by_name,
         ],
@@ -40,6 +42,7 @@ export async function backupsPage(main, { ticket, query }) {
   }
   type.addEventListener('change', draw);
   tag.addEventListener('change', draw);
+  held.addEventListener('change', draw);
   draw();
 
   replace(main,
@@ -48,6 +51,7 @@ export async function backupsPage(main, { ticket, query }) {
       h('form', { class: 'inline', onsubmit: (e) => e.preventDefault() },
         h('label', { for: 'filter-type' }, 'Type', type),
         h('label', { for: 'filter-tag' }, 'Tag', tag),
+        h('label', { for: 'filter-held' }, 'Legal hold', held),
         count,
         roles.admin() ? h('a', { class: 'button', href: '#/backup-now', id: 'backup-now-link' }, 'Back up now') : null),
     ),
