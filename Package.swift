@@ -88,10 +88,14 @@ let package = Package(
             dependencies: [
                 "BunkerCore",
                 "BunkerService",
+                // DrillCheck, in a drill's answer.
+                "BunkerSources",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                // HMAC for the console's CSRF tokens.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -18,49 +18,15 @@ bin=${BUNKER:-$(swift build --show-bin-path)/bunker}
 [ -x "$bin" ] || { echo "no bunker binary at $bin: run swift build first" >&2; exit 1; }
 
 work=$(mktemp -d)
-server=""
-cleanup() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server"
-        wait "$server" || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$work/studies/2025"
-for i in $(seq 1 20); do echo "note $i" > "$work/studies/2025/note-$i.txt"; done
-sqlite3 "$work/app.db" "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO patients (name) VALUES ('Ada'), ('Grace');"
-cat > "$work/bunker.toml" <<TOML
-data_dir = "$work/data"
-
-[repository]
-path = "$work/repo"
-
-[[source]]
-name = "app-db"
-kind = "sqlite"
-path = "$work/app.db"
-
-[[source]]
-name = "studies"
-kind = "files"
-path = "$work/studies"
-TOML
-export BUNKER_CONFIG="$work/bunker.toml" BUNKER_PASSWORD="schemathesis-repository-password"
-export BUNKER_ADMIN_PASSWORD="schemathesis-admin-password" HOME="$work"
+. scripts/live-server.sh
+trap 'live_server_stop; rm -rf "$work"' EXIT
+live_server_fixture "$work" "schemathesis-repository-password"
+export BUNKER_ADMIN_PASSWORD="schemathesis-admin-password"
 "$bin" init --quiet
 "$bin" backup --quiet --description "before schemathesis"
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+live_server_start "$bin" "$work/serve.log"
 base="http://127.0.0.1:$port/api/v1"
-"$bin" serve --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-    curl -fs "$base/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "$base/health" >/dev/null || { cat "$work/serve.log" >&2; echo "bunker serve did not answer" >&2; exit 1; }
 
 token=$(curl -fs -X POST "$base/auth/login" -H 'Content-Type: application/json' \
     -d "{\"username\": \"admin\", \"password\": \"$BUNKER_ADMIN_PASSWORD\"}" |

@@ -68,7 +68,7 @@ func serverBuilder(_ settings: Configuration.ServerSettings, limits: ServerLimit
     return try .tls(http1, tlsConfiguration: tls)
 }
 
-/// Every route of the API under `/api/v1`, with its middleware.
+/// Every route of the API under `/api/v1`, with its middleware, and the web console.
 public func buildRouter(
     _ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil, limits: ServerLimits = ServerLimits()
 ) async throws -> Router<BunkerRequestContext> {
@@ -78,14 +78,20 @@ public func buildRouter(
 
     let router = Router(context: BunkerRequestContext.self)
     router.add(middleware: ErrorMiddleware())
+    // The web console's pages and scripts, at `/` and under `/console/`: not API routes.
+    router.add(middleware: ConsoleMiddleware())
     let api = router.group("api/v1")
     HealthController(deps: deps).register(on: api)
     OpenAPIController().register(on: api)
-    AuthController(catalog: catalog, tokens: tokens, throttle: LoginThrottle(policy: limits.loginPolicy)).register(on: api)
+    AuthController(
+        catalog: catalog, tokens: tokens, throttle: LoginThrottle(policy: limits.loginPolicy),
+        secureCookies: configuration.server.tlsCertificateFile != nil
+    ).register(on: api)
     AuditController(catalog: catalog, tokens: tokens).register(on: api)
     BackupController(deps: deps).register(on: api)
     JobsController(deps: deps).register(on: api)
     StatsController(deps: deps).register(on: api)
     CleanupController(deps: deps).register(on: api)
+    UsersController(deps: deps).register(on: api)
     return router
 }

@@ -110,9 +110,14 @@ extension BunkerService {
 
     /// Restores a snapshot's tree as it is stored (a backup of plain paths, or part of any
     /// snapshot) under `target`; audited as `restore`.
-    public func restoreTree(snapshot reference: String, includes: [String] = [], to target: String, by actor: AuditActor = .localUser(), reason: String? = nil, progress: OperationProgress? = nil) async throws -> RestoreReport {
+    /// `signature`, when the restore was signed (the console's), is recorded with it.
+    public func restoreTree(
+        snapshot reference: String, includes: [String] = [], to target: String, by actor: AuditActor = .localUser(), reason: String? = nil,
+        signature: ElectronicSignature? = nil, progress: OperationProgress? = nil
+    ) async throws -> RestoreReport {
         var details = ["destination": "directory:" + target]
         if !includes.isEmpty { details["include"] = includes.joined(separator: ",") }
+        if let signature { details.merge(Self.signatureDetails(signature)) { $1 } }
         return try await audited("restore", target: reference, by: actor, reason: reason, details: details) {
             let (id, snapshot) = try await repository.findSnapshot(reference)
             if let progress, let total = snapshot.summary?.totalBytes, includes.isEmpty {
@@ -133,14 +138,15 @@ extension BunkerService {
         }.1
     }
 
+    /// What the audit trail records of an electronic signature: who, when, meaning what.
+    static func signatureDetails(_ signature: ElectronicSignature) -> [String: String] {
+        ["signed_by": signature.signerName, "signed_at": Timestamp.format(signature.signedAt), "signature_meaning": signature.meaning]
+    }
+
     static func auditDetails(of request: SourceRestoreRequest) -> [String: String] {
         var details = ["backup_type": request.type.rawValue, "safety_backup": String(request.safetyBackup)]
         if !request.sourceNames.isEmpty { details["sources"] = request.sourceNames.joined(separator: ",") }
-        if let signature = request.signature {
-            details["signed_by"] = signature.signerName
-            details["signed_at"] = Timestamp.format(signature.signedAt)
-            details["signature_meaning"] = signature.meaning
-        }
+        if let signature = request.signature { details.merge(signatureDetails(signature)) { $1 } }
         switch request.target {
         case .inPlace: details["destination"] = "in place"
         case .directory(let dir): details["destination"] = "directory:" + dir

@@ -44,7 +44,9 @@ import Testing
             let list = try array(try await api.send(.get, "/api/v1/backups?limit=50", token: try await api.token("victor")))
             #expect(list.map { $0["id"] as? String } == [second["backup_id"] as? String, first["backup_id"] as? String])
             let item = try #require(list.first)
-            #expect(item.keys.sorted() == ["checksum", "created_at", "created_by", "created_by_email", "created_by_name", "description", "filename", "id", "metadata", "size_mb"])
+            // The Clinical Dashboard's fields, and Bunker's one addition (fields may be added, none renamed).
+            #expect(item.keys.sorted() == ["checksum", "created_at", "created_by", "created_by_email", "created_by_name", "description", "filename", "held", "id", "metadata", "size_mb"])
+            #expect(item["held"] as? Bool == false)
             #expect(item["filename"] as? String == second["filename"] as? String)
             #expect(item["checksum"] as? String == second["checksum"] as? String)
             #expect(item["size_mb"] as? Double == second["size_mb"] as? Double)

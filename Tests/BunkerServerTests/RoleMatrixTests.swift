@@ -25,6 +25,7 @@ import Testing
     static let readers: Set<Role> = [.systemAdmin, .auditor]
     static let everyone: Set<Role> = [.systemAdmin, .auditor, .viewer]
     static let unknown = "deadbeefdeadbeef"
+    static let unknownUser = "nobody-in-the-matrix"
 
     static let routes: [Route] = [
         Route(method: .post, uri: "/api/v1/backup", body: "{\"backup_type\": \"nope\"}", allowed: admin, allowedStatus: 400),
@@ -44,6 +45,13 @@ import Testing
         Route(method: .get, uri: "/api/v1/audit/verify", allowed: readers, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/audit/export?format=jsonl", allowed: readers, allowedStatus: 200),
         Route(method: .get, uri: "/api/v1/auth/me", allowed: everyone, allowedStatus: 200),
+        Route(method: .get, uri: "/api/v1/backup/\(unknown)/tree", allowed: admin, allowedStatus: 404),
+        Route(method: .get, uri: "/api/v1/backup/\(unknown)/file?path=studies/a.txt", allowed: admin, allowedStatus: 404),
+        Route(method: .post, uri: "/api/v1/backup/\(unknown)/drill", allowed: admin, allowedStatus: 404),
+        Route(method: .post, uri: "/api/v1/backup/\(unknown)/restore-files", body: "{\"paths\": [\"a\"], \"target\": \"/nonexistent/x\", \"password\": \"x\", \"reason\": \"matrix\"}", allowed: admin, allowedStatus: 404),
+        Route(method: .get, uri: "/api/v1/users", allowed: admin, allowedStatus: 200),
+        Route(method: .post, uri: "/api/v1/users", body: "{\"username\": \"no fields\"}", allowed: admin, allowedStatus: 400),
+        Route(method: .patch, uri: "/api/v1/users/\(unknownUser)", body: "{\"active\": true}", allowed: admin, allowedStatus: 404),
     ]
 
     @Test(arguments: routes)
@@ -72,12 +80,16 @@ import Testing
     @Test func everyProtectedRouteIsInTheMatrix() async throws {
         try await withAPI { api in
             let router = try await buildRouter(api.service.configuration, catalog: api.catalog, service: api.service)
-            let open: Set<String> = ["POST /api/v1/auth/login", "GET /api/v1/health", "GET /api/v1/openapi.json"]
+            let open: Set<String> = [
+                "POST /api/v1/auth/login", "GET /api/v1/health", "GET /api/v1/openapi.json",
+                "POST /api/v1/auth/session", "DELETE /api/v1/auth/session",
+            ]
             let registered = Set(router.routes.map { "\($0.method) \($0.path.description)" }).subtracting(open)
             let matrix = Set(Self.routes.map { route in
                 let path = String(route.uri.split(separator: "?")[0])
                     .replacingOccurrences(of: Self.unknown, with: "{backup_id}")
                     .replacingOccurrences(of: "00000000-0000-4000-8000-000000000000", with: "{job_id}")
+                    .replacingOccurrences(of: Self.unknownUser, with: "{username}")
                 return "\(route.method) \(path)"
             })
             #expect(registered == matrix)

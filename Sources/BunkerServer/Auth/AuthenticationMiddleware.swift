@@ -1,9 +1,17 @@
 import BunkerService
 import Hummingbird
 
-/// Requires `Authorization: Bearer <token>` with a valid token of an active user, of the user's
-/// current token generation (issued after the last password change and deactivation), and puts
-/// the user's identity in the context; anything else is a 401.
+/// Requires a valid token of an active user, of the user's current token generation (issued
+/// after the last password change and deactivation), and puts the user's identity in the
+/// context; anything else is a 401.
+///
+/// The token comes in `Authorization: Bearer <token>`, or, from the web console, in the
+/// HttpOnly `bunker_session` cookie that `POST /auth/session` sets. A browser sends a cookie
+/// with every request to this server, so a request that changes anything (any method but GET
+/// and HEAD) authenticated by the cookie must also carry the session's CSRF token in
+/// `X-CSRF-Token`, which only a page of this server can read (from the `bunker_csrf` cookie);
+/// without it the answer is a 403. A bearer token is never sent by the browser on its own, so
+/// it needs no CSRF token.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = BunkerRequestContext
 
@@ -12,8 +20,21 @@ struct AuthenticationMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let refused = APIError(.unauthorized, code: "unauthenticated", "A valid, unexpired bearer token of an active user is needed: log in with POST /api/v1/auth/login.")
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { throw refused }
-        guard let (userID, generation) = await tokens.verify(String(header.dropFirst("bearer ".count))),
+        let token: String
+        if let header = request.headers[.authorization] {
+            guard header.lowercased().hasPrefix("bearer ") else { throw refused }
+            token = String(header.dropFirst("bearer ".count))
+        } else if let cookie = request.cookies[ConsoleSession.sessionCookie]?.value, !cookie.isEmpty {
+            token = cookie
+            if request.method != .get, request.method != .head {
+                guard let sent = request.headers[ConsoleSession.csrfHeader], tokens.checkCSRF(sent, for: token) else {
+                    throw APIError(.forbidden, code: "csrf_failed", "A request that changes something and is authenticated by the console's session cookie needs the session's X-CSRF-Token header: reload the console, or log in again.")
+                }
+            }
+        } else {
+            throw refused
+        }
+        guard let (userID, generation) = await tokens.verify(token),
               let user = try catalog.user(id: userID), user.active, user.tokenGeneration == generation else { throw refused }
         var context = context
         context.identity = Identity(userID: userID, username: user.username, fullName: user.fullName, role: user.role)

@@ -1,7 +1,9 @@
 import BunkerCore
 import BunkerService
+import Crypto
 import Foundation
 import JWTKit
+import Synchronization
 
 /// What a Bunker access token says: the user (`sub`), the user's token generation when it was
 /// issued (`gen`), when it was issued and when it expires. The role is not trusted from the
@@ -14,8 +16,12 @@ struct AccessToken: JWTPayload {
     var expiration: ExpirationClaim
     var username: String
     var generation: Int64
+    /// Random, so that two tokens issued to one user in the same second differ (a logout revokes
+    /// one session, not all); absent from tokens of a Bunker before it, which stay valid.
+    var tokenID: IDClaim?
 
     enum CodingKeys: String, CodingKey {
+        case tokenID = "jti"
         case subject = "sub"
         case issuedAt = "iat"
         case expiration = "exp"
@@ -30,8 +36,13 @@ struct AccessToken: JWTPayload {
 /// Issues and checks HS256 tokens with the server's secret.
 struct TokenService: Sendable {
     private let keys: JWTKeyCollection
+    /// Keys the console's CSRF tokens (derived from the token secret, so that no second secret
+    /// needs keeping and a new secret voids both).
+    private let csrfKey: SymmetricKey
     let lifetime: TimeInterval
     let now: @Sendable () -> Date
+    /// Tokens ended by a console logout before their expiry, by SHA-256, with that expiry.
+    private let revoked = RevokedTokens()
 
     /// The secret is the configured file, else `<data_dir>/jwt.key`, generated (32 random bytes,
     /// mode 0600) at first start.
@@ -39,6 +50,7 @@ struct TokenService: Sendable {
         let secret = try SecretFile.loadOrCreate(at: settings.jwtSecretFile ?? dataDirectory + "/jwt.key", naming: "the token secret")
         keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(key: secret), digestAlgorithm: .sha256)
+        csrfKey = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("bunker console csrf".utf8), using: secret))
         lifetime = settings.tokenLifetime
         self.now = now
     }
@@ -51,7 +63,8 @@ struct TokenService: Sendable {
         let expires = issued.addingTimeInterval(lifetime)
         let payload = AccessToken(
             subject: SubjectClaim(value: String(user.id ?? 0)), issuedAt: IssuedAtClaim(value: issued),
-            expiration: ExpirationClaim(value: expires), username: user.username, generation: user.tokenGeneration)
+            expiration: ExpirationClaim(value: expires), username: user.username, generation: user.tokenGeneration,
+            tokenID: IDClaim(value: UUID().uuidString.lowercased()))
         return (try await keys.sign(payload), expires)
     }
 
@@ -59,7 +72,50 @@ struct TokenService: Sendable {
     /// (also for a token of a Bunker before generations, which names none).
     func verify(_ token: String) async -> (userID: Int64, generation: Int64)? {
         guard let payload = try? await keys.verify(token, as: AccessToken.self),
-              payload.expiration.value > now(), let id = Int64(payload.subject.value) else { return nil }
+              payload.expiration.value > now(), let id = Int64(payload.subject.value),
+              !revoked.contains(token, now: now()) else { return nil }
         return (id, payload.generation)
+    }
+
+    /// Ends one valid token before its expiry (the console's logout), for as long as this server
+    /// runs: a copy of the session cookie taken before the logout no longer works. Only a valid
+    /// token is remembered, and only until it would have expired, so the list stays as small as
+    /// the number of sessions logged out within one token lifetime.
+    func revoke(_ token: String) async {
+        guard let payload = try? await keys.verify(token, as: AccessToken.self), payload.expiration.value > now() else { return }
+        revoked.add(token, until: payload.expiration.value, now: now())
+    }
+
+    /// The CSRF token that goes with a session cookie holding `token`: an HMAC of the token, so
+    /// the server keeps no state, and a page that cannot read the cookie's token (another site)
+    /// cannot make it.
+    func csrfToken(for token: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: csrfKey)
+        return Data(code).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Whether `sent` is the CSRF token of `token`, compared in constant time.
+    func checkCSRF(_ sent: String, for token: String) -> Bool {
+        let expected = Array(csrfToken(for: token).utf8), given = Array(sent.utf8)
+        guard expected.count == given.count else { return false }
+        return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+/// The tokens ``TokenService/revoke(_:)`` ended, forgotten once expired.
+private final class RevokedTokens: Sendable {
+    private let entries = Mutex<[Data: Date]>([:])
+
+    private static func key(_ token: String) -> Data { Data(SHA256.hash(data: Data(token.utf8))) }
+
+    func add(_ token: String, until expiry: Date, now: Date) {
+        entries.withLock { entries in
+            entries = entries.filter { $0.value > now }
+            entries[Self.key(token)] = expiry
+        }
+    }
+
+    func contains(_ token: String, now: Date) -> Bool {
+        entries.withLock { entries in entries[Self.key(token)].map { $0 > now } ?? false }
     }
 }

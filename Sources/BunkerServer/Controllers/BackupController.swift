@@ -18,6 +18,12 @@ struct BackupController {
         admin.post("restore/:backup_id", use: restore)
         admin.get("backup/:backup_id/download", use: download)
         admin.post("backup/:backup_id/verify", use: verify)
+        admin.post("backup/:backup_id/drill", use: drill)
+        admin.post("backup/:backup_id/restore-files", use: restoreFiles)
+        // File names and contents of a backup are the data itself: only an administrator sees them.
+        let browse = deps.authorized(api, [.systemAdmin], action: "backup.browse")
+        browse.get("backup/:backup_id/tree", use: tree)
+        browse.get("backup/:backup_id/file", use: file)
         let readers = deps.authorized(api, [.systemAdmin, .auditor, .viewer], action: "backup.read")
         readers.get("backups", use: list)
         readers.get("backup/:backup_id", use: show)
@@ -69,15 +75,24 @@ struct BackupController {
 
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItemDTO] {
         let limit = try Validate.listLimit(request, context: context)
-        return try deps.catalog.backups(limit: limit).map(item)
+        let held = await heldSnapshots()
+        return try deps.catalog.backups(limit: limit).map { try item($0, held: held) }
     }
 
     @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItemDTO {
-        try item(try await record(Validate.backupID(context)))
+        try item(try await record(Validate.backupID(context)), held: await heldSnapshots())
     }
 
-    private func item(_ record: BackupRecord) throws -> BackupItemDTO {
-        BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+    private func item(_ record: BackupRecord, held: Set<String>) throws -> BackupItemDTO {
+        var item = BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+        item.held = held.contains(record.snapshotID)
+        return item
+    }
+
+    /// The ids of the snapshots under a hold; none when there is no repository, or its holds
+    /// cannot be read (a damaged hold stops a forget, not a listing).
+    private func heldSnapshots() async -> Set<String> {
+        Set(((try? await deps.service?.holds()) ?? []).map(\.hold.snapshot.hex))
     }
 
     /// The catalog row of a backup id or prefix; 404 if there is none.
@@ -92,28 +107,74 @@ struct BackupController {
         return record
     }
 
+    // MARK: Browse
+
+    /// `?path=` of a folder or a file in a backup: at most 4096 bytes ("" is the top).
+    private func browsePath(_ request: Request) throws -> String {
+        let path = request.uri.queryParameters.get("path") ?? ""
+        guard path.utf8.count <= 4096 else {
+            throw APIError(.badRequest, code: "invalid_request", "path may have at most 4096 bytes.")
+        }
+        return path
+    }
+
+    /// One folder of a backup (the snapshot browser), a page of `limit` entries (1 to 5000,
+    /// default 1000) from `offset` on.
+    @Sendable func tree(_ request: Request, context: BunkerRequestContext) async throws -> SnapshotFolder {
+        struct PageQuery: Decodable {
+            var offset: Int?
+            var limit: Int?
+        }
+        let path = try browsePath(request)
+        let page = try request.query(as: PageQuery.self, context: context)
+        let offset = page.offset ?? 0, limit = page.limit ?? 1000
+        guard offset >= 0, (1...5000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "offset must be 0 or more and limit between 1 and 5000.")
+        }
+        let backup = try await record(Validate.backupID(context))
+        return try await deps.requireService().listFolder(snapshot: backup.snapshotID, path: path, offset: offset, limit: limit)
+    }
+
+    /// One file of a backup, streamed (chunked) as it is read from the repository. What can fail
+    /// before the first byte (no such backup or file, a folder) is an error answer; a failure later
+    /// (a damaged pack, a content whose SHA-256 differs from the recorded one) ends the connection
+    /// without the chunked body's end, so no client takes the file for whole.
+    @Sendable func file(_ request: Request, context: BunkerRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let path = try browsePath(request)
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let entry = try await service.fileEntry(snapshot: backup.snapshotID, path: path)
+        let actor = identity.actor(requestID: context.id)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        headers[.contentDisposition] = Self.attachment(entry.name)
+        headers[.xContentTypeOptions] = "nosniff"
+        return streamed(headers: headers, what: "download of \(path) from \(backup.snapshotID)", context: context) { send in
+            try await service.readFile(snapshot: backup.snapshotID, path: path, by: actor, output: send)
+        }
+    }
+
+    /// `attachment` with the name: an ASCII fallback (other bytes, quotes and backslashes as `_`)
+    /// and the exact name in RFC 5987's `filename*`.
+    static func attachment(_ name: String) -> String {
+        let ascii = String(name.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" && $0.value != 0x7F ? Character($0) : "_" })
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)...Unicode.Scalar(127)))
+        allowed.insert(charactersIn: "!#$&+-.^_`|~")
+        let encoded = name.addingPercentEncoding(withAllowedCharacters: allowed) ?? ascii
+        return "attachment; filename=\"\(ascii)\"; filename*=UTF-8''\(encoded)"
+    }
+
     // MARK: Restore
 
     @Sendable func restore(_ request: Request, context: BunkerRequestContext) async throws -> RestoreDone {
         let identity = try context.requireIdentity()
         let id = try Validate.backupID(context)
         let body = try await request.decode(as: RestoreRequestBody.self, context: context)
-        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
-            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
-        }
+        let reason = try Validate.restoreReason(body.reason)
         let service = try deps.requireService()
         let backup = try await record(id)
-        let meaning = "approved restore"
-        guard let password = body.password, !password.isEmpty else {
-            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
-            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
-        }
-        let signature: ElectronicSignature
-        do {
-            signature = try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
-        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
-            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
-        }
+        let signature = try sign(backup, password: body.password, identity: identity, context: context)
         var restore = SourceRestoreRequest(snapshot: backup.snapshotID)
         restore.safetyBackup = body.createSafetyBackup ?? true
         restore.reason = reason
@@ -154,6 +215,51 @@ struct BackupController {
         return done
     }
 
+    /// The electronic signature "approved restore" of `backup` with the re-entered `password`;
+    /// a missing or wrong password is a 403, recorded as a denied `esign` row (wrong ones count
+    /// towards the lockout).
+    private func sign(_ backup: BackupRecord, password: String?, identity: Identity, context: BunkerRequestContext) throws -> ElectronicSignature {
+        let meaning = "approved restore"
+        guard let password, !password.isEmpty else {
+            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
+            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
+        }
+        do {
+            return try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
+        } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
+            throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
+        }
+    }
+
+    /// Files and folders of a backup restored into a new or empty directory on the server (the
+    /// snapshot browser's "Restore selected…"), signed like every restore.
+    @Sendable func restoreFiles(_ request: Request, context: BunkerRequestContext) async throws -> FilesRestored {
+        let identity = try context.requireIdentity()
+        let id = try Validate.backupID(context)
+        let body = try await request.decode(as: RestoreFilesBody.self, context: context)
+        let reason = try Validate.restoreReason(body.reason)
+        guard (1...1000).contains(body.paths.count), body.target.utf8.count <= 4096 else {
+            throw APIError(.badRequest, code: "invalid_request", "Name 1 to 1000 paths of the backup in \"paths\", and a target of at most 4096 bytes.")
+        }
+        let service = try deps.requireService()
+        let backup = try await record(id)
+        let signature = try sign(backup, password: body.password, identity: identity, context: context)
+        let actor = identity.actor(requestID: context.id)
+        let options = JobOptions("a restore of files by \(identity.username)", access: .reads)
+        let report: RestoreReport
+        do {
+            report = try await service.jobs.run(options) {
+                try await service.restoreFiles(
+                    snapshot: backup.snapshotID, paths: body.paths, into: body.target, by: actor, reason: reason, signature: signature, progress: options.progress)
+            }
+        } catch let error as BunkerError where error.code == .objectExists {
+            throw APIError(.conflict, code: "target_not_empty", APIError.withoutPaths(error.message))
+        }
+        return FilesRestored(
+            backupID: backup.snapshotID, target: body.target, files: report.filesRestored, directories: report.directoriesRestored,
+            bytes: report.bytesRestored, failures: report.failures.count)
+    }
+
     // MARK: Download and verify
 
     /// The export ZIP, streamed as it is made (chunked): no copy of it is written to the server's
@@ -169,24 +275,37 @@ struct BackupController {
         let service = try deps.requireService()
         let backup = try await record(Validate.backupID(context))
         let actor = identity.actor(requestID: context.id)
-        let logger = context.logger
-        let channel = context.channel
-        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
         headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
+        return streamed(headers: headers, what: "download of \(backup.snapshotID)", context: context) { send in
+            // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
+            let options = JobOptions("an export by \(actor.name)", access: .reads)
+            _ = try await service.jobs.run(options) {
+                try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress, streamingTo: send)
+            }
+        }
+    }
+
+    /// A 200 whose body `produce` writes through its `send`, streamed (chunked) as it is made:
+    /// no more than four pieces wait in memory for the client. A failure of `produce` after the
+    /// first byte ends the connection without the chunked body's end, so no client takes the
+    /// body for whole. So does a client that takes no piece for the idle timeout: what `produce`
+    /// reads holds a shared lock of the repository, which a client that stops reading must not
+    /// keep from a prune for ever.
+    private func streamed(
+        headers: HTTPFields, what: String, context: BunkerRequestContext,
+        produce: @escaping @Sendable (_ send: @escaping @Sendable (Data) async throws -> Void) async throws -> Void
+    ) -> Response {
+        let logger = context.logger
+        let channel = context.channel
+        let sendTimeout = Duration.nanoseconds(deps.limits.idleTimeout.nanoseconds)
         let body = ResponseBody { writer in
             let pipe = ChunkPipe<ByteBuffer>(capacity: 4)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     do {
-                        // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
-                        let options = JobOptions("an export by \(actor.name)", access: .reads)
-                        _ = try await service.jobs.run(options) {
-                            try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress) { data in
-                                try await pipe.send(ByteBuffer(data: data))
-                            }
-                        }
+                        try await produce { data in try await pipe.send(ByteBuffer(data: data)) }
                         pipe.finish()
                     } catch {
                         pipe.finish(throwing: error)
@@ -201,7 +320,7 @@ struct BackupController {
                     while (try? await Task.sleep(for: sendTimeout)) != nil {
                         let now = writes.load(ordering: .acquiring)
                         if now == seen, now % 2 == 1 {
-                            logger.warning("download of \(backup.snapshotID): the client took nothing for \(sendTimeout); closing the connection")
+                            logger.warning("\(what): the client took nothing for \(sendTimeout); closing the connection")
                             channel.close(promise: nil)
                             return
                         }
@@ -218,7 +337,7 @@ struct BackupController {
                 } catch {
                     pipe.close()
                     group.cancelAll()
-                    logger.error("download of \(backup.snapshotID) stopped: \(error)")
+                    logger.error("\(what) stopped: \(error)")
                     throw error
                 }
                 group.cancelAll()
@@ -242,4 +361,20 @@ struct BackupController {
             : "Backup \(backup.snapshotID.prefix(8)) is damaged: " + report.errors.prefix(5).map(\.message).joined(separator: " ")
         return VerifyResult(backupID: backup.snapshotID, valid: report.ok, message: message)
     }
+
+    /// A restore drill of the backup: restored into a scratch place (never over live data),
+    /// checked, and timed; the answer is the report without the server's paths.
+    @Sendable func drill(_ request: Request, context: BunkerRequestContext) async throws -> DrillResult {
+        let identity = try context.requireIdentity()
+        let service = try deps.requireService()
+        let backup = try await record(Validate.backupID(context))
+        let options = JobOptions("a drill by \(identity.username)", access: .reads)
+        let actor = identity.actor(requestID: context.id)
+        let report = try await service.jobs.run(options) {
+            try await service.drill(snapshot: backup.snapshotID, by: actor, progress: options.progress)
+        }
+        return DrillResult(report)
+    }
 }
+
+extension SnapshotFolder: ResponseEncodable {}

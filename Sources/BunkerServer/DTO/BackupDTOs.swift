@@ -1,5 +1,6 @@
 import BunkerCore
 import BunkerService
+import BunkerSources
 import Foundation
 import Hummingbird
 
@@ -108,9 +109,11 @@ struct BackupItemDTO: ResponseEncodable {
     var createdByEmail: String?
     var createdAt: String
     var metadata: Metadata
+    /// Whether a legal hold keeps the backup from retention (`bunker hold`).
+    var held = false
 
     enum CodingKeys: String, CodingKey {
-        case id, filename, checksum, description, metadata
+        case id, filename, checksum, description, metadata, held
         case sizeMB = "size_mb"
         case createdBy = "created_by"
         case createdByName = "created_by_name"
@@ -147,6 +150,7 @@ struct BackupItemDTO: ResponseEncodable {
         try c.encode(createdByEmail, forKey: .createdByEmail)
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(metadata, forKey: .metadata)
+        try c.encode(held, forKey: .held)
     }
 }
 
@@ -264,5 +268,78 @@ struct JobStatus: ResponseEncodable {
         try c.encode(message, forKey: .message)
         try c.encode(backupID, forKey: .backupID)
         try c.encode(progress, forKey: .progress)
+    }
+}
+
+/// `POST /backup/{id}/drill`'s answer: what the drill checked and how long it took (the measured
+/// RTO), without the report's path on the server.
+struct DrillResult: ResponseEncodable {
+    struct Check: Encodable {
+        var name: String
+        var passed: Bool
+        var detail: String
+    }
+
+    struct SourceResult: Encodable {
+        var name: String
+        var kind: String
+        var passed: Bool
+        var durationSeconds: Double
+        var checks: [Check]
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, passed, checks
+            case durationSeconds = "duration_seconds"
+        }
+    }
+
+    var backupID: String
+    var passed: Bool
+    var durationSeconds: Double
+    var startedAt: String
+    var dataCheck: Check
+    var sources: [SourceResult]
+
+    init(_ report: DrillReport) {
+        let check = { (c: DrillCheck) in Check(name: c.name, passed: c.passed, detail: APIError.withoutPaths(c.detail)) }
+        backupID = report.snapshotID
+        passed = report.passed
+        durationSeconds = report.durationSeconds
+        startedAt = WireTime.string(report.startedAt)
+        dataCheck = check(report.dataCheck)
+        sources = report.sources.map { SourceResult(name: $0.name, kind: $0.kind, passed: $0.passed, durationSeconds: $0.durationSeconds, checks: $0.checks.map(check)) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case passed, sources
+        case backupID = "backup_id"
+        case durationSeconds = "duration_seconds"
+        case startedAt = "started_at"
+        case dataCheck = "data_check"
+    }
+}
+
+/// `POST /backup/{id}/restore-files`: which files and folders, where to, and the signature.
+struct RestoreFilesBody: Decodable {
+    var paths: [String]
+    var target: String
+    var password: String?
+    var reason: String?
+}
+
+/// What `POST /backup/{id}/restore-files` restored.
+struct FilesRestored: ResponseEncodable {
+    var backupID: String
+    /// The directory on the server, as asked: the client chose it.
+    var target: String
+    var files: Int
+    var directories: Int
+    var bytes: UInt64
+    /// Entries that could not be restored (a name no file system takes, …); the audit row has them.
+    var failures: Int
+
+    enum CodingKeys: String, CodingKey {
+        case target, files, directories, bytes, failures
+        case backupID = "backup_id"
     }
 }

@@ -22,6 +22,14 @@ enum Validate {
         return id
     }
 
+    /// A restore's reason, trimmed: 1 to 1000 characters, recorded with the signature.
+    static func restoreReason(_ reason: String?) throws -> String {
+        guard let reason = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError(.badRequest, code: "invalid_request", "A restore needs a reason (1 to 1000 characters): it is recorded with your signature.")
+        }
+        return reason
+    }
+
     /// The `limit` query of a listing (backups, jobs): 1 to 1000, 50 when absent.
     static func listLimit(_ request: Request, context: BunkerRequestContext) throws -> Int {
         struct LimitQuery: Decodable {

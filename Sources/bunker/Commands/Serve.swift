@@ -45,7 +45,7 @@ extension BunkerCommand {
                 let app = try await buildApplication(configuration, catalog: catalog, service: service)
                 let (host, port) = configuration.server.listenAddress
                 let scheme = configuration.server.tlsCertificateFile == nil ? "http" : "https"
-                print("Bunker API on \(scheme)://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login.")
+                print("Bunker API on \(scheme)://\(host):\(port)/api/v1 — log in with POST /api/v1/auth/login; the web console is at \(scheme)://\(host):\(port)/.")
                 defer { try? catalog.writeAnchor() }
                 // Beside the HTTP server: the scheduler, notification delivery and alerts, until
                 // the server stops (SIGINT or SIGTERM).

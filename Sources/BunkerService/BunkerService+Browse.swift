@@ -1,0 +1,170 @@
+import BunkerCore
+import Foundation
+
+/// One entry of a folder in a snapshot, as the snapshot browser shows it.
+public struct SnapshotEntry: Sendable, Codable, Equatable {
+    public var name: String
+    /// `dir`, `file`, `symlink`, or the kind of a special file (`dev`, `fifo`, …).
+    public var type: String
+    /// Bytes, for a file.
+    public var size: UInt64?
+    public var modifiedAt: Date
+    /// The SHA-256 of a file's whole content, as backed up.
+    public var sha256: String?
+    public var linkTarget: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, type, size, sha256
+        case modifiedAt = "modified_at"
+        case linkTarget = "link_target"
+    }
+}
+
+/// One folder of a snapshot.
+public struct SnapshotFolder: Sendable, Codable {
+    public var snapshotID: String
+    /// The folder's path in the snapshot, `/`-separated, without a leading slash ("" is the top,
+    /// where each source is one entry).
+    public var path: String
+    /// Folders first, then by name: the page asked for.
+    public var entries: [SnapshotEntry]
+    /// How many entries the folder has in all.
+    public var total: Int
+    /// The offset of the next page; nil on the last one.
+    public var nextOffset: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case snapshotID = "snapshot_id"
+        case path, entries, total
+        case nextOffset = "next_offset"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(snapshotID, forKey: .snapshotID)
+        try c.encode(path, forKey: .path)
+        try c.encode(entries, forKey: .entries)
+        try c.encode(total, forKey: .total)
+        try c.encode(nextOffset, forKey: .nextOffset)
+    }
+}
+
+extension BunkerService {
+    /// The entries of one folder of a snapshot: one tree object is read per level of `path`, so a
+    /// folder opens in about the same time whatever the size of the snapshot.
+    ///
+    /// `path` is `/`-separated; empty names and `.` are skipped, `..` is refused. A missing name is
+    /// `objectNotFound`, a name that is not a folder `invalidArgument`. Only `limit` entries from
+    /// `offset` on are described, so that a folder of tens of thousands of files answers in pages.
+    public func listFolder(snapshot reference: String, path: String, offset: Int = 0, limit: Int = .max) async throws -> SnapshotFolder {
+        let (id, tree, names) = try await folderTree(snapshot: reference, names: try Self.pathComponents(path))
+        let sorted = tree.nodes.sorted { ($0.type == .directory ? 0 : 1, $0.name) < ($1.type == .directory ? 0 : 1, $1.name) }
+        let page = sorted.dropFirst(offset).prefix(limit)
+        let end = min(sorted.count, offset + page.count)
+        return SnapshotFolder(
+            snapshotID: id.hex, path: names.joined(separator: "/"), entries: page.map(Self.entry), total: sorted.count,
+            nextOffset: end < sorted.count ? end : nil)
+    }
+
+    /// The entry of the file at `path` in a snapshot: `objectNotFound` when there is nothing,
+    /// `invalidArgument` when it is not a regular file. What ``readFile(snapshot:path:by:output:)``
+    /// would send, known before its first byte.
+    public func fileEntry(snapshot reference: String, path: String) async throws -> SnapshotEntry {
+        Self.entry(try await fileNode(snapshot: reference, path: path).1)
+    }
+
+    /// Streams one file of a snapshot into `output`, a piece at a time, under a shared lock of the
+    /// repository (a prune cannot delete what it reads). The SHA-256 of the whole content is
+    /// checked against the one recorded at backup time when it ends (``ContentReader``):
+    /// `integrity` if it differs, so that a caller can cut off a download that went wrong.
+    /// Audited as `export` of the snapshot, with the file's path.
+    public func readFile(snapshot reference: String, path: String, by actor: AuditActor = .localUser(), output: @escaping @Sendable (Data) async throws -> Void) async throws {
+        let shown = try Self.pathComponents(path).joined(separator: "/")
+        try await audited("export", target: reference, by: actor, details: ["path": shown, "file": "-"]) {
+            try await repository.withLock(exclusive: false) {
+                let (_, node) = try await self.fileNode(snapshot: reference, path: path)
+                try await ContentReader(loader: self.repository).read(node, output)
+            }
+        } describe: { _ in
+            AuditedResult(details: ["path": shown, "file": "-"])
+        }
+    }
+
+    private func fileNode(snapshot reference: String, path: String) async throws -> (ID, Node) {
+        var names = try Self.pathComponents(path)
+        guard let name = names.popLast() else {
+            throw BunkerError(.invalidArgument, "Name a file of the backup in path (like studies/2025/note-1.txt).")
+        }
+        let shown = (names + [name]).joined(separator: "/")
+        let (id, tree, _) = try await folderTree(snapshot: reference, names: names)
+        guard let node = tree.node(named: name) else {
+            throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
+        }
+        guard node.type == .file else {
+            throw BunkerError(.invalidArgument, "\(shown) in backup \(id.short) is a \(node.type.rawValue), not a file: open it in the browser instead.")
+        }
+        return (id, node)
+    }
+
+    /// Restores the files and folders `paths` of a snapshot (as the browser names them) into
+    /// `target`, a directory on the server that does not exist yet or is empty: "to another
+    /// place", never over anything (the live data is restored in place by ``restore(_:by:progress:)``,
+    /// with its safety backup). Audited as `restore`, with the signature.
+    public func restoreFiles(
+        snapshot reference: String, paths: [String], into target: String, by actor: AuditActor, reason: String,
+        signature: ElectronicSignature? = nil, progress: OperationProgress? = nil
+    ) async throws -> RestoreReport {
+        let includes = try paths.map { try Self.pathComponents($0).joined(separator: "/") }
+        guard !includes.isEmpty, !includes.contains("") else {
+            throw BunkerError(.invalidArgument, "Choose at least one file or folder of the backup to restore (not its top).")
+        }
+        guard target.hasPrefix("/"), !target.split(separator: "/").contains("..") else {
+            throw BunkerError(.invalidArgument, "The place to restore to must be an absolute directory path on the server without \"..\", like /srv/restores/ticket-4711.")
+        }
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
+            throw BunkerError(.objectExists, "\(target) already holds files: restore into a new or empty directory, so that nothing is overwritten.")
+        }
+        return try await restoreTree(snapshot: reference, includes: includes, to: target, by: actor, reason: reason, signature: signature, progress: progress)
+    }
+
+    /// The tree of the folder `names` in a snapshot, reading one tree per level.
+    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, Tree, [String]) {
+        let (id, snapshot) = try await snapshotByReference(reference)
+        var tree = try await repository.loadTree(snapshot.tree)
+        for (depth, name) in names.enumerated() {
+            let shown = names[...depth].joined(separator: "/")
+            guard let node = tree.node(named: name) else {
+                throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
+            }
+            guard node.type == .directory, let subtree = node.subtree else {
+                throw BunkerError(.invalidArgument, "\(shown) in backup \(id.short) is not a folder: download it instead.")
+            }
+            tree = try await repository.loadTree(subtree)
+        }
+        return (id, tree, names)
+    }
+
+    private static func entry(_ node: Node) -> SnapshotEntry {
+        SnapshotEntry(
+            name: node.name, type: node.type.rawValue, size: node.type == .file ? (node.size ?? 0) : nil,
+            modifiedAt: Date(timeIntervalSince1970: Double(node.mtimeNanoseconds) / 1e9), sha256: node.sha256, linkTarget: node.linkTarget)
+    }
+
+    /// A snapshot by its full id (one read) or any other reference (a prefix, `latest`).
+    private func snapshotByReference(_ reference: String) async throws -> (ID, Snapshot) {
+        if reference.count == 64, let id = ID(hex: reference) {
+            return (id, try await repository.loadSnapshot(id))
+        }
+        let found = try await repository.findSnapshot(reference)
+        return (found.id, found.snapshot)
+    }
+
+    /// `path`'s names, without empty ones and `.`; `..` is refused (the browser goes down only).
+    static func pathComponents(_ path: String) throws -> [String] {
+        let names = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init).filter { $0 != "." }
+        if names.contains("..") {
+            throw BunkerError(.invalidArgument, "A path in a backup may not contain \"..\": give it from the top, like studies/2025.")
+        }
+        return names
+    }
+}

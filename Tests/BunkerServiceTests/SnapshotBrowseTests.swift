@@ -1,0 +1,99 @@
+import BunkerCore
+import BunkerService
+import BunkerTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// The snapshot browser's service calls: a folder at a time, a file streamed and checked, chosen
+/// paths restored only into a new or empty directory.
+@Suite struct SnapshotBrowseTests {
+    func service(_ dir: String) async throws -> BunkerService {
+        try FileManager.default.createDirectory(atPath: dir + "/studies/2025", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/studies/archive", withIntermediateDirectories: true)
+        for name in ["b.txt", "a.txt", "c.txt"] { try Data(name.utf8).write(to: URL(fileURLWithPath: dir + "/studies/2025/" + name)) }
+        var generator = SystemRandomNumberGenerator()
+        try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: dir + "/studies/2025/scan.dcm"))
+        return try await makeService(in: dir, sources: """
+            [[source]]
+            name = "studies"
+            kind = "files"
+            path = "\(dir)/studies"
+            """)
+    }
+
+    @Test func aFolderListsFoldersFirstThenFilesByNameInPages() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            let top = try await service.listFolder(snapshot: id, path: "studies")
+            #expect(top.entries.map(\.name) == ["2025", "archive"])
+            #expect(top.entries.allSatisfy { $0.type == "dir" })
+            let first = try await service.listFolder(snapshot: id, path: "/studies//2025/", offset: 0, limit: 3)
+            #expect(first.path == "studies/2025")
+            #expect(first.entries.map(\.name) == ["a.txt", "b.txt", "c.txt"])
+            #expect(first.total == 4 && first.nextOffset == 3)
+            let last = try await service.listFolder(snapshot: id, path: "studies/2025", offset: 3, limit: 3)
+            #expect(last.entries.map(\.name) == ["scan.dcm"] && last.nextOffset == nil)
+            #expect(last.entries[0].size == 3 << 20 && last.entries[0].sha256?.count == 64)
+        }
+    }
+
+    @Test(arguments: ["studies/../etc", "..", "studies/2025/a.txt", "studies/nothing"])
+    func badFoldersAreRefusedWithTheReason(_ path: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            let error = await #expect(throws: BunkerError.self) { try await service.listFolder(snapshot: id, path: path) }
+            let expected: BunkerError.Code = path.hasSuffix("nothing") ? .objectNotFound : .invalidArgument
+            #expect(error?.code == expected, "\(error?.message ?? "")")
+        }
+    }
+
+    @Test func aFileIsStreamedWhole() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            let received = Mutex(Data())
+            try await service.readFile(snapshot: id, path: "studies/2025/scan.dcm", by: .localUser()) { data in received.withLock { $0.append(data) } }
+            #expect(received.withLock { $0 } == FileManager.default.contents(atPath: dir + "/studies/2025/scan.dcm"))
+        }
+    }
+
+    @Test func aDamagedFileIsNeverHandedOutAsWhole() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            _ = try damageLargestPack(in: dir + "/repo")
+            await #expect(throws: BunkerError.self) {
+                try await service.readFile(snapshot: id, path: "studies/2025/scan.dcm", by: .localUser()) { _ in }
+            }
+            let ends = try service.catalog().auditRecords(AuditFilter()).filter { $0.action == "export" && $0.outcome != .started }
+            #expect(ends.last?.outcome == .failure, "the failed download is audited as failed")
+        }
+    }
+
+    @Test func chosenPathsAreRestoredOnlyIntoANewOrEmptyDirectory() async throws {
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            let occupied = dir + "/occupied"
+            try FileManager.default.createDirectory(atPath: occupied, withIntermediateDirectories: true)
+            try Data("keep".utf8).write(to: URL(fileURLWithPath: occupied + "/keep.txt"))
+            let refused = await #expect(throws: BunkerError.self) {
+                try await service.restoreFiles(snapshot: id, paths: ["studies/2025/a.txt"], into: occupied, by: .localUser(), reason: "test")
+            }
+            #expect(refused?.code == .objectExists)
+            #expect(FileManager.default.contents(atPath: occupied + "/keep.txt") == Data("keep".utf8))
+            let relative = await #expect(throws: BunkerError.self) {
+                try await service.restoreFiles(snapshot: id, paths: ["studies/2025/a.txt"], into: "restored", by: .localUser(), reason: "test")
+            }
+            #expect(relative?.code == .invalidArgument)
+
+            let report = try await service.restoreFiles(snapshot: id, paths: ["studies/2025/a.txt"], into: dir + "/new", by: .localUser(), reason: "test")
+            #expect(report.filesRestored == 1)
+            #expect(FileManager.default.contents(atPath: dir + "/new/studies/2025/a.txt") == Data("a.txt".utf8))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/new/studies/2025/b.txt"))
+        }
+    }
+}
