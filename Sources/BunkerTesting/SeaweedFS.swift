@@ -50,21 +50,44 @@ public final class SeaweedFS: Sendable {
 
     /// Starts a server in a new temporary directory and waits until it serves S3.
     public static func start(bucket: String = "bunker-test") throws -> SeaweedFS {
+        // The ports are picked free but only taken when weed binds them: another process (or
+        // another of weed's own components, when the kernel hands out one port twice) may take
+        // one meanwhile. Such a start is tried again with new ports, never anything else.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try startOnce(bucket: bucket)
+            } catch let error as FixtureError where attempt < 3 && error.description.contains("address already in use") {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce(bucket: String) throws -> SeaweedFS {
         let weed = try binary()
         var template = Array("/tmp/bunker-weed-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw FixtureError("mkdtemp failed") }
         let directory = String(cString: made)
-        let s3 = try freeTCPPort()
+        var taken: Set<Int> = []
+        func distinctPort() throws -> Int {
+            while true {
+                let port = try freeTCPPort()
+                if taken.insert(port).inserted { return port }
+            }
+        }
+        let s3 = try distinctPort()
         // The admin server's gRPC port is its HTTP port + 10000, whatever is asked.
-        let admin = try freePortPair(offset: 10000)
+        var admin = try freePortPair(offset: 10000)
+        while taken.contains(admin) || taken.contains(admin + 10000) { admin = try freePortPair(offset: 10000) }
+        taken.formUnion([admin, admin + 10000])
         var arguments = [
             "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
             "-s3.port=\(s3)", "-bucket=\(bucket)", "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-admin.port=\(admin)",
         ]
         for flag in ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc"] {
-            let port = try freeTCPPort()
-            arguments.append("-\(flag)=\(port)")
+            arguments.append("-\(flag)=\(try distinctPort())")
         }
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
         let pid = try spawn(weed, arguments, environment: ["AWS_ACCESS_KEY_ID": credentials.id, "AWS_SECRET_ACCESS_KEY": credentials.secret],
