@@ -31,6 +31,9 @@ public struct SourceRestoreRequest: Sendable {
     public var reason: String?
     /// The electronic signature that approved the restore, recorded in its audit rows.
     public var signature: ElectronicSignature?
+    /// Set when a server whose `[server] restore_signature` is `optional` let the restore run
+    /// unsigned: the audit rows say so.
+    public var signatureWaived = false
     /// For a physical base backup: the recovery target, and whether to start the server. Its
     /// ``RecoveryOptions/walFetch`` is filled in by the service. With a time target and the
     /// snapshot `latest`, the newest base backup that ended before the target is restored.
@@ -147,6 +150,7 @@ extension BunkerService {
         var details = ["backup_type": request.type.rawValue, "safety_backup": String(request.safetyBackup)]
         if !request.sourceNames.isEmpty { details["sources"] = request.sourceNames.joined(separator: ",") }
         if let signature = request.signature { details.merge(signatureDetails(signature)) { $1 } }
+        if request.signatureWaived && request.signature == nil { details["signature"] = "none: not signed ([server] restore_signature = optional)" }
         switch request.target {
         case .inPlace: details["destination"] = "in place"
         case .directory(let dir): details["destination"] = "directory:" + dir

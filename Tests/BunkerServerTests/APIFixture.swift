@@ -62,9 +62,11 @@ func array(_ response: TestResponse) throws -> [[String: Any]] {
 /// Runs `test` against the server: by default through the router (no socket, and no client
 /// timeout to trip when the whole suite loads the machine), or `.live` on a free loopback port.
 /// `largeFileSize` makes backups take longer (the concurrency test needs them to overlap);
-/// `limits` are the server's timeouts and login limit.
+/// `limits` are the server's timeouts and login limit; `configure` changes the configuration read
+/// from the fixture's bunker.toml.
 func withAPI(
     _ mode: TestingSetup = .router, largeFileSize: Int = 256 << 10, limits: ServerLimits = ServerLimits(),
+    configure: (inout Configuration) -> Void = { _ in },
     _ test: @escaping @Sendable (APIFixture) async throws -> Void
 ) async throws {
     try await withTemporaryDirectory { dir in
@@ -89,6 +91,7 @@ func withAPI(
             """
         var configuration = try Configuration(text: text, file: dir + "/bunker.toml", environment: [:])
         configuration.server.listen = "127.0.0.1:0"
+        configure(&configuration)
         var options = Catalog.Options()
         options.bcryptCost = 4
         let catalog = try Catalog(dataDirectory: configuration.dataDirectory, options: options)

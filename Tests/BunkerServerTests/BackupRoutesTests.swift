@@ -106,6 +106,32 @@ import Testing
         }
     }
 
+    /// `[server] restore_signature = "optional"`: the Clinical Dashboard backup guide's body
+    /// restores, the audit trail says it was not signed, and a given password is still checked.
+    @Test func anOptionalSignatureLetsTheClinicalDashboardBodyRestore() async throws {
+        try await withAPI(configure: { $0.server.restoreSignature = .optional }) { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            let note = api.studies + "/studies/2024/patient-001/note-1.txt"
+            let original = try Data(contentsOf: URL(fileURLWithPath: note))
+            try Data("overwritten by mistake".utf8).write(to: URL(fileURLWithPath: note))
+
+            let wrong = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["create_safety_backup": true, "password": "not-her-password", "reason": "ticket 4713"])
+            #expect(wrong.status == .forbidden)
+            #expect(try object(wrong)["error"] as? String == "signature_invalid")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: note)) != original)
+
+            let response = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["create_safety_backup": true])
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            #expect(try object(response)["safety_backup_id"] as? String != nil)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: note)) == original)
+            let start = try #require(try api.catalog.auditRecords(AuditFilter(action: "restore")).first { $0.outcome == .started })
+            #expect(start.actor == "alice")
+            #expect(start.detailValues["signature"] == "none: not signed ([server] restore_signature = optional)")
+            #expect(start.detailValues["signed_by"] == nil)
+        }
+    }
+
     @Test func restoreIsAnElectronicSignatureRecordedWithNameTimeAndMeaning() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")

@@ -49,21 +49,3 @@ func count(_ table: String, in path: String) throws -> Int {
 func fileBytes(_ path: String) -> Data? {
     FileManager.default.contents(atPath: path)
 }
-
-/// Flips one byte in the middle of the largest pack of a repository.
-func damageLargestPack(in repo: String) throws -> String {
-    let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
-    let sized = files.compactMap { name -> (String, Int)? in
-        let path = repo + "/data/" + name
-        guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size > 0 else { return nil }
-        return (path, size)
-    }
-    let (path, size) = sized.max { $0.1 < $1.1 }!
-    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
-    try handle.seek(toOffset: UInt64(size / 2))
-    let byte = try handle.read(upToCount: 1)![0]
-    try handle.seek(toOffset: UInt64(size / 2))
-    try handle.write(contentsOf: Data([byte ^ 0xFF]))
-    try handle.close()
-    return (path as NSString).lastPathComponent
-}

@@ -67,7 +67,7 @@ import Testing
             #expect(healthy.stdout.contains("| last_backup_age_hours=0.0"), "\(healthy.stdout)")
 
             // A verify that finds damage makes the state critical.
-            try flipAByteOfTheLargestPack(in: dir + "/repo")
+            try damageLargestPack(in: dir + "/repo")
             #expect(try BunkerProcess.run(["verify", "--read-data"], environment: e).status == 7)
             let critical = try BunkerProcess.run(["check", "--no-notify"], environment: e)
             #expect(critical.status == 2, "\(critical.stdout) \(critical.stderr)")
@@ -108,7 +108,7 @@ import Testing
             #expect(report["snapshots"] as? Int == 1)
             #expect((report["packs_read"] as? Int ?? 0) > 0, "\(report)")
 
-            try flipAByteOfTheLargestPack(in: dir + "/repo")
+            try damageLargestPack(in: dir + "/repo")
             let bad = try BunkerProcess.run(["verify", "latest"], environment: e)
             #expect(bad.status == 7, "\(bad.stdout) \(bad.stderr)")
             #expect(bad.stderr.contains("affects snapshot"), "\(bad.stderr)")
@@ -118,22 +118,5 @@ import Testing
             let both = try BunkerProcess.run(["verify", "latest", "--read-data-subset", "1/2"], environment: e)
             #expect(both.status == 64 && both.stderr.contains("always read whole"), "\(both.stderr)")
         }
-    }
-
-    private func flipAByteOfTheLargestPack(in repo: String) throws {
-        let files = FileManager.default.enumerator(atPath: repo + "/data")!.compactMap { $0 as? String }
-        let sized = files.compactMap { name -> (String, Int)? in
-            let path = repo + "/data/" + name
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), attributes[.type] as? FileAttributeType == .typeRegular,
-                  let size = (attributes[.size] as? NSNumber)?.intValue, size > 0 else { return nil }
-            return (path, size)
-        }
-        let (path, size) = try #require(sized.max { $0.1 < $1.1 })
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
-        try handle.seek(toOffset: UInt64(size / 2))
-        let byte = try #require(try handle.read(upToCount: 1)?.first)
-        try handle.seek(toOffset: UInt64(size / 2))
-        try handle.write(contentsOf: Data([byte ^ 0xFF]))
-        try handle.close()
     }
 }

@@ -34,6 +34,11 @@ public struct Configuration: Sendable {
         public var location: String? { url ?? path }
     }
 
+    /// `[server] restore_signature`.
+    public enum RestoreSignature: String, Sendable, Equatable {
+        case required, optional
+    }
+
     /// Keys that would put an object store's secret in the file, which is refused.
     static let secretRepositoryKeys = ["access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "secret_key", "access_key"]
 
@@ -43,6 +48,11 @@ public struct Configuration: Sendable {
         public var listen = "127.0.0.1:8080"
         /// How long an access token is valid.
         public var tokenLifetime: TimeInterval = 3600
+        /// Whether `POST /restore/{id}` needs an electronic signature (a re-entered password and
+        /// a reason). `optional` lets a client written against the Clinical Dashboard backup
+        /// guide restore with its body, `{"create_safety_backup": true}`; the audit trail then
+        /// says the restore was not signed. A password that is given is checked all the same.
+        public var restoreSignature: RestoreSignature = .required
         /// The HS256 secret (64 hex digits); default `<data_dir>/jwt.key`, generated at first start.
         public var jwtSecretFile: String?
         /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
@@ -210,6 +220,12 @@ public struct Configuration: Sendable {
                 server.listen = listen
             }
             if let minutes = try table.int("token_lifetime_minutes", range: 1...(24 * 60)) { server.tokenLifetime = TimeInterval(minutes * 60) }
+            if let text = try table.string("restore_signature") {
+                guard let policy = RestoreSignature(rawValue: text) else {
+                    throw table.error(key: "restore_signature", "must be \"required\" (the default: a re-entered password and a reason) or \"optional\", not \"\(text)\"")
+                }
+                server.restoreSignature = policy
+            }
             server.jwtSecretFile = try table.path("jwt_secret_file")
             server.tlsCertificateFile = try table.path("tls_certificate")
             server.tlsKeyFile = try table.path("tls_key")
