@@ -12,10 +12,17 @@ public protocol BlobLoader: Sendable {
     /// How many reads are worth having in flight at once: a few where each would only add a
     /// disk seek, more where each request mostly waits on a network (an object store).
     var parallelReads: Int { get }
+    /// Whether a restore should read every directory listing first and then hand its whole plan
+    /// to ``readingAhead(_:)``: where each request waits a round trip (an object store).
+    var readsAhead: Bool { get }
+    /// A loader that serves `plan` from reads made before it is asked.
+    func readingAhead(_ plan: RestorePlan) -> any BlobLoader
 }
 
 extension BlobLoader {
     public var parallelReads: Int { 4 }
+    public var readsAhead: Bool { false }
+    public func readingAhead(_ plan: RestorePlan) -> any BlobLoader { self }
 }
 
 extension BlobLoader {
@@ -134,6 +141,11 @@ public final class Restorer: Sendable {
     public func restore(tree root: ID, into target: DirectoryHandle) async throws -> RestoreReport {
         try Restorer.validateIncludes(includes)
         let tree = try await loader.loadTree(root)
+        if loader.readsAhead {
+            let plan = await plan(root: root, tree: tree)
+            let planned = Restorer(loader: loader.readingAhead(plan), includes: includes, progress: progress)
+            return try await planned.restore(tree: root, into: target)
+        }
         try await restoreChildren(of: tree, in: target, relative: "")
         // One flush of the whole filesystem at the end instead of an fsync per file: as durable
         // when the restore reports success, and thousands of small files restore far faster.
@@ -146,6 +158,60 @@ public final class Restorer: Sendable {
             throw BunkerError(.invalidArgument, "No path in the snapshot matches \(includes.joined(separator: ", ")); `bunker show ID` lists its content.")
         }
         return report
+    }
+
+    /// Every listing the restore will open, read many at once level by level, and the blobs of
+    /// every file it will write in the order it meets them. A listing that cannot be read is left
+    /// out: the restore reads it again when it gets there, and records the failure there.
+    private func plan(root: ID, tree: Tree) async -> RestorePlan {
+        var plan = RestorePlan()
+        plan.trees[root] = tree
+        var level: [(tree: Tree, path: String)] = [(tree, "")]
+        let limit = max(8, loader.parallelReads * 2)
+        while !level.isEmpty {
+            var wanted: [(id: ID, path: String)] = []
+            var seen = Set<ID>()
+            for (tree, path) in level where tree.duplicateName == nil {
+                for node in tree.nodes where node.type == .directory && node.hasSafeName {
+                    let child = path.isEmpty ? node.name : path + "/" + node.name
+                    guard let subtree = node.subtree, plan.trees[subtree] == nil, selection(of: child) != .none,
+                          seen.insert(subtree).inserted else { continue }
+                    wanted.append((subtree, child))
+                }
+            }
+            level = []
+            await withTaskGroup(of: (ID, String, Tree?).self) { group in
+                var running = 0
+                for (id, path) in wanted {
+                    if running >= limit, let (id, path, tree) = await group.next() {
+                        running -= 1
+                        if let tree { plan.trees[id] = tree; level.append((tree, path)) }
+                    }
+                    group.addTask { (id, path, try? await self.loader.loadTree(id)) }
+                    running += 1
+                }
+                for await (id, path, tree) in group {
+                    if let tree { plan.trees[id] = tree; level.append((tree, path)) }
+                }
+            }
+        }
+        func collect(_ tree: Tree, _ path: String) {
+            guard tree.duplicateName == nil else { return }
+            for node in tree.nodes where node.hasSafeName {
+                let child = path.isEmpty ? node.name : path + "/" + node.name
+                let selected = selection(of: child)
+                switch node.type {
+                case .directory where selected != .none:
+                    if let subtree = node.subtree, let tree = plan.trees[subtree] { collect(tree, child) }
+                case .file where selected == .all:
+                    plan.blobs.append(contentsOf: node.content ?? [])
+                default:
+                    break
+                }
+            }
+        }
+        collect(tree, "")
+        return plan
     }
 
     private enum Selection { case none, traverse, all }

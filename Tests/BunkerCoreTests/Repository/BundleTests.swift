@@ -291,25 +291,3 @@ private final class VanishingIndexStorage: Storage {
         }
     }
 }
-
-/// Counts the reads of packs (by name, one entry per request), each delayed by `delay`.
-private final class LoadCountingStorage: StorageWrapper {
-    let base: any Storage
-    private let delay: Duration
-    private let loads = Mutex<[String]>([])
-
-    init(_ base: any Storage, delay: Duration) {
-        self.base = base
-        self.delay = delay
-    }
-
-    var packLoads: [String] { loads.withLock { $0 } }
-
-    func load(_ handle: ObjectHandle, range: Range<Int>?) async throws -> Data {
-        if handle.kind == .pack {
-            loads.withLock { $0.append("\(handle.name)@\(range.map { "\($0.lowerBound)" } ?? "all")") }
-            if delay > .zero { try await Task.sleep(for: delay) }
-        }
-        return try await base.load(handle, range: range)
-    }
-}

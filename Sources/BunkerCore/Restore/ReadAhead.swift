@@ -1,0 +1,240 @@
+import Foundation
+import Synchronization
+
+/// What a restore will read, known before it writes anything: every directory listing it opens,
+/// and every blob of every file it writes, in the order the files are met (depth first, as the
+/// snapshot lists them).
+public struct RestorePlan: Sendable {
+    public var trees: [ID: Tree] = [:]
+    public var blobs: [ID] = []
+
+    public init() {}
+}
+
+extension Repository {
+    /// From an object store (a storage with a concurrency limit), a restore reads ahead: see
+    /// ``ReadAheadLoader``. From a local directory each read costs a system call, not a round
+    /// trip, and reading ahead would only hold memory.
+    public var readsAhead: Bool {
+        storage.capability(ConcurrencyLimitedStorage.self) != nil
+    }
+
+    public func readingAhead(_ plan: RestorePlan) -> any BlobLoader {
+        ReadAheadLoader(repository: self, plan: plan)
+    }
+}
+
+/// Serves a restore from ranges of packs read before it asks for them.
+///
+/// From an object store every request waits a round trip, and a restore that asks file by file
+/// for the blobs it needs next makes thousands of small requests with few of them in flight: it
+/// waits more than it works. Knowing the whole plan in advance, this loader cuts it into
+/// *segments*, runs of units that lie close together in one pack (at most 8 MiB, with gaps of at
+/// most ``Repository/readGap``), in the order the plan first needs them, so that a restore reads
+/// each pack in a few large requests. The first ask that falls into a segment also starts the
+/// segments that follow it in the plan, up to 32 MiB ahead, as long as no more than 96 MiB are held:
+/// every place the restore reads from at once (a large database file and a tree of small
+/// documents, restored side by side) gets a stream of its own.
+///
+/// A segment is dropped as soon as every blob of the plan that lies in it was handed out; an
+/// opened bundle (many small files' plaintext) as soon as its last member was. A blob asked for
+/// outside the plan, or again after its segment was dropped, is read the usual way. Everything
+/// handed out is authenticated, decompressed and checked against its id exactly as
+/// ``Repository/loadBlobs(_:decompressor:)`` does.
+final class ReadAheadLoader: BlobLoader, Sendable {
+    /// How far past the segment being read the next segments are started.
+    static let ahead = 32 << 20
+    /// At most this many bytes of segments held (read or being read) by reading ahead; a segment a
+    /// reader waits for is read whatever the total.
+    static let window = 96 << 20
+    /// The longest request.
+    static let maximumSegment = 8 << 20
+
+    private struct UnitKey: Hashable {
+        let pack: ID
+        let offset: UInt32
+    }
+
+    private struct Segment {
+        let pack: ID
+        let range: Range<Int>
+        /// Asks of the plan that fall into it.
+        var uses: Int
+        var task: Task<Data, any Error>?
+        var dropped = false
+    }
+
+    private struct State {
+        var segments: [Segment]
+        /// Plaintext of bundles opened and not yet handed out in full, with the asks still to come.
+        var opened: [UnitKey: (plaintext: Data, uses: Int)] = [:]
+        var held = 0
+    }
+
+    private let repository: Repository
+    private let trees: [ID: Tree]
+    private let segmentOfUnit: [UnitKey: Int]
+    /// Asks of the plan per bundle, for dropping its plaintext after the last.
+    private let bundleUses: [UnitKey: Int]
+    private let state: Mutex<State>
+
+    init(repository: Repository, plan: RestorePlan) {
+        self.repository = repository
+        self.trees = plan.trees
+        let gap = repository.readGap
+        var segments: [Segment] = []
+        var segmentOfUnit: [UnitKey: Int] = [:]
+        var bundleUses: [UnitKey: Int] = [:]
+        // Each pack's segments, the newest last: a unit inside one of them (in a gap read anyway)
+        // joins it; a unit a little past the newest's end extends it, unless that would reach
+        // into another segment.
+        var segmentsOfPack: [ID: [Int]] = [:]
+        for id in plan.blobs {
+            guard let location = repository.index.lookup(id) else { continue }
+            let blob = location.blob
+            let key = UnitKey(pack: location.pack, offset: blob.offset)
+            if blob.member != nil { bundleUses[key, default: 0] += 1 }
+            let start = Int(blob.offset)
+            let end = start + Int(blob.length)
+            let mine = segmentsOfPack[location.pack, default: []]
+            if let known = segmentOfUnit[key] ?? mine.first(where: { segments[$0].range.contains(start) }) {
+                segments[known].uses += 1
+                segmentOfUnit[key] = known
+                continue
+            }
+            if let i = mine.last, start >= segments[i].range.upperBound, start - segments[i].range.upperBound <= gap,
+               end - segments[i].range.lowerBound <= Self.maximumSegment,
+               !mine.contains(where: { segments[$0].range.overlaps(segments[i].range.upperBound..<end) }) {
+                segments[i] = Segment(pack: location.pack, range: segments[i].range.lowerBound..<end, uses: segments[i].uses + 1)
+                segmentOfUnit[key] = i
+            } else {
+                segments.append(Segment(pack: location.pack, range: start..<end, uses: 1))
+                segmentOfUnit[key] = segments.count - 1
+                segmentsOfPack[location.pack, default: []].append(segments.count - 1)
+            }
+        }
+        self.segmentOfUnit = segmentOfUnit
+        self.bundleUses = bundleUses
+        self.state = Mutex(State(segments: segments))
+    }
+
+    deinit {
+        state.withLock { state in
+            for segment in state.segments { segment.task?.cancel() }
+        }
+    }
+
+    var parallelReads: Int { repository.parallelReads }
+
+    func loadTree(_ id: ID) async throws -> Tree {
+        if let tree = trees[id] { return tree }
+        return try await repository.loadTree(id)
+    }
+
+    func loadBlob(_ id: ID, decompressor: ZstdDecompressor?) async throws -> Data {
+        try await loadBlobs([id], decompressor: decompressor)[0]
+    }
+
+    func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
+        var result: [Data] = []
+        result.reserveCapacity(ids.count)
+        for id in ids {
+            result.append(try await blob(id, decompressor: decompressor))
+        }
+        return result
+    }
+
+    private func blob(_ id: ID, decompressor: ZstdDecompressor?) async throws -> Data {
+        guard let location = repository.index.lookup(id),
+              let segment = segmentOfUnit[UnitKey(pack: location.pack, offset: location.blob.offset)],
+              let task = start(segment) else {
+            return try await repository.loadBlob(id, decompressor: decompressor)
+        }
+        let blob = location.blob
+        let data: Data
+        do {
+            data = try await task.value
+        } catch {
+            // The storage's own retries ran out, or the restore is cancelled: every ask of this
+            // segment is read on its own, which gives a failed read a second chance and makes a
+            // cancelled one fail as it would have anyway.
+            drop(segment)
+            return try await repository.loadBlob(id, decompressor: decompressor)
+        }
+        defer { used(segment) }
+        let key = UnitKey(pack: location.pack, offset: blob.offset)
+        guard blob.member != nil else {
+            return try repository.decodeBlob(unit(of: blob, in: data, segment: segment), blob, pack: location.pack, decompressor: decompressor)
+        }
+        // A bundle: opened once for all its members, kept until the last of them was asked.
+        let plaintext: Data
+        if let kept = state.withLock({ $0.opened[key]?.plaintext }) {
+            plaintext = kept
+        } else {
+            plaintext = try repository.openUnit(unit(of: blob, in: data, segment: segment), blob, pack: location.pack, decompressor: decompressor)
+            state.withLock { $0.opened[key] = (plaintext, $0.opened[key]?.uses ?? bundleUses[key] ?? 1) }
+        }
+        state.withLock { state in
+            guard var entry = state.opened[key] else { return }
+            entry.uses -= 1
+            state.opened[key] = entry.uses > 0 ? entry : nil
+        }
+        return try repository.extractBlob(blob, from: plaintext, pack: location.pack)
+    }
+
+    private func unit(of blob: PackedBlob, in data: Data, segment: Int) -> Data {
+        let from = state.withLock { $0.segments[segment].range.lowerBound }
+        let at = data.startIndex + Int(blob.offset) - from
+        return data[at..<(at + Int(blob.length))]
+    }
+
+    /// The read of `segment` (started now if it was not), after starting the segments that follow
+    /// it; nil once the segment was dropped.
+    private func start(_ segment: Int) -> Task<Data, any Error>? {
+        state.withLock { state in
+            guard !state.segments[segment].dropped else { return nil }
+            let task = launch(segment, in: &state)
+            var i = segment + 1
+            var ahead = 0
+            while i < state.segments.count, ahead < Self.ahead {
+                let next = state.segments[i]
+                ahead += next.range.count
+                if next.task == nil && !next.dropped {
+                    guard state.held + next.range.count <= Self.window else { break }
+                    _ = launch(i, in: &state)
+                }
+                i += 1
+            }
+            return task
+        }
+    }
+
+    private func launch(_ i: Int, in state: inout State) -> Task<Data, any Error> {
+        if let task = state.segments[i].task { return task }
+        let segment = state.segments[i]
+        let storage = repository.storage
+        let task = Task { try await storage.load(ObjectHandle(.pack, segment.pack), range: segment.range) }
+        state.segments[i].task = task
+        state.held += segment.range.count
+        return task
+    }
+
+    /// One ask of the plan served from `segment`: the last drops it.
+    private func used(_ segment: Int) {
+        state.withLock { state in
+            state.segments[segment].uses -= 1
+            if state.segments[segment].uses <= 0 { Self.drop(segment, in: &state) }
+        }
+    }
+
+    private func drop(_ segment: Int) {
+        state.withLock { Self.drop(segment, in: &$0) }
+    }
+
+    private static func drop(_ segment: Int, in state: inout State) {
+        guard !state.segments[segment].dropped else { return }
+        state.segments[segment].dropped = true
+        if state.segments[segment].task != nil { state.held -= state.segments[segment].range.count }
+        state.segments[segment].task = nil
+    }
+}
