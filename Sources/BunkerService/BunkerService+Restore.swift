@@ -289,9 +289,6 @@ extension BunkerService {
                 guard isConfigured(record) else {
                     throw BunkerError(.invalidArgument, "Source \(record.name) is in the snapshot but not in the configuration, so Bunker does not know where its live data is; restore it with --target DIR.")
                 }
-                if record.isPhysicalBaseBackup {
-                    throw BunkerError(.invalidArgument, "Source \(record.name) holds a physical base backup, which Bunker does not restore over the live cluster's data directory: restore it into a new one with --pgdata DIR (empty or absent), check it, then stop the old server and start the new one there (`bunker restore` prints the command). To restore the snapshot's other sources in place, name them with --source NAME or use --type files. Nothing was restored.")
-                }
                 result[record.name] = .live
             }
         case .directory(let dir):

@@ -100,9 +100,10 @@ import Testing
             // A directory that is not empty is refused.
             let refused = try BunkerProcess.run(["restore", "latest", "--source", "clinic", "--pgdata", dir + "/restored-plain"], environment: e)
             #expect(refused.status != 0 && refused.stderr.contains("not empty"), "\(refused.stderr)")
-            // So is a restore over the live cluster.
+            // So is a restore in place of a cluster that does not archive its WAL (everything since
+            // the base backup would be lost).
             let inPlace = try BunkerProcess.run(["restore", "latest", "--source", "clinic"], environment: e)
-            #expect(inPlace.status != 0 && inPlace.stderr.contains("--pgdata"), "\(inPlace.stderr)")
+            #expect(inPlace.status != 0 && inPlace.stderr.contains("archive_mode = off") && inPlace.stderr.contains("--pgdata"), "\(inPlace.stderr)")
 
             // With --start: the server recovers (WAL from the base backup itself; `wal fetch`
             // finds nothing more), promotes, and holds the rows.
@@ -384,6 +385,46 @@ import Testing
             #expect(try psql(dir + "/c", port: portC, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2,T4", "T3 (timeline 1 after the switch) and T5 are not there")
             let verify = try bunker(dir, ["verify"])
             #expect(verify.status == 0 && verify.output.contains("timeline 2") && verify.output.contains("no gaps"), "no WAL gap across the timeline switch: \(verify.output)")
+        }
+    }
+
+    /// In place: a safety base backup, the live server's last WAL archived, the server stopped,
+    /// its data directory moved aside, the base backup restored and recovered to the moment, the
+    /// server started with its own options, the old directory removed. A restore that cannot
+    /// reach its target puts the old data directory back and starts its server again.
+    @Test func inPlaceRestoreReplacesTheLiveClusterAndPutsItBackOnFailure() async throws {
+        try await withArchivingSource("inPlaceRestoreReplacesTheLiveClusterAndPutsItBackOnFailure") { dir, cluster in
+            let backup = try bunker(dir, ["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            let between = try await insertSentinels(["T1", "T2"], thenAfterAMoment: "T3", a)
+            // Not archived by the test: the restore archives the live server's last segment itself.
+            let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--to-time", between, "--start", "--reason", "T3 was a mistake", "--json"])
+            #expect(restore.status == 0, "\(restore.output)")
+            let outcome = try json(String(restore.output.drop(while: { $0 != "{" })))
+            let safety = try #require(outcome["safety_snapshot_id"] as? String, "\(restore.output)")
+            let source = try #require((outcome["sources"] as? [[String: Any]])?.first)
+            let details = source["details"] as? [String: String] ?? [:]
+            #expect(details["in_place"] == "true" && details["old_data_directory"] == "removed", "\(details)")
+            // The live cluster (same socket, same port) holds the state at the moment.
+            #expect(try a("SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2", "T2 is there, T3 is not")
+            #expect(try a("SELECT pg_is_in_recovery()") == "f")
+            let entries = try FileManager.default.contentsOfDirectory(atPath: cluster.directory)
+            #expect(!entries.contains { $0.contains("bunker-before-restore") }, "\(entries)")
+            // The safety base backup of the live cluster, before the restore, is a snapshot tagged safety.
+            let list = try bunker(dir, ["snapshots", "--json"])
+            let snapshots = (try? JSONSerialization.jsonObject(with: Data(String(list.output.drop(while: { $0 != "[" })).utf8))) as? [[String: Any]] ?? []
+            let safe = snapshots.first { ($0["id"] as? String) == safety }
+            #expect((safe?["tags"] as? [String])?.contains("safety") == true, "\(list.output)")
+
+            // A target past the archived WAL: recovery cannot reach it; the cluster comes back as it was.
+            _ = try a("INSERT INTO sentinel VALUES ('T6')")
+            let future = try a("SELECT to_char((clock_timestamp() + interval '1 hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00'")
+            let failed = try bunker(dir, ["restore", "latest", "--source", "clinic", "--to-time", future, "--start", "--no-safety-backup"])
+            #expect(failed.status != 0 && failed.output.contains("old data directory is back"), "\(failed.output)")
+            #expect(try a("SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2,T6", "the cluster is as it was")
+            let after = try FileManager.default.contentsOfDirectory(atPath: cluster.directory)
+            #expect(!after.contains { $0.contains("bunker-before-restore") }, "\(after)")
         }
     }
 }

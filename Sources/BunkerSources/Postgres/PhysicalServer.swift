@@ -53,12 +53,19 @@ struct PhysicalServer: Sendable {
     let directory: String
     let port: Int
     let owner: ServerUser?
+    /// Where its socket is: the data directory, unless the server keeps its own settings.
+    let socketDirectory: String
+    /// The live cluster's own start options (``PostgresSource/startOptions(_:)``), for a server
+    /// restored in place; nil: Bunker's (its port, its socket in the data directory).
+    let ownOptions: String?
     private let bin: String
 
-    init(directory: String, port: Int, owner: ServerUser?, major: String?) throws {
+    init(directory: String, port: Int, owner: ServerUser?, major: String?, socketDirectory: String? = nil, ownOptions: String? = nil) throws {
         self.directory = directory
         self.port = port
         self.owner = owner
+        self.socketDirectory = socketDirectory ?? directory
+        self.ownOptions = ownOptions
         self.bin = try Self.binaries(major: major)
     }
 
@@ -98,6 +105,7 @@ struct PhysicalServer: Sendable {
     /// The server's options: its port and its socket in the data directory; a private server
     /// (a drill's) also listens on no TCP address and archives nothing.
     private func options(private isPrivate: Bool) -> String {
+        if let ownOptions { return ownOptions }
         var options = "-p \(port) -k \(RecoveryOptions.shellQuoted(directory))"
         if isPrivate { options += " -c listen_addresses='' -c archive_mode=off" }
         return options
@@ -246,7 +254,7 @@ struct PhysicalServer: Sendable {
     func query(_ sql: String) async throws -> String {
         let user = owner?.name ?? (ProcessInfo.processInfo.environment["USER"] ?? "postgres")
         let psql = FileManager.default.isExecutableFile(atPath: bin + "/psql") ? bin + "/psql" : "psql"
-        return try await run(psql, ["-X", "-A", "-t", "-h", directory, "-p", String(port), "-U", user, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        return try await run(psql, ["-X", "-A", "-t", "-h", socketDirectory, "-p", String(port), "-U", user, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
                              what: "Asking the restored server").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -282,7 +290,7 @@ struct PhysicalServer: Sendable {
     }
 
     /// Whether a postmaster runs on the data directory (its pid file names a live process).
-    private var isRunning: Bool {
+    var isRunning: Bool {
         guard let text = try? String(contentsOfFile: directory + "/postmaster.pid", encoding: .utf8),
               let pid = text.split(separator: "\n").first.flatMap({ Int32($0) }) else { return false }
         return kill(pid, 0) == 0

@@ -14,7 +14,8 @@ import Foundation
 /// identifier and major version. A pg_basebackup that fails (or an archive cut short) fails the
 /// backup, which then writes no snapshot.
 ///
-/// Restore: into an empty or absent directory only (`--pgdata DIR`); the files are written and
+/// Restore: into an empty or absent directory (`--pgdata DIR`), or in place (see
+/// PostgresSource+InPlace.swift, which ends in this same restore); the files are written and
 /// checked (SHA-256) by the core's restorer, the directory is given mode 0700 and, when Bunker
 /// runs as root, to the user the server runs as. Recovery is then set up in
 /// `postgresql.auto.conf` (older recovery settings there commented out) and `recovery.signal`:
@@ -127,8 +128,9 @@ extension PostgresSource {
     // MARK: - Restore
 
     func restorePhysical(_ node: Node, record: SnapshotSource?, to destination: RestoreDestination, context: RestoreContext) async throws -> SourceRestoreResult {
+        if destination == .live { return try await restorePhysicalInPlace(node, record: record, context: context) }
         guard case .path(let target) = destination else {
-            throw BunkerError(.invalidArgument, "Source \(name) holds a physical base backup, which Bunker restores into a new data directory only, never over a running cluster: restore with --pgdata DIR (an empty or absent directory), then stop the old server and start the new one there.")
+            throw BunkerError(.invalidArgument, "Source \(name) holds a physical base backup, which Bunker restores into its live data directory (in place) or a new one (--pgdata DIR), not into another database.")
         }
         let directory = (target as NSString).standardizingPath
         try Self.prepareEmptyDirectory(directory)

@@ -15,7 +15,9 @@ extension BunkerCommand {
                 swapped in. A failure leaves the live data as it was and names the safety snapshot.
                 --target DIR restores everything under DIR; --to, --to-database and --sql restore one database elsewhere. \
                 A snapshot of plain paths needs --target.
-                A PostgreSQL source with method = "physical" is restored with --pgdata DIR into a new (empty or absent) \
+                A PostgreSQL source with method = "physical" is restored in place (after a safety base backup, the \
+                live server's current WAL segment is archived, the server stopped and its data directory moved aside \
+                until recovery succeeded) or with --pgdata DIR into a new (empty or absent) \
                 data directory, set up for point-in-time recovery: restore_command calls `bunker wal fetch`, and \
                 --to-time, --to-xid, --to-lsn or --to-name (or --latest, the default: all archived WAL) say where \
                 recovery stops. With ID `latest` and --to-time, the newest base backup that ended before the target \
@@ -91,8 +93,11 @@ extension BunkerCommand {
             if targets > 1 {
                 throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name and --latest exclude each other.")
             }
-            if pgdata == nil && (targets > 0 || start || port != nil || pgUser != nil) {
-                throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name, --latest, --start, --port and --pg-user need --pgdata DIR.")
+            if pgdata == nil && port != nil {
+                throw ValidationError("--port is for a server restored with --pgdata DIR; one restored in place keeps its own.")
+            }
+            if (targets > 0 || start || pgUser != nil) && [target, to, toDatabase, sql].contains(where: { $0 != nil }) {
+                throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name, --latest, --start and --pg-user restore a physical base backup: with --pgdata DIR, or in place without a destination.")
             }
             if let toTime, RecoveryTarget.parseTime(toTime) == nil {
                 throw ValidationError("--to-time \(toTime) is not a moment Bunker can read: write it as \"2026-12-03 14:00:00+00\" or 2026-12-03T14:00:00Z (with its offset from UTC).")
@@ -105,7 +110,8 @@ extension BunkerCommand {
         func run() async throws {
             try await repository.output.run {
                 let service = try await repository.service()
-                if let pgdata {
+                let recoveryAsked = [toTime, toXid, toLsn, toName].contains { $0 != nil } || latest || start || pgUser != nil
+                if pgdata != nil || recoveryAsked {
                     try await restorePhysical(service, into: pgdata)
                     return
                 }
@@ -146,8 +152,9 @@ extension BunkerCommand {
             }
         }
 
-        /// A physical base backup into a new data directory, set up for point-in-time recovery.
-        private func restorePhysical(_ service: BunkerService, into pgdata: String) async throws {
+        /// A physical base backup into a new data directory (or, without one, in place of the live
+        /// cluster's, after a safety base backup), set up for point-in-time recovery.
+        private func restorePhysical(_ service: BunkerService, into pgdata: String?) async throws {
             var recovery = RecoveryOptions()
             if let toTime, let moment = RecoveryTarget.parseTime(toTime) { recovery.target = .time(moment) }
             if let toXid { recovery.target = .xid(toXid) }
@@ -159,17 +166,27 @@ extension BunkerCommand {
             var request = SourceRestoreRequest(snapshot: snapshot)
             request.reason = reason
             request.sourceNames = sources
-            request.target = .pgdata(pgdata)
             request.recovery = recovery
+            if let pgdata {
+                request.target = .pgdata(pgdata)
+            } else {
+                request.target = .inPlace
+                request.safetyBackup = !noSafetyBackup
+                request.type = type
+            }
             let chosen = request
-            // It writes only the new data directory, never the repository nor the live cluster.
-            let outcome = try await repository.job(service, "restore", access: .reads) { try await service.restore(chosen, progress: $0) }
+            // Into a new data directory it writes only that, never the repository nor the live
+            // cluster; in place it first writes a safety backup.
+            let outcome = try await repository.job(service, "restore", access: pgdata == nil ? .writes : .reads) { try await service.restore(chosen, progress: $0) }
             if repository.output.json {
                 Output.printJSON(outcome)
                 return
             }
             guard !repository.output.quiet else { return }
             for warning in outcome.warnings { Output.warning(warning) }
+            if let safety = outcome.safetySnapshotID {
+                print("Safety backup of the live data: snapshot \(safety.prefix(8)) (tagged safety)")
+            }
             for source in outcome.sources {
                 print("Restored the base backup of \(source.source) from snapshot \(outcome.snapshotID.prefix(8)) into \(source.destination): \(source.files) files, \(Output.bytes(source.bytes)); checked: \(source.checks.joined(separator: ", ")).")
                 print("Recovery target: \(source.details["recovery_target"] ?? "latest")")
