@@ -84,11 +84,21 @@ extension BunkerService {
     }
 
     /// What `bunker serve` runs beside the HTTP server until cancelled: the scheduler, delivery
-    /// of queued notifications every 15 s, and the alert checks every 5 minutes.
+    /// of queued notifications every 15 s, the alert checks every 5 minutes, and the WAL
+    /// streaming of every source with `stream = true`.
     public func runBackgroundWork(scheduler: Scheduler? = nil) async {
         let scheduler = scheduler ?? makeScheduler()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await scheduler.run() }
+            for source in streamedWalSources {
+                group.addTask { [self] in
+                    do {
+                        try await streamWal(source: source)
+                    } catch {
+                        FileHandle.standardError.write(Data("bunker: WAL streaming of source \(source) stopped: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+                    }
+                }
+            }
             group.addTask { [self] in
                 while !Task.isCancelled {
                     await deliverNotifications()

@@ -427,4 +427,42 @@ import Testing
             #expect(!after.contains { $0.contains("bunker-before-restore") }, "\(after)")
         }
     }
+
+    /// Streaming (`[source.wal] stream = true`): a row committed after the last archived segment,
+    /// in the segment still being written, survives the server's crash, because `bunker wal
+    /// stream` stored what `pg_receivewal` had received of that segment a moment before.
+    @Test func streamedWALKeepsTheLastSecondsAfterACrash() async throws {
+        try await withArchivingSource("streamedWALKeepsTheLastSecondsAfterACrash") { dir, cluster in
+            var config = try String(contentsOfFile: dir + "/bunker.toml", encoding: .utf8)
+            config += "\n[source.wal]\nstream = true\nstream_interval = 1\n"
+            try config.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            let backup = try bunker(dir, ["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            _ = try a("INSERT INTO sentinel VALUES ('archived')")
+            try await archiveCurrentSegment(a)
+
+            let command = [BunkerProcess.executable, "wal", "stream", "--source", "clinic", "--config", dir + "/bunker.toml"]
+            let streamer = geteuid() == 0
+                ? try spawn("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "--chdir=" + dir] + command, outputFile: dir + "/stream.out")
+                : try spawn(command[0], Array(command.dropFirst()), outputFile: dir + "/stream.out")
+            try await Task.sleep(for: .seconds(2))
+            _ = try a("INSERT INTO sentinel VALUES ('streamed')")
+            let segment = try a("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            try await Task.sleep(for: .seconds(4))
+            cluster.kill()  // immediate: the segment holding 'streamed' is never archived
+            Foundation.kill(streamer, SIGTERM)
+            _ = try? waitForExit(streamer, "bunker wal stream")
+            let said = (try? String(contentsOfFile: dir + "/stream.out", encoding: .utf8)) ?? ""
+
+            // The segment holding 'streamed' was never archived (no switch, an immediate stop);
+            // only its streamed copy is in the repository.
+            let port = String(Int.random(in: 20000..<60000))
+            let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/after-crash", "--start", "--port", port])
+            defer { stopServer(dir + "/after-crash") }
+            #expect(restore.status == 0, "\(restore.output)\n\(said)")
+            #expect(try psql(dir + "/after-crash", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "archived,streamed",
+                    "the row in segment \(segment), streamed but never archived, is restored: \(said)")
+        }
+    }
 }

@@ -178,7 +178,7 @@ extension WalArchive {
             switch file.kind {
             case .history: histories.insert(file.text)
             case .backup: summary.backupLabels += 1
-            case .segment, .partial:
+            case .segment, .partial, .stream:
                 if file.kind == .partial { summary.partials += 1 }
                 if let number = file.segmentNumber(segmentSize: segmentSize) { numbers[file.timeline, default: []].insert(number) }
             }

@@ -59,7 +59,7 @@ public struct WalArchive: Sendable {
 
     /// Archives `contents`, the WAL file named `file` (PostgreSQL's `%f`).
     public func push(_ file: String, contents: Data) async throws -> WalPushResult {
-        guard let name = WalFileName(file) else {
+        guard let name = WalFileName(file), name.kind != .stream else {
             throw BunkerError(.invalidArgument, "\"\(file)\" is not the name of a WAL file (a segment, .history, .backup or .partial file); archive_command must pass %p, the path of the file PostgreSQL archives.")
         }
         var systemIdentifier: UInt64?
@@ -88,8 +88,13 @@ public struct WalArchive: Sendable {
             }
             throw BunkerError(.walConflict, "\(file) is already archived for source \(source) with different content (archived: \(existing.header.size) bytes, SHA-256 \(existing.header.sha256.prefix(16))…, pushed \(Timestamp.format(existing.header.pushedAt)); now: \(contents.count) bytes, SHA-256 \(sha.prefix(16))…). It was not overwritten. Two clusters may be archiving into one source: give each cluster its own source (--source), and check the archive_command of every server.")
         }
+        return try await store(file, contents: contents, sha: sha, systemIdentifier: systemIdentifier, timeline: name.timeline)
+    }
+
+    /// Seals and saves one WAL object.
+    private func store(_ file: String, contents: Data, sha: String, systemIdentifier: UInt64?, timeline: UInt32) async throws -> WalPushResult {
         let header = WalObject.Header(
-            source: source, systemIdentifier: systemIdentifier.map(String.init), timeline: name.timeline, file: file,
+            source: source, systemIdentifier: systemIdentifier.map(String.init), timeline: timeline, file: file,
             size: contents.count, sha256: sha, pushedAt: repository.now(), compression: "none")
         let (plaintext, _) = try WalObject.encode(contents, header: header, compressionLevel: repository.config.compressionLevel)
         let sealed = try repository.key.seal(plaintext)
@@ -98,6 +103,54 @@ public struct WalArchive: Sendable {
         try await storage.save(ObjectHandle(.wal, object), data: sealed)
         FaultPoints.hit("wal-push-after-save")
         return WalPushResult(outcome: .stored, file: file, size: contents.count, storedBytes: sealed.count, object: object)
+    }
+
+    // MARK: - Streaming
+
+    /// Stores what the server has written so far of `segment` (the segment being written, as
+    /// `pg_receivewal` receives it: a `.partial` file of the segment's full size, zero after the
+    /// last record), as `SEGMENT.stream`, then removes the copies it supersedes. Unlike every
+    /// other WAL file, a streamed copy is replaced: it grows as the server writes. It is checked
+    /// as a segment is (same cluster, known timeline), and ``fetch(_:)`` hands it out for the
+    /// segment only while the segment itself is not archived.
+    @discardableResult
+    public func pushStreamed(_ segment: String, contents: Data) async throws -> WalPushResult {
+        guard let name = WalFileName(segment), name.kind == .segment else {
+            throw BunkerError(.invalidArgument, "\"\(segment)\" is not the name of a WAL segment; only a segment is streamed.")
+        }
+        let header = try WalSegmentHeader(reading: contents, file: segment)
+        guard contents.count == header.segmentSize else {
+            throw BunkerError(.invalidArgument, "The streamed copy of \(segment) is \(contents.count) bytes, but its header says the cluster's segments are \(header.segmentSize) bytes; it is not stored.")
+        }
+        try await checkCluster(header, file: segment)
+        if name.timeline > 1 { try await checkTimelineKnown(name) }
+        let file = segment + ".stream"
+        let older = try await storage.list(.wal, prefix: WalObject.prefix(scope: scope, file: file))
+            .filter { matches(WalObject.Name($0.handle.name), file: file) }
+        let result = try await store(file, contents: contents, sha: ID.sha256(of: contents).hex, systemIdentifier: header.systemIdentifier, timeline: name.timeline)
+        for info in older where info.handle.name != result.object {
+            try? await storage.remove(info.handle)
+        }
+        return result
+    }
+
+    /// Removes the streamed copies of segments that are archived whole (``push(_:contents:)``
+    /// by `archive_command`); returns how many.
+    @discardableResult
+    public func removeStreamedCopiesOfArchivedSegments() async throws -> Int {
+        var segments: Set<String> = []
+        var streamed: [(segment: String, handle: ObjectHandle)] = []
+        for info in try await storage.list(.wal, prefix: scope + "-") {
+            guard case .file(let s, let file, _)? = WalObject.Name(info.handle.name), s == scope else { continue }
+            if file.kind == .segment { segments.insert(file.text) }
+            if file.kind == .stream { streamed.append((String(file.text.dropLast(".stream".count)), info.handle)) }
+        }
+        var removed = 0
+        for (segment, handle) in streamed where segments.contains(segment) {
+            try await storage.remove(handle)
+            removed += 1
+        }
+        return removed
     }
 
     /// Refuses a segment from another cluster than the source's; records the cluster on the
@@ -145,12 +198,14 @@ public struct WalArchive: Sendable {
         return false
     }
 
-    /// The first intact archived copy of `name`, read and decrypted; nil when none is archived.
-    /// A copy that is damaged is skipped, and fails the call only when no copy is intact.
+    /// The first intact archived copy of `name`, read and decrypted (of a streamed copy, the
+    /// newest); nil when none is archived. A copy that is damaged is skipped, and fails the call
+    /// only when no copy is intact.
     private func archivedCopy(of name: WalFileName) async throws -> (header: WalObject.Header, contents: Data, object: String)? {
-        let candidates = try await storage.list(.wal, prefix: WalObject.prefix(scope: scope, file: name.text))
+        var candidates = try await storage.list(.wal, prefix: WalObject.prefix(scope: scope, file: name.text))
             .filter { matches(WalObject.Name($0.handle.name), file: name.text) }
             .sorted { ($0.modified ?? .distantPast, $0.handle.name) < ($1.modified ?? .distantPast, $1.handle.name) }
+        if name.kind == .stream { candidates.reverse() }
         var damage: (any Error & Sendable)?
         for info in candidates {
             do {
@@ -193,6 +248,9 @@ public struct WalArchive: Sendable {
         guard let name = WalFileName(file) else {
             throw BunkerError(.invalidArgument, "\"\(file)\" is not the name of a WAL file; restore_command must pass %f (the file's name) and then %p (where to write it).")
         }
-        return try await archivedCopy(of: name)?.contents
+        if let archived = try await archivedCopy(of: name) { return archived.contents }
+        // The segment being written when the server was lost: what was streamed of it.
+        guard name.kind == .segment, let streamed = WalFileName(file + ".stream") else { return nil }
+        return try await archivedCopy(of: streamed)?.contents
     }
 }

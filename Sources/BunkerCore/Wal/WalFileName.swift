@@ -2,7 +2,9 @@ import Foundation
 
 /// The name of a file PostgreSQL archives: a segment (`000000010000000A000000FF`), a timeline
 /// history (`00000002.history`), a backup label (`…000000FF.00000028.backup`) or the last,
-/// partial segment of a timeline left behind by a promotion (`…000000FF.partial`).
+/// partial segment of a timeline left behind by a promotion (`…000000FF.partial`), or Bunker's
+/// own copy of the segment being written now, streamed from the server (`…000000FF.stream`,
+/// see ``WalArchive/pushStreamed(_:contents:)``).
 ///
 /// A segment name is three 8-digit upper-case hex numbers: the timeline, then the high and low
 /// 32 bits of the segment number counted in "log" files of 4 GiB. With segment size `s`, a log
@@ -10,7 +12,7 @@ import Foundation
 /// `log * segmentsPerLog + seg` (PostgreSQL's `XLogFromFileName`).
 public struct WalFileName: Hashable, Sendable, Comparable, CustomStringConvertible {
     public enum Kind: String, Sendable, Codable {
-        case segment, history, backup, partial
+        case segment, history, backup, partial, stream
     }
 
     public let text: String
@@ -47,6 +49,7 @@ public struct WalFileName: Hashable, Sendable, Comparable, CustomStringConvertib
         switch rest {
         case "": kind = .segment
         case ".partial": kind = .partial
+        case ".stream": kind = .stream
         default:
             // `.XXXXXXXX.backup`: the offset of the backup's start in the segment.
             guard utf8.count == 40, rest.hasSuffix(".backup"), hex(25..<33) != nil, utf8[24] == UInt8(ascii: ".") else { return nil }
@@ -72,7 +75,7 @@ public struct WalFileName: Hashable, Sendable, Comparable, CustomStringConvertib
     }
 
     /// Whether the file is WAL itself (starting with a page header), not a text file.
-    public var holdsWAL: Bool { kind == .segment || kind == .partial }
+    public var holdsWAL: Bool { kind == .segment || kind == .partial || kind == .stream }
 
     public var description: String { text }
 

@@ -13,7 +13,7 @@ extension BunkerCommand {
                 recovery:         restore_command = '/usr/local/bin/bunker --config /etc/bunker/bunker.toml wal fetch %f %p'
                 Both run as PostgreSQL's own user; see docs/postgres-pitr.md.
                 """,
-            subcommands: [Push.self, Fetch.self, Drain.self, Setup.self])
+            subcommands: [Push.self, Fetch.self, Drain.self, Stream.self, Setup.self])
 
         /// The options both subcommands share.
         struct SourceOptions: ParsableArguments {
@@ -131,6 +131,28 @@ extension BunkerCommand {
                     } else if !repository.output.quiet {
                         print(shipped.map { "\(source): \($0) WAL files shipped" } ?? "\(source): another drainer runs")
                     }
+                }
+            }
+        }
+
+        struct Stream: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Stream a source's WAL into the repository until stopped (bunker serve does it for every source with stream = true).",
+                discussion: """
+                    Runs pg_receivewal as a replication client of the source's server and stores the segment being \
+                    written every stream_interval seconds ([source.wal] stream = true), so that a restore after the \
+                    server is lost reaches a few seconds before the loss. archive_command still archives the complete \
+                    segments. The source's user needs the REPLICATION attribute. Stop it with SIGINT or SIGTERM.
+                    """)
+
+            @OptionGroup var repository: RepositoryOptions
+            @OptionGroup var wal: SourceOptions
+
+            func run() async throws {
+                try await repository.output.run {
+                    let service = try await Wal.service(repository)
+                    let source = try service.walSource(named: wal.source)
+                    try await service.streamWal(source: source)
                 }
             }
         }

@@ -10,6 +10,7 @@ import Testing
         ("00000002.history", .history),
         ("000000010000000A000000FF.00000028.backup", .backup),
         ("000000010000000000000003.partial", .partial),
+        ("000000010000000000000003.stream", .stream),
     ])
     func walFileNamesAreParsed(_ text: String, _ kind: WalFileName.Kind) throws {
         let name = try #require(WalFileName(text))
@@ -69,6 +70,41 @@ import Testing
             let report = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
             #expect(report.errors.map(\.kind) == ["wal_gap"])
             #expect(report.walObjectsRead == 4)
+        }
+    }
+
+    /// The segment being written, streamed: each copy replaces the one before, a fetch of the
+    /// segment answers the newest while the segment is not archived, the archived segment wins
+    /// once it is, and the streamed copy then goes.
+    @Test func aStreamedSegmentIsReplacedServedUntilArchivedAndThenRemoved() async throws {
+        try await withTemporaryDirectory { dir in
+            let repository = try await TestRepository.create(at: dir + "/repo")
+            let archive = WalArchive(repository: repository, source: "clinic")
+            try await archive.push(FakeWal.segmentName(1), contents: FakeWal.segment(number: 1))
+            let name = FakeWal.segmentName(2)
+            #expect(try await archive.fetch(name) == nil)
+            try await archive.pushStreamed(name, contents: FakeWal.segment(number: 2, filler: 1))
+            #expect(try await archive.fetch(name) == FakeWal.segment(number: 2, filler: 1))
+            let newer = FakeWal.segment(number: 2, filler: 2)
+            try await archive.pushStreamed(name, contents: newer)
+            #expect(try await archive.fetch(name) == newer)
+            let objects = try await repository.storage.list(.wal, prefix: WalObject.scope(of: "clinic") + "-" + name + ".stream-")
+            #expect(objects.count == 1, "the older streamed copy was replaced")
+            // No gap: the streamed copy counts as the segment's.
+            #expect(try await archive.summary().gaps.isEmpty)
+            // Streamed copies are not pushed as archive_command files, and only segments stream.
+            await #expect(throws: BunkerError.self) { try await archive.push(name + ".stream", contents: newer) }
+            await #expect(throws: BunkerError.self) { try await archive.pushStreamed("00000002.history", contents: Data("1\t0/0\tx\n".utf8)) }
+            // From another cluster: refused as a segment would be.
+            await #expect(throws: BunkerError.self) {
+                try await archive.pushStreamed(FakeWal.segmentName(3), contents: FakeWal.segment(number: 3, systemIdentifier: 42))
+            }
+
+            let whole = FakeWal.segment(number: 2, filler: 9)
+            #expect(try await archive.push(name, contents: whole).outcome == .stored)
+            #expect(try await archive.fetch(name) == whole)
+            #expect(try await archive.removeStreamedCopiesOfArchivedSegments() == 1)
+            #expect(try await repository.storage.list(.wal, prefix: WalObject.scope(of: "clinic") + "-" + name + ".stream-").isEmpty)
         }
     }
 
