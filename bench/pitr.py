@@ -19,7 +19,8 @@ the `postgres` user when the benchmark runs as root), every server stopped at th
 4. RPO under load: pgbench plus a heartbeat row a second, archive_command = bunker wal push,
    archive_timeout; the postmaster is killed with SIGKILL, its data directory deleted, the
    cluster restored with `--latest --start`; the RPO is the kill's time minus the newest
-   heartbeat recovered.
+   heartbeat recovered. A trial of mode `stream` (e.g. --rpo-trials stream:full:600) also runs
+   `bunker wal stream` ([source.wal] stream = true, every 5 s), killed with the server.
 
 Standard library only. pgBackRest comes from Debian's `pgbackrest` package (installed with
 apt-get when missing, unless --no-install); without it its columns say why they are empty.
@@ -352,14 +353,18 @@ class Bunker:
     def __init__(self, binary: Path) -> None:
         self.binary = binary
 
-    def config(self, path: Path, repo: Path, source: str, cluster: Cluster, spool: Path | None = None) -> Path:
-        """A bunker.toml with one physical postgres source; the repository is made with `bunker init`."""
+    def config(self, path: Path, repo: Path, source: str, cluster: Cluster, spool: Path | None = None,
+               stream: bool = False) -> Path:
+        """A bunker.toml with one physical postgres source; the repository is made with `bunker init`.
+        With `stream`, the source's WAL is also streamed (`bunker wal stream`, every 5 s)."""
         text = (f'data_dir = "{path.parent}/bunker-data"\n\n[repository]\npath = "{repo}"\n'
                 f'password_file = "{WORK}/password"\n\n[[source]]\nname = "{source}"\nkind = "postgres"\n'
                 f'method = "physical"\nhost = "{cluster.socket}"\nport = {cluster.port}\nuser = "{PG_USER}"\n'
                 f'database = "postgres"\ntimeout = "1h"\n')
         if spool is not None:
             text += f'\n[source.wal]\nasync = true\nspool_dir = "{spool}"\nspool_max = 256\n'
+        elif stream:
+            text += '\n[source.wal]\nstream = true\nstream_interval = 5\n'
         path.write_text(text)
         own(path)
         run([self.binary, "init", "--config", path], output=LOGS / f"init-{path.stem}.log")
@@ -709,7 +714,7 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
     cluster = Cluster(root / "pg", {"archive_mode": "on", "archive_command": "'/bin/true'",
                                     "archive_timeout": str(timeout), "checkpoint_timeout": "5min"}).initdb().start()
     spool = root / "spool" if mode == "async" else None
-    config = bunker.config(root / "bunker.toml", root / "repo", "rpo", cluster, spool=spool)
+    config = bunker.config(root / "bunker.toml", root / "repo", "rpo", cluster, spool=spool, stream=mode == "stream")
     run([PG_BIN / "pgbench", *cluster.conninfo(), "-i", "-q", "-s", args.rpo_scale, "postgres"], pg=False,
         output=LOGS / f"rpo-{number}-pgbench-init.log")
     cluster.psql("CREATE TABLE heartbeat (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
@@ -746,6 +751,12 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
                 pass
             stop.wait(0.5)
 
+    streamer = None
+    if mode == "stream":
+        # `bunker wal stream`, as `bunker serve` runs it: lost with the machine below.
+        streamer = subprocess.Popen([str(bunker.binary), "wal", "stream", "--config", str(config), "--source", "rpo"],
+                                    stdout=open(LOGS / f"rpo-{number}-stream.log", "w"), stderr=subprocess.STDOUT,
+                                    cwd=str(WORK), **as_postgres())
     load = [str(PG_BIN / "pgbench"), *cluster.conninfo(), "-n", "-c", "2", "-j", "1", "-T", str(seconds + 60)]
     if rate != "full":
         load += ["-R", rate]
@@ -768,6 +779,8 @@ def rpo_trial(ctx: dict, args, bunker: Bunker, number: int, mode: str, rate: str
         # directory and the spool are deleted.
         pid = postmaster_pid(cluster.data)
         victims = [pid, *descendants(pid)] + (drainers_of(config) if spool else [])
+        if streamer is not None:
+            victims += [streamer.pid, *descendants(streamer.pid)]
         killed_at = time.time()
         for p in victims:
             try:
@@ -812,8 +825,8 @@ def section_rpo(ctx: dict, args, bunker: Bunker) -> None:
     trials = []
     for number, spec in enumerate(args.rpo_trials.split(","), 1):
         mode, rate, timeout = (spec.split(":") + ["full", str(args.archive_timeout)][len(spec.split(":")) - 1:])[:3]
-        # Long enough for two forced switches at least.
-        seconds = max(args.rpo_load_seconds, int(timeout) * 5 // 2)
+        # Long enough for two forced switches at least (streaming does not wait for them).
+        seconds = args.rpo_load_seconds if mode == "stream" else max(args.rpo_load_seconds, int(timeout) * 5 // 2)
         try:
             trials.append(rpo_trial(ctx, args, bunker, number, mode, rate, int(timeout), seconds))
         except BenchFailure as error:
