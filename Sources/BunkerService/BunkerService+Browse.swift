@@ -57,8 +57,10 @@ extension BunkerService {
     /// `objectNotFound`, a name that is not a folder `invalidArgument`. Only `limit` entries from
     /// `offset` on are described, so that a folder of tens of thousands of files answers in pages.
     public func listFolder(snapshot reference: String, path: String, offset: Int = 0, limit: Int = .max) async throws -> SnapshotFolder {
-        let (id, tree, names) = try await folderTree(snapshot: reference, names: try Self.pathComponents(path))
-        let sorted = tree.nodes.sorted { ($0.type == .directory ? 0 : 1, $0.name) < ($1.type == .directory ? 0 : 1, $1.name) }
+        let (id, treeID, tree, names) = try await folderTree(snapshot: reference, names: try Self.pathComponents(path))
+        let sorted = sortedFolders.sorted(treeID) {
+            tree.nodes.sorted { ($0.type == .directory ? 0 : 1, $0.name) < ($1.type == .directory ? 0 : 1, $1.name) }
+        }
         let page = sorted.dropFirst(offset).prefix(limit)
         let end = min(sorted.count, offset + page.count)
         return SnapshotFolder(
@@ -96,7 +98,7 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "Name a file of the backup in path (like studies/2025/note-1.txt).")
         }
         let shown = (names + [name]).joined(separator: "/")
-        let (id, tree, _) = try await folderTree(snapshot: reference, names: names)
+        let (id, _, tree, _) = try await folderTree(snapshot: reference, names: names)
         guard let node = tree.node(named: name) else {
             throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
         }
@@ -128,9 +130,10 @@ extension BunkerService {
     }
 
     /// The tree of the folder `names` in a snapshot, reading one tree per level.
-    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, Tree, [String]) {
+    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, treeID: ID, Tree, [String]) {
         let (id, snapshot) = try await snapshotByReference(reference)
-        var tree = try await repository.loadTree(snapshot.tree)
+        var treeID = snapshot.tree
+        var tree = try await repository.loadTree(treeID)
         for (depth, name) in names.enumerated() {
             let shown = names[...depth].joined(separator: "/")
             guard let node = tree.node(named: name) else {
@@ -139,9 +142,10 @@ extension BunkerService {
             guard node.type == .directory, let subtree = node.subtree else {
                 throw BunkerError(.invalidArgument, "\(shown) in backup \(id.short) is not a folder: download it instead.")
             }
+            treeID = subtree
             tree = try await repository.loadTree(subtree)
         }
-        return (id, tree, names)
+        return (id, treeID, tree, names)
     }
 
     private static func entry(_ node: Node) -> SnapshotEntry {
@@ -168,3 +172,28 @@ extension BunkerService {
         return names
     }
 }
+
+/// The folders the snapshot browser opened last, sorted as it shows them, by tree id (a tree
+/// never changes, so an entry is never stale): the next page of a folder of 100,000 files, and
+/// the same folder opened again, skip sorting it.
+final class SortedFolderCache: Sendable {
+    private let recent = Mutex<[(id: ID, nodes: [Node])]>([])
+    private let limit: Int
+
+    init(limit: Int = 8) {
+        self.limit = limit
+    }
+
+    func sorted(_ id: ID, _ make: () -> [Node]) -> [Node] {
+        if let hit = recent.withLock({ $0.first { $0.id == id }?.nodes }) { return hit }
+        let nodes = make()
+        recent.withLock { recent in
+            recent.removeAll { $0.id == id }
+            recent.append((id, nodes))
+            if recent.count > limit { recent.removeFirst() }
+        }
+        return nodes
+    }
+}
+
+import Synchronization

@@ -33,6 +33,8 @@ public final class BunkerService: Sendable {
     /// Runs every long operation a face starts: one writer at a time (in this process and, by
     /// the data directory's `writer.lock`, against the others), progress, background jobs.
     public let jobs: JobRunner
+    /// Folders the snapshot browser opened lately, sorted.
+    let sortedFolders = SortedFolderCache()
 
     struct OutboxState {
         /// The outbox once made; `.some(nil)` when nothing is configured to notify.

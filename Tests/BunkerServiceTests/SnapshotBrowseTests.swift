@@ -1,5 +1,5 @@
 import BunkerCore
-import BunkerService
+@testable import BunkerService
 import BunkerTesting
 import Foundation
 import Synchronization
@@ -36,6 +36,35 @@ import Testing
             let last = try await service.listFolder(snapshot: id, path: "studies/2025", offset: 3, limit: 3)
             #expect(last.entries.map(\.name) == ["scan.dcm"] && last.nextOffset == nil)
             #expect(last.entries[0].size == 3 << 20 && last.entries[0].sha256?.count == 64)
+        }
+    }
+
+    /// Sorted folders are kept by tree id: a folder asked again (its next page) is not sorted
+    /// again, and a folder that changed is a new tree, never an old listing.
+    @Test func sortedFoldersAreKeptByTreeAndNeverStale() async throws {
+        let cache = SortedFolderCache(limit: 2)
+        let made = Mutex(0)
+        func nodes(_ id: ID, _ names: [String]) -> [String] {
+            cache.sorted(id) {
+                made.withLock { $0 += 1 }
+                return names.map { Node(name: $0, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0) }
+            }.map(\.name)
+        }
+        let a = ID.sha256(of: Data("a".utf8)), b = ID.sha256(of: Data("b".utf8)), c = ID.sha256(of: Data("c".utf8))
+        #expect(nodes(a, ["x"]) == ["x"])
+        #expect(nodes(a, ["ignored"]) == ["x"] && made.withLock { $0 } == 1)
+        _ = nodes(b, ["y"])
+        _ = nodes(c, ["z"])  // the third: a goes
+        #expect(nodes(a, ["x2"]) == ["x2"] && made.withLock { $0 } == 4)
+
+        try await withTemporaryDirectory { dir in
+            let service = try await service(dir)
+            let first = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            #expect(try await service.listFolder(snapshot: first, path: "studies/2025").entries.map(\.name) == ["a.txt", "b.txt", "c.txt", "scan.dcm"])
+            try FileManager.default.moveItem(atPath: dir + "/studies/2025/a.txt", toPath: dir + "/studies/2025/d.txt")
+            let second = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+            #expect(try await service.listFolder(snapshot: second, path: "studies/2025").entries.map(\.name) == ["b.txt", "c.txt", "d.txt", "scan.dcm"])
+            #expect(try await service.listFolder(snapshot: first, path: "studies/2025", offset: 1, limit: 1).entries.map(\.name) == ["b.txt"])
         }
     }
 
