@@ -39,6 +39,32 @@ export function sizeChart(backups) {
   return barChart(items, 'MB', 'Size of the newest backups in MB');
 }
 
+/** Bytes the backups added to the repository (after deduplication and compression), summed
+ *  per day (UTC), in MB: the last 30 days that had a backup. */
+export function addedPerDayChart(backups) {
+  const days = new Map();
+  for (const b of backups) {
+    const day = b.created_at.slice(0, 10);
+    days.set(day, (days.get(day) ?? 0) + (b.metadata?.stored_bytes ?? 0));
+  }
+  const items = [...days.entries()].sort(([a], [b]) => a.localeCompare(b)).slice(-30).map(([day, bytes]) => {
+    const mb = bytes / 1e6;
+    return { at: day, value: mb, title: `${day}: ${mb.toFixed(mb < 10 ? 2 : 0)} MB added` };
+  });
+  return barChart(items, 'MB', 'Megabytes the backups added to the repository, per day');
+}
+
+/** The repository's growth: what the backups still kept added, summed in the order they were
+ *  made (MB). Pruned backups are gone from the list, so this is the data the kept ones hold. */
+export function growthChart(backups) {
+  let total = 0;
+  const points = [...backups].sort((a, b) => a.created_at.localeCompare(b.created_at)).map((b) => {
+    total += (b.metadata?.stored_bytes ?? 0) / 1e6;
+    return { at: b.created_at, value: total, ok: true };
+  });
+  return lineChart(points, 'MB', 'Repository growth: megabytes added by the kept backups, summed over time');
+}
+
 /** How long the newest finished jobs took (seconds), a failed one red. */
 export function durationChart(jobs) {
   const items = jobs.filter((job) => job.finished_at).sort((a, b) => a.started_at.localeCompare(b.started_at)).slice(-30).map((job) => {
@@ -48,22 +74,23 @@ export function durationChart(jobs) {
   return barChart(items, 's', 'How long the newest jobs took, in seconds');
 }
 
-/** A line of `points` ({at: RFC 3339, value, ok}) over time; failed points are drawn red. */
-export function lineChart(points) {
+/** A line of `points` ({at: RFC 3339, value, ok}) over time, in `unit`; failed points are
+ *  drawn red. `label` names the chart for screen readers. */
+export function lineChart(points, unit = 's', label = 'Measured RTO of each drill, in seconds') {
   const width = 760, height = 180, left = 50, bottom = 24, top = 10;
   const times = points.map((p) => new Date(p.at).getTime());
   const [t0, t1] = [Math.min(...times), Math.max(...times)];
   const max = Math.max(...points.map((p) => p.value), 0.001);
   const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - left - 10);
   const y = (v) => height - bottom - (height - bottom - top) * v / max;
-  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Measured RTO of each drill, in seconds' });
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label });
   root.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
-  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(1) + ' s'));
+  root.append(svg('text', { x: 0, y: top + 10 }, max.toFixed(1) + ' ' + unit));
   root.append(svg('text', { x: 0, y: height - bottom }, '0'));
   root.append(svg('polyline', { class: 'line', points: points.map((p, i) => `${x(times[i])},${y(p.value)}`).join(' ') }));
   points.forEach((p, i) => {
     const dot = svg('circle', { class: p.ok ? 'dot' : 'dot bad', cx: x(times[i]), cy: y(p.value), r: 4 });
-    dot.append(svg('title', {}, `${p.at}: ${p.value.toFixed(1)} s${p.ok ? '' : ' (failed)'}`));
+    dot.append(svg('title', {}, `${p.at}: ${p.value.toFixed(1)} ${unit}${p.ok ? '' : ' (failed)'}`));
     root.append(dot);
   });
   root.append(svg('text', { x: left, y: height - 6 }, points[0].at.slice(0, 16).replace('T', ' ')));

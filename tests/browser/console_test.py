@@ -310,6 +310,15 @@ def run(c):
     c.text_in("#card-verify", "Passed")
     check(not d.find_elements(By.CSS_SELECTOR, "#sources tr.bad"), "a source is still red after the full backup")
     check("bad" not in d.find_element(By.ID, "card-rpo").get_attribute("class"), "the achieved RPO is red after the full backup")
+    # Data added per day: a bar per day with backups, whose title names its megabytes; the
+    # growth line: a point per kept backup.
+    bars = d.find_elements(By.CSS_SELECTOR, "#added-per-day svg rect.bar")
+    check(len(bars) >= 1 and all("MB added" in b.find_element(By.TAG_NAME, "title").get_attribute("textContent") for b in bars),
+          "the data-added-per-day chart has no bars with their megabytes")
+    kept = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/v1/backups?limit=200', {credentials: 'same-origin'}).then((r) => r.json()).then((j) => done(j.length));")
+    check(len(d.find_elements(By.CSS_SELECTOR, "#growth svg circle")) == kept, "the growth chart does not have a point per kept backup")
     c.shot("00-overview")
     errors = c.errors()
     check(not errors, f"the console logged errors: {errors}")

@@ -2,7 +2,7 @@ import { api, ApiError } from '../api.js';
 import { h, replace, notice, table, bytes, when, age, hoursSince, short, badge } from '../dom.js';
 import { roles, current } from '../app.js';
 import { jobsPanel } from './jobs.js';
-import { sizeChart, durationChart } from '../chart.js';
+import { sizeChart, durationChart, addedPerDayChart, growthChart } from '../chart.js';
 
 // DermAI's thresholds: a source with no backup for 25 hours, or a repository with less than
 // 20 % free space, is red.
@@ -119,6 +119,8 @@ export async function overviewPage(main, { ticket }) {
     jobs ? jobsPanel(jobs) : null,
     h('div', { class: 'grid' },
       backups.length > 1 ? h('section', { class: 'panel chart' }, h('h2', {}, 'Backup sizes'), sizeChart(backups)) : null,
+      backups.length > 1 ? h('section', { class: 'panel chart', id: 'added-per-day' }, h('h2', {}, 'Data added per day'), addedPerDayChart(backups)) : null,
+      backups.length > 1 ? h('section', { class: 'panel chart', id: 'growth' }, h('h2', {}, 'Repository growth (kept backups)'), growthChart(backups)) : null,
       jobs?.filter((job) => job.finished_at).length > 1 ? h('section', { class: 'panel chart', id: 'durations' }, h('h2', {}, 'Job durations (backup, restore, verify, drill, export)'), durationChart(jobs)) : null),
     schedule);
 
