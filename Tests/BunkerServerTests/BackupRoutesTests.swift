@@ -237,6 +237,11 @@ import Testing
             #expect(again.headers[HTTPField.Name("X-Checksum-SHA256")!] == checksum)
             let digest = try #require(ID(hex: checksum)).bytes
             #expect(again.headers[HTTPField.Name("Repr-Digest")!] == "sha-256=:\(Data(digest).base64EncodedString()):")
+            // `bunker export` of the same backup writes a file of the same bytes.
+            let exported = try await api.service.export(snapshot: id, to: out + "/exported.zip")
+            #expect(exported.sha256 == checksum)
+            let same = try shell("cmp exported.zip '\(filename)'", in: out)
+            #expect(same.status == 0, "\(same.output)")
         }
     }
 
