@@ -287,6 +287,29 @@ import Testing
         }
     }
 
+    @Test func aDownloadThatWouldNotMatchTheDigestInItsHeaderIsCutAndTheTrueDigestRecorded() async throws {
+        try await withAPI(.live) { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            // A recorded digest the export no longer gives (as if the bytes had changed).
+            let wrong = String(repeating: "0", count: 64)
+            try api.catalog.recordArchive(snapshotID: id, sha256: wrong, format: api.service.exportFormat)
+            let port = try #require(api.port)
+            let curl = "curl -sS -o backup.zip -D headers.txt -H 'Authorization: Bearer \(alice)' http://127.0.0.1:\(port)/api/v1/backup/\(id)/download"
+            let cut = try shell(curl, in: api.dir)
+            #expect(cut.status != 0, "curl sees the body end early: \(cut.output)")
+            let headers = try String(contentsOfFile: api.dir + "/headers.txt", encoding: .utf8).lowercased()
+            #expect(headers.contains("x-checksum-sha256: \(wrong)"), "\(headers)")
+            // The export recorded what it gave; the next download is whole and matches it.
+            let checksum = try #require(try object(try await api.send(.get, "/api/v1/backup/\(id)", token: alice))["checksum"] as? String)
+            #expect(checksum != wrong)
+            let whole = try shell(curl + " && sha256sum backup.zip", in: api.dir)
+            #expect(whole.status == 0, "\(whole.output)")
+            #expect(whole.output.hasSuffix("\(checksum)  backup.zip\n"), "\(whole.output)")
+            #expect(try String(contentsOfFile: api.dir + "/headers.txt", encoding: .utf8).lowercased().contains("x-checksum-sha256: \(checksum)"))
+        }
+    }
+
     @Test func verifyAnswersValidForAnIntactBackupAndInvalidForADamagedOne() async throws {
         try await withAPI { api in
             let alice = try await api.token("alice")
