@@ -11,7 +11,7 @@ ARG SWIFT_IMAGE=swift:6.2-bookworm
 
 FROM ${SWIFT_IMAGE} AS build
 # CZstd is a system library found with pkg-config (libzstd-dev, as scripts/install-deps.sh
-# installs it); GRDB links the system SQLite; the binary also links zlib.
+# installs it), and so is CZlib (zlib1g-dev: the export's deflate); GRDB links the system SQLite.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libzstd-dev libsqlite3-dev zlib1g-dev pkg-config \

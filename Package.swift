@@ -30,6 +30,12 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
+        // Deflate for the export's ZIP entries.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "BunkerCore",
             dependencies: [
@@ -70,6 +76,7 @@ let package = Package(
             name: "BunkerService",
             dependencies: [
                 "BunkerCore",
+                "CZlib",
                 "BunkerSources",
                 "BunkerSMTP",
                 "BunkerS3",

@@ -4,6 +4,7 @@ set -euo pipefail
 
 need=()
 pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ -x /usr/bin/time ] || need+=(time)

@@ -32,11 +32,17 @@ public struct ExportSummary: Sendable, Codable {
     public var entries: [ExportSummary.Entry]
     public var symlinks: [Symlink] = []
     public var renamed: [Renamed] = []
+    /// Bytes of the files in it (their content, before deflate).
     public var bytes: UInt64
+    /// The SHA-256 of the ZIP itself, in hex: what `sha256sum` prints for the file.
+    public var sha256: String
+    /// Bytes of the ZIP itself.
+    public var zipBytes: UInt64
 
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
-        case file, entries, symlinks, renamed, bytes
+        case file, entries, symlinks, renamed, bytes, sha256
+        case zipBytes = "zip_bytes"
     }
 }
 
@@ -53,15 +59,14 @@ private struct ExportMetadata: Encodable {
     var symlinks: [ExportSummary.Symlink]
     var renamed: [ExportSummary.Renamed]
     var totalBytes: UInt64
+    /// Bunker's version: part of the archive's format (``BunkerService/exportFormat``).
     var tool: String
-    var exportedAt: Date
 
     enum CodingKeys: String, CodingKey {
         case snapshotID = "snapshot_id"
         case time, hostname, tags, description, sources, entries, symlinks, renamed, tool
         case backupType = "backup_type"
         case totalBytes = "total_bytes"
-        case exportedAt = "exported_at"
     }
 }
 
@@ -101,7 +106,7 @@ extension BunkerService {
             summary.file = target
             return summary
         } describe: { summary in
-            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes)])
+            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes), "sha256": summary.sha256])
         }
     }
 
@@ -126,15 +131,42 @@ extension BunkerService {
         try await audited("export", target: reference, by: actor, details: ["file": "-"]) {
             try await self.lockedExport(snapshot: reference, progress: progress, output: output)
         } describe: { summary in
-            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes)])
+            AuditedResult(target: summary.snapshotID, details: ["file": summary.file, "entries": String(summary.entries.count), "bytes": String(summary.bytes), "sha256": summary.sha256])
         }
     }
 
     /// The export under a shared lock: a prune (exclusive) cannot delete packs it is reading.
+    /// A complete archive's SHA-256 is recorded in the catalog with ``exportFormat``, for
+    /// ``archiveChecksum(of:)``.
     private func lockedExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
-        try await repository.withLock(exclusive: false) {
+        let summary = try await repository.withLock(exclusive: false) {
             try await self.writeExport(snapshot: reference, progress: progress, output: output)
         }
+        // A catalog that cannot be written loses only the record: the next export makes it.
+        try? catalog().recordArchive(snapshotID: summary.snapshotID, sha256: summary.sha256, format: exportFormat)
+        return summary
+    }
+
+    /// The deflate level of the export's ZIP entries: the configured compression level
+    /// (`BACKUP_COMPRESSION_LEVEL`, else `compression_level`, else the repository's), which is a
+    /// zstd level of 1–19, capped at deflate's highest, 9. The Clinical Dashboard backup guide
+    /// gives it as 1–9, where the two agree.
+    public var exportDeflateLevel: Int {
+        min(9, max(1, configuration.repository.compressionLevel ?? repository.config.compressionLevel))
+    }
+
+    /// What the bytes of an export depend on besides the snapshot: Bunker's version (the layout,
+    /// `metadata.json`'s `tool`), zlib's and the deflate level. A recorded archive checksum holds
+    /// for this format only.
+    public var exportFormat: String {
+        "bunker \(bunkerVersion); zlib \(Deflater.zlibVersion); deflate \(exportDeflateLevel)"
+    }
+
+    /// The SHA-256 of the ZIP an export of `record`'s snapshot writes (the file `sha256sum`
+    /// checks): recorded by the last complete export; nil if none was made in the current
+    /// ``exportFormat``.
+    public func archiveChecksum(of record: BackupRecord) -> String? {
+        record.archiveFormat == exportFormat ? record.archiveSHA256 : nil
     }
 
     /// One line of `SHA256SUMS` as GNU `sha256sum` writes it: a name with a backslash, newline or
@@ -148,7 +180,9 @@ extension BunkerService {
 
     private func writeExport(snapshot reference: String, progress: OperationProgress?, output: @escaping @Sendable (Data) async throws -> Void) async throws -> ExportSummary {
         let (id, snapshot) = try await repository.findSnapshot(reference)
-        let archive = ExportWriter(zip: ZipWriter(output: output), repository: repository, progress: progress, scratch: configuration.scratchDirectory)
+        let archive = ExportWriter(
+            zip: ZipWriter(level: exportDeflateLevel, output: output), repository: repository, madeAt: snapshot.time, progress: progress,
+            scratch: configuration.scratchDirectory)
         let root = try await repository.loadTree(snapshot.tree)
         let records = snapshot.sources ?? []
         // The one database's SQL is `database.sql` at the top, whatever the trees hold.
@@ -172,7 +206,7 @@ extension BunkerService {
         let metadata = ExportMetadata(
             snapshotID: id.hex, time: snapshot.time, hostname: snapshot.hostname, backupType: snapshot.backupType,
             tags: snapshot.tags, description: snapshot.description, sources: records, entries: archive.entries, symlinks: archive.symlinks,
-            renamed: archive.names.renamed, totalBytes: total, tool: "bunker \(bunkerVersion)", exportedAt: repository.now())
+            renamed: archive.names.renamed, totalBytes: total, tool: "bunker \(bunkerVersion)")
         let metadataBytes = try encoder.encode(metadata)
         let metadataName = archive.names.bunkerFile("metadata.json")
         try await archive.add(metadataName, bytes: metadataBytes)
@@ -180,7 +214,9 @@ extension BunkerService {
 
         let sums = archive.entries.map { Self.checksumLine(sha256: $0.sha256, path: $0.path) }.joined()
         try await archive.add(archive.names.bunkerFile("SHA256SUMS"), bytes: Data(sums.utf8))
-        try await archive.zip.finish()
-        return ExportSummary(snapshotID: id.hex, file: "-", entries: archive.entries, symlinks: archive.symlinks, renamed: archive.names.renamed, bytes: total)
+        let sha256 = try await archive.zip.finish()
+        return ExportSummary(
+            snapshotID: id.hex, file: "-", entries: archive.entries, symlinks: archive.symlinks, renamed: archive.names.renamed, bytes: total,
+            sha256: sha256, zipBytes: archive.zip.bytesWritten)
     }
 }

@@ -3,6 +3,7 @@ import BunkerServer
 import BunkerService
 import BunkerTesting
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -21,7 +22,8 @@ import Testing
             #expect(body["success"] as? Bool == true)
             let id = try #require(body["backup_id"] as? String)
             #expect(Self.isHex64(id))
-            #expect(Self.isHex64(body["checksum"] as? String))
+            // The ZIP's SHA-256, known once it was first exported: not yet, but the key is there.
+            #expect(body["checksum"] is NSNull)
             let created = try #require(body["created_at"] as? String)
             #expect(created.hasSuffix("Z"))
             let time = try #require(ISO8601DateFormatter().date(from: created))
@@ -205,11 +207,21 @@ import Testing
             let response = try await api.send(.get, "/api/v1/backup/\(id)/download", token: alice)
             #expect(response.status == .ok)
             #expect(response.headers[.contentType] == "application/zip")
+            #expect(response.headers[HTTPField.Name("X-Checksum-SHA256")!] == nil, "not known before the first export")
             let filename = try #require(created["filename"] as? String)
             #expect(response.headers[.contentDisposition] == "attachment; filename=\"\(filename)\"")
             let out = api.dir + "/download"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try Data(buffer: response.body).write(to: URL(fileURLWithPath: out + "/" + filename))
+            // What the user types: the file's SHA-256 is the API's checksum of the backup.
+            let shown = try object(try await api.send(.get, "/api/v1/backup/\(id)", token: alice))
+            let checksum = try #require(shown["checksum"] as? String)
+            let sum = try shell("sha256sum '\(filename)'", in: out)
+            #expect(sum.output == "\(checksum)  \(filename)\n", "\(sum.output)")
+            let listed = try array(try await api.send(.get, "/api/v1/backups", token: try await api.token("victor")))
+            #expect(listed.first { $0["id"] as? String == id }?["checksum"] as? String == checksum)
+            let test = try shell("unzip -tq '\(filename)'", in: out)
+            #expect(test.status == 0, "\(test.output)")
             // -^ keeps control characters (the sample tree has a name with a tab) instead of escaping them.
             let unzip = try shell("unzip -q -^ '\(filename)' && sha256sum -c --quiet SHA256SUMS", in: out)
             #expect(unzip.status == 0, "\(unzip.output)")
@@ -217,6 +229,19 @@ import Testing
             // The sample tree's links come back as links.
             #expect(try FileManager.default.destinationOfSymbolicLink(atPath: out + "/studies/docs/link-relative") == "../studies/2024/image-large.dcm")
             #expect(try FileManager.default.destinationOfSymbolicLink(atPath: out + "/studies/docs/link-dangling") == "does/not/exist")
+
+            // The next download is the same bytes, and says their digest before sending them.
+            let again = try await api.send(.get, "/api/v1/backup/\(id)/download", token: alice)
+            #expect(again.status == .ok)
+            #expect(Data(buffer: again.body) == Data(buffer: response.body))
+            #expect(again.headers[HTTPField.Name("X-Checksum-SHA256")!] == checksum)
+            let digest = try #require(ID(hex: checksum)).bytes
+            #expect(again.headers[HTTPField.Name("Repr-Digest")!] == "sha-256=:\(Data(digest).base64EncodedString()):")
+            // `bunker export` of the same backup writes a file of the same bytes.
+            let exported = try await api.service.export(snapshot: id, to: out + "/exported.zip")
+            #expect(exported.sha256 == checksum)
+            let same = try shell("cmp exported.zip '\(filename)'", in: out)
+            #expect(same.status == 0, "\(same.output)")
         }
     }
 
@@ -259,6 +284,29 @@ import Testing
             let row = try #require(end, "the export ended")
             #expect(row.outcome == .failure && row.actor == "alice", "\(row.outcome): \(row.detailValues)")
             #expect(row.detailValues["error"]?.contains("stopped reading") == true, "\(row.detailValues)")
+        }
+    }
+
+    @Test func aDownloadThatWouldNotMatchTheDigestInItsHeaderIsCutAndTheTrueDigestRecorded() async throws {
+        try await withAPI(.live) { api in
+            let alice = try await api.token("alice")
+            let id = try #require(try await api.backup(alice)["backup_id"] as? String)
+            // A recorded digest the export no longer gives (as if the bytes had changed).
+            let wrong = String(repeating: "0", count: 64)
+            try api.catalog.recordArchive(snapshotID: id, sha256: wrong, format: api.service.exportFormat)
+            let port = try #require(api.port)
+            let curl = "curl -sS -o backup.zip -D headers.txt -H 'Authorization: Bearer \(alice)' http://127.0.0.1:\(port)/api/v1/backup/\(id)/download"
+            let cut = try shell(curl, in: api.dir)
+            #expect(cut.status != 0, "curl sees the body end early: \(cut.output)")
+            let headers = try String(contentsOfFile: api.dir + "/headers.txt", encoding: .utf8).lowercased()
+            #expect(headers.contains("x-checksum-sha256: \(wrong)"), "\(headers)")
+            // The export recorded what it gave; the next download is whole and matches it.
+            let checksum = try #require(try object(try await api.send(.get, "/api/v1/backup/\(id)", token: alice))["checksum"] as? String)
+            #expect(checksum != wrong)
+            let whole = try shell(curl + " && sha256sum backup.zip", in: api.dir)
+            #expect(whole.status == 0, "\(whole.output)")
+            #expect(whole.output.hasSuffix("\(checksum)  backup.zip\n"), "\(whole.output)")
+            #expect(try String(contentsOfFile: api.dir + "/headers.txt", encoding: .utf8).lowercased().contains("x-checksum-sha256: \(checksum)"))
         }
     }
 

@@ -730,7 +730,9 @@ export async function backupPage(main, { ticket, params: [id] }) {
         h('dt', {}, 'Made by'), h('dd', {}, backup.created_by_name, backup.created_by_email ? ' <' + backup.created_by_email + '>' : ''),
         h('dt', {}, 'Why'), h('dd', {}, backup.description ?? '—'),
         h('dt', {}, 'Host'), h('dd', {}, meta.hostname ?? '—'),
-        h('dt', {}, 'Checksum'), h('dd', { class: 'mono' }, backup.checksum)),
+        h('dt', {}, 'ZIP SHA-256'), backup.checksum
+          ? h('dd', { class: 'mono' }, backup.checksum)
+          : h('dd', {}, 'known after the first download (sha256sum of the ZIP)')),
       actions, result),
     roles.admin() ? snapshotBrowser(backup) : null);
 }

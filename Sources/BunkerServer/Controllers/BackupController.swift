@@ -1,6 +1,7 @@
 import BunkerCore
 import BunkerService
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import Synchronization
@@ -68,7 +69,7 @@ struct BackupController {
         let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: "", userID: nil)
         return BackupCreated(
             backupID: record.snapshotID, filename: WireTime.backupFilename(record.createdAt), sizeMB: WireTime.megabytes(record.sizeBytes),
-            checksum: record.checksum, createdAt: WireTime.string(record.createdAt))
+            checksum: nil, createdAt: WireTime.string(record.createdAt))
     }
 
     // MARK: Read
@@ -84,7 +85,8 @@ struct BackupController {
     }
 
     private func item(_ record: BackupRecord, held: Set<String>) throws -> BackupItemDTO {
-        var item = BackupItemDTO(record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) })
+        var item = BackupItemDTO(
+            record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) }, checksum: deps.service?.archiveChecksum(of: record))
         item.held = held.contains(record.snapshotID)
         return item
     }
@@ -284,13 +286,36 @@ struct BackupController {
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
         headers[.contentDisposition] = "attachment; filename=\"\(WireTime.backupFilename(backup.createdAt))\""
+        // Known only once an export in the current format recorded it; then the export must
+        // give these bytes again, and a body that does not is cut short (below).
+        let promised = service.archiveChecksum(of: backup)
+        if let promised, let digest = Self.reprDigest(hex: promised) {
+            headers[Self.checksumHeader] = promised
+            headers[Self.reprDigestHeader] = digest
+        }
         return streamed(headers: headers, what: "download of \(backup.snapshotID)", context: context) { send in
             // A job like any other: `GET /jobs` lists it, `DELETE /jobs/{id}` stops it.
             let options = JobOptions("an export by \(actor.name)", access: .reads)
-            _ = try await service.jobs.run(options) {
+            let summary = try await service.jobs.run(options) {
                 try await service.export(snapshot: backup.snapshotID, by: actor, progress: options.progress, streamingTo: send)
             }
+            if let promised, summary.sha256 != promised {
+                // The export recorded the new digest; the next download promises it.
+                throw BunkerError(
+                    .integrity,
+                    "The export of \(backup.snapshotID.prefix(8)) came out as SHA-256 \(summary.sha256), not the \(promised) sent in its header; download it again.")
+            }
         }
+    }
+
+    /// The ZIP's SHA-256 in hex, as `sha256sum` prints it.
+    static let checksumHeader = HTTPField.Name("X-Checksum-SHA256")!
+    /// RFC 9530's header: `sha-256=:<base64>:`.
+    static let reprDigestHeader = HTTPField.Name("Repr-Digest")!
+
+    static func reprDigest(hex: String) -> String? {
+        guard let id = ID(hex: hex) else { return nil }
+        return "sha-256=:\(Data(id.bytes).base64EncodedString()):"
     }
 
     /// A 200 whose body `produce` writes through its `send`, streamed (chunked) as it is made:

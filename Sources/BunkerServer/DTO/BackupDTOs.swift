@@ -44,7 +44,9 @@ struct BackupCreated: ResponseEncodable {
     var backupID: String
     var filename: String
     var sizeMB: Double
-    var checksum: String
+    /// The SHA-256 of the backup's download (``BackupItemDTO/checksum``): null until its first
+    /// export, so null for a backup just made.
+    var checksum: String?
     var createdAt: String
 
     enum CodingKeys: String, CodingKey {
@@ -52,6 +54,17 @@ struct BackupCreated: ResponseEncodable {
         case backupID = "backup_id"
         case sizeMB = "size_mb"
         case createdAt = "created_at"
+    }
+
+    /// Every key, null or not: Clinical Dashboard clients read them all.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(success, forKey: .success)
+        try c.encode(backupID, forKey: .backupID)
+        try c.encode(filename, forKey: .filename)
+        try c.encode(sizeMB, forKey: .sizeMB)
+        try c.encode(checksum, forKey: .checksum)
+        try c.encode(createdAt, forKey: .createdAt)
     }
 }
 
@@ -101,7 +114,11 @@ struct BackupItemDTO: ResponseEncodable {
     var id: String
     var filename: String
     var sizeMB: Double
-    var checksum: String
+    /// The SHA-256 of the ZIP `GET /backup/{id}/download` sends, in hex, as `sha256sum` prints
+    /// it: recorded by the backup's first complete export (a download or `bunker export`), null
+    /// before one (or after an upgrade of Bunker or zlib, or a change of the compression level,
+    /// until the next: those change the ZIP's bytes).
+    var checksum: String?
     var description: String?
     /// The creating user's id; null for a backup from the command line.
     var createdBy: Int64?
@@ -121,11 +138,11 @@ struct BackupItemDTO: ResponseEncodable {
         case createdAt = "created_at"
     }
 
-    init(_ record: BackupRecord, user: UserRecord?) {
+    init(_ record: BackupRecord, user: UserRecord?, checksum: String?) {
         id = record.snapshotID
         filename = WireTime.backupFilename(record.createdAt)
         sizeMB = WireTime.megabytes(record.sizeBytes)
-        checksum = record.checksum
+        self.checksum = checksum
         description = record.description
         createdBy = record.createdByUserID
         createdByName = user?.fullName ?? record.createdBy

@@ -31,6 +31,11 @@ public struct BackupRecord: Codable, Sendable, Equatable {
     public var tags: String
     /// JSON list of the source names, or of the paths for a plain backup.
     public var sources: String
+    /// The SHA-256 of the snapshot's export ZIP, recorded by its last complete export; nil
+    /// before one.
+    public var archiveSHA256: String?
+    /// The ``BunkerService/exportFormat`` that ZIP was written in: the checksum holds for it only.
+    public var archiveFormat: String?
 
     enum CodingKeys: String, CodingKey {
         case description, checksum, hostname, tags, sources
@@ -42,6 +47,8 @@ public struct BackupRecord: Codable, Sendable, Equatable {
         case storedBytes = "stored_bytes"
         case fileCount = "file_count"
         case createdAt = "created_at"
+        case archiveSHA256 = "archive_sha256"
+        case archiveFormat = "archive_format"
     }
 
     /// The row for a snapshot made by `createdBy`.

@@ -13,6 +13,16 @@ extension Catalog {
         try queue.read { try BackupRecord.fetchOne($0, key: id) }
     }
 
+    /// Records the SHA-256 of the export ZIP of a snapshot, written in `format`; a snapshot the
+    /// catalog has no row for is left alone.
+    public func recordArchive(snapshotID: String, sha256: String, format: String) throws {
+        try queue.write { db in
+            try db.execute(
+                sql: "UPDATE backups SET archive_sha256 = ?, archive_format = ? WHERE snapshot_id = ?",
+                arguments: [sha256, format, snapshotID])
+        }
+    }
+
     /// Re-creates the rows of snapshots the catalog does not know (a lost or older catalog), as
     /// made by `unknown (rebuilt)` unless the snapshot names its user; rows already there keep
     /// what they say. Audited as `catalog.rebuild`; returns the number of rows added.

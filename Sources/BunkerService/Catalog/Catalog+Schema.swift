@@ -131,6 +131,15 @@ extension Catalog {
         migrator.registerMigration("v5-jobs-progress") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN progress TEXT")
         }
+        // The export ZIP's SHA-256 (the API's `checksum`), recorded by the first export of a
+        // snapshot, and the format it holds for.
+        migrator.registerMigration("v6-backups-archive-checksum") { db in
+            try db.execute(sql: """
+                ALTER TABLE backups ADD COLUMN archive_sha256 TEXT
+                    CHECK (archive_sha256 IS NULL OR (length(archive_sha256) = 64 AND archive_sha256 NOT GLOB '*[^0-9a-f]*'));
+                ALTER TABLE backups ADD COLUMN archive_format TEXT;
+                """)
+        }
         return migrator
     }
 }

@@ -11,6 +11,10 @@ final class ExportWriter {
     private let repository: Repository
     private let reader: ContentReader
     private let progress: OperationProgress?
+    /// The modification time of the entries Bunker makes (the SQL text, `metadata.json`,
+    /// `SHA256SUMS`): the snapshot's time, never the export's, so that the same snapshot always
+    /// gives the same archive.
+    private let madeAt: Date
     /// Makes (or finds) the scratch directory; asked only by a source that writes a file first.
     private let scratch: () throws -> String
     var names = ExportNames()
@@ -19,8 +23,9 @@ final class ExportWriter {
     /// `database.sql` at the top, claimed when the snapshot holds exactly one database.
     var topSQL: String?
 
-    init(zip: ZipWriter, repository: Repository, progress: OperationProgress?, scratch: @escaping () throws -> String) {
+    init(zip: ZipWriter, repository: Repository, madeAt: Date, progress: OperationProgress?, scratch: @escaping () throws -> String) {
         self.zip = zip
+        self.madeAt = madeAt
         self.repository = repository
         self.reader = ContentReader(loader: repository)
         self.progress = progress
@@ -78,7 +83,7 @@ final class ExportWriter {
 
     /// A stored file, streamed through its SHA-256 check.
     func add(_ name: String, _ node: Node) async throws {
-        try await zip.begin(name: name, size: node.size ?? 0, mode: 0o100000 | node.mode, modified: modified(node))
+        try await zip.begin(name: name, size: node.size ?? 0, mode: 0o100000 | node.mode, modified: modified(node), compressible: true)
         progress?.update { $0.currentPath = name }
         try await reader.read(node) { data in
             try await zip.write(data)
@@ -93,7 +98,7 @@ final class ExportWriter {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
         defer { try? handle.close() }
         let size = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.uint64Value ?? 0
-        try await zip.begin(name: name, size: size, mode: 0o100600, modified: repository.now())
+        try await zip.begin(name: name, size: size, mode: 0o100600, modified: madeAt, compressible: true)
         var hasher = SHA256()
         while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
             hasher.update(data: data)
@@ -105,7 +110,7 @@ final class ExportWriter {
 
     /// Bunker's own bytes (`metadata.json`, `SHA256SUMS`); not an entry of the checksums.
     func add(_ name: String, bytes: Data) async throws {
-        try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o100644, modified: repository.now())
+        try await zip.begin(name: name, size: UInt64(bytes.count), mode: 0o100644, modified: madeAt, compressible: true)
         try await zip.write(bytes)
         try await zip.end()
     }

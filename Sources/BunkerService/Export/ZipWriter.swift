@@ -1,83 +1,111 @@
 import BunkerCore
+import CZlib
+import Crypto
 import Foundation
 
 /// Writes a ZIP archive front to back, one entry at a time, with bounded memory, into an output
 /// that only appends (a file, or an HTTP response as it is sent).
 ///
-/// Entries are stored (not deflated: most of a backup is already-compressed images, and the
-/// rest streams faster than it would deflate). Each entry's CRC-32 is computed as its bytes pass
-/// and written in a data descriptor after them, so nothing is rewritten; entries of 4 GiB or
-/// more, offsets past 4 GiB and more than 65,535 entries use the ZIP64 extensions. Names are
-/// UTF-8 (flag bit 11). Headers and small pieces are gathered into writes of up to
-/// ``bufferSize`` bytes; a symbolic link is an entry of mode `0o120xxx` holding its target, as
-/// Info-ZIP writes it.
+/// A file entry is deflated (method 8, raw deflate at ``level``) when its first
+/// ``sampleSize`` bytes deflate by at least 1/20, and stored otherwise (most of a backup is
+/// already-compressed images, which deflate would only slow down): the entry's header waits for
+/// that sample, so the decision needs no more than it in memory, and depends on the bytes only.
+/// Each entry's CRC-32 and sizes are computed as its bytes pass and written in a data descriptor
+/// after them (flag bit 3), so nothing is rewritten; entries that may reach 4 GiB, offsets past
+/// 4 GiB and more than 65,535 entries use the ZIP64 extensions. Names are UTF-8 (flag bit 11).
+/// Headers and small pieces are gathered into writes of up to ``bufferSize`` bytes; a symbolic
+/// link is an entry of mode `0o120xxx` holding its target, as Info-ZIP writes it.
+///
+/// The same entries give the same bytes: no field holds the time of writing, and deflate is fed
+/// in fixed blocks of ``sampleSize`` whatever the pieces ``write(_:)`` is given. Every byte
+/// passed on goes through a SHA-256, which ``finish()`` returns: the archive's checksum, as
+/// `sha256sum` prints it.
 final class ZipWriter {
     private struct Entry {
         var name: [UInt8]
         var crc: UInt32
+        /// Bytes of the content.
         var size: UInt64
+        /// Bytes written for it: `size` when stored.
+        var compressedSize: UInt64
         var offset: UInt64
         var mode: UInt32
         var time: UInt16
         var date: UInt16
         var zip64: Bool
+        /// 0 stored, 8 deflated.
+        var method: UInt16
+        /// Whether deflate may be tried (files; not directories or links).
+        var compressible: Bool
     }
 
     /// The most bytes gathered before they are passed on.
     static let bufferSize = 256 << 10
+    /// The start of an entry that decides its method, and the blocks deflate is fed in.
+    static let sampleSize = 64 << 10
 
+    /// The deflate level (1–9), or nil to store every entry.
+    let level: Int?
     private let output: @Sendable (Data) async throws -> Void
     private var buffer = Data()
     private var offset: UInt64 = 0
     private var entries: [Entry] = []
     private var current: Entry?
+    /// The current entry's bytes not yet written: its sample until the method is chosen, then
+    /// the part of a deflate block not yet fed.
+    private var pending = Data()
+    private var decided = false
+    private var deflater: Deflater?
     private var crc = CRC32()
     private var written: UInt64 = 0
+    private var digest = SHA256()
 
-    init(output: @escaping @Sendable (Data) async throws -> Void) {
+    /// Bytes of the archive so far.
+    var bytesWritten: UInt64 { offset }
+
+    init(level: Int?, output: @escaping @Sendable (Data) async throws -> Void) {
+        self.level = level
         self.output = output
     }
 
-    /// Starts an entry of `size` bytes (a directory when `name` ends with "/").
-    func begin(name: String, size: UInt64, mode: UInt32, modified: Date) async throws {
+    /// Starts an entry of `size` bytes (a directory when `name` ends with "/"); only a
+    /// `compressible` one may be deflated.
+    func begin(name: String, size: UInt64, mode: UInt32, modified: Date, compressible: Bool = false) async throws {
         precondition(current == nil, "finish the previous entry first")
         let (time, date) = Self.dosTime(modified)
-        let zip64 = size >= 0xFFFF_FFFF
-        let entry = Entry(name: Array(name.utf8), crc: 0, size: size, offset: offset, mode: mode, time: time, date: date, zip64: zip64)
-        var header = ByteWriter()
-        header.u32(0x0403_4b50)
-        header.u16(zip64 ? 45 : 20)
-        header.u16(0x0808)  // data descriptor follows; UTF-8 names
-        header.u16(0)  // stored
-        header.u16(time)
-        header.u16(date)
-        header.u32(0)  // CRC-32: in the data descriptor
-        header.u32(zip64 ? 0xFFFF_FFFF : 0)
-        header.u32(zip64 ? 0xFFFF_FFFF : 0)
-        header.u16(UInt16(entry.name.count))
-        header.u16(zip64 ? 20 : 0)
-        header.bytes(entry.name)
-        if zip64 {
-            header.u16(0x0001)
-            header.u16(16)
-            header.u64(0)
-            header.u64(0)
-        }
-        try await emit(header.data)
-        current = entry
+        current = Entry(
+            name: Array(name.utf8), crc: 0, size: size, compressedSize: 0, offset: offset, mode: mode, time: time, date: date,
+            zip64: false, method: 0, compressible: compressible && level != nil && size > 0)
         crc = CRC32()
         written = 0
+        pending = Data()
+        decided = false
+        deflater = nil
     }
 
     /// Appends bytes to the current entry.
     func write(_ data: Data) async throws {
         crc.update(data)
         written += UInt64(data.count)
-        try await emit(data)
+        if decided, deflater == nil {
+            // Stored: passed on as it is, without a copy.
+            current?.compressedSize += UInt64(data.count)
+            try await emit(data)
+            return
+        }
+        pending.append(data)
+        if !decided {
+            guard pending.count >= Self.sampleSize else { return }
+            try await decide()
+        }
+        try await drain(finishing: false)
     }
 
-    /// Ends the current entry; its length must be what ``begin(name:size:mode:modified:)`` said.
+    /// Ends the current entry; its length must be what ``begin(name:size:mode:modified:compressible:)`` said.
     func end() async throws {
+        guard current != nil else { return }
+        if !decided { try await decide() }
+        try await drain(finishing: true)
         guard var entry = current else { return }
         guard written == entry.size else {
             throw BunkerError(.integrity, "Entry \(String(decoding: entry.name, as: UTF8.self)) holds \(written) bytes, not the \(entry.size) expected.")
@@ -87,23 +115,93 @@ final class ZipWriter {
         descriptor.u32(0x0807_4b50)
         descriptor.u32(entry.crc)
         if entry.zip64 {
-            descriptor.u64(entry.size)
+            descriptor.u64(entry.compressedSize)
             descriptor.u64(entry.size)
         } else {
-            descriptor.u32(UInt32(entry.size))
+            descriptor.u32(UInt32(entry.compressedSize))
             descriptor.u32(UInt32(entry.size))
         }
         try await emit(descriptor.data)
         entries.append(entry)
         current = nil
+        deflater = nil
+    }
+
+    /// Chooses the current entry's method from its sample and writes its local header.
+    private func decide() async throws {
+        guard var entry = current else { return }
+        let sample = pending.prefix(Self.sampleSize)
+        if entry.compressible, let level, try Deflater.worthDeflating(Data(sample), level: level) {
+            entry.method = 8
+            deflater = try Deflater(level: level)
+        }
+        // Deflate can grow incompressible input a little: ZIP64 well before 4 GiB then.
+        entry.zip64 = (entry.method == 8 ? entry.size + entry.size / 64 + (1 << 20) : entry.size) >= 0xFFFF_FFFF
+        current = entry
+        decided = true
+        var header = ByteWriter()
+        header.u32(0x0403_4b50)
+        header.u16(entry.zip64 ? 45 : 20)
+        header.u16(0x0808)  // data descriptor follows; UTF-8 names
+        header.u16(entry.method)
+        header.u16(entry.time)
+        header.u16(entry.date)
+        header.u32(0)  // CRC-32: in the data descriptor
+        header.u32(entry.zip64 ? 0xFFFF_FFFF : 0)
+        header.u32(entry.zip64 ? 0xFFFF_FFFF : 0)
+        header.u16(UInt16(entry.name.count))
+        header.u16(entry.zip64 ? 20 : 0)
+        header.bytes(entry.name)
+        if entry.zip64 {
+            header.u16(0x0001)
+            header.u16(16)
+            header.u64(0)
+            header.u64(0)
+        }
+        try await emit(header.data)
+    }
+
+    /// Writes what is pending of the current entry: all of it when stored; whole blocks of
+    /// ``sampleSize`` (and, `finishing`, the rest and deflate's end) when deflated.
+    private func drain(finishing: Bool) async throws {
+        guard let deflater else {
+            let data = pending
+            pending = Data()
+            current?.compressedSize += UInt64(data.count)
+            if !data.isEmpty { try await emit(data) }
+            return
+        }
+        var start = pending.startIndex
+        while pending.endIndex - start >= Self.sampleSize {
+            let block = pending[start..<start + Self.sampleSize]
+            start += Self.sampleSize
+            let last = finishing && start == pending.endIndex
+            try await emitCompressed(deflater.deflate(Data(block), finish: last))
+            if last {
+                pending = Data()
+                return
+            }
+        }
+        pending = Data(pending[start...])
+        if finishing {
+            let rest = pending
+            pending = Data()
+            try await emitCompressed(deflater.deflate(rest, finish: true))
+        }
+    }
+
+    private func emitCompressed(_ data: Data) async throws {
+        current?.compressedSize += UInt64(data.count)
+        if !data.isEmpty { try await emit(data) }
     }
 
     /// Writes the central directory and passes on what is gathered; the archive is complete
-    /// after this.
-    func finish() async throws {
+    /// after this. Returns the SHA-256 of every byte of the archive, in hex.
+    @discardableResult
+    func finish() async throws -> String {
         let directoryStart = offset
         for entry in entries {
-            let bigSize = entry.size >= 0xFFFF_FFFF
+            let bigSize = entry.zip64 || entry.size >= 0xFFFF_FFFF || entry.compressedSize >= 0xFFFF_FFFF
             let bigOffset = entry.offset >= 0xFFFF_FFFF
             var extra = ByteWriter()
             if bigSize || bigOffset {
@@ -111,20 +209,20 @@ final class ZipWriter {
                 extra.u16(UInt16((bigSize ? 16 : 0) + (bigOffset ? 8 : 0)))
                 if bigSize {
                     extra.u64(entry.size)
-                    extra.u64(entry.size)
+                    extra.u64(entry.compressedSize)
                 }
                 if bigOffset { extra.u64(entry.offset) }
             }
             var record = ByteWriter()
             record.u32(0x0201_4b50)
             record.u16(3 << 8 | 45)  // made by: Unix, ZIP 4.5
-            record.u16(entry.zip64 || bigOffset ? 45 : 20)
+            record.u16(bigSize || bigOffset ? 45 : 20)
             record.u16(0x0808)
-            record.u16(0)
+            record.u16(entry.method)
             record.u16(entry.time)
             record.u16(entry.date)
             record.u32(entry.crc)
-            record.u32(bigSize ? 0xFFFF_FFFF : UInt32(entry.size))
+            record.u32(bigSize ? 0xFFFF_FFFF : UInt32(entry.compressedSize))
             record.u32(bigSize ? 0xFFFF_FFFF : UInt32(entry.size))
             record.u16(UInt16(entry.name.count))
             record.u16(UInt16(extra.data.count))
@@ -168,12 +266,14 @@ final class ZipWriter {
         end.u16(0)
         try await emit(end.data)
         try await flush()
+        return ID(digest: digest.finalize()).hex
     }
 
     /// Appends to the archive: gathered while small, passed on when the buffer fills (a large
     /// piece of an entry is passed on as it is, without a copy).
     private func emit(_ data: Data) async throws {
         offset += UInt64(data.count)
+        digest.update(data: data)
         if buffer.count + data.count <= Self.bufferSize {
             buffer.append(data)
             return
@@ -215,51 +315,21 @@ private struct ByteWriter {
     mutating func bytes(_ d: Data) { data.append(d) }
 }
 
-/// CRC-32 (IEEE 802.3, as ZIP uses), eight bytes per step.
+/// CRC-32 (IEEE 802.3, as ZIP uses), by zlib's `crc32`, linked for deflate anyway.
 struct CRC32 {
-    private static let tables: [[UInt32]] = {
-        var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
-        for i in 0..<256 {
-            var c = UInt32(i)
-            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-            tables[0][i] = c
-        }
-        for i in 0..<256 {
-            for t in 1..<8 { tables[t][i] = tables[0][Int(tables[t - 1][i] & 0xFF)] ^ (tables[t - 1][i] >> 8) }
-        }
-        return tables
-    }()
-
-    private var state: UInt32 = 0xFFFF_FFFF
-    var value: UInt32 { state ^ 0xFFFF_FFFF }
+    private var state: UInt = 0
+    var value: UInt32 { UInt32(truncatingIfNeeded: state) }
 
     mutating func update(_ data: Data) {
         data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            let t = Self.tables
-            var c = state
-            var i = 0
-            let n = buffer.count
-            t[0].withUnsafeBufferPointer { t0 in
-            t[1].withUnsafeBufferPointer { t1 in
-            t[2].withUnsafeBufferPointer { t2 in
-            t[3].withUnsafeBufferPointer { t3 in
-            t[4].withUnsafeBufferPointer { t4 in
-            t[5].withUnsafeBufferPointer { t5 in
-            t[6].withUnsafeBufferPointer { t6 in
-            t[7].withUnsafeBufferPointer { t7 in
-                while i + 8 <= n {
-                    let lo = c ^ (UInt32(buffer[i]) | UInt32(buffer[i + 1]) << 8 | UInt32(buffer[i + 2]) << 16 | UInt32(buffer[i + 3]) << 24)
-                    let hi = UInt32(buffer[i + 4]) | UInt32(buffer[i + 5]) << 8 | UInt32(buffer[i + 6]) << 16 | UInt32(buffer[i + 7]) << 24
-                    c = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
-                        ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)] ^ t0[Int(hi >> 24)]
-                    i += 8
-                }
-                while i < n {
-                    c = t0[Int((c ^ UInt32(buffer[i])) & 0xFF)] ^ (c >> 8)
-                    i += 1
-                }
-            }}}}}}}}
-            state = c
+            guard let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            // zlib takes a 32-bit length: pieces of at most 1 GiB.
+            var done = 0
+            while done < buffer.count {
+                let length = min(buffer.count - done, 1 << 30)
+                state = CZlib.crc32(state, base + done, UInt32(length))
+                done += length
+            }
         }
     }
 }

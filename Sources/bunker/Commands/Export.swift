@@ -10,7 +10,10 @@ extension BunkerCommand {
             discussion: """
                 The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \
                 each), each SQLite database file under its source name, the file trees under their source names, \
-                metadata.json, and SHA256SUMS, which `sha256sum -c SHA256SUMS` checks after unzipping.
+                metadata.json, and SHA256SUMS, which `sha256sum -c SHA256SUMS` checks after unzipping. Files are \
+                deflated (at the compression level, at most 9) unless their start does not compress. The same snapshot \
+                always gives the same bytes; the ZIP's SHA-256 is printed (`sha256` with --json) and recorded in the \
+                catalog, where the API's `checksum` of the backup reads it.
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -30,7 +33,8 @@ extension BunkerCommand {
                 if repository.output.json {
                     Output.printJSON(summary)
                 } else if !repository.output.quiet {
-                    print("Wrote \(summary.file): \(summary.entries.count) files, \(Output.bytes(summary.bytes)), from snapshot \(summary.snapshotID.prefix(8)).")
+                    print("Wrote \(summary.file): \(summary.entries.count) files, \(Output.bytes(summary.bytes)) (\(Output.bytes(summary.zipBytes)) zipped), from snapshot \(summary.snapshotID.prefix(8)).")
+                    print("SHA-256: \(summary.sha256)")
                 }
             }
         }

@@ -9,7 +9,7 @@ import Testing
     @Test func migrationsCreateTheSchemaWithItsConstraints() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
-            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start", "v3-audit-mac", "v3-users-token-generation", "v4-jobs-cancel-requested", "v5-jobs-progress"])
+            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start", "v3-audit-mac", "v3-users-token-generation", "v4-jobs-cancel-requested", "v5-jobs-progress", "v6-backups-archive-checksum"])
             let tables = try sqlite3(catalog.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name;").output
             for table in ["audit", "backups", "jobs", "users"] {
                 #expect(tables.split(separator: "\n").contains(Substring(table)), "table \(table) in \(tables)")
@@ -24,6 +24,22 @@ import Testing
                 VALUES ('x', 'X', 'ROOT', '$2b$04$abc', '2026-01-01', '2026-01-01', '2026-01-01');
                 """)
             #expect(badRole.output.contains("CHECK constraint failed"), "\(badRole.output)")
+            // An export ZIP's checksum is 64 lowercase hex digits or nothing.
+            let hex = String(repeating: "ab", count: 32)
+            func insert(_ archive: String) throws -> (status: Int32, output: String) {
+                try sqlite3(catalog.path, """
+                    INSERT INTO backups (snapshot_id, created_by, size_bytes, stored_bytes, file_count, checksum, created_at, hostname, archive_sha256)
+                    VALUES (hex(randomblob(32)), 'x', 0, 0, 0, '\(hex)', '2026-01-01', 'h', \(archive));
+                    """)
+            }
+            let upper = try insert("'\(hex.uppercased())'")
+            #expect(upper.output.contains("CHECK constraint failed"), "\(upper.output)")
+            let short = try insert("'abc'")
+            #expect(short.output.contains("CHECK constraint failed"), "\(short.output)")
+            for good in ["'\(hex)'", "NULL"] {
+                let row = try insert(good)
+                #expect(row.status == 0 && !row.output.contains("constraint"), "\(good): \(row.output)")
+            }
             // Opening it again migrates nothing and keeps the key.
             let key = try String(contentsOfFile: dir + "/data/audit.key", encoding: .utf8)
             _ = try makeCatalog(in: dir)
