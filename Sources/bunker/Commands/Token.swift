@@ -42,7 +42,7 @@ extension BunkerCommand {
                     let expiresAt = lifetime.map { catalog.options.now().addingTimeInterval($0) }
                     let (token, record) = try catalog.createServiceToken(named: name, role: role, expiresAt: expiresAt, by: .localUser())
                     if options.output.json {
-                        Output.printJSON(CreatedTokenOutput(token: token, record: record))
+                        Output.printJSON(CreatedTokenOutput(token: token, listed: TokenOutput(record, now: catalog.options.now())))
                     } else if options.output.quiet {
                         Swift.print(token)
                     } else {
@@ -146,34 +146,18 @@ struct TokenOutput: Encodable {
     }
 }
 
-/// `bunker token create --json`: the token, shown this once, and what it is.
+/// `bunker token create --json`: the token, shown this once, beside what `token list` says of it.
 struct CreatedTokenOutput: Encodable {
     var token: String
-    var name: String
-    var role: String
-    var createdAt: Date
-    var expiresAt: Date?
+    var listed: TokenOutput
 
-    init(token: String, record: ServiceTokenRecord) {
-        self.token = token
-        name = record.name
-        role = record.role.rawValue
-        createdAt = record.createdAt
-        expiresAt = record.expiresAt
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case token, name, role
-        case createdAt = "created_at"
-        case expiresAt = "expires_at"
+    private enum CodingKeys: String, CodingKey {
+        case token
     }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(token, forKey: .token)
-        try container.encode(name, forKey: .name)
-        try container.encode(role, forKey: .role)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(expiresAt, forKey: .expiresAt)
+        try listed.encode(to: encoder)
     }
 }
