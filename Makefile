@@ -16,13 +16,15 @@ run: release
 # One test at a time: many tests wait synchronously for real processes (bunker, pg_ctl, psql,
 # sqlite3), and on a 2-core machine two such waits fill Swift's cooperative thread pool, starving
 # the in-process HTTP server of the API tests until their requests time out.
-# schemathesis (the live API against its OpenAPI document), the browser tests (the web console
+# schemathesis (the live API against its OpenAPI document), the Prometheus scrape (a service
+# token, the body parsed by the official Python client), the browser tests (the web console
 # in headless Chromium) and check-deploy (the Dockerfile, Kubernetes manifests and systemd units
 # against the binary's commands) run first, so that the test runner's own summary is the last
 # thing printed.
 test: deps
 	swift build --build-tests
 	bash scripts/schemathesis.sh
+	bash scripts/prometheus-scrape.sh
 	bash scripts/browser-tests.sh
 	python3 scripts/check-deploy.py
 	swift test --no-parallel

@@ -2,12 +2,30 @@ import BunkerService
 import Hummingbird
 import NIOCore
 
-/// Who a request is from, once ``AuthenticationMiddleware`` has checked its token.
+/// Who a request is from, once ``AuthenticationMiddleware`` has checked its token: a user
+/// (with a JWT from a login), or a service token, named `token:NAME` in the audit trail.
 public struct Identity: Sendable {
-    public var userID: Int64
+    /// The catalog user; nil for a service token, which is no person.
+    public var userID: Int64?
+    /// The user's name, or `token:NAME` for a service token.
     public var username: String
     public var fullName: String
     public var role: Role
+    /// The service token's name, when the request came with one: it can sign nothing.
+    public var serviceToken: String?
+
+    public init(userID: Int64?, username: String, fullName: String, role: Role, serviceToken: String? = nil) {
+        self.userID = userID
+        self.username = username
+        self.fullName = fullName
+        self.role = role
+        self.serviceToken = serviceToken
+    }
+
+    /// The identity of a request authenticated by `token`.
+    init(token: ServiceTokenRecord) {
+        self.init(userID: nil, username: token.actorName, fullName: "service token \(token.name)", role: token.role, serviceToken: token.name)
+    }
 
     /// The audit trail's actor for this request.
     func actor(requestID: String) -> AuditActor {

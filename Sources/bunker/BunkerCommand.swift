@@ -24,7 +24,7 @@ struct BunkerCommand: AsyncParsableCommand {
         version: "bunker \(bunkerVersion)",
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Show.self, Restore.self, Drill.self, Export.self, Verify.self, Stats.self,
-            Copy.self, Forget.self, Prune.self, Cleanup.self, Hold.self, Key.self, User.self, Audit.self, CatalogCommand.self, Notify.self, Jobs.self, Serve.self,
+            Copy.self, Forget.self, Prune.self, Cleanup.self, Hold.self, Key.self, User.self, Token.self, Audit.self, CatalogCommand.self, Notify.self, Jobs.self, Serve.self,
             Wal.self, Check.self,
         ]
     )

@@ -2,8 +2,10 @@ import BunkerService
 import Hummingbird
 
 /// Requires a valid token of an active user, of the user's current token generation (issued
-/// after the last password change and deactivation), and puts the user's identity in the
-/// context; anything else is a 401.
+/// after the last password change and deactivation), or a service token (`bkr_…`, see
+/// ``Catalog/serviceToken(authenticating:)``) neither revoked nor expired, and puts the
+/// identity in the context; anything else is a 401. The role routes check next is the user's
+/// or the token's, alike.
 ///
 /// The token comes in `Authorization: Bearer <token>`, or, from the web console, in the
 /// HttpOnly `bunker_session` cookie that `POST /auth/session` sets. A browser sends a cookie
@@ -33,6 +35,16 @@ struct AuthenticationMiddleware: RouterMiddleware {
             }
         } else {
             throw refused
+        }
+        // A service token is told apart by its prefix (a JWT starts `eyJ`); it is accepted in
+        // the Authorization header only, where the browser never puts it on its own.
+        if Catalog.looksLikeServiceToken(token) {
+            guard request.headers[.authorization] != nil, let record = try catalog.serviceToken(authenticating: token) else {
+                throw APIError(.unauthorized, code: "unauthenticated", "This service token is unknown, revoked or expired: `bunker token list` on the server shows its state; make a new one with `bunker token create`.")
+            }
+            var context = context
+            context.identity = Identity(token: record)
+            return try await next(request, context)
         }
         guard let (userID, generation) = await tokens.verify(token),
               let user = try catalog.user(id: userID), user.active, user.tokenGeneration == generation else { throw refused }

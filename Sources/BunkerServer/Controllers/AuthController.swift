@@ -31,8 +31,9 @@ struct AuthController {
         }
     }
 
+    /// Who the caller is; a service token has no user id.
     struct MeResponse: ResponseEncodable {
-        var id: Int64
+        var id: Int64?
         var username: String
         var fullName: String
         var role: String

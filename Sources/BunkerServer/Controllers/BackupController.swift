@@ -225,15 +225,20 @@ struct BackupController {
 
     /// The electronic signature "approved restore" of `backup` with the re-entered `password`;
     /// a missing or wrong password is a 403, recorded as a denied `esign` row (wrong ones count
-    /// towards the lockout).
+    /// towards the lockout). A service token is no person and has no password: it never signs
+    /// (a 403, recorded the same way).
     private func sign(_ backup: BackupRecord, password: String?, identity: Identity, context: BunkerRequestContext) throws -> ElectronicSignature {
         let meaning = "approved restore"
+        guard let userID = identity.userID, identity.serviceToken == nil else {
+            try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "a service token cannot sign \"\(meaning)\"", by: identity.actor(requestID: context.id))
+            throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature by a person: log in as a SYSTEM_ADMIN user and re-enter your password. A service token cannot sign (it may restore unsigned only where [server] restore_signature = \"optional\").")
+        }
         guard let password, !password.isEmpty else {
             try deps.catalog.recordDenied("esign", target: backup.snapshotID, reason: "no password re-entered for the signature \"\(meaning)\"", by: identity.actor(requestID: context.id))
             throw APIError(.forbidden, code: "signature_required", "A restore is an electronic signature: re-enter your password in \"password\", with a \"reason\".")
         }
         do {
-            return try deps.catalog.confirmSignature(userID: identity.userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
+            return try deps.catalog.confirmSignature(userID: userID, password: password, meaning: meaning, target: backup.snapshotID, requestID: context.id)
         } catch let error as BunkerError where error.code == .authenticationFailed || error.code == .accountLocked {
             throw APIError(.forbidden, code: error.code == .accountLocked ? "account_locked" : "signature_invalid", error.message)
         }

@@ -33,7 +33,7 @@ struct APIError: Error, HTTPResponseError {
         case .invalidArgument: status = .badRequest
         case .authenticationFailed: status = .unauthorized
         case .accountLocked: status = HTTPResponse.Status(code: 423, reasonPhrase: "Locked")
-        case .userNotFound, .snapshotNotFound, .objectNotFound: status = .notFound
+        case .userNotFound, .tokenNotFound, .snapshotNotFound, .objectNotFound: status = .notFound
         case .repositoryLocked: status = .conflict
         case .storageFull: status = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         default: status = .internalServerError

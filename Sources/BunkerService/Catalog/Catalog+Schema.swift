@@ -140,6 +140,34 @@ extension Catalog {
                 ALTER TABLE backups ADD COLUMN archive_format TEXT;
                 """)
         }
+        // Credentials for machines that call the API (`bunker token`): only a token's SHA-256 is
+        // kept; tokens are revoked, never deleted or renamed, like users.
+        migrator.registerMigration("v7-service-tokens") { db in
+            try db.execute(sql: """
+                CREATE TABLE service_tokens (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE COLLATE NOCASE
+                        CHECK (length(name) BETWEEN 1 AND 64 AND name NOT GLOB '*[^A-Za-z0-9._-]*'),
+                    role TEXT NOT NULL CHECK (role IN ('SYSTEM_ADMIN', 'AUDITOR', 'VIEWER')),
+                    token_hash TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64 AND token_hash NOT GLOB '*[^0-9a-f]*'),
+                    created_at DATETIME NOT NULL,
+                    created_by TEXT NOT NULL CHECK (length(created_by) > 0),
+                    expires_at DATETIME,
+                    revoked_at DATETIME,
+                    revoked_by TEXT,
+                    CHECK ((revoked_at IS NULL) = (revoked_by IS NULL))
+                );
+                CREATE TRIGGER service_tokens_never_deleted BEFORE DELETE ON service_tokens
+                BEGIN SELECT RAISE(ABORT, 'service tokens are revoked, never deleted'); END;
+                CREATE TRIGGER service_tokens_never_changed BEFORE UPDATE OF name, role, token_hash, created_at, expires_at ON service_tokens
+                WHEN NEW.name IS NOT OLD.name OR NEW.role IS NOT OLD.role OR NEW.token_hash IS NOT OLD.token_hash
+                  OR NEW.created_at IS NOT OLD.created_at OR NEW.expires_at IS NOT OLD.expires_at
+                BEGIN SELECT RAISE(ABORT, 'a service token is only ever revoked'); END;
+                CREATE TRIGGER service_tokens_never_unrevoked BEFORE UPDATE OF revoked_at ON service_tokens
+                WHEN OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS NOT OLD.revoked_at
+                BEGIN SELECT RAISE(ABORT, 'a revoked service token stays revoked'); END;
+                """)
+        }
         return migrator
     }
 }

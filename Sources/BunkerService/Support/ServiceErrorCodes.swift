@@ -13,3 +13,8 @@ extension BunkerError.Code {
     /// Too many failed logins: the account is locked for a while.
     public static let accountLocked = Self("account_locked")
 }
+
+extension BunkerError.Code {
+    /// No service token of that name.
+    public static let tokenNotFound = Self("token_not_found")
+}
