@@ -9,7 +9,13 @@ import Testing
 /// Backups and restores tell people by e-mail (a real aiosmtpd) and webhooks (a real HTTP
 /// receiver), and a mail server that is down never fails the backup.
 @Suite(.serialized) struct OperationNotificationTests {
-    func service(_ dir: String, smtpPort: Int, webhook: String? = nil, extraSource: String = "", clock: ManualClock) async throws -> BunkerService {
+    /// `smtpIdentity` replaces the `[smtp]` login and sender lines, `notifications` is added to
+    /// `[notifications]`, and `environment` goes over the file as the process environment would.
+    func service(
+        _ dir: String, smtpPort: Int, webhook: String? = nil, extraSource: String = "", clock: ManualClock,
+        smtpIdentity: String = "user = \"bunker\"\nfrom_email = \"bunker@clinic.example\"",
+        notifications: String = "", environment extraEnvironment: [String: String] = [:]
+    ) async throws -> BunkerService {
         try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
         try Data("visit notes\n".utf8).write(to: URL(fileURLWithPath: dir + "/studies/notes.txt"))
         var text = """
@@ -28,14 +34,14 @@ import Testing
             host = "localhost"
             port = \(smtpPort)
             tls = "starttls"
-            user = "bunker"
+            \(smtpIdentity)
             password_env = "BUNKER_TEST_SMTP_PASSWORD"
-            from_email = "bunker@clinic.example"
             timeout_seconds = 5
             ca_file = "\(dir)/smtp/cert.pem"
 
             [notifications]
             email_to = ["oncall@clinic.example"]
+            \(notifications)
             """
         if let webhook {
             text += """
@@ -47,7 +53,7 @@ import Testing
                 events = ["backup_succeeded", "restore_failed"]
                 """
         }
-        let environment = ["BUNKER_TEST_SMTP_PASSWORD": "s3cret-for-tests", "BUNKER_TEST_WEBHOOK_SECRET": "hook-secret"]
+        let environment = ["BUNKER_TEST_SMTP_PASSWORD": "s3cret-for-tests", "BUNKER_TEST_WEBHOOK_SECRET": "hook-secret"].merging(extraEnvironment) { $1 }
         setenv("BUNKER_TEST_SMTP_PASSWORD", "s3cret-for-tests", 1)
         setenv("BUNKER_TEST_WEBHOOK_SECRET", "hook-secret", 1)
         let configuration = try Configuration(text: text, file: dir + "/bunker.toml", environment: environment)
