@@ -56,16 +56,7 @@ extension OperationNotificationTests {
                 try cluster.psql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'private')", database: "clinic")
                 // A login role that may connect but not read the table: the server refuses pg_dump.
                 try cluster.psql("CREATE ROLE outsider LOGIN")
-                let service = try await service(dir, smtpPort: server.port, extraSource: """
-
-                    [[source]]
-                    name = "clinic"
-                    kind = "postgres"
-                    host = "\(cluster.socketDirectory)"
-                    port = \(cluster.port)
-                    database = "clinic"
-                    user = "outsider"
-                    """, clock: ManualClock(Date()))
+                let service = try await service(dir, smtpPort: server.port, extraSource: clinicSource(cluster, user: "outsider"), clock: ManualClock(Date()))
 
                 let error = try await #require(throws: BunkerError.self) {
                     try await service.backup(SourceBackupRequest(type: .database), by: AuditActor(name: "alice", channel: .cli))

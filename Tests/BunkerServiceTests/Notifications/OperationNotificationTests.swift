@@ -108,16 +108,7 @@ import Testing
             try cluster.psql("CREATE DATABASE clinic")
             try cluster.psql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'n' || i FROM generate_series(1, 50) i", database: "clinic")
             let clock = ManualClock(Date())
-            let service = try await service(dir, smtpPort: server.port, webhook: receiver.url, extraSource: """
-
-                [[source]]
-                name = "clinic"
-                kind = "postgres"
-                host = "\(cluster.socketDirectory)"
-                port = \(cluster.port)
-                database = "clinic"
-                user = "\(cluster.user)"
-                """, clock: clock)
+            let service = try await service(dir, smtpPort: server.port, webhook: receiver.url, extraSource: clinicSource(cluster), clock: clock)
             let backup = try await service.backup(SourceBackupRequest(type: .database), by: AuditActor(name: "alice", channel: .cli))
 
             // A view the dump does not know depends on a table the load must drop: the load
@@ -163,6 +154,20 @@ import Testing
             #expect(WebhookNotifier.signature(of: Data(restorePost.body.utf8), secret: "other") != restorePost.headers["x-bunker-signature"])
             }
         }
+    }
+
+    /// `[[source]] clinic`: the database `clinic` of `cluster`, dumped as `user` (the superuser by default).
+    func clinicSource(_ cluster: PostgresCluster, user: String? = nil) -> String {
+        """
+
+            [[source]]
+            name = "clinic"
+            kind = "postgres"
+            host = "\(cluster.socketDirectory)"
+            port = \(cluster.port)
+            database = "clinic"
+            user = "\(user ?? cluster.user)"
+            """
     }
 
     func decodedText(_ raw: String) -> String {
