@@ -86,6 +86,12 @@ extension BunkerService {
         }
     }
 
+    /// When each snapshot may go under the configured retention policy (`retention_until`, see
+    /// ``RetentionPolicy/retentionUntil(for:holds:now:)``); nil for one kept while it exists.
+    public func retentionUntil() async throws -> [ID: Date?] {
+        try await repository.retentionUntil(policy: configuration.retention)
+    }
+
     /// Every hold on the repository's snapshots, oldest first.
     public func holds() async throws -> [HoldRecord] {
         try await repository.holds()

@@ -46,8 +46,8 @@ import Testing
             let list = try array(try await api.send(.get, "/api/v1/backups?limit=50", token: try await api.token("victor")))
             #expect(list.map { $0["id"] as? String } == [second["backup_id"] as? String, first["backup_id"] as? String])
             let item = try #require(list.first)
-            // The Clinical Dashboard's fields, and Bunker's one addition (fields may be added, none renamed).
-            #expect(item.keys.sorted() == ["checksum", "created_at", "created_by", "created_by_email", "created_by_name", "description", "filename", "held", "id", "metadata", "size_mb"])
+            // The Clinical Dashboard's fields, and Bunker's additions (fields may be added, none renamed).
+            #expect(item.keys.sorted() == ["checksum", "created_at", "created_by", "created_by_email", "created_by_name", "description", "filename", "held", "id", "metadata", "retention_until", "size_mb"])
             #expect(item["held"] as? Bool == false)
             #expect(item["filename"] as? String == second["filename"] as? String)
             #expect(item["checksum"] as? String == second["checksum"] as? String)
@@ -68,6 +68,45 @@ import Testing
             #expect(NSDictionary(dictionary: shown) == NSDictionary(dictionary: item))
             let byPrefix = try object(try await api.send(.get, "/api/v1/backup/\(try #require(item["id"] as? String).prefix(12))", token: alice))
             #expect(byPrefix["id"] as? String == item["id"] as? String)
+        }
+    }
+
+    @Test func backupsShowWhenTheRetentionPolicyCouldRemoveThem() async throws {
+        try await withAPI(configure: { configuration in
+            var policy = RetentionPolicy()
+            policy.keepDaily = 7
+            policy.minimumAge = RetentionDuration()
+            configuration.retention = policy
+        }) { api in
+            let alice = try await api.token("alice")
+            let older = try await api.backup(alice, description: "older")
+            try await Task.sleep(for: .milliseconds(1100))
+            let newer = try await api.backup(alice, description: "newer")
+            let newerID = try #require(newer["backup_id"] as? String)
+            let olderID = try #require(older["backup_id"] as? String)
+            let asked = Date()
+            let list = try array(try await api.send(.get, "/api/v1/backups", token: alice))
+            let answered = Date()
+            func until(_ id: String, in items: [[String: Any]]) throws -> Date? {
+                let item = try #require(items.first { $0["id"] as? String == id })
+                #expect(item.keys.contains("retention_until"))
+                return (item["retention_until"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
+            }
+            // keep_daily 7 keeps the newer (its day's newest) until seven more days have a backup.
+            let createdAt = try #require(newer["created_at"] as? String)
+            let created = try #require(ISO8601DateFormatter().date(from: createdAt))
+            var utc = Calendar(identifier: .gregorian)
+            utc.timeZone = TimeZone(identifier: "UTC")!
+            let expected = try #require(utc.date(byAdding: .day, value: 7, to: utc.startOfDay(for: created)))
+            #expect(try until(newerID, in: list) == expected)
+            // No rule keeps the older one: the next cleanup may remove it.
+            let olderUntil = try #require(try until(olderID, in: list))
+            #expect(olderUntil >= asked.addingTimeInterval(-1) && olderUntil <= answered.addingTimeInterval(1))
+
+            _ = try await api.service.addHold(to: newerID, reason: "case 2026-114")
+            let held = try object(try await api.send(.get, "/api/v1/backup/\(newerID)", token: alice))
+            #expect(held["held"] as? Bool == true)
+            #expect(held["retention_until"] is NSNull)
         }
     }
 

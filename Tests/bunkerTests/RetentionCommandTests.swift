@@ -87,6 +87,67 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// `bunker snapshots` shows `retention_until` under the configured policy, or a named
+    /// repository's own with `--repository NAME`; null while held.
+    @Test func snapshotsShowWhenTheRetentionPolicyCouldRemoveEach() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let generations = try await Generations.backUp(repo, clock: nil, in: dir)
+            try "\(TestRepository.password)\n".write(toFile: dir + "/password", atomically: true, encoding: .utf8)
+            try """
+                data_dir = "\(dir)/.bunker"
+                [repository]
+                path = "\(dir)/repo"
+                password_file = "\(dir)/password"
+                [retention]
+                keep_last = 2
+                min_age_days = 0
+                [repositories.same]
+                path = "\(dir)/repo"
+                password_file = "\(dir)/password"
+                [repositories.same.retention]
+                keep_within = "10d"
+                min_age_days = 0
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            let e = ["BUNKER_CONFIG": dir + "/bunker.toml"]
+            let ids = generations.map(\.snapshotID.hex)
+            let times = generations.map(\.snapshot.time)
+            func until(_ arguments: [String]) throws -> [String: Any] {
+                let outcome = try BunkerProcess.run(["snapshots", "--json"] + arguments, environment: e)
+                #expect(outcome.status == 0, "\(outcome.stderr)")
+                let list = try #require(try json(outcome.stdout) as? [[String: Any]])
+                #expect(list.allSatisfy { $0.keys.contains("retention_until") }, "\(outcome.stdout)")
+                return Dictionary(uniqueKeysWithValues: list.map { ($0["id"] as? String ?? "", $0["retention_until"] as Any) })
+            }
+            var utc = Calendar(identifier: .gregorian)
+            utc.timeZone = TimeZone(identifier: "UTC")!
+            func date(_ value: Any?) -> Date? { (value as? String).flatMap(Timestamp.parse) }
+
+            // keep_last 2, one backup a day assumed: the newest needs two more, the second one more.
+            let asked = Date()
+            let primary = try until([])
+            let newestDay = utc.startOfDay(for: times[2])
+            #expect(date(primary[ids[2]]) == utc.date(byAdding: .day, value: 2, to: newestDay))
+            #expect(date(primary[ids[1]]) == utc.date(byAdding: .day, value: 1, to: newestDay))
+            let oldest = try #require(date(primary[ids[0]]), "no rule keeps the oldest: it may go at the next cleanup")
+            #expect(abs(oldest.timeIntervalSince(asked)) < 60)
+
+            // The named repository's own policy: keep_within 10d.
+            let named = try until(["--repository", "same"])
+            for (id, time) in zip(ids, times) {
+                #expect(date(named[id]).map { abs($0.timeIntervalSince(time) - 10 * 86400) < 0.001 } == true, "\(named)")
+            }
+
+            let add = try BunkerProcess.run(["hold", "add", ids[2], "--reason", "case 114"], environment: e)
+            #expect(add.status == 0, "\(add.stderr)")
+            #expect(try until([])[ids[2]] is NSNull)
+            let table = try BunkerProcess.run(["snapshots"], environment: e)
+            #expect(table.stdout.contains("Retention until"), "\(table.stdout)")
+            let line = try #require(table.stdout.split(separator: "\n").first { $0.hasPrefix(generations[2].snapshotID.short) })
+            #expect(line.contains(" held "), "\(line)")
+        }
+    }
+
     /// With no snapshot left but packs still indexed, prune and cleanup stop (exit 7) and name
     /// `--allow-empty`, which then deletes the data.
     @Test func pruneOfARepositoryWithoutSnapshotsNeedsAllowEmpty() async throws {

@@ -252,6 +252,7 @@ def run(c):
     c.text_in("#backup-count", "1 of")
     c.text_in("#backups", "last night's database backup")
     c.text_in("#backups", "held")
+    c.text_in("#backups thead", "Retention until")
     Select(d.find_element(By.ID, "filter-held")).select_by_value("")
     c.shot("02-backups")
 
@@ -342,6 +343,7 @@ def run(c):
     c.absent("#nav a[href='#/backup-now']")
     c.go("#/backups/" + backup_id)
     c.find("#read-only-note")
+    c.find("#retention-until")
     c.absent("#restore-button")
     c.absent("#verify-button")
     c.absent("#drill-button")

@@ -77,3 +77,16 @@ extension Repository {
         return try await withLock(exclusive: true, body)
     }
 }
+
+extension Repository {
+    /// When each snapshot may go under `policy` (see ``RetentionPolicy/retentionUntil(for:holds:now:)``),
+    /// by snapshot; nil for a snapshot kept while it exists. Pass `snapshots` when they are already
+    /// loaded (all of them: a snapshot is judged within its group). Takes no lock: a listing, not a decision.
+    public func retentionUntil(policy: RetentionPolicy, snapshots loaded: [(id: ID, snapshot: Snapshot)]? = nil) async throws -> [ID: Date?] {
+        var snapshots = loaded ?? []
+        if loaded == nil { snapshots = try await self.snapshots() }
+        let holds = try await self.holds().map(\.hold)
+        let dates = policy.retentionUntil(for: snapshots, holds: holds, now: now())
+        return Dictionary(uniqueKeysWithValues: zip(snapshots.map(\.id), dates))
+    }
+}

@@ -63,6 +63,16 @@ public struct RetentionDuration: Sendable, Equatable, Hashable, Codable, CustomS
         return RetentionCalendar.utc.date(byAdding: components, to: now) ?? now
     }
 
+    /// The moment this span after `start` (the inverse of ``cutoff(before:)``).
+    public func added(to start: Date) -> Date {
+        var components = DateComponents()
+        components.year = years
+        components.month = months
+        components.day = days
+        components.hour = hours
+        return RetentionCalendar.utc.date(byAdding: components, to: start) ?? start
+    }
+
     public var isZero: Bool { years == 0 && months == 0 && days == 0 && hours == 0 }
 
     public var description: String {

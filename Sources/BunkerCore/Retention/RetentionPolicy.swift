@@ -135,7 +135,7 @@ enum RetentionPeriod: CaseIterable {
 }
 
 extension RetentionPolicy {
-    fileprivate func count(_ period: RetentionPeriod) -> Int? {
+    func count(_ period: RetentionPeriod) -> Int? {
         switch period {
         case .hourly: return keepHourly
         case .daily: return keepDaily
@@ -145,7 +145,7 @@ extension RetentionPolicy {
         }
     }
 
-    fileprivate func within(_ period: RetentionPeriod) -> RetentionDuration? {
+    func within(_ period: RetentionPeriod) -> RetentionDuration? {
         switch period {
         case .hourly: return keepWithinHourly
         case .daily: return keepWithinDaily

@@ -699,6 +699,7 @@ import { api, apiURL } from '../api.js';
 import { h, replace, notice, bytes, when, short, badge } from '../dom.js';
 import { roles, current, session } from '../app.js';
 import { snapshotBrowser } from './browser.js';
+import { retentionUntil } from './backups.js';
 
 /** One backup: what it holds, who made it and why; verify, download and restore. */
 export async function backupPage(main, { ticket, params: [id] }) {
@@ -727,6 +728,7 @@ export async function backupPage(main, { ticket, params: [id] }) {
         h('dt', {}, 'Size'), h('dd', {}, bytes(meta.size_bytes), ' in ', meta.file_count, ' files; ', bytes(meta.stored_bytes), ' added to the repository'),
         h('dt', {}, 'Tags'), h('dd', {}, (meta.tags ?? []).length ? meta.tags.map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']) : '—'),
         h('dt', {}, 'Legal hold'), h('dd', {}, backup.held ? badge('bad', 'held: retention keeps it') : 'none'),
+        h('dt', {}, 'Retention until'), h('dd', { id: 'retention-until', title: 'The earliest time the retention policy could remove this backup' }, retentionUntil(backup)),
         h('dt', {}, 'Made by'), h('dd', {}, backup.created_by_name, backup.created_by_email ? ' <' + backup.created_by_email + '>' : ''),
         h('dt', {}, 'Why'), h('dd', {}, backup.description ?? '—'),
         h('dt', {}, 'Host'), h('dd', {}, meta.hostname ?? '—'),
@@ -828,6 +830,12 @@ import { roles, current } from '../app.js';
 /** The type filter's choices: the API's backup types. */
 const types = ['full', 'database', 'files'];
 
+/** When retention could remove a backup (`retention_until`); "held" under a hold, — when the policy keeps it for good. */
+export function retentionUntil(backup) {
+  if (backup.retention_until) return when(backup.retention_until);
+  return backup.held ? 'held' : '—';
+}
+
 /** Every backup, newest first, filtered by type and tag in the page (the list is one call). */
 export async function backupsPage(main, { ticket, query }) {
   const backups = await api('GET', '/backups?limit=1000');
@@ -848,7 +856,7 @@ export async function backupsPage(main, { ticket, query }) {
       && (!held.value || (held.value === 'yes') === Boolean(b.held)));
     count.textContent = shown.length + ' of ' + backups.length + ' backups';
     replace(list, shown.length
-      ? table(['Created', 'Backup', 'Type', 'Sources', 'Size', 'Tags', 'Description', 'By'], shown.map((b) => ({
+      ? table(['Created', 'Backup', 'Type', 'Sources', 'Size', 'Tags', 'Retention until', 'Description', 'By'], shown.map((b) => ({
         id: b.id,
         cells: [
           when(b.created_at),
@@ -857,6 +865,7 @@ export async function backupsPage(main, { ticket, query }) {
           (b.metadata?.sources ?? []).join(', '),
           bytes(b.metadata?.size_bytes),
           [(b.metadata?.tags ?? []).map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']), b.held ? badge('bad', 'held') : null],
+          retentionUntil(b),
           b.description ?? '',
           b.created_by_name,
         ],

@@ -77,18 +77,27 @@ struct BackupController {
     @Sendable func list(_ request: Request, context: BunkerRequestContext) async throws -> [BackupItemDTO] {
         let limit = try Validate.listLimit(request, context: context)
         let held = await heldSnapshots()
-        return try deps.catalog.backups(limit: limit).map { try item($0, held: held) }
+        let until = await retentionDates()
+        return try deps.catalog.backups(limit: limit).map { try item($0, held: held, until: until) }
     }
 
     @Sendable func show(_ request: Request, context: BunkerRequestContext) async throws -> BackupItemDTO {
-        try item(try await record(Validate.backupID(context)), held: await heldSnapshots())
+        try item(try await record(Validate.backupID(context)), held: await heldSnapshots(), until: await retentionDates())
     }
 
-    private func item(_ record: BackupRecord, held: Set<String>) throws -> BackupItemDTO {
+    private func item(_ record: BackupRecord, held: Set<String>, until: [String: Date?]) throws -> BackupItemDTO {
         var item = BackupItemDTO(
             record, user: try record.createdByUserID.flatMap { try deps.catalog.user(id: $0) }, checksum: deps.service?.archiveChecksum(of: record))
         item.held = held.contains(record.snapshotID)
+        item.retentionUntil = until[record.snapshotID] ?? nil
         return item
+    }
+
+    /// `retention_until` by snapshot id under the configured policy; empty (every date null) when
+    /// there is no repository or its holds cannot be read, as for ``heldSnapshots()``.
+    private func retentionDates() async -> [String: Date?] {
+        guard let dates = try? await deps.service?.retentionUntil() else { return [:] }
+        return Dictionary(uniqueKeysWithValues: dates.map { ($0.key.hex, $0.value) })
     }
 
     /// The ids of the snapshots under a hold; none when there is no repository, or its holds

@@ -128,9 +128,13 @@ struct BackupItemDTO: ResponseEncodable {
     var metadata: Metadata
     /// Whether a legal hold keeps the backup from retention (`bunker hold`).
     var held = false
+    /// The earliest time the retention policy could remove the backup; null while it is held
+    /// or the policy keeps it for good (the DermAI backup strategy's manifest field).
+    var retentionUntil: Date?
 
     enum CodingKeys: String, CodingKey {
         case id, filename, checksum, description, metadata, held
+        case retentionUntil = "retention_until"
         case sizeMB = "size_mb"
         case createdBy = "created_by"
         case createdByName = "created_by_name"
@@ -168,6 +172,7 @@ struct BackupItemDTO: ResponseEncodable {
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(metadata, forKey: .metadata)
         try c.encode(held, forKey: .held)
+        try c.encode(retentionUntil.map(WireTime.string), forKey: .retentionUntil)
     }
 }
 

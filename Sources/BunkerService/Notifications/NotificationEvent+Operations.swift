@@ -38,7 +38,7 @@ extension NotificationEvent {
         switch (error as? BunkerError)?.code {
         case .storageFull?: actions.insert("Free space on the repository's storage (`bunker cleanup` removes what the retention policy no longer keeps).", at: 0)
         case .repositoryLocked?: actions.insert("Another backup, restore or prune holds the repository; wait for it, or retry with --retry-lock.", at: 0)
-        case .sourceIO?: actions.insert("Check that the database server is up and reachable with the configured user, and that the files are readable.", at: 0)
+        case .sourceIO?: actions.insert("Check that the database server is up and reachable with the configured user, and that the source's folder exists (its volume mounted) and is readable.", at: 0)
         default: break
         }
         return NotificationEvent(

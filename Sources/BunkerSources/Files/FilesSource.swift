@@ -23,7 +23,11 @@ public struct FilesSource: Source {
 
     public func prepareBackup(scratch: String) async throws -> PreparedBackup {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        // Gone is a fault of the source (a volume not mounted, a folder moved), not of the request.
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw BunkerError(.sourceIO, "Source \(name): \(path) does not exist; mount the volume or put the folder back, or fix `path` in the configuration.")
+        }
+        guard isDirectory.boolValue else {
             throw BunkerError(.invalidArgument, "Source \(name): \(path) is not a directory. Fix `path` in the configuration.")
         }
         // A restore in place that a crash interrupted is finished or undone first, so that the

@@ -4,7 +4,14 @@ import Foundation
 
 extension BunkerCommand {
     struct Snapshots: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List snapshots, oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List snapshots, oldest first.",
+            discussion: """
+                "Retention until" is the earliest time the retention policy ([retention], or \
+                [repositories.NAME.retention] with --repository) could remove the snapshot, if backups go on at \
+                the policy's cadence; "held" while a hold keeps it, "-" when the policy keeps it for good. \
+                `bunker forget --dry-run` says which rules keep each snapshot.
+                """)
 
         @OptionGroup var repository: RepositoryOptions
 
@@ -13,18 +20,25 @@ extension BunkerCommand {
 
         func run() async throws {
             try await repository.output.run {
+                let policy = try repository.configuration().retention
                 let repo = try await repository.open(loadIndex: false)
-                let list = try await repo.snapshots().filter { entry in tags.allSatisfy(entry.snapshot.tags.contains) }
+                let all = try await repo.snapshots()
+                // A hold that cannot be read stops a forget, not a listing: the dates are then unknown ("?", null).
+                let until = (try? await repo.retentionUntil(policy: policy, snapshots: all)) ?? [:]
+                let held = Set(((try? await repo.holds()) ?? []).map(\.hold.snapshot))
+                let list = all.filter { entry in tags.allSatisfy(entry.snapshot.tags.contains) }
                 if repository.output.json {
-                    Output.printJSON(list.map { SnapshotOutput(id: $0.id, snapshot: $0.snapshot) })
+                    Output.printJSON(list.map { SnapshotOutput(id: $0.id, snapshot: $0.snapshot, retentionUntil: until[$0.id] ?? nil) })
                     return
                 }
-                print("ID        Time                 Host             Tags         Size        Paths")
+                print("ID        Time                 Host             Tags         Size        Retention until      Paths")
                 for (id, s) in list {
                     let host = s.hostname.padding(toLength: 16, withPad: " ", startingAt: 0)
                     let tags = s.tags.joined(separator: ",").padding(toLength: 12, withPad: " ", startingAt: 0)
                     let size = Output.bytes(s.summary?.totalBytes ?? 0).padding(toLength: 11, withPad: " ", startingAt: 0)
-                    print("\(id.short)  \(Output.localTime(s.time))  \(host) \(tags) \(size) \(s.paths.joined(separator: ", "))")
+                    let date = until[id].map { $0.map(Output.localTime) ?? (held.contains(id) ? "held" : "-") } ?? "?"
+                    let retention = date.padding(toLength: 19, withPad: " ", startingAt: 0)
+                    print("\(id.short)  \(Output.localTime(s.time))  \(host) \(tags) \(size) \(retention)  \(s.paths.joined(separator: ", "))")
                 }
                 print("\(list.count) snapshot\(list.count == 1 ? "" : "s")")
             }
@@ -45,8 +59,12 @@ struct SnapshotOutput: Encodable {
     var tree: String
     var programVersion: String
     var summary: BackupSummary?
+    /// When the retention policy could remove it (null while held or kept for good); absent
+    /// where it was not worked out (`bunker show`).
+    var retentionUntil: Date??
 
-    init(id: ID, snapshot s: Snapshot) {
+    init(id: ID, snapshot s: Snapshot, retentionUntil: Date?? = nil) {
+        self.retentionUntil = retentionUntil
         self.id = id.hex
         shortID = id.short
         time = s.time
@@ -65,5 +83,6 @@ struct SnapshotOutput: Encodable {
         case id, time, hostname, username, paths, tags, description, parent, tree, summary
         case shortID = "short_id"
         case programVersion = "program_version"
+        case retentionUntil = "retention_until"
     }
 }

@@ -9,7 +9,13 @@ import Testing
 /// Backups and restores tell people by e-mail (a real aiosmtpd) and webhooks (a real HTTP
 /// receiver), and a mail server that is down never fails the backup.
 @Suite(.serialized) struct OperationNotificationTests {
-    func service(_ dir: String, smtpPort: Int, webhook: String? = nil, extraSource: String = "", clock: ManualClock) async throws -> BunkerService {
+    /// `smtpIdentity` replaces the `[smtp]` login and sender lines, `notifications` is added to
+    /// `[notifications]`, and `environment` goes over the file as the process environment would.
+    func service(
+        _ dir: String, smtpPort: Int, webhook: String? = nil, extraSource: String = "", clock: ManualClock,
+        smtpIdentity: String = "user = \"bunker\"\nfrom_email = \"bunker@clinic.example\"",
+        notifications: String = "", environment extraEnvironment: [String: String] = [:]
+    ) async throws -> BunkerService {
         try FileManager.default.createDirectory(atPath: dir + "/studies", withIntermediateDirectories: true)
         try Data("visit notes\n".utf8).write(to: URL(fileURLWithPath: dir + "/studies/notes.txt"))
         var text = """
@@ -28,14 +34,14 @@ import Testing
             host = "localhost"
             port = \(smtpPort)
             tls = "starttls"
-            user = "bunker"
+            \(smtpIdentity)
             password_env = "BUNKER_TEST_SMTP_PASSWORD"
-            from_email = "bunker@clinic.example"
             timeout_seconds = 5
             ca_file = "\(dir)/smtp/cert.pem"
 
             [notifications]
             email_to = ["oncall@clinic.example"]
+            \(notifications)
             """
         if let webhook {
             text += """
@@ -47,7 +53,7 @@ import Testing
                 events = ["backup_succeeded", "restore_failed"]
                 """
         }
-        let environment = ["BUNKER_TEST_SMTP_PASSWORD": "s3cret-for-tests", "BUNKER_TEST_WEBHOOK_SECRET": "hook-secret"]
+        let environment = ["BUNKER_TEST_SMTP_PASSWORD": "s3cret-for-tests", "BUNKER_TEST_WEBHOOK_SECRET": "hook-secret"].merging(extraEnvironment) { $1 }
         setenv("BUNKER_TEST_SMTP_PASSWORD", "s3cret-for-tests", 1)
         setenv("BUNKER_TEST_WEBHOOK_SECRET", "hook-secret", 1)
         let configuration = try Configuration(text: text, file: dir + "/bunker.toml", environment: environment)
@@ -102,16 +108,7 @@ import Testing
             try cluster.psql("CREATE DATABASE clinic")
             try cluster.psql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'n' || i FROM generate_series(1, 50) i", database: "clinic")
             let clock = ManualClock(Date())
-            let service = try await service(dir, smtpPort: server.port, webhook: receiver.url, extraSource: """
-
-                [[source]]
-                name = "clinic"
-                kind = "postgres"
-                host = "\(cluster.socketDirectory)"
-                port = \(cluster.port)
-                database = "clinic"
-                user = "\(cluster.user)"
-                """, clock: clock)
+            let service = try await service(dir, smtpPort: server.port, webhook: receiver.url, extraSource: clinicSource(cluster), clock: clock)
             let backup = try await service.backup(SourceBackupRequest(type: .database), by: AuditActor(name: "alice", channel: .cli))
 
             // A view the dump does not know depends on a table the load must drop: the load
@@ -157,6 +154,20 @@ import Testing
             #expect(WebhookNotifier.signature(of: Data(restorePost.body.utf8), secret: "other") != restorePost.headers["x-bunker-signature"])
             }
         }
+    }
+
+    /// `[[source]] clinic`: the database `clinic` of `cluster`, dumped as `user` (the superuser by default).
+    func clinicSource(_ cluster: PostgresCluster, user: String? = nil) -> String {
+        """
+
+            [[source]]
+            name = "clinic"
+            kind = "postgres"
+            host = "\(cluster.socketDirectory)"
+            port = \(cluster.port)
+            database = "clinic"
+            user = "\(user ?? cluster.user)"
+            """
     }
 
     func decodedText(_ raw: String) -> String {

@@ -2,6 +2,7 @@ import { api, apiURL } from '../api.js';
 import { h, replace, notice, bytes, when, short, badge } from '../dom.js';
 import { roles, current, session } from '../app.js';
 import { snapshotBrowser } from './browser.js';
+import { retentionUntil } from './backups.js';
 
 /** One backup: what it holds, who made it and why; verify, download and restore. */
 export async function backupPage(main, { ticket, params: [id] }) {
@@ -30,6 +31,7 @@ export async function backupPage(main, { ticket, params: [id] }) {
         h('dt', {}, 'Size'), h('dd', {}, bytes(meta.size_bytes), ' in ', meta.file_count, ' files; ', bytes(meta.stored_bytes), ' added to the repository'),
         h('dt', {}, 'Tags'), h('dd', {}, (meta.tags ?? []).length ? meta.tags.map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']) : '—'),
         h('dt', {}, 'Legal hold'), h('dd', {}, backup.held ? badge('bad', 'held: retention keeps it') : 'none'),
+        h('dt', {}, 'Retention until'), h('dd', { id: 'retention-until', title: 'The earliest time the retention policy could remove this backup' }, retentionUntil(backup)),
         h('dt', {}, 'Made by'), h('dd', {}, backup.created_by_name, backup.created_by_email ? ' <' + backup.created_by_email + '>' : ''),
         h('dt', {}, 'Why'), h('dd', {}, backup.description ?? '—'),
         h('dt', {}, 'Host'), h('dd', {}, meta.hostname ?? '—'),

@@ -5,6 +5,12 @@ import { roles, current } from '../app.js';
 /** The type filter's choices: the API's backup types. */
 const types = ['full', 'database', 'files'];
 
+/** When retention could remove a backup (`retention_until`); "held" under a hold, — when the policy keeps it for good. */
+export function retentionUntil(backup) {
+  if (backup.retention_until) return when(backup.retention_until);
+  return backup.held ? 'held' : '—';
+}
+
 /** Every backup, newest first, filtered by type and tag in the page (the list is one call). */
 export async function backupsPage(main, { ticket, query }) {
   const backups = await api('GET', '/backups?limit=1000');
@@ -25,7 +31,7 @@ export async function backupsPage(main, { ticket, query }) {
       && (!held.value || (held.value === 'yes') === Boolean(b.held)));
     count.textContent = shown.length + ' of ' + backups.length + ' backups';
     replace(list, shown.length
-      ? table(['Created', 'Backup', 'Type', 'Sources', 'Size', 'Tags', 'Description', 'By'], shown.map((b) => ({
+      ? table(['Created', 'Backup', 'Type', 'Sources', 'Size', 'Tags', 'Retention until', 'Description', 'By'], shown.map((b) => ({
         id: b.id,
         cells: [
           when(b.created_at),
@@ -34,6 +40,7 @@ export async function backupsPage(main, { ticket, query }) {
           (b.metadata?.sources ?? []).join(', '),
           bytes(b.metadata?.size_bytes),
           [(b.metadata?.tags ?? []).map((t) => [badge(t === 'safety' ? 'warn' : '', t), ' ']), b.held ? badge('bad', 'held') : null],
+          retentionUntil(b),
           b.description ?? '',
           b.created_by_name,
         ],
