@@ -57,9 +57,13 @@ extension BunkerService {
     /// `objectNotFound`, a name that is not a folder `invalidArgument`. Only `limit` entries from
     /// `offset` on are described, so that a folder of tens of thousands of files answers in pages.
     public func listFolder(snapshot reference: String, path: String, offset: Int = 0, limit: Int = .max) async throws -> SnapshotFolder {
-        let (id, treeID, tree, names) = try await folderTree(snapshot: reference, names: try Self.pathComponents(path))
-        let sorted = sortedFolders.sorted(treeID) {
-            tree.nodes.sorted { ($0.type == .directory ? 0 : 1, $0.name) < ($1.type == .directory ? 0 : 1, $1.name) }
+        let names = try Self.pathComponents(path)
+        let (id, treeID) = try await folderID(snapshot: reference, names: names)
+        // A tree lists its nodes by the bytes of their names: folders first, then the rest, each
+        // in that order, is a partition, not a sort (a folder of 100,000 files costs its decoding).
+        let sorted = try await sortedFolders.sorted(treeID) { [repository] in
+            let nodes = try await repository.loadTree(treeID).nodes
+            return nodes.filter { $0.type == .directory } + nodes.filter { $0.type != .directory }
         }
         let page = sorted.dropFirst(offset).prefix(limit)
         let end = min(sorted.count, offset + page.count)
@@ -98,7 +102,7 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "Name a file of the backup in path (like studies/2025/note-1.txt).")
         }
         let shown = (names + [name]).joined(separator: "/")
-        let (id, _, tree, _) = try await folderTree(snapshot: reference, names: names)
+        let (id, tree, _) = try await folderTree(snapshot: reference, names: names)
         guard let node = tree.node(named: name) else {
             throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
         }
@@ -130,22 +134,27 @@ extension BunkerService {
     }
 
     /// The tree of the folder `names` in a snapshot, reading one tree per level.
-    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, treeID: ID, Tree, [String]) {
+    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, Tree, [String]) {
+        let (id, treeID) = try await folderID(snapshot: reference, names: names)
+        return (id, try await repository.loadTree(treeID), names)
+    }
+
+    /// The snapshot's id and the tree id of the folder at `names`: every level above it is read,
+    /// the folder itself is not.
+    private func folderID(snapshot reference: String, names: [String]) async throws -> (ID, treeID: ID) {
         let (id, snapshot) = try await snapshotByReference(reference)
         var treeID = snapshot.tree
-        var tree = try await repository.loadTree(treeID)
         for (depth, name) in names.enumerated() {
             let shown = names[...depth].joined(separator: "/")
-            guard let node = tree.node(named: name) else {
+            guard let node = try await repository.loadTree(treeID).node(named: name) else {
                 throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
             }
             guard node.type == .directory, let subtree = node.subtree else {
                 throw BunkerError(.invalidArgument, "\(shown) in backup \(id.short) is not a folder: download it instead.")
             }
             treeID = subtree
-            tree = try await repository.loadTree(subtree)
         }
-        return (id, treeID, tree, names)
+        return (id, treeID)
     }
 
     private static func entry(_ node: Node) -> SnapshotEntry {
@@ -173,9 +182,9 @@ extension BunkerService {
     }
 }
 
-/// The folders the snapshot browser opened last, sorted as it shows them, by tree id (a tree
+/// The folders the snapshot browser opened last, in the order it shows them, by tree id (a tree
 /// never changes, so an entry is never stale): the next page of a folder of 100,000 files, and
-/// the same folder opened again, skip sorting it.
+/// the same folder opened again, skip reading and decoding it.
 final class SortedFolderCache: Sendable {
     private let recent = Mutex<[(id: ID, nodes: [Node])]>([])
     private let limit: Int
@@ -184,9 +193,9 @@ final class SortedFolderCache: Sendable {
         self.limit = limit
     }
 
-    func sorted(_ id: ID, _ make: () -> [Node]) -> [Node] {
+    func sorted(_ id: ID, _ make: () async throws -> [Node]) async rethrows -> [Node] {
         if let hit = recent.withLock({ $0.first { $0.id == id }?.nodes }) { return hit }
-        let nodes = make()
+        let nodes = try await make()
         recent.withLock { recent in
             recent.removeAll { $0.id == id }
             recent.append((id, nodes))

@@ -44,18 +44,18 @@ import Testing
     @Test func sortedFoldersAreKeptByTreeAndNeverStale() async throws {
         let cache = SortedFolderCache(limit: 2)
         let made = Mutex(0)
-        func nodes(_ id: ID, _ names: [String]) -> [String] {
-            cache.sorted(id) {
+        func nodes(_ id: ID, _ names: [String]) async -> [String] {
+            await cache.sorted(id) {
                 made.withLock { $0 += 1 }
                 return names.map { Node(name: $0, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0) }
             }.map(\.name)
         }
         let a = ID.sha256(of: Data("a".utf8)), b = ID.sha256(of: Data("b".utf8)), c = ID.sha256(of: Data("c".utf8))
-        #expect(nodes(a, ["x"]) == ["x"])
-        #expect(nodes(a, ["ignored"]) == ["x"] && made.withLock { $0 } == 1)
-        _ = nodes(b, ["y"])
-        _ = nodes(c, ["z"])  // the third: a goes
-        #expect(nodes(a, ["x2"]) == ["x2"] && made.withLock { $0 } == 4)
+        #expect(await nodes(a, ["x"]) == ["x"])
+        #expect(await nodes(a, ["ignored"]) == ["x"] && made.withLock { $0 } == 1)
+        _ = await nodes(b, ["y"])
+        _ = await nodes(c, ["z"])  // the third: a goes
+        #expect(await nodes(a, ["x2"]) == ["x2"] && made.withLock { $0 } == 4)
 
         try await withTemporaryDirectory { dir in
             let service = try await service(dir)
