@@ -1,5 +1,5 @@
 # Bunker: `make run` does the main job on an embedded default, `make test` runs every test.
-.PHONY: run test build release bench clean deps
+.PHONY: run test build release bench clean deps check-image
 
 deps:
 	bash scripts/install-deps.sh
@@ -34,3 +34,8 @@ bench: deps
 
 clean:
 	rm -rf .build .bunker
+
+# The container image's run stage, proven without a Docker engine (needs root and Debian's
+# mirror): the static binary under chroot in an mmdebstrap root of exactly its packages.
+check-image: deps
+	bash scripts/check-image.sh
