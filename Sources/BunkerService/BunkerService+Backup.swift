@@ -32,7 +32,18 @@ extension BunkerService {
         } failure: { error in
             .backupFailed(error, sources: names, request: request, now: repository.now())
         } _: {
-            try await auditedBackup(request, by: actor, reason: reason, progress: progress)
+            let result = try await auditedBackup(request, by: actor, reason: reason, progress: progress)
+            if configuration.server.archiveChecksum == .afterBackup {
+                // The Clinical Dashboard API answers the ZIP's SHA-256 with the backup; a failure
+                // here costs only that value (null until the first export), never the backup.
+                progress?.update { $0.currentPath = "ZIP checksum" }
+                do {
+                    try await recordArchiveChecksum(snapshot: result.snapshotID.hex)
+                } catch {
+                    FileHandle.standardError.write(Data("bunker: warning: the ZIP checksum of backup \(result.snapshotID.short) was not worked out (it will be at its first export): \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+                }
+            }
+            return result
         }
     }
 

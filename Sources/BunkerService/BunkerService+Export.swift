@@ -147,6 +147,13 @@ extension BunkerService {
         return summary
     }
 
+    /// Writes the ZIP of `snapshotID` into a hasher only (nothing on disk, nobody receives it) and
+    /// records its SHA-256, the API's `checksum`; returns it. Not audited: nothing leaves.
+    @discardableResult
+    public func recordArchiveChecksum(snapshot snapshotID: String, progress: OperationProgress? = nil) async throws -> String {
+        try await lockedExport(snapshot: snapshotID, progress: progress) { _ in }.sha256
+    }
+
     /// The deflate level of the export's ZIP entries: the configured compression level
     /// (`BACKUP_COMPRESSION_LEVEL`, else `compression_level`, else the repository's), which is a
     /// zstd level of 1–19, capped at deflate's highest, 9. The Clinical Dashboard backup guide
@@ -167,6 +174,12 @@ extension BunkerService {
     /// ``exportFormat``.
     public func archiveChecksum(of record: BackupRecord) -> String? {
         record.archiveFormat == exportFormat ? record.archiveSHA256 : nil
+    }
+
+    /// ``archiveChecksum(of:)`` of the catalog's record of a snapshot (a full id); nil when it has
+    /// none or the catalog cannot be read.
+    public func archiveChecksum(ofSnapshot snapshotID: String) -> String? {
+        (try? catalog().backup(id: snapshotID)).flatMap { $0 }.flatMap(archiveChecksum(of:))
     }
 
     /// One line of `SHA256SUMS` as GNU `sha256sum` writes it: a name with a backslash, newline or

@@ -22,8 +22,9 @@ import Testing
             #expect(body["success"] as? Bool == true)
             let id = try #require(body["backup_id"] as? String)
             #expect(Self.isHex64(id))
-            // The ZIP's SHA-256, known once it was first exported: not yet, but the key is there.
-            #expect(body["checksum"] is NSNull)
+            // The ZIP's SHA-256, worked out right after the backup ([server] archive_checksum =
+            // "after_backup", the default); the download test checks it against sha256sum.
+            #expect((body["checksum"] as? String).map(Self.isHex64) == true, "\(body)")
             let created = try #require(body["created_at"] as? String)
             #expect(created.hasSuffix("Z"))
             let time = try #require(ISO8601DateFormatter().date(from: created))
@@ -246,7 +247,9 @@ import Testing
             let response = try await api.send(.get, "/api/v1/backup/\(id)/download", token: alice)
             #expect(response.status == .ok)
             #expect(response.headers[.contentType] == "application/zip")
-            #expect(response.headers[HTTPField.Name("X-Checksum-SHA256")!] == nil, "not known before the first export")
+            // Known since the backup: sent before the body.
+            let promised = try #require(created["checksum"] as? String)
+            #expect(response.headers[HTTPField.Name("X-Checksum-SHA256")!] == promised)
             let filename = try #require(created["filename"] as? String)
             #expect(response.headers[.contentDisposition] == "attachment; filename=\"\(filename)\"")
             let out = api.dir + "/download"
@@ -255,6 +258,7 @@ import Testing
             // What the user types: the file's SHA-256 is the API's checksum of the backup.
             let shown = try object(try await api.send(.get, "/api/v1/backup/\(id)", token: alice))
             let checksum = try #require(shown["checksum"] as? String)
+            #expect(checksum == promised, "POST /backup answered the checksum the ZIP has")
             let sum = try shell("sha256sum '\(filename)'", in: out)
             #expect(sum.output == "\(checksum)  \(filename)\n", "\(sum.output)")
             let listed = try array(try await api.send(.get, "/api/v1/backups", token: try await api.token("victor")))

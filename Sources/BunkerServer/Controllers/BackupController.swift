@@ -49,7 +49,7 @@ struct BackupController {
             let result = try await service.jobs.run(options) {
                 try await service.backup(chosen, by: actor, progress: options.progress)
             }
-            return try created(result).response(from: request, context: context)
+            return try created(result, checksum: service.archiveChecksum(ofSnapshot: result.snapshotID.hex)).response(from: request, context: context)
         }
 
         // The backup outlives this request: it runs in the job runner's task group, holding the
@@ -65,11 +65,11 @@ struct BackupController {
         return response
     }
 
-    private func created(_ result: BackupResult) -> BackupCreated {
+    private func created(_ result: BackupResult, checksum: String?) -> BackupCreated {
         let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: "", userID: nil)
         return BackupCreated(
             backupID: record.snapshotID, filename: WireTime.backupFilename(record.createdAt), sizeMB: WireTime.megabytes(record.sizeBytes),
-            checksum: nil, createdAt: WireTime.string(record.createdAt))
+            checksum: checksum, createdAt: WireTime.string(record.createdAt))
     }
 
     // MARK: Read

@@ -39,6 +39,16 @@ public struct Configuration: Sendable {
         case required, optional
     }
 
+    /// `[server] archive_checksum`: when the SHA-256 of a backup's ZIP (the API's `checksum`)
+    /// is worked out.
+    public enum ArchiveChecksum: String, Sendable, Equatable {
+        /// Right after every backup of the configured sources: the ZIP is written once into a
+        /// hasher (nothing on disk), so `POST /backup` and every listing answer it.
+        case afterBackup = "after_backup"
+        /// At the first export (a download or `bunker export`) only; `null` until then.
+        case onExport = "on_export"
+    }
+
     /// Keys that would put an object store's secret in the file, which is refused.
     static let secretRepositoryKeys = ["access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "secret_key", "access_key"]
 
@@ -53,6 +63,8 @@ public struct Configuration: Sendable {
         /// guide restore with its body, `{"create_safety_backup": true}`; the audit trail then
         /// says the restore was not signed. A password that is given is checked all the same.
         public var restoreSignature: RestoreSignature = .required
+        /// When a backup's ZIP checksum is worked out (``ArchiveChecksum``).
+        public var archiveChecksum: ArchiveChecksum = .afterBackup
         /// The HS256 secret (64 hex digits); default `<data_dir>/jwt.key`, generated at first start.
         public var jwtSecretFile: String?
         /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
@@ -225,6 +237,12 @@ public struct Configuration: Sendable {
                     throw table.error(key: "restore_signature", "must be \"required\" (the default: a re-entered password and a reason) or \"optional\", not \"\(text)\"")
                 }
                 server.restoreSignature = policy
+            }
+            if let text = try table.string("archive_checksum") {
+                guard let when = ArchiveChecksum(rawValue: text) else {
+                    throw table.error(key: "archive_checksum", "must be \"after_backup\" (the default: the ZIP's SHA-256 right after each backup) or \"on_export\" (at its first download or export), not \"\(text)\"")
+                }
+                server.archiveChecksum = when
             }
             server.jwtSecretFile = try table.path("jwt_secret_file")
             server.tlsCertificateFile = try table.path("tls_certificate")

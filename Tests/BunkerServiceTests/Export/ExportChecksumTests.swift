@@ -92,13 +92,39 @@ import Testing
         }
     }
 
+    /// `[server] archive_checksum = "on_export"`: nothing is worked out after the backup, and the
+    /// checksum is unknown (null in the API) until the first export records it.
+    @Test func onExportTheChecksumIsUnknownUntilTheFirstExport() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeDatabase(at: dir + "/app.db", rows: 10)
+            let service = try await makeService(in: dir, sources: """
+                [server]
+                archive_checksum = "on_export"
+
+                [[source]]
+                name = "app-db"
+                kind = "sqlite"
+                path = "\(dir)/app.db"
+                """)
+            let id = try await service.backup(SourceBackupRequest()).snapshotID.hex
+            #expect(service.archiveChecksum(ofSnapshot: id) == nil)
+            let summary = try await service.export(snapshot: id, to: dir + "/backup.zip", by: testAdmin)
+            #expect(service.archiveChecksum(ofSnapshot: id) == summary.sha256)
+            #expect(throws: BunkerError.self) {
+                _ = try Configuration(text: "[server]\narchive_checksum = \"sometimes\"\n", file: dir + "/bad.toml", environment: [:])
+            }
+        }
+    }
+
     @Test func theArchiveChecksumIsRecordedForTheFormatItWasWrittenIn() async throws {
         try await withTemporaryDirectory { dir in
             let service = try await backedUp(in: dir)
             let id = try await service.repository.findSnapshot("latest").id.hex
+            // Worked out right after the backup (the default), and what the export then writes.
             let before = try #require(try service.catalog().backup(id: id))
-            #expect(service.archiveChecksum(of: before) == nil, "no export yet: unknown")
+            let recorded = try #require(service.archiveChecksum(of: before), "recorded after the backup")
             let summary = try await service.export(snapshot: "latest", to: dir + "/backup.zip", by: testAdmin)
+            #expect(recorded == summary.sha256)
             let after = try #require(try service.catalog().backup(id: id))
             #expect(service.archiveChecksum(of: after) == summary.sha256)
             #expect(after.archiveFormat == service.exportFormat)
