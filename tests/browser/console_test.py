@@ -252,7 +252,9 @@ def run(c):
     c.text_in("#backup-count", "1 of")
     c.text_in("#backups", "last night's database backup")
     c.text_in("#backups", "held")
-    c.text_in("#backups thead", "Retention until")
+    # textContent, not the rendered text: the stylesheet shows column heads in capitals.
+    heads = [th.get_attribute("textContent").strip() for th in d.find_elements(By.CSS_SELECTOR, "#backups thead th")]
+    check("Retention until" in heads, f"the backups table has no 'Retention until' column: {heads}")
     Select(d.find_element(By.ID, "filter-held")).select_by_value("")
     c.shot("02-backups")
 
