@@ -29,8 +29,9 @@ test: deps
 	python3 scripts/check-deploy.py
 	swift test --no-parallel
 
+# make bench SIZE=10240: the same benchmark on a 10 GiB data set (report: bench/RESULTS-10240mb.md).
 bench: deps
-	python3 bench/run.py
+	python3 bench/run.py $(if $(SIZE),--size-mb $(SIZE))
 
 clean:
 	rm -rf .build .bunker

@@ -48,8 +48,12 @@ MIB = 1024 * 1024
 GNU_TIME = "/usr/bin/time"
 PASSWORD = "bench-password-not-secret"
 ALL_TOOLS = ("bunker", "restic", "borg")
-#: Debian package providing each command the runner needs.
-PACKAGES = {"restic": "restic", "borg": "borgbackup", GNU_TIME: "time", "zstd": "zstd", "openssl": "openssl"}
+#: Debian package providing each command the runner needs (Borg comes from PyPI, see borg_binary).
+PACKAGES = {"restic": "restic", GNU_TIME: "time", "zstd": "zstd", "openssl": "openssl"}
+#: The Borg release measured: 1.4 from PyPI, not Debian's 1.2 (issue 19).
+BORG_REQUIREMENT = "borgbackup==1.4.*"
+#: Debian packages that PyPI's borgbackup source package needs to build.
+BORG_BUILD_PACKAGES = ("libssl-dev", "liblz4-dev", "libzstd-dev", "libxxhash-dev", "libacl1-dev", "pkg-config")
 
 #: Steps in the order they run, with their labels in the tables.
 STEPS = {
@@ -59,18 +63,30 @@ STEPS = {
     "change": "after-day-change backup",
     "restore": "restore latest",
     "verify": "verify (read all data)",
+    "index": "open the index",
+    "restore1": "restore one file",
 }
-#: Targets of the performance issue, as (label, step, metric, limit as a multiple of restic).
+#: Steps every tool runs; the rest are Bunker's own (the index and one-file restore of issue 19).
+SHARED_STEPS = ("init", "full", "nochange", "change", "restore", "verify")
+#: Targets of issue 19, as (label, step, metric, limit as a multiple of restic in the same run).
 TARGETS = [
-    ("First full backup, wall", "full", "wall", 0.7),
-    ("No-change backup, wall", "nochange", "wall", 0.4),
-    ("After-day-change backup, wall", "change", "wall", 0.6),
-    ("Bytes added by the day", "change", "added", 0.25),
-    ("Restore, wall", "restore", "wall", 0.7),
-    ("Verify, wall", "verify", "wall", 0.8),
-    ("Repository size after first backup", "full", "repo", 1.0),
-    ("Peak memory, worst step", None, "rss", 1.0),
+    ("First full backup, wall", "full", "wall", 0.45),
+    ("No-change backup, wall", "nochange", "wall", 0.20),
+    ("After-day-change backup, wall", "change", "wall", 0.25),
+    ("Bytes added by the day", "change", "added", 0.12),
+    ("Restore until on disk, wall", "restore", "wall", 0.40),
+    ("Verify, wall", "verify", "wall", 0.40),
+    ("Repository size after first backup", "full", "repo", 0.95),
+    *((f"Peak memory, {STEPS[step]}", step, "rss", 0.80) for step in SHARED_STEPS),
 ]
+#: Issue 19's targets in absolute terms (set for the 10 GiB data set), as (label, step, metric, limit).
+ABSOLUTE_TARGETS = [
+    ("Open the index (about a million blobs at 10 GiB)", "index", "wall", 1.0, "s"),
+    ("Restore one file out of the snapshot", "restore1", "wall", 1.0, "s"),
+    ("Peak memory, every step (worst shown)", None, "rss", 200.0, "MiB"),
+]
+#: Share of the machine's limit that Bunker's backup and restore should reach (issue 19).
+LIMIT_SHARE_TARGET = 0.70
 
 
 def log(message: str) -> None:
@@ -105,6 +121,31 @@ class Tool:
 
     def verify(self, repo: Path) -> list[str]:
         raise NotImplementedError
+
+    #: Whether the restore itself flushes the restored data to disk before it exits. Bunker's does
+    #: (syncfs of the target); the others' are timed with a `sync -f` after them (timed_restore).
+    flushes_restore = False
+
+    def open_index(self, repo: Path) -> list[str] | None:
+        """A cheap command that must load the whole repository index, or None where not measured."""
+        return None
+
+    def restore_file(self, repo: Path, target: Path, path: str) -> list[str] | None:
+        """Restores the one file `path` (relative to the backed-up `data`'s parent), or None."""
+        return None
+
+
+def timed_restore(tool: Tool, argv: list[str], target: Path) -> list[str]:
+    """The restore command as timed: until the restored data is on disk.
+
+    Bunker's restore calls syncfs on its target before it exits; restic and Borg leave their
+    writes in the page cache, so their time would stop before the disk has them. `sync -f`
+    (GNU coreutils' syncfs of the target's file system) after them makes the comparison fair.
+    A shell runs both, so /usr/bin/time still reports the restore's peak memory and the CPU of both.
+    """
+    if tool.flushes_restore:
+        return argv
+    return ["sh", "-c", 'target=$1; shift; "$@" && exec sync -f "$target"', "sh", str(target), *argv]
 
 
 class Restic(Tool):
@@ -150,6 +191,7 @@ class Borg(Tool):
 
 class Bunker(Tool):
     name, label, password_variable = "bunker", "Bunker", "BUNKER_PASSWORD"
+    flushes_restore = True
 
     def version(self):
         found = super().version()
@@ -167,6 +209,14 @@ class Bunker(Tool):
     def verify(self, repo):
         return [self.binary, "verify", "--repo", str(repo), "--read-data"]
 
+    def open_index(self, repo):
+        # `bunker stats` opens the repository with its index loaded and walks every blob in it;
+        # `snapshots` would not do (it opens the repository without the index).
+        return [self.binary, "stats", "--repo", str(repo)]
+
+    def restore_file(self, repo, target, path):
+        return [self.binary, "restore", "--repo", str(repo), "latest", "--target", str(target), "--include", path]
+
 
 def first_line(argv: list[str]) -> str:
     try:
@@ -180,23 +230,70 @@ def first_line(argv: list[str]) -> str:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def install_missing(tools: list[str]) -> None:
-    """Install the Debian packages of any missing command (apt-get update once, then install)."""
-    needed = [cmd for cmd in (*[t for t in tools if t != "bunker"], GNU_TIME, "zstd", "openssl")
+class Apt:
+    """Installs Debian packages, running `apt-get update` at most once per run."""
+
+    def __init__(self) -> None:
+        self.updated = False
+
+    @staticmethod
+    def installed(package: str) -> bool:
+        done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+        return done.returncode == 0 and done.stdout.strip().endswith(" installed")
+
+    def install(self, packages: list[str], why: str) -> bool:
+        """Installs `packages`; False (with a message) when that is impossible or fails."""
+        if not packages:
+            return True
+        prefix = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
+        if prefix is None or shutil.which("apt-get") is None:
+            log(f"{why}: cannot install {' '.join(packages)} here (need root and apt-get)")
+            return False
+        log(f"{why}: installing {' '.join(packages)} from Debian's packages")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        steps = [] if self.updated else [[*prefix, "apt-get", "update"]]
+        for argv in (*steps, [*prefix, "apt-get", "install", "-y", *packages]):
+            # Its progress goes to stderr with the runner's own, leaving stdout to the report.
+            if subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr).returncode != 0:
+                log(f"'{' '.join(argv)}' failed; going on with what is installed")
+                return False
+            self.updated = self.updated or argv[-1] == "update"
+        return True
+
+
+def install_missing(tools: list[str], apt: Apt) -> None:
+    """Install the Debian packages of any missing command."""
+    needed = [cmd for cmd in (*[t for t in tools if t in PACKAGES], GNU_TIME, "zstd", "openssl")
               if shutil.which(cmd) is None]
-    if not needed:
-        return
-    packages = sorted({PACKAGES[cmd] for cmd in needed})
-    prefix = [] if os.geteuid() == 0 else (["sudo"] if shutil.which("sudo") else None)
-    if prefix is None or shutil.which("apt-get") is None:
-        log(f"missing {', '.join(needed)} and cannot install them here (need root and apt-get)")
-        return
-    log(f"installing {' '.join(packages)} from Debian's packages")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in ([*prefix, "apt-get", "update"], [*prefix, "apt-get", "install", "-y", *packages]):
-        if subprocess.run(argv, env=env, stdin=subprocess.DEVNULL).returncode != 0:
-            log(f"'{' '.join(argv)}' failed; going on with what is installed")
-            return
+    apt.install(sorted({PACKAGES[cmd] for cmd in needed}), f"missing {', '.join(needed)}")
+
+
+def borg_binary(apt: Apt) -> tuple[str | None, str | None]:
+    """The `borg` that pip installed for this Python (Borg 1.4 from PyPI), installing it when missing;
+    returns (path, error).
+
+    The path comes from the installed distribution's own file list, so it is the entry point pip
+    wrote (under the interpreter's prefix, a virtualenv's or the user's scripts directory), never
+    Debian's /usr/bin/borg (1.2) nor a pyenv shim found first on PATH.
+    """
+    script = ("import importlib.metadata as m; d = m.distribution('borgbackup'); "
+              "print(d.version); print(next(d.locate_file(f).resolve() for f in d.files "
+              "if f.name == 'borg' and f.parent.name in ('bin', 'Scripts')))")
+    for attempt in range(2):
+        found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        lines = found.stdout.split()
+        if found.returncode == 0 and len(lines) == 2 and os.access(lines[1], os.X_OK):
+            if lines[0].startswith("1.4."):
+                return lines[1], None
+            if attempt == 1:
+                return None, f"pip installed borgbackup {lines[0]}, not 1.4"
+        if attempt == 0:
+            # A source package: Borg's C extensions link OpenSSL, lz4, zstd, xxHash and libacl.
+            apt.install([p for p in BORG_BUILD_PACKAGES if not Apt.installed(p)], "Borg 1.4 needs to build")
+            log(f"installing Borg 1.4 from PyPI: {sys.executable} -m pip install '{BORG_REQUIREMENT}'")
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", BORG_REQUIREMENT],
+                           stdin=subprocess.DEVNULL, stdout=sys.stderr)
+    return None, f"Borg 1.4 is not installed and could not be installed ({sys.executable} -m pip install '{BORG_REQUIREMENT}')"
 
 
 def build_bunker() -> tuple[str | None, str | None]:
@@ -318,6 +415,17 @@ def read_tree(root: Path, evict_first: bool = False) -> tuple[int, float]:
         finally:
             os.close(fd)
     return total, time.monotonic() - started
+
+
+def single_file(root: Path) -> Path:
+    """The one-file restore's file: the middle one (in walk order) of the patients' documents.
+
+    A small file in the widest part of the tree (tens of thousands of patient folders at 10 GiB),
+    so its time is finding it (the trees on its path, not every tree), not copying its bytes.
+    """
+    patients = root / "files" / "patients"
+    files = list(walk_files(patients if patients.is_dir() else root))
+    return Path(files[len(files) // 2])
 
 
 def find_restored_data(target: Path) -> Path:
@@ -478,9 +586,19 @@ class ToolBench:
 
         targets = [self.root / f"restore-{n + 1}" for n in range(self.repeat)]
         steps["restore"] = self.measure(
-            "restore", lambda n: (tool.restore(repo, targets[n]), targets[n]), self.repeat,
-            before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
+            "restore", lambda n: (timed_restore(tool, tool.restore(repo, targets[n]), targets[n]), targets[n]),
+            self.repeat, before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
         steps["verify"] = self.measure("verify", lambda _: (tool.verify(repo), source), self.repeat)
+
+        index = tool.open_index(repo)
+        if index is not None:
+            steps["index"] = self.measure("index", lambda _: (index, source), self.repeat)
+        wanted = single_file(source / "data").relative_to(source).as_posix()
+        singles = [self.root / f"restore-one-{n + 1}" for n in range(self.repeat)]
+        if tool.restore_file(repo, singles[0], wanted) is not None:
+            steps["restore1"] = self.measure(
+                "restore1", lambda n: (tool.restore_file(repo, singles[n], wanted), singles[n]), self.repeat,
+                before=lambda n: singles[n].mkdir(), after=self.check_single(singles, wanted))
 
         size = self.dataset.bytes
         for name in ("full", "restore", "verify"):
@@ -501,6 +619,21 @@ class ToolBench:
                 restored = tree_digest(find_restored_data(targets[n]))
                 step.notes.append("restored data matches" if restored == self.result.changed_digest
                                   else "RESTORED DATA DIFFERS from the source")
+        return after
+
+    def check_single(self, targets: list[Path], wanted: str):
+        """Compare the first one-file restore with the source (untimed): the file, and only it."""
+
+        def after(n: int, step: Step) -> None:
+            if n != 0 or step.error:
+                return
+            restored = [Path(path) for path in walk_files(targets[n])]
+            source = self.source / wanted
+            if len(restored) == 1 and restored[0].as_posix().endswith("/" + wanted) and \
+                    file_sha256(str(restored[0])) == file_sha256(str(source)):
+                step.notes.append(f"{wanted} ({source.stat().st_size / 1024:,.0f} KiB) restored, matches")
+            else:
+                step.notes.append(f"RESTORE OF {wanted} WRONG: {len(restored)} files restored")
         return after
 
     def measure(self, name: str, command, repeat: int, before=None, after=None) -> Step:
@@ -565,8 +698,8 @@ class S3ToolBench(ToolBench):
         self.result.changed_digest = self.dataset.digest
         targets = [self.root / f"restore-{n + 1}" for n in range(self.repeat)]
         steps["restore"] = self.measure(
-            "restore", lambda n: (command(tool.restore(where, targets[n])), targets[n]), self.repeat,
-            before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
+            "restore", lambda n: (timed_restore(tool, command(tool.restore(where, targets[n])), targets[n]), targets[n]),
+            self.repeat, before=lambda n: targets[n].mkdir(), after=self.check_restore(targets))
         for name in ("full", "restore"):
             wall = steps[name].median("wall")
             if wall and not steps[name].error:
@@ -661,9 +794,24 @@ def openssl_speed(algorithm: str) -> float | None:
     return None
 
 
-def measure_limits(dataset: DataSet, work: Path) -> list[tuple[str, str]]:
-    """The machine's ceilings for the work a backup does, as (measure, value) rows."""
-    rows = []
+@dataclass
+class Limits:
+    """The machine's measured ceilings (MB/s, None where not measured) and their table rows."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    sha256: float | None = None
+    aes: float | None = None
+    zstd_compress: float | None = None
+    zstd_decompress: float | None = None
+    zstd_ratio: float | None = None
+    read_warm: float | None = None
+    write_synced: float | None = None
+
+
+def measure_limits(dataset: DataSet, work: Path) -> Limits:
+    """The machine's ceilings for the work a backup and a restore do."""
+    limits = Limits()
+    rows = limits.rows
     sha = openssl_speed("sha256")
     if sha is None:
         block = os.urandom(64 * MIB)
@@ -673,27 +821,57 @@ def measure_limits(dataset: DataSet, work: Path) -> list[tuple[str, str]]:
         rows.append(("SHA-256, one core (Python hashlib)", f"{sha:,.0f} MB/s"))
     else:
         rows.append(("SHA-256, one core (openssl speed)", f"{sha:,.0f} MB/s"))
-    aes = openssl_speed("aes-256-gcm")
-    rows.append(("AES-256-GCM, one core (openssl speed)", f"{aes:,.0f} MB/s" if aes else "n/a (no openssl)"))
+    limits.sha256 = sha
+    limits.aes = openssl_speed("aes-256-gcm")
+    rows.append(("AES-256-GCM, one core (openssl speed)", f"{limits.aes:,.0f} MB/s" if limits.aes else "n/a (no openssl)"))
 
-    zstd = zstd_speed(dataset, work)
-    rows.append(zstd)
+    zstd_speed(dataset, work, limits)
 
-    total, seconds = read_tree(dataset.path, evict_first=True)
-    rows.append(("Sequential read of the tree, cold-ish (pages evicted)", f"{total / seconds / 1e6:,.0f} MB/s"))
-    total, seconds = read_tree(dataset.path)
-    rows.append(("Sequential read of the tree, warm (page cache)", f"{total / seconds / 1e6:,.0f} MB/s"))
-    return rows
+    total, spent = read_tree(dataset.path, evict_first=True)
+    rows.append(("Sequential read of the tree, cold-ish (pages evicted)", f"{total / spent / 1e6:,.0f} MB/s"))
+    total, spent = read_tree(dataset.path)
+    limits.read_warm = total / spent / 1e6
+    rows.append(("Sequential read of the tree, warm (page cache)", f"{limits.read_warm:,.0f} MB/s"))
+
+    size, spent = write_synced(work / "limits", min(dataset.bytes, 1024 * MIB))
+    limits.write_synced = size / spent / 1e6
+    rows.append((f"Sequential write of {size / MIB:,.0f} MiB, one file, until on disk (syncfs)",
+                 f"{limits.write_synced:,.0f} MB/s"))
+    return limits
 
 
-def zstd_speed(dataset: DataSet, work: Path) -> tuple[str, str]:
-    """zstd -3 on one core over a sample of the compressible data (database, documents, logs).
+def write_synced(folder: Path, size: int) -> tuple[int, float]:
+    """Write `size` bytes to one new file through the page cache, then `sync -f` its file system
+    (as a restore's data is on disk only after its syncfs); returns (bytes, seconds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "write.bin"
+    block = os.urandom(MIB)
+    os.sync()  # earlier write-back is not this measure's
+    started = time.monotonic()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, block[: min(MIB, size - written)])
+    finally:
+        os.close(fd)
+    subprocess.run(["sync", "-f", str(path)], check=True)
+    spent = time.monotonic() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    return written, spent
 
-    zstd's own benchmark mode (-b) times compression in memory, without file or pipe costs.
+
+def zstd_speed(dataset: DataSet, work: Path, limits: Limits) -> None:
+    """zstd -3 compression and decompression on one core over a sample of the compressible data
+    (database, documents, logs).
+
+    zstd's own benchmark mode (-b) times both in memory, without file or pipe costs; both speeds
+    are in bytes of uncompressed data per second.
     """
-    label = "zstd -3 compression, one core, compressible sample"
+    label = "zstd -3 {}, one core, compressible sample"
     if shutil.which("zstd") is None:
-        return label, "n/a (no zstd)"
+        limits.rows += [(label.format(kind), "n/a (no zstd)") for kind in ("compression", "decompression")]
+        return
     sample = work / "limits" / "sample.bin"
     sample.parent.mkdir(parents=True, exist_ok=True)
     half = 32 * MIB
@@ -711,11 +889,15 @@ def zstd_speed(dataset: DataSet, work: Path) -> tuple[str, str]:
     done = subprocess.run(["zstd", "-b3", "-e3", "-T1", "-i2", str(sample)], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
     shutil.rmtree(sample.parent, ignore_errors=True)
-    found = re.findall(r"\(x?([\d.]+)\),\s*([\d.]+) MB/s", done.stdout + done.stderr)
+    found = re.findall(r"\(x?([\d.]+)\),\s*([\d.]+) MB/s,\s*([\d.]+) MB/s", done.stdout + done.stderr)
     if done.returncode != 0 or not found:
-        return label, "failed"
-    compression_ratio, speed = found[-1]
-    return f"{label} ({size / MIB:.0f} MiB, ratio {float(compression_ratio):.2f})", f"{float(speed):,.0f} MB/s"
+        limits.rows += [(label.format(kind), "failed") for kind in ("compression", "decompression")]
+        return
+    ratio_text, compress, decompress = found[-1]
+    limits.zstd_ratio, limits.zstd_compress, limits.zstd_decompress = float(ratio_text), float(compress), float(decompress)
+    limits.rows.append((f"{label.format('compression')} ({size / MIB:.0f} MiB, ratio {limits.zstd_ratio:.2f})",
+                        f"{limits.zstd_compress:,.0f} MB/s"))
+    limits.rows.append((label.format("decompression"), f"{limits.zstd_decompress:,.0f} MB/s"))
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -764,7 +946,7 @@ def metric(result: ToolResult, step: str, name: str) -> float | None:
     entry = result.steps.get(step)
     if entry is None or entry.error:
         return None
-    return entry.median(name)
+    return entry.peak("rss_kib") if name == "rss" else entry.median(name)
 
 
 def ratio(subject: ToolResult, baseline: ToolResult, step: str | None, name: str) -> tuple[float | None, str]:
@@ -817,7 +999,91 @@ def ratio_table(results: dict[str, ToolResult]) -> tuple[str, str] | None:
     return title, table(headers, rows, right=set(range(first_number, len(headers))))
 
 
-def render(args, dataset: DataSet, machine: str, limits, results: dict[str, ToolResult],
+def absolute_table(results: dict[str, ToolResult]) -> str | None:
+    """Bunker's figures against issue 19's absolute targets."""
+    me = results.get("bunker")
+    if me is None or me.error:
+        return None
+    rows = []
+    for label, step, name, limit, unit in ABSOLUTE_TARGETS:
+        if step is not None:
+            value, where = metric(me, step, name), ""
+        else:  # the worst step's peak memory
+            peaks = [(entry.peak("rss_kib"), STEPS[each]) for each, entry in me.steps.items() if entry.runs]
+            value, where = max(peaks) if peaks else (None, "")
+            value = None if value is None else value / 1024
+        shown = "n/a" if value is None else (f"{value:,.2f} s" if unit == "s" else f"{value:,.0f} MiB ({where})")
+        rows.append([label, f"≤ {limit:,.0f} {unit}", shown,
+                     "n/a" if value is None else ("pass" if value <= limit else "MISS")])
+    return table(["Metric", "Target", "Bunker", "Result"], rows, right={2})
+
+
+@dataclass
+class Bound:
+    """The fastest one operation on this data set could run here, and what it is made of."""
+
+    cpu: float  # seconds of work on one core
+    floor: float  # seconds of single-stream I/O that more cores do not shorten
+    cores: int
+
+    @property
+    def seconds(self) -> float:
+        return max(self.cpu / self.cores, self.floor)
+
+
+def limit_section(limits: Limits, dataset: DataSet, results: dict[str, ToolResult]) -> list[str]:
+    """Bunker's backup and restore throughput as a share of the fastest this machine could do them."""
+    me = results.get("bunker")
+    needed = (limits.sha256, limits.aes, limits.zstd_compress, limits.zstd_decompress, limits.zstd_ratio,
+              limits.read_warm, limits.write_synced)
+    stored = metric(me, "full", "repo") if me and not me.error else None
+    if any(value is None for value in needed) or not stored:
+        return ["Not computed: it needs every machine limit above and Bunker's first full backup."]
+    mb = 1e6
+    data, cores = dataset.bytes / mb, os.cpu_count() or 1
+    stored /= mb
+    r = limits.zstd_ratio
+    # The repository holds the incompressible part as is and the compressible part at the sample's
+    # ratio r: stored = (data - C) + C / r, so C = (data - stored) * r / (r - 1).
+    compressible = min(data, max(0.0, (data - stored) * r / (r - 1))) if r > 1 else 0.0
+    backup = Bound(cpu=data / limits.read_warm + 2 * data / limits.sha256 + compressible / limits.zstd_compress
+                   + stored / limits.aes + stored / limits.write_synced,
+                   floor=max(data / limits.read_warm, stored / limits.write_synced), cores=cores)
+    restore = Bound(cpu=stored / limits.aes + compressible / limits.zstd_decompress + data / limits.sha256
+                    + data / limits.write_synced,
+                    floor=data / limits.write_synced, cores=cores)
+    lines = [
+        f"The fastest a backup and a restore of this data set could run on this machine's {cores} cores, from the "
+        "per-core throughputs above (MB/s), with D the data set, S Bunker's repository after the first backup and "
+        f"C the compressible part: D = {data:,.0f} MB, S = {stored:,.0f} MB, C = (D − S) × r / (r − 1) = "
+        f"{compressible:,.0f} MB (r = {r:.2f}, the zstd sample's ratio).",
+        "",
+        "- backup work (CPU s) = D / warm read + D / SHA-256 (chunk names, HMAC-SHA-256) + D / SHA-256 (whole "
+        "files) + C / zstd -3 + S / AES-256-GCM + S / write; single-stream floor = max(D / warm read, S / write)",
+        "- restore work (CPU s) = S / AES-256-GCM + C / zstd decompression + D / SHA-256 + D / write; "
+        "single-stream floor = D / write",
+        f"- limit = max(work / {cores} cores, floor); share = limit / Bunker's wall time (the same as Bunker's "
+        "MB/s over the limit's)",
+        "",
+        "Content-defined chunking, directory walking and metadata are not counted: the limit is a bound "
+        "Bunker cannot reach, not an estimate of it.",
+        "",
+    ]
+    rows = []
+    for label, step, bound in (("Backup (first full)", "full", backup), ("Restore (until on disk)", "restore", restore)):
+        wall = metric(me, step, "wall")
+        share = bound.seconds / wall if wall else None
+        rows.append([label, f"{bound.cpu:,.2f}", f"{bound.floor:,.2f}", f"{bound.seconds:,.2f}",
+                     f"{dataset.bytes / bound.seconds / mb:,.0f}", seconds(wall),
+                     "—" if not wall else f"{dataset.bytes / wall / mb:,.0f}",
+                     "n/a" if share is None else f"{share:.0%}", f"≥ {LIMIT_SHARE_TARGET:.0%}",
+                     "n/a" if share is None else ("pass" if share >= LIMIT_SHARE_TARGET else "MISS")])
+    lines.append(table(["Operation", "Work CPU s", "Floor s", "Limit s", "Limit MB/s", "Bunker s", "Bunker MB/s",
+                        "Share", "Target", "Result"], rows, right={1, 2, 3, 4, 5, 6, 7}))
+    return lines
+
+
+def render(args, dataset: DataSet, machine: str, limits: Limits, results: dict[str, ToolResult],
            versions: list[str], s3_results: dict[str, ToolResult] | None = None) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -830,6 +1096,8 @@ def render(args, dataset: DataSet, machine: str, limits, results: dict[str, Tool
         f"(SQLite database {dataset.database_bytes / MIB:,.1f} MiB), --size-mb {dataset.size_mb}, seed {dataset.seed}, "
         f"content digest {dataset.digest[:12]}",
         f"- Settings: restic repository v2 (compression auto); Borg repokey, zstd,3; Bunker defaults. "
+        "Restores are timed until the data is on disk: Bunker's restore calls syncfs on its target before it "
+        "exits, restic's and Borg's are followed by `sync -f TARGET` in the same timed command. "
         + (f"Median of {args.repeat} runs for no-change backup, restore and verify." if args.repeat > 1
            else "One run per step."),
         "- Command: `python3 bench/run.py " + " ".join(sys.argv[1:]) + "`",
@@ -837,7 +1105,7 @@ def render(args, dataset: DataSet, machine: str, limits, results: dict[str, Tool
     digests = {r.changed_digest for r in results.values() if r.changed_digest}
     if len(digests) > 1:
         lines.append("- WARNING: the tools did not see identical data after the day of change")
-    lines += ["", "## Machine limits", "", table(["Measure", "Throughput"], limits, right={1})]
+    lines += ["", "## Machine limits", "", table(["Measure", "Throughput"], limits.rows, right={1})]
     for result in results.values():
         lines += ["", f"## {result.tool.label}", ""]
         lines.append(f"Not run: {result.error}" if result.error else tool_table(result))
@@ -845,6 +1113,13 @@ def render(args, dataset: DataSet, machine: str, limits, results: dict[str, Tool
     if compared:
         title, body = compared
         lines += ["", "## Ratios", "", title + ".", "", body]
+    absolute = absolute_table(results)
+    if absolute:
+        lines += ["", "## Absolute targets", "",
+                  "Issue 19 sets these for the 10 GiB data set (`--size-mb 10240`); smaller sets show the trend.",
+                  "", absolute]
+    if "bunker" in results:
+        lines += ["", "## Close to the limit", "", *limit_section(limits, dataset, results)]
     if s3_results:
         lines += ["", "## S3 (SeaweedFS on loopback)", "",
                   f"Each tool in its own prefix of one bucket on one `weed mini` server on 127.0.0.1, "
@@ -870,7 +1145,8 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma-separated (default bunker,restic,borg)")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / "work", help="work directory (default bench/work)")
     parser.add_argument("--bunker-bin", help="use this bunker binary instead of building one")
-    parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md", help="Markdown report (default bench/RESULTS.md)")
+    parser.add_argument("--output", type=Path,
+                        help="Markdown report (default bench/RESULTS.md, or bench/RESULTS-<size>mb.md for other sizes)")
     parser.add_argument("--keep", action="store_true", help="keep the repositories in the work directory")
     parser.add_argument("--no-s3", dest="s3", action="store_false",
                         help="skip the S3 column (Bunker and restic on a SeaweedFS server on loopback)")
@@ -881,10 +1157,14 @@ def main() -> None:
         parser.error(f"unknown tools {', '.join(sorted(unknown))}; choose from {', '.join(ALL_TOOLS)}")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.output is None:
+        # Other sizes go beside the 1 GiB results instead of over them.
+        args.output = BENCH_DIR / ("RESULTS.md" if args.size_mb == 1024 else f"RESULTS-{args.size_mb}mb.md")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    install_missing(tools)
+    apt = Apt()
+    install_missing(tools, apt)
     adapters: dict[str, Tool] = {}
     errors: dict[str, str] = {}
     for name in tools:
@@ -894,10 +1174,13 @@ def main() -> None:
                 binary, error = None, f"{binary} is not an executable file"
             binary = str(Path(binary).resolve()) if binary else None
             adapters[name] = Bunker(binary)
+        elif name == "borg":
+            binary, error = borg_binary(apt)
+            adapters[name] = Borg(binary)
         else:
             binary = shutil.which(name)
             error = None if binary else f"{name} is not installed"
-            adapters[name] = Restic(binary) if name == "restic" else Borg(binary)
+            adapters[name] = Restic(binary)
         if error:
             errors[name] = error
 
