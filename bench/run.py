@@ -627,10 +627,11 @@ class ToolBench:
         def after(n: int, step: Step) -> None:
             if n != 0 or step.error:
                 return
-            restored = [Path(path) for path in walk_files(targets[n])]
+            # Only under the restored top folder: the target is also the command's working
+            # directory, where Bunker keeps its state (.bunker/).
+            restored = list(walk_files(targets[n] / wanted.split("/")[0]))
             source = self.source / wanted
-            if len(restored) == 1 and restored[0].as_posix().endswith("/" + wanted) and \
-                    file_sha256(str(restored[0])) == file_sha256(str(source)):
+            if restored == [str(targets[n] / wanted)] and file_sha256(restored[0]) == file_sha256(str(source)):
                 step.notes.append(f"{wanted} ({source.stat().st_size / 1024:,.0f} KiB) restored, matches")
             else:
                 step.notes.append(f"RESTORE OF {wanted} WRONG: {len(restored)} files restored")
