@@ -3,23 +3,27 @@
 
 For each tool (encrypted, compressed, passwords from the environment) the runner measures, on
 identical data: init, the first full backup, a backup with no change, a backup after one day of
-change (mutate.py), a restore of the latest snapshot into an empty directory, and a verification
-that reads all data. Every step is run under /usr/bin/time -v for wall time, CPU time (user+sys)
-and peak RSS; the repository's size is taken after each step and its growth is the step's
-"bytes added". Cheap-to-repeat steps run --repeat times and report the median.
+change (mutate.py), a restore of the latest snapshot into an empty directory until the data is
+on disk (restic and Borg followed by `sync -f`, as Bunker's restore ends with its own syncfs), and
+a verification that reads all data; for Bunker also opening the index and restoring one file.
+Every step is run under /usr/bin/time -v for wall time, CPU time (user+sys) and peak RSS; the
+repository's size is taken after each step and its growth is the step's "bytes added".
+Cheap-to-repeat steps run --repeat times and report the median.
 
-It also measures the machine's limits (SHA-256, AES-256-GCM, zstd -3, sequential read of the
-tree), then prints Markdown tables per tool and the ratios of Bunker to restic and to Borg with
-the targets of the performance issue, and writes them to bench/RESULTS.md.
+It also measures the machine's limits (SHA-256, AES-256-GCM, zstd -3 both ways, reading the tree,
+writing until on disk), then prints Markdown tables per tool, the ratios of Bunker to restic and
+to Borg with the targets of issue 19, and Bunker's backup and restore throughput as a share of
+the fastest this machine could do them, and writes them to bench/RESULTS.md (RESULTS-<size>mb.md
+for other sizes).
 
-Standard library only. Missing tools are installed from Debian's packages (apt-get); a missing
-tool or a failing step is reported in the tables and the run goes on.
+Standard library only. Missing tools are installed from Debian's packages (apt-get), Borg 1.4
+from PyPI (pip); a missing tool or a failing step is reported in the tables and the run goes on.
 
 With an S3 column: Bunker and restic back up to, and restore from, one SeaweedFS server on
 loopback (bench/s3.py), against each other and against Bunker on a local directory.
 
 Usage: python3 bench/run.py [--size-mb 1024] [--repeat 3] [--tools bunker,restic,borg]
-                            [--work bench/work] [--bunker-bin PATH] [--output bench/RESULTS.md]
+                            [--work bench/work] [--bunker-bin PATH] [--output FILE]
                             [--no-s3]
 """
 
