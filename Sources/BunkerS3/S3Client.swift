@@ -13,6 +13,9 @@ struct S3Request: Sendable {
     var query: [(String, String)] = []
     var headers: [(String, String)] = []
     var body = Data()
+    /// The hex SHA-256 of `body` when the caller has it already (an upload works it out once
+    /// for its checksum and metadata too); nil to have it computed here.
+    var payloadHash: String?
 }
 
 /// What the server answered: status, headers and the whole body.
@@ -47,7 +50,7 @@ struct S3Client: Sendable {
         let path = endpoint.path(of: request.key)
         let query = S3Signer.canonicalQuery(request.query)
         var headers = [("host", endpoint.host)] + request.headers
-        let payloadHash = request.body.isEmpty ? S3Signer.emptyPayloadHash : S3Signer.hex(SHA256.hash(data: request.body))
+        let payloadHash = request.payloadHash ?? (request.body.isEmpty ? S3Signer.emptyPayloadHash : S3Signer.hex(SHA256.hash(data: request.body)))
         signer.sign(method: request.method.rawValue, path: path, query: request.query, headers: &headers, payloadHash: payloadHash, date: Date())
 
         var http = HTTPClientRequest(url: "\(endpoint.scheme)://\(endpoint.host)\(path)\(query.isEmpty ? "" : "?" + query)")
@@ -61,8 +64,8 @@ struct S3Client: Sendable {
         let what = "\(request.method.rawValue) \(request.key ?? "bucket \(endpoint.bucket)")"
         do {
             let response = try await HTTPClient.shared.execute(http, timeout: deadline)
-            let body = try await response.body.collect(upTo: bodyLimit)
-            return S3Response(status: Int(response.status.code), headers: response.headers, body: Data(body.readableBytesView))
+            let body = request.method == .HEAD ? Data() : try await Self.collect(response, upTo: bodyLimit)
+            return S3Response(status: Int(response.status.code), headers: response.headers, body: body)
         } catch is CancellationError {
             throw CancellationError()
         } catch let error as HTTPClientError where error == .cancelled {
@@ -75,6 +78,23 @@ struct S3Client: Sendable {
             throw BunkerError(.storageUnavailable, "The S3 server at \(endpoint.scheme)://\(endpoint.host) did not complete \(what): \(error).",
                               cause: TransientStorageFailure("\(what): \(error)"))
         }
+    }
+
+    /// The whole body as one `Data`, allocated once at the length the server announced and
+    /// filled straight from the network's buffers (a HEAD's length is the object's, and it has
+    /// no body: it is not collected). Collecting into a `ByteBuffer` that grows as it
+    /// fills and then copying that out cost two more copies of every byte a restore reads.
+    private static func collect(_ response: HTTPClientResponse, upTo limit: Int) async throws -> Data {
+        let announced = response.headers.first(name: "content-length").flatMap(Int.init)
+        if let announced, announced > limit { throw NIOTooManyBytesError(maxBytes: limit) }
+        var body = Data()
+        // Not more than a large pack's worth up front: a length is only the server's word.
+        body.reserveCapacity(min(announced ?? 0, 128 << 20))
+        for try await buffer in response.body {
+            guard body.count + buffer.readableBytes <= limit else { throw NIOTooManyBytesError(maxBytes: limit) }
+            buffer.withUnsafeReadableBytes { body.append(contentsOf: $0) }
+        }
+        return body
     }
 
     /// The error for an answer that is not a success, by status and S3 error code.

@@ -8,12 +8,13 @@ extension S3Storage {
     func upload(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         if !traits.conditionalCreate { try await refuseIfPresent(handle) }
-        var headers = Self.checksumHeaders(traits.checksum, data) + [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))] + extraHeaders
+        let digests = BodyDigests(data)
+        var headers = digests.checksumHeaders(traits.checksum) + [(Self.sha256Metadata, digests.sha256Hex)] + extraHeaders
         if traits.conditionalCreate { headers.append(("if-none-match", "*")) }
-        let response = try await client.send(S3Request(method: .PUT, key: key, headers: headers, body: data))
+        let response = try await client.send(S3Request(method: .PUT, key: key, headers: headers, body: data, payloadHash: digests.sha256Hex))
         if response.status == 412 { throw alreadyExists(handle) }
         guard response.isSuccess else { throw client.failure(response, "writing \(handle)") }
-        try await confirm(handle, data: data, etag: response.header("ETag"), expectedETag: Insecure.MD5.hash(data: data).map { $0 })
+        try await confirm(handle, size: data.count, sha256: digests.sha256Hex, etag: response.header("ETag"), expectedETag: digests.md5)
     }
 
     /// A multipart upload: created, filled part by part (each with its checksum), completed
@@ -22,7 +23,8 @@ extension S3Storage {
     func uploadInParts(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         try await refuseIfPresent(handle)
-        var createHeaders = [(Self.sha256Metadata, S3Signer.hex(SHA256.hash(data: data)))] + extraHeaders
+        let sha256 = S3Signer.hex(SHA256.hash(data: data))
+        var createHeaders = [(Self.sha256Metadata, sha256)] + extraHeaders
         if traits.checksum == .sha256 { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
         let created = try await client.send(S3Request(method: .POST, key: key, query: [("uploads", "")], headers: createHeaders))
         guard created.isSuccess else { throw client.failure(created, "starting the upload of \(handle)") }
@@ -36,15 +38,16 @@ extension S3Storage {
             while offset < data.count {
                 let part = data.subdata(in: offset..<min(offset + options.partSize, data.count))
                 let number = parts.count + 1
+                let digests = BodyDigests(part)
                 let response = try await client.send(S3Request(
                     method: .PUT, key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)],
-                    headers: Self.checksumHeaders(traits.checksum, part), body: part))
+                    headers: digests.checksumHeaders(traits.checksum), body: part, payloadHash: digests.sha256Hex))
                 guard response.isSuccess else { throw client.failure(response, "writing part \(number) of \(handle)") }
                 guard let etag = response.header("ETag") else {
                     throw BunkerError(.storageIO, "The S3 server took part \(number) of \(handle) without an ETag.")
                 }
-                parts.append((number: number, etag: etag, sha256: traits.checksum == .sha256 ? Data(SHA256.hash(data: part)).base64EncodedString() : nil))
-                partDigests.append(contentsOf: Insecure.MD5.hash(data: part))
+                parts.append((number: number, etag: etag, sha256: traits.checksum == .sha256 ? digests.sha256Base64 : nil))
+                partDigests.append(contentsOf: digests.md5)
                 offset += part.count
             }
             let list = parts.map { part in
@@ -61,7 +64,7 @@ extension S3Storage {
                                      "completing the upload of \(handle)")
             }
             // A multipart ETag is the MD5 of the parts' MD5s, then "-" and the number of parts.
-            try await confirm(handle, data: data, etag: S3XML.first("ETag", in: completed.body) ?? completed.header("ETag"),
+            try await confirm(handle, size: data.count, sha256: sha256, etag: S3XML.first("ETag", in: completed.body) ?? completed.header("ETag"),
                               expectedETag: Insecure.MD5.hash(data: partDigests).map { $0 }, parts: parts.count)
         } catch {
             _ = try? await client.send(S3Request(method: .DELETE, key: key, query: [("uploadId", uploadID)]))
@@ -69,19 +72,20 @@ extension S3Storage {
         }
     }
 
-    /// Checks that the server stored exactly `data`: by the ETag when it is the expected MD5,
-    /// else by a HEAD (size and the recorded SHA-256). An object found wrong is deleted (this
-    /// upload created it) and the failure is transient, so that a retry uploads it again.
-    private func confirm(_ handle: ObjectHandle, data: Data, etag: String?, expectedETag: [UInt8], parts: Int? = nil) async throws {
+    /// Checks that the server stored exactly the `size` bytes whose SHA-256 is `sha256`: by the
+    /// ETag when it is the expected MD5, else by a HEAD (size and the recorded SHA-256). An object
+    /// found wrong is deleted (this upload created it) and the failure is transient, so that a
+    /// retry uploads it again.
+    private func confirm(_ handle: ObjectHandle, size expectedSize: Int, sha256: String, etag: String?, expectedETag: [UInt8], parts: Int? = nil) async throws {
         let expected = S3Signer.hex(expectedETag) + (parts.map { "-\($0)" } ?? "")
         if let etag, etag.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).lowercased() == expected { return }
         let response = try await client.send(S3Request(method: .HEAD, key: key(of: handle)))
         guard response.isSuccess else { throw client.failure(response, "confirming \(handle)") }
         let size = response.header("Content-Length").flatMap(Int.init)
         let recorded = response.header(Self.sha256Metadata)?.lowercased()
-        if size == data.count && (recorded == nil || recorded == S3Signer.hex(SHA256.hash(data: data))) { return }
+        if size == expectedSize && (recorded == nil || recorded == sha256) { return }
         _ = try? await client.send(S3Request(method: .DELETE, key: key(of: handle)))
-        throw BunkerError(.storageUnavailable, "The S3 server stored \(handle) with \(size.map(String.init) ?? "an unknown number of") bytes instead of \(data.count); the upload was removed.",
+        throw BunkerError(.storageUnavailable, "The S3 server stored \(handle) with \(size.map(String.init) ?? "an unknown number of") bytes instead of \(expectedSize); the upload was removed.",
                           cause: TransientStorageFailure("unconfirmed upload of \(handle)"))
     }
 
@@ -94,10 +98,7 @@ extension S3Storage {
     }
 
     static func checksumHeaders(_ checksum: S3Checksum, _ data: Data) -> [(String, String)] {
-        switch checksum {
-        case .md5: return [("content-md5", Data(Insecure.MD5.hash(data: data)).base64EncodedString())]
-        case .sha256: return [("x-amz-checksum-sha256", Data(SHA256.hash(data: data)).base64EncodedString())]
-        }
+        BodyDigests(data).checksumHeaders(checksum)
     }
 
     /// Finds out, with temporary objects under the prefix (removed again), which checksum the
@@ -157,5 +158,30 @@ extension S3Storage {
             throw client.failure(again, "probing the bucket for conditional writes")
         }
         return ServerTraits(conditionalCreate: again.status == 412, checksum: checksum, checksumVerified: verified)
+    }
+}
+
+/// The digests of one upload's body, each worked out once. The SHA-256 signs the request
+/// (`x-amz-content-sha256`), is recorded in the object's metadata and is the flexible checksum;
+/// the MD5 is `Content-MD5` and what a single upload's ETag should be. Hashing a 16 MiB pack
+/// costs about as much CPU as sealing it, and each pass was once made two or three times.
+struct BodyDigests {
+    let sha256: SHA256.Digest
+    let md5: [UInt8]
+
+    init(_ body: Data) {
+        sha256 = SHA256.hash(data: body)
+        md5 = Array(Insecure.MD5.hash(data: body))
+    }
+
+    var sha256Hex: String { S3Signer.hex(sha256) }
+    var sha256Base64: String { Data(sha256).base64EncodedString() }
+
+    /// The header that carries `checksum` for the server to check the body against.
+    func checksumHeaders(_ checksum: S3Checksum) -> [(String, String)] {
+        switch checksum {
+        case .md5: [("content-md5", Data(md5).base64EncodedString())]
+        case .sha256: [("x-amz-checksum-sha256", sha256Base64)]
+        }
     }
 }

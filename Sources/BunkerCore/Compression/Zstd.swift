@@ -47,20 +47,25 @@ public final class ZstdDecompressor {
     deinit { ZSTD_freeDCtx(context) }
 
     /// Decompresses a frame whose decompressed size is known to be `size` bytes.
+    ///
+    /// zstd writes into uninitialised memory that the returned `Data` then owns: zero-filling
+    /// it first (`Data(count:)`) was a second pass over every restored byte.
     public func decompress(_ input: Data, size: Int) throws -> Data {
-        var output = Data(count: size)
-        let written = output.withUnsafeMutableBytes { out in
-            input.withUnsafeBytes { inp in
-                ZSTD_decompressDCtx(context, out.baseAddress, size, inp.baseAddress, inp.count)
-            }
+        guard let out = malloc(max(size, 1)) else {
+            throw BunkerError(.corruptObject, "A blob claims to decompress to \(size) bytes, more than can be held in memory.")
+        }
+        let written = input.withUnsafeBytes { inp in
+            ZSTD_decompressDCtx(context, out, size, inp.baseAddress, inp.count)
         }
         if ZSTD_isError(written) != 0 {
+            free(out)
             let reason = String(cString: ZSTD_getErrorName(written))
             throw BunkerError(.corruptObject, "zstd could not decompress a blob: \(reason).")
         }
         guard written == size else {
+            free(out)
             throw BunkerError(.corruptObject, "A blob decompressed to \(written) bytes, expected \(size).")
         }
-        return output
+        return Data(bytesNoCopy: out, count: size, deallocator: .free)
     }
 }

@@ -271,6 +271,16 @@ public final class Repository: Sendable {
     /// request of at most 8 MiB, and opening each bundle once however many of its members are
     /// asked (here or by another restore task at the same time).
     public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor? = nil) async throws -> [Data] {
+        try await loadBlobs(ids, decompressor: decompressor, checked: true)
+    }
+
+    /// ``loadBlobs(_:decompressor:)`` without checking each blob against its id (see
+    /// ``BlobLoader/loadContent(_:decompressor:)``: the content's SHA-256 is checked instead).
+    public func loadContent(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
+        try await loadBlobs(ids, decompressor: decompressor, checked: false)
+    }
+
+    private func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?, checked: Bool) async throws -> [Data] {
         let locations = try ids.map { id -> BlobLocation in
             guard let location = index.lookup(id) else {
                 throw BunkerError(.objectNotFound, "Blob \(id.short) is in no index: the repository is incomplete (run `bunker verify`).")
@@ -287,7 +297,7 @@ public final class Repository: Sendable {
             let firstKey = BundleCache.Key(pack: first.pack, offset: first.blob.offset)
             if first.blob.member != nil, let bundle = bundles.kept(firstKey) {
                 while i < locations.count, locations[i].pack == first.pack, locations[i].blob.offset == first.blob.offset {
-                    result.append(try extractBlob(locations[i].blob, from: bundle, pack: first.pack))
+                    result.append(try extractBlob(locations[i].blob, from: bundle, pack: first.pack, checked: checked))
                     i += 1
                 }
                 continue
@@ -315,7 +325,7 @@ public final class Repository: Sendable {
                     let sealed = try await storage.load(ObjectHandle(.pack, first.pack), range: range)
                     return try openUnit(sealed, first.blob, pack: first.pack, decompressor: nil)
                 }
-                for location in locations[i..<j] { result.append(try extractBlob(location.blob, from: bundle, pack: first.pack)) }
+                for location in locations[i..<j] { result.append(try extractBlob(location.blob, from: bundle, pack: first.pack, checked: checked)) }
                 i = j
                 continue
             }
@@ -328,7 +338,7 @@ public final class Repository: Sendable {
                     opened = (blob.offset, try openUnit(data[at..<(at + Int(blob.length))], blob, pack: first.pack, decompressor: decompressor))
                     if blob.member != nil { bundles.keep(BundleCache.Key(pack: first.pack, offset: blob.offset), opened!.plaintext) }
                 }
-                result.append(try extractBlob(blob, from: opened!.plaintext, pack: first.pack))
+                result.append(try extractBlob(blob, from: opened!.plaintext, pack: first.pack, checked: checked))
             }
             i = j
         }
@@ -346,8 +356,8 @@ public final class Repository: Sendable {
 
     /// Decrypts, decompresses and checks one sealed blob (for a bundle member: its bundle, of
     /// which the member is taken).
-    func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
-        try extractBlob(blob, from: openUnit(sealed, blob, pack: pack, decompressor: decompressor), pack: pack)
+    func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?, checked: Bool = true) throws -> Data {
+        try extractBlob(blob, from: openUnit(sealed, blob, pack: pack, decompressor: decompressor), pack: pack, checked: checked)
     }
 
     /// Authenticates and decompresses the sealed unit holding `blob`: the blob itself, or its
@@ -370,8 +380,9 @@ public final class Repository: Sendable {
         return plain
     }
 
-    /// The blob's plaintext, taken from its unit's plaintext and checked against its id.
-    func extractBlob(_ blob: PackedBlob, from unit: Data, pack: ID) throws -> Data {
+    /// The blob's plaintext, taken from its unit's plaintext and checked against its id (unless
+    /// `checked` is false: a file's content, whose SHA-256 is checked as a whole).
+    func extractBlob(_ blob: PackedBlob, from unit: Data, pack: ID, checked: Bool = true) throws -> Data {
         var plain = unit
         if let member = blob.member {
             let start = unit.startIndex + Int(member.offset)
@@ -380,7 +391,7 @@ public final class Repository: Sendable {
             }
             plain = unit[start..<(start + Int(member.length))]
         }
-        guard key.blobID(of: plain) == blob.id else {
+        guard !checked || key.blobID(of: plain) == blob.id else {
             throw BunkerError(.corruptObject, "Damaged blob \(blob.id.short) in pack data/\(pack.hex): its content does not match its id.")
         }
         return plain

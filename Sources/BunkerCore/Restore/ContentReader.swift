@@ -9,7 +9,9 @@ import Foundation
 /// ``BlobLoader/parallelReads``), where a request's wait, not the disk, is what takes the time. The
 /// SHA-256 of everything handed to `body` is compared with the one recorded at backup time when
 /// the content ends: a consumer that must not keep unverified data (a restore into place, a
-/// database load in one transaction) commits only after `read` returns.
+/// database load in one transaction) commits only after `read` returns. That check stands for the
+/// blobs' own (each blob is still authenticated as it is decrypted), so a blob is checked against
+/// its id only when the content turns out wrong, to name it.
 public struct ContentReader: Sendable {
     private let loader: any BlobLoader
     private let decompressors = WorkerPool { ZstdDecompressor() }
@@ -38,31 +40,44 @@ public struct ContentReader: Sendable {
             func launch() {
                 let (i, ids) = (next, batches[next])
                 next += 1
-                group.addTask { (i, try await self.load(ids)) }
+                group.addTask { (i, try await self.load(ids, checked: false)) }
             }
             while next < min(max(2, loader.parallelReads / 2), batches.count) { launch() }
             for i in batches.indices {
                 while loaded[i] == nil, let (done, blobs) = try await group.next() { loaded[done] = blobs }
                 let blobs = loaded.removeValue(forKey: i)!
                 if next < batches.count { launch() }
-                var joined = Data()
-                joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
-                for blob in blobs { joined.append(blob) }
-                hasher.update(data: joined)
-                length += UInt64(joined.count)
-                try await body(joined)
+                // A lone blob is handed on as it is, unless it is a slice of its bundle: `body`
+                // is always given data that starts at index 0.
+                let piece = blobs.count == 1 && blobs[0].startIndex == 0 ? blobs[0] : Self.joined(blobs)
+                hasher.update(data: piece)
+                length += UInt64(piece.count)
+                try await body(piece)
             }
         }
         let digest = ID(digest: hasher.finalize()).hex
         guard digest == node.sha256 else {
+            // The blobs were not checked one by one (``BlobLoader/loadContent(_:decompressor:)``):
+            // read them again, checked, so that a blob that is not what its id says is named
+            // with its pack, as `bunker verify` would name it.
+            for batch in batches { _ = try await load(batch, checked: true) }
             throw BunkerError(.integrity, "The restored content's SHA-256 (\(digest)) differs from the one recorded at backup time (\(node.sha256 ?? "none")).")
         }
         return length
     }
 
-    private func load(_ ids: [ID]) async throws -> [Data] {
+    private func load(_ ids: [ID], checked: Bool) async throws -> [Data] {
         let decompressor = decompressors.take()
         defer { decompressors.put(decompressor) }
-        return try await loader.loadBlobs(ids, decompressor: decompressor)
+        return checked ? try await loader.loadBlobs(ids, decompressor: decompressor)
+            : try await loader.loadContent(ids, decompressor: decompressor)
+    }
+
+    /// A batch's blobs as one piece: a database's page-sized chunks are written with one call.
+    private static func joined(_ blobs: [Data]) -> Data {
+        var joined = Data()
+        joined.reserveCapacity(blobs.reduce(0) { $0 + $1.count })
+        for blob in blobs { joined.append(blob) }
+        return joined
     }
 }

@@ -136,15 +136,23 @@ final class ReadAheadLoader: BlobLoader, Sendable {
     }
 
     func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
+        try await blobs(ids, decompressor: decompressor, checked: true)
+    }
+
+    func loadContent(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
+        try await blobs(ids, decompressor: decompressor, checked: false)
+    }
+
+    private func blobs(_ ids: [ID], decompressor: ZstdDecompressor?, checked: Bool) async throws -> [Data] {
         var result: [Data] = []
         result.reserveCapacity(ids.count)
         for id in ids {
-            result.append(try await blob(id, decompressor: decompressor))
+            result.append(try await blob(id, decompressor: decompressor, checked: checked))
         }
         return result
     }
 
-    private func blob(_ id: ID, decompressor: ZstdDecompressor?) async throws -> Data {
+    private func blob(_ id: ID, decompressor: ZstdDecompressor?, checked: Bool) async throws -> Data {
         guard let location = repository.index.lookup(id),
               let segment = segmentOfUnit[UnitKey(pack: location.pack, offset: location.blob.offset)],
               let task = start(segment) else {
@@ -164,7 +172,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         defer { used(segment) }
         let key = UnitKey(pack: location.pack, offset: blob.offset)
         guard blob.member != nil else {
-            return try repository.decodeBlob(unit(of: blob, in: data, segment: segment), blob, pack: location.pack, decompressor: decompressor)
+            return try repository.decodeBlob(unit(of: blob, in: data, segment: segment), blob, pack: location.pack, decompressor: decompressor, checked: checked)
         }
         // A bundle: opened once for all its members, kept until the last of them was asked.
         let plaintext: Data
@@ -179,7 +187,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
             entry.uses -= 1
             state.opened[key] = entry.uses > 0 ? entry : nil
         }
-        return try repository.extractBlob(blob, from: plaintext, pack: location.pack)
+        return try repository.extractBlob(blob, from: plaintext, pack: location.pack, checked: checked)
     }
 
     private func unit(of blob: PackedBlob, in data: Data, segment: Int) -> Data {

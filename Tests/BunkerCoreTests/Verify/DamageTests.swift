@@ -69,6 +69,43 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 
+    /// A blob that decrypts but is not the one its id names (another plaintext sealed with the
+    /// repository's key: what a bug or a forged pack would give) passes authentication. A
+    /// restore reads file content without checking each blob against its id and checks the
+    /// file's SHA-256 instead: the file must still fail, named with the blob and its pack, and be
+    /// absent, from a local directory and through the read-ahead of an object store alike.
+    @Test func aValidlySealedWrongBlobIsNamedAndNoFileIsLeft() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let location = try await locationOfFile(repo, result, ["large.bin"])
+            try #require(location.blob.rawLength == 0 && location.blob.member == nil, "random data is stored uncompressed, alone")
+            var rng = SeededGenerator(seed: 99)
+            let other = Data((0..<(Int(location.blob.length) - MasterKey.sealOverhead)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            let forged = try repo.key.seal(other)
+            try #require(forged.count == Int(location.blob.length))
+            let path = packPath(dir, location.pack)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes.replaceSubrange(Int(location.blob.offset)..<(Int(location.blob.offset) + forged.count), with: forged)
+            chmod(path, 0o600)
+            try bytes.write(to: URL(fileURLWithPath: path))
+
+            let local = try await TestRepository.open(at: dir + "/repo")
+            let remote = try await Repository.open(
+                storage: ConcurrencyLimitedStorage(try StorageLocation.storage(for: dir + "/repo"), limit: 8), password: TestRepository.password)
+            #expect(remote.readsAhead, "a concurrency-limited storage restores through the read-ahead")
+            for (name, loader) in [("local", local), ("remote", remote)] {
+                let restore = try await Restorer(loader: loader).restore(tree: result.snapshot.tree, to: dir + "/out-" + name)
+                #expect(restore.failures.map(\.path) == ["src/large.bin"], "\(name)")
+                let message = restore.failures.first?.message ?? ""
+                #expect(message.contains(location.blob.id.short) && message.contains(location.pack.hex), "\(name): the message names the blob and its pack: \(message)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/out-\(name)/src/large.bin"), "\(name)")
+                #expect(FileManager.default.contents(atPath: dir + "/out-\(name)/src/sub/small.bin") == FileManager.default.contents(atPath: dir + "/src/sub/small.bin"), "\(name)")
+            }
+            let report = try await Checker(repository: local).check(readData: true)
+            #expect(report.errors.contains { $0.object == "data/\(location.pack.hex)" }, "verify finds it too")
+        }
+    }
+
     @Test func truncatedPackIsFoundWithoutReadingData() async throws {
         try await withTemporaryDirectory { dir in
             let (repo, result) = try await makeRepository(in: dir)
