@@ -73,7 +73,7 @@ public func buildRouter(
     _ configuration: Configuration, catalog: Catalog? = nil, service: BunkerService? = nil, limits: ServerLimits = ServerLimits()
 ) async throws -> Router<BunkerRequestContext> {
     let catalog = try catalog ?? service?.catalog() ?? configuration.openCatalog()
-    let tokens = try await TokenService(settings: configuration.server, dataDirectory: configuration.dataDirectory, now: catalog.options.now)
+    let tokens = try await TokenService(settings: configuration.server, dataDirectory: configuration.dataDirectory, catalog: catalog, now: catalog.options.now)
     let deps = APIDependencies(catalog: catalog, tokens: tokens, service: service, limits: limits)
 
     let router = Router(context: BunkerRequestContext.self)

@@ -59,17 +59,14 @@ extension BunkerService {
     public func listFolder(snapshot reference: String, path: String, offset: Int = 0, limit: Int = .max) async throws -> SnapshotFolder {
         let names = try Self.pathComponents(path)
         let (id, treeID) = try await folderID(snapshot: reference, names: names)
-        // A tree lists its nodes by the bytes of their names: folders first, then the rest, each
-        // in that order, is a partition, not a sort (a folder of 100,000 files costs its decoding).
-        let sorted = try await sortedFolders.sorted(treeID) { [repository] in
-            let nodes = try await repository.loadTree(treeID).nodes
-            return nodes.filter { $0.type == .directory } + nodes.filter { $0.type != .directory }
+        let folder = try await sortedFolders.sorted(treeID) { [repository] in
+            SortedFolder(try await repository.loadTreeOutline(treeID))
         }
-        let page = sorted.dropFirst(offset).prefix(limit)
-        let end = min(sorted.count, offset + page.count)
+        let page = folder.order.dropFirst(offset).prefix(limit)
+        let end = min(folder.count, offset + page.count)
         return SnapshotFolder(
-            snapshotID: id.hex, path: names.joined(separator: "/"), entries: page.map(Self.entry), total: sorted.count,
-            nextOffset: end < sorted.count ? end : nil)
+            snapshotID: id.hex, path: names.joined(separator: "/"), entries: page.map { Self.entry(folder.outline.node(at: $0)) },
+            total: folder.count, nextOffset: end < folder.count ? end : nil)
     }
 
     /// The entry of the file at `path` in a snapshot: `objectNotFound` when there is nothing,
@@ -102,8 +99,8 @@ extension BunkerService {
             throw BunkerError(.invalidArgument, "Name a file of the backup in path (like studies/2025/note-1.txt).")
         }
         let shown = (names + [name]).joined(separator: "/")
-        let (id, tree, _) = try await folderTree(snapshot: reference, names: names)
-        guard let node = tree.node(named: name) else {
+        let (id, treeID) = try await folderID(snapshot: reference, names: names)
+        guard let node = try await repository.loadTreeOutline(treeID).node(named: name) else {
             throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
         }
         guard node.type == .file else {
@@ -133,20 +130,15 @@ extension BunkerService {
         return try await restoreTree(snapshot: reference, includes: includes, to: target, by: actor, reason: reason, signature: signature, progress: progress)
     }
 
-    /// The tree of the folder `names` in a snapshot, reading one tree per level.
-    private func folderTree(snapshot reference: String, names: [String]) async throws -> (ID, Tree, [String]) {
-        let (id, treeID) = try await folderID(snapshot: reference, names: names)
-        return (id, try await repository.loadTree(treeID), names)
-    }
-
-    /// The snapshot's id and the tree id of the folder at `names`: every level above it is read,
+    /// The snapshot's id and the tree id of the folder at `names`: every level above it is read
+    /// (as an outline: a name is found in a folder of 100,000 files without decoding them all),
     /// the folder itself is not.
     private func folderID(snapshot reference: String, names: [String]) async throws -> (ID, treeID: ID) {
         let (id, snapshot) = try await snapshotByReference(reference)
         var treeID = snapshot.tree
         for (depth, name) in names.enumerated() {
             let shown = names[...depth].joined(separator: "/")
-            guard let node = try await repository.loadTree(treeID).node(named: name) else {
+            guard let node = try await repository.loadTreeOutline(treeID).node(named: name) else {
                 throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
             }
             guard node.type == .directory, let subtree = node.subtree else {
@@ -182,26 +174,44 @@ extension BunkerService {
     }
 }
 
-/// The folders the snapshot browser opened last, in the order it shows them, by tree id (a tree
-/// never changes, so an entry is never stale): the next page of a folder of 100,000 files, and
-/// the same folder opened again, skip reading and decoding it.
+/// A folder in the order the snapshot browser shows it: its outline (nodes decoded a page at a
+/// time) and the order of their indices.
+struct SortedFolder: Sendable {
+    let outline: TreeOutline
+    /// Indices into the outline: folders first, then the rest.
+    let order: [Int]
+
+    /// A tree lists its nodes by the bytes of their names, so folders first, then the rest, each
+    /// in that order, is a partition of indices by kind, not a sort, and needs no node decoded.
+    init(_ outline: TreeOutline) {
+        self.outline = outline
+        let kinds = outline.kinds
+        order = kinds.indices.filter { kinds[$0] == .directory } + kinds.indices.filter { kinds[$0] != .directory }
+    }
+
+    var count: Int { order.count }
+}
+
+/// The folders the snapshot browser opened last, by tree id (a tree never changes, so an entry
+/// is never stale): the next page of a folder of 100,000 files, and the same folder opened
+/// again, skip reading, authenticating and checking its blob.
 final class SortedFolderCache: Sendable {
-    private let recent = Mutex<[(id: ID, nodes: [Node])]>([])
+    private let recent = Mutex<[(id: ID, folder: SortedFolder)]>([])
     private let limit: Int
 
     init(limit: Int = 8) {
         self.limit = limit
     }
 
-    func sorted(_ id: ID, _ make: () async throws -> [Node]) async rethrows -> [Node] {
-        if let hit = recent.withLock({ $0.first { $0.id == id }?.nodes }) { return hit }
-        let nodes = try await make()
+    func sorted(_ id: ID, _ make: () async throws -> SortedFolder) async rethrows -> SortedFolder {
+        if let hit = recent.withLock({ $0.first { $0.id == id }?.folder }) { return hit }
+        let folder = try await make()
         recent.withLock { recent in
             recent.removeAll { $0.id == id }
-            recent.append((id, nodes))
+            recent.append((id, folder))
             if recent.count > limit { recent.removeFirst() }
         }
-        return nodes
+        return folder
     }
 }
 

@@ -12,6 +12,8 @@ import Testing
 /// `olga` (AUDITOR) and `victor` (VIEWER); each one's password is `<name>-password`.
 struct APIFixture: Sendable {
     let dir: String
+    /// What the server was built from (a test that restarts it builds it again).
+    let configuration: Configuration
     let catalog: Catalog
     let service: BunkerService
     let client: any TestClientProtocol
@@ -102,8 +104,9 @@ func withAPI(
         let repository = try await TestRepository.create(at: dir + "/repo")
         let service = BunkerService(configuration: configuration, repository: repository, catalog: catalog)
         let app = try await buildApplication(configuration, catalog: catalog, service: service, limits: limits)
+        let built = configuration
         try await app.test(mode) { client in
-            try await test(APIFixture(dir: dir, catalog: catalog, service: service, client: client))
+            try await test(APIFixture(dir: dir, configuration: built, catalog: catalog, service: service, client: client))
         }
     }
 }

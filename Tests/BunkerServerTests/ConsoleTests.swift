@@ -155,7 +155,7 @@ import Testing
         }
     }
 
-    @Test func logoutEndsTheSessionsTokenToo() async throws {
+    @Test func logoutEndsTheSessionsTokenTooEvenAfterARestart() async throws {
         try await withAPI { api in
             let (login, cookie) = try await session(api, "alice")
             let csrf = try #require(try object(login)["csrf_token"] as? String)
@@ -174,6 +174,18 @@ import Testing
             #expect(after.status == .unauthorized, "a copy of the logged-out cookie must not work")
             let other = try await request(api, .get, "/api/v1/auth/me", cookie: otherCookie)
             #expect(other.status == .ok, "another session of the same user goes on")
+
+            // Revocations are in the catalog: a server started again over it (a new router,
+            // token service and catalog connection, as after `bunker serve` restarts) still
+            // refuses the logged-out token, and still takes the other session.
+            let catalog = try Catalog(dataDirectory: api.configuration.dataDirectory, options: api.catalog.options)
+            let restarted = try await buildApplication(api.configuration, catalog: catalog, service: api.service)
+            try await restarted.test(.router) { client in
+                let afterRestart = try await client.execute(uri: "/api/v1/auth/me", method: .get, headers: [.cookie: cookie])
+                #expect(afterRestart.status == .unauthorized, "a logged-out session must not come back with a restart")
+                let otherAfterRestart = try await client.execute(uri: "/api/v1/auth/me", method: .get, headers: [.cookie: otherCookie])
+                #expect(otherAfterRestart.status == .ok, "\(String(buffer: otherAfterRestart.body))")
+            }
         }
     }
 

@@ -45,10 +45,11 @@ import Testing
         let cache = SortedFolderCache(limit: 2)
         let made = Mutex(0)
         func nodes(_ id: ID, _ names: [String]) async -> [String] {
-            await cache.sorted(id) {
+            let folder = await cache.sorted(id) {
                 made.withLock { $0 += 1 }
-                return names.map { Node(name: $0, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0) }
-            }.map(\.name)
+                return SortedFolder(TreeOutline(nodes: names.map { Node(name: $0, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0) }))
+            }
+            return folder.order.map { folder.outline.node(at: $0).name }
         }
         let a = ID.sha256(of: Data("a".utf8)), b = ID.sha256(of: Data("b".utf8)), c = ID.sha256(of: Data("c".utf8))
         #expect(await nodes(a, ["x"]) == ["x"])

@@ -405,12 +405,23 @@ public final class Repository: Sendable {
     /// Loads and decodes a tree found in `index` rather than the repository's own (prune reads
     /// through a pack map of its own).
     func loadTree(_ id: ID, in index: MasterIndex) async throws -> Tree {
+        try await loadTree(id, in: index, TreeCoding.decode)
+    }
+
+    /// Loads a tree as an outline, whose nodes are decoded when asked for: one page of a folder
+    /// of 100,000 files, or one name looked up in it, without decoding them all.
+    public func loadTreeOutline(_ id: ID) async throws -> TreeOutline {
+        try await loadTree(id, in: index, TreeCoding.outline)
+    }
+
+    /// Loads a tree blob, authenticated, and reads it with `decode`.
+    private func loadTree<T>(_ id: ID, in index: MasterIndex, _ decode: (Data) throws -> T) async throws -> T {
         guard let location = index.lookup(id) else {
             throw BunkerError(.objectNotFound, "Blob \(id.short) is in no index: the repository is incomplete (run `bunker verify`).")
         }
         let data = try await loadBlob(location)
         do {
-            return try TreeCoding.decode(data)
+            return try decode(data)
         } catch {
             throw BunkerError(.corruptObject, "Tree \(id.short) is not a valid directory listing.", cause: error)
         }

@@ -3,7 +3,6 @@ import BunkerService
 import Crypto
 import Foundation
 import JWTKit
-import Synchronization
 
 /// What a Bunker access token says: the user (`sub`), the user's token generation when it was
 /// issued (`gen`), when it was issued and when it expires. The role is not trusted from the
@@ -41,17 +40,19 @@ struct TokenService: Sendable {
     private let csrfKey: SymmetricKey
     let lifetime: TimeInterval
     let now: @Sendable () -> Date
-    /// Tokens ended by a console logout before their expiry, by SHA-256, with that expiry.
-    private let revoked = RevokedTokens()
+    /// Where tokens ended by a console logout before their expiry are kept (by SHA-256): the
+    /// catalog, so that they stay ended when the server restarts.
+    private let catalog: Catalog
 
     /// The secret is the configured file, else `<data_dir>/jwt.key`, generated (32 random bytes,
     /// mode 0600) at first start.
-    init(settings: Configuration.ServerSettings, dataDirectory: String, now: @escaping @Sendable () -> Date) async throws {
+    init(settings: Configuration.ServerSettings, dataDirectory: String, catalog: Catalog, now: @escaping @Sendable () -> Date) async throws {
         let secret = try SecretFile.loadOrCreate(at: settings.jwtSecretFile ?? dataDirectory + "/jwt.key", naming: "the token secret")
         keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(key: secret), digestAlgorithm: .sha256)
         csrfKey = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("bunker console csrf".utf8), using: secret))
         lifetime = settings.tokenLifetime
+        self.catalog = catalog
         self.now = now
     }
 
@@ -68,22 +69,23 @@ struct TokenService: Sendable {
         return (try await keys.sign(payload), expires)
     }
 
-    /// The user id and token generation of a valid, unexpired token; nil for anything else
-    /// (also for a token of a Bunker before generations, which names none).
+    /// The user id and token generation of a valid, unexpired, unrevoked token; nil for anything
+    /// else (also for a token of a Bunker before generations, which names none, and when the
+    /// catalog cannot say whether the token was revoked).
     func verify(_ token: String) async -> (userID: Int64, generation: Int64)? {
         guard let payload = try? await keys.verify(token, as: AccessToken.self),
               payload.expiration.value > now(), let id = Int64(payload.subject.value),
-              !revoked.contains(token, now: now()) else { return nil }
+              (try? catalog.isRevokedSession(token)) == false else { return nil }
         return (id, payload.generation)
     }
 
-    /// Ends one valid token before its expiry (the console's logout), for as long as this server
-    /// runs: a copy of the session cookie taken before the logout no longer works. Only a valid
-    /// token is remembered, and only until it would have expired, so the list stays as small as
-    /// the number of sessions logged out within one token lifetime.
-    func revoke(_ token: String) async {
+    /// Ends one valid token before its expiry (the console's logout), in the catalog: a copy of
+    /// the session cookie taken before the logout no longer works, also after a restart. Only a
+    /// valid token is remembered, and only until it would have expired
+    /// (``Catalog/revokeSession(_:expiresAt:)``).
+    func revoke(_ token: String) async throws {
         guard let payload = try? await keys.verify(token, as: AccessToken.self), payload.expiration.value > now() else { return }
-        revoked.add(token, until: payload.expiration.value, now: now())
+        try catalog.revokeSession(token, expiresAt: payload.expiration.value)
     }
 
     /// The CSRF token that goes with a session cookie holding `token`: an HMAC of the token, so
@@ -99,23 +101,5 @@ struct TokenService: Sendable {
         let expected = Array(csrfToken(for: token).utf8), given = Array(sent.utf8)
         guard expected.count == given.count else { return false }
         return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-}
-
-/// The tokens ``TokenService/revoke(_:)`` ended, forgotten once expired.
-private final class RevokedTokens: Sendable {
-    private let entries = Mutex<[Data: Date]>([:])
-
-    private static func key(_ token: String) -> Data { Data(SHA256.hash(data: Data(token.utf8))) }
-
-    func add(_ token: String, until expiry: Date, now: Date) {
-        entries.withLock { entries in
-            entries = entries.filter { $0.value > now }
-            entries[Self.key(token)] = expiry
-        }
-    }
-
-    func contains(_ token: String, now: Date) -> Bool {
-        entries.withLock { entries in entries[Self.key(token)].map { $0 > now } ?? false }
     }
 }

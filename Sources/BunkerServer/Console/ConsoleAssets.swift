@@ -1055,12 +1055,31 @@ function details(row) {
   }
 }
 
+/**
+ * Every drill row of the audit trail, oldest first. The trail answers at most 1000 rows a page,
+ * oldest first, so one page would stop at the oldest 500 drills (two rows each) and hide every
+ * newer one: the pages are followed to the end. Null if the page was left meanwhile.
+ */
+async function drillRows(ticket) {
+  const rows = [];
+  let after;
+  do {
+    const query = new URLSearchParams({ action: 'drill', limit: '1000' });
+    if (after !== undefined) query.set('after', String(after));
+    const page = await api('GET', '/audit?' + query);
+    if (!current(ticket)) return null;
+    rows.push(...page.items);
+    after = page.next_after ?? undefined;
+  } while (after !== undefined);
+  return rows;
+}
+
 /** Restore drills from the audit trail: each one's result and measured RTO, and RTO over time. */
 export async function drillsPage(main, { ticket }) {
-  const page = await api('GET', '/audit?action=drill&limit=1000');
-  if (!current(ticket)) return;
+  const items = await drillRows(ticket);
+  if (items === null) return;
   // The end row of each drill carries its outcome and measured RTO; the start row neither.
-  const drills = page.items.filter((row) => row.action === 'drill' && row.outcome !== 'started').map((row) => ({ ...row, rto: details(row).rto_seconds })).reverse();
+  const drills = items.filter((row) => row.action === 'drill' && row.outcome !== 'started').map((row) => ({ ...row, rto: details(row).rto_seconds })).reverse();
   const timed = drills.filter((row) => row.rto).map((row) => ({ at: row.timestamp, value: Number(row.rto), ok: row.outcome === 'success' })).reverse();
   replace(main, h('h1', {}, 'Restore drills'),
     h('p', { class: 'muted' }, 'A drill restores a backup into a scratch place, checks it and times it: the time is the measured recovery time (RTO). Run one from a backup’s page, or on a schedule (job = "drill").'),

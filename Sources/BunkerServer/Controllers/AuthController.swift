@@ -100,12 +100,13 @@ struct AuthController {
 
     /// Logs the console out: both cookies are expired, whether or not they were valid, and a
     /// valid session token is revoked (``TokenService/revoke(_:)``), so that a copy of the cookie
-    /// stops working too. Revoking needs the session's CSRF token, so that another site cannot
-    /// log a user out.
+    /// stops working too, also after a restart. Revoking needs the session's CSRF token, so that
+    /// another site cannot log a user out. A revocation the catalog cannot record is an error
+    /// rather than a logout that only looks done.
     @Sendable func endSession(_ request: Request, context: BunkerRequestContext) async throws -> Response {
         if let token = request.cookies[ConsoleSession.sessionCookie]?.value, !token.isEmpty,
            let sent = request.headers[ConsoleSession.csrfHeader], tokens.checkCSRF(sent, for: token) {
-            await tokens.revoke(token)
+            try await tokens.revoke(token)
         }
         var response = Response(status: .noContent)
         for cookie in ConsoleSession.cookies(token: "", csrf: "", maxAge: 0, secure: secureCookies) {

@@ -168,6 +168,17 @@ extension Catalog {
                 BEGIN SELECT RAISE(ABORT, 'a revoked service token stays revoked'); END;
                 """)
         }
+        // Console sessions ended by a logout before their tokens expire, by the token's SHA-256:
+        // in the catalog rather than the server's memory, so that a restart of `bunker serve`
+        // does not bring a logged-out session back. Rows go once their tokens have expired.
+        migrator.registerMigration("v8-revoked-sessions") { db in
+            try db.execute(sql: """
+                CREATE TABLE revoked_sessions (
+                    token_hash TEXT PRIMARY KEY CHECK (length(token_hash) = 64 AND token_hash NOT GLOB '*[^0-9a-f]*'),
+                    expires_at DATETIME NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

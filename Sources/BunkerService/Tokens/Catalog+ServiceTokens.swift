@@ -37,7 +37,7 @@ extension Catalog {
                 throw BunkerError(.invalidArgument, "A token named \(existing.name) already exists\(existing.revokedAt == nil ? "" : " (revoked)"); tokens are never deleted or renamed, so that the audit trail's token:\(existing.name) keeps one meaning: pick another name.")
             }
             var record = ServiceTokenRecord(
-                id: nil, name: name, role: role, tokenHash: Self.serviceTokenHash(token), createdAt: now, createdBy: actor.name,
+                id: nil, name: name, role: role, tokenHash: Self.tokenHash(token), createdAt: now, createdBy: actor.name,
                 expiresAt: expiresAt, revokedAt: nil, revokedBy: nil)
             try record.insert(db)
             var details = ["role": role.rawValue]
@@ -74,7 +74,7 @@ extension Catalog {
     /// a guess was right. Tokens are few (one per machine that calls Bunker).
     public func serviceToken(authenticating token: String) throws -> ServiceTokenRecord? {
         guard Self.looksLikeServiceToken(token) else { return nil }
-        let presented = Array(Self.serviceTokenHash(token).utf8)
+        let presented = Array(Self.tokenHash(token).utf8)
         var match: ServiceTokenRecord?
         for candidate in try serviceTokens() {
             let stored = Array(candidate.tokenHash.utf8)
@@ -84,8 +84,9 @@ extension Catalog {
         return match.flatMap { $0.isValid(at: options.now()) ? $0 : nil }
     }
 
-    /// Lower-case hex SHA-256 of a token: what the catalog stores in its place.
-    static func serviceTokenHash(_ token: String) -> String {
+    /// Lower-case hex SHA-256 of a token (a service token, a revoked session): what the catalog
+    /// stores in its place.
+    static func tokenHash(_ token: String) -> String {
         ID.sha256(of: Data(token.utf8)).hex
     }
 }

@@ -98,6 +98,20 @@ import Testing
         // `==` on strings ignores Unicode normalization; the bytes must be the same too.
         #expect(try JSONCoding.encoder.encode(parsed) == data)
         #expect(parsed == (try JSONCoding.decoder.decode(Tree.self, from: data)))
+        #expect(try outlined(data) == tree.nodes)
+    }
+
+    /// An outline finds a node by name as the decoded tree does, decoding only those it visits.
+    @Test(arguments: 1...16)
+    func anOutlineFindsNodesByNameLikeTheTree(seed: Int) throws {
+        var rng = SeededGenerator(seed: UInt64(seed) + 3000)
+        let tree = TreeSamples.tree(using: &rng)
+        let outline = try TreeCoding.outline(TreeCoding.encode(tree))
+        #expect(outline.kinds == tree.nodes.map(\.type))
+        for node in tree.nodes {
+            #expect(outline.node(named: node.name) == tree.node(named: node.name))
+        }
+        #expect(outline.node(named: "no such name \(seed)") == nil)
     }
 
     @Test func decodingALargeFileRoundTrips() throws {
@@ -136,6 +150,7 @@ import Testing
         let parsed = try #require(TreeCoding.parse(data), "the fast path handles this spelling")
         #expect(parsed == expected)
         #expect(try JSONCoding.encoder.encode(parsed) == (try JSONCoding.encoder.encode(expected)))
+        #expect(try outlined(data) == expected.nodes)
     }
 
     /// Valid for JSONDecoder but left to it: the result is JSONDecoder's.
@@ -157,6 +172,7 @@ import Testing
         let decoded = try TreeCoding.decode(data)
         #expect(decoded == expected)
         #expect(try JSONCoding.encoder.encode(decoded) == (try JSONCoding.encoder.encode(expected)))
+        #expect(try outlined(data) == expected.nodes)
     }
 
     @Test(arguments: [
@@ -231,6 +247,12 @@ import Testing
             let data = Data(damaged)
             let expected = Result { try JSONCoding.decoder.decode(Tree.self, from: data) }
             let decoded = Result { try TreeCoding.decode(data) }
+            let outline = Result { try outlined(data) }
+            switch (outline, expected) {
+            case let (.success(nodes), .success(other)): #expect(nodes == other.nodes, "\(text(data))")
+            case let (.failure(error), .failure(other)): #expect("\(error)" == "\(other)", "\(text(data))")
+            default: Issue.record("outline: \(outline), JSONDecoder: \(expected), for \(text(data))")
+            }
             switch (decoded, expected) {
             case let (.success(tree), .success(other)):
                 #expect(tree == other, "\(text(data))")
@@ -262,11 +284,23 @@ import Testing
 
     // MARK: Helpers
 
+    /// Every node of the blob, taken one at a time from its outline.
+    private func outlined(_ data: Data) throws -> [Node] {
+        let outline = try TreeCoding.outline(data)
+        return (0..<outline.count).map(outline.node(at:))
+    }
+
     private func refusesLikeJSONDecoder(_ data: Data, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(TreeCoding.parse(data) == nil, sourceLocation: sourceLocation)
         var expected: (any Error)?
         do { _ = try JSONCoding.decoder.decode(Tree.self, from: data) } catch { expected = error }
         #expect(expected != nil, "JSONDecoder refuses it too", sourceLocation: sourceLocation)
+        do {
+            let outline = try TreeCoding.outline(data)
+            Issue.record("outlined \(outline.count) nodes from \(text(data))", sourceLocation: sourceLocation)
+        } catch {
+            #expect("\(error)" == "\(expected.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+        }
         do {
             let tree = try TreeCoding.decode(data)
             Issue.record("decoded \(tree) from \(text(data))", sourceLocation: sourceLocation)

@@ -9,7 +9,7 @@ import Testing
     @Test func migrationsCreateTheSchemaWithItsConstraints() async throws {
         try await withTemporaryDirectory { dir in
             let catalog = try makeCatalog(in: dir)
-            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start", "v3-audit-mac", "v3-users-token-generation", "v4-jobs-cancel-requested", "v5-jobs-progress", "v6-backups-archive-checksum", "v7-service-tokens"])
+            #expect(try catalog.appliedMigrations() == ["v1-audit", "v1-backups", "v1-jobs", "v1-users", "v2-jobs-process-start", "v3-audit-mac", "v3-users-token-generation", "v4-jobs-cancel-requested", "v5-jobs-progress", "v6-backups-archive-checksum", "v7-service-tokens", "v8-revoked-sessions"])
             let tables = try sqlite3(catalog.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name;").output
             for table in ["audit", "backups", "jobs", "users"] {
                 #expect(tables.split(separator: "\n").contains(Substring(table)), "table \(table) in \(tables)")
