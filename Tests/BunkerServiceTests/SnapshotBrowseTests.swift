@@ -94,19 +94,25 @@ import Testing
         try await withTemporaryDirectory { dir in
             let service = try await service(dir)
             let id = try await service.backup(SourceBackupRequest(type: .files)).snapshotID.hex
-            // Flip a byte inside the file's own first chunk (the largest pack may hold other
-            // files' chunks at its middle, which would leave this file whole).
+            // Flip a byte inside every chunk of the file itself (a pack may hold other files'
+            // chunks, whose damage would leave this file whole), and read the packs back to be
+            // sure the damage is on disk before the download.
             var tree = try await service.repository.loadTree(try await service.repository.findSnapshot(id).snapshot.tree)
             for name in ["studies", "2025"] {
                 tree = try await service.repository.loadTree(try #require(tree.node(named: name)?.subtree))
             }
-            let chunk = try #require(tree.node(named: "scan.dcm")?.content?.first)
-            let location = try #require(service.repository.index.lookup(chunk))
-            let path = dir + "/repo/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[Int(location.blob.offset) + Int(location.blob.length) / 2] ^= 0xFF
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-            try bytes.write(to: URL(fileURLWithPath: path))
+            let chunks = try #require(tree.node(named: "scan.dcm")?.content)
+            for chunk in chunks {
+                let location = try #require(service.repository.index.lookup(chunk))
+                let path = dir + "/repo/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
+                let at = Int(location.blob.offset) + Int(location.blob.length) / 2
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+                let original = bytes[at]
+                bytes[at] ^= 0xFF
+                try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+                try bytes.write(to: URL(fileURLWithPath: path))
+                try #require(try Data(contentsOf: URL(fileURLWithPath: path))[at] == original ^ 0xFF, "the damage is on disk")
+            }
             await #expect(throws: BunkerError.self) {
                 try await service.readFile(snapshot: id, path: "studies/2025/scan.dcm", by: .localUser()) { _ in }
             }
