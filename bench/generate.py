@@ -15,7 +15,12 @@ The same --size-mb and --seed give the same bytes (with the same Python and SQLi
 Random bytes come from random.Random(seed).randbytes and text from a small Zipf-weighted word
 list, so 1 GiB takes well under a minute or two on one core. Standard library only.
 
-Usage: python3 bench/generate.py OUT_DIR [--size-mb 1024] [--seed 42]
+--files N sets about how many files the whole set has: the documents' share of the tree is then
+cut into smaller documents (log-uniform from 1 KiB up to a bound chosen so that their mean fills
+the share with that many). Without it the documents are 1-50 KiB, about 20 files per MiB; the
+10 GiB set of the performance issue wants about half a million files, about 49 per MiB.
+
+Usage: python3 bench/generate.py OUT_DIR [--size-mb 1024] [--seed 42] [--files N]
 """
 
 from __future__ import annotations
@@ -477,11 +482,45 @@ class TreeWriter:
         return ("\n".join(lines) + "\n").encode()
 
 
-def generate_tree(root: Path, budget: int, seed: int) -> None:
-    """Write the study tree, filling about `budget` bytes."""
+#: Bounds of a document's size without --files.
+DOCUMENT_SIZES = (1 * KIB, 50 * KIB)
+
+
+def log_uniform_mean(low: float, high: float) -> float:
+    return (high - low) / math.log(high / low)
+
+
+def document_sizes(budget: float, files: int | None, database_files: int) -> tuple[float, float]:
+    """The bounds of a document's size that make the whole set about `files` files.
+
+    Images, exports and logs are a few hundred files even at 10 GiB, so the documents carry the
+    count: their mean size is the documents' budget over the files left for them, and the upper
+    bound of the log-uniform draw is found by bisection (the mean grows with it).
+    """
+    if files is None:
+        return DOCUMENT_SIZES
+    low = DOCUMENT_SIZES[0]
+    wanted = budget / max(1, files - database_files)
+    if wanted <= low * 1.05:
+        raise SystemExit(f"--files {files} leaves documents under {low * 1.05 / KIB:.2f} KiB each: "
+                         "ask for fewer files or a bigger --size-mb")
+    lo, hi = low * 1.0001, 64 * MIB
+    for _ in range(100):
+        middle = (lo + hi) / 2
+        lo, hi = (middle, hi) if log_uniform_mean(low, middle) < wanted else (lo, middle)
+    return low, hi
+
+
+def generate_tree(root: Path, budget: int, seed: int, files: int | None = None) -> None:
+    """Write the study tree, filling about `budget` bytes (with about `files` files in all)."""
     rng = random.Random(f"{seed}:files")
     writer = TreeWriter(root, rng)
     budgets = {kind: budget * share for kind, share in TREE_SHARES.items()}
+    # The database is a file and its WAL; images, exports and logs are counted as they come,
+    # estimated here from their mean sizes so that the documents can take the rest.
+    others = 2 + int(budgets["images"] / (10.5 * MIB) + budgets["exports"] / (2.7 * MIB)
+                     + budgets["logs"] / (1.3 * MIB))
+    smallest, largest = document_sizes(budgets["documents"], files, others)
 
     # Documents: patients get a handful to a few dozen each.
     written, index, patient = 0, 0, 0
@@ -490,7 +529,7 @@ def generate_tree(root: Path, budget: int, seed: int) -> None:
         for _ in range(rng.randrange(3, 30)):
             index += 1
             day = int(rng.random() * HISTORY_DAYS)
-            name, data = writer.document(patient, index, day, int(log_uniform(rng, 1 * KIB, 50 * KIB)))
+            name, data = writer.document(patient, index, day, int(log_uniform(rng, smallest, largest)))
             written += writer.write(name, data, day)
 
     written, index = 0, 0
@@ -526,14 +565,14 @@ def tree_size(root: Path) -> tuple[int, int]:
     return total, count
 
 
-def generate(out: Path, size_mb: int, seed: int) -> None:
+def generate(out: Path, size_mb: int, seed: int, files: int | None = None) -> None:
     """Generate the whole data set into `out` (which must not exist or be empty)."""
     target = size_mb * MIB
     started = time.monotonic()
     generate_database(out / "db" / "clinic.db", int(target * DB_SHARE), seed)
     db_bytes = (out / "db" / "clinic.db").stat().st_size
     print(f"database: {db_bytes / MIB:.1f} MiB ({time.monotonic() - started:.1f}s)", file=sys.stderr)
-    generate_tree(out / "files", max(1 * MIB, target - db_bytes), seed)
+    generate_tree(out / "files", max(1 * MIB, target - db_bytes), seed, files)
     total, count = tree_size(out)
     print(f"data set: {total / MIB:.1f} MiB in {count} files ({time.monotonic() - started:.1f}s)",
           file=sys.stderr)
@@ -544,10 +583,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="directory to create (must not exist or be empty)")
     parser.add_argument("--size-mb", type=int, default=1024, help="approximate size in MiB (default 1024)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--files", type=int, help="about how many files in all (default: documents of 1-50 KiB)")
     args = parser.parse_args()
+    if args.files is not None and args.files < 1:
+        parser.error("--files must be at least 1")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"{args.out} is not empty")
-    generate(args.out, args.size_mb, args.seed)
+    generate(args.out, args.size_mb, args.seed, args.files)
 
 
 if __name__ == "__main__":
