@@ -33,7 +33,8 @@ final class BlobSaver: Sendable {
         self.session = session
         self.progress = progress
         self.compressors = WorkerPool { ZstdCompressor(level: compressionLevel) }
-        self.packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize) { id, blobs, _ in
+        self.packer = Packer(storage: repository.storage, key: repository.key, targetSize: repository.config.packSize,
+                             parallelWrites: repository.parallelPackWrites) { id, blobs, _ in
             try await session.packWritten(id, blobs: blobs)
         }
     }
@@ -85,6 +86,12 @@ final class BlobSaver: Sendable {
     func flush() async throws {
         if let last = takePendingBundle(ifAtLeast: 0) { try await packer.add([try seal(last)]) }
         try await packer.flush()
+    }
+
+    /// After the backup failed elsewhere: stops and waits for the packs still being uploaded,
+    /// before the session settles the index.
+    func abandon() async {
+        await packer.abandon()
     }
 
     /// Adds what this saver stored to `summary`.

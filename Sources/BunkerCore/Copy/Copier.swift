@@ -189,6 +189,7 @@ public final class Copier: Sendable {
 
     private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, report: inout CopyReport) async throws -> ID {
         let session = WriteSession(repository: destination)
+        var saver: BlobSaver?
         let root: ID
         do {
             if report.sharedKeys {
@@ -196,6 +197,7 @@ public final class Copier: Sendable {
                 root = snapshot.tree
             } else {
                 let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
+                saver = blobs
                 root = try await copyTree(snapshot.tree, blobs: blobs, trees: TreeSaver(blobs: blobs))
                 try await blobs.flush()
                 var summary = BackupSummary()
@@ -206,6 +208,7 @@ public final class Copier: Sendable {
             }
             try await session.finish()
         } catch {
+            await saver?.abandon()
             await session.settleAfterFailure()
             throw error
         }

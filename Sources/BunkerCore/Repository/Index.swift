@@ -123,39 +123,51 @@ public struct BlobLocation: Sendable {
 ///
 /// A blob is saved at most once per process: ``reserve(_:)`` answers true to exactly one caller.
 public final class MasterIndex: Sendable {
-    private struct Entry {
-        var pack: Int32
-        var offset: UInt32
-        var length: UInt32
-        var rawLength: UInt32
-        /// A bundle member's range in its bundle's plaintext; length 0 for a blob sealed alone.
-        var memberOffset: UInt32
-        var memberLength: UInt32
-        var type: BlobType
+    private typealias Entry = BlobTable.Entry
 
-        init(pack: Int32, _ blob: PackedBlob) {
-            self.pack = pack
-            offset = blob.offset
-            length = blob.length
-            rawLength = blob.rawLength
-            memberOffset = blob.member?.offset ?? 0
-            memberLength = blob.member?.length ?? 0
-            type = blob.type
-        }
-
-        func blob(_ id: ID) -> PackedBlob {
-            PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: rawLength,
-                       member: memberLength > 0 ? BundleMember(offset: memberOffset, length: memberLength) : nil)
-        }
-    }
-
-    private struct State {
+    fileprivate struct State {
         var packs: [ID] = []
         var packNumbers: [ID: Int32] = [:]
-        var entries: [ID: Entry] = [:]
+        var entries = BlobTable()
         var reserved: Set<ID> = []
         var unsaved: [(id: ID, blobs: [PackedBlob])] = []
         var indexFiles: [ID] = []
+
+        mutating func number(of pack: ID) -> Int32 {
+            if let existing = packNumbers[pack] { return existing }
+            let number = Int32(packs.count)
+            packs.append(pack)
+            packNumbers[pack] = number
+            return number
+        }
+
+        /// Adds an index file's packs without looking each blob up (see ``BlobTable/stage(_:_:)``).
+        mutating func stage(_ file: IndexFile) {
+            entries.reserve(file.packs.reduce(0) { $0 + $1.blobs.count })
+            for pack in file.packs {
+                let number = number(of: pack.id)
+                for blob in pack.blobs { entries.stage(blob.id, Entry(pack: number, blob)) }
+            }
+        }
+
+        mutating func insert(pack: ID, blobs: [PackedBlob]) {
+            let number = number(of: pack)
+            for blob in blobs { entries.insertIfAbsent(blob.id, Entry(pack: number, blob)) }
+        }
+    }
+
+    /// Index files read from storage one by one into a fresh index, which then replaces the
+    /// one in use (``MasterIndex/replaceLoaded(with:)``). Each file can be dropped once added, so
+    /// that opening a large repository never holds every decoded file at once.
+    public struct Loading: ~Copyable {
+        fileprivate var state = State()
+
+        public init() {}
+
+        public mutating func add(_ file: IndexFile, name: ID) {
+            state.stage(file)
+            state.indexFiles.append(name)
+        }
     }
 
     private let state = Mutex(State())
@@ -165,8 +177,7 @@ public final class MasterIndex: Sendable {
     /// Adds every pack of an index file that has been read from storage.
     func add(_ file: IndexFile, name: ID?) {
         state.withLock { s in
-            s.entries.reserveCapacity(s.entries.count + file.packs.reduce(0) { $0 + $1.blobs.count })
-            for pack in file.packs { Self.insert(&s, pack: pack.id, blobs: pack.blobs) }
+            s.stage(file)
             if let name { s.indexFiles.append(name) }
         }
     }
@@ -174,48 +185,34 @@ public final class MasterIndex: Sendable {
     /// Records a pack this process has just written; it is saved in the next index file.
     func addPending(pack: ID, blobs: [PackedBlob]) {
         state.withLock { s in
-            Self.insert(&s, pack: pack, blobs: blobs)
+            s.insert(pack: pack, blobs: blobs)
             s.unsaved.append((pack, blobs))
             for blob in blobs { s.reserved.remove(blob.id) }
-        }
-    }
-
-    private static func insert(_ s: inout State, pack: ID, blobs: [PackedBlob]) {
-        let number: Int32
-        if let existing = s.packNumbers[pack] {
-            number = existing
-        } else {
-            number = Int32(s.packs.count)
-            s.packs.append(pack)
-            s.packNumbers[pack] = number
-        }
-        for blob in blobs where s.entries[blob.id] == nil {
-            s.entries[blob.id] = Entry(pack: number, blob)
         }
     }
 
     /// Claims the right to save blob `id`: true if nobody has it or is writing it.
     public func reserve(_ id: ID) -> Bool {
         state.withLock { s in
-            if s.entries[id] != nil { return false }
+            if s.entries.contains(id) { return false }
             return s.reserved.insert(id).inserted
         }
     }
 
     /// Whether the blob is in a pack that an index (or this process) knows.
     public func contains(_ id: ID) -> Bool {
-        state.withLock { $0.entries[id] != nil }
+        state.withLock { $0.entries.contains(id) }
     }
 
     /// Whether every blob is known; one lock for the whole list.
     public func containsAll(_ ids: [ID]) -> Bool {
-        state.withLock { s in ids.allSatisfy { s.entries[$0] != nil } }
+        state.withLock { s in ids.allSatisfy { s.entries.contains($0) } }
     }
 
     /// Where the blob is, if known.
     public func lookup(_ id: ID) -> BlobLocation? {
         state.withLock { s in
-            guard let e = s.entries[id] else { return nil }
+            guard let e = s.entries.find(id) else { return nil }
             return BlobLocation(pack: s.packs[Int(e.pack)], blob: e.blob(id))
         }
     }
@@ -242,8 +239,7 @@ public final class MasterIndex: Sendable {
             let dropped = Set(s.unsaved.map(\.id)).intersection(packs)
             guard !dropped.isEmpty else { return }
             s.unsaved.removeAll { dropped.contains($0.id) }
-            let numbers = Set(dropped.compactMap { s.packNumbers[$0] })
-            s.entries = s.entries.filter { !numbers.contains($0.value.pack) }
+            s.entries.removeAll(inPacks: Set(dropped.compactMap { s.packNumbers[$0] }))
         }
     }
 
@@ -254,19 +250,16 @@ public final class MasterIndex: Sendable {
         }
     }
 
-    /// Replaces what was read from index files with `files`, keeping the packs this process wrote
-    /// and has not indexed yet (a backup still running beside the caller) and its reservations.
-    func replaceLoaded(with files: [(name: ID, file: IndexFile)]) {
-        var fresh = State()
-        for (name, file) in files {
-            for pack in file.packs { Self.insert(&fresh, pack: pack.id, blobs: pack.blobs) }
-            fresh.indexFiles.append(name)
-        }
+    /// Replaces what was read from index files with `loading`, keeping the packs this process
+    /// wrote and has not indexed yet (a backup still running beside the caller) and its
+    /// reservations.
+    func replaceLoaded(with loading: consuming Loading) {
+        var fresh = loading.state
         state.withLock { s in
-            for pack in s.unsaved { Self.insert(&fresh, pack: pack.id, blobs: pack.blobs) }
+            for pack in s.unsaved { fresh.insert(pack: pack.id, blobs: pack.blobs) }
             fresh.unsaved = s.unsaved
             fresh.reserved = s.reserved
-            s = fresh
+            swap(&s, &fresh)
         }
     }
 
@@ -279,11 +272,19 @@ public final class MasterIndex: Sendable {
     /// The index files read.
     public var indexFileIDs: [ID] { state.withLock { $0.indexFiles } }
 
+    /// Calls `body` with every known blob and its pack, under the index's lock: `body` must be
+    /// quick and must not touch the index.
+    public func forEachBlob(_ body: (ID, PackedBlob) -> Void) {
+        state.withLock { s in
+            s.entries.forEach { id, e in body(s.packs[Int(e.pack)], e.blob(id)) }
+        }
+    }
+
     /// Every known blob, grouped by pack.
     public func blobsByPack() -> [ID: [PackedBlob]] {
         state.withLock { s in
             var result: [ID: [PackedBlob]] = [:]
-            for (id, e) in s.entries {
+            s.entries.forEach { id, e in
                 result[s.packs[Int(e.pack)], default: []].append(e.blob(id))
             }
             return result

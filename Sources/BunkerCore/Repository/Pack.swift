@@ -220,6 +220,14 @@ enum PackFormat {
 ///
 /// Packs are written before the index that names them; a pack that reaches storage but not an
 /// index (the process died in between) is harmless and is removed by prune.
+///
+/// With `parallelWrites` 1 (a local directory) a full pack is written by the caller that filled
+/// it, one at a time: a slow disk holds the backup back rather than piling packs up in memory.
+/// With more (an object store, where one upload waits on the network and the server far more
+/// than on this machine) up to that many packs are uploaded at once, each in a task of its own,
+/// while the backup goes on filling the next; the first failure is thrown by the next ``add(_:)``
+/// or by ``flush()``, which waits for every upload. One pack in flight at a time made an S3 backup
+/// wait for each 8 MiB upload in turn, with the server's cores idle between them.
 actor Packer {
     private let storage: any Storage
     private let key: MasterKey
@@ -228,12 +236,19 @@ actor Packer {
     private var buffer = Data()
     private var blobs: [PackedBlob] = []
     private let writing = AsyncLimiter(limit: 1)
+    private let parallelWrites: Int
+    /// Uploads in flight (with `parallelWrites` above 1), by a number of their own.
+    private var uploads: [Int: Task<Void, Never>] = [:]
+    private var uploadsStarted = 0
+    /// The first upload that failed, thrown by the next `add` or `flush`.
+    private var failure: (any Error)?
 
-    init(storage: any Storage, key: MasterKey, targetSize: Int,
+    init(storage: any Storage, key: MasterKey, targetSize: Int, parallelWrites: Int = 1,
          onPackSaved: @escaping @Sendable (ID, [PackedBlob], Int) async throws -> Void) {
         self.storage = storage
         self.key = key
         self.targetSize = targetSize
+        self.parallelWrites = max(1, parallelWrites)
         self.onPackSaved = onPackSaved
         buffer.reserveCapacity(targetSize + Packer.headroom)
     }
@@ -270,6 +285,7 @@ actor Packer {
 
     /// Adds sealed units; writes the pack whenever it is full.
     func add(_ entries: [Entry]) async throws {
+        if let failure { throw failure }
         for entry in entries {
             // A full pack waiting for the one before it to be written takes nothing more.
             if buffer.count >= targetSize { try await writeCurrent() }
@@ -293,30 +309,82 @@ actor Packer {
         }
     }
 
-    /// Writes the pack in progress, if any.
+    /// Writes the pack in progress, if any, and waits for every pack still being written.
     func flush() async throws {
         if !blobs.isEmpty { try await writeCurrent() }
+        await drain()
+        if let failure { throw failure }
     }
 
-    /// Writes the pack in progress. One pack goes to storage at a time (its write and fsyncs run
-    /// off the task threads): a pack that fills while the one before is still being written
-    /// waits, holding back the backup, rather than a slow disk piling packs up in memory.
+    /// After a failure elsewhere: stops the uploads still running (a pack cut short is never
+    /// indexed; prune removes it) and waits for them, so that none reaches the index later.
+    func abandon() async {
+        for upload in uploads.values { upload.cancel() }
+        await drain()
+    }
+
+    private func drain() async {
+        while let upload = uploads.values.first { await upload.value }
+    }
+
+    /// Writes the pack in progress: at once (see the type's comment), or in an upload of its own
+    /// once fewer than `parallelWrites` are in flight.
     private func writeCurrent() async throws {
-        try await writing.withPermit {
-            // Another caller may have written it while this one waited.
-            guard !blobs.isEmpty else { return }
-            var pack = buffer
-            let entries = blobs
-            buffer = Data()
-            buffer.reserveCapacity(targetSize + Packer.headroom)
-            blobs = []
-            let header = try key.seal(PackFormat.encodeHeader(entries))
-            pack.append(header)
-            pack.appendLittleEndian(UInt32(header.count))
+        guard parallelWrites > 1 else {
+            try await writing.withPermit {
+                // Another caller may have written it while this one waited.
+                guard !blobs.isEmpty else { return }
+                let (pack, entries) = try takePack()
+                if let error = await Self.write(pack, entries, to: storage, then: onPackSaved) { throw error }
+            }
+            return
+        }
+        while uploads.count >= parallelWrites, let upload = uploads.values.first { await upload.value }
+        if let failure { throw failure }
+        // Another caller may have written it while this one waited.
+        guard !blobs.isEmpty else { return }
+        let (pack, entries) = try takePack()
+        let number = uploadsStarted
+        uploadsStarted += 1
+        uploads[number] = Task { [storage, onPackSaved] in
+            let failed = await Self.write(pack, entries, to: storage, then: onPackSaved)
+            finished(number, failed)
+        }
+    }
+
+    /// Names a pack by its SHA-256, stores it and reports it; returns what failed. Not isolated
+    /// to the packer: hashing 8 MiB and the upload's own hashing run beside the backup's work.
+    private nonisolated static func write(
+        _ pack: Data, _ entries: [PackedBlob], to storage: any Storage,
+        then onPackSaved: @Sendable (ID, [PackedBlob], Int) async throws -> Void
+    ) async -> (any Error)? {
+        do {
+            try Task.checkCancellation()
             let id = ID.sha256(of: pack)
             try await storage.save(ObjectHandle(.pack, id), data: pack)
             try await onPackSaved(id, entries, pack.count)
+            return nil
+        } catch {
+            return error
         }
+    }
+
+    private func finished(_ number: Int, _ error: (any Error)?) {
+        uploads[number] = nil
+        if let error, failure == nil { failure = error }
+    }
+
+    /// Seals the header of the pack in progress and takes it, leaving an empty one.
+    private func takePack() throws -> (Data, [PackedBlob]) {
+        var pack = buffer
+        let entries = blobs
+        buffer = Data()
+        buffer.reserveCapacity(targetSize + Packer.headroom)
+        blobs = []
+        let header = try key.seal(PackFormat.encodeHeader(entries))
+        pack.append(header)
+        pack.appendLittleEndian(UInt32(header.count))
+        return (pack, entries)
     }
 }
 

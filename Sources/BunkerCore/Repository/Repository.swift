@@ -172,24 +172,25 @@ public final class Repository: Sendable {
 
     /// Reads every index file into memory; a damaged one fails, naming it.
     public func loadIndex() async throws {
-        for (name, file) in try await readIndexFiles() { index.add(file, name: name) }
+        index.replaceLoaded(with: try await readIndexFiles())
     }
 
-    /// Every index file the storage lists, read and decoded.
+    /// Every index file the storage lists, read, decoded and added to a fresh index one at a time
+    /// (a decoded file is dropped as soon as it is added).
     ///
     /// An index file listed and gone before it is read was superseded by a prune, which writes
     /// the file replacing it first: the listing is then taken again, so that a process opening
     /// the repository while a prune runs reads a whole index (or, a few times unlucky, says so).
-    private func readIndexFiles() async throws -> [(name: ID, file: IndexFile)] {
+    private func readIndexFiles() async throws -> MasterIndex.Loading {
         var attempts = 0
         while true {
             attempts += 1
-            var files: [(name: ID, file: IndexFile)] = []
+            var loading = MasterIndex.Loading()
             var vanished = false
             for info in try await storage.list(.index) {
                 guard let id = ID(hex: info.handle.name) else { continue }
                 do {
-                    files.append((id, try IndexFile(decoding: try await loadSealed(.index, id), name: id)))
+                    loading.add(try IndexFile(decoding: try await loadSealed(.index, id), name: id), name: id)
                 } catch let error as BunkerError where error.code == .objectNotFound {
                     guard attempts < 5 else {
                         throw BunkerError(.repositoryLocked, "The repository is busy: its index changed while it was read (a prune is running); try again when it has finished.", cause: error)
@@ -200,7 +201,7 @@ public final class Repository: Sendable {
                     throw BunkerError(.corruptObject, "Index file index/\(id.hex) is damaged, so the repository cannot be used safely; run `bunker verify` to see what it affects.", cause: error)
                 }
             }
-            if !vanished { return files }
+            if !vanished { return loading }
             try await Task.sleep(for: .milliseconds(50 * attempts))
         }
     }
@@ -264,7 +265,7 @@ public final class Repository: Sendable {
         let blob = location.blob
         let handle = ObjectHandle(.pack, location.pack)
         let sealed = try await storage.load(handle, range: Int(blob.offset)..<(Int(blob.offset) + Int(blob.length)))
-        return try decodeBlob(sealed, blob, pack: location.pack, decompressor: decompressor)
+        return try decodeBlob(consume sealed, blob, pack: location.pack, decompressor: decompressor)
     }
 
     /// Loads several blobs in order, reading runs that lie close together in one pack with one
@@ -354,15 +355,25 @@ public final class Repository: Sendable {
         storage.capability(ConcurrencyLimitedStorage.self) == nil ? 0 : 1 << 20
     }
 
+    /// Packs a backup uploads at once: half the object store's request limit (the other half
+    /// stays for reading trees and the index, and each pack in flight holds its 8 MiB), one to a
+    /// local directory (see ``Packer``).
+    var parallelPackWrites: Int {
+        storage.capability(ConcurrencyLimitedStorage.self).map { max(1, $0.limit / 2) } ?? 1
+    }
+
     /// Decrypts, decompresses and checks one sealed blob (for a bundle member: its bundle, of
     /// which the member is taken).
-    func decodeBlob(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?, checked: Bool = true) throws -> Data {
+    func decodeBlob(_ sealed: consuming Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?, checked: Bool = true) throws -> Data {
         try extractBlob(blob, from: openUnit(sealed, blob, pack: pack, decompressor: decompressor), pack: pack, checked: checked)
     }
 
     /// Authenticates and decompresses the sealed unit holding `blob`: the blob itself, or its
     /// whole bundle. Returns the unit's plaintext.
-    func openUnit(_ sealed: Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
+    ///
+    /// `sealed` is let go of once decrypted, before decompressing: the parent listing of a folder
+    /// holding a large database is tens of MB in each of its three forms.
+    func openUnit(_ sealed: consuming Data, _ blob: PackedBlob, pack: ID, decompressor: ZstdDecompressor?) throws -> Data {
         let where_ = blob.member == nil ? "blob \(blob.id.short) in pack data/\(pack.hex)" : "bundle holding blob \(blob.id.short) in pack data/\(pack.hex)"
         var plain: Data
         do {
@@ -370,6 +381,7 @@ public final class Repository: Sendable {
         } catch {
             throw BunkerError(.corruptObject, "Damaged \(where_): it fails authentication.")
         }
+        _ = consume sealed
         if blob.rawLength > 0 {
             do {
                 plain = try (decompressor ?? ZstdDecompressor()).decompress(plain, size: Int(blob.rawLength))

@@ -1,0 +1,126 @@
+@testable import BunkerCore
+import BunkerTesting
+import Foundation
+import Testing
+
+/// The master index keeps a million blobs in a sorted table (``BlobTable``): loaded index files,
+/// blobs a backup adds one pack at a time, repeats and dropped packs must all read back as a
+/// dictionary would.
+@Suite struct MasterIndexTests {
+    struct Model {
+        var known: [ID: (pack: ID, blob: PackedBlob)] = [:]
+    }
+
+    static func randomID(_ rng: inout SeededGenerator) -> ID {
+        ID(bytes: (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
+    }
+
+    static func blobs(_ count: Int, _ rng: inout SeededGenerator, bundled: Bool = false) -> [PackedBlob] {
+        var result: [PackedBlob] = []
+        for i in 0..<count {
+            let type: BlobType = i % 7 == 0 ? .tree : .data
+            let rawLength = UInt32(i % 3 == 0 ? 0 : 200 + i)
+            let member: BundleMember? = bundled && i % 2 == 0 ? BundleMember(offset: UInt32(i), length: 10) : nil
+            result.append(PackedBlob(type: type, id: randomID(&rng), offset: UInt32(i * 100), length: 90, rawLength: rawLength, member: member))
+        }
+        return result
+    }
+
+    static func expectAgrees(_ index: MasterIndex, _ model: Model, absent: [ID]) {
+        #expect(index.count == model.known.count)
+        for (id, expected) in model.known {
+            let found = index.lookup(id)
+            #expect(found?.pack == expected.pack && found?.blob == expected.blob, "blob \(id.short)")
+        }
+        for id in absent { #expect(index.lookup(id) == nil && !index.contains(id)) }
+        var seen = 0
+        index.forEachBlob { pack, blob in
+            seen += 1
+            #expect(model.known[blob.id]?.pack == pack)
+        }
+        #expect(seen == model.known.count)
+    }
+
+    @Test func indexFilesLoadedWholeReadBackWithRepeatsDropped() throws {
+        var rng = SeededGenerator(seed: 7)
+        var model = Model()
+        var loading = MasterIndex.Loading()
+        var repeated: (id: ID, packs: [ID: PackedBlob])?
+        for _ in 0..<20 {
+            var file = IndexFile()
+            for _ in 0..<5 {
+                let pack = Self.randomID(&rng)
+                var packBlobs = Self.blobs(400, &rng, bundled: true)
+                // One blob stored in every pack after the first: the index knows it once, in any
+                // of them.
+                if let id = repeated?.id {
+                    let copy = PackedBlob(type: .data, id: id, offset: 1, length: 2, rawLength: 0)
+                    packBlobs.append(copy)
+                    repeated?.packs[pack] = copy
+                } else {
+                    repeated = (packBlobs[0].id, [pack: packBlobs[0]])
+                }
+                for blob in packBlobs where model.known[blob.id] == nil { model.known[blob.id] = (pack, blob) }
+                file.packs.append((pack, packBlobs))
+            }
+            loading.add(file, name: Self.randomID(&rng))
+        }
+        let index = MasterIndex()
+        index.replaceLoaded(with: loading)
+        #expect(index.indexFileIDs.count == 20)
+        let copy = try #require(repeated)
+        let kept = try #require(index.lookup(copy.id))
+        #expect(copy.packs[kept.pack] == kept.blob, "the repeated blob is found in one of its packs")
+        model.known[copy.id] = (kept.pack, kept.blob)
+        Self.expectAgrees(index, model, absent: (0..<50).map { _ in Self.randomID(&rng) })
+    }
+
+    @Test func blobsAddedPackByPackAreFoundBeforeAndAfterTheyAreSortedIn() {
+        var rng = SeededGenerator(seed: 11)
+        var model = Model()
+        let index = MasterIndex()
+        var file = IndexFile()
+        let first = Self.randomID(&rng)
+        let loaded = Self.blobs(3_000, &rng)
+        file.packs.append((first, loaded))
+        index.add(file, name: Self.randomID(&rng))
+        for blob in loaded { model.known[blob.id] = (first, blob) }
+        // More than BlobTable.recentLimit blobs one pack at a time: the recent ones are merged
+        // into the sorted table on the way, and a blob already known keeps its first pack.
+        var packs: [ID] = []
+        while model.known.count < 3_000 + BlobTable.recentLimit + 5_000 {
+            let pack = Self.randomID(&rng)
+            packs.append(pack)
+            var packBlobs = Self.blobs(500, &rng)
+            packBlobs.append(loaded[packs.count % loaded.count])
+            for blob in packBlobs where model.known[blob.id] == nil { model.known[blob.id] = (pack, blob) }
+            index.addPending(pack: pack, blobs: packBlobs)
+            if packs.count % 40 == 0 { Self.expectAgrees(index, model, absent: [Self.randomID(&rng)]) }
+        }
+        Self.expectAgrees(index, model, absent: (0..<50).map { _ in Self.randomID(&rng) })
+        #expect(index.unsavedPackCount == packs.count)
+
+        // A failed backup's packs that no index file names are forgotten, wherever they lie.
+        let dropped = Set(packs.suffix(60))
+        _ = index.takeUnsaved()
+        index.returnUnsaved(packs.map { pack in (pack, [PackedBlob]()) })
+        index.dropUnsaved(dropped)
+        let gone = model.known.filter { dropped.contains($0.value.pack) }.map(\.key)
+        #expect(!gone.isEmpty)
+        for id in gone { model.known[id] = nil }
+        Self.expectAgrees(index, model, absent: gone)
+    }
+
+    @Test func aRepositoryReopenedKnowsWhatItsBackupAdded() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src")
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            try await TestRepository.backup(repo, [dir + "/src"])
+            let reopened = try await TestRepository.open(at: dir + "/repo")
+            #expect(reopened.index.count == repo.index.count && repo.index.count > 0)
+            repo.index.forEachBlob { pack, blob in
+                #expect(reopened.index.lookup(blob.id)?.pack == pack)
+            }
+        }
+    }
+}
