@@ -162,6 +162,9 @@ final class BlobTable: @unchecked Sendable {
         used = kept
         sorted = kept
         rebuildDirectory()
+        // An index file added after a backup's blobs (another host's, read by verify) may name
+        // some of them again: each blob is counted once, where the table has it.
+        if !recent.isEmpty { recent = recent.filter { findSorted($0.key) == nil } }
     }
 
     private func mergeRecent() {

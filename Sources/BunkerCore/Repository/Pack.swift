@@ -317,7 +317,8 @@ actor Packer {
     }
 
     /// After a failure elsewhere: stops the uploads still running (a pack cut short is never
-    /// indexed; prune removes it) and waits for them, so that none reaches the index later.
+    /// indexed; prune removes it) and waits for them, so that none reaches the index after the
+    /// session has settled it.
     func abandon() async {
         for upload in uploads.values { upload.cancel() }
         await drain()

@@ -111,6 +111,25 @@ import Testing
         Self.expectAgrees(index, model, absent: gone)
     }
 
+    @Test func aBlobWrittenHereAndNamedByAnotherIndexFileIsCountedOnce() {
+        var rng = SeededGenerator(seed: 13)
+        let index = MasterIndex()
+        let mine = Self.randomID(&rng)
+        let written = Self.blobs(10, &rng)
+        index.addPending(pack: mine, blobs: written)
+        #expect(index.count == 10)
+        // Another host stored two of the same blobs, and more: its index file is read later.
+        var file = IndexFile()
+        let theirs = Self.randomID(&rng)
+        file.packs.append((theirs, Array(written.prefix(2)) + Self.blobs(5, &rng)))
+        index.add(file, name: Self.randomID(&rng))
+        #expect(index.count == 15)
+        var seen = 0
+        index.forEachBlob { _, _ in seen += 1 }
+        #expect(seen == 15)
+        for blob in written { #expect([mine, theirs].contains(index.lookup(blob.id)?.pack)) }
+    }
+
     @Test func aRepositoryReopenedKnowsWhatItsBackupAdded() async throws {
         try await withTemporaryDirectory { dir in
             try TreeGenerator.makeSampleTree(at: dir + "/src")

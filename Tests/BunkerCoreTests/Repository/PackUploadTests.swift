@@ -32,11 +32,18 @@ import Testing
         }
     }
 
+    /// The sample tree at `dir/src` (a 4 MiB file fills several 512 KiB packs) and an empty
+    /// repository at `dir/repo`; returns the repository's local storage.
+    static func sampleTreeAndRepository(in dir: String) async throws -> any Storage {
+        try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 4 << 20)
+        let local = try StorageLocation.storage(for: dir + "/repo", create: true)
+        _ = try await TestRepository.create(storage: local)
+        return local
+    }
+
     @Test func anObjectStoreGetsSeveralPacksAtOnceAndTheBackupRestoresWhole() async throws {
         try await withTemporaryDirectory { dir in
-            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 4 << 20)
-            let local = try StorageLocation.storage(for: dir + "/repo", create: true)
-            _ = try await TestRepository.create(storage: local)
+            let local = try await Self.sampleTreeAndRepository(in: dir)
             let slow = SlowPackStorage(local)
             // The concurrency limit is what marks an object store (8 requests: 4 packs at once).
             let repository = try await Repository.open(storage: ConcurrencyLimitedStorage(slow, limit: 8), password: TestRepository.password)
@@ -56,9 +63,7 @@ import Testing
 
     @Test func aLocalDirectoryGetsOnePackAtATime() async throws {
         try await withTemporaryDirectory { dir in
-            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 4 << 20)
-            let local = try StorageLocation.storage(for: dir + "/repo", create: true)
-            _ = try await TestRepository.create(storage: local)
+            let local = try await Self.sampleTreeAndRepository(in: dir)
             let slow = SlowPackStorage(local)
             let repository = try await Repository.open(storage: slow, password: TestRepository.password)
             try await TestRepository.backup(repository, [dir + "/src"])
@@ -72,9 +77,7 @@ import Testing
     @Test(arguments: [300_000, 1_500_000, 4_000_000])
     func aFailedUploadAmongSeveralFailsTheBackupAndLosesNothing(spaceLeft: Int) async throws {
         try await withTemporaryDirectory { dir in
-            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 4 << 20)
-            let local = try StorageLocation.storage(for: dir + "/repo", create: true)
-            _ = try await TestRepository.create(storage: local)
+            let local = try await Self.sampleTreeAndRepository(in: dir)
             let healthy = try await TestRepository.open(at: dir + "/repo")
             let first = try await TestRepository.backup(healthy, [dir + "/src/docs"])
 
