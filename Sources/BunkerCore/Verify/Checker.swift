@@ -224,24 +224,26 @@ public struct Checker: Sendable {
     }
 
     /// Reads packs two at a time (hashing, decryption and decompression keep both cores busy)
-    /// and hands each result to `handle` in completion order.
-    private func read(_ packs: [(ID, [PackedBlob])], complete: Bool, _ handle: (PackReading) -> Void) async throws {
+    /// and hands each result to `handle` in completion order. `blobs` gives a pack's blob list
+    /// just before it is read, so that a caller need not hold every pack's list at once.
+    private func read(_ packs: [ID], blobs: (ID) async throws -> [PackedBlob], complete: Bool, _ handle: (PackReading) -> Void) async throws {
         progress?.update {
             $0.filesTotal = packs.count
             $0.totalsKnown = true
         }
         try await withThrowingTaskGroup(of: PackReading.self) { group in
             var next = 0
-            func launch() {
-                let (pack, blobs) = packs[next]
+            func launch() async throws {
+                let pack = packs[next]
                 next += 1
-                group.addTask { await self.read(pack: pack, blobs: blobs, complete: complete) }
+                let list = try await blobs(pack)
+                group.addTask { await self.read(pack: pack, blobs: list, complete: complete) }
             }
-            while next < min(2, packs.count) { launch() }
+            while next < min(2, packs.count) { try await launch() }
             while let reading = try await group.next() {
                 // A verify only reads: it can stop between any two packs.
                 try Task.checkCancellation()
-                if next < packs.count { launch() }
+                if next < packs.count { try await launch() }
                 handle(reading)
             }
         }
@@ -300,8 +302,8 @@ public struct Checker: Sendable {
         }
         report.packs = byPack.count
         report.blobs = seen.count
-        let packs = byPack.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted { $0.offset < $1.offset }) }
-        try await read(packs, complete: false) { reading in
+        let packs = byPack.keys.sorted()
+        try await read(packs, blobs: { byPack[$0, default: []].sorted { $0.offset < $1.offset } }, complete: false) { reading in
             if reading.bytes > 0 {
                 report.packsRead += 1
                 report.bytesRead += UInt64(reading.bytes)
@@ -323,15 +325,21 @@ public struct Checker: Sendable {
         // Blob id → issues that make it unusable; filled by the pack checks, used by the walk.
         var badBlobs: [ID: Int] = [:]
 
-        // 1. Index files.
+        // 1. Index files. Of each pack only the index file naming it and the size its blobs imply
+        // are kept: a large repository has a million blobs, and their lists are read again, one
+        // index file at a time, when the packs are checked.
         let loadedIndexFiles = Set(repository.index.indexFileIDs)
-        var packContents: [ID: [PackedBlob]] = [:]
+        var indexed: [ID: IndexedPack] = [:]
+        var readable: [ID] = []
         for info in try await storage.list(.index) {
             guard let id = ID(hex: info.handle.name) else { continue }
             report.indexFiles += 1
             do {
                 let file = try IndexFile(decoding: try await repository.loadSealed(.index, id), name: id)
-                for pack in file.packs { packContents[pack.id] = pack.blobs }
+                readable.append(id)
+                for pack in file.packs {
+                    indexed[pack.id] = IndexedPack(indexFile: id, order: readable.count - 1, size: PackFormat.packSize(pack.blobs))
+                }
                 // A repository opened without its index (so that a damaged index file can be
                 // reported here rather than fail the open) gets the readable ones now.
                 if !loadedIndexFiles.contains(id) { repository.index.add(file, name: id) }
@@ -339,14 +347,15 @@ public struct Checker: Sendable {
                 report.errors.append(CheckIssue(kind: "damaged_index", object: "index/\(id.hex)", message: "Index file is damaged: \(error)"))
             }
         }
-        report.packs = packContents.count
-        report.blobs = Set(packContents.values.joined().map(\.id)).count
+        report.packs = indexed.count
+        var lists = IndexedPackLists(repository: repository)
+        report.blobs = try await distinctBlobs(in: readable, reading: &lists)
 
         var stored: [ID: Int] = [:]
         for info in try await storage.list(.pack) {
             if let id = ID(hex: info.handle.name) { stored[id] = info.size }
         }
-        for (id, _) in stored where packContents[id] == nil {
+        for (id, _) in stored where indexed[id] == nil {
             report.warnings.append("Pack data/\(id.hex) is not in any index (left by an interrupted backup or prune); `bunker prune` removes it once it is older than the grace period (1 hour by default).")
         }
 
@@ -356,26 +365,28 @@ public struct Checker: Sendable {
         }
 
         // 2. Packs: presence and size, then content.
-        var toRead: [(ID, [PackedBlob])] = []
-        for (pack, blobs) in packContents.sorted(by: { $0.key < $1.key }) {
+        var toRead: [ID] = []
+        for pack in indexed.keys.sorted() {
+            let entry = indexed[pack]!
             let object = "data/\(pack.hex)"
             // list() may miss objects on some stores: ask directly before calling a pack missing.
             var size = stored[pack]
             if size == nil { size = try? await storage.stat(ObjectHandle(.pack, pack)).size }
             guard let size else {
-                markBad(blobs, issue: CheckIssue(kind: "missing_pack", object: object, message: "Pack \(object) is missing from the storage."))
+                markBad(try await lists.blobs(of: pack, in: entry.indexFile), issue: CheckIssue(kind: "missing_pack", object: object, message: "Pack \(object) is missing from the storage."))
                 continue
             }
-            let expected = PackFormat.packSize(blobs)
-            if size != expected {
-                markBad(blobs, issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is \(size) bytes, the index implies \(expected) (truncated or overwritten)."))
+            if size != entry.size {
+                markBad(try await lists.blobs(of: pack, in: entry.indexFile), issue: CheckIssue(kind: "damaged_pack", object: object, message: "Pack \(object) is \(size) bytes, the index implies \(entry.size) (truncated or overwritten)."))
                 continue
             }
-            if readData && (subset?.includes(pack) ?? true) { toRead.append((pack, blobs)) }
+            if readData && (subset?.includes(pack) ?? true) { toRead.append(pack) }
         }
 
         if readData {
-            try await read(toRead, complete: true) { reading in
+            // Grouped by index file, so that each is decoded once more for all its packs.
+            toRead.sort { (indexed[$0]!.order, $0) < (indexed[$1]!.order, $1) }
+            try await read(toRead, blobs: { try await lists.blobs(of: $0, in: indexed[$0]!.indexFile) }, complete: true) { reading in
                 if reading.bytes > 0 {
                     report.packsRead += 1
                     report.bytesRead += UInt64(reading.bytes)
@@ -456,6 +467,23 @@ public struct Checker: Sendable {
         return report
     }
 
+    /// How many distinct blobs the readable index files name.
+    ///
+    /// When the repository's index holds exactly those files and nothing this process wrote
+    /// besides, that is its count; otherwise (a serving process whose index is older than the
+    /// storage, or that is writing a backup) the files are read again and their ids counted.
+    private func distinctBlobs(in files: [ID], reading lists: inout IndexedPackLists) async throws -> Int {
+        let index = repository.index
+        if Set(index.indexFileIDs) == Set(files), index.unsavedPackCount == 0 { return index.count }
+        var ids: Set<ID> = []
+        for file in files {
+            for blobs in try await lists.packs(in: file).values {
+                for blob in blobs { ids.insert(blob.id) }
+            }
+        }
+        return ids.count
+    }
+
     /// Names in a directory listing that a restore must refuse: empty, `.`, `..`, holding a `/`
     /// or NUL byte (judged on bytes), or the same name twice. Bunker never writes such a listing,
     /// so one is damage (or a crafted snapshot), never data.
@@ -507,5 +535,41 @@ public struct Checker: Sendable {
                 report.errors.append(CheckIssue(kind: "damaged_hold", object: "holds/\(id.hex)", message: "Hold holds/\(id.hex) is damaged, so no forget can run until it is removed or restored from a copy of the repository: \(error)"))
             }
         }
+    }
+}
+
+/// Where a verify finds a pack's blob list again.
+private struct IndexedPack {
+    /// The index file naming the pack (the last one listed, when several do).
+    var indexFile: ID
+    /// That file's place in the listing.
+    var order: Int
+    /// The pack's size its blobs imply.
+    var size: Int
+}
+
+/// Blob lists of packs, from their index files decoded again one at a time: a verify of a large
+/// repository holds one index file's lists, not every pack's.
+private struct IndexedPackLists {
+    let repository: Repository
+    private var current: (file: ID, packs: [ID: [PackedBlob]])?
+
+    init(repository: Repository) {
+        self.repository = repository
+    }
+
+    /// The packs an index file names, a pack named twice by its last entry (as when the file
+    /// was first read).
+    mutating func packs(in file: ID) async throws -> [ID: [PackedBlob]] {
+        if let current, current.file == file { return current.packs }
+        current = nil
+        let decoded = try IndexFile(decoding: try await repository.loadSealed(.index, file), name: file)
+        let packs = Dictionary(decoded.packs.map { ($0.id, $0.blobs) }, uniquingKeysWith: { _, last in last })
+        current = (file, packs)
+        return packs
+    }
+
+    mutating func blobs(of pack: ID, in file: ID) async throws -> [PackedBlob] {
+        try await packs(in: file)[pack] ?? []
     }
 }
