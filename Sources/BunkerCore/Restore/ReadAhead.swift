@@ -32,7 +32,7 @@ extension Repository {
 /// *segments*, runs of units that lie close together in one pack (at most 8 MiB, with gaps of at
 /// most ``Repository/readGap``), in the order the plan first needs them, so that a restore reads
 /// each pack in a few large requests. The first ask that falls into a segment also starts the
-/// segments that follow it in the plan, up to 32 MiB ahead, as long as no more than 96 MiB are held:
+/// segments that follow it in the plan, up to 32 MiB ahead, as long as no more than 64 MiB are held:
 /// every place the restore reads from at once (a large database file and a tree of small
 /// documents, restored side by side) gets a stream of its own.
 ///
@@ -46,7 +46,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
     static let ahead = 32 << 20
     /// At most this many bytes of segments held (read or being read) by reading ahead; a segment a
     /// reader waits for is read whatever the total.
-    static let window = 96 << 20
+    static let window = 64 << 20
     /// The longest request.
     static let maximumSegment = 8 << 20
 
