@@ -133,7 +133,7 @@ final class BlobTable: @unchecked Sendable {
     /// Sorts what was staged into the sorted part and drops repeated ids (the first kept).
     private func settle() {
         guard used > sorted else { return }
-        var buffer = UnsafeMutableBufferPointer(start: slots!, count: used)
+        let buffer = UnsafeMutableBufferPointer(start: slots!, count: used)
         if sorted == 0 {
             BlobTable.sortInPlace(buffer)
         } else {

@@ -81,6 +81,22 @@ import Testing
         #expect(decoded.node(named: "zero")?.rdev == 0x105)
     }
 
+    @Test func encodingPastTheSizeGuessedUpFrontMatchesJSONEncoder() throws {
+        // The writer reserves about 192 bytes a node: names and link targets far longer than
+        // that make it grow its buffer many times over (and escapes make it grow byte by byte).
+        var nodes: [Node] = []
+        for i in 0..<40 {
+            var node = TreeSamples.node(named: String(repeating: "n\(i)-", count: 300 + 50 * i), type: .symlink)
+            node.linkTarget = String(repeating: "\u{1}\"é", count: 500 + 100 * i)
+            nodes.append(node)
+        }
+        let tree = Tree(nodes: nodes)
+        let encoded = TreeCoding.encode(tree)
+        #expect(encoded.count > 40 * 192 * 10)
+        #expect(encoded == (try JSONCoding.encoder.encode(tree)))
+        #expect(try TreeCoding.decode(encoded) == tree)
+    }
+
     @Test func encodingALargeFileMatchesJSONEncoder() throws {
         let tree = TreeSamples.largeFile(ids: 110_000)
         #expect(TreeCoding.encode(tree) == (try JSONCoding.encoder.encode(tree)))
