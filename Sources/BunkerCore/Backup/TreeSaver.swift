@@ -6,8 +6,11 @@
 struct TreeSaver: Sendable {
     let blobs: BlobSaver
 
-    /// Stores `tree` unless the repository has it; returns its id.
-    func save(_ tree: Tree) async throws -> ID {
-        try await blobs.save(.tree, TreeCoding.encode(tree))
+    /// Stores `tree` unless the repository has it; returns its id. The tree is let go of once
+    /// encoded, before its JSON is compressed and sealed.
+    func save(_ tree: consuming Tree) async throws -> ID {
+        let plaintext = TreeCoding.encode(tree)
+        _ = consume tree
+        return try await blobs.save(.tree, consume plaintext)
     }
 }
