@@ -88,6 +88,34 @@ final class BlobSaver: Sendable {
         return ids
     }
 
+    /// Saves a blob whose plaintext `produce` hands to the given sink piece by piece (returning
+    /// its length): each piece is hashed for the blob's id and compressed as it comes, so that the
+    /// plaintext is never held whole. For directory listings of tens of MB (``TreeSaver``); such a
+    /// listing is compressed even when the repository turns out to have it, which one that
+    /// changed seldom does.
+    func saveStreamed(_ type: BlobType, expectedLength: Int, _ produce: (@escaping (UnsafeRawBufferPointer) -> Void) -> Int) async throws -> ID {
+        let compressor = compressors.take()
+        defer { compressors.put(compressor) }
+        let frame = ZstdFrameWriter(compressor: compressor, expectedOutput: expectedLength / 2)
+        var hasher = repository.key.blobIDHasher()
+        let length = produce { piece in
+            hasher.update(data: piece)
+            frame.append(piece)
+        }
+        let id = ID(digest: hasher.finalize())
+        // Stored compressed whatever the ratio (a listing's JSON always shrinks): the unit records
+        // its plaintext length, which is all a reader needs. The compressed form is let go of
+        // once sealed, before the packer copies the sealed one.
+        let sealed: Packer.Entry
+        do {
+            let compressed = try frame.finish()
+            guard session.claim(id) else { return id }
+            sealed = try entry(sealing: compressed, members: [(id, length)], rawLength: length, type: type)
+        }
+        try await packer.add([sealed])
+        return id
+    }
+
     /// Seals the bundle still filling, however small, and writes the last pack; call once every
     /// blob of the backup has been saved.
     func flush() async throws {
@@ -137,13 +165,18 @@ final class BlobSaver: Sendable {
         let plaintextLength = plaintext.count
         var compressed = compressors.with { $0.compress(plaintext) }
         let rawLength = compressed == nil ? 0 : plaintextLength
-        let data: Data
         if let packed = compressed.take() {
             plaintext = Data()
-            data = try repository.key.seal(packed)
-        } else {
-            data = try repository.key.seal(plaintext)
+            return try entry(sealing: packed, members: members, rawLength: rawLength, type: type)
         }
+        return try entry(sealing: plaintext, members: members, rawLength: rawLength, type: type)
+    }
+
+    /// Seals a unit's stored form (compressed when `rawLength` is not 0), counts what is added
+    /// against the size budget, and makes its entry: one blob, or a bundle of `members`.
+    private func entry(sealing payload: Data, members: [(id: ID, length: Int)], rawLength: Int, type: BlobType) throws -> Packer.Entry {
+        let data = try repository.key.seal(payload)
+        let plaintextLength = members.reduce(0) { $0 + $1.length }
         let stored = added.withLock {
             $0.blobs += members.count
             $0.plaintext += UInt64(plaintextLength)

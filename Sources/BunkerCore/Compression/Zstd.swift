@@ -3,7 +3,7 @@ import Foundation
 
 /// zstd compression with a reusable context; one instance per worker, not shared between tasks.
 public final class ZstdCompressor {
-    private let context: OpaquePointer
+    fileprivate let context: OpaquePointer
     /// The zstd level (1–19; 3 is zstd's own default).
     public let level: Int32
 
@@ -33,6 +33,69 @@ public final class ZstdCompressor {
     /// Compresses `input`, or returns nil when the result would not be smaller.
     public func compress(_ input: Data) -> Data? {
         input.withUnsafeBytes { compress($0) }
+    }
+}
+
+/// One zstd frame compressed from input handed over piece by piece, for content too large to
+/// hold whole (a directory listing of tens of MB, see ``TreeSaver``). It uses its compressor's
+/// context until ``finish()``: the compressor serves nothing else meanwhile.
+final class ZstdFrameWriter {
+    private let compressor: ZstdCompressor
+    private var output: UnsafeMutableRawPointer?
+    private var capacity: Int
+    private var count = 0
+    private var failure: String?
+
+    init(compressor: ZstdCompressor, expectedOutput: Int) {
+        self.compressor = compressor
+        capacity = max(expectedOutput, ZSTD_CStreamOutSize())
+        output = malloc(capacity)
+        if output == nil { failure = "no memory for \(capacity) bytes" }
+        ZSTD_CCtx_reset(compressor.context, ZSTD_reset_session_and_parameters)
+        ZSTD_CCtx_setParameter(compressor.context, ZSTD_c_compressionLevel, compressor.level)
+    }
+
+    deinit { free(output) }
+
+    /// Compresses the next piece of the input.
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        run(bytes, ZSTD_e_continue)
+    }
+
+    /// Ends the frame; the compressed bytes, owned by the returned `Data`.
+    func finish() throws -> Data {
+        run(UnsafeRawBufferPointer(start: nil, count: 0), ZSTD_e_end)
+        guard failure == nil, let output else {
+            throw BunkerError(.sourceIO, "zstd could not compress a directory listing: \(failure ?? "no output").")
+        }
+        self.output = nil
+        let fitted = realloc(output, max(count, 1)) ?? output
+        return Data(bytesNoCopy: fitted, count: count, deallocator: .free)
+    }
+
+    private func run(_ bytes: UnsafeRawBufferPointer, _ mode: ZSTD_EndDirective) {
+        guard failure == nil else { return }
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while true {
+            if capacity - count < ZSTD_CStreamOutSize() {
+                let larger = capacity * 2
+                guard let grown = realloc(output, larger) else {
+                    failure = "no memory for \(larger) bytes"
+                    return
+                }
+                output = grown
+                capacity = larger
+            }
+            var out = ZSTD_outBuffer(dst: output! + count, size: capacity - count, pos: 0)
+            let left = ZSTD_compressStream2(compressor.context, &out, &input, mode)
+            if ZSTD_isError(left) != 0 {
+                failure = String(cString: ZSTD_getErrorName(left))
+                return
+            }
+            count += out.pos
+            if mode == ZSTD_e_end ? left == 0 : input.pos == input.size { return }
+        }
     }
 }
 

@@ -32,6 +32,12 @@ public struct MasterKey: Sendable {
         ID(digest: HMAC<SHA256>.authenticationCode(for: plaintext, using: mac))
     }
 
+    /// A blob id computed over plaintext handed over piece by piece: `finalize()` gives the
+    /// digest ``blobID(of:)`` gives for the whole.
+    func blobIDHasher() -> HMAC<SHA256> {
+        HMAC<SHA256>(key: mac)
+    }
+
     /// Encrypts `plaintext`: a random 12-byte nonce, the ciphertext, the 16-byte tag.
     public func seal<D: DataProtocol>(_ plaintext: D) throws -> Data {
         let box = try AES.GCM.seal(plaintext, using: encryption)

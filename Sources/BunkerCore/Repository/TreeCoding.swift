@@ -26,11 +26,26 @@ import Foundation
 enum TreeCoding {
     /// The canonical JSON of a tree.
     static func encode(_ tree: Tree) -> Data {
-        var ids = 0
-        for node in tree.nodes { ids += node.content?.count ?? 0 }
-        var writer = TreeWriter(capacity: 16 + tree.nodes.count * 192 + ids * 67)
+        var writer = TreeWriter(capacity: estimatedSize(of: tree))
         writer.write(tree)
         return writer.finish()
+    }
+
+    /// The canonical JSON of a tree, exactly as ``encode(_:)`` writes it, handed to `sink` in
+    /// pieces of about 1 MiB and never held whole; returns its length. The tree is let go of once
+    /// written.
+    static func encode(_ tree: consuming Tree, streamingTo sink: @escaping (UnsafeRawBufferPointer) -> Void) -> Int {
+        var writer = TreeWriter(streamingTo: sink)
+        writer.write(tree)
+        _ = consume tree
+        return writer.finishStream()
+    }
+
+    /// About how long a tree's JSON is (a little more for usual names): 67 bytes per chunk id.
+    static func estimatedSize(of tree: Tree) -> Int {
+        var ids = 0
+        for node in tree.nodes { ids += node.content?.count ?? 0 }
+        return 16 + tree.nodes.count * 192 + ids * 67
     }
 
     /// Decodes a tree blob's plaintext; throws what `JSONCoding.decoder` throws for it.
@@ -189,9 +204,20 @@ private struct TreeWriter: ~Copyable {
     private var bytes: OutputBytes
     /// Whether the next key is the first of its object (and so has no comma before it).
     private var firstKey = true
+    /// Where the bytes go, a piece at a time, when they are not kept.
+    private let sink: ((UnsafeRawBufferPointer) -> Void)?
+    private var drained = 0
+    /// The size of the pieces handed to `sink`.
+    private static let piece = 1 << 20
 
     init(capacity: Int) {
         bytes = OutputBytes(capacity: capacity)
+        sink = nil
+    }
+
+    init(streamingTo sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        bytes = OutputBytes(capacity: TreeWriter.piece + 4096)
+        self.sink = sink
     }
 
     /// The bytes written, handed over without a copy.
@@ -199,11 +225,27 @@ private struct TreeWriter: ~Copyable {
         bytes.data()
     }
 
+    /// Hands the rest to the sink; returns how many bytes were written in all.
+    consuming func finishStream() -> Int {
+        if let sink, bytes.count > 0 { bytes.withContents(sink) }
+        return drained + bytes.count
+    }
+
+    /// With a sink, hands it the bytes written so far once they fill a piece. Called between ids
+    /// and between nodes: a database's node alone is tens of MB.
+    @inline(__always) private mutating func drainIfFull() {
+        guard let sink, bytes.count >= TreeWriter.piece else { return }
+        bytes.withContents(sink)
+        drained += bytes.count
+        bytes.removeAll()
+    }
+
     mutating func write(_ tree: Tree) {
         append("{\"nodes\":[")
         for (i, node) in tree.nodes.enumerated() {
             if i > 0 { bytes.append(ASCII.comma) }
             write(node)
+            drainIfFull()
         }
         append("]}")
     }
@@ -217,6 +259,7 @@ private struct TreeWriter: ~Copyable {
             for (i, id) in content.enumerated() {
                 if i > 0 { bytes.append(ASCII.comma) }
                 write(id)
+                drainIfFull()
             }
             bytes.append(ASCII.closeBracket)
         }
@@ -329,7 +372,7 @@ private struct TreeWriter: ~Copyable {
 /// twice at the peak of a 10 GiB backup.
 private struct OutputBytes: ~Copyable {
     private var base: UnsafeMutableRawPointer
-    private var count = 0
+    private(set) var count = 0
     private var capacity: Int
 
     init(capacity: Int) {
@@ -366,6 +409,15 @@ private struct OutputBytes: ~Copyable {
         }
         base = grown
         capacity = larger
+    }
+
+    func withContents(_ body: (UnsafeRawBufferPointer) -> Void) {
+        body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// Forgets what was written (after ``withContents(_:)`` handed it on); keeps the buffer.
+    mutating func removeAll() {
+        count = 0
     }
 
     /// The bytes as a `Data` that owns the buffer (shrunk to fit, which needs no copy).

@@ -97,6 +97,52 @@ import Testing
         #expect(try TreeCoding.decode(encoded) == tree)
     }
 
+    @Test(arguments: 1...24)
+    func streamingGivesTheSameBytesInPieces(seed: Int) {
+        var rng = SeededGenerator(seed: UInt64(seed))
+        let tree = TreeSamples.tree(using: &rng)
+        var pieces: [Data] = []
+        let length = TreeCoding.encode(tree, streamingTo: { pieces.append(Data($0)) })
+        let whole = TreeCoding.encode(tree)
+        #expect(pieces.reduce(Data(), +) == whole)
+        #expect(length == whole.count)
+    }
+
+    @Test func streamingALargeFileHandsOverPiecesOfAboutAMebibyte() {
+        let tree = TreeSamples.largeFile(ids: 110_000)
+        var pieces: [Data] = []
+        let length = TreeCoding.encode(tree, streamingTo: { pieces.append(Data($0)) })
+        let whole = TreeCoding.encode(tree)
+        #expect(length == whole.count && pieces.reduce(Data(), +) == whole)
+        #expect(pieces.count == (whole.count + (1 << 20) - 1) >> 20 || pieces.count == whole.count >> 20 + 1)
+        #expect(pieces.dropLast().allSatisfy { $0.count >= 1 << 20 && $0.count < (1 << 20) + 67 })
+    }
+
+    @Test func aListingTooLargeToHoldWholeIsStoredAsIfEncodedWhole() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let tree = TreeSamples.largeFile(ids: 80_000)
+            #expect(TreeCoding.estimatedSize(of: tree) >= TreeSaver.streamedListing)
+            let json = TreeCoding.encode(tree)
+            let session = WriteSession(repository: repo)
+            let blobs = BlobSaver(session: session, repository: repo, compressionLevel: 3, progress: nil)
+            let id = try await TreeSaver(blobs: blobs).save(tree)
+            #expect(id == repo.key.blobID(of: json), "the id of the JSON encoded whole")
+            #expect(try await TreeSaver(blobs: blobs).save(tree) == id)
+            try await blobs.flush()
+            try await session.finish()
+
+            let reopened = try await TestRepository.open(at: dir + "/repo")
+            #expect(try await reopened.loadTree(id) == tree)
+            let location = try #require(reopened.index.lookup(id))
+            #expect(Int(location.blob.rawLength) == json.count)
+            #expect(Int(location.blob.length) < json.count, "stored compressed")
+            #expect(reopened.index.count == 1, "saved once")
+            let check = try await Checker(repository: reopened).check(readData: true)
+            #expect(check.ok && check.packsRead == 1)
+        }
+    }
+
     @Test func encodingALargeFileMatchesJSONEncoder() throws {
         let tree = TreeSamples.largeFile(ids: 110_000)
         #expect(TreeCoding.encode(tree) == (try JSONCoding.encoder.encode(tree)))
