@@ -18,6 +18,9 @@ public final class Repository: Sendable {
     /// Bundles opened lately or being opened: a bundle holds many small files, each restored on
     /// its own, several at once.
     private let bundles = BundleCache(limit: 8)
+    /// Decompression contexts for reads whose caller brings none (every directory listing):
+    /// making one per read was 3 % of a no-change backup's CPU.
+    private let decompressors = WorkerPool { ZstdDecompressor() }
     private let lockTimingSetting = Mutex(LockTiming())
     /// The locks this object holds; every write through ``storage`` checks them.
     let heldLocks: HeldLocks
@@ -288,7 +291,9 @@ public final class Repository: Sendable {
             }
             return location
         }
-        let decompressor = decompressor ?? ZstdDecompressor()
+        let pooled = decompressor == nil ? decompressors.take() : nil
+        defer { if let pooled { decompressors.put(pooled) } }
+        let decompressor = decompressor ?? pooled!
         let gap = readGap
         var result: [Data] = []
         result.reserveCapacity(ids.count)
@@ -384,7 +389,9 @@ public final class Repository: Sendable {
         _ = consume sealed
         if blob.rawLength > 0 {
             do {
-                plain = try (decompressor ?? ZstdDecompressor()).decompress(plain, size: Int(blob.rawLength))
+                let size = Int(blob.rawLength)
+                plain = try decompressor.map { try $0.decompress(plain, size: size) }
+                    ?? decompressors.with { try $0.decompress(plain, size: size) }
             } catch {
                 throw BunkerError(.corruptObject, "Damaged \(where_): it does not decompress.")
             }
