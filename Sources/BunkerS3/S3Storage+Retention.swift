@@ -124,15 +124,10 @@ extension S3Storage: RetentionStorage {
         return ObjectRetention(mode: mode, until: until)
     }
 
-    /// ISO 8601 in UTC, whole seconds, as S3 writes retain-until dates.
+    /// ISO 8601 in UTC, whole seconds, as S3 writes retain-until dates. S3 dates have no
+    /// fraction: the second is added before the fraction is dropped, so that rounding never
+    /// shortens a retention.
     static func lockDate(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date.addingTimeInterval(1).rounded())
+        Timestamp.formatSeconds(date.addingTimeInterval(1))
     }
-}
-
-private extension Date {
-    /// Whole seconds: S3 dates have no fraction, and rounding up never shortens a retention.
-    func rounded() -> Date { Date(timeIntervalSince1970: timeIntervalSince1970.rounded(.down)) }
 }

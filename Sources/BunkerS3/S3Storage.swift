@@ -261,12 +261,9 @@ public struct S3Storage: Storage {
         return String(parts[0])
     }
 
+    /// `LastModified` and retain-until dates: RFC 3339, with or without a fraction.
     static func isoDate(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+        Timestamp.parse(text)
     }
 
     // MARK: - The probe

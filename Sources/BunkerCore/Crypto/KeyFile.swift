@@ -120,6 +120,15 @@ enum JSONCoding {
 
 /// RFC 3339 UTC timestamps with nanoseconds, as stored and printed.
 public enum Timestamp {
+    /// Whole seconds (the fraction dropped), as S3 writes dates: `2031-12-04T09:30:00Z`.
+    public static func formatSeconds(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1,
+                      Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+    }
+
     public static func format(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970.rounded(.down)
         let nanos = Int(((date.timeIntervalSince1970 - seconds) * 1e9).rounded())
@@ -131,20 +140,88 @@ public enum Timestamp {
                       Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), min(nanos, 999_999_999))
     }
 
+    /// Reads an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS`, an optional fraction of any length
+    /// (kept to the nanosecond), then `Z` or an offset `±HH:MM`. `T` and `Z` may be lower case.
+    ///
+    /// Written by hand rather than with Foundation's `ISO8601DateFormatter`: that one keeps only
+    /// milliseconds, costs a formatter per call (S3 listings carry a date per object), and loads
+    /// ICU's calendar data, about 6 MiB of a command's resident memory, for this alone.
     public static func parse(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = formatter.date(from: text) {
-            // ISO8601DateFormatter keeps milliseconds only; restore the rest from the text.
-            if let dot = text.firstIndex(of: "."), let z = text.firstIndex(where: { $0 == "Z" || $0 == "+" }) {
-                let frac = text[text.index(after: dot)..<z]
-                if let value = Double("0." + frac) {
-                    return Date(timeIntervalSince1970: d.timeIntervalSince1970.rounded(.down) + value)
-                }
+        var reader = DigitReader(Array(text.utf8))
+        guard let year = reader.number(4), reader.skip("-"), let month = reader.number(2), reader.skip("-"),
+              let day = reader.number(2), reader.skip("T") || reader.skip("t"),
+              let hour = reader.number(2), reader.skip(":"), let minute = reader.number(2), reader.skip(":"),
+              let second = reader.number(2) else { return nil }
+        var nanoseconds = 0
+        if reader.skip(".") {
+            var digits = 0
+            while let digit = reader.digit() {
+                if digits < 9 { nanoseconds = nanoseconds * 10 + digit }
+                digits += 1
             }
-            return d
+            guard digits > 0 else { return nil }
+            for _ in digits..<max(digits, 9) { nanoseconds *= 10 }
         }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+        var offset = 0
+        if reader.skip("Z") || reader.skip("z") {
+            offset = 0
+        } else if let sign = reader.skip("+") ? 1 : reader.skip("-") ? -1 : nil,
+                  let hours = reader.number(2), reader.skip(":"), let minutes = reader.number(2),
+                  hours < 24, minutes < 60 {
+            offset = sign * (hours * 3600 + minutes * 60)
+        } else {
+            return nil
+        }
+        guard reader.atEnd, (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+              hour < 24, minute < 60, second <= 60 else { return nil }
+        var fields = tm()
+        fields.tm_year = Int32(year - 1900)
+        fields.tm_mon = Int32(month - 1)
+        fields.tm_mday = Int32(day)
+        fields.tm_hour = Int32(hour)
+        fields.tm_min = Int32(minute)
+        fields.tm_sec = Int32(second)
+        let seconds = timegm(&fields)
+        return Date(timeIntervalSince1970: Double(seconds - offset) + Double(nanoseconds) / 1e9)
+    }
+
+    private static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Fixed-width ASCII numbers and single characters, read left to right.
+    private struct DigitReader {
+        let bytes: [UInt8]
+        var at = 0
+
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+        var atEnd: Bool { at == bytes.count }
+
+        mutating func digit() -> Int? {
+            guard at < bytes.count, bytes[at] >= UInt8(ascii: "0"), bytes[at] <= UInt8(ascii: "9") else { return nil }
+            defer { at += 1 }
+            return Int(bytes[at] - UInt8(ascii: "0"))
+        }
+
+        mutating func number(_ width: Int) -> Int? {
+            let start = at
+            var value = 0
+            for _ in 0..<width {
+                guard let digit = digit() else { at = start; return nil }
+                value = value * 10 + digit
+            }
+            return value
+        }
+
+        mutating func skip(_ character: Unicode.Scalar) -> Bool {
+            guard at < bytes.count, bytes[at] == UInt8(ascii: character) else { return false }
+            at += 1
+            return true
+        }
     }
 }
