@@ -6,10 +6,10 @@ import Foundation
 ///
 /// At 10 GiB the benchmark's repository holds 1.2 million blobs. In a `[ID: Entry]` they took
 /// 126 MB (2^21 buckets of 60 bytes once past 1.05 million), and growing it held the old table
-/// beside the new one: opening that index peaked at 321 MiB and took 1.6 s. Here a blob takes its
-/// 64-byte slot and nothing else; the array grows with `realloc`, which moves large blocks by
-/// remapping pages rather than copying them; the index files are added one at a time and
-/// sorted once. Ids are keyed hashes, uniform in every bit, so the directory splits the array into
+/// beside the new one: opening that index peaked at 321 MiB and took 1.6 s. Here a blob takes a
+/// 48-byte slot, and a bundle's place in its pack is kept once for all its members (``units``);
+/// the array grows with `realloc`, which moves large blocks by remapping pages rather than
+/// copying them; the index files are added one at a time and sorted once. Ids are keyed hashes, uniform in every bit, so the directory splits the array into
 /// buckets of about n / 65,536 slots and a lookup is a binary search of a handful of them.
 ///
 /// Not thread-safe: ``MasterIndex`` only touches it under its lock, and a fresh one is handed
@@ -36,15 +36,41 @@ final class BlobTable: @unchecked Sendable {
             type = blob.type
         }
 
+        init(pack: Int32, type: BlobType, offset: UInt32, length: UInt32, rawLength: UInt32,
+             memberOffset: UInt32, memberLength: UInt32) {
+            self.pack = pack
+            self.type = type
+            self.offset = offset
+            self.length = length
+            self.rawLength = rawLength
+            self.memberOffset = memberOffset
+            self.memberLength = memberLength
+        }
+
         func blob(_ id: ID) -> PackedBlob {
             PackedBlob(type: type, id: id, offset: offset, length: length, rawLength: rawLength,
                        member: memberLength > 0 ? BundleMember(offset: memberOffset, length: memberLength) : nil)
         }
     }
 
+    /// A blob as the sorted array holds it: the id and 16 bytes. A blob sealed alone keeps its
+    /// unit's offset, length and raw length (`a`, `b`, `c`); a bundle member keeps its bundle's
+    /// number in ``units`` and its range in the bundle's plaintext. The 64 bytes a slot of id and
+    /// ``Entry`` took were 18 MB more at 10 GiB, most of it the same bundle repeated per member.
     private struct Slot {
         var id: ID
-        var entry: Entry
+        /// The pack's number times 4, plus 2 for a bundle member, plus the blob type's raw value.
+        var packAndKind: UInt32
+        var a: UInt32
+        var b: UInt32
+        var c: UInt32
+    }
+
+    /// Where a bundle lies in its pack: what its members' entries share.
+    private struct Unit {
+        var offset: UInt32
+        var length: UInt32
+        var rawLength: UInt32
     }
 
     /// Blobs added one by one (a backup's packs) are kept in `recent` until there are this many,
@@ -59,6 +85,15 @@ final class BlobTable: @unchecked Sendable {
     /// `directory[b]` is the first sorted slot whose id's top 16 bits are `b` or more.
     private var directory: [Int32] = Array(repeating: 0, count: 65_537)
     private var recent: [ID: Entry] = [:]
+    /// The bundles that slots name, in the order they were first staged. An index file lists a
+    /// bundle's members one after another, so the last one staged is the only one looked for
+    /// (``lastUnit``, keyed by pack number and offset); a bundle met again later (another index
+    /// file naming the same pack) is kept twice, which costs 12 bytes and changes no answer.
+    /// Blobs merged from ``recent`` come in hash order, so a merge looks its bundles up in
+    /// ``mergingUnits`` (at most ``recentLimit`` of them), which exists only while it runs.
+    private var units: [Unit] = []
+    private var lastUnit: (key: UInt64, number: UInt32)?
+    private var mergingUnits: [UInt64: UInt32]?
 
     init() {}
 
@@ -74,7 +109,7 @@ final class BlobTable: @unchecked Sendable {
     /// next read. For loading thousands of index files without a lookup each.
     func stage(_ id: ID, _ entry: Entry) {
         if used == capacity { grow(to: max(1024, capacity + capacity / 2)) }
-        (slots! + used).initialize(to: Slot(id: id, entry: entry))
+        (slots! + used).initialize(to: slot(id, entry))
         used += 1
     }
 
@@ -86,7 +121,7 @@ final class BlobTable: @unchecked Sendable {
     func find(_ id: ID) -> Entry? {
         settle()
         if !recent.isEmpty, let entry = recent[id] { return entry }
-        return findSorted(id).map { slots![$0].entry }
+        return findSorted(id).map { entry(slots![$0]) }
     }
 
     func contains(_ id: ID) -> Bool {
@@ -104,20 +139,83 @@ final class BlobTable: @unchecked Sendable {
     func removeAll(inPacks packs: Set<Int32>) {
         settle()
         recent = recent.filter { !packs.contains($0.value.pack) }
+        let numbers = Set(packs.map { UInt32($0) })
         var kept = 0
-        for i in 0..<sorted where !packs.contains(slots![i].entry.pack) {
+        for i in 0..<sorted where !numbers.contains(slots![i].packAndKind >> 2) {
             if kept != i { slots![kept] = slots![i] }
             kept += 1
         }
         used = kept
         sorted = kept
         rebuildDirectory()
+        compactUnits()
+    }
+
+    /// Drops the bundles no slot names any more and renumbers the rest.
+    private func compactUnits() {
+        var renumbered: [UInt32: UInt32] = [:]
+        var kept: [Unit] = []
+        for i in 0..<used where slots![i].packAndKind & 2 != 0 {
+            let old = slots![i].a
+            if let new = renumbered[old] {
+                slots![i].a = new
+            } else {
+                let new = UInt32(kept.count)
+                kept.append(units[Int(old)])
+                renumbered[old] = new
+                slots![i].a = new
+            }
+        }
+        units = kept
+        lastUnit = nil
     }
 
     func forEach(_ body: (ID, Entry) -> Void) {
         settle()
-        for i in 0..<sorted { body(slots![i].id, slots![i].entry) }
+        for i in 0..<sorted { body(slots![i].id, entry(slots![i])) }
         for (id, entry) in recent { body(id, entry) }
+    }
+
+    // MARK: - Slots
+
+    private func slot(_ id: ID, _ entry: Entry) -> Slot {
+        precondition(entry.pack >= 0 && entry.pack < 1 << 30, "pack number \(entry.pack) out of the index's range")
+        let kind = UInt32(entry.type.rawValue)
+        precondition(kind < 2, "a slot has one bit for the blob type")
+        guard entry.memberLength > 0 else {
+            return Slot(id: id, packAndKind: UInt32(entry.pack) << 2 | kind,
+                        a: entry.offset, b: entry.length, c: entry.rawLength)
+        }
+        return Slot(id: id, packAndKind: UInt32(entry.pack) << 2 | 2 | kind,
+                    a: unitNumber(entry), b: entry.memberOffset, c: entry.memberLength)
+    }
+
+    /// The number in ``units`` of a bundle member's bundle, added if it is not found.
+    private func unitNumber(_ entry: Entry) -> UInt32 {
+        let key = UInt64(UInt32(entry.pack)) << 32 | UInt64(entry.offset)
+        if let last = lastUnit, last.key == key { return last.number }
+        let number: UInt32
+        if let found = mergingUnits?[key] {
+            number = found
+        } else {
+            number = UInt32(units.count)
+            units.append(Unit(offset: entry.offset, length: entry.length, rawLength: entry.rawLength))
+            mergingUnits?[key] = number
+        }
+        lastUnit = (key, number)
+        return number
+    }
+
+    private func entry(_ slot: Slot) -> Entry {
+        let pack = Int32(slot.packAndKind >> 2)
+        let type = BlobType(rawValue: UInt8(slot.packAndKind & 1))!
+        guard slot.packAndKind & 2 != 0 else {
+            return Entry(pack: pack, type: type, offset: slot.a, length: slot.b, rawLength: slot.c,
+                         memberOffset: 0, memberLength: 0)
+        }
+        let unit = units[Int(slot.a)]
+        return Entry(pack: pack, type: type, offset: unit.offset, length: unit.length, rawLength: unit.rawLength,
+                     memberOffset: slot.b, memberLength: slot.c)
     }
 
     // MARK: - Keeping it sorted
@@ -170,7 +268,9 @@ final class BlobTable: @unchecked Sendable {
     private func mergeRecent() {
         settle()
         reserve(recent.count)
+        mergingUnits = [:]
         for (id, entry) in recent { stage(id, entry) }
+        mergingUnits = nil
         recent = [:]
         settle()
     }

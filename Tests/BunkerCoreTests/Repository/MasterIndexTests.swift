@@ -19,9 +19,16 @@ import Testing
         var result: [PackedBlob] = []
         for i in 0..<count {
             let type: BlobType = i % 7 == 0 ? .tree : .data
+            if bundled && i % 5 != 0 {
+                // Four members share each bundle: its place in the pack, their own in its plaintext.
+                let bundle = UInt32(i / 5)
+                let member = BundleMember(offset: UInt32(i % 5) * 10, length: 10)
+                result.append(PackedBlob(type: type, id: randomID(&rng), offset: 1_000_000 + bundle * 300, length: 250,
+                                         rawLength: bundle % 3 == 0 ? 0 : 40 + bundle, member: member))
+                continue
+            }
             let rawLength = UInt32(i % 3 == 0 ? 0 : 200 + i)
-            let member: BundleMember? = bundled && i % 2 == 0 ? BundleMember(offset: UInt32(i), length: 10) : nil
-            result.append(PackedBlob(type: type, id: randomID(&rng), offset: UInt32(i * 100), length: 90, rawLength: rawLength, member: member))
+            result.append(PackedBlob(type: type, id: randomID(&rng), offset: UInt32(i * 100), length: 90, rawLength: rawLength))
         }
         return result
     }
@@ -81,7 +88,7 @@ import Testing
         let index = MasterIndex()
         var file = IndexFile()
         let first = Self.randomID(&rng)
-        let loaded = Self.blobs(3_000, &rng)
+        let loaded = Self.blobs(3_000, &rng, bundled: true)
         file.packs.append((first, loaded))
         index.add(file, name: Self.randomID(&rng))
         for blob in loaded { model.known[blob.id] = (first, blob) }
@@ -91,7 +98,7 @@ import Testing
         while model.known.count < 3_000 + BlobTable.recentLimit + 5_000 {
             let pack = Self.randomID(&rng)
             packs.append(pack)
-            var packBlobs = Self.blobs(500, &rng)
+            var packBlobs = Self.blobs(500, &rng, bundled: packs.count % 2 == 0)
             packBlobs.append(loaded[packs.count % loaded.count])
             for blob in packBlobs where model.known[blob.id] == nil { model.known[blob.id] = (pack, blob) }
             index.addPending(pack: pack, blobs: packBlobs)
