@@ -75,4 +75,6 @@ public struct BackupRecord: Codable, Sendable, Equatable {
 
 extension BackupRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "backups"
+    /// Dates as GRDB writes them, without its `DateFormatter` (see ``CatalogDate``).
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { CatalogDate.encoding }
 }

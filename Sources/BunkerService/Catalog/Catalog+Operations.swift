@@ -37,7 +37,7 @@ extension Catalog {
                        by: operation.actor, in: db)
             try db.execute(
                 sql: "UPDATE jobs SET state = ?, finished_at = ?, message = ? WHERE id = ?",
-                arguments: [outcome == .success ? JobRecord.State.succeeded : .failed, options.now(), message, operation.jobID])
+                arguments: [outcome == .success ? JobRecord.State.succeeded : .failed, CatalogDate.text(options.now()), message, operation.jobID])
         }
     }
 
@@ -67,7 +67,7 @@ extension Catalog {
                     by: actor, in: db)
                 try db.execute(
                     sql: "UPDATE jobs SET state = 'interrupted', finished_at = ?, message = ? WHERE id = ?",
-                    arguments: [options.now(), "Process \(job.pid) ended before the operation finished.", job.id])
+                    arguments: [CatalogDate.text(options.now()), "Process \(job.pid) ended before the operation finished.", job.id])
             }
         }
     }

@@ -50,4 +50,6 @@ extension JobRecord.State: DatabaseValueConvertible {}
 
 extension JobRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "jobs"
+    /// Dates as GRDB writes them, without its `DateFormatter` (see ``CatalogDate``).
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { CatalogDate.encoding }
 }

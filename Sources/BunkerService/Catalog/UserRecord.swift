@@ -53,6 +53,8 @@ extension Role: DatabaseValueConvertible {}
 
 extension UserRecord: FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "users"
+    /// Dates as GRDB writes them, without its `DateFormatter` (see ``CatalogDate``).
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { CatalogDate.encoding }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
         id = inserted.rowID

@@ -4,7 +4,7 @@ import Foundation
 /// The events of Bunker's operations, with the facts and advice each message carries.
 extension NotificationEvent {
     static func size(_ bytes: UInt64) -> String {
-        ByteCountFormatter.string(fromByteCount: Int64(clamping: bytes), countStyle: .binary)
+        ByteCount.text(bytes)
     }
 
     static func backupSucceeded(_ result: BackupResult, request: SourceBackupRequest?, now: Date) -> NotificationEvent {

@@ -10,11 +10,11 @@ extension Catalog {
     public func revokeSession(_ token: String, expiresAt: Date) throws {
         let now = options.now()
         try write { db in
-            try db.execute(sql: "DELETE FROM revoked_sessions WHERE expires_at <= ?", arguments: [now])
+            try db.execute(sql: "DELETE FROM revoked_sessions WHERE expires_at <= ?", arguments: [CatalogDate.text(now)])
             guard expiresAt > now else { return }
             try db.execute(
                 sql: "INSERT OR REPLACE INTO revoked_sessions (token_hash, expires_at) VALUES (?, ?)",
-                arguments: [Self.tokenHash(token), expiresAt])
+                arguments: [Self.tokenHash(token), CatalogDate.text(expiresAt)])
         }
     }
 

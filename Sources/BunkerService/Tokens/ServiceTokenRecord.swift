@@ -48,6 +48,8 @@ public struct ServiceTokenRecord: Codable, Sendable, Equatable {
 
 extension ServiceTokenRecord: FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "service_tokens"
+    /// Dates as GRDB writes them, without its `DateFormatter` (see ``CatalogDate``).
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { CatalogDate.encoding }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
         id = inserted.rowID

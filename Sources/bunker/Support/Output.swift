@@ -25,14 +25,7 @@ enum Output {
 
     /// 1.5 GiB, 340 KiB, 12 B.
     static func bytes(_ value: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        var v = Double(value)
-        var unit = 0
-        while v >= 1024 && unit < units.count - 1 {
-            v /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(value) B" : String(format: "%.1f %@", v, units[unit])
+        ByteCount.text(value)
     }
 
     static func duration(_ seconds: Double) -> String {

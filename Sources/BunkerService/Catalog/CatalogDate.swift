@@ -1,0 +1,30 @@
+import Foundation
+import GRDB
+
+/// Dates as the catalog stores them: text in GRDB's own form, `yyyy-MM-dd HH:mm:ss.SSS` in UTC,
+/// to the nearest millisecond, which every catalog written so far holds and which SQL orders and
+/// compares as text. The milliseconds are counted as GRDB's formatter counts them (from the
+/// reference date, then rounded), so that the same date gives the same text either way.
+///
+/// Written here rather than left to GRDB, whose encoder formats with a `DateFormatter`: that
+/// loads ICU's locale and time-zone data, about 5 MiB of resident memory in every command that
+/// records a job (a first backup's peak among them), for a fixed numeric format. Records use
+/// ``encoding``; SQL that binds a date binds ``text(_:)``. Reading is left to GRDB, which parses
+/// the text without a formatter.
+enum CatalogDate {
+    static func text(_ date: Date) -> String {
+        let since1970 = date.timeIntervalSinceReferenceDate + Date.timeIntervalBetween1970AndReferenceDate
+        var (seconds, milliseconds) = Int64((since1970 * 1000).rounded()).quotientAndRemainder(dividingBy: 1000)
+        if milliseconds < 0 {
+            seconds -= 1
+            milliseconds += 1000
+        }
+        var t = time_t(seconds)
+        var fields = tm()
+        gmtime_r(&t, &fields)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1,
+                      Int(fields.tm_mday), Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec), Int(milliseconds))
+    }
+
+    static let encoding = DatabaseDateEncodingStrategy.custom { text($0) }
+}
