@@ -152,7 +152,7 @@ public final class Archiver: Sendable {
         switch item {
         case .path(let path, let name, let excludes):
             let rules = try ExcludeRules(request.excludes + excludes)
-            return try await saveEntry(at: EntryLocation(directory: nil, name: Array(path.utf8)), path: path, relative: "", name: Array(name.utf8), parent: parent, excludes: rules, savers: savers)
+            return try await saveEntry(at: EntryLocation(directory: nil, name: Array(path.utf8)), path: path, relative: "", name: Array(name.utf8), parent: parent, excludes: rules, savers: savers)?.node
         case .file(let path, let name):
             let location = EntryLocation(directory: nil, name: Array(path.utf8))
             let status = FileStatus(try location.status())
@@ -263,7 +263,11 @@ public final class Archiver: Sendable {
     /// descriptor's `fstat` must be the entry the `lstat` chose (type, device, inode): a file or
     /// directory swapped for a symlink, FIFO or device while the backup runs is skipped with a
     /// warning, never followed or read. Special files are recorded as what they are.
-    private func saveEntry(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: Node?, excludes: ExcludeRules, savers: Savers) async throws -> Node? {
+    ///
+    /// `parent` is the parent snapshot's node for the entry, consumed: the entry's directory no
+    /// longer holds its chunk list (see ``Tree/takeNode(nameBytes:)``), and a changed file lets
+    /// it go before it is read again.
+    private func saveEntry(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
         let status: FileStatus
         do {
             status = FileStatus(try location.status())
@@ -315,13 +319,14 @@ public final class Archiver: Sendable {
                 warn("\(path): \(error.message)")
                 return nil
             }
-            let tree = Tree(nodes: try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: parentTree, excludes: excludes, savers: savers))
+            // The parent snapshot's listing is handed to the children node by node, and the new
+            // one is not held past its encoding (`TreeSaver` consumes it): for a folder holding a
+            // 4 GiB database each names half a million chunks (18 MB), beside the 38 MB of JSON
+            // being stored.
+            let children = try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: consume parentTree, excludes: excludes, savers: savers)
+            let tree = Tree(nodes: children.nodes)
             let previous = parent?.subtree
-            let unchanged = parentTree != nil && previous != nil && tree == parentTree && repository.index.contains(previous!)
-            // The parent snapshot's listing is not held past the comparison, nor the new one past
-            // its encoding (`TreeSaver` consumes it): for a folder holding a 4 GiB database each
-            // names half a million chunks (18 MB), beside the 38 MB of JSON being stored.
-            _ = consume parentTree
+            let unchanged = children.sameAsParent && previous != nil && repository.index.contains(previous!)
             if unchanged, let previous {
                 // Unchanged since the parent snapshot: its listing is stored already. Encoding it
                 // again only to arrive at the same id cost a pass over every directory, and for a
@@ -349,47 +354,83 @@ public final class Archiver: Sendable {
                     $0.filesDone += 1
                     $0.bytesDone += status.size
                 }
-                return node
+                return SavedEntry(node: node, sameAsParent: node == parent)
             }
+            let isNew = parent?.type != .file
+            parent = nil
             do {
                 record(try await savers.files.saveFile(at: location, expecting: status, path: path), in: &node)
             } catch let error as BunkerError where error.code == .sourceIO {
                 warn(error.message)
                 return nil
             }
-            countNewFile(size: node.size ?? 0, isNew: parent?.type != .file)
+            countNewFile(size: node.size ?? 0, isNew: isNew)
+            // Read again, so not taken as unchanged even if it came out the same: its
+            // directory's listing is then stored again, which is only slower.
+            return SavedEntry(node: node, sameAsParent: false)
         }
-        return node
+        return SavedEntry(node: node, sameAsParent: parent != nil && node == parent)
     }
 
-    private func saveChildren(of dir: DirectoryHandle, path: String, relative: String, entries: [[UInt8]], parentTree: Tree?, excludes: ExcludeRules, savers: Savers) async throws -> [Node] {
-        var results = [Node?](repeating: nil, count: entries.count)
+    /// An entry as saved, and whether it is exactly the parent snapshot's node for it: a
+    /// directory whose entries all are, and which lost none, keeps its stored listing.
+    private struct SavedEntry: Sendable {
+        var node: Node
+        var sameAsParent: Bool
+    }
+
+    /// Hands a parent snapshot's node to the one task that saves its entry, without the task's
+    /// closure keeping it for as long as the task runs: ``take()`` moves it out.
+    private final class Handoff: Sendable {
+        private let node: Mutex<Node?>
+
+        init(_ node: Node?) { self.node = Mutex(node) }
+
+        func take() -> Node? {
+            node.withLock { node in
+                defer { node = nil }
+                return node
+            }
+        }
+    }
+
+    /// The entries' nodes, and whether the listing they make is exactly `parentTree`.
+    private func saveChildren(
+        of dir: DirectoryHandle, path: String, relative: String, entries: [[UInt8]], parentTree: consuming Tree?, excludes: ExcludeRules, savers: Savers
+    ) async throws -> (nodes: [Node], sameAsParent: Bool) {
+        var results = [SavedEntry?](repeating: nil, count: entries.count)
         let window = 16
-        try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
+        let parentCount = parentTree?.nodes.count
+        var parentTree = consume parentTree
+        try await withThrowingTaskGroup(of: (Int, SavedEntry?).self) { group in
             var next = 0
             func launch(_ i: Int) {
                 let name = entries[i]
                 let text = FileName.display(name)
                 let childRelative = relative.isEmpty ? text : relative + "/" + text
-                let parent = parentTree?.node(nameBytes: name)
+                let parent = Handoff(parentTree?.takeNode(nameBytes: name))
                 let location = EntryLocation(directory: dir, name: name)
                 group.addTask {
-                    (i, try await self.saveEntry(at: location, path: path + "/" + text, relative: childRelative, name: name, parent: parent, excludes: excludes, savers: savers))
+                    (i, try await self.saveEntry(at: location, path: path + "/" + text, relative: childRelative, name: name, parent: parent.take(), excludes: excludes, savers: savers))
                 }
             }
             while next < min(window, entries.count) {
                 launch(next)
                 next += 1
             }
-            while let (i, node) = try await group.next() {
-                results[i] = node
+            while let (i, saved) = try await group.next() {
+                results[i] = saved
                 if next < entries.count {
                     launch(next)
                     next += 1
                 }
             }
         }
-        return results.compactMap { $0 }
+        let saved = results.compactMap { $0 }
+        // Each saved entry that is the parent's node took a name the parent has, so as many
+        // of them as the parent has nodes make the same listing.
+        let sameAsParent = saved.count == parentCount && saved.allSatisfy(\.sameAsParent)
+        return (saved.map(\.node), sameAsParent)
     }
 }
 

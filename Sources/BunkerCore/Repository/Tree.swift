@@ -141,12 +141,27 @@ public struct Tree: Codable, Sendable, Equatable {
 
     /// The node whose name is exactly these bytes.
     public func node(nameBytes key: [UInt8]) -> Node? {
+        position(ofNameBytes: key).map { nodes[$0] }
+    }
+
+    /// The node whose name is exactly these bytes, its chunk list let go of by this listing (the
+    /// copy returned keeps it). A backup hands the parent snapshot's nodes one by one to the
+    /// tasks that compare them, so that a changed file's old list (half a million ids for a
+    /// large database) can be freed once it is seen to have changed, not with its directory.
+    mutating func takeNode(nameBytes key: [UInt8]) -> Node? {
+        guard let position = position(ofNameBytes: key) else { return nil }
+        let node = nodes[position]
+        nodes[position].content = nil
+        return node
+    }
+
+    private func position(ofNameBytes key: [UInt8]) -> Int? {
         var low = 0
         var high = nodes.count
         while low < high {
             let mid = (low + high) / 2
             let candidate = nodes[mid].nameBytes
-            if candidate == key { return nodes[mid] }
+            if candidate == key { return mid }
             if candidate.lexicographicallyPrecedes(key) { low = mid + 1 } else { high = mid }
         }
         return nil

@@ -78,3 +78,63 @@ import Testing
         }
     }
 }
+
+/// A directory whose entries are all as the parent snapshot has them keeps the listing stored
+/// then; any difference an entry's node records (not only its content) stores a new one.
+@Suite struct ParentListingTests {
+    private static func listing(_ repo: Repository, _ result: BackupResult, _ path: [String]) async throws -> ID? {
+        var tree = try await repo.loadTree(result.snapshot.tree)
+        var id: ID? = result.snapshot.tree
+        for name in path {
+            id = tree.node(named: name)?.subtree
+            guard let id else { return nil }
+            tree = try await repo.loadTree(id)
+        }
+        return id
+    }
+
+    @Test func aDirectoryKeepsItsListingOnlyWhenEveryEntryIsAsBefore() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src")
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let first = try await TestRepository.backup(repo, [dir + "/src"])
+            let docs = ["src", "docs"], patient = ["src", "studies", "2024", "patient-001"], studies2025 = ["src", "studies", "2025"]
+
+            let same = try await TestRepository.backup(repo, [dir + "/src"])
+            #expect(same.snapshot.tree == first.snapshot.tree)
+            #expect(same.snapshot.summary?.blobsAdded == 0)
+
+            // A mode changed with the mtime kept: the file is not read again, but its node
+            // differs, and so do the listings on the path to it; the others are kept.
+            let note = dir + "/src/studies/2024/patient-001/note-3.txt"
+            var status = stat()
+            #expect(stat(note, &status) == 0)
+            #expect(chmod(note, 0o640) == 0)
+            let times = [status.st_atim, status.st_mtim]
+            #expect(utimensat(AT_FDCWD, note, times, 0) == 0)
+            let chmodded = try await TestRepository.backup(repo, [dir + "/src"])
+            #expect(chmodded.snapshot.summary?.filesUnmodified == same.snapshot.summary?.filesUnmodified)
+            #expect(try await Self.listing(repo, chmodded, patient) != Self.listing(repo, first, patient))
+            #expect(chmodded.snapshot.tree != first.snapshot.tree)
+            #expect(try await Self.listing(repo, chmodded, docs) == Self.listing(repo, first, docs))
+
+            // A file removed: every remaining entry is as before, yet the listing is new.
+            try FileManager.default.removeItem(atPath: dir + "/src/studies/2025/small-4.bin")
+            let removed = try await TestRepository.backup(repo, [dir + "/src"])
+            let newListing = try #require(try await Self.listing(repo, removed, studies2025))
+            #expect(newListing != (try await Self.listing(repo, first, studies2025)))
+            #expect(try await repo.loadTree(newListing).node(named: "small-4.bin") == nil)
+            #expect(try await Self.listing(repo, removed, docs) == Self.listing(repo, first, docs))
+
+            // A changed file is read again and its listing stored anew; it restores as it is now.
+            try Data("changed".utf8).write(to: URL(fileURLWithPath: dir + "/src/docs/log.csv"))
+            let changed = try await TestRepository.backup(repo, [dir + "/src"])
+            #expect(try await Self.listing(repo, changed, docs) != Self.listing(repo, first, docs))
+            #expect(try await Self.listing(repo, changed, patient) == Self.listing(repo, chmodded, patient))
+            _ = try await Restorer(loader: repo).restore(tree: changed.snapshot.tree, to: dir + "/out")
+            #expect(FileManager.default.contents(atPath: dir + "/out/src/docs/log.csv") == Data("changed".utf8))
+            let mode = try FileManager.default.attributesOfItem(atPath: dir + "/out/src/studies/2024/patient-001/note-3.txt")[.posixPermissions] as? Int
+            #expect(mode == 0o640)
+        }
+    }
+}
