@@ -323,10 +323,10 @@ public final class Archiver: Sendable {
             // one is not held past its encoding (`TreeSaver` consumes it): for a folder holding a
             // 4 GiB database each names half a million chunks (18 MB), beside the 38 MB of JSON
             // being stored.
-            let children = try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: consume parentTree, excludes: excludes, savers: savers)
-            let tree = Tree(nodes: children.nodes)
+            let (nodes, sameAsParent) = try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: consume parentTree, excludes: excludes, savers: savers)
+            let tree = Tree(nodes: consume nodes)
             let previous = parent?.subtree
-            let unchanged = children.sameAsParent && previous != nil && repository.index.contains(previous!)
+            let unchanged = sameAsParent && previous != nil && repository.index.contains(previous!)
             if unchanged, let previous {
                 // Unchanged since the parent snapshot: its listing is stored already. Encoding it
                 // again only to arrive at the same id cost a pass over every directory, and for a
