@@ -190,12 +190,17 @@ final class BlobTable: @unchecked Sendable {
                     a: unitNumber(entry), b: entry.memberOffset, c: entry.memberLength)
     }
 
-    /// The number in ``units`` of a bundle member's bundle, added if it is not found.
+    /// The number in ``units`` of a bundle member's bundle, added if it is not found. A unit
+    /// found at the same place with other lengths (only a damaged index could say so) is not
+    /// shared: each entry reads back as its index file gave it.
     private func unitNumber(_ entry: Entry) -> UInt32 {
         let key = UInt64(UInt32(entry.pack)) << 32 | UInt64(entry.offset)
-        if let last = lastUnit, last.key == key { return last.number }
+        func matches(_ number: UInt32) -> Bool {
+            units[Int(number)].length == entry.length && units[Int(number)].rawLength == entry.rawLength
+        }
+        if let last = lastUnit, last.key == key, matches(last.number) { return last.number }
         let number: UInt32
-        if let found = mergingUnits?[key] {
+        if let found = mergingUnits?[key], matches(found) {
             number = found
         } else {
             number = UInt32(units.count)

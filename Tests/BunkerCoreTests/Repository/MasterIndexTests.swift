@@ -137,6 +137,27 @@ import Testing
         for blob in written { #expect([mine, theirs].contains(index.lookup(blob.id)?.pack)) }
     }
 
+    @Test func membersNamingOnePlaceWithOtherLengthsReadBackAsGiven() {
+        // Only a damaged index file says this; each entry must still read back as it was given.
+        var rng = SeededGenerator(seed: 17)
+        let pack = Self.randomID(&rng)
+        let blobs = [
+            PackedBlob(type: .data, id: Self.randomID(&rng), offset: 500, length: 100, rawLength: 300, member: BundleMember(offset: 0, length: 10)),
+            PackedBlob(type: .data, id: Self.randomID(&rng), offset: 500, length: 120, rawLength: 300, member: BundleMember(offset: 10, length: 10)),
+            PackedBlob(type: .tree, id: Self.randomID(&rng), offset: 500, length: 120, rawLength: 0, member: BundleMember(offset: 20, length: 10)),
+            PackedBlob(type: .data, id: Self.randomID(&rng), offset: 500, length: 120, rawLength: 0, member: BundleMember(offset: 30, length: 10)),
+        ]
+        var file = IndexFile()
+        file.packs.append((pack, blobs))
+        let loaded = MasterIndex()
+        loaded.add(file, name: Self.randomID(&rng))
+        let added = MasterIndex()
+        added.addPending(pack: pack, blobs: blobs)
+        for index in [loaded, added] {
+            for blob in blobs { #expect(index.lookup(blob.id)?.blob == blob) }
+        }
+    }
+
     @Test func aRepositoryReopenedKnowsWhatItsBackupAdded() async throws {
         try await withTemporaryDirectory { dir in
             try TreeGenerator.makeSampleTree(at: dir + "/src")
