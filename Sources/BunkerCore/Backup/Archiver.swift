@@ -33,7 +33,7 @@ public final class Archiver: Sendable {
             session = WriteSession(repository: repository)
             blobs = BlobSaver(session: session, repository: repository, compressionLevel: level, budget: budget, progress: progress)
             files = FileSaver(blobs: blobs, repository: repository, progress: progress)
-            trees = TreeSaver(blobs: blobs)
+            trees = TreeSaver(blobs: blobs, beforeStreaming: { [files] in files.releaseIdleBuffers() })
         }
     }
 

@@ -34,6 +34,13 @@ final class FileSaver: Sendable {
         self.gear = Chunker.gearTable(seed: repository.config.chunker.seed)
     }
 
+    /// Lets go of the chunk buffers no file is being read into (8 MiB each): before a listing of
+    /// tens of MB is compressed and sealed, which happens when the large file it names has just
+    /// been read, often as the last work of a backup.
+    func releaseIdleBuffers() {
+        buffers.dropIdle()
+    }
+
     /// Stores the regular file at `location`, which must still be the one `status` describes;
     /// waits for one of the ``workers`` permits first.
     func saveFile(at location: EntryLocation, expecting status: FileStatus, path: String) async throws -> Content {

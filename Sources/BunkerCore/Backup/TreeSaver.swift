@@ -5,6 +5,9 @@
 /// relies on the order of packs, only on every pack being indexed before the snapshot is written.
 struct TreeSaver: Sendable {
     let blobs: BlobSaver
+    /// Called before a listing is streamed, to give back memory held for other work (the
+    /// backup's idle read buffers): sealing one takes three times its compressed size at once.
+    var beforeStreaming: @Sendable () -> Void = {}
 
     /// Listings expected to be at least this long are hashed and compressed as they are encoded
     /// (``BlobSaver/saveStreamed(_:expectedLength:_:)``) rather than encoded whole first. The
@@ -18,6 +21,7 @@ struct TreeSaver: Sendable {
         let estimate = TreeCoding.estimatedSize(of: tree)
         if estimate >= TreeSaver.streamedListing {
             let held = HeldTree(tree)
+            beforeStreaming()
             return try await blobs.saveStreamed(.tree, expectedLength: estimate) { sink in
                 TreeCoding.encode(held.take(), streamingTo: sink)
             }

@@ -72,4 +72,13 @@ final class WorkerPool<Worker>: @unchecked Sendable {
     func put(_ worker: Worker) {
         lock.withLock { if idle.count < 8 { idle.append(worker) } }
     }
+
+    /// Lets go of the idle workers; the next ``take()`` makes a new one.
+    func dropIdle() {
+        let dropped = lock.withLock { () -> [Worker] in
+            defer { idle = [] }
+            return idle
+        }
+        _ = consume dropped
+    }
 }
