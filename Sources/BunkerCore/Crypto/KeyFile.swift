@@ -122,22 +122,23 @@ enum JSONCoding {
 public enum Timestamp {
     /// Whole seconds (the fraction dropped), as S3 writes dates: `2031-12-04T09:30:00Z`.
     public static func formatSeconds(_ date: Date) -> String {
-        var t = time_t(date.timeIntervalSince1970.rounded(.down))
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1,
-                      Int(tm.tm_mday), Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+        utc(Int64(date.timeIntervalSince1970.rounded(.down)), separator: "T") + "Z"
     }
 
     public static func format(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970.rounded(.down)
         let nanos = Int(((date.timeIntervalSince1970 - seconds) * 1e9).rounded())
+        return utc(Int64(seconds), separator: "T") + String(format: ".%09dZ", min(nanos, 999_999_999))
+    }
+
+    /// `YYYY-MM-DD`, the separator, `HH:MM:SS`: the UTC date and time of whole seconds since 1970,
+    /// without a formatter (see ``parse(_:)`` for why).
+    public static func utc(_ seconds: Int64, separator: String) -> String {
         var t = time_t(seconds)
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
-                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), min(nanos, 999_999_999))
+        var fields = tm()
+        gmtime_r(&t, &fields)
+        return String(format: "%04d-%02d-%02d%@%02d:%02d:%02d", Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1,
+                      Int(fields.tm_mday), separator, Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec))
     }
 
     /// Reads an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS`, an optional fraction of any length

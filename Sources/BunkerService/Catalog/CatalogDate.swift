@@ -1,3 +1,4 @@
+import BunkerCore
 import Foundation
 import GRDB
 
@@ -19,11 +20,7 @@ enum CatalogDate {
             seconds -= 1
             milliseconds += 1000
         }
-        var t = time_t(seconds)
-        var fields = tm()
-        gmtime_r(&t, &fields)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1,
-                      Int(fields.tm_mday), Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec), Int(milliseconds))
+        return Timestamp.utc(seconds, separator: " ") + String(format: ".%03d", Int(milliseconds))
     }
 
     static let encoding = DatabaseDateEncodingStrategy.custom { text($0) }
