@@ -1,6 +1,7 @@
 @testable import BunkerCore
 import BunkerTesting
 import Foundation
+import Synchronization
 import Testing
 
 /// A restore from an object store plans its reads and reads ahead (``ReadAheadLoader``): few,
@@ -72,6 +73,31 @@ import Testing
         }
     }
 
+    @Test func aFullWindowIsNeverExceededAndWhatDoesNotFitIsReadForItsAsksAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try makeSource(in: dir)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let snapshot = try await TestRepository.backup(repo, [source]).snapshot
+            let (remote, counting) = try await openRemote(dir + "/repo")
+
+            // A window far smaller than the 6 MiB scan's segments and than the small files'
+            // bundles together: the restore still completes, checked, and what reading ahead
+            // holds never exceeds the window.
+            let window = 256 << 10
+            let loader = SmallWindowLoader(remote, window: window)
+            let report = try await Restorer(loader: loader).restore(tree: snapshot.tree, to: dir + "/out")
+            #expect(report.failures.isEmpty, "\(report.failures)")
+            #expect(compareTrees(source, dir + "/out/src").isEmpty, "\(compareTrees(source, dir + "/out/src"))")
+            let planned = try #require(loader.planned.withLock { $0 })
+            #expect(planned.peakHeld > 0, "nothing was read ahead")
+            #expect(planned.peakHeld <= window, "\(planned.peakHeld) bytes held by reading ahead with a window of \(window)")
+            // The scan's chunks were read in ranges of a batch's size (2 MiB of content), not a
+            // whole segment of up to 8 MiB, and not chunk by chunk.
+            let scanReads = counting.packRanges.compactMap(\.range).filter { $0.count > window }
+            #expect(!scanReads.isEmpty && scanReads.allSatisfy { $0.count <= 3 << 20 }, "\(scanReads.map(\.count))")
+        }
+    }
+
     @Test func aPartialRestoreReadsAheadOnlyWhatItRestores() async throws {
         try await withTemporaryDirectory { dir in
             let source = try makeSource(in: dir)
@@ -137,5 +163,35 @@ import Testing
             }
             #expect(report.filesRestored == plain.filesRestored && report.filesRestored > 300)
         }
+    }
+}
+
+/// A repository's loader whose restores read ahead within a small window, the planned loader
+/// kept for the test to look at.
+private final class SmallWindowLoader: BlobLoader {
+    let repository: Repository
+    let window: Int
+    let planned = Mutex<ReadAheadLoader?>(nil)
+
+    init(_ repository: Repository, window: Int) {
+        self.repository = repository
+        self.window = window
+    }
+
+    func loadBlob(_ id: ID, decompressor: ZstdDecompressor?) async throws -> Data {
+        try await repository.loadBlob(id, decompressor: decompressor)
+    }
+
+    func loadTree(_ id: ID) async throws -> Tree {
+        try await repository.loadTree(id)
+    }
+
+    var parallelReads: Int { repository.parallelReads }
+    var readsAhead: Bool { true }
+
+    func readingAhead(_ plan: RestorePlan) -> any BlobLoader {
+        let loader = ReadAheadLoader(repository: repository, plan: plan, window: window, ahead: window / 2)
+        planned.withLock { $0 = loader }
+        return loader
     }
 }
