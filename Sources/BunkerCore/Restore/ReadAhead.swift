@@ -42,17 +42,20 @@ extension Repository {
 /// batch that lie in that segment are read as one range, and that range is held by nobody
 /// once they are served. Before, such a segment was read whole whatever the window held, and
 /// in a restore of the benchmark's 1 GiB set from SeaweedFS the segments held reached 113 MiB
-/// and the process 279 MiB.
+/// and the process 279 MiB. A bundle (half a MiB of small files' or pages' plaintext) opened
+/// for one member counts in the window too while it is kept for members asked later; there it
+/// had reached 70 MiB beside the segments.
 ///
 /// A segment is dropped as soon as every blob of the plan that lies in it was handed out; an
-/// opened bundle (many small files' plaintext) as soon as its last member was. A blob asked for
+/// opened bundle as soon as its last member was. A blob asked for
 /// outside the plan, or again after its segment was dropped, is read the usual way. Everything
 /// handed out is authenticated, decompressed and checked against its id exactly as
 /// ``Repository/loadBlobs(_:decompressor:)`` does.
 final class ReadAheadLoader: BlobLoader, Sendable {
     /// How far past the segment being read the next segments are started.
     static let ahead = 32 << 20
-    /// At most this many bytes of segments held (read or being read).
+    /// At most this many bytes held: segments read or being read, and bundles opened and kept
+    /// for members still to be asked.
     static let window = 64 << 20
     /// The longest request.
     static let maximumSegment = 8 << 20
@@ -82,8 +85,9 @@ final class ReadAheadLoader: BlobLoader, Sendable {
 
     private struct State {
         var segments: [Segment]
-        /// Plaintext of bundles opened and not yet handed out in full, with the asks still to come.
-        var opened: [UnitKey: (plaintext: Data, uses: Int)] = [:]
+        /// Bundles opened and not yet handed out in full: the asks still to come, and the
+        /// plaintext when the window had room to keep it for them.
+        var opened: [UnitKey: (plaintext: Data?, uses: Int)] = [:]
         var held = 0
         var peakHeld = 0
     }
@@ -147,8 +151,10 @@ final class ReadAheadLoader: BlobLoader, Sendable {
 
     var parallelReads: Int { repository.parallelReads }
 
-    /// The most bytes of segments held at once so far.
+    /// The most bytes held at once so far (segments, and bundles kept for later members).
     var peakHeld: Int { state.withLock { $0.peakHeld } }
+    /// Bytes held now: none once every ask of the plan was served.
+    var held: Int { state.withLock { $0.held } }
 
     func loadTree(_ id: ID) async throws -> Tree {
         if let tree = trees[id] { return tree }
@@ -170,6 +176,9 @@ final class ReadAheadLoader: BlobLoader, Sendable {
     private func blobs(_ ids: [ID], decompressor: ZstdDecompressor?, checked: Bool) async throws -> [Data] {
         var result: [Data] = []
         result.reserveCapacity(ids.count)
+        // The bundle opened last: its members are asked one after another (a database's pages,
+        // a batch's small files), and are served from one opening even when it is not kept.
+        var bundle: OpenedBundle?
         var i = 0
         while i < ids.count {
             guard let location = repository.index.lookup(ids[i]), let segment = segmentOfUnit[UnitKey(location)] else {
@@ -182,7 +191,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
                 result.append(try await repository.loadBlob(ids[i], decompressor: decompressor))
                 i += 1
             case .reading(let task):
-                result.append(try await blob(ids[i], location, segment: segment, task: task, decompressor: decompressor, checked: checked))
+                result.append(try await blob(ids[i], location, segment: segment, task: task, bundle: &bundle, decompressor: decompressor, checked: checked))
                 i += 1
             case .windowFull:
                 // The asks that follow in the same segment come along: one request for them all.
@@ -191,14 +200,14 @@ final class ReadAheadLoader: BlobLoader, Sendable {
                       segmentOfUnit[UnitKey(next)] == segment {
                     run.append(next)
                 }
-                result += try await direct(ids[i..<(i + run.count)], run, segment: segment, decompressor: decompressor, checked: checked)
+                result += try await direct(ids[i..<(i + run.count)], run, segment: segment, bundle: &bundle, decompressor: decompressor, checked: checked)
                 i += run.count
             }
         }
         return result
     }
 
-    private func blob(_ id: ID, _ location: BlobLocation, segment: Int, task: Task<Data, any Error>,
+    private func blob(_ id: ID, _ location: BlobLocation, segment: Int, task: Task<Data, any Error>, bundle: inout OpenedBundle?,
                       decompressor: ZstdDecompressor?, checked: Bool) async throws -> Data {
         let data: Data
         do {
@@ -212,14 +221,14 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         }
         defer { used(segment) }
         let from = state.withLock { $0.segments[segment].range.lowerBound }
-        return try serve(location, from: data, startingAt: from, decompressor: decompressor, checked: checked)
+        return try serve(location, from: data, startingAt: from, bundle: &bundle, decompressor: decompressor, checked: checked)
     }
 
     /// Asks whose segment is not read while the window is full: only the span of the pack they
     /// need is read, for them alone and held by nobody once they are served. Reading their whole
     /// segment instead (up to 8 MiB, kept until every ask of it came, which may be much later)
     /// would let what a restore holds grow past any bound once the window is full.
-    private func direct(_ ids: ArraySlice<ID>, _ run: [BlobLocation], segment: Int,
+    private func direct(_ ids: ArraySlice<ID>, _ run: [BlobLocation], segment: Int, bundle: inout OpenedBundle?,
                         decompressor: ZstdDecompressor?, checked: Bool) async throws -> [Data] {
         defer { for _ in run { used(segment) } }
         let from = run.lazy.map { Int($0.blob.offset) }.min()!
@@ -233,11 +242,15 @@ final class ReadAheadLoader: BlobLoader, Sendable {
             for id in ids { result.append(try await repository.loadBlob(id, decompressor: decompressor)) }
             return result
         }
-        return try run.map { try serve($0, from: data, startingAt: from, decompressor: decompressor, checked: checked) }
+        var result: [Data] = []
+        for location in run {
+            result.append(try serve(location, from: data, startingAt: from, bundle: &bundle, decompressor: decompressor, checked: checked))
+        }
+        return result
     }
 
     /// The blob at `location` out of `data`, a range of its pack read from offset `from`.
-    private func serve(_ location: BlobLocation, from data: Data, startingAt from: Int,
+    private func serve(_ location: BlobLocation, from data: Data, startingAt from: Int, bundle: inout OpenedBundle?,
                        decompressor: ZstdDecompressor?, checked: Bool) throws -> Data {
         let blob = location.blob
         let at = data.startIndex + Int(blob.offset) - from
@@ -245,21 +258,37 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         guard blob.member != nil else {
             return try repository.decodeBlob(unit, blob, pack: location.pack, decompressor: decompressor, checked: checked)
         }
-        // A bundle: opened once for all its members, kept until the last of them was asked.
+        // A bundle: opened once for all its members and kept until the last of them was asked,
+        // counted in the window like a segment; opened again for a later member when the window
+        // had no room for it.
         let key = UnitKey(location)
-        let plaintext: Data
-        if let kept = state.withLock({ $0.opened[key]?.plaintext }) {
-            plaintext = kept
-        } else {
-            plaintext = try repository.openUnit(unit, blob, pack: location.pack, decompressor: decompressor)
-            state.withLock { $0.opened[key] = (plaintext, $0.opened[key]?.uses ?? bundleUses[key] ?? 1) }
+        var opened = bundle?.key == key ? bundle?.plaintext : state.withLock { $0.opened[key]?.plaintext ?? nil }
+        if opened == nil {
+            opened = try repository.openUnit(unit, blob, pack: location.pack, decompressor: decompressor)
         }
+        let plaintext = opened!
+        bundle = OpenedBundle(key: key, plaintext: plaintext)
         state.withLock { state in
-            guard var entry = state.opened[key] else { return }
+            var entry = state.opened[key] ?? (nil, bundleUses[key] ?? 1)
             entry.uses -= 1
-            state.opened[key] = entry.uses > 0 ? entry : nil
+            if entry.uses <= 0 {
+                if let kept = entry.plaintext { state.held -= kept.count }
+                state.opened[key] = nil
+                return
+            }
+            if entry.plaintext == nil && state.held + plaintext.count <= window {
+                entry.plaintext = plaintext
+                state.held += plaintext.count
+                state.peakHeld = max(state.peakHeld, state.held)
+            }
+            state.opened[key] = entry
         }
         return try repository.extractBlob(blob, from: plaintext, pack: location.pack, checked: checked)
+    }
+
+    private struct OpenedBundle {
+        let key: UnitKey
+        let plaintext: Data
     }
 
     private enum Admission {
