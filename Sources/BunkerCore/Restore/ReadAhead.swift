@@ -38,16 +38,19 @@ extension Repository {
 ///
 /// The 64 MiB are a bound, not a goal. A segment stays held until every ask of it came, and the
 /// restore walks many folders at once, so the window can fill with segments whose remaining
-/// asks come later. An ask whose segment is not read then does not start it: the asks of its
-/// batch that lie in that segment are read as one range, and that range is held by nobody
-/// once they are served. Before, such a segment was read whole whatever the window held, and
+/// asks come later. An ask whose segment is not read then does not start it: it and the asks
+/// right after it in its batch that lie in the same segment are read as one range, held by
+/// nobody once they are served. Before, such a segment was read whole whatever the window held, and
 /// in a restore of the benchmark's 1 GiB set from SeaweedFS the segments held reached 113 MiB
 /// and the process 279 MiB. A bundle (half a MiB of small files' or pages' plaintext) opened
 /// for one member counts in the window too while it is kept for members asked later; there it
 /// had reached 70 MiB beside the segments.
 ///
 /// A segment is dropped as soon as every blob of the plan that lies in it was handed out; an
-/// opened bundle as soon as its last member was. A blob asked for
+/// opened bundle as soon as its last member was (from it, or the usual way after a failed read).
+/// Asks that never come (a file that failed part way, a folder that could not be created) leave
+/// what they would have used held until the restore ends: with the window full, the rest of
+/// the restore reads directly, more slowly but the same. A blob asked for
 /// outside the plan, or again after its segment was dropped, is read the usual way. Everything
 /// handed out is authenticated, decompressed and checked against its id exactly as
 /// ``Repository/loadBlobs(_:decompressor:)`` does.
@@ -90,6 +93,8 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         var opened: [UnitKey: (plaintext: Data?, uses: Int)] = [:]
         var held = 0
         var peakHeld = 0
+        var directReads = 0
+        var bundlesKept = 0
     }
 
     private let repository: Repository
@@ -155,6 +160,10 @@ final class ReadAheadLoader: BlobLoader, Sendable {
     var peakHeld: Int { state.withLock { $0.peakHeld } }
     /// Bytes held now: none once every ask of the plan was served.
     var held: Int { state.withLock { $0.held } }
+    /// Reads made for the asks of one batch alone, the window being full (``direct``).
+    var directReads: Int { state.withLock { $0.directReads } }
+    /// Bundles kept for members asked later.
+    var bundlesKept: Int { state.withLock { $0.bundlesKept } }
 
     func loadTree(_ id: ID) async throws -> Tree {
         if let tree = trees[id] { return tree }
@@ -188,6 +197,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
             }
             switch start(segment) {
             case .dropped:
+                answered(location)
                 result.append(try await repository.loadBlob(ids[i], decompressor: decompressor))
                 i += 1
             case .reading(let task):
@@ -217,6 +227,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
             // segment is read on its own, which gives a failed read a second chance and makes a
             // cancelled one fail as it would have anyway.
             drop(segment)
+            answered(location)
             return try await repository.loadBlob(id, decompressor: decompressor)
         }
         defer { used(segment) }
@@ -224,13 +235,15 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         return try serve(location, from: data, startingAt: from, bundle: &bundle, decompressor: decompressor, checked: checked)
     }
 
-    /// Asks whose segment is not read while the window is full: only the span of the pack they
-    /// need is read, for them alone and held by nobody once they are served. Reading their whole
+    /// Asks whose segment is not read while the window is full: only the span of the pack from
+    /// the first of them to the end of the last is read, for them alone and held by nobody once
+    /// they are served. Reading their whole
     /// segment instead (up to 8 MiB, kept until every ask of it came, which may be much later)
     /// would let what a restore holds grow past any bound once the window is full.
     private func direct(_ ids: ArraySlice<ID>, _ run: [BlobLocation], segment: Int, bundle: inout OpenedBundle?,
                         decompressor: ZstdDecompressor?, checked: Bool) async throws -> [Data] {
         defer { for _ in run { used(segment) } }
+        state.withLock { $0.directReads += 1 }
         let from = run.lazy.map { Int($0.blob.offset) }.min()!
         let span = from..<run.lazy.map { Int($0.blob.offset) + Int($0.blob.length) }.max()!
         let data: Data
@@ -238,6 +251,7 @@ final class ReadAheadLoader: BlobLoader, Sendable {
             data = try await repository.storage.load(ObjectHandle(.pack, run[0].pack), range: span)
         } catch {
             // As for a segment whose read failed: each ask on its own.
+            for location in run { answered(location) }
             var result: [Data] = []
             for id in ids { result.append(try await repository.loadBlob(id, decompressor: decompressor)) }
             return result
@@ -268,6 +282,16 @@ final class ReadAheadLoader: BlobLoader, Sendable {
         }
         let plaintext = opened!
         bundle = OpenedBundle(key: key, plaintext: plaintext)
+        answered(location, opened: plaintext)
+        return try repository.extractBlob(blob, from: plaintext, pack: location.pack, checked: checked)
+    }
+
+    /// One ask of a bundle member served, from `opened` or (its read having failed, its segment
+    /// dropped) the usual way: the last of the bundle's asks lets go of it; an earlier one keeps
+    /// `opened` for the rest if the window has room. Asks of whole units need no bookkeeping.
+    private func answered(_ location: BlobLocation, opened: Data? = nil) {
+        guard location.blob.member != nil else { return }
+        let key = UnitKey(location)
         state.withLock { state in
             var entry = state.opened[key] ?? (nil, bundleUses[key] ?? 1)
             entry.uses -= 1
@@ -276,14 +300,14 @@ final class ReadAheadLoader: BlobLoader, Sendable {
                 state.opened[key] = nil
                 return
             }
-            if entry.plaintext == nil && state.held + plaintext.count <= window {
-                entry.plaintext = plaintext
-                state.held += plaintext.count
+            if let opened, entry.plaintext == nil, state.held + opened.count <= window {
+                entry.plaintext = opened
+                state.held += opened.count
                 state.peakHeld = max(state.peakHeld, state.held)
+                state.bundlesKept += 1
             }
             state.opened[key] = entry
         }
-        return try repository.extractBlob(blob, from: plaintext, pack: location.pack, checked: checked)
     }
 
     private struct OpenedBundle {
