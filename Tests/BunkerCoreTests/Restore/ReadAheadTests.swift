@@ -5,8 +5,9 @@ import Synchronization
 import Testing
 
 /// A restore from an object store plans its reads and reads ahead (``ReadAheadLoader``): few,
-/// large requests, each byte of a pack read once, with the same result and the same failures as a
-/// restore that asks file by file.
+/// large requests, each byte of a pack read once while the window has room (past it, the asks of
+/// a batch are read on their own and some bytes may be read again), with the same result and the
+/// same failures as a restore that asks file by file.
 @Suite struct ReadAheadTests {
     /// A sample tree plus a few hundred small documents in many folders and a 6 MiB file.
     private func makeSource(in dir: String) throws -> String {
