@@ -96,16 +96,13 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
             throw BunkerError.storage(POSIXFailure(errno: err, operation: "open", path: file))
         }
         defer { close(fd) }
-        let start: Int
-        let count: Int
-        if let range {
-            start = range.lowerBound
-            count = range.count
-        } else {
-            var st = Glibc.stat.init()
-            guard fstat(fd, &st) == 0 else { throw BunkerError.storage(POSIXFailure(errno: errno, operation: "stat", path: file)) }
-            start = 0
-            count = Int(st.st_size)
+        var st = Glibc.stat.init()
+        guard fstat(fd, &st) == 0 else { throw BunkerError.storage(POSIXFailure(errno: errno, operation: "stat", path: file)) }
+        let size = Int(st.st_size)
+        let start = range?.lowerBound ?? 0
+        let count = range?.count ?? size
+        if count >= Self.mappedLoadSize, start + count <= size, let mapped = Self.map(fd, start: start, count: count) {
+            return mapped
         }
         var data = Data(count: count)
         var done = 0
@@ -124,6 +121,30 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
             throw BunkerError(.corruptObject, "\(handle) is shorter than expected (wanted bytes \(start)..<\(start + count), file ends at \(start + done)); the object is truncated.")
         }
         return data
+    }
+
+    /// Loads of at least this many bytes (whole packs for `verify` and `copy`, a restore's runs of
+    /// chunks) map the file instead of reading it: the bytes are the page cache's own pages, where
+    /// a read would zero fresh memory and copy into it: a tenth of a `verify --read-data`'s CPU
+    /// time on the benchmark's 1 GiB set (its system time 0.75 → 0.45 s). Smaller loads are read:
+    /// mapping and unmapping cost more than copying a few pages.
+    static let mappedLoadSize = 512 << 10
+
+    /// `count` bytes of `fd` from `start`, mapped private and writable (a caller that changes its
+    /// copy gets pages of its own and never the file's), or nil when the kernel refuses the map,
+    /// and the caller reads instead.
+    ///
+    /// The caller has checked that the file holds the whole range: a mapped page past the end of
+    /// the file would fault when touched. Objects are never rewritten or truncated in place (a
+    /// new object is linked from a temporary file; prune removes whole files, and a removed
+    /// file's mapped pages stay readable), so the range stays inside the file while it is used.
+    private static func map(_ fd: Int32, start: Int, count: Int) -> Data? {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let offset = start / page * page
+        let length = count + (start - offset)
+        guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, off_t(offset)),
+              base != MAP_FAILED else { return nil }
+        return Data(bytesNoCopy: base + (start - offset), count: count, deallocator: .custom { _, _ in munmap(base, length) })
     }
 
     public func stat(_ handle: ObjectHandle) async throws -> ObjectInfo {

@@ -57,4 +57,38 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: dir + "/repo/escape"))
         }
     }
+
+    /// Loads of 512 KiB and more map the file rather than read it: the bytes must be the same,
+    /// from any offset (not only page-aligned ones), a caller's change to its copy must never
+    /// reach the file, and a file shorter than the range asked must still be named truncated.
+    @Test func largeLoadsReturnTheFileBytesFromAnyOffsetAndNeverWriteThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let storage = LocalStorage(path: dir + "/repo")
+            try storage.create()
+            var generator = SystemRandomNumberGenerator()
+            let data = Data((0..<(3 << 20) + 123).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let handle = ObjectHandle(.pack, ID.sha256(of: data))
+            try await storage.save(handle, data: data)
+
+            #expect(try await storage.load(handle) == data)
+            for range in [0..<(1 << 20), 4095..<(4095 + (600 << 10)), 5000..<data.count, (1 << 20) + 1..<(3 << 20)] {
+                let loaded = try await storage.load(handle, range: range)
+                #expect(loaded == data.subdata(in: range), "bytes \(range)")
+            }
+
+            var copy = try await storage.load(handle, range: 4097..<(4097 + (1 << 20)))
+            copy[copy.startIndex] ^= 0xff
+            copy[copy.endIndex - 1] ^= 0xff
+            #expect(copy[copy.startIndex] != data[4097])
+            #expect(try await storage.load(handle) == data)
+
+            let file = dir + "/repo/data/\(handle.name.prefix(2))/\(handle.name)"
+            #expect(truncate(file, off_t(2 << 20)) == 0)
+            await #expect {
+                _ = try await storage.load(handle, range: (1 << 20)..<(3 << 20))
+            } throws: { error in
+                (error as? BunkerError)?.code == .corruptObject && "\(error)".contains("truncated")
+            }
+        }
+    }
 }
