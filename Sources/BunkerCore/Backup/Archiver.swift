@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// The archiver walks the items depth-first in name order and builds the snapshot's trees
 /// bottom-up; the work on the way is split like restic's archiver:
-/// - ``BackupScanner`` counts files and bytes on a thread of its own, for progress only;
+/// - ``BackupScanner`` counts files and bytes on a thread of its own, for progress only, when
+///   there is no parent snapshot whose totals stand for them;
 /// - ``FileSaver`` reads and chunks a file (up to ``FileSaver/workers`` at once);
 /// - ``BlobSaver`` skips chunks the repository has, compresses, seals and packs the rest;
 /// - ``TreeSaver`` stores each directory listing once its entries are saved;
@@ -55,10 +56,23 @@ public final class Archiver: Sendable {
             throw BunkerError(.invalidArgument, "Nothing to back up: name at least one path.")
         }
         try validate(request.items, origin: "the snapshot")
-        let (parentID, parentTree) = try await findParent(paths: request.paths)
+        let (parentID, parentTree, parentSummary) = try await findParent(paths: request.paths)
         let savers = Savers(repository: repository, level: level, budget: request.storedBudget, progress: progress)
 
-        if let progress { try BackupScanner(items: request.items, excludes: request.excludes).start(reporting: progress) }
+        if let progress {
+            if let totals = parentSummary {
+                // The parent's totals are the estimate: the same paths, backed up last time. Walking
+                // the whole tree a second time only to count it took a tenth of a no-change
+                // backup's time on the benchmark (0.28-0.31 s without the count, 0.31-0.34 with).
+                progress.update {
+                    $0.filesTotal = totals.totalFiles
+                    $0.bytesTotal = totals.totalBytes
+                    $0.totalsKnown = true
+                }
+            } else {
+                try BackupScanner(items: request.items, excludes: request.excludes).start(reporting: progress)
+            }
+        }
 
         let rootID: ID
         do {
@@ -128,22 +142,23 @@ public final class Archiver: Sendable {
 
     // MARK: - Parent
 
-    private func findParent(paths: [String]) async throws -> (ID?, Tree?) {
+    /// The parent snapshot: its id, its tree and what it recorded of its backup.
+    private func findParent(paths: [String]) async throws -> (ID?, Tree?, BackupSummary?) {
         let chosen: ID?
         switch request.parent {
         case .none:
-            return (nil, nil)
+            return (nil, nil, nil)
         case .snapshot(let id):
             chosen = id
         case .automatic:
             let wanted = paths.sorted()
             chosen = try await repository.snapshots().last { $0.snapshot.hostname == request.hostname && $0.snapshot.paths == wanted }?.id
         }
-        guard let chosen else { return (nil, nil) }
+        guard let chosen else { return (nil, nil, nil) }
         let snapshot = try await repository.loadSnapshot(chosen)
         // A parent whose tree cannot be read only costs speed: read every file instead.
-        guard let tree = try? await repository.loadTree(snapshot.tree) else { return (nil, nil) }
-        return (chosen, tree)
+        guard let tree = try? await repository.loadTree(snapshot.tree) else { return (nil, nil, nil) }
+        return (chosen, tree, snapshot.summary)
     }
 
     // MARK: - Items
