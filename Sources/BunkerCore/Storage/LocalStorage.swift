@@ -131,22 +131,27 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     static let mappedLoadSize = 512 << 10
 
     /// `count` bytes of `fd` from `start`, mapped private and writable (a caller that changes its
-    /// copy gets pages of its own and never the file's), or nil when the kernel refuses the map,
-    /// and the caller reads instead. The pages are populated while the map is still read-only:
-    /// populating a writable private map copies every page up front, which is the very copy
-    /// mapping avoids; made writable afterwards, a page is copied only if it is written.
+    /// copy gets pages of its own and never the file's), or nil when they cannot all be mapped
+    /// and read, and the caller reads instead.
     ///
-    /// The caller has checked that the file holds the whole range: a mapped page past the end of
-    /// the file would fault when touched. Objects are never rewritten or truncated in place (a
-    /// new object is linked from a temporary file; prune removes whole files, and a removed
-    /// file's mapped pages stay readable), so the range stays inside the file while it is used.
-    private static func map(_ fd: Int32, start: Int, count: Int) -> Data? {
+    /// Every page is read in (`MADV_POPULATE_READ`) before the bytes are handed out: a page that
+    /// cannot be read, a disk's read error under a pack that `verify` must report, or a range
+    /// past the end of the file, fails that call, where touching it later would kill the
+    /// process with SIGBUS; the caller's read then reports the error as one. Kernels before
+    /// 5.14 refuse the call, and every load is read. The pages are populated while the map is
+    /// still read-only: populating a writable private map copies every page up front, the very
+    /// copy mapping avoids; made writable afterwards, a page is copied only if it is written.
+    ///
+    /// Objects are never rewritten or truncated in place (a new object is linked from a
+    /// temporary file; prune removes whole files, and a removed file's mapped pages stay
+    /// readable), so a populated range stays readable while it is used.
+    static func map(_ fd: Int32, start: Int, count: Int) -> Data? {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let offset = start / page * page
         let length = count + (start - offset)
-        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, off_t(offset)),
+        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, off_t(offset)),
               base != MAP_FAILED else { return nil }
-        guard mprotect(base, length, PROT_READ | PROT_WRITE) == 0 else {
+        guard madvise(base, length, MADV_POPULATE_READ) == 0, mprotect(base, length, PROT_READ | PROT_WRITE) == 0 else {
             munmap(base, length)
             return nil
         }

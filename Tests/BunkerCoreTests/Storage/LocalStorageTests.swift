@@ -1,4 +1,4 @@
-import BunkerCore
+@testable import BunkerCore
 import BunkerTesting
 import Foundation
 import Testing
@@ -89,6 +89,22 @@ import Testing
             } throws: { error in
                 (error as? BunkerError)?.code == .corruptObject && "\(error)".contains("truncated")
             }
+        }
+    }
+
+    /// A page that cannot be read must fail the map, so that the load reads and reports the
+    /// error, never hand out memory that kills the process with SIGBUS when touched. A disk's
+    /// read error cannot be made here; a range past the end of the file fails the same way.
+    @Test func aMapWhosePagesCannotAllBeReadIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let file = dir + "/short"
+            try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: file))
+            let fd = open(file, O_RDONLY)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            let whole = try #require(LocalStorage.map(fd, start: 4096 + 5, count: (1 << 20) - 4096 - 5))
+            #expect(whole.allSatisfy { $0 == 7 })
+            #expect(LocalStorage.map(fd, start: 0, count: 4 << 20) == nil, "pages past the end of the file")
         }
     }
 }
