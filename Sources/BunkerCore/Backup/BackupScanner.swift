@@ -1,8 +1,8 @@
 import Foundation
 
 /// Counts the files and bytes a backup will read, so that its progress can show a percentage and
-/// an ETA. Only a backup without a parent snapshot counts: an incremental one takes its
-/// parent's totals instead (``Archiver``).
+/// an ETA. Only a backup without a parent snapshot counts: one with a parent takes the parent's
+/// totals as an estimate instead (``Archiver``).
 ///
 /// The count walks the same roots with the same exclude rules as the backup, with `lstat` only,
 /// on a thread of its own: it blocks on the file system and must not hold one of the cooperative

@@ -138,20 +138,24 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     /// cannot be read, a disk's read error under a pack that `verify` must report, or a range
     /// past the end of the file, fails that call, where touching it later would kill the
     /// process with SIGBUS; the caller's read then reports the error as one. Kernels before
-    /// 5.14 refuse the call, and every load is read. The pages are populated while the map is
-    /// still read-only: populating a writable private map copies every page up front, the very
-    /// copy mapping avoids; made writable afterwards, a page is copied only if it is written.
+    /// 5.14 refuse the call, and every load is read. Populating for reading maps the page
+    /// cache's pages as they are: a page is copied only if it is written. (`MAP_POPULATE`
+    /// would do neither: it skips pages it cannot read, and on a writable private map it
+    /// copies every page up front.)
     ///
-    /// Objects are never rewritten or truncated in place (a new object is linked from a
-    /// temporary file; prune removes whole files, and a removed file's mapped pages stay
-    /// readable), so a populated range stays readable while it is used.
+    /// Populated pages are not pinned. Objects are never rewritten or truncated in place (a new
+    /// object is linked from a temporary file; prune removes whole files, and a removed file's
+    /// mapped pages stay readable), but under memory pressure the kernel may drop a clean page
+    /// and read it again when touched: a read error in that moment, on a disk that read the
+    /// same page a moment before, would still raise SIGBUS.
     static func map(_ fd: Int32, start: Int, count: Int) -> Data? {
+        guard start >= 0, count > 0 else { return nil }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let offset = start / page * page
         let length = count + (start - offset)
-        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, off_t(offset)),
+        guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, off_t(offset)),
               base != MAP_FAILED else { return nil }
-        guard madvise(base, length, MADV_POPULATE_READ) == 0, mprotect(base, length, PROT_READ | PROT_WRITE) == 0 else {
+        guard madvise(base, length, MADV_POPULATE_READ) == 0 else {
             munmap(base, length)
             return nil
         }

@@ -9,7 +9,8 @@ public final class OperationProgress: Sendable {
         public var bytesDone: UInt64 = 0
         public var filesTotal = 0
         public var bytesTotal: UInt64 = 0
-        /// True once the totals are final (the scan finished).
+        /// True once there are totals to measure against: a count that finished, or an estimate
+        /// (``OperationProgress/estimateTotals(files:bytes:)``) that the work has not passed.
         public var totalsKnown = false
         public var bytesStored: UInt64 = 0
         public var errors = 0
@@ -29,14 +30,41 @@ public final class OperationProgress: Sendable {
         }
     }
 
-    private let state = Mutex(Counters())
+    private struct State {
+        var counters = Counters()
+        /// The totals are an estimate, withdrawn once the work passes them.
+        var estimated = false
+    }
+
+    private let state = Mutex(State())
     public let started = Date()
 
     public init() {}
 
-    public var counters: Counters { state.withLock { $0 } }
+    public var counters: Counters { state.withLock { $0.counters } }
 
     public func update(_ body: (inout Counters) -> Void) {
-        state.withLock { body(&$0) }
+        state.withLock { state in
+            body(&state.counters)
+            let c = state.counters
+            if state.estimated && c.totalsKnown && (c.filesDone > c.filesTotal || c.bytesDone > c.bytesTotal) {
+                // Short of what is being done: a percentage would sit at 100 with an ETA of
+                // nothing for the rest of the work. Every front end shows what is done so far
+                // when there are no totals.
+                state.counters.totalsKnown = false
+                state.estimated = false
+            }
+        }
+    }
+
+    /// Totals taken from elsewhere (an incremental backup's parent) rather than counted: shown
+    /// as totals until the work passes them, then withdrawn.
+    public func estimateTotals(files: Int, bytes: UInt64) {
+        state.withLock { state in
+            state.counters.filesTotal = files
+            state.counters.bytesTotal = bytes
+            state.counters.totalsKnown = true
+            state.estimated = true
+        }
     }
 }
