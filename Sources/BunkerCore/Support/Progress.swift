@@ -46,8 +46,9 @@ public final class OperationProgress: Sendable {
     public func update(_ body: (inout Counters) -> Void) {
         state.withLock { state in
             body(&state.counters)
-            let c = state.counters
-            if state.estimated && c.totalsKnown && (c.filesDone > c.filesTotal || c.bytesDone > c.bytesTotal) {
+            // On every chunk a backup reads: a few comparisons under the lock already held.
+            if state.estimated && state.counters.totalsKnown
+                && (state.counters.filesDone > state.counters.filesTotal || state.counters.bytesDone > state.counters.bytesTotal) {
                 // Short of what is being done: a percentage would sit at 100 with an ETA of
                 // nothing for the rest of the work. Every front end shows what is done so far
                 // when there are no totals.
