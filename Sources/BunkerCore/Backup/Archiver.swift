@@ -282,25 +282,56 @@ public final class Archiver: Sendable {
     /// longer holds its chunk list (see ``Tree/takeNode(nameBytes:)``), and a changed file lets
     /// it go before it is read again.
     private func saveEntry(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
+        switch try examine(at: location, path: path, relative: relative, name: name, parent: parent, excludes: excludes) {
+        case .settled(let saved):
+            return saved
+        case .pending(let work):
+            return try await finish(work, at: location, path: path, relative: relative, excludes: excludes, savers: savers)
+        }
+    }
+
+    /// What ``examine(at:path:relative:name:parent:excludes:)`` made of an entry: settled there,
+    /// or work that reads a file or a directory, which may take long.
+    private enum Examined: Sendable {
+        case settled(SavedEntry?)
+        case pending(PendingEntry)
+    }
+
+    /// An entry whose saving has to read it: a directory (with the parent snapshot's node for
+    /// it, which holds no chunk list) or a file that is new or changed.
+    private enum PendingEntry: Sendable {
+        case directory(FileStatus, Node, parent: Node?)
+        case file(FileStatus, Node, isNew: Bool)
+    }
+
+    /// The part of saving an entry that never waits: its `lstat`, the excludes, and everything
+    /// but directories and files to read, which are left to ``finish(_:at:path:relative:excludes:savers:)``.
+    ///
+    /// Most entries of a backup with a parent snapshot end here (unchanged files), so that
+    /// ``saveChildren(of:path:relative:entries:parentTree:excludes:savers:)`` runs it in line:
+    /// a task for each file cost a fifth of a no-change backup's time on the benchmark (0.28-0.31 s
+    /// with one, 0.22-0.23 s without: task allocation, malloc arenas locked across threads,
+    /// wake-ups), more than the `lstat` it ran.
+    private func examine(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules) throws -> Examined {
         let status: FileStatus
         do {
             status = FileStatus(try location.status())
         } catch let error as BunkerError {
             warn(error.message)
-            return nil
+            return .settled(nil)
         }
         if !relative.isEmpty, excludes.excludes(name: FileName.display(name), absolute: path, relative: relative, isDirectory: status.kind == .directory) {
-            return nil
+            return .settled(nil)
         }
         let storesRawNames = repository.config.storesRawNames
         if !storesRawNames {
             if status.kind.isSpecial {
                 warn("Skipped \(path): this repository (format version \(repository.config.version)) cannot record sockets, pipes and device files; a repository made by `bunker init` now can.")
-                return nil
+                return .settled(nil)
             }
             if String(validating: name, as: UTF8.self) == nil {
                 warn("Skipped \(path): its name is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store; a repository made by `bunker init` now can.")
-                return nil
+                return .settled(nil)
             }
         }
         var node = Node(nameBytes: name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
@@ -315,14 +346,45 @@ public final class Archiver: Sendable {
                 let target = try location.readLink()
                 if !storesRawNames && String(validating: target, as: UTF8.self) == nil {
                     warn("Skipped \(path): its target is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store.")
-                    return nil
+                    return .settled(nil)
                 }
                 node.linkTargetBytes = target
             } catch let error as BunkerError {
                 warn(error.message)
-                return nil
+                return .settled(nil)
             }
         case .directory:
+            return .pending(.directory(status, node, parent: parent))
+        case .file:
+            node.size = status.size
+            node.inode = status.inode
+            node.device = status.device
+            if let parent, parent.type == .file, parent.size == status.size, parent.mtimeNanoseconds == status.mtimeNanoseconds,
+               parent.inode == status.inode, let content = parent.content, let sha = parent.sha256,
+               repository.index.containsAll(content) {
+                node.content = content
+                node.sha256 = sha
+                summary.withLock {
+                    $0.filesUnmodified += 1
+                    $0.totalFiles += 1
+                    $0.totalBytes += status.size
+                }
+                progress?.update {
+                    $0.filesDone += 1
+                    $0.bytesDone += status.size
+                }
+                return .settled(SavedEntry(node: node, sameAsParent: node == parent))
+            }
+            // A changed file's old chunk list goes now, before the file is read again.
+            return .pending(.file(status, node, isNew: parent?.type != .file))
+        }
+        return .settled(SavedEntry(node: node, sameAsParent: parent != nil && node == parent))
+    }
+
+    /// Reads a directory or file that ``examine(at:path:relative:name:parent:excludes:)`` left.
+    private func finish(_ work: consuming PendingEntry, at location: EntryLocation, path: String, relative: String, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
+        switch consume work {
+        case .directory(let status, var node, let parent):
             let parentTree = await listing(of: parent)
             let handle: DirectoryHandle
             let entries: [[UInt8]]
@@ -350,28 +412,8 @@ public final class Archiver: Sendable {
                 node.subtree = try await savers.trees.save(consume tree)
             }
             summary.withLock { $0.directories += 1 }
-        case .file:
-            node.size = status.size
-            node.inode = status.inode
-            node.device = status.device
-            if let parent, parent.type == .file, parent.size == status.size, parent.mtimeNanoseconds == status.mtimeNanoseconds,
-               parent.inode == status.inode, let content = parent.content, let sha = parent.sha256,
-               repository.index.containsAll(content) {
-                node.content = content
-                node.sha256 = sha
-                summary.withLock {
-                    $0.filesUnmodified += 1
-                    $0.totalFiles += 1
-                    $0.totalBytes += status.size
-                }
-                progress?.update {
-                    $0.filesDone += 1
-                    $0.bytesDone += status.size
-                }
-                return SavedEntry(node: node, sameAsParent: node == parent)
-            }
-            let isNew = parent?.type != .file
-            parent = nil
+            return SavedEntry(node: node, sameAsParent: parent != nil && node == parent)
+        case .file(let status, var node, let isNew):
             do {
                 record(try await savers.files.saveFile(at: location, expecting: status, path: path), in: &node)
             } catch let error as BunkerError where error.code == .sourceIO {
@@ -383,7 +425,6 @@ public final class Archiver: Sendable {
             // directory's listing is then stored again, which is only slower.
             return SavedEntry(node: node, sameAsParent: false)
         }
-        return SavedEntry(node: node, sameAsParent: parent != nil && node == parent)
     }
 
     /// An entry as saved, and whether it is exactly the parent snapshot's node for it: a
@@ -393,22 +434,11 @@ public final class Archiver: Sendable {
         var sameAsParent: Bool
     }
 
-    /// Hands a parent snapshot's node to the one task that saves its entry, without the task's
-    /// closure keeping it for as long as the task runs: ``take()`` moves it out.
-    private final class Handoff: Sendable {
-        private let node: Mutex<Node?>
-
-        init(_ node: Node?) { self.node = Mutex(node) }
-
-        func take() -> Node? {
-            node.withLock { node in
-                defer { node = nil }
-                return node
-            }
-        }
-    }
-
     /// The entries' nodes, and whether the listing they make is exactly `parentTree`.
+    ///
+    /// Each entry is examined here, in line; only directories and files to read get a task of
+    /// their own, up to `window` at once, so that both cores work on a tree of many folders or
+    /// on a folder of many changed files.
     private func saveChildren(
         of dir: DirectoryHandle, path: String, relative: String, entries: [[UInt8]], parentTree: consuming Tree?, excludes: ExcludeRules, savers: Savers
     ) async throws -> (nodes: [Node], sameAsParent: Bool) {
@@ -417,27 +447,29 @@ public final class Archiver: Sendable {
         let parentCount = parentTree?.nodes.count
         var parentTree = consume parentTree
         try await withThrowingTaskGroup(of: (Int, SavedEntry?).self) { group in
-            var next = 0
-            func launch(_ i: Int) {
+            var inFlight = 0
+            for i in entries.indices {
                 let name = entries[i]
                 let text = FileName.display(name)
+                let childPath = path + "/" + text
                 let childRelative = relative.isEmpty ? text : relative + "/" + text
-                let parent = Handoff(parentTree?.takeNode(nameBytes: name))
                 let location = EntryLocation(directory: dir, name: name)
-                group.addTask {
-                    (i, try await self.saveEntry(at: location, path: path + "/" + text, relative: childRelative, name: name, parent: parent.take(), excludes: excludes, savers: savers))
+                switch try examine(at: location, path: childPath, relative: childRelative, name: name, parent: parentTree?.takeNode(nameBytes: name), excludes: excludes) {
+                case .settled(let saved):
+                    results[i] = saved
+                case .pending(let work):
+                    if inFlight >= window, let (done, saved) = try await group.next() {
+                        results[done] = saved
+                        inFlight -= 1
+                    }
+                    group.addTask {
+                        (i, try await self.finish(work, at: location, path: childPath, relative: childRelative, excludes: excludes, savers: savers))
+                    }
+                    inFlight += 1
                 }
             }
-            while next < min(window, entries.count) {
-                launch(next)
-                next += 1
-            }
-            while let (i, saved) = try await group.next() {
-                results[i] = saved
-                if next < entries.count {
-                    launch(next)
-                    next += 1
-                }
+            while let (done, saved) = try await group.next() {
+                results[done] = saved
             }
         }
         let saved = results.compactMap { $0 }
