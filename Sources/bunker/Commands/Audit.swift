@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "audit",
             abstract: "Read, export and check the tamper-evident audit trail.",
             discussion: """
                 Every backup, restore, drill, export, verify and user change is recorded with its UTC time, actor, \\
@@ -15,7 +16,7 @@ extension BunkerCommand {
             subcommands: [List.self, Verify.self, Export.self])
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List audit rows, oldest first, a page at a time.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List audit rows, oldest first, a page at a time.")
 
             @OptionGroup var options: CatalogOptions
 
@@ -73,6 +74,7 @@ extension BunkerCommand {
 
         struct Verify: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "verify",
                 abstract: "Check the hash chain and the signed anchors; name the first altered, removed or inserted row.",
                 discussion: "Exits 9 when the trail was tampered with.")
 
@@ -98,7 +100,7 @@ extension BunkerCommand {
         }
 
         struct Export: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Write the whole audit trail as JSON lines or CSV.")
+            static let configuration = CommandConfiguration(commandName: "export", abstract: "Write the whole audit trail as JSON lines or CSV.")
 
             @OptionGroup var options: CatalogOptions
 

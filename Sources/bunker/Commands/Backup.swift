@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "backup",
             abstract: "Back up the configured sources (or the paths given) into a new snapshot.",
             discussion: """
                 Without paths, every source in bunker.toml goes into one snapshot: SQLite databases copied online, \

@@ -12,6 +12,7 @@ extension BunkerCommand {
 
         struct Rebuild: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "rebuild",
                 abstract: "Re-create the backup metadata of every snapshot in the repository that the catalog lacks.",
                 discussion: """
                     The repository is the source of truth for which backups exist; use this after the catalog was lost \\
@@ -36,6 +37,7 @@ extension BunkerCommand {
 
         struct Restore: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "restore",
                 abstract: "Bring the catalog and the audit trail back from the repository, on a new machine.",
                 discussion: """
                     Every operation copies the audit trail's new rows (with their signed anchors and the audit key, \

@@ -8,6 +8,7 @@ extension BunkerCommand {
     /// Kubernetes CronJob and monitoring systems (Nagios, Icinga, Zabbix, …), where no server runs.
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Check backup health once and send the alerts it calls for; exit 0 OK, 1 warning, 2 critical.",
             discussion: """
                 Runs the checks `bunker serve` runs every five minutes: the newest backup's age against \

@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Cleanup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cleanup",
             abstract: "Apply the retention policy, then prune: the command to run on a schedule.",
             discussion: "`bunker forget` followed by `bunker prune`, under one exclusive lock.")
 

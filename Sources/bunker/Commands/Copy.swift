@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Copy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "copy",
             abstract: "Copy snapshots into another repository (an off-site or cloud copy), with only the data it lacks.",
             discussion: """
                 Copies the snapshots named (ids, prefixes or latest), or every snapshot the filters keep, from the \\

@@ -7,6 +7,7 @@ import Foundation
 extension BunkerCommand {
     struct Drill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "drill",
             abstract: "Restore a snapshot into scratch places and prove it is whole.",
             discussion: """
                 Checks the snapshot's stored data, restores every source into a scratch place (a temporary directory, \

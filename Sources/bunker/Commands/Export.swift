@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "export",
             abstract: "Write a snapshot as a ZIP archive in the Clinical Dashboard API's layout.",
             discussion: """
                 The archive holds database.sql (the plain SQL of the database source; with several, NAME/database.sql \

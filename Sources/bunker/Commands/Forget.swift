@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Forget: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "forget",
             abstract: "Remove the snapshots the retention policy does not keep.",
             discussion: """
                 The policy is [retention] in bunker.toml (default: the newest backup of every day for 7 days, \

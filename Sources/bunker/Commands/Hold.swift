@@ -6,12 +6,13 @@ import Foundation
 extension BunkerCommand {
     struct Hold: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "hold",
             abstract: "Protect snapshots from retention (legal holds).",
             discussion: "A held snapshot is never forgotten or pruned until every hold on it is removed. Holds are stored in the repository.",
             subcommands: [Add.self, List.self, Remove.self])
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Place a hold on a snapshot.")
+            static let configuration = CommandConfiguration(commandName: "add", abstract: "Place a hold on a snapshot.")
             @OptionGroup var repository: RepositoryOptions
             @Argument(help: "Snapshot id, unique prefix, or `latest`.") var snapshot: String
             @Option(help: "Why the snapshot must be kept (a case number, a request).") var reason: String
@@ -29,7 +30,7 @@ extension BunkerCommand {
         }
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the holds, oldest first.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the holds, oldest first.")
             @OptionGroup var repository: RepositoryOptions
 
             func run() async throws {
@@ -50,7 +51,7 @@ extension BunkerCommand {
         }
 
         struct Remove: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Release a snapshot: remove every hold on it.")
+            static let configuration = CommandConfiguration(commandName: "remove", abstract: "Release a snapshot: remove every hold on it.")
             @OptionGroup var repository: RepositoryOptions
             @Argument(help: "Snapshot id or unique prefix (or a hold's id).") var snapshot: String
 

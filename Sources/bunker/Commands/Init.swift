@@ -5,7 +5,7 @@ import Foundation
 
 extension BunkerCommand {
     struct Init: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a new, encrypted repository.")
+        static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a new, encrypted repository.")
 
         @OptionGroup var repository: RepositoryOptions
 

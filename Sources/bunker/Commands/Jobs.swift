@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Jobs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "jobs",
             abstract: "List running and recent jobs (backups, restores, cleanups, verifies, drills), or cancel one.",
             discussion: """
                 Jobs are read from the catalog, whichever process runs them (a CLI command, or bunker serve for the \\
@@ -15,7 +16,7 @@ extension BunkerCommand {
             defaultSubcommand: List.self)
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List jobs, newest first.")
 
             @OptionGroup var options: CatalogOptions
 
@@ -58,6 +59,7 @@ extension BunkerCommand {
 
         struct Cancel: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "cancel",
                 abstract: "Cancel a running job.",
                 discussion: """
                     The process that runs the job (bunker serve) stops it at its next safe point, within a second or two; \\

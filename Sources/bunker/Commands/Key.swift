@@ -5,6 +5,7 @@ import Foundation
 extension BunkerCommand {
     struct Key: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "key",
             abstract: "Manage the passwords that open the repository.",
             subcommands: [List.self, Add.self, Remove.self, Passwd.self])
 
@@ -18,7 +19,7 @@ extension BunkerCommand {
         }
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the keys; * marks the one in use.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the keys; * marks the one in use.")
             @OptionGroup var repository: RepositoryOptions
 
             func run() async throws {
@@ -37,7 +38,7 @@ extension BunkerCommand {
         }
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Add another password.")
+            static let configuration = CommandConfiguration(commandName: "add", abstract: "Add another password.")
             @OptionGroup var repository: RepositoryOptions
             @OptionGroup var newPassword: NewPassword
 
@@ -55,7 +56,7 @@ extension BunkerCommand {
         }
 
         struct Remove: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Remove a password (not the one in use, never the last).")
+            static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a password (not the one in use, never the last).")
             @OptionGroup var repository: RepositoryOptions
             @Argument(help: "Key id or unique prefix.") var id: String
 
@@ -72,7 +73,7 @@ extension BunkerCommand {
         }
 
         struct Passwd: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Change the password of the key in use.")
+            static let configuration = CommandConfiguration(commandName: "passwd", abstract: "Change the password of the key in use.")
             @OptionGroup var repository: RepositoryOptions
             @OptionGroup var newPassword: NewPassword
 

@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Notify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "notify",
             abstract: "Test notifications, show the outbox, send what is waiting.",
             discussion: """
                 Messages that could not be delivered wait in the data directory's outbox/ and are retried with a \
@@ -15,7 +16,7 @@ extension BunkerCommand {
             subcommands: [Test.self, Status.self, Flush.self])
 
         struct Test: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Send a test message through every configured notifier now.")
+            static let configuration = CommandConfiguration(commandName: "test", abstract: "Send a test message through every configured notifier now.")
 
             @OptionGroup var repository: RepositoryOptions
 
@@ -31,7 +32,7 @@ extension BunkerCommand {
         }
 
         struct Status: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the messages waiting in the outbox and those given up on.")
+            static let configuration = CommandConfiguration(commandName: "status", abstract: "List the messages waiting in the outbox and those given up on.")
 
             @OptionGroup var repository: RepositoryOptions
 
@@ -59,7 +60,7 @@ extension BunkerCommand {
         }
 
         struct Flush: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Try to deliver the waiting messages whose time has come.")
+            static let configuration = CommandConfiguration(commandName: "flush", abstract: "Try to deliver the waiting messages whose time has come.")
 
             @OptionGroup var repository: RepositoryOptions
 

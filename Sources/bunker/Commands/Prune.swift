@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",
             abstract: "Remove data that no snapshot references.",
             discussion: """
                 Deletes packs no snapshot uses, repacks packs that are mostly unused, and rewrites the index. \

@@ -7,6 +7,7 @@ import Foundation
 extension BunkerCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "restore",
             abstract: "Restore a snapshot: over the live sources (safely), or somewhere else.",
             discussion: """
                 Without a destination, the configured sources in the snapshot are restored in place: the snapshot's data \

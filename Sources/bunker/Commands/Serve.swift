@@ -8,6 +8,7 @@ import Hummingbird
 extension BunkerCommand {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "serve",
             abstract: "Run the HTTP API, the scheduler, notification delivery and alerts until SIGINT or SIGTERM.",
             discussion: """
                 Listens on [server] listen in bunker.toml (default 127.0.0.1:8080). When the catalog has no user, \\

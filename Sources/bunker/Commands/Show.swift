@@ -4,7 +4,7 @@ import Foundation
 
 extension BunkerCommand {
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a snapshot's details and the entries it holds.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a snapshot's details and the entries it holds.")
 
         @OptionGroup var repository: RepositoryOptions
 

@@ -5,6 +5,7 @@ import Foundation
 extension BunkerCommand {
     struct Snapshots: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "snapshots",
             abstract: "List snapshots, oldest first.",
             discussion: """
                 "Retention until" is the earliest time the retention policy ([retention], or \

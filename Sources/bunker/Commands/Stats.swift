@@ -5,7 +5,7 @@ import Foundation
 
 extension BunkerCommand {
     struct Stats: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the repository's sizes and ratios.")
+        static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the repository's sizes and ratios.")
 
         @OptionGroup var repository: RepositoryOptions
 

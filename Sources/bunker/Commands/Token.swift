@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Token: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "token",
             abstract: "Manage service tokens for machines that call the API: create, list, revoke.",
             discussion: """
                 A service token lets a machine (a Prometheus server, a CI job, the clinical application) call the \\
@@ -17,6 +18,7 @@ extension BunkerCommand {
 
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "create",
                 abstract: "Make a service token and print it, once.",
                 discussion: "With --quiet only the token is printed, for a file: bunker token create prometheus --role VIEWER -q > /etc/prometheus/bunker-token")
 
@@ -56,7 +58,7 @@ extension BunkerCommand {
         }
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the service tokens (never the tokens themselves).")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the service tokens (never the tokens themselves).")
 
             @OptionGroup var options: CatalogOptions
 
@@ -80,7 +82,7 @@ extension BunkerCommand {
         }
 
         struct Revoke: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Revoke a service token: every request with it is refused from now on.")
+            static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a service token: every request with it is refused from now on.")
 
             @OptionGroup var options: CatalogOptions
 

@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct User: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "user",
             abstract: "Manage the users of the API: add, list, disable, enable, passwd, role.",
             discussion: """
                 Roles: SYSTEM_ADMIN (backs up, restores, verifies), AUDITOR (reads the audit trail and reports), \\
@@ -15,7 +16,7 @@ extension BunkerCommand {
             subcommands: [Add.self, List.self, Disable.self, Enable.self, Passwd.self, SetRole.self])
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Add a user.")
+            static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a user.")
 
             @OptionGroup var options: CatalogOptions
 
@@ -45,7 +46,7 @@ extension BunkerCommand {
         }
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the users.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the users.")
 
             @OptionGroup var options: CatalogOptions
 
@@ -67,7 +68,7 @@ extension BunkerCommand {
         }
 
         struct Disable: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Deactivate a user: no more logins; kept in the audit trail.")
+            static let configuration = CommandConfiguration(commandName: "disable", abstract: "Deactivate a user: no more logins; kept in the audit trail.")
 
             @OptionGroup var options: CatalogOptions
 
@@ -82,7 +83,7 @@ extension BunkerCommand {
         }
 
         struct Enable: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Reactivate a user (and clear a lockout).")
+            static let configuration = CommandConfiguration(commandName: "enable", abstract: "Reactivate a user (and clear a lockout).")
 
             @OptionGroup var options: CatalogOptions
 
@@ -97,7 +98,7 @@ extension BunkerCommand {
         }
 
         struct Passwd: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Set a user's password (and clear a lockout).")
+            static let configuration = CommandConfiguration(commandName: "passwd", abstract: "Set a user's password (and clear a lockout).")
 
             @OptionGroup var options: CatalogOptions
 

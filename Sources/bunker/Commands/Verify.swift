@@ -6,6 +6,7 @@ import Foundation
 extension BunkerCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Check the repository's structure, and with --read-data every stored byte; or one backup's data.",
             discussion: """
                 Damaged or missing objects are named with the snapshots and files they affect. \

@@ -31,6 +31,7 @@ extension BunkerCommand {
 
         struct Push: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "push",
                 abstract: "Archive one WAL file: archive_command = 'bunker --config FILE wal push %p'.",
                 discussion: """
                     Exits 0 only when the file is durable in the repository, or was archived before with identical content \
@@ -109,6 +110,7 @@ extension BunkerCommand {
 
         struct Drain: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "drain",
                 abstract: "Ship the WAL spooled by an asynchronous `wal push` to the repository.",
                 discussion: """
                     Started by `wal push` when [source.wal] async = true and no drainer runs; runs until the spool \
@@ -137,6 +139,7 @@ extension BunkerCommand {
 
         struct Stream: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "stream",
                 abstract: "Stream a source's WAL into the repository until stopped (bunker serve does it for every source with stream = true).",
                 discussion: """
                     Runs pg_receivewal as a replication client of the source's server and stores the segment being \
@@ -159,6 +162,7 @@ extension BunkerCommand {
 
         struct Setup: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "setup",
                 abstract: "Print the archive_command and restore_command of a postgres source, with this bunker's full path.",
                 discussion: "Write the lines into postgresql.conf (doubling any ' inside); see docs/postgres-pitr.md.")
 
@@ -187,6 +191,7 @@ extension BunkerCommand {
 
         struct Fetch: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "fetch",
                 abstract: "Restore one archived WAL file: restore_command = 'bunker --config FILE wal fetch %f %p'.",
                 discussion: """
                     Exits 0 with the file written (checked against the SHA-256 recorded when it was pushed); 1 when it is not \
