@@ -125,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BunkerCoreTests",
-            dependencies: ["BunkerCore", "BunkerTesting"]
+            dependencies: ["BunkerCore", "BunkerTesting", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "BunkerServiceTests",

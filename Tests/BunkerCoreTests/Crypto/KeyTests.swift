@@ -1,4 +1,5 @@
-import BunkerCore
+import Crypto
+@testable import BunkerCore
 import BunkerTesting
 import Foundation
 import Testing
@@ -85,5 +86,28 @@ import Testing
                 return error.code == .unsupportedFormat && error.message.contains("upgrade Bunker")
             }
         }
+    }
+
+    /// Blob ids come from a copy of HMAC's keyed state: they must be HMAC-SHA-256 under the mac
+    /// key for any length, whole or in pieces, and one blob's id must not leak into the next.
+    @Test func blobIDsAreTheHMACOfThePlaintextWhicheverWayComputed() {
+        let key = MasterKey.generate()
+        var rng = SystemRandomNumberGenerator()
+        for size in [0, 1, 55, 56, 63, 64, 65, 4096, 100_003] {
+            let data = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            let expected = ID(digest: HMAC<SHA256>.authenticationCode(for: data, using: key.mac))
+            #expect(key.blobID(of: data) == expected, "\(size) bytes")
+            var hasher = key.blobIDHasher()
+            var rest = data[...]
+            while !rest.isEmpty {
+                hasher.update(data: rest.prefix(1000))
+                rest = rest.dropFirst(1000)
+            }
+            #expect(ID(digest: hasher.finalize()) == expected, "\(size) bytes in pieces")
+        }
+        let first = key.blobID(of: Data("a".utf8))
+        _ = key.blobID(of: Data("b".utf8))
+        #expect(key.blobID(of: Data("a".utf8)) == first)
+        #expect(first != MasterKey.generate().blobID(of: Data("a".utf8)))
     }
 }
