@@ -36,12 +36,16 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // scrypt's memory-hard core for key files (its file says why not BoringSSL's). Optimized
+        // in debug builds too: at -O0 one key derivation takes 0.6 s, which every command of a
+        // debug build, so every test that runs the command line, would pay.
+        .target(name: "CScrypt", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "BunkerCore",
             dependencies: [
                 "CZstd",
+                "CScrypt",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
         .target(
@@ -125,7 +129,11 @@ let package = Package(
         ),
         .testTarget(
             name: "BunkerCoreTests",
-            dependencies: ["BunkerCore", "BunkerTesting", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "BunkerCore", "BunkerTesting",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "BunkerServiceTests",

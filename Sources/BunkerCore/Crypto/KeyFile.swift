@@ -1,5 +1,4 @@
 import Crypto
-import CryptoExtras
 import Foundation
 
 /// The cost parameters of scrypt, stored in every key file.
@@ -69,13 +68,10 @@ public struct KeyFile: Codable, Sendable {
     }
 
     static func deriveKey(password: String, salt: Data, parameters: KDFParameters) throws -> SymmetricKey {
-        do {
-            return try KDF.Scrypt.deriveKey(
-                from: Data(password.utf8), salt: salt, outputByteCount: 32,
-                rounds: parameters.n, blockSize: parameters.r, parallelism: parameters.p)
-        } catch {
-            throw BunkerError(.invalidArgument, "scrypt failed with parameters N=\(parameters.n) r=\(parameters.r) p=\(parameters.p).", cause: error)
-        }
+        var key = try Scrypt.derive(
+            password: Array(password.utf8), salt: Array(salt), n: parameters.n, r: parameters.r, p: parameters.p, length: 32)
+        defer { key.withUnsafeMutableBytes { explicit_bzero($0.baseAddress!, $0.count) } }
+        return SymmetricKey(data: key)
     }
 
     /// The file's bytes as stored.

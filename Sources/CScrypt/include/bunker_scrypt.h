@@ -1,0 +1,12 @@
+#ifndef BUNKER_SCRYPT_H
+#define BUNKER_SCRYPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// scrypt's ROMix (RFC 7914, section 5) on one lane: `block` holds 128 × r bytes, replaced by
+/// the result. `n` must be a power of two from 2 to 2^32. Returns 0, or -1 when the n × 128 × r
+/// bytes of working memory cannot be had. The working memory is wiped before it is let go of.
+int bunker_scrypt_romix(uint8_t *block, size_t r, uint64_t n);
+
+#endif
