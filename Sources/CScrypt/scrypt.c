@@ -1,5 +1,5 @@
 // scrypt's memory-hard core, ROMix over BlockMix over Salsa20/8 (RFC 7914). The PBKDF2 steps
-// around it are done in Swift (KeyFile.swift).
+// around it, and the checks of the costs a key file may ask for, are in Swift (Scrypt.swift).
 //
 // Why not BoringSSL's scrypt, which swift-crypto offers: every command derives the key once, and
 // at the standard cost (N = 2^15, r = 8) BoringSSL took 85 ms of a 220 ms no-change backup.
@@ -128,7 +128,7 @@ static void wipe(void *p, size_t n) {
 }
 
 int bunker_scrypt_romix(uint8_t *block, size_t r, uint64_t n) {
-    if (r == 0 || n < 2 || (n & (n - 1)) != 0 || n > ((uint64_t)1 << 32)) return -1;
+    if (r == 0 || r > SIZE_MAX / 128 || n < 2 || (n & (n - 1)) != 0 || n > ((uint64_t)1 << 32)) return -1;
     const size_t words = 2 * r * WORDS, bytes = words * sizeof(uint32_t);
     if (n > SIZE_MAX / bytes) return -1;
     const size_t table_bytes = (size_t)n * bytes;

@@ -302,6 +302,12 @@ public final class Archiver: Sendable {
     private enum PendingEntry: Sendable {
         case directory(FileStatus, Node, parent: Node?)
         case file(FileStatus, Node, isNew: Bool)
+
+        var status: FileStatus {
+            switch self {
+            case .directory(let status, _, _), .file(let status, _, _): status
+            }
+        }
     }
 
     /// The part of saving an entry that never waits: its `lstat`, the excludes, and everything
@@ -427,6 +433,34 @@ public final class Archiver: Sendable {
         }
     }
 
+    /// `work` if its entry is still what its `lstat` found, else the entry examined again.
+    private func recheck(_ work: PendingEntry, at location: EntryLocation, path: String, relative: String, name: [UInt8], excludes: ExcludeRules) throws -> Examined {
+        let before = work.status
+        if let now = try? FileStatus(location.status()), now.kind == before.kind, now.device == before.device,
+           now.inode == before.inode, now.size == before.size, now.mtimeNanoseconds == before.mtimeNanoseconds {
+            return .pending(work)
+        }
+        switch work {
+        case .directory(_, _, let parent):
+            return try examine(at: location, path: path, relative: relative, name: name, parent: parent, excludes: excludes)
+        case .file(_, _, let isNew):
+            // The parent's node is gone (a file to read lets go of its chunk list): the file is
+            // read whatever it is now, and counted as new or changed as it was first.
+            let again = try examine(at: location, path: path, relative: relative, name: name, parent: nil, excludes: excludes)
+            if case .pending(.file(let status, let node, _)) = again { return .pending(.file(status, node, isNew: isNew)) }
+            return again
+        }
+    }
+
+    /// Set by the first task of a directory that fails.
+    private final class FailureFlag: Sendable {
+        private let raised = Atomic<Bool>(false)
+
+        var isRaised: Bool { raised.load(ordering: .relaxed) }
+
+        func raise() { raised.store(true, ordering: .relaxed) }
+    }
+
     /// An entry as saved, and whether it is exactly the parent snapshot's node for it: a
     /// directory whose entries all are, and which lost none, keeps its stored listing.
     private struct SavedEntry: Sendable {
@@ -446,24 +480,44 @@ public final class Archiver: Sendable {
         let window = 16
         let parentCount = parentTree?.nodes.count
         var parentTree = consume parentTree
+        // Raised by a task that fails, so that the loop stops at the next entry instead of
+        // examining the rest of a large listing first: a task's error reaches the loop only
+        // through `group.next()`, which it calls only when the window is full.
+        let failed = FailureFlag()
         try await withThrowingTaskGroup(of: (Int, SavedEntry?).self) { group in
             var inFlight = 0
             for i in entries.indices {
+                try Task.checkCancellation()
+                if failed.isRaised {
+                    while let (done, saved) = try await group.next() { results[done] = saved }
+                }
                 let name = entries[i]
                 let text = FileName.display(name)
                 let childPath = path + "/" + text
                 let childRelative = relative.isEmpty ? text : relative + "/" + text
                 let location = EntryLocation(directory: dir, name: name)
-                switch try examine(at: location, path: childPath, relative: childRelative, name: name, parent: parentTree?.takeNode(nameBytes: name), excludes: excludes) {
-                case .settled(let saved):
-                    results[i] = saved
-                case .pending(let work):
-                    if inFlight >= window, let (done, saved) = try await group.next() {
+                var step = try examine(at: location, path: childPath, relative: childRelative, name: name, parent: parentTree?.takeNode(nameBytes: name), excludes: excludes)
+                if case .pending(let work) = step, inFlight >= window {
+                    if let (done, saved) = try await group.next() {
                         results[done] = saved
                         inFlight -= 1
                     }
+                    // The wait can be long (16 folders being walked): an entry changed meanwhile
+                    // is taken as it is now, not refused as swapped when it is opened.
+                    FaultPoints.hit("backup-window-wait")
+                    step = try recheck(work, at: location, path: childPath, relative: childRelative, name: name, excludes: excludes)
+                }
+                switch step {
+                case .settled(let saved):
+                    results[i] = saved
+                case .pending(let work):
                     group.addTask {
-                        (i, try await self.finish(work, at: location, path: childPath, relative: childRelative, excludes: excludes, savers: savers))
+                        do {
+                            return (i, try await self.finish(work, at: location, path: childPath, relative: childRelative, excludes: excludes, savers: savers))
+                        } catch {
+                            failed.raise()
+                            throw error
+                        }
                     }
                     inFlight += 1
                 }

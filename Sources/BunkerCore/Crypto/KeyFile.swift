@@ -16,7 +16,7 @@ public struct KDFParameters: Codable, Sendable, Equatable {
         self.p = p
     }
 
-    /// 2^15 × 8 × 1: about 32 MiB and a tenth of a second; the default for new keys.
+    /// 2^15 × 8 × 1: 32 MiB and about 50 ms on the benchmark machine; the default for new keys.
     public static let standard = KDFParameters(n: 1 << 15, r: 8, p: 1)
     /// Cheap parameters for tests only: never for real repositories.
     public static let testing = KDFParameters(n: 1 << 10, r: 8, p: 1)

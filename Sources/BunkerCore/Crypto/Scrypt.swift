@@ -5,15 +5,17 @@ import Foundation
 /// scrypt (RFC 7914) for key files: PBKDF2-HMAC-SHA-256 here, the memory-hard ROMix in C
 /// (`Sources/CScrypt/scrypt.c` says why it is not BoringSSL's).
 enum Scrypt {
-    /// The most working memory one key file may ask for (128 × r × N per lane): 1 GiB, 32 times
-    /// the standard cost. A key file asking for more is refused rather than tried.
+    /// The most one key file may ask for: 1 GiB of working memory (128 × r × N per lane, and
+    /// 128 × r × p for the lanes), and as much work as that many bytes (128 × r × N × p), 32
+    /// times the standard cost. A key file asking for more is refused rather than tried: anyone
+    /// who can write to the repository's storage could otherwise add one that takes hours.
     static let memoryLimit = 1 << 30
 
     /// scrypt(password, salt, N, r, p) of `length` bytes.
     static func derive(password: [UInt8], salt: [UInt8], n: Int, r: Int, p: Int, length: Int) throws -> [UInt8] {
         guard n > 1, n & (n - 1) == 0, n <= 1 << 32, r >= 1, p >= 1, length >= 1,
-              r <= memoryLimit / 128, n <= memoryLimit / (128 * r), p <= memoryLimit / (128 * r) else {
-            throw BunkerError(.unsupportedFormat, "scrypt parameters N=\(n) r=\(r) p=\(p) are out of range: N must be a power of two from 2 to 2^32, r and p at least 1, and 128 × r × N and 128 × r × p at most \(memoryLimit >> 20) MiB.")
+              r <= memoryLimit / 128, n <= memoryLimit / (128 * r), p <= memoryLimit / (128 * r * n) else {
+            throw BunkerError(.unsupportedFormat, "scrypt parameters N=\(n) r=\(r) p=\(p) are out of range: N must be a power of two from 2 to 2^32, r and p at least 1, and 128 × r × N × p at most \(memoryLimit >> 20) MiB.")
         }
         let laneBytes = 128 * r
         var lanes = pbkdf2(password: password, salt: salt, length: p * laneBytes)
@@ -23,7 +25,7 @@ enum Scrypt {
                 bunker_scrypt_romix(buffer.baseAddress! + lane * laneBytes, r, UInt64(n))
             }
             guard status == 0 else {
-                throw BunkerError(.invalidArgument, "scrypt needs \((n * laneBytes) >> 20) MiB of memory (N=\(n) r=\(r)), which this system did not give.")
+                throw BunkerError(.outOfMemory, "Deriving the key needs \((n * laneBytes) >> 20) MiB of memory (scrypt N=\(n) r=\(r)), which this system did not give: free some memory or raise the process's limit (ulimit -v).")
             }
         }
         return pbkdf2(password: password, salt: lanes, length: length)

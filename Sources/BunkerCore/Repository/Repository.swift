@@ -90,22 +90,23 @@ public final class Repository: Sendable {
             throw BunkerError(.repositoryNotFound, "There is no repository there (no config object). Create one with `bunker init`, or check --repo / BUNKER_REPOSITORY.")
         }
         var unlocked: (MasterKey, String)?
-        var unsupported: BunkerError?
+        var untried: BunkerError?
         for info in try await storage.list(.key).sorted(by: { $0.handle.name < $1.handle.name }) {
             guard let data = try? await storage.load(info.handle),
                   let file = try? JSONCoding.decoder.decode(KeyFile.self, from: data) else { continue }
             do {
                 unlocked = (try file.unlock(password: password), info.handle.name)
                 break
-            } catch let error as BunkerError where error.code == .unsupportedFormat {
-                unsupported = error
+            } catch let error as BunkerError where error.code == .unsupportedFormat || error.code == .outOfMemory {
+                untried = untried ?? error
             } catch {
                 continue
             }
         }
         guard let (master, keyName) = unlocked else {
-            // A key this build cannot read may be the one the password belongs to: say so.
-            if let unsupported { throw unsupported }
+            // A key this build cannot read, or could not try for want of memory, may be the one
+            // the password belongs to: say so rather than call the password wrong.
+            if let untried { throw untried }
             throw BunkerError(.wrongPassword, "Wrong password: no key of this repository opens with it. Check BUNKER_PASSWORD or --password-file.")
         }
         let configData: Data

@@ -41,6 +41,8 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
         public static let cancelled = Code("cancelled")
         /// A server Bunker talks to (mail, webhooks) could not be reached or refused.
         public static let network = Code("network")
+        /// The system did not give the memory an operation needs (deriving a key, say).
+        public static let outOfMemory = Code("out_of_memory")
     }
 
     public let code: Code

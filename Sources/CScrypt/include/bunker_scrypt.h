@@ -5,8 +5,10 @@
 #include <stdint.h>
 
 /// scrypt's ROMix (RFC 7914, section 5) on one lane: `block` holds 128 × r bytes, replaced by
-/// the result. `n` must be a power of two from 2 to 2^32. Returns 0, or -1 when the n × 128 × r
-/// bytes of working memory cannot be had. The working memory is wiped before it is let go of.
+/// the result. `n` must be a power of two from 2 to 2^32 and r at least 1. Returns 0, or -1 for
+/// other costs or when the n × 128 × r bytes of working memory cannot be mapped (with Linux's
+/// overcommit, running short of memory later is more likely to end the process than to return
+/// -1). The working memory is wiped before it is let go of.
 int bunker_scrypt_romix(uint8_t *block, size_t r, uint64_t n);
 
 #endif

@@ -48,8 +48,10 @@ import Testing
         #expect(throws: BunkerError.self) { try old.unlock(password: "Secret") }
     }
 
+    /// Out of range: N not a power of two, r or p zero, more than 1 GiB of table or lanes, or
+    /// more work than 1 GiB's worth (the last: 128 MiB of table, 1,024 lanes).
     @Test func refusesCostsOutOfRangeBeforeAskingForMemory() {
-        for (n, r, p) in [(0, 8, 1), (1, 8, 1), (3, 8, 1), (1 << 15, 0, 1), (1 << 15, 8, 0), (1 << 30, 8, 1), (2, 1 << 24, 1), (2, 8, 1 << 21)] {
+        for (n, r, p) in [(0, 8, 1), (1, 8, 1), (3, 8, 1), (1 << 15, 0, 1), (1 << 15, 8, 0), (1 << 30, 8, 1), (2, 1 << 24, 1), (2, 8, 1 << 21), (1 << 20, 1, 1 << 10)] {
             // The C side would refuse most of these too, but only after trying: the Swift side
             // says which costs are allowed.
             let error = #expect(throws: BunkerError.self, "N=\(n) r=\(r) p=\(p)") {
