@@ -8,7 +8,10 @@ import Testing
 @Suite struct CatalogDateTests {
     @Test func datesAreWrittenAsGRDBWritesThemToTheMillisecond() {
         var rng = SystemRandomNumberGenerator()
-        var dates = [0.0, 0.0005, 0.999, 1.0, -0.001, -1.5, -86_400.25, 951_782_400.5, 1_733_270_400.123, 4_102_444_799.999]
+        // Exact half milliseconds (binary fractions) on both sides of 1970: the formatter takes a
+        // tie up, towards the later time, before 1970 too.
+        var dates = [0.0, 0.0005, 0.999, 1.0, -0.001, -1.5, -86_400.25, 951_782_400.5, 1_733_270_400.123, 4_102_444_799.999,
+                     -0.0625, 0.0625, -1_841_851_051.8125, 1_000_000_000.0625, -2_000_000_000.4375]
             .map { Date(timeIntervalSince1970: $0) }
         for _ in 0..<2_000 {
             dates.append(Date(timeIntervalSince1970: Double.random(in: -2_000_000_000...4_000_000_000, using: &rng)))
