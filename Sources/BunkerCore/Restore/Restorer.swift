@@ -111,14 +111,23 @@ public final class Restorer: Sendable {
     /// batches in flight itself (``ContentReader``).
     private let fileLimiter: AsyncLimiter
     private let isRoot = geteuid() == 0
+    /// Bytes written between two flushes of the target in the background (``WriteBack``).
+    private let writeBackEvery: Int
+    /// The flushes made in the background by the last restore, for tests.
+    let backgroundFlushes = Mutex(0)
 
     /// `includes` are paths inside the snapshot (`studies/2024`, `/studies/a.json`); empty means all.
-    public init(loader: any BlobLoader, includes: [String] = [], progress: OperationProgress? = nil) {
+    public convenience init(loader: any BlobLoader, includes: [String] = [], progress: OperationProgress? = nil) {
+        self.init(loader: loader, includes: includes, progress: progress, writeBackEvery: WriteBack.defaultEvery)
+    }
+
+    init(loader: any BlobLoader, includes: [String], progress: OperationProgress?, writeBackEvery: Int) {
         self.loader = loader
         self.reader = ContentReader(loader: loader)
         self.fileLimiter = AsyncLimiter(limit: max(2, loader.parallelReads / 2))
         self.progress = progress
         self.includes = includes.map { $0.split(separator: "/").joined(separator: "/") }.filter { !$0.isEmpty }
+        self.writeBackEvery = writeBackEvery
     }
 
     /// Refuses include paths that could not name anything inside a snapshot (`..`, `.`, NUL).
@@ -152,15 +161,18 @@ public final class Restorer: Sendable {
         let tree = try await loader.loadTree(root)
         if loader.readsAhead {
             let plan = await plan(root: root, tree: tree)
-            let planned = Restorer(loader: loader.readingAhead(plan), includes: includes, progress: progress)
+            let planned = Restorer(loader: loader.readingAhead(plan), includes: includes, progress: progress, writeBackEvery: writeBackEvery)
+            defer { backgroundFlushes.withLock { $0 = planned.backgroundFlushes.withLock { $0 } } }
             return try await planned.restore(tree: root, into: target)
         }
-        try await restoreChildren(of: tree, in: target, relative: "")
-        // One flush of the whole filesystem at the end instead of an fsync per file: as durable
-        // when the restore reports success, and thousands of small files restore far faster.
-        if syncfs(target.fd) != 0 {
-            throw BunkerError(.sourceIO, "Flushing the restored files to disk failed: \(String(cString: strerror(errno))). Check the target's disk; the restore may be incomplete.")
-        }
+        // Flushes of the whole file system (started as the restore writes, and one at the end)
+        // instead of an fsync per file: as durable when the restore reports success, and
+        // thousands of small files restore far faster.
+        let fd = target.fd
+        let writeBack = WriteBack(every: writeBackEvery) { syncfs(fd) == 0 ? 0 : errno }
+        try await restoreChildren(of: tree, in: target, relative: "", writeBack: writeBack)
+        try await writeBack.finish()
+        backgroundFlushes.withLock { $0 = writeBack.backgroundFlushes }
         var report = counters.withLock { $0 }
         report.failures = failures.withLock { $0 }
         if !includes.isEmpty && report.filesRestored + report.directoriesRestored + report.symlinksRestored + report.specialFilesRestored == 0 && report.failures.isEmpty {
@@ -240,7 +252,7 @@ public final class Restorer: Sendable {
         progress?.update { $0.errors += 1 }
     }
 
-    private func restoreChildren(of tree: Tree, in dir: DirectoryHandle, relative: String) async throws {
+    private func restoreChildren(of tree: Tree, in dir: DirectoryHandle, relative: String, writeBack: WriteBack) async throws {
         if let duplicate = tree.duplicateName {
             fail(relative.isEmpty ? "/" : relative, "The snapshot's listing of this directory names \(duplicate.name.debugDescription) twice; the snapshot is damaged and this directory was not restored.")
             return
@@ -262,14 +274,14 @@ public final class Restorer: Sendable {
                     try await group.next()
                     running -= 1
                 }
-                group.addTask { try await self.restore(node, in: dir, relative: path, selection: selected) }
+                group.addTask { try await self.restore(node, in: dir, relative: path, selection: selected, writeBack: writeBack) }
                 running += 1
             }
             try await group.waitForAll()
         }
     }
 
-    private func restore(_ node: Node, in dir: DirectoryHandle, relative: String, selection: Selection) async throws {
+    private func restore(_ node: Node, in dir: DirectoryHandle, relative: String, selection: Selection, writeBack: WriteBack) async throws {
         let name = node.nameBytes
         switch node.type {
         case .directory:
@@ -298,7 +310,7 @@ public final class Restorer: Sendable {
                 fail(relative, "Its directory listing cannot be read: \(error)")
                 return
             }
-            try await restoreChildren(of: tree, in: handle, relative: relative)
+            try await restoreChildren(of: tree, in: handle, relative: relative, writeBack: writeBack)
             if selection == .all {
                 applyMetadata(node, fd: handle.fd)
                 counters.withLock { $0.directoriesRestored += 1 }
@@ -337,7 +349,7 @@ public final class Restorer: Sendable {
         case .file:
             guard selection == .all else { return }
             await fileLimiter.withPermit {
-                await restoreFile(node, in: dir, relative: relative)
+                await restoreFile(node, in: dir, relative: relative, writeBack: writeBack)
             }
         }
     }
@@ -359,7 +371,7 @@ public final class Restorer: Sendable {
         return true
     }
 
-    private func restoreFile(_ node: Node, in dir: DirectoryHandle, relative: String) async {
+    private func restoreFile(_ node: Node, in dir: DirectoryHandle, relative: String, writeBack: WriteBack) async {
         let temp = Restorer.temporaryName()
         let fd = FileName.with(temp) { openat(dir.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard fd >= 0 else {
@@ -375,6 +387,7 @@ public final class Restorer: Sendable {
         do {
             written = try await reader.read(node) { data in
                 try writeAll(data, to: fd, path: "the file")  // the failure is recorded under the path
+                writeBack.wrote(data.count)
                 progress?.update { $0.bytesDone += UInt64(data.count) }
             }
         } catch let error as BunkerError where error.code == .integrity {
