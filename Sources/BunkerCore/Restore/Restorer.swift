@@ -15,6 +15,9 @@ public protocol BlobLoader: Sendable {
     func loadContent(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data]
     /// Loads a directory listing.
     func loadTree(_ id: ID) async throws -> Tree
+    /// Loads many listings at once (a restore's plan, one level of folders at a time); one that
+    /// cannot be read is left out of the result.
+    func loadTrees(_ ids: [ID]) async -> [ID: Tree]
     /// How many reads are worth having in flight at once: a few where each would only add a
     /// disk seek, more where each request mostly waits on a network (an object store).
     var parallelReads: Int { get }
@@ -35,6 +38,24 @@ extension BlobLoader {
 }
 
 extension BlobLoader {
+    /// One request per listing, up to twice ``parallelReads`` at once.
+    public func loadTrees(_ ids: [ID]) async -> [ID: Tree] {
+        await withTaskGroup(of: (ID, Tree?).self) { group in
+            var trees: [ID: Tree] = [:]
+            var running = 0
+            for id in Set(ids) {
+                if running >= max(8, parallelReads * 2), let (id, tree) = await group.next() {
+                    running -= 1
+                    trees[id] = tree
+                }
+                group.addTask { (id, try? await self.loadTree(id)) }
+                running += 1
+            }
+            for await (id, tree) in group { trees[id] = tree }
+            return trees
+        }
+    }
+
     public func loadBlobs(_ ids: [ID], decompressor: ZstdDecompressor?) async throws -> [Data] {
         var result: [Data] = []
         for id in ids { result.append(try await loadBlob(id, decompressor: decompressor)) }
@@ -188,7 +209,6 @@ public final class Restorer: Sendable {
         var plan = RestorePlan()
         plan.trees[root] = tree
         var level: [(tree: Tree, path: String)] = [(tree, "")]
-        let limit = max(8, loader.parallelReads * 2)
         while !level.isEmpty {
             var wanted: [(id: ID, path: String)] = []
             var seen = Set<ID>()
@@ -200,20 +220,13 @@ public final class Restorer: Sendable {
                     wanted.append((subtree, child))
                 }
             }
+            // Deeper folders come in the next round: their listings are known only from these.
+            let loaded = await loader.loadTrees(wanted.map(\.id))
             level = []
-            await withTaskGroup(of: (ID, String, Tree?).self) { group in
-                var running = 0
-                for (id, path) in wanted {
-                    if running >= limit, let (id, path, tree) = await group.next() {
-                        running -= 1
-                        if let tree { plan.trees[id] = tree; level.append((tree, path)) }
-                    }
-                    group.addTask { (id, path, try? await self.loader.loadTree(id)) }
-                    running += 1
-                }
-                for await (id, path, tree) in group {
-                    if let tree { plan.trees[id] = tree; level.append((tree, path)) }
-                }
+            for (id, path) in wanted {
+                guard let tree = loaded[id] else { continue }
+                plan.trees[id] = tree
+                level.append((tree, path))
             }
         }
         func collect(_ tree: Tree, _ path: String) {
