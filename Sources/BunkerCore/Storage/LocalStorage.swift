@@ -297,13 +297,9 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXFailure(errno: errno, operation: "create", path: file) }
         defer { close(fd) }
-        do {
-            try writeAll(data, to: fd, path: file)
-        } catch let error as BunkerError {
-            // The caller maps the system call's failure to what it means for the repository.
-            if let failure = error.cause as? POSIXFailure { throw failure }
-            throw error
-        }
+        // Packs around the page cache (``DirectWrite``); a failure is the system call's, which
+        // the caller maps to what it means for the repository.
+        try DirectWrite.write(data, to: fd, path: file)
         if fsync(fd) != 0 { throw POSIXFailure(errno: errno, operation: "fsync", path: file) }
     }
 
