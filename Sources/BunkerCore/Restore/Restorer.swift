@@ -398,10 +398,24 @@ public final class Restorer: Sendable {
         }
         let written: UInt64
         do {
-            written = try await reader.read(node) { data in
-                try writeAll(data, to: fd, path: "the file")  // the failure is recorded under the path
-                writeBack.wrote(data.count)
-                progress?.update { $0.bytesDone += UInt64(data.count) }
+            // Large files around the page cache (``DirectFileWriter``); the failure of a write is
+            // recorded under the file's path.
+            let writer = DirectFileWriter(fd: fd, path: "the file", size: Int(clamping: node.size ?? 0))
+            do {
+                written = try await reader.read(node) { data in
+                    // A write around the cache waits for the disk: on a thread of its own, not
+                    // one of the two that decrypt, decompress and hash.
+                    if writer.isDirect {
+                        try await BlockingIO.run { try writer.write(data) }
+                    } else {
+                        try writer.write(data)
+                    }
+                    writeBack.wrote(data.count)
+                    progress?.update { $0.bytesDone += UInt64(data.count) }
+                }
+                try writer.finish()
+            } catch let failure as POSIXFailure {
+                throw BunkerError.writing(failure)
             }
         } catch let error as BunkerError where error.code == .integrity {
             fail(relative, error.message + " The file was not restored.")

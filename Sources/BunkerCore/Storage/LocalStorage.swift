@@ -297,9 +297,11 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXFailure(errno: errno, operation: "create", path: file) }
         defer { close(fd) }
-        // Packs around the page cache (``DirectWrite``); a failure is the system call's, which
-        // the caller maps to what it means for the repository.
-        try DirectWrite.write(data, to: fd, path: file)
+        // Packs around the page cache (``DirectFileWriter``); a failure is the system call's,
+        // which the caller maps to what it means for the repository.
+        let writer = DirectFileWriter(fd: fd, path: file, size: data.count)
+        try writer.write(data)
+        try writer.finish()
         if fsync(fd) != 0 { throw POSIXFailure(errno: errno, operation: "fsync", path: file) }
     }
 

@@ -15,11 +15,18 @@ public func writeAll(_ data: Data, to fd: Int32, path: String) throws {
             if n < 0 {
                 let err = errno
                 if err == EINTR { continue }
-                let failure = POSIXFailure(errno: err, operation: "write", path: path)
-                let code: BunkerError.Code = err == ENOSPC || err == EDQUOT ? .storageFull : .sourceIO
-                throw BunkerError(code, "Cannot write \(path): \(String(cString: strerror(err))).", cause: failure)
+                throw BunkerError.writing(POSIXFailure(errno: err, operation: "write", path: path))
             }
             done += n
         }
+    }
+}
+
+extension BunkerError {
+    /// A failed write of `failure.path`: ``Code/storageFull`` for a full disk or quota (ENOSPC,
+    /// EDQUOT), ``Code/sourceIO`` otherwise, the failure as the cause.
+    public static func writing(_ failure: POSIXFailure) -> BunkerError {
+        let code: BunkerError.Code = failure.errno == ENOSPC || failure.errno == EDQUOT ? .storageFull : .sourceIO
+        return BunkerError(code, "Cannot write \(failure.path): \(String(cString: strerror(failure.errno))).", cause: failure)
     }
 }

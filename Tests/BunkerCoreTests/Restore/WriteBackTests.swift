@@ -52,6 +52,35 @@ import Testing
         #expect(writeBack.backgroundFlushes == 0)
     }
 
+    /// A restore writes large files around the page cache (``DirectFileWriter``), whole and
+    /// exact whatever their length, and small ones through it.
+    @Test(.enabled(if: !LocalStorageTests.temporaryDirectoryIsOnTmpfs, "tmpfs keeps every file in the page cache"))
+    func largeRestoredFilesGoAroundThePageCache() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let forge = SnapshotForge(repo)
+            // Letters in a pattern that differs from one 4 KiB block to the next.
+            let letters: [UInt8] = (0..<((3 << 20) + 77)).map { (i: Int) -> UInt8 in UInt8(97 + (i * 7 + i / 4096) % 26) }
+            let large = String(decoding: letters, as: UTF8.self)
+            let small = "a small document\n"
+            let id = try await forge.snapshot([
+                try await forge.file(Array("large.bin".utf8), large),
+                try await forge.file(Array("small.txt".utf8), small),
+            ])
+            let report = try await Restorer(loader: repo).restore(tree: try await repo.loadSnapshot(id).tree, to: dir + "/out")
+            #expect(report.failures.isEmpty, "\(report.failures)")
+            #expect(try String(contentsOfFile: dir + "/out/large.bin", encoding: .utf8) == large)
+            #expect(try String(contentsOfFile: dir + "/out/small.txt", encoding: .utf8) == small)
+            // Reading them back above brought them into the cache: a second restore, not read, is
+            // the one looked at.
+            let again = try await Restorer(loader: repo).restore(tree: try await repo.loadSnapshot(id).tree, to: dir + "/again")
+            #expect(again.filesRestored == 2)
+            let (resident, total) = try LocalStorageTests.residentPages(dir + "/again/large.bin")
+            #expect(resident <= 1, "\(resident) of \(total) pages of the restored 3 MiB file in the page cache")
+            #expect(try LocalStorageTests.residentPages(dir + "/again/small.txt").resident == 1)
+        }
+    }
+
     /// A real restore, with a flush every 64 KiB: the target is flushed while files are written,
     /// and every file comes back whole.
     @Test func aRestoreFlushesItsTargetAsItWrites() async throws {

@@ -131,7 +131,7 @@ import Testing
         return best.type == "tmpfs"
     }
 
-    /// Packs go around the page cache (``DirectWrite``): a backup does not read them back, and
+    /// Packs go around the page cache (``DirectFileWriter``): a backup does not read them back, and
     /// copying them into the cache cost a first backup a seventh of its CPU. Whatever the size
     /// (whole 4 KiB blocks or not, under the threshold or not), the bytes are the same.
     @Test(.enabled(if: !Self.temporaryDirectoryIsOnTmpfs, "tmpfs keeps every file in the page cache"))
@@ -146,7 +146,7 @@ import Testing
                 try await storage.save(handle, data: data)
                 let file = dir + "/repo/data/\(handle.name.prefix(2))/\(handle.name)"
                 let (resident, total) = try Self.residentPages(file)
-                if size >= DirectWrite.threshold {
+                if size >= DirectFileWriter.threshold {
                     // At most the last, partial block went through the cache.
                     #expect(resident <= 1, "\(resident) of \(total) pages of a \(size)-byte pack in the page cache")
                 } else {
