@@ -405,15 +405,20 @@ public final class Restorer: Sendable {
                 written = try await reader.read(node) { data in
                     // A write around the cache waits for the disk: on a thread of its own, not
                     // one of the two that decrypt, decompress and hash.
+                    // Only buffered bytes wait in the cache for a flush.
                     if writer.isDirect {
                         try await BlockingIO.run { try writer.write(data) }
                     } else {
                         try writer.write(data)
+                        writeBack.wrote(data.count)
                     }
-                    writeBack.wrote(data.count)
                     progress?.update { $0.bytesDone += UInt64(data.count) }
                 }
-                try writer.finish()
+                if writer.isDirect {
+                    try await BlockingIO.run { try writer.finish() }
+                } else {
+                    try writer.finish()
+                }
             } catch let failure as POSIXFailure {
                 throw BunkerError.writing(failure)
             }

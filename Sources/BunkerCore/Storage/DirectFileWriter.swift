@@ -40,10 +40,11 @@ final class DirectFileWriter: @unchecked Sendable {
     private final class AlignedBuffer {
         let pointer: UnsafeMutableRawPointer
 
-        init() {
+        /// Nil when the memory cannot be had: the file is then written buffered.
+        init?() {
             var pointer: UnsafeMutableRawPointer?
-            precondition(posix_memalign(&pointer, DirectFileWriter.block, DirectFileWriter.bufferSize) == 0, "out of memory")
-            self.pointer = pointer!
+            guard posix_memalign(&pointer, DirectFileWriter.block, DirectFileWriter.bufferSize) == 0, let pointer else { return nil }
+            self.pointer = pointer
         }
 
         deinit { free(pointer) }
@@ -69,9 +70,12 @@ final class DirectFileWriter: @unchecked Sendable {
         self.fd = fd
         self.path = path
         flags = fcntl(fd, F_GETFL)
-        if Self.flag != 0, size >= Self.threshold, flags >= 0, fcntl(fd, F_SETFL, flags | Self.flag) == 0 {
-            buffer = Self.buffers.take()
+        guard Self.flag != 0, size >= Self.threshold, flags >= 0, let buffer = Self.buffers.take() ?? nil else { return }
+        if fcntl(fd, F_SETFL, flags | Self.flag) == 0 {
+            self.buffer = buffer
             direct = true
+        } else {
+            Self.buffers.put(buffer)
         }
     }
 
