@@ -1,3 +1,4 @@
+import BunkerCore
 import Foundation
 
 /// Flips one byte in the middle of the largest pack of a local repository (a disk's silent
@@ -19,4 +20,15 @@ public func damageLargestPack(in repo: String) throws -> String {
     try handle.seek(toOffset: UInt64(size / 2))
     try handle.write(contentsOf: Data([byte ^ 0xFF]))
     return (path as NSString).lastPathComponent
+}
+
+/// Flips one bit in the middle of the sealed bytes of `blob` (its unit: for a bundle member, the
+/// bundle) in the local repository at `path`, which `repository` has open.
+public func damageBlob(_ blob: ID, of repository: Repository, at path: String) throws {
+    guard let location = repository.index.lookup(blob) else { throw FixtureError("blob \(blob.short) is in no index") }
+    let file = path + "/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+    bytes[Int(location.blob.offset) + Int(location.blob.length) / 2] ^= 0x01
+    try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file)
+    try bytes.write(to: URL(fileURLWithPath: file))
 }

@@ -33,6 +33,21 @@ public enum TestRepository {
         try await Repository.open(storage: StorageLocation.storage(for: path), password: password, now: now)
     }
 
+    /// Opens the local repository at `path` as if from an object store (behind a concurrency
+    /// limit, which makes it read ahead and read neighbouring blobs together), counting its pack
+    /// reads.
+    public static func openCounting(at path: String) async throws -> (Repository, LoadCountingStorage) {
+        let counting = LoadCountingStorage(try StorageLocation.storage(for: path))
+        let repository = try await Repository.open(storage: ConcurrencyLimitedStorage(counting, limit: 8), password: password)
+        return (repository, counting)
+    }
+
+    /// The packs of `repository` that hold directory listings, and how many listings they hold.
+    public static func listingPacks(of repository: Repository) -> (packs: Set<String>, listings: Int) {
+        let packs = repository.index.blobsByPack().filter { $0.value.contains { $0.type == .tree } }
+        return (Set(packs.keys.map(\.hex)), packs.values.reduce(0) { $0 + $1.filter { $0.type == .tree }.count })
+    }
+
     /// Bytes of all packs under a local repository's `data/`.
     public static func packBytes(at path: String) -> UInt64 {
         guard let walker = FileManager.default.enumerator(atPath: path + "/data") else { return 0 }

@@ -48,6 +48,20 @@ public struct SeededGenerator: RandomNumberGenerator {
 
 /// Builds a source tree with the shapes that break backup tools.
 public enum TreeGenerator {
+    /// `groups` folders of `folders` folders of `files` small text files each, under `root`:
+    /// many small listings on three levels.
+    public static func makeFolderTree(at root: String, groups: Int, folders: Int, files: Int) throws {
+        for group in 0..<groups {
+            for folder in 0..<folders {
+                let path = root + "/g\(group)/f\(folder)"
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                for file in 0..<files {
+                    try "folder \(group)/\(folder), file \(file)\n".write(toFile: path + "/doc-\(file).txt", atomically: false, encoding: .utf8)
+                }
+            }
+        }
+    }
+
     /// Small files, large random files, compressible text, symlinks (relative, absolute, dangling),
     /// empty directories, unusual names and modes, and mtimes with nanoseconds.
     public static func makeSampleTree(at root: String, seed: UInt64 = 42, largeFileSize: Int = 3 << 20) throws {

@@ -228,15 +228,17 @@ public final class Copier: Sendable {
     private func claimMissingBlobs(under root: ID, session: WriteSession) async throws -> Set<ID> {
         var claimed = Set<ID>()
         var visited = Set<ID>()
-        var pending = [root]
-        while let id = pending.popLast() {
-            guard visited.insert(id).inserted else { continue }
-            try Task.checkCancellation()
+        try await source.walkListings(from: [root]) { id in
+            guard visited.insert(id).inserted else { return nil }
             if session.claim(id) { claimed.insert(id) }
-            for node in try await source.loadTree(id).nodes {
-                if let subtree = node.subtree { pending.append(subtree) }
+            return id
+        } visit: { _, loaded in
+            var under: [ID] = []
+            for node in try loaded.get().nodes {
+                if let subtree = node.subtree { under.append(subtree) }
                 for blob in node.content ?? [] where session.claim(blob) { claimed.insert(blob) }
             }
+            return under
         }
         return claimed
     }

@@ -102,20 +102,23 @@ extension Pruner {
                 $0.filesDone += 1
                 $0.currentPath = "snapshot \(id.short)"
             }
-            var stack = [snapshot.tree]
-            while let treeID = stack.popLast() {
-                guard walked.insert(treeID).inserted else { continue }
+            try await repository.walkListings(from: [snapshot.tree], in: packMap) { treeID in
+                guard walked.insert(treeID).inserted else { return nil }
                 used.insert(treeID)
+                return treeID
+            } visit: { treeID, loaded in
                 let tree: Tree
                 do {
-                    tree = try await repository.loadTree(treeID, in: packMap)
+                    tree = try loaded.get()
                 } catch let error as BunkerError {
                     throw refuse("directory listing \(treeID.short) of snapshot \(id.short) cannot be read", cause: error)
                 }
+                var under: [ID] = []
                 for node in tree.nodes {
-                    if let sub = node.subtree { stack.append(sub) }
+                    if let sub = node.subtree { under.append(sub) }
                     for blob in node.content ?? [] { used.insert(blob) }
                 }
+                return under
             }
         }
         return used

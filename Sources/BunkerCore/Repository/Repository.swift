@@ -292,12 +292,17 @@ public final class Repository: Sendable {
             }
             return location
         }
+        return try await loadBlobs(at: locations, decompressor: decompressor, checked: checked)
+    }
+
+    /// Loads the blobs at `locations`, in order, as ``loadBlobs(_:decompressor:)`` does.
+    func loadBlobs(at locations: [BlobLocation], decompressor: ZstdDecompressor?, checked: Bool = true) async throws -> [Data] {
         let pooled = decompressor == nil ? decompressors.take() : nil
         defer { if let pooled { decompressors.put(pooled) } }
         let decompressor = decompressor ?? pooled!
         let gap = readGap
         var result: [Data] = []
-        result.reserveCapacity(ids.count)
+        result.reserveCapacity(locations.count)
         var i = 0
         while i < locations.count {
             let first = locations[i]

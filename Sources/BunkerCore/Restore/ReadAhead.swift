@@ -22,57 +22,6 @@ extension Repository {
     public func readingAhead(_ plan: RestorePlan) -> any BlobLoader {
         ReadAheadLoader(repository: self, plan: plan)
     }
-
-    /// Listings that lie close together in a pack (as a backup writes a folder's subfolders) are
-    /// read with one request (``loadBlobs(_:decompressor:)``), up to ``parallelReads`` requests
-    /// at once. From an object store a plan asked for each of the benchmark's 1,300 folders
-    /// on its own: SeaweedFS spent more CPU serving those small requests than Bunker spent on
-    /// anything else while it planned. A run of listings that cannot be read together is read
-    /// one by one, so that only the damaged ones are left out.
-    public func loadTrees(_ ids: [ID]) async -> [ID: Tree] {
-        let located = Set(ids).compactMap { id in index.lookup(id).map { (id: id, location: $0) } }
-            .sorted { ($0.location.pack, $0.location.blob.offset) < ($1.location.pack, $1.location.blob.offset) }
-        let gap = readGap
-        var runs: [[ID]] = []
-        var run: (pack: ID, start: Int, end: Int)?
-        for (id, location) in located {
-            let start = Int(location.blob.offset)
-            let end = start + Int(location.blob.length)
-            if let current = run, current.pack == location.pack, start - current.end <= gap, end - current.start <= 8 << 20 {
-                runs[runs.count - 1].append(id)
-                run?.end = max(current.end, end)
-            } else {
-                runs.append([id])
-                run = (location.pack, start, end)
-            }
-        }
-        return await withTaskGroup(of: [(ID, Tree?)].self) { group in
-            var trees: [ID: Tree] = [:]
-            var running = 0
-            for ids in runs {
-                if running >= parallelReads, let loaded = await group.next() {
-                    running -= 1
-                    for (id, tree) in loaded { trees[id] = tree }
-                }
-                group.addTask { await self.loadTreeRun(ids) }
-                running += 1
-            }
-            for await loaded in group {
-                for (id, tree) in loaded { trees[id] = tree }
-            }
-            return trees
-        }
-    }
-
-    private func loadTreeRun(_ ids: [ID]) async -> [(ID, Tree?)] {
-        if ids.count > 1, let blobs = try? await loadBlobs(ids),
-           let trees = try? blobs.map({ try TreeCoding.decode($0) }) {
-            return Array(zip(ids, trees))
-        }
-        var result: [(ID, Tree?)] = []
-        for id in ids { result.append((id, try? await loadTree(id))) }
-        return result
-    }
 }
 
 /// Serves a restore from ranges of packs read before it asks for them.

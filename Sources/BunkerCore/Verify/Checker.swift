@@ -268,27 +268,30 @@ public struct Checker: Sendable {
             users[location.pack, default: []].insert(path)
             return true
         }
-        var stack: [(ID, String, Bool)] = [(snapshot.tree, "", true)]
-        while let (treeID, path, isRoot) = stack.popLast() {
-            let shown = path.isEmpty ? "/" : path
-            guard use(treeID, by: shown) else {
-                report.errors.append(CheckIssue(kind: "missing_blob", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) is in no index.", affected: [AffectedFile(snapshot: id.hex, path: shown)]))
-                continue
+        try await repository.walkListings(from: [(id: snapshot.tree, path: "", isRoot: true)]) { item in
+            guard use(item.id, by: item.path.isEmpty ? "/" : item.path) else {
+                report.errors.append(CheckIssue(kind: "missing_blob", object: "tree \(item.id.hex)", message: "Directory listing \(item.id.short) is in no index.", affected: [AffectedFile(snapshot: id.hex, path: item.path.isEmpty ? "/" : item.path)]))
+                return nil
             }
+            return item.id
+        } visit: { item, loaded in
+            let (treeID, path, isRoot) = item
+            let shown = path.isEmpty ? "/" : path
             let tree: Tree
             do {
-                tree = try await repository.loadTree(treeID)
+                tree = try loaded.get()
             } catch {
                 report.errors.append(CheckIssue(kind: "damaged_tree", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) cannot be read: \(error)", affected: [AffectedFile(snapshot: id.hex, path: shown)]))
-                continue
+                return []
             }
             report.errors += Checker.nameIssues(in: tree, id: treeID, snapshot: id, path: shown)
+            var under: [(id: ID, path: String, isRoot: Bool)] = []
             for node in tree.nodes where node.hasSafeName {
                 if isRoot, let roots, !roots.contains(node.name) { continue }
                 let child = path + "/" + node.name
                 switch node.type {
                 case .directory:
-                    if let sub = node.subtree { stack.append((sub, child, false)) }
+                    if let sub = node.subtree { under.append((sub, child, false)) }
                 case .file:
                     var missing = false
                     for blob in node.content ?? [] where !use(blob, by: child) { missing = true }
@@ -299,6 +302,7 @@ public struct Checker: Sendable {
                     break
                 }
             }
+            return under
         }
         report.packs = byPack.count
         report.blobs = seen.count
@@ -409,38 +413,42 @@ public struct Checker: Sendable {
                 continue
             }
             report.errors += Checker.recordIssues(in: snapshot, id: id)
-            var stack: [(ID, String)] = [(snapshot.tree, "")]
             var seenInSnapshot: Set<ID> = []
-            while let (treeID, path) = stack.popLast() {
-                guard seenInSnapshot.insert(treeID).inserted else { continue }
-                let alreadyChecked = visitedTrees[treeID] != nil
+            try await repository.walkListings(from: [(id: snapshot.tree, path: "")]) { item in
+                let (treeID, path) = item
+                guard seenInSnapshot.insert(treeID).inserted else { return nil }
                 // Trees already walked for another snapshot are walked again only to name
                 // affected files when something is damaged.
-                if alreadyChecked && badBlobs.isEmpty { continue }
+                if visitedTrees[treeID] != nil && badBlobs.isEmpty { return nil }
+                if let issue = badBlobs[treeID] {
+                    affected[issue, default: []].insert(AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path))
+                    return nil
+                }
+                guard repository.index.lookup(treeID) != nil else {
+                    report.errors.append(CheckIssue(kind: "missing_blob", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) is in no index.", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
+                    return nil
+                }
+                return treeID
+            } visit: { item, loaded in
+                let (treeID, path) = item
+                let alreadyChecked = visitedTrees[treeID] != nil
                 let tree: Tree
                 do {
-                    if let issue = badBlobs[treeID] {
-                        affected[issue, default: []].insert(AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path))
-                        continue
-                    }
-                    guard repository.index.lookup(treeID) != nil else {
-                        report.errors.append(CheckIssue(kind: "missing_blob", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) is in no index.", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
-                        continue
-                    }
-                    tree = try await repository.loadTree(treeID)
+                    tree = try loaded.get()
                 } catch {
                     report.errors.append(CheckIssue(kind: "damaged_tree", object: "tree \(treeID.hex)", message: "Directory listing \(treeID.short) cannot be read: \(error)", affected: [AffectedFile(snapshot: id.hex, path: path.isEmpty ? "/" : path)]))
-                    continue
+                    return []
                 }
                 if !alreadyChecked {
                     report.errors += Checker.nameIssues(in: tree, id: treeID, snapshot: id, path: path.isEmpty ? "/" : path)
                 }
                 visitedTrees[treeID] = true
+                var under: [(id: ID, path: String)] = []
                 for node in tree.nodes where node.hasSafeName {
                     let child = path + "/" + node.name
                     switch node.type {
                     case .directory:
-                        if let sub = node.subtree { stack.append((sub, child)) }
+                        if let sub = node.subtree { under.append((sub, child)) }
                     case .file:
                         var missing = false
                         for blob in node.content ?? [] {
@@ -457,6 +465,7 @@ public struct Checker: Sendable {
                         break
                     }
                 }
+                return under
             }
         }
         for (issue, files) in affected {

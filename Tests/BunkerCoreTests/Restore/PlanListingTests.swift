@@ -8,29 +8,8 @@ import Testing
 @Suite struct PlanListingTests {
     /// 40 folders of 3 small files each, in 4 groups: listings on three levels.
     private func makeSource(in dir: String) throws -> String {
-        let source = dir + "/src"
-        for group in 0..<4 {
-            for folder in 0..<10 {
-                let path = source + "/g\(group)/f\(folder)"
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-                for file in 0..<3 {
-                    try "folder \(group)/\(folder), file \(file)\n".write(toFile: path + "/doc-\(file).txt", atomically: false, encoding: .utf8)
-                }
-            }
-        }
-        return source
-    }
-
-    private func openRemote(_ path: String) async throws -> (Repository, LoadCountingStorage) {
-        let counting = LoadCountingStorage(try StorageLocation.storage(for: path))
-        let repository = try await Repository.open(storage: ConcurrencyLimitedStorage(counting, limit: 8), password: TestRepository.password)
-        return (repository, counting)
-    }
-
-    /// The packs that hold listings, and how many listings the snapshot has.
-    private func listingPacks(_ repo: Repository) -> (packs: Set<String>, listings: Int) {
-        let packs = repo.index.blobsByPack().filter { $0.value.contains { $0.type == .tree } }
-        return (Set(packs.keys.map(\.hex)), packs.values.reduce(0) { $0 + $1.filter { $0.type == .tree }.count })
+        try TreeGenerator.makeFolderTree(at: dir + "/src", groups: 4, folders: 10, files: 3)
+        return dir + "/src"
     }
 
     @Test func aPlanReadsNeighbouringListingsWithOneRequest() async throws {
@@ -38,10 +17,10 @@ import Testing
             let source = try makeSource(in: dir)
             let repo = try await TestRepository.create(at: dir + "/repo")
             let snapshot = try await TestRepository.backup(repo, [source]).snapshot
-            let (packs, listings) = listingPacks(repo)
+            let (packs, listings) = TestRepository.listingPacks(of: repo)
             #expect(listings >= 45, "40 folders, 4 groups, src and the root: \(listings)")
 
-            let (remote, counting) = try await openRemote(dir + "/repo")
+            let (remote, counting) = try await TestRepository.openCounting(at: dir + "/repo")
             let report = try await Restorer(loader: remote).restore(tree: snapshot.tree, to: dir + "/out")
             #expect(report.failures.isEmpty, "\(report.failures)")
             #expect(report.filesRestored == 120)
@@ -62,14 +41,9 @@ import Testing
             let groups = try await repo.loadTree(src).nodes.compactMap(\.subtree)
             #expect(groups.count == 4)
             // Flip a bit in the second group's listing.
-            let location = try #require(repo.index.lookup(groups[1]))
-            let path = dir + "/repo/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[Int(location.blob.offset) + Int(location.blob.length) / 2] ^= 0x01
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-            try bytes.write(to: URL(fileURLWithPath: path))
+            try damageBlob(groups[1], of: repo, at: dir + "/repo")
 
-            let (remote, _) = try await openRemote(dir + "/repo")
+            let (remote, _) = try await TestRepository.openCounting(at: dir + "/repo")
             let trees = await remote.loadTrees(groups)
             #expect(trees[groups[1]] == nil)
             #expect(Set(trees.keys) == Set([groups[0], groups[2], groups[3]]))

@@ -151,11 +151,7 @@ import Testing
             let scan = try #require(try await repo.loadTree(patients).nodes.first { $0.name == "scan.dcm" })
             let victim = try #require(scan.content?.first)
             let location = try #require(repo.index.lookup(victim))
-            let path = dir + "/repo/data/" + String(location.pack.hex.prefix(2)) + "/" + location.pack.hex
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[Int(location.blob.offset) + Int(location.blob.length) / 2] ^= 0x01
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-            try bytes.write(to: URL(fileURLWithPath: path))
+            try damageBlob(victim, of: repo, at: dir + "/repo")
 
             // The same files fail as file by file (every file with a blob in the damaged unit,
             // which may be a bundle shared with small files), each naming the pack; none of them
