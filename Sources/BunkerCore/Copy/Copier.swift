@@ -247,6 +247,10 @@ public final class Copier: Sendable {
     /// whose every blob is wanted is stored unchanged under its own name; from any other, the
     /// sealed units holding wanted blobs go into new packs as they are (a bundle whole, some of
     /// whose members the destination may then hold twice until a prune).
+    ///
+    /// Up to ``parallelPacks`` packs are on their way at once, each read, checked and (when it
+    /// travels whole) stored by a task of its own: one at a time, a copy between object stores
+    /// waited for each 8 MiB download and then for its upload, with both idle in turn.
     private func shipPacks(holding wanted: Set<ID>, session: WriteSession, report: inout CopyReport) async throws {
         var byPack: [ID: Int] = [:]
         for id in wanted {
@@ -258,50 +262,92 @@ public final class Copier: Sendable {
         let packer = Packer(storage: destination.storage, key: destination.key, targetSize: destination.config.packSize) { id, blobs, _ in
             try await session.packWritten(id, blobs: blobs)
         }
-        for pack in byPack.keys.sorted() {
-            try Task.checkCancellation()
-            let data = try await source.storage.load(ObjectHandle(.pack, pack))
-            guard ID.sha256(of: data) == pack else {
-                throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository does not match its name: it is damaged. Run `bunker verify --read-data` on the source; nothing of it was copied.")
+        let packs = byPack.keys.sorted()
+        try await withThrowingTaskGroup(of: ShippedPack.self) { group in
+            var next = 0
+            func launch() {
+                let pack = packs[next]
+                let count = byPack[pack]!
+                next += 1
+                group.addTask { try await self.ship(pack, holding: wanted, count: count, session: session) }
             }
-            let blobs = try PackFormat.readHeader(of: data, id: pack, key: source.key)
-            let shipped = blobs.filter { wanted.contains($0.id) }
-            guard Set(shipped.map(\.id)).count == byPack[pack] else {
-                throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository lacks blobs its index places there; run `bunker verify --read-data` on the source.")
-            }
-            if shipped.count == blobs.count {
-                do {
-                    try await destination.storage.save(ObjectHandle(.pack, pack), data: data)
-                } catch let error as BunkerError where error.code == .objectExists {
-                    // Stored by an earlier copy killed before its index: the name is the content.
+            while next < min(parallelPacks, packs.count) { launch() }
+            while let shipped = try await group.next() {
+                try Task.checkCancellation()
+                if next < packs.count { launch() }
+                if shipped.whole {
+                    report.packsUnchanged += 1
+                } else {
+                    try await packer.add(shipped.entries)
                 }
-                try await session.packWritten(pack, blobs: blobs)
-                report.packsUnchanged += 1
-                report.bytesStored += UInt64(PackFormat.dataLength(blobs))
-            } else {
-                var entries: [Packer.Entry] = []
-                for unit in PackFormat.units(blobs) where unit.contains(where: { wanted.contains($0.id) }) {
-                    let first = unit[unit.startIndex]
-                    let start = data.startIndex + Int(first.offset)
-                    let sealed = Data(data[start..<(start + Int(first.length))])
-                    if first.member == nil {
-                        entries.append(Packer.Entry(type: first.type, id: first.id, sealed: sealed, rawLength: Int(first.rawLength)))
-                    } else {
-                        entries.append(Packer.Entry(bundle: unit.map { ($0.id, Int($0.member!.length)) }, sealed: sealed, rawLength: Int(first.rawLength)))
-                    }
-                    report.bytesStored += UInt64(first.length)
+                report.bytesStored += shipped.bytesStored
+                report.blobsCopied += shipped.blobs.count
+                let plaintext = shipped.blobs.reduce(UInt64(0)) { $0 + UInt64($1.plaintextLength) }
+                report.bytesCopied += plaintext
+                progress?.update {
+                    $0.bytesDone += plaintext
+                    $0.currentPath = "pack \(shipped.pack.short)"
                 }
-                try await packer.add(entries)
-            }
-            report.blobsCopied += shipped.count
-            let plaintext = shipped.reduce(UInt64(0)) { $0 + UInt64($1.plaintextLength) }
-            report.bytesCopied += plaintext
-            progress?.update {
-                $0.bytesDone += plaintext
-                $0.currentPath = "pack \(pack.short)"
             }
         }
         try await packer.flush()
+    }
+
+    /// Packs read (and stored) at once by ``shipPacks(holding:session:report:)``: what the
+    /// object store on either side takes in uploads at once, at least two (one pack's SHA-256 is
+    /// checked while the next is read).
+    private var parallelPacks: Int {
+        max(2, source.parallelPackWrites, destination.parallelPackWrites)
+    }
+
+    /// One source pack on its way: its blobs the destination wanted, and, unless it was stored
+    /// whole, the sealed units holding them for new packs.
+    private struct ShippedPack: Sendable {
+        var pack: ID
+        var blobs: [PackedBlob]
+        /// Stored as it is, under its own name.
+        var whole: Bool
+        var entries: [Packer.Entry]
+        var bytesStored: UInt64
+    }
+
+    /// Reads `pack` of the source and checks it against its name and the index (`count` of its
+    /// blobs wanted); stores it unchanged if every blob in it is wanted, else returns the sealed
+    /// units that hold the wanted ones.
+    private func ship(_ pack: ID, holding wanted: Set<ID>, count: Int, session: WriteSession) async throws -> ShippedPack {
+        try Task.checkCancellation()
+        let data = try await source.storage.load(ObjectHandle(.pack, pack))
+        guard ID.sha256(of: data) == pack else {
+            throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository does not match its name: it is damaged. Run `bunker verify --read-data` on the source; nothing of it was copied.")
+        }
+        let blobs = try PackFormat.readHeader(of: data, id: pack, key: source.key)
+        let shipped = blobs.filter { wanted.contains($0.id) }
+        guard Set(shipped.map(\.id)).count == count else {
+            throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository lacks blobs its index places there; run `bunker verify --read-data` on the source.")
+        }
+        if shipped.count == blobs.count {
+            do {
+                try await destination.storage.save(ObjectHandle(.pack, pack), data: data)
+            } catch let error as BunkerError where error.code == .objectExists {
+                // Stored by an earlier copy killed before its index: the name is the content.
+            }
+            try await session.packWritten(pack, blobs: blobs)
+            return ShippedPack(pack: pack, blobs: shipped, whole: true, entries: [], bytesStored: UInt64(PackFormat.dataLength(blobs)))
+        }
+        var entries: [Packer.Entry] = []
+        var stored: UInt64 = 0
+        for unit in PackFormat.units(blobs) where unit.contains(where: { wanted.contains($0.id) }) {
+            let first = unit[unit.startIndex]
+            let start = data.startIndex + Int(first.offset)
+            let sealed = Data(data[start..<(start + Int(first.length))])
+            if first.member == nil {
+                entries.append(Packer.Entry(type: first.type, id: first.id, sealed: sealed, rawLength: Int(first.rawLength)))
+            } else {
+                entries.append(Packer.Entry(bundle: unit.map { ($0.id, Int($0.member!.length)) }, sealed: sealed, rawLength: Int(first.rawLength)))
+            }
+            stored += UInt64(first.length)
+        }
+        return ShippedPack(pack: pack, blobs: shipped, whole: false, entries: entries, bytesStored: stored)
     }
 
     /// Copies the tree `id` and everything it names; returns its id in the destination.
