@@ -163,6 +163,17 @@ extension BunkerService {
         return details
     }
 
+    /// Whether `source` has live data a restore would overwrite. A source that cannot say (a
+    /// server that does not answer) stops the restore: skipping its safety backup could lose
+    /// the live data.
+    private func liveDataExists(_ source: any Source) async throws -> Bool {
+        do {
+            return try await source.liveDataExists()
+        } catch let error as BunkerError {
+            throw BunkerError(error.code, "\(error.message) Nothing was restored, and the live data is unchanged: make the source reachable and try again.", cause: error)
+        }
+    }
+
     private func runRestore(_ request: SourceRestoreRequest, by actor: AuditActor, progress: OperationProgress?) async throws -> RestoreOutcome {
         let (id, snapshot) = try await restoredSnapshot(request)
         guard let records = snapshot.sources else {
@@ -186,6 +197,18 @@ extension BunkerService {
         }
         let destinations = try destinations(for: selected, target: request.target)
         let scratch = try configuration.scratchDirectory()
+        // What the restore overwrites: in place, or the live data named another way
+        // (`--to-database` naming the source's own database).
+        let overwritten = selected.compactMap { record in
+            sources.first { $0.name == record.name && destinations[record.name].map($0.overwritesLiveData) == true }
+        }
+        if repository.isReadOnly && request.safetyBackup {
+            // No safety backup can be stored: refuse before reading anything if one is needed.
+            // Onto a new machine's empty sources (the DermAI scenario 4) none is.
+            for source in overwritten where try await liveDataExists(source) {
+                throw ReadOnlyStorage.refusal("restore over the live data of \(source.name), which takes a safety backup into the repository first; nothing was restored. Restore to a new place instead (--target DIR, --to FILE, --to-database NAME, --sql FILE or --pgdata DIR)")
+            }
+        }
 
         return try await repository.withLock(exclusive: false) {
             var outcome = RestoreOutcome(snapshotID: id.hex)
@@ -200,24 +223,12 @@ extension BunkerService {
             }
             outcome.packsChecked = report.packsRead
 
-            // 2. Safety backup of what is about to be overwritten: in place, or the live data
-            // named another way (`--to-database` naming the source's own database).
-            let overwritten = selected.compactMap { record in
-                sources.first { $0.name == record.name && destinations[record.name].map($0.overwritesLiveData) == true }
-            }
+            // 2. Safety backup of what is about to be overwritten.
             if !overwritten.isEmpty {
                 if request.safetyBackup {
                     var live: [String] = []
-                    for source in overwritten {
-                        // A source that cannot say (a server that does not answer) stops the
-                        // restore: skipping its safety backup could lose the live data.
-                        let exists: Bool
-                        do {
-                            exists = try await source.liveDataExists()
-                        } catch let error as BunkerError {
-                            throw BunkerError(error.code, "\(error.message) Nothing was restored, and the live data is unchanged: make the source reachable and try again.", cause: error)
-                        }
-                        if exists { live.append(source.name) }
+                    for source in overwritten where try await liveDataExists(source) {
+                        live.append(source.name)
                     }
                     if !live.isEmpty {
                         progress?.update { $0.currentPath = "safety backup" }

@@ -12,10 +12,12 @@ public final class SeaweedFS: Sendable {
     public let directory: String
     public let port: Int
     public let bucket: String
-    /// The credentials the server accepts (its only identity, an administrator).
+    /// The credentials of the server's administrator.
     public var accessKeyID: String { Self.credentials.id }
     public var secretAccessKey: String { Self.credentials.secret }
     private static let credentials = (id: "bunker-test-key", secret: "bunker-test-secret-0123456789")
+    /// Credentials that may only read and list, accepted by a server started with a reader.
+    private static let readerCredentials = (id: "bunker-test-reader", secret: "bunker-test-reader-secret-0123")
     private let pid: pid_t
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
@@ -24,6 +26,15 @@ public final class SeaweedFS: Sendable {
     /// The environment the AWS tools (and Bunker) read: credentials, region, endpoint.
     public var awsEnvironment: [String: String] {
         ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint]
+    }
+
+    /// ``awsEnvironment`` with credentials that may only read and list (a server started
+    /// `withReader`): every write and delete is refused with 403 AccessDenied.
+    public var readerEnvironment: [String: String] {
+        var environment = awsEnvironment
+        environment["AWS_ACCESS_KEY_ID"] = Self.readerCredentials.id
+        environment["AWS_SECRET_ACCESS_KEY"] = Self.readerCredentials.secret
+        return environment
     }
 
     private init(directory: String, port: Int, bucket: String, pid: pid_t) {
@@ -48,8 +59,9 @@ public final class SeaweedFS: Sendable {
         return path
     }
 
-    /// Starts a server in a new temporary directory and waits until it serves S3.
-    public static func start(bucket: String = "bunker-test") throws -> SeaweedFS {
+    /// Starts a server in a new temporary directory and waits until it serves S3; `withReader`,
+    /// it also accepts ``readerEnvironment``'s credentials, which may only read.
+    public static func start(bucket: String = "bunker-test", withReader: Bool = false) throws -> SeaweedFS {
         // The ports are picked free but only taken when weed binds them: another process (or
         // another of weed's own components, when the kernel hands out one port twice) may take
         // one meanwhile. Such a start is tried again with new ports, never anything else.
@@ -57,14 +69,14 @@ public final class SeaweedFS: Sendable {
         while true {
             attempt += 1
             do {
-                return try startOnce(bucket: bucket)
+                return try startOnce(bucket: bucket, withReader: withReader)
             } catch let error as FixtureError where attempt < 3 && error.description.contains("address already in use") {
                 continue
             }
         }
     }
 
-    private static func startOnce(bucket: String) throws -> SeaweedFS {
+    private static func startOnce(bucket: String, withReader: Bool) throws -> SeaweedFS {
         let weed = try binary()
         var template = Array("/tmp/bunker-weed-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw FixtureError("mkdtemp failed") }
@@ -90,6 +102,16 @@ public final class SeaweedFS: Sendable {
             arguments.append("-\(flag)=\(try distinctPort())")
         }
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
+        if withReader {
+            // Identities from a file replace the one from the environment: the administrator is
+            // named again beside the reader.
+            let identities: [[String: Any]] = [
+                ["name": "admin", "credentials": [["accessKey": credentials.id, "secretKey": credentials.secret]], "actions": ["Admin", "Read", "List", "Tagging", "Write"]],
+                ["name": "reader", "credentials": [["accessKey": readerCredentials.id, "secretKey": readerCredentials.secret]], "actions": ["Read", "List"]],
+            ]
+            try JSONSerialization.data(withJSONObject: ["identities": identities]).write(to: URL(fileURLWithPath: directory + "/s3.json"))
+            arguments.append("-s3.config=\(directory)/s3.json")
+        }
         let pid = try spawn(weed, arguments, environment: ["AWS_ACCESS_KEY_ID": credentials.id, "AWS_SECRET_ACCESS_KEY": credentials.secret],
                             outputFile: directory + "/weed.log")
         let server = SeaweedFS(directory: directory, port: s3, bucket: bucket, pid: pid)
@@ -136,8 +158,8 @@ public final class SeaweedFS: Sendable {
 }
 
 /// Runs `body` with a fresh SeaweedFS server, stopped afterwards.
-public func withSeaweedFS<R>(bucket: String = "bunker-test", _ body: (SeaweedFS) async throws -> R) async throws -> R {
-    let server = try SeaweedFS.start(bucket: bucket)
+public func withSeaweedFS<R>(bucket: String = "bunker-test", withReader: Bool = false, _ body: (SeaweedFS) async throws -> R) async throws -> R {
+    let server = try SeaweedFS.start(bucket: bucket, withReader: withReader)
     defer { server.stop() }
     return try await body(server)
 }

@@ -55,6 +55,8 @@ public final class Archiver: Sendable {
         guard !request.items.isEmpty else {
             throw BunkerError(.invalidArgument, "Nothing to back up: name at least one path.")
         }
+        // Before any file is read: the first pack would be refused anyway.
+        if repository.isReadOnly { throw ReadOnlyStorage.refusal("back up") }
         try validate(request.items, origin: "the snapshot")
         let (parentID, parentTree, parentSummary) = try await findParent(paths: request.paths)
         let savers = Savers(repository: repository, level: level, budget: request.storedBudget, progress: progress)

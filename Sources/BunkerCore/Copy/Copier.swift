@@ -79,6 +79,7 @@ public final class Copier: Sendable {
 
     /// Copies the snapshots `ids` of the source, oldest first.
     public func copy(_ ids: [ID]) async throws -> CopyReport {
+        if destination.isReadOnly { throw ReadOnlyStorage.refusal("copy into it") }
         guard source.config.id != destination.config.id else {
             throw BunkerError(.invalidArgument, "The source and the destination are the same repository (\(source.config.id.prefix(8))); copy into another one.")
         }

@@ -78,12 +78,32 @@ public struct LockInfo: Codable, Sendable {
 }
 
 extension Repository {
+    /// Whether the repository is open read-only (behind ``ReadOnlyStorage``).
+    public var isReadOnly: Bool {
+        storage.capability(ReadOnlyStorage.self) != nil
+    }
+
     /// Runs `body` while holding a lock, refreshing it while `body` runs and removing it after.
     ///
     /// Fails with ``BunkerError/Code/repositoryLocked`` when a conflicting lock is held for longer
     /// than ``lockWait``.
+    ///
+    /// A repository open read-only (``ReadOnlyStorage``) cannot write a lock: `body` runs
+    /// without one when it only needs a shared lock, as restic's `--no-lock` does. A prune by
+    /// another host may then remove what `body` is about to read; the read fails and says so,
+    /// and nothing of the repository is touched. An exclusive lock is refused.
     public func withLock<R: Sendable>(exclusive: Bool, _ body: @Sendable () async throws -> R) async throws -> R {
-        let handle = try await acquireLockWaiting(exclusive: exclusive)
+        if isReadOnly {
+            guard !exclusive else { throw ReadOnlyStorage.refusal("take the exclusive lock that changing the repository needs") }
+            try await reloadIndexIfChanged()
+            return try await body()
+        }
+        let handle: ObjectHandle
+        do {
+            handle = try await acquireLockWaiting(exclusive: exclusive)
+        } catch let error as BunkerError where error.code == .permissionDenied && !exclusive {
+            throw BunkerError(.permissionDenied, error.message + " To list, verify or restore with credentials that may only read, add --read-only (or read_only = true in the repository's table of bunker.toml): Bunker then takes no lock and writes nothing.")
+        }
         let current = LockedHandle(handle, written: now())
         heldLocks.insert(current)
         defer { heldLocks.remove(current) }

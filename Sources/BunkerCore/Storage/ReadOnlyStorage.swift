@@ -1,7 +1,9 @@
 import Foundation
 
 /// A storage that refuses every change: for verifying, listing and restoring from a repository
-/// that must not be written (a copy under audit, an archive opened for a drill).
+/// that must not be written (a copy under audit, an archive opened for a drill) or cannot be
+/// (credentials that may only read). Over it a repository takes no lock (see
+/// ``Repository/withLock(exclusive:_:)``).
 public struct ReadOnlyStorage: StorageWrapper {
     public let base: any Storage
 
@@ -29,7 +31,12 @@ public struct ReadOnlyStorage: StorageWrapper {
         throw refusal("delete \(handle)")
     }
 
+    /// The error for something not done because the repository is open read-only.
+    public static func refusal(_ what: String) -> BunkerError {
+        BunkerError(.permissionDenied, "The repository is open read-only (--read-only, or read_only = true in bunker.toml), so Bunker did not \(what). Run a command that only reads (snapshots, verify, restore to a new place), or open the repository without read-only.")
+    }
+
     private func refusal(_ what: String) -> BunkerError {
-        BunkerError(.permissionDenied, "The repository is open read-only, so Bunker did not \(what). Run a command that only reads (verify, snapshots, restore), or open the repository without read-only.")
+        Self.refusal(what)
     }
 }

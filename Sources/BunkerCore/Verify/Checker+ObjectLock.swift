@@ -6,6 +6,11 @@ extension Checker {
     /// that deleted a retained version as an error: the repository is not immutable.
     func checkObjectLock(_ report: inout CheckReport) async throws {
         guard let lock = repository.storage.capability(ObjectLockStorage.self) else { return }
+        // The probe writes an object and tries to delete it: not through read-only credentials.
+        if repository.isReadOnly {
+            report.warnings.append("The repository is open read-only, so whether its bucket still enforces \(lock.settings.mode.rawValue) object lock was not probed; run `bunker verify` without --read-only to probe it.")
+            return
+        }
         let probe = try await lock.probe()
         report.objectLock = probe
         guard !probe.enforced else { return }

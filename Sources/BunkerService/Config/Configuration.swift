@@ -29,6 +29,11 @@ public struct Configuration: Sendable {
         /// `max_size = "100G"`: a budget for the repository's stored bytes. A backup that would
         /// pass it fails (safety copies before a restore excepted), and an alert goes out at 80 %.
         public var maxSize: UInt64?
+        /// `read_only = true`: the repository is opened read-only (`--read-only`): no lock
+        /// object, no probe, nothing written, so that credentials that can only read (an
+        /// off-site archive's, on a machine rebuilt after a disaster) still list, verify and
+        /// restore. Commands that write refuse, saying so.
+        public var readOnly: Bool?
 
         /// Where the repository is: `url`, else `path`.
         public var location: String? { url ?? path }
@@ -270,6 +275,7 @@ public struct Configuration: Sendable {
         repository.path = try r.path("path")
         repository.passwordFile = try r.path("password_file")
         repository.compressionLevel = try r.int("compression_level", range: 1...19)
+        repository.readOnly = try r.bool("read_only")
         if let text = try r.string("max_size") {
             guard let bytes = parseByteSize(text), bytes > 0 else {
                 throw r.error(key: "max_size", "\"\(text)\" is not a size; write e.g. 500G or 2T (powers of 1024)")

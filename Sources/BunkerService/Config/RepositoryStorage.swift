@@ -7,12 +7,16 @@ import Foundation
 /// a primary on one S3 server and an off-site copy on another can be open at once.
 public enum RepositoryStorage {
     /// The storage at `location` (a directory, `local:PATH`, or `s3://BUCKET/PREFIX`), with
-    /// `settings`' object-store settings over the AWS environment.
+    /// `settings`' object-store settings over the AWS environment; behind ``ReadOnlyStorage``
+    /// when `settings` say `read_only`.
     public static func storage(_ location: String, settings: Configuration.RepositorySettings, create: Bool = false) throws -> any Storage {
+        let storage: any Storage
         if location.lowercased().hasPrefix("s3://") {
-            return try S3Backend.open(location, settings: S3Settings(endpoint: settings.endpoint, region: settings.region, pathStyle: settings.pathStyle))
+            storage = try S3Backend.open(location, settings: S3Settings(endpoint: settings.endpoint, region: settings.region, pathStyle: settings.pathStyle))
+        } else {
+            storage = try StorageLocation.storage(for: location, create: create)
         }
-        return try StorageLocation.storage(for: location, create: create)
+        return settings.readOnly == true ? ReadOnlyStorage(storage) : storage
     }
 
     /// Opens the repository at `location`.

@@ -20,6 +20,9 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("If another process holds a conflicting lock, wait this long for it (30s, 10m, 1h) before failing with \"repository is busy\".", valueName: "duration"))
     var retryLock: String?
 
+    @Flag(help: ArgumentHelp("Open the repository read-only: take no lock and write nothing into it, so that credentials that can only read (an off-site archive's) still list, verify and restore to a new place. Commands that write refuse. Also read_only = true in the repository's table of bunker.toml."))
+    var readOnly = false
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -36,8 +39,10 @@ struct RepositoryOptions: ParsableArguments {
 
     /// The configuration file (if any) with the environment over it, aimed at --repository.
     func configuration() throws -> Configuration {
-        let configuration = try Configuration.load(explicit: config)
-        return try repositoryName.map(configuration.selecting(repository:)) ?? configuration
+        var configuration = try Configuration.load(explicit: config)
+        configuration = try repositoryName.map(configuration.selecting(repository:)) ?? configuration
+        if readOnly { configuration.repository.readOnly = true }
+        return configuration
     }
 
     /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration;
