@@ -199,7 +199,7 @@ public final class Copier: Sendable {
             } else {
                 let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
                 saver = blobs
-                root = try await copyTree(snapshot.tree, blobs: blobs, trees: TreeSaver(blobs: blobs))
+                root = try await copyTree(snapshot.tree, from: try await reader(under: snapshot.tree), blobs: blobs, trees: TreeSaver(blobs: blobs))
                 try await blobs.flush()
                 var summary = BackupSummary()
                 blobs.count(into: &summary)
@@ -351,19 +351,60 @@ public final class Copier: Sendable {
         return ShippedPack(pack: pack, blobs: shipped, whole: false, entries: entries, bytesStored: stored)
     }
 
-    /// Copies the tree `id` and everything it names; returns its id in the destination.
-    private func copyTree(_ id: ID, blobs: BlobSaver, trees: TreeSaver) async throws -> ID {
-        var tree = try await source.loadTree(id)
+    /// What ``copyTree(_:from:blobs:trees:)`` reads the tree `root` through: from an object store,
+    /// a loader that reads ahead (see ``ReadAheadLoader``) knowing every listing and every blob in
+    /// the order the copy asks for them, as a restore does. Asked one blob at a time, a copy of the
+    /// benchmark's 1 GiB snapshot from SeaweedFS on loopback made 76,000 requests in a row and
+    /// took 284 s.
+    private func reader(under root: ID) async throws -> any BlobLoader {
+        guard source.readsAhead else { return source }
+        var plan = RestorePlan()
+        var seen: Set<ID> = []
+        try await source.walkListings(from: [root]) { id in
+            seen.insert(id).inserted ? id : nil
+        } visit: { id, loaded in
+            let tree = try loaded.get()
+            plan.trees[id] = tree
+            return tree.nodes.compactMap(\.subtree)
+        }
+        // In the order copyTree asks: a folder's subfolders before its files' content, each
+        // time a folder occurs.
+        func collect(_ id: ID) {
+            guard let tree = plan.trees[id] else { return }
+            for node in tree.nodes {
+                if let subtree = node.subtree { collect(subtree) }
+                plan.blobs.append(contentsOf: node.content ?? [])
+            }
+        }
+        collect(root)
+        return source.readingAhead(plan)
+    }
+
+    /// Copies the tree `id` and everything it names, read through `loader`; returns its id in
+    /// the destination.
+    private func copyTree(_ id: ID, from loader: any BlobLoader, blobs: BlobSaver, trees: TreeSaver) async throws -> ID {
+        var tree = try await loader.loadTree(id)
         for index in tree.nodes.indices {
             try Task.checkCancellation()
             var node = tree.nodes[index]
             if let subtree = node.subtree {
-                node.subtree = try await copyTree(subtree, blobs: blobs, trees: trees)
+                node.subtree = try await copyTree(subtree, from: loader, blobs: blobs, trees: trees)
             }
             if let content = node.content {
                 var copied: [ID] = []
                 copied.reserveCapacity(content.count)
-                for blob in content { copied.append(try await copyBlob(blob, blobs: blobs)) }
+                // A few chunks at a time (a large file's content is never held whole), through
+                // loadBlobs, which opens a bundle of small files once for all of them rather than
+                // once per member: asked blob by blob, a copy of the benchmark's 1 GiB snapshot
+                // between two local repositories decompressed each bundle for every one of its
+                // members and took 40 s, two thirds of them in zstd.
+                var start = content.startIndex
+                while start < content.endIndex {
+                    let group = Array(content[start..<min(start + Self.chunksPerRead, content.endIndex)])
+                    let plaintexts = try await loader.loadBlobs(group, decompressor: nil)
+                    for plaintext in plaintexts { copied.append(try await copyBlob(plaintext, blobs: blobs)) }
+                    start += group.count
+                }
                 node.content = copied
                 progress?.update { $0.currentPath = node.name }
             }
@@ -372,12 +413,13 @@ public final class Copier: Sendable {
         return try await trees.save(tree)
     }
 
-    /// Copies one data blob under the destination's key (unless it has it); returns its id there.
-    private func copyBlob(_ id: ID, blobs: BlobSaver) async throws -> ID {
-        let plaintext = try await source.loadBlob(id)
-        guard source.key.blobID(of: plaintext) == id else {
-            throw BunkerError(.integrity, "Blob \(id.short) of the source repository does not match its id; run `bunker verify --read-data` on the source.")
-        }
+    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:)`` reads at once.
+    static let chunksPerRead = 16
+
+    /// Stores one data blob's plaintext under the destination's key (unless it has it); returns
+    /// its id there. The loader checked the plaintext against its id in the source (every
+    /// ``BlobLoader`` does).
+    private func copyBlob(_ plaintext: Data, blobs: BlobSaver) async throws -> ID {
         progress?.update { $0.bytesDone += UInt64(plaintext.count) }
         return try await blobs.save(.data, plaintext)
     }
