@@ -78,6 +78,8 @@ extension BunkerService {
     }
 
     private func runBackup(_ request: SourceBackupRequest, selected: [any Source], progress: OperationProgress?) async throws -> BackupResult {
+        // Before any source is dumped or copied (a physical one forces a checkpoint).
+        if repository.isReadOnly { throw ReadOnlyStorage.refusal("back up") }
         if let local = repository.storage.backend as? LocalStorage {
             try configuration.checkRepositoryIsOutsideSources(local.root)
         }

@@ -152,6 +152,39 @@ import Testing
         }
     }
 
+    /// Opened read-only, a locked repository writes nothing: the object-lock calls, which
+    /// the lock wrapper writes through, refuse as plain saves do, and verify does not probe.
+    @Test func aLockedRepositoryOpenedReadOnlyWritesNothing() async throws {
+        try await withSeaweedFS { server in
+            try await withTemporaryDirectory { dir in
+                let storage = try await lockedStorage(server)
+                try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 256 << 10)
+                let repository = try await Repository.create(
+                    storage: storage, password: TestRepository.password,
+                    config: .new(chunker: TestRepository.smallChunks, packSize: 512 << 10, objectLock: ObjectLockSettings(mode: .compliance, days: 1, enforced: true)))
+                _ = try await TestRepository.backup(repository, [dir + "/src"])
+                let before = try await storage.list(.key).count
+
+                let readOnly = try await Repository.open(storage: ReadOnlyStorage(storage), password: TestRepository.password)
+                #expect(readOnly.isReadOnly && readOnly.storage.capability(ObjectLockStorage.self) != nil)
+                let write = await #expect(throws: BunkerError.self) {
+                    try await readOnly.storage.save(ObjectHandle(.key, String(repeating: "ab", count: 32)), data: Data("key".utf8))
+                }
+                #expect(write?.code == .permissionDenied && write?.message.contains("read-only") == true, "\(String(describing: write))")
+                let extend = await #expect(throws: BunkerError.self) {
+                    try await readOnly.storage.retention?.extendRetention(of: ObjectHandle(.key, "x"), to: ObjectRetention(mode: .compliance, until: Date()))
+                }
+                #expect(extend?.code == .permissionDenied)
+                #expect(try await storage.list(.key).count == before)
+
+                let check = try await Checker(repository: readOnly).check(readData: true)
+                #expect(check.ok, "\(check.errors)")
+                #expect(check.objectLock == nil)
+                #expect(check.warnings.contains { $0.contains("not probed") }, "\(check.warnings)")
+            }
+        }
+    }
+
     @Test func objectLockOnALocalDirectoryIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let storage = LocalStorage(path: dir + "/repo")

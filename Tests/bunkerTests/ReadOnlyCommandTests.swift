@@ -78,6 +78,11 @@ import Testing
                 let again = try BunkerProcess.run(["restore", String(id.prefix(8)), "--target", dir + "/again"], environment: configured)
                 #expect(again.status == 0, "\(again.stderr)")
                 #expect(compareTrees(dir + "/src", dir + "/again/src") == [])
+                // The primary's read_only does not follow it into a copy's destination.
+                _ = try await TestRepository.create(at: dir + "/local-copy")
+                configured["BUNKER_TO_PASSWORD"] = TestRepository.password
+                let copy = try BunkerProcess.run(["copy", "--to", dir + "/local-copy", "--latest"], environment: configured)
+                #expect(copy.status == 0, "\(copy.stderr)")
 
                 // Commands that write are refused before they start, even with credentials that
                 // could write, and say why.

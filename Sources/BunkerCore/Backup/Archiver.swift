@@ -55,7 +55,8 @@ public final class Archiver: Sendable {
         guard !request.items.isEmpty else {
             throw BunkerError(.invalidArgument, "Nothing to back up: name at least one path.")
         }
-        // Before any file is read: the first pack would be refused anyway.
+        // Before any file is read: the first pack would be refused anyway. (A backup of
+        // configured sources refuses before it prepares them.)
         if repository.isReadOnly { throw ReadOnlyStorage.refusal("back up") }
         try validate(request.items, origin: "the snapshot")
         let (parentID, parentTree, parentSummary) = try await findParent(paths: request.paths)

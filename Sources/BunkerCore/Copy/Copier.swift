@@ -79,7 +79,7 @@ public final class Copier: Sendable {
 
     /// Copies the snapshots `ids` of the source, oldest first.
     public func copy(_ ids: [ID]) async throws -> CopyReport {
-        if destination.isReadOnly { throw ReadOnlyStorage.refusal("copy into it") }
+        if destination.isReadOnly { throw ReadOnlyStorage.refusal("copy into the destination repository") }
         guard source.config.id != destination.config.id else {
             throw BunkerError(.invalidArgument, "The source and the destination are the same repository (\(source.config.id.prefix(8))); copy into another one.")
         }
@@ -400,10 +400,21 @@ public final class Copier: Sendable {
                 // members and took 40 s, two thirds of them in zstd.
                 var start = content.startIndex
                 while start < content.endIndex {
-                    let group = Array(content[start..<min(start + Self.chunksPerRead, content.endIndex)])
-                    let plaintexts = try await loader.loadBlobs(group, decompressor: nil)
+                    var end = start + 1
+                    var bytes = source.index.lookup(content[start])?.blob.plaintextLength ?? 0
+                    while end < content.endIndex, end - start < Self.chunksPerRead,
+                          let next = source.index.lookup(content[end])?.blob.plaintextLength, bytes + next <= Self.bytesPerRead {
+                        bytes += next
+                        end += 1
+                    }
+                    let plaintexts: [Data]
+                    do {
+                        plaintexts = try await loader.loadBlobs(Array(content[start..<end]), decompressor: nil)
+                    } catch let error as BunkerError where error.code == .corruptObject {
+                        throw BunkerError(.integrity, "\(error.message) It is in the source repository: run `bunker verify --read-data` on the source; the destination got no snapshot.", cause: error)
+                    }
                     for plaintext in plaintexts { copied.append(try await copyBlob(plaintext, blobs: blobs)) }
-                    start += group.count
+                    start = end
                 }
                 node.content = copied
                 progress?.update { $0.currentPath = node.name }
@@ -413,8 +424,10 @@ public final class Copier: Sendable {
         return try await trees.save(tree)
     }
 
-    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:)`` reads at once.
+    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:)`` reads at once, and how
+    /// many bytes of plaintext at most (chunks may be up to 64 MiB each).
     static let chunksPerRead = 16
+    static let bytesPerRead = 16 << 20
 
     /// Stores one data blob's plaintext under the destination's key (unless it has it); returns
     /// its id there. The loader checked the plaintext against its id in the source (every

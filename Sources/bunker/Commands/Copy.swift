@@ -76,7 +76,8 @@ extension BunkerCommand {
         }
 
         /// The destination: a named repository with its settings and password file, or a
-        /// location with the primary's object-store settings.
+        /// location with the primary's object-store settings (but not its `read_only`: that
+        /// says how to open the primary, the source here).
         private func openDestination(_ configuration: Configuration) async throws -> Repository {
             if let named = configuration.repositories[to] {
                 let file = toPasswordFile ?? named.settings.passwordFile
@@ -84,7 +85,9 @@ extension BunkerCommand {
                 return try await RepositoryStorage.open(named.settings.location ?? to, settings: named.settings, password: password, loadIndex: false)
             }
             let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
-            return try await RepositoryStorage.open(to, settings: configuration.repository, password: password, loadIndex: false)
+            var settings = configuration.repository
+            settings.readOnly = nil
+            return try await RepositoryStorage.open(to, settings: settings, password: password, loadIndex: false)
         }
     }
 }
