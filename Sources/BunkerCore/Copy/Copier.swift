@@ -322,11 +322,13 @@ public final class Copier: Sendable {
             throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository does not match its name: it is damaged. Run `bunker verify --read-data` on the source; nothing of it was copied.")
         }
         let blobs = try PackFormat.readHeader(of: data, id: pack, key: source.key)
-        let shipped = blobs.filter { wanted.contains($0.id) }
+        // A blob may lie in two packs (two hosts stored it at the same moment): it is counted
+        // and shipped from the one the index names, as `count` is.
+        let shipped = blobs.filter { wanted.contains($0.id) && source.index.lookup($0.id)?.pack == pack }
         guard Set(shipped.map(\.id)).count == count else {
             throw BunkerError(.integrity, "Pack data/\(pack.hex) of the source repository lacks blobs its index places there; run `bunker verify --read-data` on the source.")
         }
-        if shipped.count == blobs.count {
+        if blobs.allSatisfy({ wanted.contains($0.id) }) {
             do {
                 try await destination.storage.save(ObjectHandle(.pack, pack), data: data)
             } catch let error as BunkerError where error.code == .objectExists {
@@ -337,7 +339,8 @@ public final class Copier: Sendable {
         }
         var entries: [Packer.Entry] = []
         var stored: UInt64 = 0
-        for unit in PackFormat.units(blobs) where unit.contains(where: { wanted.contains($0.id) }) {
+        let homed = Set(shipped.map(\.id))
+        for unit in PackFormat.units(blobs) where unit.contains(where: { homed.contains($0.id) }) {
             let first = unit[unit.startIndex]
             let start = data.startIndex + Int(first.offset)
             let sealed = Data(data[start..<(start + Int(first.length))])

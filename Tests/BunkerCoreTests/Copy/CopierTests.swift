@@ -68,4 +68,48 @@ import Testing
             #expect(compareTrees(dir + "/src", dir + "/out/src").isEmpty)
         }
     }
+
+    /// Two hosts that back up the same new file at the same moment both store its chunks: the
+    /// repository then indexes a blob in two packs. A copy ships it from the pack the index
+    /// names, and does not take the other pack for damaged. (Each host's pack here also holds a
+    /// file of its own, so both packs are shipped, whichever of the two the index names.)
+    @Test func aBlobStoredInTwoPacksIsCopiedOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            for (host, own) in [("a", "alpha.dcm"), ("b", "beta.dcm")] {
+                try FileManager.default.createDirectory(atPath: dir + "/" + host, withIntermediateDirectories: true)
+                try TreeGenerator.writeRandomFile(dir + "/\(host)/\(own)", size: 100 << 10, seed: host == "a" ? 1 : 2)
+                try TreeGenerator.writeRandomFile(dir + "/\(host)/scan.dcm", size: 200 << 10, seed: 7)
+            }
+            _ = try await TestRepository.create(at: dir + "/repo")
+            let one = try await TestRepository.backup(try await TestRepository.open(at: dir + "/repo"), [dir + "/a"]).snapshotID
+            // The second host does not see the first one's index yet: it stores the scan again.
+            let firstIndex = Set(try await StorageLocation.storage(for: dir + "/repo").list(.index).map(\.handle.name))
+            let unaware = InterceptingStorage(try StorageLocation.storage(for: dir + "/repo"), hiding: { $0.kind == .index && firstIndex.contains($0.name) })
+            let two = try await TestRepository.backup(try await Repository.open(storage: unaware, password: TestRepository.password), [dir + "/b"]).snapshotID
+
+            let source = try await TestRepository.open(at: dir + "/repo")
+            // The index files name the scan's chunks in two packs (the index in memory keeps one).
+            var homes: [ID: Int] = [:]
+            for info in try await source.storage.list(.index) {
+                let file = try IndexFile(decoding: try await source.loadSealed(.index, try #require(ID(hex: info.handle.name))), name: try #require(ID(hex: info.handle.name)))
+                for pack in file.packs { for id in Set(pack.blobs.filter { $0.type == .data }.map(\.id)) { homes[id, default: 0] += 1 } }
+            }
+            #expect(homes.values.contains(2), "the scan's chunks should be in two packs: \(homes.values)")
+
+            let destination = try await Repository.create(
+                storage: try StorageLocation.storage(for: dir + "/copy", create: true), password: TestRepository.password,
+                config: .new(compressionLevel: 3, chunker: source.config.chunker, packSize: source.config.packSize), kdf: .testing, sharing: source.key)
+            let report = try await Copier(from: source, to: destination).copy([one, two])
+            #expect(report.copied.count == 2)
+            let check = try await Checker(repository: try await Repository.open(storage: StorageLocation.storage(for: dir + "/copy"), password: TestRepository.password)).check(readData: true)
+            #expect(check.errors.isEmpty && check.snapshots == 2, "\(check.errors)")
+            for (index, copied) in report.copied.enumerated() {
+                let id = try #require(ID(hex: copied.destination))
+                let restored = try await Restorer(loader: destination).restore(tree: try await destination.loadSnapshot(id).tree, to: dir + "/out\(index)")
+                #expect(restored.failures.isEmpty, "\(restored.failures)")
+            }
+            #expect(compareTrees(dir + "/a", dir + "/out0/a").isEmpty)
+            #expect(compareTrees(dir + "/b", dir + "/out1/b").isEmpty)
+        }
+    }
 }
