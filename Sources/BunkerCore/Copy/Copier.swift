@@ -32,6 +32,10 @@ public struct CopyReport: Sendable, Codable {
     /// Objects of kind `wal` (archived PostgreSQL WAL and cluster records) the destination
     /// lacked and now has: a copy restores to a moment too.
     public var walObjectsCopied = 0
+    /// Blobs (chunks and listings) the destination held from an earlier copy, taken without
+    /// reading them from the source (keys of its own only: with shared key material nothing the
+    /// destination holds is read anyway).
+    public var blobsReused = 0
 
     public init() {}
 
@@ -45,6 +49,7 @@ public struct CopyReport: Sendable, Codable {
         case catalogObjectsCopied = "catalog_objects_copied"
         case packsUnchanged = "packs_unchanged"
         case walObjectsCopied = "wal_objects_copied"
+        case blobsReused = "blobs_reused"
     }
 }
 
@@ -61,14 +66,15 @@ public struct CopyReport: Sendable, Codable {
 /// wanted, or else the sealed units that are wanted move into new packs unchanged. Trees keep
 /// their ids. Otherwise every blob is read from the source, authenticated, and re-encoded under
 /// the destination's key, and trees are rewritten with the new ids; only what the destination
-/// lacks is stored.
+/// lacks is stored. There an earlier copy of the same data, when the destination holds one,
+/// spares reading again what it already carried (see ``earlierCopy(of:among:)``).
 ///
 /// Every object read from the source is checked before anything of it is stored (a pack by its
 /// hash, a blob by its keyed id); the destination's write session settles its claims on any
 /// failure.
 public final class Copier: Sendable {
-    private let source: Repository
-    private let destination: Repository
+    let source: Repository
+    let destination: Repository
     private let progress: OperationProgress?
 
     public init(from source: Repository, to destination: Repository, progress: OperationProgress? = nil) {
@@ -94,10 +100,14 @@ public final class Copier: Sendable {
         var report = CopyReport()
         report.sharedKeys = source.key.sharesIdentity(with: destination.key)
         try await destination.loadIndex()
-        // Which source snapshots the destination already holds a copy of.
+        // Which source snapshots the destination already holds a copy of, by their original.
         var copies: [ID: ID] = [:]
+        var copied: [ID: Snapshot] = [:]
         for (id, snapshot) in try await destination.snapshots() {
-            if let original = snapshot.original { copies[original] = id }
+            if let original = snapshot.original {
+                copies[original] = id
+                copied[original] = snapshot
+            }
         }
         var chosen: [(ID, Snapshot)] = []
         for id in ids { chosen.append((id, try await source.loadSnapshot(id))) }
@@ -112,9 +122,10 @@ public final class Copier: Sendable {
             if let existing = copies[original] {
                 report.alreadyThere.append(.init(source: id.hex, destination: existing.hex))
             } else {
-                let copied = try await copy(id, snapshot, original: original, report: &report)
-                copies[original] = copied
-                report.copied.append(.init(source: id.hex, destination: copied.hex))
+                let (copyID, copy) = try await self.copy(id, snapshot, original: original, earlier: copied, report: &report)
+                copies[original] = copyID
+                copied[original] = copy
+                report.copied.append(.init(source: id.hex, destination: copyID.hex))
             }
             progress?.update { $0.filesDone += 1 }
         }
@@ -188,7 +199,9 @@ public final class Copier: Sendable {
         return copied
     }
 
-    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, report: inout CopyReport) async throws -> ID {
+    /// Copies one snapshot; under keys of its own, guided by one of the destination's `earlier`
+    /// copies (by their original) where one fits. Returns the copy and its id.
+    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, earlier: [ID: Snapshot], report: inout CopyReport) async throws -> (ID, Snapshot) {
         let session = WriteSession(repository: destination)
         var saver: BlobSaver?
         let root: ID
@@ -199,7 +212,17 @@ public final class Copier: Sendable {
             } else {
                 let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
                 saver = blobs
-                root = try await copyTree(snapshot.tree, from: try await reader(under: snapshot.tree), blobs: blobs, trees: TreeSaver(blobs: blobs))
+                var translation: CopyTranslation?
+                if let guide = await earlierCopy(of: snapshot, among: earlier) {
+                    translation = try await translate(snapshot.tree, guidedBy: guide)
+                }
+                if let known = translation?.trees[snapshot.tree] {
+                    root = known
+                    report.blobsReused += 1
+                } else {
+                    root = try await copyTree(snapshot.tree, from: try await reader(under: snapshot.tree, translation: translation), blobs: blobs,
+                                              trees: TreeSaver(blobs: blobs), translation: translation ?? CopyTranslation(), reused: &report.blobsReused)
+                }
                 try await blobs.flush()
                 var summary = BackupSummary()
                 blobs.count(into: &summary)
@@ -219,7 +242,7 @@ public final class Copier: Sendable {
         copy.original = original
         // The parent names a snapshot of the source; the destination's own history differs.
         copy.parent = nil
-        return try await destination.saveSnapshot(copy)
+        return (try await destination.saveSnapshot(copy), copy)
     }
 
     /// Claims, in the destination's write session, every blob under tree `root` that the
@@ -354,44 +377,57 @@ public final class Copier: Sendable {
         return ShippedPack(pack: pack, blobs: shipped, whole: false, entries: entries, bytesStored: stored)
     }
 
-    /// What ``copyTree(_:from:blobs:trees:)`` reads the tree `root` through: from an object store,
-    /// a loader that reads ahead (see ``ReadAheadLoader``) knowing every listing and every blob in
-    /// the order the copy asks for them, as a restore does. Asked one blob at a time, a copy of the
-    /// benchmark's 1 GiB snapshot from SeaweedFS on loopback made 76,000 requests in a row and
-    /// took 284 s.
-    private func reader(under root: ID) async throws -> any BlobLoader {
+    /// What ``copyTree(_:from:blobs:trees:translation:reused:)`` reads the tree `root` through:
+    /// from an object store, a loader that reads ahead (see ``ReadAheadLoader``) knowing every
+    /// listing and every blob in the order the copy asks for them, as a restore does. Asked one
+    /// blob at a time, a copy of the benchmark's 1 GiB snapshot from SeaweedFS on loopback made
+    /// 76,000 requests in a row and took 284 s. Guided by an earlier copy, the plan holds only
+    /// what `translation` does not.
+    private func reader(under root: ID, translation: CopyTranslation?) async throws -> any BlobLoader {
         guard source.readsAhead else { return source }
         var plan = RestorePlan()
-        var seen: Set<ID> = []
-        try await source.walkListings(from: [root]) { id in
-            seen.insert(id).inserted ? id : nil
-        } visit: { id, loaded in
-            let tree = try loaded.get()
-            plan.trees[id] = tree
-            return tree.nodes.compactMap(\.subtree)
+        if let translation {
+            plan.trees = translation.changed
+        } else {
+            var seen: Set<ID> = []
+            try await source.walkListings(from: [root]) { id in
+                seen.insert(id).inserted ? id : nil
+            } visit: { id, loaded in
+                let tree = try loaded.get()
+                plan.trees[id] = tree
+                return tree.nodes.compactMap(\.subtree)
+            }
         }
         // In the order copyTree asks: a folder's subfolders before its files' content, each
         // time a folder occurs.
         func collect(_ id: ID) {
             guard let tree = plan.trees[id] else { return }
             for node in tree.nodes {
-                if let subtree = node.subtree { collect(subtree) }
-                plan.blobs.append(contentsOf: node.content ?? [])
+                if let subtree = node.subtree, translation?.trees[subtree] == nil { collect(subtree) }
+                plan.blobs.append(contentsOf: (node.content ?? []).filter { translation?.chunks[$0] == nil })
             }
         }
         collect(root)
         return source.readingAhead(plan)
     }
 
-    /// Copies the tree `id` and everything it names, read through `loader`; returns its id in
-    /// the destination.
-    private func copyTree(_ id: ID, from loader: any BlobLoader, blobs: BlobSaver, trees: TreeSaver) async throws -> ID {
-        var tree = try await loader.loadTree(id)
+    /// Copies the tree `id` and everything it names, read through `loader`, but for what
+    /// `translation` says the destination holds (counted in `reused`); returns its id in the
+    /// destination.
+    private func copyTree(_ id: ID, from loader: any BlobLoader, blobs: BlobSaver, trees: TreeSaver,
+                          translation: CopyTranslation, reused: inout Int) async throws -> ID {
+        var tree: Tree
+        if let read = translation.changed[id] { tree = read } else { tree = try await loader.loadTree(id) }
         for index in tree.nodes.indices {
             try Task.checkCancellation()
             var node = tree.nodes[index]
             if let subtree = node.subtree {
-                node.subtree = try await copyTree(subtree, from: loader, blobs: blobs, trees: trees)
+                if let known = translation.trees[subtree] {
+                    node.subtree = known
+                    reused += 1
+                } else {
+                    node.subtree = try await copyTree(subtree, from: loader, blobs: blobs, trees: trees, translation: translation, reused: &reused)
+                }
             }
             if let content = node.content {
                 var copied: [ID] = []
@@ -403,9 +439,15 @@ public final class Copier: Sendable {
                 // members and took 40 s, two thirds of them in zstd.
                 var start = content.startIndex
                 while start < content.endIndex {
+                    if let known = translation.chunks[content[start]] {
+                        copied.append(known)
+                        reused += 1
+                        start += 1
+                        continue
+                    }
                     var end = start + 1
                     var bytes = source.index.lookup(content[start])?.blob.plaintextLength ?? 0
-                    while end < content.endIndex, end - start < Self.chunksPerRead,
+                    while end < content.endIndex, end - start < Self.chunksPerRead, translation.chunks[content[end]] == nil,
                           let next = source.index.lookup(content[end])?.blob.plaintextLength, bytes + next <= Self.bytesPerRead {
                         bytes += next
                         end += 1
@@ -427,7 +469,7 @@ public final class Copier: Sendable {
         return try await trees.save(tree)
     }
 
-    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:)`` reads at once, and how
+    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:translation:reused:)`` reads at once, and how
     /// many bytes of plaintext at most (chunks may be up to 64 MiB each).
     static let chunksPerRead = 16
     static let bytesPerRead = 16 << 20

@@ -71,6 +71,7 @@ extension BunkerCommand {
                     for copy in report.alreadyThere { print("Snapshot \(copy.source.prefix(8)) is already there as \(copy.destination.prefix(8))") }
                     if report.walObjectsCopied > 0 { print("Copied \(report.walObjectsCopied) archived WAL objects (point-in-time recovery from the destination)") }
                     print("Shipped \(report.blobsCopied) blobs, \(Output.bytes(report.bytesCopied)) (\(Output.bytes(report.bytesStored)) stored)\(report.sharedKeys ? "; the repositories share key material, so the data travelled encrypted as it was (\(report.packsUnchanged) packs unchanged)" : "").")
+                    if report.blobsReused > 0 { print("Took \(report.blobsReused) blobs the destination held from an earlier copy without reading them again") }
                 }
             }
         }

@@ -69,6 +69,80 @@ import Testing
         }
     }
 
+    /// Under keys of its own, a copy is guided by the destination's copy of the snapshot's
+    /// parent: only the folders on the paths that changed and the changed files' chunks are read
+    /// from the source (without the guide, every listing and bundle was read on every copy), and
+    /// the copy is whole: it verifies and restores byte for byte. A snapshot that changed nothing
+    /// reads no pack at all.
+    @Test(arguments: [false, true])
+    func aCopyUnderOtherKeysReadsOnlyWhatChangedSinceAnEarlierCopy(fromObjectStore: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeFolderTree(at: dir + "/src", groups: 4, folders: 10, files: 3)
+            try TreeGenerator.writeRandomFile(dir + "/src/g0/f0/scan.dcm", size: 600 << 10, seed: 5)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let first = try await TestRepository.backup(repo, [dir + "/src"]).snapshotID
+            let listings = TestRepository.listingPacks(of: repo).listings
+            _ = try await Copier(from: repo, to: try await TestRepository.create(at: dir + "/copy")).copy([first])
+
+            try "changed\n".write(toFile: dir + "/src/g1/f3/doc-0.txt", atomically: false, encoding: .utf8)
+            try "new\n".write(toFile: dir + "/src/g2/f7/doc-9.txt", atomically: false, encoding: .utf8)
+            // The scan grows at its end: its first chunks are the earlier copy's.
+            let scan = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/src/g0/f0/scan.dcm"))
+            try scan.seekToEnd()
+            try scan.write(contentsOf: Data(repeating: 7, count: 4096))
+            try scan.close()
+            let second = try await TestRepository.backup(repo, [dir + "/src"]).snapshotID
+            let unchanged = try await TestRepository.backup(repo, [dir + "/src"]).snapshotID
+
+            let counting = LoadCountingStorage(try StorageLocation.storage(for: dir + "/repo"))
+            let storage: any Storage = fromObjectStore ? ConcurrencyLimitedStorage(counting, limit: 8) : counting
+            let from = try await Repository.open(storage: storage, password: TestRepository.password)
+            let to = try await TestRepository.open(at: dir + "/copy")
+            let report = try await Copier(from: from, to: to).copy([second])
+            #expect(!report.sharedKeys && report.copied.count == 1 && report.blobsReused > 0, "\(report.blobsReused) blobs reused")
+            // Eight listings changed (the root, src, three groups, three folders): with the
+            // earlier copy's listings of the same places, at most one read each, and one for
+            // each changed file's data. Without the guide: every one of the 46 listings.
+            let reads = counting.packRanges.count
+            #expect(reads <= 16 + 3 && reads < listings / 2, "\(reads) pack reads, \(listings) listings: \(counting.packLoads)")
+
+            let before = counting.packRanges.count
+            let again = try await Copier(from: from, to: to).copy([unchanged])
+            #expect(again.copied.count == 1 && again.blobsCopied == 0)
+            #expect(counting.packRanges.count == before, "an unchanged snapshot read \(counting.packLoads.dropFirst(before))")
+
+            let check = try await Checker(repository: try await TestRepository.open(at: dir + "/copy")).check(readData: true)
+            #expect(check.errors.isEmpty && check.snapshots == 3, "\(check.errors)")
+            for (index, copied) in (report.copied + again.copied).enumerated() {
+                let id = try #require(ID(hex: copied.destination))
+                let restored = try await Restorer(loader: to).restore(tree: try await to.loadSnapshot(id).tree, to: dir + "/out\(index)")
+                #expect(restored.failures.isEmpty && restored.filesRestored == 122)
+                #expect(compareTrees(dir + "/src", dir + "/out\(index)/src").isEmpty)
+            }
+        }
+    }
+
+    /// An earlier copy guides only where its listing and the source's correspond entry for
+    /// entry; anywhere else the folder is copied from the source.
+    @Test func aListingThatDoesNotCorrespondToItsCopyGuidesNothing() throws {
+        func file(_ name: String, _ chunks: [ID], sha256: String) -> Node {
+            var node = Node(name: name, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0)
+            node.content = chunks
+            node.size = UInt64(chunks.count)
+            node.sha256 = sha256
+            return node
+        }
+        let (a, b, c) = (ID.sha256(of: Data("a".utf8)), ID.sha256(of: Data("b".utf8)), ID.sha256(of: Data("c".utf8)))
+        let before = Tree(nodes: [file("one", [a, b], sha256: "11"), file("two", [c], sha256: "22")])
+        let copy = Tree(nodes: [file("one", [c, a], sha256: "11"), file("two", [b], sha256: "22")])
+        let pairs = try #require(Copier.pairs(before, copy))
+        #expect(pairs[Array("one".utf8)]?.copy.content == [c, a])
+        #expect(Copier.pairs(before, Tree(nodes: [copy.nodes[0]])) == nil, "a missing entry")
+        #expect(Copier.pairs(before, Tree(nodes: [copy.nodes[0], file("three", [b], sha256: "22")])) == nil, "another name")
+        #expect(Copier.pairs(before, Tree(nodes: [copy.nodes[0], file("two", [b], sha256: "23")])) == nil, "another SHA-256")
+        #expect(Copier.pairs(before, Tree(nodes: [copy.nodes[0], file("two", [b, c], sha256: "22")])) == nil, "another number of chunks")
+    }
+
     /// Two hosts that back up the same new file at the same moment both store its chunks: the
     /// repository then indexes a blob in two packs. A copy ships it from the pack the index
     /// names, and does not take the other pack for damaged. (Each host's pack here also holds a
