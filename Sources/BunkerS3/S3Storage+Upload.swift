@@ -8,13 +8,23 @@ extension S3Storage {
     func upload(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         if !traits.conditionalCreate { try await refuseIfPresent(handle) }
-        let digests = BodyDigests(data)
+        let digests = BodyDigests(data, sha256: Self.contentDigest(of: handle), md5: !traits.checksSHA256)
         var headers = digests.checksumHeaders(traits.checksum) + [(Self.sha256Metadata, digests.sha256Hex)] + extraHeaders
         if traits.conditionalCreate { headers.append(("if-none-match", "*")) }
         let response = try await client.send(S3Request(method: .PUT, key: key, headers: headers, body: data, payloadHash: digests.sha256Hex))
         if response.status == 412 { throw alreadyExists(handle) }
         guard response.isSuccess else { throw client.failure(response, "writing \(handle)") }
-        try await confirm(handle, size: data.count, sha256: digests.sha256Hex, etag: response.header("ETag"), expectedETag: digests.md5)
+        // The server checked the body against its SHA-256 before it answered (it refused a wrong
+        // one when probed): that answer confirms the upload, as the ETag does otherwise.
+        guard let md5 = digests.md5 else { return }
+        try await confirm(handle, size: data.count, sha256: digests.sha256Hex, etag: response.header("ETag"), expectedETag: md5)
+    }
+
+    /// The SHA-256 of an object's bytes when its name already is that: a pack's (the packer
+    /// hashed the pack to name it moments before). Hashing a pack again for the request's
+    /// signature cost 0.3 CPU-seconds per GiB backed up.
+    static func contentDigest(of handle: ObjectHandle) -> [UInt8]? {
+        handle.kind == .pack ? ID(hex: handle.name)?.bytes : nil
     }
 
     /// A multipart upload: created, filled part by part (each with its checksum), completed
@@ -23,7 +33,7 @@ extension S3Storage {
     func uploadInParts(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         try await refuseIfPresent(handle)
-        let sha256 = S3Signer.hex(SHA256.hash(data: data))
+        let sha256 = S3Signer.hex(Self.contentDigest(of: handle) ?? Array(SHA256.hash(data: data)))
         var createHeaders = [(Self.sha256Metadata, sha256)] + extraHeaders
         if traits.checksum == .sha256 { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
         let created = try await client.send(S3Request(method: .POST, key: key, query: [("uploads", "")], headers: createHeaders))
@@ -38,7 +48,7 @@ extension S3Storage {
             while offset < data.count {
                 let part = data.subdata(in: offset..<min(offset + options.partSize, data.count))
                 let number = parts.count + 1
-                let digests = BodyDigests(part)
+                let digests = BodyDigests(part, md5: true)
                 let response = try await client.send(S3Request(
                     method: .PUT, key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)],
                     headers: digests.checksumHeaders(traits.checksum), body: part, payloadHash: digests.sha256Hex))
@@ -47,7 +57,7 @@ extension S3Storage {
                     throw BunkerError(.storageIO, "The S3 server took part \(number) of \(handle) without an ETag.")
                 }
                 parts.append((number: number, etag: etag, sha256: traits.checksum == .sha256 ? digests.sha256Base64 : nil))
-                partDigests.append(contentsOf: digests.md5)
+                partDigests.append(contentsOf: digests.md5 ?? [])
                 offset += part.count
             }
             let list = parts.map { part in
@@ -98,7 +108,7 @@ extension S3Storage {
     }
 
     static func checksumHeaders(_ checksum: S3Checksum, _ data: Data) -> [(String, String)] {
-        BodyDigests(data).checksumHeaders(checksum)
+        BodyDigests(data, md5: checksum == .md5).checksumHeaders(checksum)
     }
 
     /// Finds out, with temporary objects under the prefix (removed again), which checksum the
@@ -161,17 +171,20 @@ extension S3Storage {
     }
 }
 
-/// The digests of one upload's body, each worked out once. The SHA-256 signs the request
-/// (`x-amz-content-sha256`), is recorded in the object's metadata and is the flexible checksum;
-/// the MD5 is `Content-MD5` and what a single upload's ETag should be. Hashing a 16 MiB pack
-/// costs about as much CPU as sealing it, and each pass was once made two or three times.
+/// The digests of one upload's body, each worked out once and only when needed. The SHA-256
+/// signs the request (`x-amz-content-sha256`), is recorded in the object's metadata and is the
+/// flexible checksum; the MD5 is `Content-MD5` and what a single upload's ETag should be. Hashing
+/// a 16 MiB pack costs about as much CPU as sealing it (MD5 twice as much as SHA-256 here), and
+/// each pass was once made two or three times.
 struct BodyDigests {
-    let sha256: SHA256.Digest
-    let md5: [UInt8]
+    let sha256: [UInt8]
+    /// Nil when neither the checksum header nor the upload's confirmation needs it.
+    let md5: [UInt8]?
 
-    init(_ body: Data) {
-        sha256 = SHA256.hash(data: body)
-        md5 = Array(Insecure.MD5.hash(data: body))
+    /// The digests of `body`, taking its SHA-256 as `known` when given.
+    init(_ body: Data, sha256 known: [UInt8]? = nil, md5 needed: Bool) {
+        sha256 = known ?? Array(SHA256.hash(data: body))
+        md5 = needed ? Array(Insecure.MD5.hash(data: body)) : nil
     }
 
     var sha256Hex: String { S3Signer.hex(sha256) }
@@ -180,8 +193,11 @@ struct BodyDigests {
     /// The header that carries `checksum` for the server to check the body against.
     func checksumHeaders(_ checksum: S3Checksum) -> [(String, String)] {
         switch checksum {
-        case .md5: [("content-md5", Data(md5).base64EncodedString())]
-        case .sha256: [("x-amz-checksum-sha256", sha256Base64)]
+        case .md5:
+            guard let md5 else { preconditionFailure("Content-MD5 asked of digests made without the MD5") }
+            return [("content-md5", Data(md5).base64EncodedString())]
+        case .sha256:
+            return [("x-amz-checksum-sha256", sha256Base64)]
         }
     }
 }

@@ -135,16 +135,16 @@ import Testing
 
     @Test func s3ChecksumProbeSkipsAHeaderTheServerRefuses() async throws {
         try await S3Fixture.withProxy { server, proxy in
-            try proxy.inject([.init(id: "no-md5", method: "PUT", header: "content-md5", action: .status, status: 400, code: "InvalidArgument")])
+            try proxy.inject([.init(id: "no-sha", method: "PUT", header: "x-amz-checksum-sha256", action: .status, status: 400, code: "InvalidArgument")])
             let storage = try S3Fixture.storage(server, endpoint: proxy.endpoint)
             let traits = try await storage.serverTraits()
-            #expect(traits.checksum == .sha256)
+            #expect(traits.checksum == .md5)
             #expect(traits.checksumVerified)
             let data = S3Fixture.sample(2000, seed: 5)
             let handle = ObjectHandle(.key, ID.sha256(of: data))
             try await storage.save(handle, data: data)
             #expect(try await storage.load(handle) == data)
-            #expect(proxy.hits("no-md5").count == 1)
+            #expect(proxy.hits("no-sha").count == 1)
         }
     }
 }

@@ -14,7 +14,9 @@ import Testing
         try await withSeaweedFS { server in
             var small = S3Fixture.smallOptions
             small.checksums = [.sha256]
-            for (label, options) in [("default", S3Storage.Options()), ("small parts, sha256", small)] {
+            var md5 = S3Storage.Options()
+            md5.checksums = [.md5]
+            for (label, options) in [("default", S3Storage.Options()), ("small parts, sha256", small), ("Content-MD5", md5)] {
                 for (name, check) in StorageConformance.checks {
                     do {
                         try await check(S3Fixture.storage(server, options: options))
@@ -26,16 +28,36 @@ import Testing
         }
     }
 
+    /// Where the server checks each upload's SHA-256, a pack goes up with the SHA-256 its name
+    /// gives (not worked out again), and the server's answer confirms it: one PUT, no HEAD. A
+    /// pack whose name is not its SHA-256 is refused and not stored.
+    @Test func aPackGoesUpUnderTheSHA256ItsNameGivesAndOneRequest() async throws {
+        try await S3Fixture.withProxy { server, proxy in
+            let storage = try S3Fixture.storage(server, endpoint: proxy.endpoint)
+            #expect(try await storage.serverTraits().checksum == .sha256)
+            let data = S3Fixture.sample(300_000, seed: 11)
+            let pack = ObjectHandle(.pack, ID.sha256(of: data))
+            try await storage.save(pack, data: data)
+            let requests = proxy.requests.filter { $0.contains("/data/") }
+            #expect(requests.filter { $0.contains(" PUT ") }.count == 1 && !requests.contains { $0.contains(" HEAD ") }, "\(requests)")
+            #expect(try await storage.load(pack) == data)
+
+            let misnamed = ObjectHandle(.pack, ID.sha256(of: Data("other bytes".utf8)))
+            await #expect(throws: BunkerError.self) { try await storage.save(misnamed, data: data) }
+            #expect(try await storage.list(.pack).map(\.handle) == [pack])
+        }
+    }
+
     @Test func probeFindsConditionalCreateAndAVerifiedChecksum() async throws {
         try await withSeaweedFS { server in
             let storage = try S3Fixture.storage(server)
             let traits = try await storage.serverTraits()
             #expect(traits.conditionalCreate)
-            #expect(traits.checksum == .md5)
+            #expect(traits.checksum == .sha256)
             #expect(traits.checksumVerified)
-            var sha = S3Storage.Options()
-            sha.checksums = [.sha256]
-            #expect(try await S3Fixture.storage(server, options: sha).serverTraits().checksum == .sha256)
+            var md5 = S3Storage.Options()
+            md5.checksums = [.md5]
+            #expect(try await S3Fixture.storage(server, options: md5).serverTraits().checksum == .md5)
             // The probe's temporary objects are gone, and no listing ever showed them.
             for kind in ObjectKind.allCases {
                 #expect(try await storage.list(kind).isEmpty)
