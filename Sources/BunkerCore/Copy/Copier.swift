@@ -216,13 +216,10 @@ public final class Copier: Sendable {
                 if let guide = await earlierCopy(of: snapshot, among: earlier) {
                     translation = try await translate(snapshot.tree, guidedBy: guide)
                 }
-                if let known = translation?.trees[snapshot.tree] {
-                    root = known
-                    report.blobsReused += 1
-                } else {
-                    root = try await copyTree(snapshot.tree, from: try await reader(under: snapshot.tree, translation: translation), blobs: blobs,
-                                              trees: TreeSaver(blobs: blobs), translation: translation ?? CopyTranslation(), reused: &report.blobsReused)
-                }
+                let reencoder = TreeReencoder(source: source, loader: try await reader(under: snapshot.tree, translation: translation),
+                                              blobs: blobs, translation: translation ?? CopyTranslation(), progress: progress)
+                root = try await reencoder.copy(snapshot.tree)
+                report.blobsReused += reencoder.reused
                 try await blobs.flush()
                 var summary = BackupSummary()
                 blobs.count(into: &summary)
@@ -377,14 +374,13 @@ public final class Copier: Sendable {
         return ShippedPack(pack: pack, blobs: shipped, whole: false, entries: entries, bytesStored: stored)
     }
 
-    /// What ``copyTree(_:from:blobs:trees:translation:reused:)`` reads the tree `root` through:
-    /// from an object store, a loader that reads ahead (see ``ReadAheadLoader``) knowing every
-    /// listing and every blob in the order the copy asks for them, as a restore does. Asked one
-    /// blob at a time, a copy of the benchmark's 1 GiB snapshot from SeaweedFS on loopback made
-    /// 76,000 requests in a row and took 284 s. Guided by an earlier copy, the plan holds only
-    /// what `translation` does not.
+    /// What a ``TreeReencoder`` reads the tree `root` through: from an object store, a loader
+    /// that reads ahead (see ``ReadAheadLoader``) knowing every listing and every blob in the
+    /// order the copy asks for them, as a restore does. Asked one blob at a time, a copy of the
+    /// benchmark's 1 GiB snapshot from SeaweedFS on loopback made 76,000 requests in a row and
+    /// took 284 s. Guided by an earlier copy, the plan holds only what `translation` does not.
     private func reader(under root: ID, translation: CopyTranslation?) async throws -> any BlobLoader {
-        guard source.readsAhead else { return source }
+        guard source.readsAhead, translation?.trees[root] == nil else { return source }
         var plan = RestorePlan()
         if let translation {
             plan.trees = translation.changed
@@ -398,87 +394,7 @@ public final class Copier: Sendable {
                 return tree.nodes.compactMap(\.subtree)
             }
         }
-        // In the order copyTree asks: a folder's subfolders before its files' content, each
-        // time a folder occurs.
-        func collect(_ id: ID) {
-            guard let tree = plan.trees[id] else { return }
-            for node in tree.nodes {
-                if let subtree = node.subtree, translation?.trees[subtree] == nil { collect(subtree) }
-                plan.blobs.append(contentsOf: (node.content ?? []).filter { translation?.chunks[$0] == nil })
-            }
-        }
-        collect(root)
+        plan.blobs = TreeReencoder.plan(under: root, trees: plan.trees, translation: translation)
         return source.readingAhead(plan)
-    }
-
-    /// Copies the tree `id` and everything it names, read through `loader`, but for what
-    /// `translation` says the destination holds (counted in `reused`); returns its id in the
-    /// destination.
-    private func copyTree(_ id: ID, from loader: any BlobLoader, blobs: BlobSaver, trees: TreeSaver,
-                          translation: CopyTranslation, reused: inout Int) async throws -> ID {
-        var tree: Tree
-        if let read = translation.changed[id] { tree = read } else { tree = try await loader.loadTree(id) }
-        for index in tree.nodes.indices {
-            try Task.checkCancellation()
-            var node = tree.nodes[index]
-            if let subtree = node.subtree {
-                if let known = translation.trees[subtree] {
-                    node.subtree = known
-                    reused += 1
-                } else {
-                    node.subtree = try await copyTree(subtree, from: loader, blobs: blobs, trees: trees, translation: translation, reused: &reused)
-                }
-            }
-            if let content = node.content {
-                var copied: [ID] = []
-                copied.reserveCapacity(content.count)
-                // A few chunks at a time (a large file's content is never held whole), through
-                // loadBlobs, which opens a bundle of small files once for all of them rather than
-                // once per member: asked blob by blob, a copy of the benchmark's 1 GiB snapshot
-                // between two local repositories decompressed each bundle for every one of its
-                // members and took 40 s, two thirds of them in zstd.
-                var start = content.startIndex
-                while start < content.endIndex {
-                    if let known = translation.chunks[content[start]] {
-                        copied.append(known)
-                        reused += 1
-                        start += 1
-                        continue
-                    }
-                    var end = start + 1
-                    var bytes = source.index.lookup(content[start])?.blob.plaintextLength ?? 0
-                    while end < content.endIndex, end - start < Self.chunksPerRead, translation.chunks[content[end]] == nil,
-                          let next = source.index.lookup(content[end])?.blob.plaintextLength, bytes + next <= Self.bytesPerRead {
-                        bytes += next
-                        end += 1
-                    }
-                    let plaintexts: [Data]
-                    do {
-                        plaintexts = try await loader.loadBlobs(Array(content[start..<end]), decompressor: nil)
-                    } catch let error as BunkerError where error.code == .corruptObject {
-                        throw BunkerError(.integrity, "\(error.message) It is in the source repository: run `bunker verify --read-data` on the source; the destination got no snapshot.", cause: error)
-                    }
-                    for plaintext in plaintexts { copied.append(try await copyBlob(plaintext, blobs: blobs)) }
-                    start = end
-                }
-                node.content = copied
-                progress?.update { $0.currentPath = node.name }
-            }
-            tree.nodes[index] = node
-        }
-        return try await trees.save(tree)
-    }
-
-    /// How many of a file's chunks ``copyTree(_:from:blobs:trees:translation:reused:)`` reads at once, and how
-    /// many bytes of plaintext at most (chunks may be up to 64 MiB each).
-    static let chunksPerRead = 16
-    static let bytesPerRead = 16 << 20
-
-    /// Stores one data blob's plaintext under the destination's key (unless it has it); returns
-    /// its id there. The loader checked the plaintext against its id in the source (every
-    /// ``BlobLoader`` does).
-    private func copyBlob(_ plaintext: Data, blobs: BlobSaver) async throws -> ID {
-        progress?.update { $0.bytesDone += UInt64(plaintext.count) }
-        return try await blobs.save(.data, plaintext)
     }
 }

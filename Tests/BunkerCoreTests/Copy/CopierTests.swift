@@ -69,6 +69,34 @@ import Testing
         }
     }
 
+    /// Under keys of its own, files are copied several at once and a large file a few batches at
+    /// once (one read at a time, a copy waited for each read with nothing to seal), and the copy
+    /// still restores byte for byte with every chunk in its place.
+    @Test func aCopyUnderOtherKeysReadsSeveralFilesAtOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = dir + "/src"
+            try FileManager.default.createDirectory(atPath: source + "/deep", withIntermediateDirectories: true)
+            for n in 0..<4 { try TreeGenerator.writeRandomFile(source + "/scan-\(n).dcm", size: 300 << 10, seed: UInt64(n)) }
+            try TreeGenerator.writeRandomFile(source + "/deep/volume.nii", size: 12 << 20, seed: 9)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let snapshot = try await TestRepository.backup(repo, [source]).snapshotID
+
+            let counting = LoadCountingStorage(try StorageLocation.storage(for: dir + "/repo"), delay: .milliseconds(30))
+            let from = try await Repository.open(storage: counting, password: TestRepository.password)
+            let to = try await TestRepository.create(at: dir + "/copy")
+            let report = try await Copier(from: from, to: to).copy([snapshot])
+            #expect(!report.sharedKeys && report.copied.count == 1)
+            #expect(counting.mostReadsAtOnce >= 2, "at most \(counting.mostReadsAtOnce) read at once")
+
+            let copied = try #require(ID(hex: report.copied[0].destination))
+            let check = try await Checker(repository: try await TestRepository.open(at: dir + "/copy")).check(readData: true)
+            #expect(check.errors.isEmpty, "\(check.errors)")
+            let restored = try await Restorer(loader: to).restore(tree: try await to.loadSnapshot(copied).tree, to: dir + "/out")
+            #expect(restored.failures.isEmpty && restored.filesRestored == 5)
+            #expect(compareTrees(source, dir + "/out/src").isEmpty)
+        }
+    }
+
     /// Under keys of its own, a copy is guided by the destination's copy of the snapshot's
     /// parent: only the folders on the paths that changed and the changed files' chunks are read
     /// from the source (without the guide, every listing and bundle was read on every copy), and
