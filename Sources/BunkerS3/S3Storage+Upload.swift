@@ -8,8 +8,12 @@ extension S3Storage {
     func upload(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         if !traits.conditionalCreate { try await refuseIfPresent(handle) }
-        let digests = BodyDigests(data, sha256: Self.contentDigest(of: handle), md5: !traits.checksSHA256)
+        // Some S3-compatible servers take an object lock's headers only beside a Content-MD5,
+        // whatever other checksum the upload carries: a locked upload carries both.
+        let locked = extraHeaders.contains { $0.0 == Self.lockModeHeader }
+        let digests = BodyDigests(data, sha256: Self.contentDigest(of: handle), md5: !traits.checksSHA256 || locked)
         var headers = digests.checksumHeaders(traits.checksum) + [(Self.sha256Metadata, digests.sha256Hex)] + extraHeaders
+        if locked && traits.checksum != .md5 { headers += digests.checksumHeaders(.md5) }
         if traits.conditionalCreate { headers.append(("if-none-match", "*")) }
         let response = try await client.send(S3Request(method: .PUT, key: key, headers: headers, body: data, payloadHash: digests.sha256Hex))
         if response.status == 412 { throw alreadyExists(handle) }

@@ -30,24 +30,33 @@ struct CopyTranslation: Sendable {
 ///
 /// Taking a destination id unread is safe because the earlier copy is a snapshot of the
 /// destination, so everything under its trees is there (a prune never removes what a snapshot
-/// uses, and a copy or backup killed midway leaves no snapshot); each id taken is also checked
-/// against the destination's index. A folder whose listing and copy do not correspond entry for
-/// entry (names, kinds, sizes, SHA-256 and number of chunks) is copied without a guide.
+/// uses, and a copy or backup killed midway leaves no snapshot). Each chunk and each folder's
+/// own listing taken is also looked up in the destination's index; what lies under a folder
+/// taken whole is not, and rests on that. A folder whose listing and copy do not correspond
+/// entry for entry (names, kinds, sizes, SHA-256 and number of chunks) is copied without a
+/// guide.
 extension Copier {
     /// The earlier copy that guides copying `snapshot`: its parent's copy when the destination
-    /// holds one, else the copy nearest in time of a snapshot of the same host and paths. Only a
-    /// copy whose source snapshot the source repository still holds can guide; none is an
-    /// answer (every blob is then read).
-    func earlierCopy(of snapshot: Snapshot, among copies: [ID: Snapshot]) async -> EarlierCopy? {
+    /// holds one, else the copy nearest in time of a snapshot of the same host and paths that
+    /// the source also holds (`sources`: the source's snapshots by their original, read once
+    /// per copy when needed; a source that is itself a copy has no parents). None is an answer:
+    /// every blob is then read.
+    func earlierCopy(of snapshot: Snapshot, among copies: [ID: Snapshot], sources: inout [ID: Snapshot]?) async throws -> EarlierCopy? {
         if let parent = snapshot.parent, let found = try? await source.loadSnapshot(parent), let copy = copies[found.original ?? parent] {
             return EarlierCopy(source: found.tree, destination: copy.tree)
         }
+        try Task.checkCancellation()
         let alike = copies.filter { $0.value.hostname == snapshot.hostname && $0.value.paths == snapshot.paths }
-            .sorted { abs($0.value.time.timeIntervalSince(snapshot.time)) < abs($1.value.time.timeIntervalSince(snapshot.time)) }
-        for (original, copy) in alike.prefix(3) {
-            if let found = try? await source.loadSnapshot(original) { return EarlierCopy(source: found.tree, destination: copy.tree) }
+        guard !alike.isEmpty else { return nil }
+        if sources == nil {
+            var byOriginal: [ID: Snapshot] = [:]
+            for (id, held) in try await source.snapshots() { byOriginal[held.original ?? id] = held }
+            sources = byOriginal
         }
-        return nil
+        let nearest = alike.filter { sources?[$0.key] != nil }
+            .min { abs($0.value.time.timeIntervalSince(snapshot.time)) < abs($1.value.time.timeIntervalSince(snapshot.time)) }
+        guard let (original, copy) = nearest, let found = sources?[original] else { return nil }
+        return EarlierCopy(source: found.tree, destination: copy.tree)
     }
 
     /// Walks the source tree `root` beside `earlier`, level by level (each level's listings read

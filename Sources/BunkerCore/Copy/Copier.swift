@@ -32,9 +32,10 @@ public struct CopyReport: Sendable, Codable {
     /// Objects of kind `wal` (archived PostgreSQL WAL and cluster records) the destination
     /// lacked and now has: a copy restores to a moment too.
     public var walObjectsCopied = 0
-    /// Blobs (chunks and listings) the destination held from an earlier copy, taken without
-    /// reading them from the source (keys of its own only: with shared key material nothing the
-    /// destination holds is read anyway).
+    /// Chunks and folders the destination held from an earlier copy, taken without reading them
+    /// from the source (a folder taken whole counts once, with nothing under it read). Keys of
+    /// its own only: with shared key material the destination's blobs are known by their ids,
+    /// and only the listings are read.
     public var blobsReused = 0
 
     public init() {}
@@ -109,6 +110,7 @@ public final class Copier: Sendable {
                 copied[original] = snapshot
             }
         }
+        var sourceSnapshots: [ID: Snapshot]?
         var chosen: [(ID, Snapshot)] = []
         for id in ids { chosen.append((id, try await source.loadSnapshot(id))) }
         chosen.sort { $0.1.time < $1.1.time }
@@ -122,7 +124,7 @@ public final class Copier: Sendable {
             if let existing = copies[original] {
                 report.alreadyThere.append(.init(source: id.hex, destination: existing.hex))
             } else {
-                let (copyID, copy) = try await self.copy(id, snapshot, original: original, earlier: copied, report: &report)
+                let (copyID, copy) = try await self.copy(id, snapshot, original: original, earlier: copied, sourceSnapshots: &sourceSnapshots, report: &report)
                 copies[original] = copyID
                 copied[original] = copy
                 report.copied.append(.init(source: id.hex, destination: copyID.hex))
@@ -201,7 +203,8 @@ public final class Copier: Sendable {
 
     /// Copies one snapshot; under keys of its own, guided by one of the destination's `earlier`
     /// copies (by their original) where one fits. Returns the copy and its id.
-    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, earlier: [ID: Snapshot], report: inout CopyReport) async throws -> (ID, Snapshot) {
+    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, earlier: [ID: Snapshot], sourceSnapshots: inout [ID: Snapshot]?,
+                      report: inout CopyReport) async throws -> (ID, Snapshot) {
         let session = WriteSession(repository: destination)
         var saver: BlobSaver?
         let root: ID
@@ -213,7 +216,7 @@ public final class Copier: Sendable {
                 let blobs = BlobSaver(session: session, repository: destination, compressionLevel: destination.config.compressionLevel, progress: progress)
                 saver = blobs
                 var translation: CopyTranslation?
-                if let guide = await earlierCopy(of: snapshot, among: earlier) {
+                if let guide = try await earlierCopy(of: snapshot, among: earlier, sources: &sourceSnapshots) {
                     translation = try await translate(snapshot.tree, guidedBy: guide)
                 }
                 let reencoder = TreeReencoder(source: source, loader: try await reader(under: snapshot.tree, translation: translation),

@@ -6,14 +6,15 @@ import Synchronization
 /// listing is rewritten with the destination's ids, except what an earlier copy says the
 /// destination holds (``CopyTranslation``, counted in ``reused``).
 ///
-/// Entries are taken in the order of their listing, as a backup wrote them (so that the small
-/// files a backup bundled together are asked for together, and a loader reading ahead holds
-/// little): a subfolder is copied whole before the next entry, while up to ``parallelFiles``
-/// files, of this folder and of the ones below it, are copied at once, and a large file's
-/// chunks ``parallelBatches`` batches at once, each batch read with one
-/// ``BlobLoader/loadBlobs(_:decompressor:)``. One file and one batch at a time, a copy of the
-/// benchmark's 1 GiB snapshot kept one core busy: 6.8 s between two local directories, 15 s
-/// from SeaweedFS, where each read waited while nothing was sealed.
+/// As a restore walks a tree, up to ``entriesAtOnce`` entries of each folder are on their way at
+/// once, subfolders and files alike, taken in the order of the listing; up to ``parallelFiles``
+/// files in all are copied at once, and a large file's chunks ``parallelBatches`` batches at
+/// once, each batch read with one ``BlobLoader/loadBlobs(_:decompressor:)``. One file and one
+/// batch at a time, a copy of the benchmark's 1 GiB snapshot kept one core busy: 6.8 s between
+/// two local directories, 15 s from SeaweedFS, where each read waited while nothing was sealed.
+/// Copying a folder's subfolders one after another, the database's folder came alone, and a
+/// loader reading ahead held each range it read for the documents that shared it, until its
+/// window was full and the rest of the database went as 2,500 small requests.
 final class TreeReencoder: Sendable {
     private let source: Repository
     private let loader: any BlobLoader
@@ -24,12 +25,15 @@ final class TreeReencoder: Sendable {
     private let reusedCount = Atomic<Int>(0)
     private let files = AsyncLimiter(limit: TreeReencoder.parallelFiles)
 
-    /// Files whose content is copied at once, and batches of one file's chunks at once.
+    /// Entries of one folder on their way at once (a subfolder's own count apart), files whose
+    /// content is copied at once, and batches of one file's chunks at once.
+    static let entriesAtOnce = 16
     static let parallelFiles = 4
     static let parallelBatches = 2
-    /// How many chunks a batch holds at most, and how many bytes of plaintext (chunks may be up
-    /// to 64 MiB each; a batch's one chunk may be larger). With the files and batches at once,
-    /// that bounds the plaintext in flight to about 64 MiB.
+    /// How many chunks a batch holds at most, and how many bytes of plaintext (a batch of one
+    /// chunk may hold more: chunks may be up to 64 MiB each). With the files and batches at
+    /// once, that keeps the plaintext in flight to about 64 MiB, unless the chunks are larger
+    /// than 8 MiB (up to 512 MiB with eight chunks of 64 MiB).
     static let chunksPerBatch = 16
     static let bytesPerBatch = 8 << 20
 
@@ -69,24 +73,31 @@ final class TreeReencoder: Sendable {
         var tree: Tree
         if let read = translation.changed[id] { tree = read } else { tree = try await loader.loadTree(id) }
         let nodes = tree.nodes
-        try await withThrowingTaskGroup(of: (Int, [ID]).self) { group in
-            var waiting = 0
-            func copied(_ index: Int, _ content: [ID]) {
-                tree.nodes[index].content = content
-                progress?.update { $0.currentPath = nodes[index].name }
-                waiting -= 1
+        try await withThrowingTaskGroup(of: (Int, ID?, [ID]?).self) { group in
+            var running = 0
+            func settle(_ index: Int, _ subtree: ID?, _ content: [ID]?) {
+                if let subtree { tree.nodes[index].subtree = subtree }
+                if let content {
+                    tree.nodes[index].content = content
+                    progress?.update { $0.currentPath = nodes[index].name }
+                }
+                running -= 1
             }
-            for (index, node) in nodes.enumerated() {
+            for (index, node) in nodes.enumerated() where node.subtree != nil || node.content != nil {
                 try Task.checkCancellation()
-                if let subtree = node.subtree { tree.nodes[index].subtree = try await copy(subtree) }
-                guard node.content != nil else { continue }
-                // A file waits for a permit in a task of its own; a few wait at most, so that a
-                // folder of a hundred thousand files does not hold as many tasks.
-                if waiting >= 2 * Self.parallelFiles, let (done, content) = try await group.next() { copied(done, content) }
-                group.addTask { (index, try await self.files.withPermit { try await self.copyContent(of: node) }) }
-                waiting += 1
+                if running >= Self.entriesAtOnce, let (done, subtree, content) = try await group.next() { settle(done, subtree, content) }
+                group.addTask {
+                    if let subtree = node.subtree { return (index, try await self.copy(subtree), nil) }
+                    return (index, nil, try await self.files.withPermit {
+                        // A copy that failed elsewhere, or was stopped, ends here rather than
+                        // copying every file still waiting for a permit.
+                        try Task.checkCancellation()
+                        return try await self.copyContent(of: node)
+                    })
+                }
+                running += 1
             }
-            while let (done, content) = try await group.next() { copied(done, content) }
+            while let (done, subtree, content) = try await group.next() { settle(done, subtree, content) }
         }
         return try await trees.save(tree)
     }
@@ -136,6 +147,7 @@ final class TreeReencoder: Sendable {
     /// benchmark's snapshot between two local repositories decompressed each bundle for every
     /// member and took 40 s) and saves each under the destination's key; returns their ids there.
     private func copyBatch(_ ids: [ID]) async throws -> [ID] {
+        try Task.checkCancellation()
         let plaintexts: [Data]
         do {
             plaintexts = try await loader.loadBlobs(ids, decompressor: nil)

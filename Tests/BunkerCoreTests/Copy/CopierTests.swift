@@ -150,6 +150,37 @@ import Testing
         }
     }
 
+    /// A copy of a copy (a local repository copied to a NAS, the NAS to a bucket, each with keys
+    /// of its own) is guided too, although the middle repository's snapshots have no parents:
+    /// by the destination's copy of the same host's and paths' snapshot nearest in time.
+    @Test func aCopyOfACopyIsGuidedByAnEarlierCopy() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeFolderTree(at: dir + "/src", groups: 3, folders: 6, files: 3)
+            let first = try await TestRepository.create(at: dir + "/a")
+            let nas = try await TestRepository.create(at: dir + "/b")
+            let cloud = try await TestRepository.create(at: dir + "/c")
+            _ = try await TestRepository.backup(first, [dir + "/src"])
+            _ = try await Copier(from: first, to: nas).copy(try await first.snapshots().map(\.id))
+            _ = try await Copier(from: nas, to: cloud).copy(try await nas.snapshots().map(\.id))
+
+            try "changed\n".write(toFile: dir + "/src/g1/f2/doc-0.txt", atomically: false, encoding: .utf8)
+            let second = try await TestRepository.backup(first, [dir + "/src"]).snapshotID
+            let middle = try #require(ID(hex: try await Copier(from: first, to: nas).copy([second]).copied[0].destination))
+            #expect(try await nas.loadSnapshot(middle).parent == nil)
+
+            let counting = LoadCountingStorage(try StorageLocation.storage(for: dir + "/b"))
+            let from = try await Repository.open(storage: counting, password: TestRepository.password)
+            let report = try await Copier(from: from, to: cloud).copy([middle])
+            #expect(report.copied.count == 1 && report.blobsReused > 0, "\(report.blobsReused) reused")
+            #expect(counting.packRanges.count < TestRepository.listingPacks(of: nas).listings / 2, "\(counting.packLoads)")
+
+            let copied = try #require(ID(hex: report.copied[0].destination))
+            let restored = try await Restorer(loader: cloud).restore(tree: try await cloud.loadSnapshot(copied).tree, to: dir + "/out")
+            #expect(restored.failures.isEmpty && restored.filesRestored == 54)
+            #expect(compareTrees(dir + "/src", dir + "/out/src").isEmpty)
+        }
+    }
+
     /// An earlier copy guides only where its listing and the source's correspond entry for
     /// entry; anywhere else the folder is copied from the source.
     @Test func aListingThatDoesNotCorrespondToItsCopyGuidesNothing() throws {
