@@ -137,21 +137,34 @@ import Testing
         }
     }
 
-    @Test func aCopyKilledBeforeItsSnapshotIsCompletedByTheNextAndTheDestinationVerifies() async throws {
+    /// A copy killed after its data arrived and before its snapshot: the destination verifies,
+    /// and the next copy completes it without shipping anything twice. Under keys of its own the
+    /// next copy is still guided by the copy before the killed one, and what it makes restores
+    /// byte for byte.
+    @Test(arguments: [true, false])
+    func aCopyKilledBeforeItsSnapshotIsCompletedByTheNextAndTheDestinationVerifies(sharedKeys: Bool) async throws {
         try await withTemporaryDirectory { dir in
-            let setup = try await setUp(dir, sharedKeys: true)
+            let setup = try await setUp(dir, sharedKeys: sharedKeys)
             #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
-            let killed = try setup.copy(fault: "copy-before-snapshot")
+            #expect(try setup.copy().status == 0)
+            try Data(repeating: 3, count: 200_000).write(to: URL(fileURLWithPath: dir + "/src/new-scan.bin"))
+            #expect(try setup.run(["backup", dir + "/src"], setup.source).status == 0)
+            let killed = try setup.copy(["--latest"], fault: "copy-before-snapshot")
             #expect(killed.status == 137, "\(killed.report)")
             let between = try setup.run(["verify"], setup.destination)
             #expect(between.status == 0, "\(between.stderr)")
 
-            let resumed = try setup.copy()
+            let resumed = try setup.copy(["--latest"])
             #expect(resumed.status == 0 && (resumed.report["copied"] as? [Any])?.count == 1, "\(resumed.report)")
             // Every blob reached the destination before the kill: nothing is shipped twice.
             #expect(resumed.report["blobs_copied"] as? Int == 0, "\(resumed.report)")
+            if !sharedKeys { #expect((resumed.report["blobs_reused"] as? Int ?? 0) > 0, "\(resumed.report)") }
             let verify = try setup.run(["verify", "--read-data"], setup.destination)
             #expect(verify.status == 0, "\(verify.stderr)")
+            let restored = try setup.run(["restore", "latest", "--target", dir + "/back"], setup.destination)
+            #expect(restored.status == 0, "\(restored.stderr)")
+            let differences = compareTrees(dir + "/src", dir + "/back/src", checkDirectoryTimes: false)
+            #expect(differences.isEmpty, "\(differences.prefix(5))")
         }
     }
 }
