@@ -20,7 +20,7 @@ extension S3Storage {
         guard response.isSuccess else { throw client.failure(response, "writing \(handle)") }
         // The server checked the body against its SHA-256 before it answered (it refused a wrong
         // one when probed): that answer confirms the upload, as the ETag does otherwise.
-        guard let md5 = digests.md5 else { return }
+        guard !traits.checksSHA256, let md5 = digests.md5 else { return }
         try await confirm(handle, size: data.count, sha256: digests.sha256Hex, etag: response.header("ETag"), expectedETag: md5)
     }
 

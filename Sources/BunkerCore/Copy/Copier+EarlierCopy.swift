@@ -38,25 +38,37 @@ struct CopyTranslation: Sendable {
 extension Copier {
     /// The earlier copy that guides copying `snapshot`: its parent's copy when the destination
     /// holds one, else the copy nearest in time of a snapshot of the same host and paths that
-    /// the source also holds (`sources`: the source's snapshots by their original, read once
-    /// per copy when needed; a source that is itself a copy has no parents). None is an answer:
-    /// every blob is then read.
+    /// the source also holds: first among the three nearest by their original's id, then among
+    /// all of the source's snapshots by their original (`sources`, read at most once per run
+    /// of `bunker copy`), since a source that is itself a copy holds them under other ids and
+    /// has no parents. None is an answer (every blob is then read), also when the source's
+    /// snapshots cannot be read: the guide only spares reads.
     func earlierCopy(of snapshot: Snapshot, among copies: [ID: Snapshot], sources: inout [ID: Snapshot]?) async throws -> EarlierCopy? {
         if let parent = snapshot.parent, let found = try? await source.loadSnapshot(parent), let copy = copies[found.original ?? parent] {
             return EarlierCopy(source: found.tree, destination: copy.tree)
         }
         try Task.checkCancellation()
         let alike = copies.filter { $0.value.hostname == snapshot.hostname && $0.value.paths == snapshot.paths }
-        guard !alike.isEmpty else { return nil }
-        if sources == nil {
-            var byOriginal: [ID: Snapshot] = [:]
-            for (id, held) in try await source.snapshots() { byOriginal[held.original ?? id] = held }
-            sources = byOriginal
+            .sorted { abs($0.value.time.timeIntervalSince(snapshot.time)) < abs($1.value.time.timeIntervalSince(snapshot.time)) }
+        for (original, copy) in alike.prefix(3) {
+            if let found = try? await source.loadSnapshot(original) { return EarlierCopy(source: found.tree, destination: copy.tree) }
         }
-        let nearest = alike.filter { sources?[$0.key] != nil }
-            .min { abs($0.value.time.timeIntervalSince(snapshot.time)) < abs($1.value.time.timeIntervalSince(snapshot.time)) }
-        guard let (original, copy) = nearest, let found = sources?[original] else { return nil }
-        return EarlierCopy(source: found.tree, destination: copy.tree)
+        guard alike.count > 0 else { return nil }
+        if sources == nil {
+            do {
+                var byOriginal: [ID: Snapshot] = [:]
+                for (id, held) in try await source.snapshots() { byOriginal[held.original ?? id] = held }
+                sources = byOriginal
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                sources = [:]
+            }
+        }
+        for (original, copy) in alike {
+            if let found = sources?[original] { return EarlierCopy(source: found.tree, destination: copy.tree) }
+        }
+        return nil
     }
 
     /// Walks the source tree `root` beside `earlier`, level by level (each level's listings read

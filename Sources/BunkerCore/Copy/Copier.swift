@@ -68,7 +68,7 @@ public struct CopyReport: Sendable, Codable {
 /// their ids. Otherwise every blob is read from the source, authenticated, and re-encoded under
 /// the destination's key, and trees are rewritten with the new ids; only what the destination
 /// lacks is stored. There an earlier copy of the same data, when the destination holds one,
-/// spares reading again what it already carried (see ``earlierCopy(of:among:)``).
+/// spares reading again what it already carried (see ``earlierCopy(of:among:sources:)``).
 ///
 /// Every object read from the source is checked before anything of it is stored (a pack by its
 /// hash, a blob by its keyed id); the destination's write session settles its claims on any

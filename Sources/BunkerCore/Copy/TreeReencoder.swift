@@ -7,8 +7,9 @@ import Synchronization
 /// destination holds (``CopyTranslation``, counted in ``reused``).
 ///
 /// As a restore walks a tree, up to ``entriesAtOnce`` entries of each folder are on their way at
-/// once, subfolders and files alike, taken in the order of the listing; up to ``parallelFiles``
-/// files in all are copied at once, and a large file's chunks ``parallelBatches`` batches at
+/// once, subfolders and files alike, taken in the order of the listing (at most
+/// ``foldersAtOnce`` folders in tasks of their own); up to ``parallelFiles`` files in all are
+/// copied at once, and a large file's chunks ``parallelBatches`` batches at
 /// once, each batch read with one ``BlobLoader/loadBlobs(_:decompressor:)``. One file and one
 /// batch at a time, a copy of the benchmark's 1 GiB snapshot kept one core busy: 6.8 s between
 /// two local directories, 15 s from SeaweedFS, where each read waited while nothing was sealed.
@@ -24,10 +25,13 @@ final class TreeReencoder: Sendable {
     private let progress: OperationProgress?
     private let reusedCount = Atomic<Int>(0)
     private let files = AsyncLimiter(limit: TreeReencoder.parallelFiles)
+    private let foldersOpen = Atomic<Int>(0)
 
     /// Entries of one folder on their way at once (a subfolder's own count apart), files whose
     /// content is copied at once, and batches of one file's chunks at once.
     static let entriesAtOnce = 16
+    /// Folders copied in tasks of their own at once, over the whole tree.
+    static let foldersAtOnce = 32
     static let parallelFiles = 4
     static let parallelBatches = 2
     /// How many chunks a batch holds at most, and how many bytes of plaintext (a batch of one
@@ -49,8 +53,9 @@ final class TreeReencoder: Sendable {
     /// Listings and chunks taken from the earlier copy without reading them.
     var reused: Int { reusedCount.load(ordering: .relaxed) }
 
-    /// The order in which ``copy(_:)`` asks for the blobs under `root`, given its listings: what
-    /// a loader reading ahead is told to expect.
+    /// The order in which ``copy(_:)`` takes the blobs under `root`, given its listings (the
+    /// entries it has on their way at once ask in about that order): what a loader reading ahead
+    /// is told to expect.
     static func plan(under root: ID, trees: [ID: Tree], translation: CopyTranslation?) -> [ID] {
         var blobs: [ID] = []
         func collect(_ id: ID) {
@@ -86,9 +91,24 @@ final class TreeReencoder: Sendable {
             for (index, node) in nodes.enumerated() where node.subtree != nil || node.content != nil {
                 try Task.checkCancellation()
                 if running >= Self.entriesAtOnce, let (done, subtree, content) = try await group.next() { settle(done, subtree, content) }
+                if let subtree = node.subtree {
+                    // At most ``foldersAtOnce`` folders copied in tasks of their own, over the
+                    // whole tree: past that a subfolder is copied here, before the next entry,
+                    // so that a deep tree does not open sixteen folders at every level.
+                    guard foldersOpen.add(1, ordering: .relaxed).newValue <= Self.foldersAtOnce else {
+                        foldersOpen.subtract(1, ordering: .relaxed)
+                        tree.nodes[index].subtree = try await copy(subtree)
+                        continue
+                    }
+                    group.addTask {
+                        defer { self.foldersOpen.subtract(1, ordering: .relaxed) }
+                        return (index, try await self.copy(subtree), nil)
+                    }
+                    running += 1
+                    continue
+                }
                 group.addTask {
-                    if let subtree = node.subtree { return (index, try await self.copy(subtree), nil) }
-                    return (index, nil, try await self.files.withPermit {
+                    (index, nil, try await self.files.withPermit {
                         // A copy that failed elsewhere, or was stopped, ends here rather than
                         // copying every file still waiting for a permit.
                         try Task.checkCancellation()

@@ -9,8 +9,8 @@ extension BunkerCommand {
             commandName: "audit",
             abstract: "Read, export and check the tamper-evident audit trail.",
             discussion: """
-                Every backup, restore, drill, export, verify and user change is recorded with its UTC time, actor, \\
-                target, outcome and reason. Rows are hash-chained, and the chain's head is signed into \\
+                Every backup, restore, drill, export, verify and user change is recorded with its UTC time, actor, \
+                target, outcome and reason. Rows are hash-chained, and the chain's head is signed into \
                 audit-anchors.log in the data directory; `bunker audit verify` checks both.
                 """,
             subcommands: [List.self, Verify.self, Export.self])

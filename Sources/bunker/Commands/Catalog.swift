@@ -15,7 +15,7 @@ extension BunkerCommand {
                 commandName: "rebuild",
                 abstract: "Re-create the backup metadata of every snapshot in the repository that the catalog lacks.",
                 discussion: """
-                    The repository is the source of truth for which backups exist; use this after the catalog was lost \\
+                    The repository is the source of truth for which backups exist; use this after the catalog was lost \
                     or when a repository made elsewhere is attached. Rows already in the catalog are kept as they are.
                     """)
 

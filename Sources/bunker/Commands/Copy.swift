@@ -9,10 +9,11 @@ extension BunkerCommand {
             commandName: "copy",
             abstract: "Copy snapshots into another repository (an off-site or cloud copy), with only the data it lacks.",
             discussion: """
-                Copies the snapshots named (ids, prefixes or latest), or every snapshot the filters keep, from the \\
-                repository (--repo, the source) into --to. What the destination already holds is neither read nor \\
-                shipped again when the two share key material (made with `bunker init --copy-params-from`); otherwise \\
-                every blob is read, checked and re-encoded. A copy stopped at any point is completed by the next one; \\
+                Copies the snapshots named (ids, prefixes or latest), or every snapshot the filters keep, from the \
+                repository (--repo, the source) into --to. What the destination already holds is neither read nor \
+                shipped again when the two share key material (made with `bunker init --copy-params-from`); otherwise \
+                every blob is read, checked and re-encoded, except what an earlier copy of the same host's and paths' \
+                data says the destination holds. A copy stopped at any point is completed by the next one; \
                 a snapshot already copied is skipped. Audited as copy; a failure is notified as copy_failed.
                 """)
 

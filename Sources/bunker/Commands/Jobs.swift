@@ -9,7 +9,7 @@ extension BunkerCommand {
             commandName: "jobs",
             abstract: "List running and recent jobs (backups, restores, cleanups, verifies, drills), or cancel one.",
             discussion: """
-                Jobs are read from the catalog, whichever process runs them (a CLI command, or bunker serve for the \\
+                Jobs are read from the catalog, whichever process runs them (a CLI command, or bunker serve for the \
                 API's and the schedules' jobs). GET /api/v1/jobs shows the live progress of the jobs a server runs.
                 """,
             subcommands: [List.self, Cancel.self],
@@ -62,7 +62,7 @@ extension BunkerCommand {
                 commandName: "cancel",
                 abstract: "Cancel a running job.",
                 discussion: """
-                    The process that runs the job (bunker serve) stops it at its next safe point, within a second or two; \\
+                    The process that runs the job (bunker serve) stops it at its next safe point, within a second or two; \
                     the repository is left as after a kill: it verifies, and the next run completes. Audited as job.cancel.
                     """)
 

@@ -11,8 +11,8 @@ extension BunkerCommand {
             commandName: "serve",
             abstract: "Run the HTTP API, the scheduler, notification delivery and alerts until SIGINT or SIGTERM.",
             discussion: """
-                Listens on [server] listen in bunker.toml (default 127.0.0.1:8080). When the catalog has no user, \\
-                a first administrator is created: BUNKER_ADMIN_USER (default admin), BUNKER_ADMIN_PASSWORD (else a \\
+                Listens on [server] listen in bunker.toml (default 127.0.0.1:8080). When the catalog has no user, \
+                a first administrator is created: BUNKER_ADMIN_USER (default admin), BUNKER_ADMIN_PASSWORD (else a \
                 generated one, printed once) and BUNKER_ADMIN_EMAIL. The repository is --repo, $BUNKER_REPOSITORY or \
                 [repository] path, opened with --password-file, $BUNKER_PASSWORD or [repository] password_file; without \
                 one, the backup routes answer 503.

@@ -9,9 +9,9 @@ extension BunkerCommand {
             commandName: "token",
             abstract: "Manage service tokens for machines that call the API: create, list, revoke.",
             discussion: """
-                A service token lets a machine (a Prometheus server, a CI job, the clinical application) call the \\
-                API as Authorization: Bearer <token> with a role, for longer than a login's hour and without a \\
-                person's password. The token is printed once; the catalog keeps only its SHA-256. What a token does \\
+                A service token lets a machine (a Prometheus server, a CI job, the clinical application) call the \
+                API as Authorization: Bearer <token> with a role, for longer than a login's hour and without a \
+                person's password. The token is printed once; the catalog keeps only its SHA-256. What a token does \
                 is audited as token:NAME; it never signs a restore. Tokens are revoked, never deleted or renamed.
                 """,
             subcommands: [Create.self, List.self, Revoke.self])

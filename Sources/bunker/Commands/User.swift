@@ -9,8 +9,8 @@ extension BunkerCommand {
             commandName: "user",
             abstract: "Manage the users of the API: add, list, disable, enable, passwd, role.",
             discussion: """
-                Roles: SYSTEM_ADMIN (backs up, restores, verifies), AUDITOR (reads the audit trail and reports), \\
-                VIEWER (lists backups). Users are deactivated, never deleted or renamed. Every change is audited \\
+                Roles: SYSTEM_ADMIN (backs up, restores, verifies), AUDITOR (reads the audit trail and reports), \
+                VIEWER (lists backups). Users are deactivated, never deleted or renamed. Every change is audited \
                 with the local user's name. Passwords come from --password-file, BUNKER_USER_PASSWORD, or a prompt.
                 """,
             subcommands: [Add.self, List.self, Disable.self, Enable.self, Passwd.self, SetRole.self])

@@ -172,7 +172,7 @@ import Testing
             let from = try await Repository.open(storage: counting, password: TestRepository.password)
             let report = try await Copier(from: from, to: cloud).copy([middle])
             #expect(report.copied.count == 1 && report.blobsReused > 0, "\(report.blobsReused) reused")
-            #expect(counting.packRanges.count < TestRepository.listingPacks(of: nas).listings / 2, "\(counting.packLoads)")
+            #expect(counting.packLoads.count < TestRepository.listingPacks(of: nas).listings / 2, "\(counting.packLoads)")
 
             let copied = try #require(ID(hex: report.copied[0].destination))
             let restored = try await Restorer(loader: cloud).restore(tree: try await cloud.loadSnapshot(copied).tree, to: dir + "/out")
