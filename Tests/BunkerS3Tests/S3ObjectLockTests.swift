@@ -133,6 +133,27 @@ import Testing
         }
     }
 
+    /// Some S3-compatible servers take object-lock headers only beside a `Content-MD5`: a locked
+    /// upload carries one even where the SHA-256 checksum is used, and a plain upload does not
+    /// (the proxy answers 503 to a pack upload that carries a `Content-MD5`, and counts it).
+    @Test func aLockedUploadCarriesContentMD5BesideItsSHA256() async throws {
+        try await S3Fixture.withProxy { server, proxy in
+            _ = try await lockedStorage(server)
+            try proxy.inject([.init(id: "md5", method: "PUT", path: "/data/", header: "content-md5", action: .status, status: 503, code: "SlowDown")])
+            let storage = try await lockedStorage(server, endpoint: proxy.endpoint)
+            #expect(try await storage.serverTraits().checksum == .sha256)
+
+            let plain = S3Fixture.sample(4000, seed: 1)
+            try await storage.save(ObjectHandle(.pack, ID.sha256(of: plain)), data: plain)
+            #expect(proxy.hits("md5").isEmpty, "a plain upload carried a Content-MD5")
+
+            let locked = S3Fixture.sample(4000, seed: 2)
+            let retention = ObjectRetention(mode: .compliance, until: Date().addingTimeInterval(86400))
+            await #expect(throws: BunkerError.self) { try await storage.save(ObjectHandle(.pack, ID.sha256(of: locked)), data: locked, retention: retention) }
+            #expect(proxy.hits("md5").count == 1, "\(proxy.requests)")
+        }
+    }
+
     @Test func aBucketThatIgnoresRetentionIsNeverCalledImmutable() async throws {
         try await S3Fixture.withProxy { server, proxy in
             _ = try await lockedStorage(server)
