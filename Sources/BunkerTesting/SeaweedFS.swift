@@ -37,6 +37,19 @@ public final class SeaweedFS: Sendable {
         return environment
     }
 
+    /// What a `bunker` command line needs to work on a repository in this server: `credentials`
+    /// (``awsEnvironment`` or ``readerEnvironment``), the repository's location or a
+    /// `bunker.toml`, the test password and a data directory of its own.
+    public func commandEnvironment(_ credentials: [String: String], repository: String? = nil, config: String? = nil,
+                                   dataDirectory: String) -> [String: String] {
+        var environment = credentials
+        environment["BUNKER_REPOSITORY"] = repository
+        environment["BUNKER_CONFIG"] = config
+        environment["BUNKER_PASSWORD"] = TestRepository.password
+        environment["BUNKER_DATA_DIR"] = dataDirectory
+        return environment
+    }
+
     private init(directory: String, port: Int, bucket: String, pid: pid_t) {
         self.directory = directory
         self.port = port

@@ -28,20 +28,14 @@ import Testing
                 try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
                 let location = "s3://\(server.bucket)/offsite"
                 _ = try await TestRepository.create(storage: S3Backend.open(location, environment: S3Environment(server.awsEnvironment)))
-                var writer = server.awsEnvironment
-                writer["BUNKER_REPOSITORY"] = location
-                writer["BUNKER_PASSWORD"] = TestRepository.password
-                writer["BUNKER_DATA_DIR"] = dir + "/data"
+                let writer = server.commandEnvironment(server.awsEnvironment, repository: location, dataDirectory: dir + "/data")
                 let backup = try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: writer)
                 #expect(backup.status == 0, "\(backup.stderr)")
                 let id = try #require((try json(backup.stdout) as? [String: Any])?["snapshot_id"] as? String)
                 let stored = try await objects(server, location)
 
                 // A new machine, with credentials that may only read.
-                var reader = server.readerEnvironment
-                reader["BUNKER_REPOSITORY"] = location
-                reader["BUNKER_PASSWORD"] = TestRepository.password
-                reader["BUNKER_DATA_DIR"] = dir + "/new-data"
+                let reader = server.commandEnvironment(server.readerEnvironment, repository: location, dataDirectory: dir + "/new-data")
 
                 // Without --read-only the lock cannot be written: the error says what to add,
                 // and nothing was restored.
@@ -115,18 +109,12 @@ import Testing
                 kind = "files"
                 path = "\(dir)/studies"
                 """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
-                var writer = server.awsEnvironment
-                writer["BUNKER_CONFIG"] = dir + "/bunker.toml"
-                writer["BUNKER_PASSWORD"] = TestRepository.password
-                writer["BUNKER_DATA_DIR"] = dir + "/data"
+                let writer = server.commandEnvironment(server.awsEnvironment, config: dir + "/bunker.toml", dataDirectory: dir + "/data")
                 let backup = try BunkerProcess.run(["backup"], environment: writer)
                 #expect(backup.status == 0, "\(backup.stderr)")
                 try FileManager.default.moveItem(atPath: dir + "/studies", toPath: dir + "/kept")
 
-                var reader = server.readerEnvironment
-                reader["BUNKER_CONFIG"] = dir + "/bunker.toml"
-                reader["BUNKER_PASSWORD"] = TestRepository.password
-                reader["BUNKER_DATA_DIR"] = dir + "/new-data"
+                let reader = server.commandEnvironment(server.readerEnvironment, config: dir + "/bunker.toml", dataDirectory: dir + "/new-data")
                 let restore = try BunkerProcess.run(["restore", "latest", "--read-only", "--reason", "hardware failure"], environment: reader)
                 #expect(restore.status == 0, "\(restore.stderr)")
                 #expect(compareTrees(dir + "/kept", dir + "/studies") == [])

@@ -17,10 +17,7 @@ import Testing
                 try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
                 let location = "s3://\(server.bucket)/cli"
                 _ = try await TestRepository.create(storage: S3Backend.open(location, environment: S3Environment(server.awsEnvironment)))
-                var e = server.awsEnvironment
-                e["BUNKER_REPOSITORY"] = location
-                e["BUNKER_PASSWORD"] = TestRepository.password
-                e["BUNKER_DATA_DIR"] = dir + "/data"
+                var e = server.commandEnvironment(server.awsEnvironment, repository: location, dataDirectory: dir + "/data")
 
                 let backup = try BunkerProcess.run(["backup", dir + "/src", "--json"], environment: e)
                 #expect(backup.status == 0, "\(backup.stderr)")
@@ -62,10 +59,7 @@ import Testing
             try await withTemporaryDirectory { dir in
                 try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
                 _ = try await TestRepository.create(at: dir + "/local")
-                var local = server.awsEnvironment
-                local["BUNKER_REPOSITORY"] = dir + "/local"
-                local["BUNKER_PASSWORD"] = TestRepository.password
-                local["BUNKER_DATA_DIR"] = dir + "/data"
+                let local = server.commandEnvironment(server.awsEnvironment, repository: dir + "/local", dataDirectory: dir + "/data")
                 for _ in 0..<2 { #expect(try BunkerProcess.run(["backup", dir + "/src"], environment: local).status == 0) }
 
                 let offsite = "s3://\(server.bucket)/offsite"
@@ -144,10 +138,7 @@ import Testing
                                            environment: S3Environment(server.awsEnvironment))
                 try await bucket.createBucket(objectLock: true)
                 try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 256 << 10)
-                var e = server.awsEnvironment
-                e["BUNKER_REPOSITORY"] = location
-                e["BUNKER_PASSWORD"] = TestRepository.password
-                e["BUNKER_DATA_DIR"] = dir + "/data"
+                var e = server.commandEnvironment(server.awsEnvironment, repository: location, dataDirectory: dir + "/data")
 
                 let created = try BunkerProcess.run(["init", "--object-lock", "compliance", "--lock-days", "3", "--json"], environment: e)
                 #expect(created.status == 0, "\(created.stderr)")

@@ -43,11 +43,12 @@ extension Copier {
     /// of `bunker copy`), since a source that is itself a copy holds them under other ids and
     /// has no parents. None is an answer (every blob is then read), also when the source's
     /// snapshots cannot be read: the guide only spares reads.
-    func earlierCopy(of snapshot: Snapshot, among copies: [ID: Snapshot], sources: inout [ID: Snapshot]?) async throws -> EarlierCopy? {
-        if let parent = snapshot.parent, let found = try? await source.loadSnapshot(parent), let copy = copies[found.original ?? parent] {
+    func earlierCopy(of snapshot: Snapshot, among copied: [ID: (id: ID, snapshot: Snapshot)], sources: inout [ID: Snapshot]?) async throws -> EarlierCopy? {
+        if let parent = snapshot.parent, let found = try? await source.loadSnapshot(parent), let copy = copied[found.original ?? parent]?.snapshot {
             return EarlierCopy(source: found.tree, destination: copy.tree)
         }
         try Task.checkCancellation()
+        let copies = copied.mapValues(\.snapshot)
         let alike = copies.filter { $0.value.hostname == snapshot.hostname && $0.value.paths == snapshot.paths }
             .sorted { abs($0.value.time.timeIntervalSince(snapshot.time)) < abs($1.value.time.timeIntervalSince(snapshot.time)) }
         for (original, copy) in alike.prefix(3) {

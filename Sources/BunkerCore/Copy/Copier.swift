@@ -102,13 +102,9 @@ public final class Copier: Sendable {
         report.sharedKeys = source.key.sharesIdentity(with: destination.key)
         try await destination.loadIndex()
         // Which source snapshots the destination already holds a copy of, by their original.
-        var copies: [ID: ID] = [:]
-        var copied: [ID: Snapshot] = [:]
+        var copies: [ID: (id: ID, snapshot: Snapshot)] = [:]
         for (id, snapshot) in try await destination.snapshots() {
-            if let original = snapshot.original {
-                copies[original] = id
-                copied[original] = snapshot
-            }
+            if let original = snapshot.original { copies[original] = (id, snapshot) }
         }
         var sourceSnapshots: [ID: Snapshot]?
         var chosen: [(ID, Snapshot)] = []
@@ -122,12 +118,11 @@ public final class Copier: Sendable {
             try Task.checkCancellation()
             let original = snapshot.original ?? id
             if let existing = copies[original] {
-                report.alreadyThere.append(.init(source: id.hex, destination: existing.hex))
+                report.alreadyThere.append(.init(source: id.hex, destination: existing.id.hex))
             } else {
-                let (copyID, copy) = try await self.copy(id, snapshot, original: original, earlier: copied, sourceSnapshots: &sourceSnapshots, report: &report)
-                copies[original] = copyID
-                copied[original] = copy
-                report.copied.append(.init(source: id.hex, destination: copyID.hex))
+                let copy = try await self.copy(id, snapshot, original: original, earlier: copies, sourceSnapshots: &sourceSnapshots, report: &report)
+                copies[original] = copy
+                report.copied.append(.init(source: id.hex, destination: copy.id.hex))
             }
             progress?.update { $0.filesDone += 1 }
         }
@@ -203,8 +198,8 @@ public final class Copier: Sendable {
 
     /// Copies one snapshot; under keys of its own, guided by one of the destination's `earlier`
     /// copies (by their original) where one fits. Returns the copy and its id.
-    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, earlier: [ID: Snapshot], sourceSnapshots: inout [ID: Snapshot]?,
-                      report: inout CopyReport) async throws -> (ID, Snapshot) {
+    private func copy(_ id: ID, _ snapshot: Snapshot, original: ID, earlier: [ID: (id: ID, snapshot: Snapshot)], sourceSnapshots: inout [ID: Snapshot]?,
+                      report: inout CopyReport) async throws -> (id: ID, snapshot: Snapshot) {
         let session = WriteSession(repository: destination)
         var saver: BlobSaver?
         let root: ID
