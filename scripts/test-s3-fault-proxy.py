@@ -8,7 +8,8 @@ forwards and cuts the response body short, forwards a listing without its contin
 saying it is complete when it is not (end-listing), or without its first entry (drop-entries), or
 forwards a request without its object-lock headers, signed again with the rule's credentials (a
 server that accepts a retention and ignores it). Every request is logged to the log file as one line:
-`RULE_OR_- METHOD PATH?QUERY STATUS_OR_ACTION`.
+`RULE_OR_- METHOD PATH?QUERY STATUS_OR_ACTION`, written before the client sees any of the answer,
+so that a test reading the log after its call returns finds the call's requests there.
 
 Rule: {"id": "x", "method": "GET", "path": "/data/", "query": "uploads", "header": "content-md5",
        "action": "status" | "drop" | "forward-then-drop" | "truncate" | "drop-continuation-token" |
@@ -114,6 +115,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if action == "status":
             code = rule.get("code", "SlowDown")
             payload = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>Injected by the fault proxy</Message></Error>".encode()
+            log(rule, self.command, self.path, rule.get("status", 503))
             self.send_response(rule.get("status", 503))
             if rule.get("retry_after"):
                 self.send_header("Retry-After", rule["retry_after"])
@@ -122,7 +124,6 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
-            log(rule, self.command, self.path, rule.get("status", 503))
             return
         if action == "drop":
             log(rule, self.command, self.path, "dropped")
@@ -147,6 +148,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             log(rule, self.command, self.path, f"{response.status} then dropped")
             self.drop()
             return
+        outcome = f"{response.status} truncated" if action == "truncate" and self.command != "HEAD" else response.status
+        log(rule, self.command, self.path, outcome)
         self.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -155,16 +158,13 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", length or "0")
         self.end_headers()
         if self.command == "HEAD":
-            log(rule, self.command, self.path, response.status)
             return
         if action == "truncate":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
-            log(rule, self.command, self.path, f"{response.status} truncated")
             self.drop()
             return
         self.wfile.write(data)
-        log(rule, self.command, self.path, response.status)
 
     def drop(self):
         self.close_connection = True
