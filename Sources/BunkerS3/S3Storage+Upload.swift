@@ -37,6 +37,7 @@ extension S3Storage {
     func uploadInParts(_ handle: ObjectHandle, data: Data, traits: ServerTraits, extraHeaders: [(String, String)] = []) async throws {
         let key = key(of: handle)
         try await refuseIfPresent(handle)
+        let locked = extraHeaders.contains { $0.0 == Self.lockModeHeader }
         let sha256 = S3Signer.hex(Self.contentDigest(of: handle) ?? Array(SHA256.hash(data: data)))
         var createHeaders = [(Self.sha256Metadata, sha256)] + extraHeaders
         if traits.checksum == .sha256 { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
@@ -53,9 +54,13 @@ extension S3Storage {
                 let part = data.subdata(in: offset..<min(offset + options.partSize, data.count))
                 let number = parts.count + 1
                 let digests = BodyDigests(part, md5: true)
+                var partHeaders = digests.checksumHeaders(traits.checksum)
+                // The parts of a locked object are uploads under its retention: like a single
+                // locked upload, each carries a Content-MD5 beside any other checksum.
+                if locked && traits.checksum != .md5 { partHeaders += digests.checksumHeaders(.md5) }
                 let response = try await client.send(S3Request(
                     method: .PUT, key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)],
-                    headers: digests.checksumHeaders(traits.checksum), body: part, payloadHash: digests.sha256Hex))
+                    headers: partHeaders, body: part, payloadHash: digests.sha256Hex))
                 guard response.isSuccess else { throw client.failure(response, "writing part \(number) of \(handle)") }
                 guard let etag = response.header("ETag") else {
                     throw BunkerError(.storageIO, "The S3 server took part \(number) of \(handle) without an ETag.")

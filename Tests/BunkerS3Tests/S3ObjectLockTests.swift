@@ -11,11 +11,12 @@ import Testing
     static let lockedBucket = "bunker-locked"
 
     /// A storage under a new prefix of a lock-enabled bucket, created on first use.
-    private func lockedStorage(_ server: SeaweedFS, endpoint: String? = nil, prefix: String = "repo-" + UUID().uuidString.lowercased()) async throws -> S3Storage {
+    private func lockedStorage(_ server: SeaweedFS, endpoint: String? = nil, prefix: String = "repo-" + UUID().uuidString.lowercased(),
+                               options: S3Storage.Options = .init()) async throws -> S3Storage {
         let storage = try S3Storage(
             location: S3Location(parsing: "s3://\(Self.lockedBucket)/\(prefix)"),
             settings: S3Settings(endpoint: endpoint ?? server.endpoint, region: "us-east-1"),
-            environment: S3Environment(server.awsEnvironment))
+            environment: S3Environment(server.awsEnvironment), options: options)
         if endpoint == nil { _ = try? await storage.createBucket(objectLock: true) }
         return storage
     }
@@ -134,23 +135,28 @@ import Testing
     }
 
     /// Some S3-compatible servers take object-lock headers only beside a `Content-MD5`: a locked
-    /// upload carries one even where the SHA-256 checksum is used, and a plain upload does not
-    /// (the proxy answers 503 to a pack upload that carries a `Content-MD5`, and counts it).
+    /// upload, single or each part of a multipart one, carries one even where the SHA-256
+    /// checksum is used, and a plain upload does not (the proxy answers 503 to a pack upload that
+    /// carries a `Content-MD5`, and counts it).
     @Test func aLockedUploadCarriesContentMD5BesideItsSHA256() async throws {
         try await S3Fixture.withProxy { server, proxy in
             _ = try await lockedStorage(server)
-            try proxy.inject([.init(id: "md5", method: "PUT", path: "/data/", header: "content-md5", action: .status, status: 503, code: "SlowDown")])
-            let storage = try await lockedStorage(server, endpoint: proxy.endpoint)
+            let storage = try await lockedStorage(server, endpoint: proxy.endpoint, options: S3Fixture.smallOptions)
             #expect(try await storage.serverTraits().checksum == .sha256)
 
-            let plain = S3Fixture.sample(4000, seed: 1)
-            try await storage.save(ObjectHandle(.pack, ID.sha256(of: plain)), data: plain)
-            #expect(proxy.hits("md5").isEmpty, "a plain upload carried a Content-MD5")
+            try proxy.inject([.init(id: "md5", method: "PUT", path: "/data/", header: "content-md5", action: .status, status: 503, code: "SlowDown")])
+            // Single uploads, and multipart ones (7 MiB, above the 6 MiB threshold: parts of 5 MiB).
+            for (size, label) in [(4000, "single"), (7 << 20, "multipart")] {
+                let earlier = proxy.hits("md5").count
+                let plain = S3Fixture.sample(size, seed: 1)
+                try await storage.save(ObjectHandle(.pack, ID.sha256(of: plain)), data: plain)
+                #expect(proxy.hits("md5").count == earlier, "a plain \(label) upload carried a Content-MD5")
 
-            let locked = S3Fixture.sample(4000, seed: 2)
-            let retention = ObjectRetention(mode: .compliance, until: Date().addingTimeInterval(86400))
-            await #expect(throws: BunkerError.self) { try await storage.save(ObjectHandle(.pack, ID.sha256(of: locked)), data: locked, retention: retention) }
-            #expect(proxy.hits("md5").count == 1, "\(proxy.requests)")
+                let locked = S3Fixture.sample(size, seed: 2)
+                let retention = ObjectRetention(mode: .compliance, until: Date().addingTimeInterval(86400))
+                await #expect(throws: BunkerError.self) { try await storage.save(ObjectHandle(.pack, ID.sha256(of: locked)), data: locked, retention: retention) }
+                #expect(proxy.hits("md5").count == earlier + 1, "\(label): \(proxy.requests)")
+            }
         }
     }
 
