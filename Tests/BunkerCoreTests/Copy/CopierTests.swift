@@ -97,6 +97,40 @@ import Testing
         }
     }
 
+    /// A copy under keys of its own whose read fails stops there: the files still waiting for
+    /// their turn are not read (40 files, of which at most 4 are copied at once), the destination
+    /// gets no snapshot, and the next copy completes it.
+    @Test func aCopyUnderOtherKeysThatFailsReadsNoMoreFiles() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = dir + "/src"
+            try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+            // Each file one chunk (smaller than the least chunk), too large for a bundle: each
+            // file the copy starts is one read of more than 100 KiB.
+            for n in 0..<40 { try TreeGenerator.writeRandomFile(source + "/scan-\(n).dcm", size: 200 << 10, seed: UInt64(n)) }
+            let wholeFiles = ChunkerParameters(minSize: 256 << 10, averageSize: 512 << 10, maxSize: 1 << 20, seed: 0x5EED)
+            let repo = try await TestRepository.create(at: dir + "/repo", chunker: wholeFiles)
+            let snapshot = try await TestRepository.backup(repo, [source]).snapshotID
+
+            // The first read of a file's chunk fails (listings are read in ranges of a few KiB).
+            let failing = LoadCountingStorage(try StorageLocation.storage(for: dir + "/repo"), delay: .milliseconds(20), failFirst: 1, largerThan: 100 << 10)
+            let from = try await Repository.open(storage: failing, password: TestRepository.password)
+            let to = try await TestRepository.create(at: dir + "/copy")
+            await #expect(throws: BunkerError.self) { try await Copier(from: from, to: to).copy([snapshot]) }
+            let filesRead = failing.packRanges.filter { ($0.range?.count ?? Int.max) > 100 << 10 }.count
+            #expect(filesRead >= 1 && filesRead <= TreeReencoder.parallelFiles, "\(filesRead) files read by a copy whose first read failed")
+            #expect(try await TestRepository.open(at: dir + "/copy").snapshots().isEmpty)
+
+            let report = try await Copier(from: repo, to: try await TestRepository.open(at: dir + "/copy")).copy([snapshot])
+            let first = try #require(report.copied.first)
+            let copied = try #require(ID(hex: first.destination))
+            let again = try await TestRepository.open(at: dir + "/copy")
+            #expect(try await Checker(repository: again).check(readData: true).errors.isEmpty)
+            let restored = try await Restorer(loader: again).restore(tree: try await again.loadSnapshot(copied).tree, to: dir + "/out")
+            #expect(restored.failures.isEmpty && restored.filesRestored == 40)
+            #expect(compareTrees(source, dir + "/out/src").isEmpty)
+        }
+    }
+
     /// Under keys of its own, a copy is guided by the destination's copy of the snapshot's
     /// parent: only the folders on the paths that changed and the changed files' chunks are read
     /// from the source (without the guide, every listing and bundle was read on every copy), and
