@@ -116,8 +116,10 @@ import Testing
             let from = try await Repository.open(storage: failing, password: TestRepository.password)
             let to = try await TestRepository.create(at: dir + "/copy")
             await #expect(throws: BunkerError.self) { try await Copier(from: from, to: to).copy([snapshot]) }
+            // The files copied at once when the read failed, and the few a permit they let go of
+            // may start before the failure reaches the walk: not the 16 it had under way.
             let filesRead = failing.packRanges.filter { ($0.range?.count ?? Int.max) > 100 << 10 }.count
-            #expect(filesRead >= 1 && filesRead <= TreeReencoder.parallelFiles, "\(filesRead) files read by a copy whose first read failed")
+            #expect(filesRead >= 1 && filesRead <= 2 * TreeReencoder.parallelFiles, "\(filesRead) files read by a copy whose first read failed")
             #expect(try await TestRepository.open(at: dir + "/copy").snapshots().isEmpty)
 
             let report = try await Copier(from: repo, to: try await TestRepository.open(at: dir + "/copy")).copy([snapshot])
