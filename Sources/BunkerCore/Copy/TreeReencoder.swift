@@ -92,6 +92,12 @@ final class TreeReencoder: Sendable {
                 try Task.checkCancellation()
                 if running >= Self.entriesAtOnce, let (done, subtree, content) = try await group.next() { settle(done, subtree, content) }
                 if let subtree = node.subtree {
+                    // A folder the earlier copy holds whole is taken as it is, without a task.
+                    if let known = translation.trees[subtree] {
+                        reusedCount.add(1, ordering: .relaxed)
+                        tree.nodes[index].subtree = known
+                        continue
+                    }
                     // At most ``foldersAtOnce`` folders copied in tasks of their own, over the
                     // whole tree: past that a subfolder is copied here, before the next entry,
                     // so that a deep tree does not open sixteen folders at every level.
