@@ -318,12 +318,15 @@ import Testing
             let segment = try await archiveCurrentSegment(a)
 
             let port = String(Int.random(in: 20000..<60000))
-            let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port])
+            // A copy to look at (--no-archive): it must never archive into the live source's archive.
+            let restore = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/pitr", "--to-time", between, "--start", "--port", port, "--no-archive"])
             defer { stopServer(dir + "/pitr") }
             #expect(restore.status == 0, "\(restore.output)")
             #expect(try psql(dir + "/pitr", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2", "T2 is there, T3 is not")
             let auto = try String(contentsOfFile: dir + "/pitr/postgresql.auto.conf", encoding: .utf8)
-            #expect(auto.contains("recovery_target_time = '"), "\(auto)")
+            #expect(auto.contains("recovery_target_time = '") && auto.contains("archive_mode = 'off'"), "\(auto)")
+            #expect(try psql(dir + "/pitr", port: port, "SELECT current_setting('archive_mode')") == "off", "the copy does not archive")
+            #expect(!restore.output.contains("--no-archive"), "no warning about archiving for a copy that does not: \(restore.output)")
 
             // WAL retention: once the first base backup is forgotten, the WAL before the second
             // one's start goes with it; what the second needs, and what came after, stays.
@@ -365,6 +368,7 @@ import Testing
             let restoreB = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/b", "--to-time", beforeT3, "--start", "--port", portB])
             defer { stopServer(dir + "/b") }
             #expect(restoreB.status == 0 && restoreB.output.contains("Recovery ended (timeline 2)"), "\(restoreB.output)")
+            #expect(restoreB.output.contains("archives its WAL into the archive of source clinic"), "a server that keeps archiving is said to: \(restoreB.output)")
             let b = { (sql: String) in try psql(dir + "/b", port: portB, sql) }
             #expect(try b("SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "T1,T2")
             let beforeT5 = try await insertSentinels(["T4"], thenAfterAMoment: "T5", b)

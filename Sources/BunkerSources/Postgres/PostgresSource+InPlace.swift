@@ -72,7 +72,7 @@ extension PostgresSource {
             var result = try await restorePhysical(node, record: record, to: .path(directory), context: scratch)
             // The cluster's own configuration applies (its start options name it when it lives
             // outside the data directory), not the minimal files written for a new directory.
-            result.warnings.removeAll { $0.contains("Minimal ones were written") }
+            result.warnings.removeAll { $0.contains("Minimal ones were written") || $0.contains("--no-archive") }
             result.details.removeValue(forKey: "start_command")
             result.details["in_place"] = "true"
             result.details["archived_before_stop"] = archived

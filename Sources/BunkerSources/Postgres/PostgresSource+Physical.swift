@@ -155,6 +155,10 @@ extension PostgresSource {
         if !madeConfiguration.isEmpty {
             result.warnings.append("The base backup holds no \(madeConfiguration.joined(separator: ", ")): the cluster keeps its configuration outside its data directory (as Debian does, in /etc/postgresql/VERSION/NAME). Minimal ones were written into \(directory) (defaults; local connections by peer authentication); copy the cluster's own in before using it in production.")
         }
+        if recovery.archiving {
+            result.warnings.append("The server restored into \(directory) archives its WAL into the archive of source \(name), as the live server did: once it ends recovery it writes a new timeline there, which later restores of \(name) to its latest state follow. That is right for a server that replaces the live one; for a copy to look at, restore with --no-archive (archive_mode = off).")
+        }
+        result.details["archiving"] = recovery.archiving ? "on" : "off"
         result.details["recovery_target"] = recovery.target.description
         result.details["restore_command"] = recovery.restoreCommand
         if let stop = record?.details?["stop_time"] { result.details["base_backup_stop_time"] = stop }
@@ -192,6 +196,7 @@ extension PostgresSource {
         var scratch = context
         var options = recovery
         options.start = false
+        options.archiving = false
         options.port = try PhysicalServer.freePort()
         scratch.recovery = options
         var checks: [DrillCheck] = []
@@ -276,7 +281,7 @@ extension PostgresSource {
         for line in old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             let key = trimmed.prefix { $0 != "=" && $0 != " " && $0 != "\t" }.lowercased()
-            if !trimmed.hasPrefix("#"), recoverySettings.contains(key) {
+            if !trimmed.hasPrefix("#"), recoverySettings.contains(key) || (!options.archiving && key == "archive_mode") {
                 lines.append("#\(line)    # replaced by bunker restore")
             } else {
                 lines.append(line)
@@ -291,6 +296,10 @@ extension PostgresSource {
         }
         lines.append("recovery_target_timeline = 'latest'")
         lines.append("recovery_target_action = 'promote'")
+        if !options.archiving {
+            lines.append("# A copy to look at (--no-archive): it never archives into the archive of source \(source).")
+            lines.append("archive_mode = 'off'")
+        }
         lines.append("")
         try writeFile(lines.joined(separator: "\n"), to: path)
         try writeFile("", to: directory + "/recovery.signal")

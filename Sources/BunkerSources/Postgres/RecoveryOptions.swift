@@ -85,6 +85,12 @@ public struct RecoveryOptions: Sendable {
     /// The system user the data directory is given to and the server runs as, when Bunker runs
     /// as root; nil: the owner of the data directory's parent, else `postgres`.
     public var osUser: String?
+    /// Whether the restored server keeps archiving its WAL into the source's archive, as the
+    /// live server did: a server that replaces a lost or damaged one must, so that its new
+    /// timeline can be restored in turn. A copy to look at must not (`--no-archive`: its
+    /// `archive_mode` is set to off): once promoted it would archive a timeline of its own into
+    /// the source, which a later restore with `recovery_target_timeline = 'latest'` follows.
+    public var archiving = true
 
     public init(target: RecoveryTarget = .latest) {
         self.target = target

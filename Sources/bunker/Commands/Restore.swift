@@ -55,23 +55,26 @@ extension BunkerCommand {
         @Option(help: ArgumentHelp("Restore the one PostgreSQL source's physical base backup into this new data directory (empty or absent), set up for point-in-time recovery.", valueName: "dir"))
         var pgdata: String?
 
-        @Option(help: ArgumentHelp("With --pgdata: recover up to this moment, e.g. \"2026-12-03 14:00:00+00\" (an offset is required).", valueName: "time"))
+        @Option(help: ArgumentHelp("With --pgdata, or in place: recover up to this moment, e.g. \"2026-12-03 14:00:00+00\" (an offset is required).", valueName: "time"))
         var toTime: String?
 
-        @Option(help: ArgumentHelp("With --pgdata: recover up to and including this transaction id.", valueName: "xid"))
+        @Option(help: ArgumentHelp("With --pgdata, or in place: recover up to and including this transaction id.", valueName: "xid"))
         var toXid: String?
 
-        @Option(help: ArgumentHelp("With --pgdata: recover up to this WAL location, e.g. 0/3000060.", valueName: "lsn"))
+        @Option(help: ArgumentHelp("With --pgdata, or in place: recover up to this WAL location, e.g. 0/3000060.", valueName: "lsn"))
         var toLsn: String?
 
-        @Option(help: ArgumentHelp("With --pgdata: recover up to this restore point (pg_create_restore_point).", valueName: "name"))
+        @Option(help: ArgumentHelp("With --pgdata, or in place: recover up to this restore point (pg_create_restore_point).", valueName: "name"))
         var toName: String?
 
-        @Flag(help: "With --pgdata: replay all archived WAL (the default).")
+        @Flag(help: "With --pgdata, or in place: replay all archived WAL (the default).")
         var latest = false
 
-        @Flag(help: "With --pgdata: start the server, wait for recovery to end and check the target.")
+        @Flag(help: "With --pgdata, or in place: start the server, wait for recovery to end and check the target.")
         var start = false
+
+        @Flag(help: "With --pgdata: the restored server does not archive its WAL (archive_mode = off), for a copy to look at. Without it, the server archives into the source's archive as the live one did, as a server that replaces a lost one must.")
+        var noArchive = false
 
         @Option(help: ArgumentHelp("With --start: the port the server listens on (default: a free one).", valueName: "port"))
         var port: Int?
@@ -96,6 +99,9 @@ extension BunkerCommand {
             }
             if pgdata == nil && port != nil {
                 throw ValidationError("--port is for a server restored with --pgdata DIR; one restored in place keeps its own.")
+            }
+            if pgdata == nil && noArchive {
+                throw ValidationError("--no-archive is for a copy restored with --pgdata DIR; a server restored in place replaces the live one and keeps archiving.")
             }
             if (targets > 0 || start || pgUser != nil) && [target, to, toDatabase, sql].contains(where: { $0 != nil }) {
                 throw ValidationError("--to-time, --to-xid, --to-lsn, --to-name, --latest, --start and --pg-user restore a physical base backup: with --pgdata DIR, or in place without a destination.")
@@ -164,6 +170,7 @@ extension BunkerCommand {
             recovery.start = start
             recovery.port = port
             recovery.osUser = pgUser
+            recovery.archiving = !noArchive
             var request = SourceRestoreRequest(snapshot: snapshot)
             request.reason = reason
             request.sourceNames = sources
