@@ -75,7 +75,19 @@ struct BunkerCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 exit(withError: ExitCode(Wal.Fetch.failureCode(code)))
             }
+            if !(error is ExitCode), code != 0, Self.asksForJSON(CommandLine.arguments) {
+                // A command line the parser refused, or a check made before the command's own
+                // error handling (`--repo` with `--repository`): scripts get JSON here too.
+                let kind = (error as? BunkerError)?.code.rawValue
+                    ?? (code == ExitCode.validationFailure.rawValue ? BunkerError.Code.invalidArgument.rawValue : "error")
+                Output.printJSON(ErrorOutput(error: kind, message: message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
             exit(withError: error)
         }
+    }
+
+    /// Whether `--json` is among the options (before a `--` that ends them).
+    static func asksForJSON(_ arguments: [String]) -> Bool {
+        arguments.dropFirst().prefix { $0 != "--" }.contains("--json")
     }
 }

@@ -81,6 +81,24 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// A command line the parser refuses, or one refused before the command runs, still answers
+    /// `--json` with the error object on standard output (and the usage on standard error).
+    @Test(arguments: [
+        ["snapshots", "--bogus", "--json"],
+        ["restore", "latest", "--source", "clinic", "--to-time", "yesterday", "--json"],
+        ["restore", "latest", "--to-time", "2026-12-03 14:00:00+00", "--latest", "--json"],
+        ["snapshots", "--repo", "/nowhere", "--repository", "offsite", "--json"],
+    ])
+    func refusedCommandLinesAnswerJSON(arguments: [String]) async throws {
+        try await withTemporaryDirectory { dir in
+            let refused = try BunkerProcess.run(arguments, environment: env(dir + "/repo"))
+            #expect(refused.status == 64, "\(refused.stderr)")
+            let error = try #require(try json(refused.stdout) as? [String: String], "stdout: \(refused.stdout)")
+            #expect(error["error"] == "invalid_argument" && error["message"]?.isEmpty == false, "\(error)")
+            #expect(!(error["message"] ?? "").contains("USAGE"), "the message, not the usage: \(error)")
+        }
+    }
+
     @Test func initCreatesARepositoryAndRefusesToOverwriteIt() async throws {
         try await withTemporaryDirectory { dir in
             let e = ["BUNKER_PASSWORD": "pw", "BACKUP_COMPRESSION_LEVEL": "6"]
