@@ -148,7 +148,10 @@ extension BunkerService {
                 context.recovery = self.recoveryOptions(recovery, source: record.name)
                 let sourceClock = ContinuousClock.now
                 var checks: [DrillCheck]
-                if let node = root.node(named: record.name) {
+                if record.isPhysicalBaseBackup, recovery == nil, let refusal = await self.walPathRefusal(record, snapshot: id) {
+                    // Recovery would stop at a gap and the drill would pass on what came before.
+                    checks = [DrillCheck(name: "wal_archive", passed: false, detail: refusal)]
+                } else if let node = root.node(named: record.name) {
                     do {
                         checks = try await self.source(for: record).drill(node, record: record, context: context)
                     } catch let error as BunkerError {
@@ -168,6 +171,19 @@ extension BunkerService {
                 bunkerVersion: bunkerVersion, reportPath: nil)
         }
         return try save(report)
+    }
+
+    /// Why a drill of the base backup `record` to the latest state could not reach it (a gap in
+    /// the archived WAL after it, or an archive that cannot be read); nil when it can.
+    private func walPathRefusal(_ record: SnapshotSource, snapshot: ID) async -> String? {
+        do {
+            try Self.checkWalPath(try await recoveryPath(of: record.name), record: record, target: .latest, source: record.name, snapshot: snapshot)
+            return nil
+        } catch let error as BunkerError {
+            return error.message
+        } catch {
+            return "\(error)"
+        }
     }
 
     /// Writes the report as JSON and text under `drills/`; returns it with its path.

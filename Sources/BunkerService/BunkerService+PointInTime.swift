@@ -10,6 +10,10 @@ extension SnapshotSource {
     public var baseBackupStopTime: Date? { details?["stop_time"].flatMap(Timestamp.parse) }
     /// The WAL location where a physical base backup ended, as a number.
     var baseBackupStopLSN: UInt64? { details?["stop_lsn"].flatMap(BunkerService.lsn) }
+    /// The timeline a physical base backup was taken on.
+    var baseBackupTimeline: UInt32? { details?["timeline"].flatMap { UInt32($0) } }
+    /// The WAL location where a physical base backup started, as a number.
+    var baseBackupStartLSN: UInt64? { details?["start_lsn"].flatMap(BunkerService.lsn) }
 }
 
 extension BunkerService {
@@ -37,30 +41,86 @@ extension BunkerService {
         default: break
         }
         let shown = moment.map(RecoveryTarget.postgresTime)
+        let path = try await recoveryPath(of: source)
+        let target = request.recovery?.target ?? .latest
         if request.snapshot != "latest" {
             let found = try await repository.findSnapshot(request.snapshot)
-            if let moment, let record = found.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup,
-               let stop = record.baseBackupStopTime, stop > moment {
-                throw BunkerError(.invalidArgument, "The base backup of source \(source) in snapshot \(found.id.short) ended at \(RecoveryTarget.postgresTime(stop)), after the target \(shown!): recovery can only move forward from the end of a base backup. Give an older snapshot, or `latest` to let Bunker choose.")
+            if let record = found.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup {
+                if let moment, let stop = record.baseBackupStopTime, stop > moment {
+                    throw BunkerError(.invalidArgument, "The base backup of source \(source) in snapshot \(found.id.short) ended at \(RecoveryTarget.postgresTime(stop)), after the target \(shown!): recovery can only move forward from the end of a base backup. Give an older snapshot, or `latest` to let Bunker choose.")
+                }
+                if let path, !Self.recoverable(record, along: path) {
+                    let newest = path.newestTimeline(from: record.baseBackupTimeline ?? 1)
+                    throw BunkerError(.invalidArgument, "The base backup of source \(source) in snapshot \(found.id.short) (timeline \(record.baseBackupTimeline ?? 1), ended at \(record.details?["stop_lsn"] ?? "?")) is not on the history of timeline \(newest), the newest in the archive, which recovery follows: it was taken after that timeline branched off. Give `latest` to let Bunker choose a base backup that is.")
+                }
+                try Self.checkWalPath(path, record: record, target: target, source: source, snapshot: found.id)
             }
             return found
         }
+        var offTimeline = 0
         let candidates = try await repository.snapshots().filter { entry in
             guard let record = entry.snapshot.sources?.first(where: { $0.name == source }), record.isPhysicalBaseBackup else { return false }
             if let location, (record.baseBackupStopLSN ?? .max) > location { return false }
-            guard let moment else { return true }
-            return record.baseBackupStopTime.map { $0 <= moment } ?? false
+            if let moment, (record.baseBackupStopTime.map { $0 > moment } ?? true) { return false }
+            // A base backup taken on a timeline after the newest one branched off it (the
+            // safety base backup of an in-place restore is one) cannot reach the newest.
+            if let path, !Self.recoverable(record, along: path) {
+                offTimeline += 1
+                return false
+            }
+            return true
         }
         guard let newest = candidates.max(by: { ($0.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) < ($1.snapshot.sources?.first { $0.name == source }?.baseBackupStopTime ?? .distantPast) }) else {
+            if offTimeline > 0 {
+                throw BunkerError(.snapshotNotFound, "Every base backup of source \(source) that fits the target was taken on a timeline after the newest timeline in the archive branched off it, so recovery (which follows the newest timeline) cannot start from any of them. Take a base backup now (`bunker backup --source \(source)`) and restore to a later target.")
+            }
             if let location {
-                throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before WAL location \(String(location >> 32, radix: 16, uppercase: true))/\(String(location & 0xFFFF_FFFF, radix: 16, uppercase: true)), so Bunker cannot restore to it. Choose a later target.")
+                throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before WAL location \(WalLocation.format(location)), so Bunker cannot restore to it. Choose a later target.")
             }
             if let shown {
                 throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) that ended before \(shown), so Bunker cannot restore to that moment: the point-in-time window starts at the end of the oldest base backup (`bunker snapshots` lists them). Choose a later target.")
             }
             throw BunkerError(.snapshotNotFound, "There is no physical base backup of source \(source) (method = \"physical\"); run `bunker backup` first.")
         }
+        if let record = newest.snapshot.sources?.first(where: { $0.name == source }) {
+            try Self.checkWalPath(path, record: record, target: target, source: source, snapshot: newest.id)
+        }
         return newest
+    }
+
+    /// The source's archived WAL as a recovery walks it; nil when none is archived (a base
+    /// backup then restores to its own end, with the WAL it holds).
+    func recoveryPath(of source: String) async throws -> WalRecoveryPath? {
+        let path = try await WalArchive(repository: repository, source: source).recoveryPath()
+        return path.segments.isEmpty && path.histories.isEmpty ? nil : path
+    }
+
+    /// Whether recovery from the base backup `record` can follow the archive's newest timeline.
+    static func recoverable(_ record: SnapshotSource, along path: WalRecoveryPath) -> Bool {
+        guard let timeline = record.baseBackupTimeline, let end = record.baseBackupStopLSN else { return true }
+        return path.canRecover(baseBackupOn: timeline, endingAt: end)
+    }
+
+    /// Refuses a recovery that would have to pass a gap in the archived WAL after the base
+    /// backup `record`: to the latest state (PostgreSQL would end recovery at the gap, without
+    /// an error, and the restore would look complete), or to a target known to lie past it (a
+    /// location after the gap's start, a moment after the segment following it was pushed).
+    /// A target before the gap is left to PostgreSQL, which stops there.
+    static func checkWalPath(_ path: WalRecoveryPath?, record: SnapshotSource, target: RecoveryTarget, source: String, snapshot: ID) throws {
+        guard let path, let timeline = record.baseBackupTimeline, let start = record.baseBackupStartLSN,
+              let first = path.gaps(from: path.segment(holding: start), on: timeline).first else { return }
+        let gap = first.gap
+        let gapStart = (WalFileName(gap.firstMissing)?.segmentNumber(segmentSize: path.segmentSize) ?? 0) * UInt64(path.segmentSize)
+        let passes: Bool = switch target {
+        case .latest: true
+        case .lsn(let text): (Self.lsn(text) ?? 0) >= gapStart
+        case .time(let moment): first.resumedAt.map { moment > $0 } ?? false
+        case .xid, .name: false
+        }
+        guard passes else { return }
+        let missing = gap.count == 1 ? "segment \(gap.firstMissing) is" : "segments \(gap.firstMissing) to \(gap.lastMissing) (\(gap.count)) are"
+        let before = first.resumedAt.map { " The segment after the gap was archived at \(RecoveryTarget.postgresTime($0)); a target before the gap (at the latest the moment its last segment was written: `bunker stats --json` shows the archive) can still be reached." } ?? ""
+        throw BunkerError(.integrity, "The archived WAL of source \(source) has a gap after the base backup of snapshot \(snapshot.short): \(missing) missing (timeline \(gap.timeline), WAL from \(WalLocation.format(gapStart)) on). Recovery to \(target.description) would stop at the gap, before the changes after it, so nothing was restored.\(before) If the old server's pg_wal still holds the missing files, archive them with `bunker wal push` and restore again; `bunker verify` lists every gap.")
     }
 
     /// The recovery options a restore or drill of `source` uses: the request's, with the
@@ -76,9 +136,7 @@ extension BunkerService {
 
     /// A WAL location written as PostgreSQL writes it (`16/B374D848`) as a number.
     static func lsn(_ text: String) -> UInt64? {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16), high <= 0xFFFF_FFFF, low <= 0xFFFF_FFFF else { return nil }
-        return high << 32 | low
+        WalLocation.parse(text)
     }
 
     /// The full path of the running `bunker`: PostgreSQL runs `restore_command` as its own user,

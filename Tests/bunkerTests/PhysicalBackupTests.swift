@@ -432,6 +432,64 @@ import Testing
         }
     }
 
+    /// After an in-place restore to a moment, the live server is on timeline 2, and the newest
+    /// base backup that ended before a later moment is the restore's own safety base backup,
+    /// taken of timeline 1 after timeline 2 branched off it. Recovery follows timeline 2, which
+    /// PostgreSQL cannot reach from there: `latest` takes the base backup before the branch.
+    @Test func aSecondRestoreAfterAnInPlaceOneSkipsTheSafetyBaseBackupOfTheOldTimeline() async throws {
+        try await withArchivingSource("aSecondRestoreAfterAnInPlaceOneSkipsTheSafetyBaseBackupOfTheOldTimeline") { dir, cluster in
+            let backup = try bunker(dir, ["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            let beforeJ2 = try await insertSentinels(["J1"], thenAfterAMoment: "J2", a)
+            let first = try bunker(dir, ["restore", "latest", "--source", "clinic", "--to-time", beforeJ2, "--start", "--reason", "J2 was a mistake"])
+            #expect(first.status == 0, "\(first.output)")
+            #expect(try a("SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "J1")
+            let beforeK2 = try await insertSentinels(["K1"], thenAfterAMoment: "K2", a)
+            try await archiveCurrentSegment(a)
+
+            let port = String(Int.random(in: 20000..<60000))
+            let second = try bunker(dir, ["restore", "latest", "--source", "clinic", "--pgdata", dir + "/second", "--to-time", beforeK2, "--start", "--port", port, "--no-archive", "--json"])
+            defer { stopServer(dir + "/second") }
+            #expect(second.status == 0, "\(second.output)")
+            // Not the safety snapshot the first restore took, which is the newest before the moment.
+            let safety = first.output.components(separatedBy: "Safety backup of the live data: snapshot ").dropFirst().first?.prefix(8)
+            let outcome = try json(String(second.output.drop(while: { $0 != "{" })))
+            let chosen = try #require(outcome["snapshot_id"] as? String, "\(second.output)")
+            #expect(safety != nil && !chosen.hasPrefix(String(safety ?? "")), "chose \(chosen), the safety snapshot is \(safety ?? "?")")
+            #expect(try psql(dir + "/second", port: port, "SELECT string_agg(label, ',' ORDER BY label) FROM sentinel") == "J1,K1", "J2 (timeline 1 after the branch) and K2 are not there")
+        }
+    }
+
+    /// A segment missing from the archive after the base backup: a restore to the latest state
+    /// would end at the gap as if it were the end, so it is refused before anything is written,
+    /// and a drill to the latest state fails naming the gap.
+    @Test func aRestoreToTheLatestStateRefusesAGapInTheArchive() async throws {
+        try await withArchivingSource("aRestoreToTheLatestStateRefusesAGapInTheArchive") { dir, cluster in
+            let backup = try bunker(dir, ["backup"])
+            #expect(backup.status == 0, "\(backup.output)")
+            let a = { (sql: String) in try cluster.psql(sql, database: "clinic") }
+            var segments: [String] = []
+            for label in ["G1", "G2", "G3"] {
+                _ = try a("INSERT INTO sentinel VALUES ('\(label)')")
+                segments.append(try await archiveCurrentSegment(a))
+            }
+            let walDirectory = dir + "/repo/wal"
+            let lost = try FileManager.default.contentsOfDirectory(atPath: walDirectory).filter { $0.hasPrefix("clinic-\(segments[1])-") }
+            #expect(lost.count == 1, "\(lost)")
+            for name in lost { try FileManager.default.removeItem(atPath: walDirectory + "/" + name) }
+
+            let refused = try bunker(dir, ["restore", "latest", "--source", "clinic", "--latest", "--pgdata", dir + "/g", "--json"])
+            #expect(refused.status == 7, "\(refused.output)")
+            let error = try json(String(refused.output.drop(while: { $0 != "{" })))
+            #expect(error["error"] as? String == "integrity" && (error["message"] as? String)?.contains(segments[1]) == true, "\(error)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/g"), "nothing was written")
+
+            let drill = try bunker(dir, ["drill", "--source", "clinic", "--json"])
+            #expect(drill.status != 0 && drill.output.contains("wal_archive") && drill.output.contains(segments[1]), "\(drill.output)")
+        }
+    }
+
     /// Streaming (`[source.wal] stream = true`): a row committed after the last archived segment,
     /// in the segment still being written, survives the server's crash, because `bunker wal
     /// stream` stored what `pg_receivewal` had received of that segment a moment before.
