@@ -48,10 +48,47 @@ import Testing
             #expect(try run(["audit", "verify"], new).status == 0)
             let again = try run(["catalog", "restore"], new)
             #expect(again.status == 64, "a second restore over a catalog: \(again.stderr)")
+            // The new directory carries the trail on under an id of its own; a third machine
+            // takes that trail, which holds the old one whole, without being asked to choose.
+            let continuing = try String(contentsOfFile: dir + "/new/installation", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(result["new_installation"] as? String == continuing && result["installation"] as? String != continuing, "\(result)")
             let newer = ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/newer"]
-            #expect(try run(["catalog", "restore"], newer).status == 0)
+            let third = try run(["catalog", "restore", "--json"], newer)
+            #expect(third.status == 0, "\(third.stderr)")
+            let thirdResult = try JSONSerialization.jsonObject(with: Data(third.stdout.utf8)) as? [String: Any]
+            #expect(thirdResult?["installation"] as? String == continuing, "\(third.stdout)")
             let last = try run(["audit", "verify"], newer)
             #expect(last.status == 0, "\(last.stderr)")
+        }
+    }
+
+    /// A recovery drill: a second machine restores the catalog from the repository while the
+    /// first one lives on. Both go on writing their trails into the same repository, each under
+    /// its own id, so neither's rows are taken for the other's; a third machine is asked whose
+    /// trail to restore, and gets all of the one it names.
+    @Test func aDrillMachineAndTheLiveOneShipTrailsThatDoNotCollide() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 1 << 20)
+            _ = try await TestRepository.create(at: dir + "/repo")
+            func machine(_ name: String) -> [String: String] {
+                ["BUNKER_REPOSITORY": dir + "/repo", "BUNKER_PASSWORD": TestRepository.password, "BUNKER_DATA_DIR": dir + "/" + name]
+            }
+            #expect(try run(["backup", dir + "/src"], machine("live")).status == 0)
+            let drill = try run(["catalog", "restore"], machine("drill"))
+            #expect(drill.status == 0, "\(drill.stderr)")
+            #expect(try run(["verify"], machine("drill")).status == 0)
+            #expect(try run(["backup", dir + "/src", "--tag", "after-the-drill"], machine("live")).status == 0)
+            #expect(try run(["verify"], machine("drill")).status == 0)
+
+            let live = try String(contentsOfFile: dir + "/live/installation", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let liveRows = try run(["audit", "export", "--format", "jsonl"], machine("live")).stdout.split(separator: "\n")
+            let ambiguous = try run(["catalog", "restore"], machine("third"))
+            #expect(ambiguous.status == 64 && ambiguous.stderr.contains(live) && ambiguous.stderr.contains("--installation"), "\(ambiguous.stderr)")
+            let third = try run(["catalog", "restore", "--installation", live], machine("third"))
+            #expect(third.status == 0, "\(third.stderr)")
+            let thirdRows = try run(["audit", "export", "--format", "jsonl"], machine("third")).stdout.split(separator: "\n")
+            #expect(Array(thirdRows.prefix(liveRows.count)) == liveRows, "every row the live machine wrote, the backup after the drill included")
+            #expect(try run(["audit", "verify"], machine("third")).status == 0)
         }
     }
 

@@ -132,7 +132,11 @@ extension Catalog {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try SecretFile.write(key.hex + "\n", to: keyFile, flags: O_EXCL, naming: "the audit key")
         try SecretFile.write(lines.map { $0 + "\n" }.joined(), to: dataDirectory + "/audit-anchors.log", flags: O_EXCL, naming: "the audit anchor file")
-        try SecretFile.write(last.installation + "\n", to: dataDirectory + "/installation", flags: O_TRUNC, naming: "the installation id")
+        // The new machine continues the trail under an installation id of its own: the old
+        // machine may still be there (a recovery drill) and ship its own rows after these under
+        // the old id. Sharing it, both would name their next segments alike, and each would
+        // take the other's for its own: the trail in the repository would fork unnoticed.
+        try SecretFile.write(UUID().uuidString.lowercased() + "\n", to: dataDirectory + "/installation", flags: O_TRUNC, naming: "the installation id")
         let catalog = try Catalog(dataDirectory: dataDirectory, options: options)
         try catalog.anchor.rewriteHead()
         try catalog.queue.write { db in
@@ -141,7 +145,8 @@ extension Catalog {
             }
             for var user in last.users { try user.insert(db) }
         }
-        try catalog.saveShippedMark(AuditShippedMark(lastSeq: last.lastSeq, anchorLines: lines.count))
+        // Nothing is shipped under the new id yet: the whole trail goes, the recovered rows first.
+        try catalog.saveShippedMark(AuditShippedMark(lastSeq: 0, anchorLines: 0))
         return catalog
     }
 

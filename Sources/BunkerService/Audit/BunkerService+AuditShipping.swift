@@ -3,7 +3,10 @@ import Foundation
 
 /// What `bunker catalog restore` brought back.
 public struct CatalogRestoreResult: Sendable, Codable {
+    /// The installation whose trail was restored.
     public var installation: String
+    /// The id this data directory continues the trail under (see ``Catalog/restoreTrail``).
+    public var newInstallation: String
     public var host: String
     public var segments: Int
     public var auditRows: Int64
@@ -13,6 +16,7 @@ public struct CatalogRestoreResult: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case installation, host, segments, users, backups
         case auditRows = "audit_rows"
+        case newInstallation = "new_installation"
     }
 }
 
@@ -62,14 +66,46 @@ extension BunkerService {
 
     /// Where the repository's segments of `installation` end (nothing shipped: row 0).
     private func lastShippedMark(of installation: String) async throws -> AuditShippedMark {
+        guard let segment = try await Self.lastSegment(of: installation, in: repository) else {
+            return AuditShippedMark(lastSeq: 0, anchorLines: 0)
+        }
+        return AuditShippedMark(lastSeq: segment.lastSeq, anchorLines: segment.anchorFrom + segment.anchorLines.count)
+    }
+
+    /// The trails of `trails` that no other trail carries on: trail A is carried on by trail B
+    /// when B holds A's last row, the same row (its hash chains everything before it).
+    private static func trailsNotContinuedElsewhere(_ trails: [(installation: String, rows: Int64)], in repository: Repository) async throws -> [(installation: String, rows: Int64)] {
+        guard trails.count > 1 else { return trails }
+        let names = try await repository.storage.list(.catalog).compactMap { info in
+            AuditSegment.parse(name: info.handle.name).map { (handle: info.handle, parsed: $0) }
+        }
+        var loaded: [String: AuditSegment] = [:]
+        func row(_ seq: Int64, of installation: String) async throws -> AuditRecord? {
+            guard let entry = names.first(where: { $0.parsed.installation == installation && $0.parsed.first <= seq && seq <= $0.parsed.last }) else { return nil }
+            if loaded[entry.handle.name] == nil {
+                loaded[entry.handle.name] = try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(entry.handle))
+            }
+            return loaded[entry.handle.name]?.rows.first { $0.seq == seq }
+        }
+        var current: [(installation: String, rows: Int64)] = []
+        for trail in trails {
+            let last = try await row(trail.rows, of: trail.installation)
+            var carriedOn = false
+            for other in trails where other.installation != trail.installation && other.rows > trail.rows && !carriedOn {
+                if let last, let same = try await row(trail.rows, of: other.installation), same.hash == last.hash { carriedOn = true }
+            }
+            if !carriedOn { current.append(trail) }
+        }
+        return current
+    }
+
+    /// The last segment `installation` shipped into `repository`, if any.
+    private static func lastSegment(of installation: String, in repository: Repository) async throws -> AuditSegment? {
         let names = try await repository.storage.list(.catalog).compactMap { info in
             AuditSegment.parse(name: info.handle.name).map { (info.handle, $0) }
         }
-        guard let (handle, _) = names.filter({ $0.1.installation == installation }).max(by: { $0.1.last < $1.1.last }) else {
-            return AuditShippedMark(lastSeq: 0, anchorLines: 0)
-        }
-        let segment = try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(handle))
-        return AuditShippedMark(lastSeq: segment.lastSeq, anchorLines: segment.anchorFrom + segment.anchorLines.count)
+        guard let (handle, _) = names.filter({ $0.1.installation == installation }).max(by: { $0.1.last < $1.1.last }) else { return nil }
+        return try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(handle))
     }
 
     /// The installations whose audit trails the repository holds, with the host that last
@@ -99,13 +135,22 @@ extension BunkerService {
             }
             chosen = installation
         } else {
-            guard let only = trails.first else {
+            guard !trails.isEmpty else {
                 throw BunkerError(.invalidArgument, "The repository holds no audit trail: it was never written by a Bunker that ships its trail. `bunker catalog rebuild` re-creates the backup metadata alone.")
             }
-            guard trails.count == 1 else {
-                throw BunkerError(.invalidArgument, "The repository holds the audit trails of \(trails.count) installations: \(trails.map { "\($0.installation) (\($0.rows) rows)" }.joined(separator: ", ")). Choose one with --installation.")
+            // A trail that another one carries on (a machine restored from it continues it under
+            // an id of its own), with nothing after what was carried on, is that other trail's
+            // past: the one left is the whole trail.
+            let current = try await trailsNotContinuedElsewhere(trails, in: repository)
+            guard current.count == 1 else {
+                var described: [String] = []
+                for trail in trails {
+                    let last = try? await lastSegment(of: trail.installation, in: repository)
+                    described.append("\(trail.installation) (\(trail.rows) rows\(last.map { ", last shipped from \($0.host) at \($0.shippedAt)" } ?? ""))")
+                }
+                throw BunkerError(.invalidArgument, "The repository holds the audit trails of \(trails.count) installations: \(described.joined(separator: ", ")). Choose one with --installation. A machine whose catalog was restored from another's trail continues it under an id of its own, so the machine lost last is usually the one that shipped last.")
             }
-            chosen = only.installation
+            chosen = current[0].installation
         }
         var handles: [(ObjectHandle, Int64)] = []
         for info in try await repository.storage.list(.catalog) {
@@ -118,12 +163,13 @@ extension BunkerService {
         let catalog = try Catalog.restoreTrail(dataDirectory: configuration.dataDirectory, from: segments, options: configuration.catalogOptions)
         let service = BunkerService(configuration: configuration, repository: repository, catalog: catalog)
         let last = segments[segments.count - 1]
+        let continuing = try catalog.installationID()
         try catalog.record("catalog.restore", target: chosen, outcome: .success,
-                           details: ["segments": String(segments.count), "rows": String(last.lastSeq), "host": last.host], by: actor)
+                           details: ["segments": String(segments.count), "rows": String(last.lastSeq), "host": last.host, "new_installation": continuing], by: actor)
         _ = try await service.rebuildCatalog(by: actor)
         await service.shipAuditTrailQuietly()
         return CatalogRestoreResult(
-            installation: chosen, host: last.host, segments: segments.count, auditRows: last.lastSeq, users: last.users.count,
+            installation: chosen, newInstallation: continuing, host: last.host, segments: segments.count, auditRows: last.lastSeq, users: last.users.count,
             backups: try catalog.backups(limit: Int.max).count)
     }
 }

@@ -61,6 +61,7 @@ extension BunkerCommand {
                         Output.printJSON(result)
                     } else if !repository.output.quiet {
                         print("Restored the audit trail of installation \(result.installation) (last shipped from \(result.host)): \(result.auditRows) rows in \(result.segments) segments, \(result.users) users; the catalog lists \(result.backups) backups.")
+                        print("This data directory continues the trail as installation \(result.newInstallation), and ships it into the repository under that id.")
                         print("Run `bunker audit verify` to check the trail.")
                     }
                 }
