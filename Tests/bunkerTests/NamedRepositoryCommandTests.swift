@@ -54,6 +54,13 @@ import Testing
             let primaryKeeps = ((json(primaryForget) as? [String: Any])?["decisions"] as? [[String: Any]])?.filter { $0["keep"] as? Bool == true }
             #expect(primaryKeeps?.count == 2, "\(primaryForget.stdout)")
 
+            // Its location given with --repo (as the recovery runbook writes it) is the same
+            // repository, with its own password file, not the primary's.
+            for location in [dir + "/offsite", dir + "/offsite/"] {
+                let byLocation = try run(["snapshots", "--repo", location, "--json"])
+                #expect(byLocation.status == 0 && (json(byLocation) as? [Any])?.count == 2, "\(byLocation.stdout)\(byLocation.stderr)")
+            }
+
             let unknown = try run(["stats", "--repository", "cloud"])
             #expect(unknown.status == 64 && unknown.stderr.contains("offsite"), "\(unknown.stderr)")
             let both = try run(["stats", "--repository", "offsite", "--repo", dir + "/repo"])

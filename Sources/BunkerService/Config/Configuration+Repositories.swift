@@ -47,6 +47,22 @@ extension Configuration {
         return named
     }
 
+    /// The name of the `[repositories]` table whose location is `location` (a trailing `/`
+    /// aside), if one is: `--repo s3://…/offsite` then works as `--repository offsite`, with its
+    /// password file and endpoint, as the recovery runbook writes it. The primary's own location
+    /// is never taken for a named one.
+    public func repositoryName(at location: String) -> String? {
+        func normalized(_ text: String) -> String {
+            var text = text
+            while text.count > 1 && text.hasSuffix("/") { text.removeLast() }
+            return text
+        }
+        let wanted = normalized(location)
+        if repository.location.map(normalized) == wanted { return nil }
+        let matching = repositories.values.filter { $0.settings.location.map(normalized) == wanted }
+        return matching.count == 1 ? matching[0].name : nil
+    }
+
     /// This configuration aimed at the repository `name` instead of the primary one: its
     /// location, password file and object-store settings, and its retention policy when it has
     /// one, so that every command (`stats`, `forget`, `cleanup`, `snapshots`, …) works on it as

@@ -37,24 +37,41 @@ struct RepositoryOptions: ParsableArguments {
         return try seconds(retryLock, option: "--retry-lock")
     }
 
-    /// The configuration file (if any) with the environment over it, aimed at --repository.
+    /// The configuration file (if any) with the environment over it, aimed at --repository, or
+    /// at the named repository --repo gives the location of.
     func configuration() throws -> Configuration {
         var configuration = try Configuration.load(explicit: config)
-        configuration = try repositoryName.map(configuration.selecting(repository:)) ?? configuration
+        configuration = try chosenName(configuration).map(configuration.selecting(repository:)) ?? configuration
         if readOnly { configuration.repository.readOnly = true }
         return configuration
+    }
+
+    /// --repository, else the `[repositories]` table whose location --repo gives.
+    private func chosenName(_ configuration: Configuration) -> String? {
+        repositoryName ?? repo.flatMap(configuration.repositoryName(at:))
+    }
+
+    /// Whether a named repository is worked on (its password file then comes before
+    /// BUNKER_PASSWORD, which is the primary's). Asked of the configuration as written, before
+    /// ``configuration()`` aims it at the named one.
+    private func isNamed() throws -> Bool {
+        if repositoryName != nil { return true }
+        guard repo != nil else { return false }
+        return try chosenName(Configuration.load(explicit: config)) != nil
     }
 
     /// The repository location: the flag, BUNKER_REPOSITORY, BACKUP_DIR, then the configuration;
     /// with --repository, that repository's.
     func location(_ configuration: Configuration? = nil) throws -> String {
-        if let chosen = try RepositoryAccess.location(flag: repo, configuration ?? self.configuration(), named: repositoryName != nil) { return chosen }
+        let configuration = try configuration ?? self.configuration()
+        if let chosen = try RepositoryAccess.location(flag: repo, configuration, named: try isNamed()) { return chosen }
         throw BunkerError(.invalidArgument, "No repository given: use --repo PATH (or s3://BUCKET/PREFIX), set BUNKER_REPOSITORY or BACKUP_DIR, or set [repository] path or url in bunker.toml.")
     }
 
     /// The password: --password-file, BUNKER_PASSWORD, the configuration's password_file, a prompt.
     func password(confirm: Bool = false, _ configuration: Configuration? = nil) throws -> String {
-        try RepositoryAccess.password(file: passwordFile, configuration ?? self.configuration(), confirm: confirm, named: repositoryName != nil)
+        let configuration = try configuration ?? self.configuration()
+        return try RepositoryAccess.password(file: passwordFile, configuration, confirm: confirm, named: try isNamed())
     }
 
     /// Opens the repository.
