@@ -42,6 +42,18 @@ struct S3Client: Sendable {
     /// How long one request may take, on top of a second per MiB of body it carries or fetches.
     let timeout: Duration
 
+    /// The process's HTTP client for S3. AsyncHTTPClient's shared one keeps trying to connect,
+    /// for up to 90 s a request, to a server that refuses the connection, beneath
+    /// ``RetryingStorage``'s own retries: an endpoint nobody listens at took eleven silent
+    /// minutes to fail. Here a connection that cannot be made fails its request at once (or
+    /// after 10 s without an answer), and ``RetryingStorage`` retries it with backoff, saying so.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.timeout.connect = .seconds(10)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     /// Sends `request`; `expecting` bounds the body read (answers larger than it are an error).
     func send(_ request: S3Request, expecting bodyLimit: Int = 1 << 20) async throws -> S3Response {
         guard let signer else {
@@ -63,7 +75,7 @@ struct S3Client: Sendable {
         let deadline = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + megabytes * 1_000_000_000)
         let what = "\(request.method.rawValue) \(request.key ?? "bucket \(endpoint.bucket)")"
         do {
-            let response = try await HTTPClient.shared.execute(http, timeout: deadline)
+            let response = try await Self.http.execute(http, timeout: deadline)
             let body = request.method == .HEAD ? Data() : try await Self.collect(response, upTo: bodyLimit)
             return S3Response(status: Int(response.status.code), headers: response.headers, body: body)
         } catch is CancellationError {
@@ -75,9 +87,22 @@ struct S3Client: Sendable {
         } catch {
             // A connection refused, reset or closed early, a timeout, a body cut short: the
             // request may well succeed when tried again.
-            throw BunkerError(.storageUnavailable, "The S3 server at \(endpoint.scheme)://\(endpoint.host) did not complete \(what): \(error).",
+            throw BunkerError(.storageUnavailable, "The S3 server at \(endpoint.scheme)://\(endpoint.host) did not complete \(what): \(Self.describe(error)).",
                               cause: TransientStorageFailure("\(what): \(error)"))
         }
+    }
+
+    /// A network failure as people read it: NIO's own descriptions of a refused connection or
+    /// an unknown host wrap the system's message in its own words.
+    static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("Connection refused") { return "the connection was refused (nothing answers at that address and port)" }
+        if text.contains("Connection reset") { return "the connection was reset" }
+        if text.lowercased().contains("name resolution") || text.contains("NXDOMAIN") || text.contains("unknownHost") || text.contains("getaddrinfo") {
+            return "the host name could not be resolved (\(text))"
+        }
+        if text.contains("connectTimeout") || text.contains("readTimeout") || text.contains("deadlineExceeded") { return "no answer in time (\(text))" }
+        return text
     }
 
     /// The whole body as one `Data`, allocated once at the length the server announced and

@@ -58,6 +58,8 @@ struct BunkerCommand: AsyncParsableCommand {
 
     static func main() async {
         tuneAllocator()
+        // Minutes of retrying a storage that does not answer are said on standard error.
+        RetryPolicy.defaultNotice = { FileHandle.standardError.write(Data("bunker: warning: \($0)\n".utf8)) }
         // s3:// locations, with the AWS environment alone until a configuration adds settings.
         S3Backend.register()
         do {

@@ -7,8 +7,11 @@ import Glibc
 ///
 /// Objects are written to a temporary file in the object's directory, fsynced, then `link`ed to
 /// their final name (which fails instead of replacing an existing object), and the directory is
-/// fsynced. Directories are created 0700 and files 0600. Packs are spread over 256
-/// subdirectories by the first two hex digits of their name.
+/// fsynced. Directories are created 0700 and files 0600, except that a file in a directory its
+/// group may read is given that group and mode 0640: an administrator who opened `wal/` and
+/// `keys/` to PostgreSQL's group (docs/postgres-pitr.md) keeps them open to it for what root's
+/// `bunker` writes there later (a `wal push` by hand, streamed WAL, a new key). Packs are spread
+/// over 256 subdirectories by the first two hex digits of their name.
 public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
     /// The repository's root directory.
     public let root: String
@@ -297,6 +300,12 @@ public struct LocalStorage: Storage, SpaceReporting, TemporaryFileCleaning {
         let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXFailure(errno: errno, operation: "create", path: file) }
         defer { close(fd) }
+        var directory = Glibc.stat()
+        if statPath((file as NSString).deletingLastPathComponent, &directory) == 0, directory.st_mode & S_IRGRP != 0 {
+            // Best effort: a member of another group cannot hand the file to it, and then the
+            // file stays the writer's alone, as before.
+            if fchown(fd, uid_t.max, directory.st_gid) == 0 { fchmod(fd, 0o640) }
+        }
         // Packs around the page cache (``DirectFileWriter``); a failure is the system call's,
         // which the caller maps to what it means for the repository.
         let writer = DirectFileWriter(fd: fd, path: file, size: data.count)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How ``RetryingStorage`` retries: exponential backoff with full jitter, bounded in total time.
 public struct RetryPolicy: Sendable {
@@ -8,12 +9,28 @@ public struct RetryPolicy: Sendable {
     public var maximumDelay: Duration
     /// Time one request may spend in retries before it fails for good.
     public var budget: Duration
+    /// Told that requests are being retried, at most every ``noticeInterval`` per storage, so
+    /// that minutes of waiting for a storage that does not answer are not silent; nil: nobody.
+    public var notice: (@Sendable (String) -> Void)?
 
-    public init(initialDelay: Duration = .milliseconds(250), maximumDelay: Duration = .seconds(30), budget: Duration = .seconds(600)) {
+    /// The shortest time between two notices of one storage.
+    public static let noticeInterval: Duration = .seconds(15)
+
+    public init(initialDelay: Duration = .milliseconds(250), maximumDelay: Duration = .seconds(30), budget: Duration = .seconds(600),
+                notice: (@Sendable (String) -> Void)? = RetryPolicy.defaultNotice) {
         self.initialDelay = initialDelay
         self.maximumDelay = maximumDelay
         self.budget = budget
+        self.notice = notice
     }
+
+    /// The notice new policies get: the command line prints it on standard error.
+    public static var defaultNotice: (@Sendable (String) -> Void)? {
+        get { noticeSink.withLock { $0 } }
+        set { noticeSink.withLock { $0 = newValue } }
+    }
+
+    private static let noticeSink = Mutex<(@Sendable (String) -> Void)?>(nil)
 }
 
 /// A storage that retries requests the storage could not serve for now
@@ -31,6 +48,8 @@ public struct RetryPolicy: Sendable {
 public struct RetryingStorage: StorageWrapper {
     public let base: any Storage
     public let policy: RetryPolicy
+    /// When the last notice was given (shared by the copies of this storage).
+    private let lastNotice = NoticeClock()
     private let sleep: @Sendable (Duration) async throws -> Void
     private let elapsed: @Sendable () -> @Sendable () -> Duration
 
@@ -111,8 +130,25 @@ public struct RetryingStorage: StorageWrapper {
                         "The repository's storage did not answer \(what): it failed \(failures) times over \(Self.describe(spent)). Check the network and the storage service, then run the command again; nothing was committed by the failed step. Last answer: \(error.message)",
                         cause: error.cause)
                 }
+                if let notice = policy.notice, lastNotice.due(every: RetryPolicy.noticeInterval) {
+                    notice("The repository's storage did not answer \(what): \(error.message.trimmingCharacters(in: CharacterSet(charactersIn: ".")))); retrying in \(Self.describe(wait)), for up to \(Self.describe(policy.budget)) in all.")
+                }
                 try await sleep(wait)
                 bound = min(bound * 2, policy.maximumDelay)
+            }
+        }
+    }
+
+    /// Whether a notice is due, at most every `interval`; the first one always is.
+    private final class NoticeClock: Sendable {
+        private let last = Mutex<ContinuousClock.Instant?>(nil)
+
+        func due(every interval: Duration) -> Bool {
+            last.withLock { last in
+                let now = ContinuousClock.now
+                if let previous = last, now - previous < interval { return false }
+                last = now
+                return true
             }
         }
     }

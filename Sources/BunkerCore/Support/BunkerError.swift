@@ -56,7 +56,8 @@ public struct BunkerError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        if let cause { return "\(message) (\(cause))" }
+        // A transient failure's detail says again, for the retries, what the message says.
+        if let cause, !(cause is TransientStorageFailure) { return "\(message) (\(cause))" }
         return message
     }
 }

@@ -31,6 +31,29 @@ import Testing
         }
     }
 
+    /// A directory opened to a group (PostgreSQL's, for `wal/`) keeps what is written into it
+    /// readable by that group, whoever writes it.
+    @Test func aFileInADirectoryItsGroupMayReadGoesToThatGroup() async throws {
+        try await withTemporaryDirectory { dir in
+            let storage = LocalStorage(path: dir + "/repo")
+            try storage.create()
+            // A group other than the writer's own, when running as root (nobody's group).
+            let group: gid_t = geteuid() == 0 ? 65534 : getegid()
+            #expect(chown(dir + "/repo/wal", uid_t.max, group) == 0 && chmod(dir + "/repo/wal", 0o2770) == 0)
+            try await storage.save(ObjectHandle(.wal, "clinic-000000010000000000000001-\(ID.sha256(of: Data("w".utf8)).hex)"), data: Data("w".utf8))
+            let name = try #require(try FileManager.default.contentsOfDirectory(atPath: dir + "/repo/wal").first)
+            var st = stat()
+            lstat(dir + "/repo/wal/" + name, &st)
+            #expect(st.st_mode & 0o777 == 0o640 && st.st_gid == group, "mode \(String(st.st_mode & 0o777, radix: 8)), group \(st.st_gid)")
+            // Directories Bunker made itself stay private, and so do their files.
+            let data = Data("secret".utf8)
+            try await storage.save(ObjectHandle(.key, ID.sha256(of: data).hex), data: data)
+            let key = try #require(try FileManager.default.contentsOfDirectory(atPath: dir + "/repo/keys").first)
+            lstat(dir + "/repo/keys/" + key, &st)
+            #expect(st.st_mode & 0o777 == 0o600)
+        }
+    }
+
     @Test func leavesNoTemporaryFilesBehind() async throws {
         try await withTemporaryDirectory { dir in
             let storage = LocalStorage(path: dir + "/repo")

@@ -125,6 +125,21 @@ import Testing
         #expect(down.calls > 3)
     }
 
+    /// Minutes of retries are not silent: the first failure is told at once, and then no more
+    /// than once per ``RetryPolicy/noticeInterval`` (the waits here take no time).
+    @Test func retriesAreToldOnceAndThenNoMoreOftenThanTheNoticeInterval() async throws {
+        let flaky = ProbeStorage(failures: 5)
+        let notices = Mutex<[String]>([])
+        let retrying = RetryingStorage(flaky, policy: RetryPolicy(initialDelay: .milliseconds(1), notice: { text in notices.withLock { $0.append(text) } }),
+                                       sleep: { _ in })
+        _ = try await retrying.stat(ObjectHandle(.pack, "x"))
+        #expect(flaky.calls == 6)
+        let told = notices.withLock { $0 }
+        #expect(told.count == 1 && told[0].contains("checking data/x") && told[0].contains("retrying in"), "\(told)")
+        let silent = RetryingStorage(ProbeStorage(failures: 2), policy: RetryPolicy(initialDelay: .milliseconds(1), notice: nil), sleep: { _ in })
+        _ = try await silent.stat(ObjectHandle(.pack, "x"))
+    }
+
     @Test func otherErrorsAreNotRetried() async throws {
         try await withTemporaryDirectory { dir in
             let local = LocalStorage(path: dir + "/repo")
