@@ -490,6 +490,14 @@ import Testing
         }
     }
 
+    /// Every running process as `PID ARGUMENTS…`.
+    static func commandLines() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard pid_t(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !data.isEmpty else { return nil }
+            return entry + " " + String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        }
+    }
+
     /// Streaming (`[source.wal] stream = true`): a row committed after the last archived segment,
     /// in the segment still being written, survives the server's crash, because `bunker wal
     /// stream` stored what `pg_receivewal` had received of that segment a moment before.
@@ -512,9 +520,13 @@ import Testing
             _ = try a("INSERT INTO sentinel VALUES ('streamed')")
             let segment = try a("SELECT pg_walfile_name(pg_current_wal_lsn())")
             try await Task.sleep(for: .seconds(4))
-            cluster.kill()  // immediate: the segment holding 'streamed' is never archived
+            // Stopped while the server is still up: it stops its pg_receivewal too.
             Foundation.kill(streamer, SIGTERM)
             _ = try? waitForExit(streamer, "bunker wal stream")
+            let left = Self.commandLines().filter { $0.contains("pg_receivewal") && $0.contains(dir) }
+            #expect(left.isEmpty, "pg_receivewal outlived bunker wal stream: \(left)")
+            for line in left { if let pid = line.split(separator: " ").first.flatMap({ pid_t($0) }) { Foundation.kill(pid, SIGKILL) } }
+            cluster.kill()  // immediate: the segment holding 'streamed' is never archived
             let said = (try? String(contentsOfFile: dir + "/stream.out", encoding: .utf8)) ?? ""
 
             // The segment holding 'streamed' was never archived (no switch, an immediate stop);

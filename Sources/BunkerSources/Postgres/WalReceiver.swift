@@ -33,7 +33,7 @@ public final class WalReceiver: Sendable {
         child.standardOutput = output
         child.standardError = output
         child.standardInput = FileHandle.nullDevice
-        try child.run()
+        try withStopSignalsUnblocked { try child.run() }
         process.withLock { $0 = child }
     }
 

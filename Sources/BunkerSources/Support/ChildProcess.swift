@@ -67,7 +67,8 @@ final class ChildProcess: Sendable {
             exit.finish(status)
         }
         do {
-            try process.run()
+            let process = process
+            try withStopSignalsUnblocked { try process.run() }
         } catch {
             throw BunkerError(.sourceIO, "Cannot run \(executable): \(error). Is it installed?")
         }

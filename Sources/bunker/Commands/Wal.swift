@@ -155,7 +155,7 @@ extension BunkerCommand {
                 try await repository.output.run {
                     let service = try await Wal.service(repository)
                     let source = try service.walSource(named: wal.source)
-                    try await service.streamWal(source: source)
+                    try await untilStopped { try await service.streamWal(source: source) }
                 }
             }
         }
