@@ -158,8 +158,16 @@ extension BunkerService {
                         continue
                     }
                     if let error = error as? BunkerError, error.code == .walConflict || error.code == .walClusterMismatch {
-                        // Audited and notified already; it stays in the spool for the operator.
+                        // Audited and notified already. Out of the spool, so that `wal fetch`
+                        // never serves it, and in sight: every later push fails until an
+                        // operator has looked.
                         refused.insert(file)
+                        do {
+                            try spool.refuse(file, reason: error.message)
+                        } catch {
+                            FileHandle.standardError.write(Data("bunker wal drain: \(file) was refused and could not be moved aside: \((error as? BunkerError)?.message ?? "\(error)")\n".utf8))
+                        }
+                        FileHandle.standardError.write(Data("bunker wal drain: \(file) refused: \(error.message)\n".utf8))
                     } else {
                         failed = true
                         FileHandle.standardError.write(Data("bunker wal drain: \(file): \((error as? BunkerError)?.message ?? "\(error)") (will retry)\n".utf8))

@@ -210,6 +210,43 @@ import Testing
         }
     }
 
+    /// An asynchronous push cannot know yet that the repository holds other content under the
+    /// file's name: it spools it and exits 0. The drainer's refusal then moves the file out of
+    /// the spool (so `wal fetch` serves the archived copy, never it), and every later push
+    /// fails (exit 10) until an operator has removed it.
+    @Test func aSpooledFileTheRepositoryRefusesIsSetAsideAndStopsLaterPushes() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withPostgres { cluster in
+                let e = try setUp(dir, cluster, extra: "[source.wal]\nasync = true\nspool_dir = \"\(dir)/spool\"\n")
+                let segment = try completedSegment(of: cluster, into: dir + "/wal")
+                let name = (segment as NSString).lastPathComponent
+                let deadline = Date().addingTimeInterval(60)
+                #expect(try BunkerProcess.run(["wal", "push", segment], environment: e).status == 0)
+                while FileManager.default.fileExists(atPath: dir + "/spool/clinic/" + name) && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+
+                var other = try #require(FileManager.default.contents(atPath: segment))
+                other[100_000] ^= 0xFF
+                try FileManager.default.createDirectory(atPath: dir + "/other", withIntermediateDirectories: true)
+                try other.write(to: URL(fileURLWithPath: dir + "/other/" + name))
+                let spooled = try BunkerProcess.run(["wal", "push", dir + "/other/" + name], environment: e)
+                #expect(spooled.status == 0 && spooled.stdout.contains("spooled"), "\(spooled.stdout)\(spooled.stderr)")
+                let refused = dir + "/spool/clinic/refused/" + name
+                while !FileManager.default.fileExists(atPath: refused) && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(FileManager.default.fileExists(atPath: refused) && !FileManager.default.fileExists(atPath: dir + "/spool/clinic/" + name))
+
+                let fetched = try BunkerProcess.run(["wal", "fetch", name, dir + "/fetched"], environment: e)
+                #expect(fetched.status == 0 && FileManager.default.contents(atPath: dir + "/fetched") == FileManager.default.contents(atPath: segment),
+                        "the archived copy, not the refused one: \(fetched.stderr)")
+                let next = try completedSegment(of: cluster, into: dir + "/wal")
+                let stopped = try BunkerProcess.run(["wal", "push", next], environment: e)
+                #expect(stopped.status == 10 && stopped.stderr.contains(name) && stopped.stderr.contains("refused"), "\(stopped.stdout)\(stopped.stderr)")
+                try FileManager.default.removeItem(atPath: refused)
+                let resumed = try BunkerProcess.run(["wal", "push", next], environment: e)
+                #expect(resumed.status == 0, "\(resumed.stdout)\(resumed.stderr)")
+            }
+        }
+    }
+
     @Test func anAsyncPushKilledBeforeItsFileIsInPlaceIsRetriedAndShipped() async throws {
         try await withTemporaryDirectory { dir in
             try await withPostgres { cluster in

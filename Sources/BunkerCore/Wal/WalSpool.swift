@@ -47,9 +47,37 @@ public struct WalSpool: Sendable {
         return FileManager.default.contents(atPath: directory + "/" + file)
     }
 
-    /// Copies `contents` into the spool as `file`, durably, unless the spool is full.
+    /// Where a file the repository refused (different content under an archived name, another
+    /// cluster's WAL) is moved by the drainer, beside a `.reason` file: out of the spool, so that
+    /// `wal fetch` never serves it and no drainer retries it, and in sight, so that every later
+    /// push fails until an operator has looked.
+    public var refusedDirectory: String { directory + "/refused" }
+
+    /// The refused files, by name.
+    public func refused() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: refusedDirectory)) ?? []).filter { WalFileName($0) != nil }.sorted()
+    }
+
+    /// Moves the spooled `file` out of the spool into ``refusedDirectory``, with why.
+    public func refuse(_ file: String, reason: String) throws {
+        if mkdir(refusedDirectory, 0o700) != 0 && errno != EEXIST { throw failure("create directory", refusedDirectory) }
+        let note = refusedDirectory + "/" + file + ".reason"
+        FileManager.default.createFile(atPath: note, contents: Data((reason + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard rename(directory + "/" + file, refusedDirectory + "/" + file) == 0 || errno == ENOENT else {
+            throw failure("move aside", directory + "/" + file)
+        }
+        try syncDirectory()
+    }
+
+    /// Copies `contents` into the spool as `file`, durably, unless the spool is full. Refused
+    /// while the repository refused a file spooled earlier (``refused()``): PostgreSQL took that
+    /// push for done, so the refusal can only reach it through the pushes that follow.
     public func spool(_ file: String, contents: Data) throws -> Outcome {
         try makeDirectory()
+        if let first = refused().first {
+            let reason = (try? String(contentsOfFile: refusedDirectory + "/" + first + ".reason", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            throw BunkerError(.walConflict, "The repository refused \(first), spooled earlier\(reason.isEmpty ? "" : ": \(reason)"). Archiving stops here until that is resolved: find out which cluster wrote it (docs/postgres-pitr.md), then remove it from \(refusedDirectory). \(file) was not archived.")
+        }
         if let existing = self.contents(of: file) {
             guard existing == contents else {
                 throw BunkerError(.walConflict, "\(file) is waiting in the WAL spool \(directory) with different content; it was not overwritten. Two clusters may be archiving into one source.")
