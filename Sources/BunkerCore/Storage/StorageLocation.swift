@@ -35,6 +35,13 @@ public enum StorageLocation {
             }
             return try opener(path, create)
         }
+        // `s3:/bucket/x` (one slash) is a mistyped location, not a local directory named `s3:`.
+        if let colon = path.firstIndex(of: ":"), path[path.index(after: colon)...].hasPrefix("/") || path[path.index(after: colon)...].isEmpty {
+            let scheme = path[..<colon].lowercased()
+            if backends.withLock({ $0[scheme] != nil }) {
+                throw BunkerError(.invalidArgument, "\(location) is not a repository location: write \(scheme)://\(path[path.index(after: colon)...].drop { $0 == "/" }) (two slashes), or ./\(path) for a local directory of that name.")
+            }
+        }
         let storage = LocalStorage(path: FileSystem.absolute(path))
         if create {
             var st = stat()

@@ -181,6 +181,15 @@ import Testing
                 #expect(error.code == .invalidArgument)
                 #expect(error.message.contains("testfs://"), "\(error.message)")
             }
+            // One slash short of a registered scheme is a typo, not a directory named `testfs:`.
+            let cwd = FileManager.default.currentDirectoryPath
+            do {
+                _ = try StorageLocation.storage(for: "testfs:/bucket/x", create: true)
+                Issue.record("a mistyped scheme must be refused")
+            } catch let error as BunkerError {
+                #expect(error.code == .invalidArgument && error.message.contains("testfs://bucket/x"), "\(error.message)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: cwd + "/testfs:"), "no local directory made")
         }
     }
 }
