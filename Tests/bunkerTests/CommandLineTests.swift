@@ -81,6 +81,24 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// The destination of a copy has its own password options: errors about it name them, and a
+    /// destination that is neither a configured name nor a repository is said to be that.
+    @Test func copyDestinationErrorsNameTheDestinationsOwnOptions() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await TestRepository.create(at: dir + "/repo")
+            _ = try await TestRepository.create(at: dir + "/other")
+            var e = env(dir + "/repo")
+            e["BUNKER_DATA_DIR"] = dir + "/data"
+            let nowhere = try BunkerProcess.run(["copy", "--to", dir + "/nosuch", "--json"], environment: e)
+            #expect(nowhere.status == 4 && nowhere.stdout.contains("names no repository"), "\(nowhere.stdout)\(nowhere.stderr)")
+            let noPassword = try BunkerProcess.run(["copy", "--to", dir + "/other"], environment: e)
+            #expect(noPassword.status == 64 && noPassword.stderr.contains("BUNKER_TO_PASSWORD") && noPassword.stderr.contains("--to-password-file"), "\(noPassword.stderr)")
+            e["BUNKER_TO_PASSWORD"] = "wrong"
+            let wrong = try BunkerProcess.run(["copy", "--to", dir + "/other"], environment: e)
+            #expect(wrong.status == 5 && wrong.stderr.contains("destination") && wrong.stderr.contains("BUNKER_TO_PASSWORD"), "\(wrong.stderr)")
+        }
+    }
+
     /// A command line the parser refuses, or one refused before the command runs, still answers
     /// `--json` with the error object on standard output (and the usage on standard error).
     @Test(arguments: [

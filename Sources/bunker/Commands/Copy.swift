@@ -81,15 +81,24 @@ extension BunkerCommand {
         /// location with the primary's object-store settings (but not its `read_only`: that
         /// says how to open the primary, the source here).
         private func openDestination(_ configuration: Configuration) async throws -> Repository {
-            if let named = configuration.repositories[to] {
-                let file = toPasswordFile ?? named.settings.passwordFile
-                let password = try readSecret(file: file, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
-                return try await RepositoryStorage.open(named.settings.location ?? to, settings: named.settings, password: password, loadIndex: false)
+            do {
+                if let named = configuration.repositories[to] {
+                    let file = toPasswordFile ?? named.settings.passwordFile
+                    let password = try readSecret(file: file, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false, flag: "--to-password-file")
+                    return try await RepositoryStorage.open(named.settings.location ?? to, settings: named.settings, password: password, loadIndex: false)
+                }
+                // Neither a name nor a repository: say so before asking for a password.
+                if !to.contains("://"), !FileManager.default.fileExists(atPath: to + "/config") {
+                    let known = configuration.repositories.keys.sorted()
+                    throw BunkerError(.repositoryNotFound, "--to \(to) names no repository: no [repositories.\(to)] in \(configuration.file ?? "bunker.toml")\(known.isEmpty ? "" : " (configured: \(known.joined(separator: ", ")))"), and no repository at \(URL(fileURLWithPath: to).standardizedFileURL.path). Give a configured name, or a location made with `bunker init --copy-params-from`.")
+                }
+                let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false, flag: "--to-password-file")
+                var settings = configuration.repository
+                settings.readOnly = nil
+                return try await RepositoryStorage.open(to, settings: settings, password: password, loadIndex: false)
+            } catch let error as BunkerError where error.code == .wrongPassword {
+                throw BunkerError(.wrongPassword, "Wrong password for the copy's destination \(to): no key of it opens with it. Check --to-password-file, BUNKER_TO_PASSWORD or its password_file in bunker.toml.")
             }
-            let password = try readSecret(file: toPasswordFile, environment: "BUNKER_TO_PASSWORD", prompt: "Password of \(to): ", confirm: false)
-            var settings = configuration.repository
-            settings.readOnly = nil
-            return try await RepositoryStorage.open(to, settings: settings, password: password, loadIndex: false)
         }
     }
 }

@@ -50,7 +50,8 @@ extension BunkerCommand {
                     // A [repositories.NAME] of bunker.toml, or a location.
                     let named = try Configuration.load(explicit: repository.config).repositories[copyParamsFrom]
                     let fromPassword = try readSecret(
-                        file: fromPasswordFile ?? named?.settings.passwordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false)
+                        file: fromPasswordFile ?? named?.settings.passwordFile, environment: "BUNKER_FROM_PASSWORD", prompt: "Password of \(copyParamsFrom): ", confirm: false,
+                        flag: "--from-password-file")
                     let from = try await RepositoryStorage.open(
                         named?.settings.location ?? copyParamsFrom, settings: named?.settings ?? configuration.repository, password: fromPassword, loadIndex: false)
                     chunker = from.config.chunker

@@ -219,7 +219,7 @@ func seconds(_ text: String, option: String) throws -> TimeInterval {
 }
 
 /// A secret from a file (first line), else an environment variable, else a prompt on a terminal.
-func readSecret(file: String?, environment: String, prompt: String, confirm: Bool) throws -> String {
+func readSecret(file: String?, environment: String, prompt: String, confirm: Bool, flag: String = "--password-file") throws -> String {
     if let file {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw BunkerError(.invalidArgument, "Cannot read the password file \(file).")
@@ -227,5 +227,5 @@ func readSecret(file: String?, environment: String, prompt: String, confirm: Boo
         return text.trimmingCharacters(in: .newlines)
     }
     if let value = ProcessInfo.processInfo.environment[environment] { return value }
-    return try Terminal.readPassword(prompt: prompt, confirm: confirm)
+    return try Terminal.readPassword(prompt: prompt, confirm: confirm, environment: environment, flag: flag)
 }

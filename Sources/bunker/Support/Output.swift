@@ -86,9 +86,10 @@ enum ProgressLine {
 
 /// Reading a password with echo off.
 enum Terminal {
-    static func readPassword(prompt: String, confirm: Bool) throws -> String {
+    /// `environment` and `flag` name where the password could have come from instead.
+    static func readPassword(prompt: String, confirm: Bool, environment: String = "BUNKER_PASSWORD", flag: String = "--password-file") throws -> String {
         guard isatty(STDIN_FILENO) == 1 else {
-            throw BunkerError(.invalidArgument, "No password: set BUNKER_PASSWORD or use --password-file (standard input is not a terminal, so Bunker cannot ask).")
+            throw BunkerError(.invalidArgument, "No password\(prompt.hasPrefix("Password of ") ? " for \(prompt.dropFirst("Password of ".count).dropLast(2))" : ""): set \(environment) or use \(flag) (standard input is not a terminal, so Bunker cannot ask).")
         }
         let first = read(prompt)
         if confirm {
