@@ -99,7 +99,10 @@ enum RetentionOutput {
             }
         }
         let removed = report.dryRun ? "would be removed (dry run: nothing removed)" : "removed"
-        Swift.print("\n\(report.keptCount) snapshot\(report.keptCount == 1 ? "" : "s") kept, \(report.removeCount) \(removed)")
+        // A snapshot the policy lets go of but the object lock keeps is not removed.
+        let count = report.dryRun ? report.removeCount : report.removed.count
+        let held = report.keptByLock.isEmpty ? "" : ", \(report.keptByLock.count) kept by the object lock"
+        Swift.print("\n\(report.keptCount) snapshot\(report.keptCount == 1 ? "" : "s") kept, \(count) \(removed)\(held)")
         for locked in report.keptByLock {
             Swift.print("  \(locked.id.short) is kept by the object lock until \(locked.until.formatted(.iso8601)); a forget after that removes it")
         }
