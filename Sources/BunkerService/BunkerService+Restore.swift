@@ -264,7 +264,7 @@ extension BunkerService {
                     outcome.warnings += result.warnings
                     outcome.sources.append(result)
                 } catch {
-                    throw failure(error, outcome: outcome, source: record.name)
+                    throw failure(error, outcome: outcome, source: record.name, destination: destinations[record.name])
                 }
             }
             return outcome
@@ -273,10 +273,17 @@ extension BunkerService {
 
     /// The error a failed restore step reports: what failed, what was already restored, and
     /// where the state before the attempt is.
-    private func failure(_ error: any Error, outcome: RestoreOutcome, source: String) -> BunkerError {
+    private func failure(_ error: any Error, outcome: RestoreOutcome, source: String, destination: RestoreDestination? = nil) -> BunkerError {
         let base = error as? BunkerError ?? BunkerError(.sourceIO, "\(error)")
         var message = "Restoring source \(source) failed: \(base.message)"
-        message += " Source \(source) is as it was before the restore."
+        switch destination {
+        case .path(let path)?:
+            message += " The live data of source \(source) was not touched; anything written to \(path) is incomplete and must not be used: remove it before restoring there again."
+        case .database?:
+            message += " The live data of source \(source) was not touched."
+        default:
+            message += " Source \(source) is as it was before the restore."
+        }
         if !outcome.sources.isEmpty {
             message += " Already restored: \(outcome.sources.map(\.source).joined(separator: ", "))."
         }
