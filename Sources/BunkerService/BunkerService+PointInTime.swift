@@ -91,7 +91,11 @@ extension BunkerService {
     /// The source's archived WAL as a recovery walks it; nil when none is archived (a base
     /// backup then restores to its own end, with the WAL it holds).
     func recoveryPath(of source: String) async throws -> WalRecoveryPath? {
-        let path = try await WalArchive(repository: repository, source: source).recoveryPath()
+        var path = try await WalArchive(repository: repository, source: source).recoveryPath()
+        // What waits in the spool is fetched from there (``fetchWal(_:to:source:)``).
+        if let spool = walSpool(source: source) {
+            path.add(try spool.pending().map { ($0, $0.hasSuffix(".history") ? spool.contents(of: $0) : nil) })
+        }
         return path.segments.isEmpty && path.histories.isEmpty ? nil : path
     }
 
@@ -107,8 +111,10 @@ extension BunkerService {
     /// location after the gap's start, a moment after the segment following it was pushed).
     /// A target before the gap is left to PostgreSQL, which stops there.
     static func checkWalPath(_ path: WalRecoveryPath?, record: SnapshotSource, target: RecoveryTarget, source: String, snapshot: ID) throws {
-        guard let path, let timeline = record.baseBackupTimeline, let start = record.baseBackupStartLSN,
-              let first = path.gaps(from: path.segment(holding: start), on: timeline).first else { return }
+        // From the segment the base backup ended in: it holds the WAL before (pg_basebackup's
+        // --wal-method=fetch).
+        guard let path, let timeline = record.baseBackupTimeline, let end = record.baseBackupStopLSN ?? record.baseBackupStartLSN,
+              let first = path.gaps(from: path.segment(holding: end), on: timeline).first else { return }
         let gap = first.gap
         let gapStart = (WalFileName(gap.firstMissing)?.segmentNumber(segmentSize: path.segmentSize) ?? 0) * UInt64(path.segmentSize)
         let passes: Bool = switch target {

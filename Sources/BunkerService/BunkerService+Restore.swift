@@ -277,10 +277,15 @@ extension BunkerService {
         let base = error as? BunkerError ?? BunkerError(.sourceIO, "\(error)")
         var message = "Restoring source \(source) failed: \(base.message)"
         switch destination {
-        case .path(let path)?:
-            message += " The live data of source \(source) was not touched; anything written to \(path) is incomplete and must not be used: remove it before restoring there again."
-        case .database?:
-            message += " The live data of source \(source) was not touched."
+        case .path?, .database?:
+            if base.code == .invalidArgument {
+                // Refused before anything was written (a non-empty --pgdata, say).
+                message += " Nothing was restored; the live data of source \(source) was not touched."
+            } else if case .path(let path)? = destination {
+                message += " The live data of source \(source) was not touched; anything Bunker wrote to \(path) in this attempt is incomplete and must not be used."
+            } else {
+                message += " The live data of source \(source) was not touched."
+            }
         default:
             message += " Source \(source) is as it was before the restore."
         }

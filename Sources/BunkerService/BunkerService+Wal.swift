@@ -59,7 +59,9 @@ extension BunkerService {
             do {
                 outcome = try spool.spool(file, contents: contents)
             } catch let error as BunkerError where error.code == .walConflict {
-                await reportRefusedWal(source: source, file: file, error: error)
+                // A push stopped by a file refused earlier: that refusal was audited and notified
+                // when the drainer met it; PostgreSQL's retries of every later file are not.
+                if spool.refused().isEmpty { await reportRefusedWal(source: source, file: file, error: error) }
                 throw error
             }
             switch outcome {

@@ -231,7 +231,7 @@ import Testing
             defer { stopServer(dir + "/late") }
             #expect(restore.status != 0, "\(restore.stdout)")
             #expect(restore.stderr.contains("recovery ended before configured recovery target was reached"), "\(restore.stderr)")
-            #expect(restore.stderr.contains("live data of source clinic was not touched") && restore.stderr.contains("remove it before restoring there again"), "\(restore.stderr)")
+            #expect(restore.stderr.contains("live data of source clinic was not touched") && restore.stderr.contains("in this attempt is incomplete and must not be used"), "\(restore.stderr)")
         }
     }
 

@@ -131,7 +131,7 @@ public struct RetryingStorage: StorageWrapper {
                         cause: error.cause)
                 }
                 if let notice = policy.notice, lastNotice.due(every: RetryPolicy.noticeInterval) {
-                    notice("The repository's storage did not answer \(what): \(error.message.trimmingCharacters(in: CharacterSet(charactersIn: ".")))); retrying in \(Self.describe(wait)), for up to \(Self.describe(policy.budget)) in all.")
+                    notice("The repository's storage did not answer \(what): \(error.message.trimmingCharacters(in: CharacterSet(charactersIn: "."))); retrying in \(Self.describe(wait)), for up to \(Self.describe(policy.budget)) in all.")
                 }
                 try await sleep(wait)
                 bound = min(bound * 2, policy.maximumDelay)

@@ -44,8 +44,22 @@ public struct WalTimelineHistory: Sendable, Equatable {
     /// child of this server's history").
     public func descends(from timeline: UInt32, endingAt end: UInt64) -> Bool {
         if timeline == self.timeline { return true }
-        guard let ancestor = ancestors.last(where: { $0.timeline == timeline }) else { return false }
+        guard let ancestor = effectiveAncestors.last(where: { $0.timeline == timeline }) else { return false }
         return end <= ancestor.end
+    }
+
+    /// The ancestors with the end that counts: a restore may go back before an earlier one's
+    /// switch (`1 0/9000000`, then `2 0/5000000`: timeline 3 left timeline 2 where timeline 2 was
+    /// still timeline 1's past), and PostgreSQL resolves a location by the newest line first, so
+    /// an ancestor ends no later than any switch after it.
+    public var effectiveAncestors: [Ancestor] {
+        var result = ancestors
+        var limit = UInt64.max
+        for i in result.indices.reversed() {
+            limit = min(limit, result[i].end)
+            result[i].end = limit
+        }
+        return result
     }
 }
 
@@ -84,7 +98,7 @@ public struct WalRecoveryPath: Sendable {
     /// (nil when the storage does not say).
     public var segments: [UInt32: [UInt64: Date?]]
 
-    public init(segmentSize: Int, histories: [UInt32: WalTimelineHistory], segments: [UInt32: [UInt64: Date?]]) {
+    public init(segmentSize: Int, histories: [UInt32: WalTimelineHistory] = [:], segments: [UInt32: [UInt64: Date?]] = [:]) {
         self.segmentSize = segmentSize
         self.histories = histories
         self.segments = segments
@@ -123,20 +137,27 @@ public struct WalRecoveryPath: Sendable {
     /// The timeline whose segment `number` recovery reads: an ancestor up to the segment holding
     /// its switch point (exclusive), its child from there on.
     private func timeline(ofSegment number: UInt64, along history: WalTimelineHistory, from start: UInt32) -> UInt32 {
-        for ancestor in history.ancestors.drop(while: { $0.timeline != start }) where number < segment(holding: ancestor.end) {
+        for ancestor in history.effectiveAncestors.drop(while: { $0.timeline != start }) where number < segment(holding: ancestor.end) {
             return ancestor.timeline
         }
         return history.timeline
     }
 
-    /// The runs of segments missing on the way from segment `first` (a base backup's start) on
-    /// `timeline` to the last segment archived on the way.
+    /// The runs of segments missing on the way from segment `first` (the one a base backup
+    /// ended in: the base backup holds the WAL before) on `timeline` to the last segment archived
+    /// on the way.
+    ///
+    /// Missing segments right after `first` count only when the archive holds WAL from before
+    /// them on the way: an archive that starts later (retention's point-in-time window keeps WAL
+    /// only from its oldest base backup on; archiving set up after the base backup) leaves this
+    /// base backup to restore to its own end, which is no gap.
     public func gaps(from first: UInt64, on timeline: UInt32) -> [Gap] {
         let history = history(from: timeline)
         let owner = { (number: UInt64) in self.timeline(ofSegment: number, along: history, from: timeline) }
+        let onTheWay = segments.flatMap { tl, numbers in numbers.keys.filter { owner($0) == tl } }
         // The last segment archived on the way: on each timeline, before it branched off.
-        let last = segments.flatMap { tl, numbers in numbers.keys.filter { $0 >= first && owner($0) == tl } }.max()
-        guard let last else { return [] }
+        guard let last = onTheWay.filter({ $0 >= first }).max() else { return [] }
+        let archivedBefore = onTheWay.contains { $0 < first }
         var gaps: [Gap] = []
         var number = first
         while number <= last {
@@ -154,10 +175,31 @@ public struct WalRecoveryPath: Sendable {
                 count: Int(end - number + 1))
             // The segment after the gap is archived: the walk only stops at one.
             let resumedAt = segments[owner(end + 1)]?[end + 1] ?? nil
-            gaps.append(Gap(gap: gap, resumedAt: resumedAt))
+            if number > first || archivedBefore { gaps.append(Gap(gap: gap, resumedAt: resumedAt)) }
             number = end + 1
         }
         return gaps
+    }
+}
+
+extension WalRecoveryPath {
+    /// Adds files that `wal fetch` also serves but the repository does not hold yet (the local
+    /// spool of asynchronous archiving): `(name, contents of a history file)`.
+    public mutating func add(_ files: [(name: String, history: Data?)]) {
+        for (name, history) in files {
+            guard let file = WalFileName(name) else { continue }
+            switch file.kind {
+            case .history:
+                if histories[file.timeline] == nil, let history, let parsed = WalTimelineHistory.parse(String(decoding: history, as: UTF8.self), of: file.timeline) {
+                    histories[file.timeline] = parsed
+                }
+            case .segment, .stream:
+                guard let number = file.segmentNumber(segmentSize: segmentSize), segments[file.timeline]?.keys.contains(number) != true else { continue }
+                segments[file.timeline, default: [:]][number] = .some(nil)
+            case .backup, .partial:
+                continue
+            }
+        }
     }
 }
 

@@ -45,12 +45,15 @@ public final class WalReceiver: Sendable {
         return String(text.suffix(600)).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Ends `pg_receivewal`: SIGINT, which every version handles by flushing what it received
+    /// and exiting (only PostgreSQL 16's handles SIGTERM), then SIGKILL after 10 s.
     public func stop() {
-        process.withLock { child in
-            guard let running = child, running.isRunning else { return }
-            running.terminate()
-            running.waitUntilExit()
-        }
+        guard let running = process.withLock({ $0 }), running.isRunning else { return }
+        running.interrupt()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while running.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+        if running.isRunning { kill(running.processIdentifier, SIGKILL) }
+        running.waitUntilExit()
     }
 
     /// The files in the directory: complete segments, and the one being written (`.partial`).

@@ -1,19 +1,37 @@
 import Foundation
 
-/// Runs `spawn` (a `Process.run()`, which starts the program from the calling thread) with the
-/// signals that stop a program unblocked on this thread, so that the program starts with them
-/// unblocked.
+/// Runs `spawn` (a `Process.run()`, which starts the program from the calling thread) so that
+/// the program starts able to receive the signals that stop a program: unblocked, and not
+/// ignored.
 ///
 /// Swift's concurrency runs on libdispatch's worker threads, which block every asynchronous
-/// signal, and a program started from one inherits that mask: `pg_receivewal` ignored the
-/// SIGTERM meant to stop it and outlived `bunker wal stream`. PostgreSQL's server resets its own
-/// mask; its tools do not.
+/// signal, and a program started from one inherits that mask; a command that turns SIGINT and
+/// SIGTERM into cancellation (``untilStopped``) ignores them, and an ignored signal stays ignored
+/// across `exec` (Foundation resets neither). `pg_receivewal` then ignored the SIGTERM meant to
+/// stop it and outlived `bunker wal stream`. PostgreSQL's server resets its own signals; its
+/// tools do not.
+///
+/// For the moment of the spawn an ignored stop signal takes its default action in Bunker too:
+/// one that arrives then ends Bunker at once, as it would without the cancellation.
 func withStopSignalsUnblocked<T>(_ spawn: () throws -> T) rethrows -> T {
+    let signals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     var stopping = sigset_t()
     sigemptyset(&stopping)
-    for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&stopping, signal) }
-    var previous = sigset_t()
-    pthread_sigmask(SIG_UNBLOCK, &stopping, &previous)
-    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    for signal in signals { sigaddset(&stopping, signal) }
+    var previousMask = sigset_t()
+    pthread_sigmask(SIG_UNBLOCK, &stopping, &previousMask)
+    var ignored: [Int32] = []
+    for signal in signals {
+        var current = sigaction()
+        // SIG_IGN is the handler address 1 (a C macro Swift sees only as a value to pass).
+        if sigaction(signal, nil, &current) == 0, withUnsafeBytes(of: current.__sigaction_handler, { $0.load(as: UInt.self) }) == 1 {
+            ignored.append(signal)
+            Glibc.signal(signal, SIG_DFL)
+        }
+    }
+    defer {
+        for signal in ignored { Glibc.signal(signal, SIG_IGN) }
+        pthread_sigmask(SIG_SETMASK, &previousMask, nil)
+    }
     return try spawn()
 }

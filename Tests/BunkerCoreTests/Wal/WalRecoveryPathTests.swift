@@ -62,6 +62,37 @@ import Testing
         #expect(gap.gap.firstMissing == "000000010000000000000004" && gap.gap.count == 1)
     }
 
+    /// A second restore went back before the first one's switch: timeline 3 left timeline 2 at
+    /// segment 5, where timeline 2 was still timeline 1's past (it left timeline 1 at 9). From 5
+    /// on, timeline 1 is not on the way, and a base backup of it that ended after 5 cannot reach 3.
+    @Test func aLaterBranchBeforeAnEarlierSwitchEndsTheOlderTimelineThere() {
+        let three = WalTimelineHistory(timeline: 3, ancestors: [.init(timeline: 1, end: Self.at(9)), .init(timeline: 2, end: Self.at(5))])
+        #expect(three.effectiveAncestors.map(\.end) == [Self.at(5), Self.at(5)])
+        let path = Self.path(histories: [2: WalTimelineHistory(timeline: 2, ancestors: [.init(timeline: 1, end: Self.at(9))]), 3: three],
+                             [1: Array(1...10), 3: [5, 6]])
+        #expect(path.canRecover(baseBackupOn: 1, endingAt: Self.at(4)))
+        #expect(!path.canRecover(baseBackupOn: 1, endingAt: Self.at(7)), "timeline 3 branched off at 5")
+        #expect(path.gaps(from: 2, on: 1).isEmpty, "segments 5 and 6 are read from timeline 3, which has them")
+    }
+
+    /// Missing WAL right after a base backup is a gap only when the archive holds WAL from before
+    /// it: retention's window keeps WAL from its oldest base backup on, and an older base backup
+    /// then restores to its own end.
+    @Test func missingWalRightAfterABaseBackupIsAGapOnlyWhenEarlierWalIsArchived() throws {
+        #expect(Self.path([1: [8, 9, 10]]).gaps(from: 4, on: 1).isEmpty, "WAL pruned up to a later base backup")
+        let gap = try #require(Self.path([1: [3, 8, 9]]).gaps(from: 4, on: 1).first)
+        #expect(gap.gap.firstMissing == "000000010000000000000004" && gap.gap.count == 4)
+    }
+
+    /// What waits in the spool is fetched from there: it closes a gap in the repository.
+    @Test func spooledFilesCount() {
+        var path = Self.path([1: [3, 4, 6]])
+        #expect(path.gaps(from: 3, on: 1).count == 1)
+        path.add([("000000010000000000000005", nil), ("00000002.history", Data("1\t0/7000000\tbefore\n".utf8))])
+        #expect(path.gaps(from: 3, on: 1).isEmpty)
+        #expect(path.newestTimeline(from: 1) == 2)
+    }
+
     @Test func theNewestTimelineIsTheLastOfAnUnbrokenRunOfHistories() {
         let two = WalTimelineHistory(timeline: 2, ancestors: [.init(timeline: 1, end: Self.at(4))])
         let four = WalTimelineHistory(timeline: 4, ancestors: [.init(timeline: 1, end: Self.at(4)), .init(timeline: 3, end: Self.at(6))])
