@@ -26,7 +26,8 @@ public enum StorageLocation {
             throw BunkerError(.invalidArgument, "No repository given: use --repo PATH or set BUNKER_REPOSITORY.")
         }
         var path = location
-        if path.hasPrefix("local:") { path.removeFirst("local:".count) }
+        let explicitlyLocal = path.hasPrefix("local:")
+        if explicitlyLocal { path.removeFirst("local:".count) }
         if let separator = path.range(of: "://") {
             let scheme = path[..<separator.lowerBound].lowercased()
             guard let opener = backends.withLock({ $0[scheme] }) else {
@@ -36,7 +37,7 @@ public enum StorageLocation {
             return try opener(path, create)
         }
         // `s3:/bucket/x` (one slash) is a mistyped location, not a local directory named `s3:`.
-        if let colon = path.firstIndex(of: ":"), path[path.index(after: colon)...].hasPrefix("/") || path[path.index(after: colon)...].isEmpty {
+        if !explicitlyLocal, let colon = path.firstIndex(of: ":"), path[path.index(after: colon)...].hasPrefix("/") || path[path.index(after: colon)...].isEmpty {
             let scheme = path[..<colon].lowercased()
             if backends.withLock({ $0[scheme] != nil }) {
                 throw BunkerError(.invalidArgument, "\(location) is not a repository location: write \(scheme)://\(path[path.index(after: colon)...].drop { $0 == "/" }) (two slashes), or ./\(path) for a local directory of that name.")

@@ -88,7 +88,7 @@ extension BunkerCommand {
                     return try await RepositoryStorage.open(named.settings.location ?? to, settings: named.settings, password: password, loadIndex: false)
                 }
                 // Neither a name nor a repository: say so before asking for a password.
-                if !to.contains("://"), !FileManager.default.fileExists(atPath: to + "/config") {
+                if !to.contains("://"), !FileManager.default.fileExists(atPath: (to.hasPrefix("local:") ? String(to.dropFirst("local:".count)) : to) + "/config") {
                     let known = configuration.repositories.keys.sorted()
                     throw BunkerError(.repositoryNotFound, "--to \(to) names no repository: no [repositories.\(to)] in \(configuration.file ?? "bunker.toml")\(known.isEmpty ? "" : " (configured: \(known.joined(separator: ", ")))"), and no repository at \(URL(fileURLWithPath: to).standardizedFileURL.path). Give a configured name, or a location made with `bunker init --copy-params-from`.")
                 }
