@@ -348,6 +348,8 @@ import Testing
             let stats = try bunker(dir, ["stats", "--json"])
             let wal = (((try? JSONSerialization.jsonObject(with: Data(stats.output.utf8))) as? [String: Any])?["wal"] as? [[String: Any]])?.first
             #expect(wal?["window_start"] is String && wal?["window_end"] is String, "\(stats.output)")
+            let plain = try bunker(dir, ["stats"])
+            #expect(plain.output.contains("restorable to any moment from"), "the text says the window too: \(plain.output)")
         }
     }
 

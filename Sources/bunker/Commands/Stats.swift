@@ -53,6 +53,9 @@ extension BunkerCommand {
                     if let first = wal.firstPush, let last = wal.lastPush {
                         print("  pushed from \(Output.localTime(first)) to \(Output.localTime(last))")
                     }
+                    if let start = wal.windowStart, let end = wal.windowEnd {
+                        print("  restorable to any moment from \(Output.localTime(start)) to \(Output.localTime(end))")
+                    }
                 }
                 if let free = stats.freeBytes, let total = stats.totalBytes, total > 0 {
                     print(String(format: "Free space:         %@ of %@ (%.0f%%)", Output.bytes(free), Output.bytes(total), Double(free) / Double(total) * 100))
