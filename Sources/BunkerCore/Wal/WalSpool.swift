@@ -62,7 +62,7 @@ public struct WalSpool: Sendable {
     public func refuse(_ file: String, reason: String) throws {
         if mkdir(refusedDirectory, 0o700) != 0 && errno != EEXIST { throw failure("create directory", refusedDirectory) }
         let note = refusedDirectory + "/" + file + ".reason"
-        FileManager.default.createFile(atPath: note, contents: Data((reason + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: note, contents: Data((reason + "\n").utf8), attributes: [.posixPermissions: 0o600])
         guard rename(directory + "/" + file, refusedDirectory + "/" + file) == 0 || errno == ENOENT else {
             throw failure("move aside", directory + "/" + file)
         }

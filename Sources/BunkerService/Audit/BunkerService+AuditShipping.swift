@@ -76,9 +76,7 @@ extension BunkerService {
     /// when B holds A's last row, the same row (its hash chains everything before it).
     private static func trailsNotContinuedElsewhere(_ trails: [(installation: String, rows: Int64)], in repository: Repository) async throws -> [(installation: String, rows: Int64)] {
         guard trails.count > 1 else { return trails }
-        let names = try await repository.storage.list(.catalog).compactMap { info in
-            AuditSegment.parse(name: info.handle.name).map { (handle: info.handle, parsed: $0) }
-        }
+        let names = try await shippedSegments(in: repository)
         var loaded: [String: AuditSegment] = [:]
         func row(_ seq: Int64, of installation: String) async throws -> AuditRecord? {
             guard let entry = names.first(where: { $0.parsed.installation == installation && $0.parsed.first <= seq && seq <= $0.parsed.last }) else { return nil }
@@ -101,19 +99,23 @@ extension BunkerService {
 
     /// The last segment `installation` shipped into `repository`, if any.
     private static func lastSegment(of installation: String, in repository: Repository) async throws -> AuditSegment? {
-        let names = try await repository.storage.list(.catalog).compactMap { info in
-            AuditSegment.parse(name: info.handle.name).map { (info.handle, $0) }
+        let mine = try await shippedSegments(in: repository).filter { $0.parsed.installation == installation }
+        guard let last = mine.max(by: { $0.parsed.last < $1.parsed.last }) else { return nil }
+        return try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(last.handle))
+    }
+
+    /// Every audit segment in `repository`, with what its name says (one listing).
+    private static func shippedSegments(in repository: Repository) async throws -> [(handle: ObjectHandle, parsed: (installation: String, first: Int64, last: Int64))] {
+        try await repository.storage.list(.catalog).compactMap { info in
+            AuditSegment.parse(name: info.handle.name).map { (handle: info.handle, parsed: $0) }
         }
-        guard let (handle, _) = names.filter({ $0.1.installation == installation }).max(by: { $0.1.last < $1.1.last }) else { return nil }
-        return try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(handle))
     }
 
     /// The installations whose audit trails the repository holds, with the host that last
     /// shipped each and its rows.
     public static func shippedTrails(in repository: Repository) async throws -> [(installation: String, rows: Int64)] {
         var last: [String: Int64] = [:]
-        for info in try await repository.storage.list(.catalog) {
-            guard let parsed = AuditSegment.parse(name: info.handle.name) else { continue }
+        for (_, parsed) in try await shippedSegments(in: repository) {
             last[parsed.installation] = max(last[parsed.installation] ?? 0, parsed.last)
         }
         return last.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
@@ -152,10 +154,7 @@ extension BunkerService {
             }
             chosen = current[0].installation
         }
-        var handles: [(ObjectHandle, Int64)] = []
-        for info in try await repository.storage.list(.catalog) {
-            if let parsed = AuditSegment.parse(name: info.handle.name), parsed.installation == chosen { handles.append((info.handle, parsed.first)) }
-        }
+        let handles = try await shippedSegments(in: repository).filter { $0.parsed.installation == chosen }.map { ($0.handle, $0.parsed.first) }
         var segments: [AuditSegment] = []
         for (handle, _) in handles.sorted(by: { $0.1 < $1.1 }) {
             segments.append(try JSONDecoder().decode(AuditSegment.self, from: try await repository.loadSealed(handle)))
