@@ -135,6 +135,12 @@ struct S3Client: Sendable {
         switch (response.status, code) {
         case (404, "NoSuchBucket"):
             return BunkerError(.repositoryNotFound, "The bucket \(endpoint.bucket) does not exist at \(endpoint.scheme)://\(endpoint.host). Create it first, or check the endpoint and region (AWS_ENDPOINT_URL, AWS_REGION, or endpoint and region in [repository]).")
+        case (404, nil) where !response.body.isEmpty:
+            // Every S3 server answers a missing object or bucket with an XML error document
+            // (`NoSuchKey`, `NoSuchBucket`); only a HEAD's answer has no body. A 404 with some
+            // other body comes from a server that is not S3 (a web server, a wrong port), and
+            // taking it for a missing object would say "no repository there" of a wrong address.
+            return BunkerError(.storageIO, "The server at \(endpoint.scheme)://\(endpoint.host) answered HTTP 404 without an S3 error document (\(what)): it does not look like an S3 server. Check the endpoint (endpoint in [repository], or AWS_ENDPOINT_URL), its port, and path_style.")
         case (404, _):
             return BunkerError(.objectNotFound, "\(what): the object is missing from the repository.")
         case (403, _), (401, _):

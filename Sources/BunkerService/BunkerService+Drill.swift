@@ -58,8 +58,21 @@ public struct DrillReport: Sendable, Codable {
             "Snapshot:  \(snapshotID) (taken \(formatter.string(from: snapshotTime)))",
             "Started:   \(formatter.string(from: startedAt)) on \(hostname)",
             "Finished:  \(formatter.string(from: finishedAt))",
-            "Measured recovery time (RTO): \(String(format: "%.1f", durationSeconds)) s",
-            "Recovery point age (RPO): \(String(format: "%.0f", rpoSeconds)) s (the restored point, to the drill's start)",
+        ]
+        // A failed drill recovered nothing: its times are not a recovery time or point to
+        // report to an auditor, only how long the drill ran and how old its snapshot was.
+        if passed {
+            lines += [
+                "Measured recovery time (RTO): \(String(format: "%.1f", durationSeconds)) s",
+                "Recovery point age (RPO): \(String(format: "%.0f", rpoSeconds)) s (the restored point, to the drill's start)",
+            ]
+        } else {
+            lines += [
+                "Recovery time and point (RTO, RPO): not achieved, the drill failed after \(String(format: "%.1f", durationSeconds)) s",
+                "Recovery point tried: \(String(format: "%.0f", rpoSeconds)) s old at the drill's start",
+            ]
+        }
+        lines += [
             "Bunker:    \(bunkerVersion)",
             "",
             "[\(dataCheck.passed ? "ok" : "FAILED")] stored data: \(dataCheck.detail)",

@@ -115,6 +115,10 @@ import Testing
             #expect(!drill.dataCheck.passed)
             #expect(drill.dataCheck.detail.contains(pack), "the drill names the damaged pack")
             #expect(drill.dataCheck.detail.contains("app-db/app.db"), "and the file it damages")
+            // A failed drill recovered nothing: its report claims no recovery time or point.
+            #expect(drill.text.contains("FAILED"))
+            #expect(!drill.text.contains("Recovery point age (RPO)") && !drill.text.contains("Measured recovery time"), "\(drill.text)")
+            #expect(drill.text.contains("not achieved"), "\(drill.text)")
         }
     }
 

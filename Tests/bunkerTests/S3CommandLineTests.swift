@@ -97,6 +97,25 @@ import Testing
         }
     }
 
+    /// An endpoint that is a web server, not S3 (a wrong port, a typo): its 404 pages are not
+    /// taken for "no repository there", which would send the user to `bunker init`.
+    @Test func anEndpointThatIsNotS3IsCalledThatAndNotAMissingRepository() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/www", withIntermediateDirectories: true)
+            let web = try PlainWebServer.start(serving: dir + "/www")
+            defer { web.stop() }
+            let e = ["AWS_ACCESS_KEY_ID": "clinic", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": web.endpoint, "BUNKER_PASSWORD": "test-password", "BUNKER_DATA_DIR": dir + "/data"]
+            for arguments in [["snapshots", "--repo", "s3://clinic-backups/bunker"], ["init", "--repo", "s3://clinic-backups/bunker"]] {
+                let outcome = try BunkerProcess.run(arguments, environment: e)
+                #expect(outcome.status != 0 && outcome.status != 4, "\(arguments): exit \(outcome.status)")
+                #expect(outcome.stderr.contains("does not look like an S3 server"), "\(arguments): \(outcome.stderr)")
+                #expect(outcome.stderr.contains(web.endpoint), "\(arguments): \(outcome.stderr)")
+                #expect(!outcome.stderr.contains("bunker init`"), "\(arguments): \(outcome.stderr)")
+            }
+        }
+    }
+
     @Test func s3RepositoryFromTheConfigurationFile() async throws {
         try await withSeaweedFS { server in
             try await withTemporaryDirectory { dir in
@@ -159,6 +178,17 @@ import Testing
                 let verify = try BunkerProcess.run(["verify", "--json"], environment: e)
                 #expect(verify.status == 0, "\(verify.stderr)")
                 #expect(((try json(verify.stdout) as? [String: Any])?["object_lock"] as? [String: Any])?["enforced"] as? Bool == true)
+
+                // forget: the snapshot the policy lets go of is kept by its lock, and the text
+                // counts it as kept by the lock, not as removed.
+                let second = try BunkerProcess.run(["backup", dir + "/src"], environment: e)
+                #expect(second.status == 0, "\(second.stderr)")
+                let forget = try BunkerProcess.run(["forget", "--keep-last", "1", "--min-age", "0"], environment: e)
+                #expect(forget.status == 0, "\(forget.stderr)")
+                #expect(forget.stdout.contains("1 snapshot kept, 0 removed, 1 kept by the object lock"), "\(forget.stdout)")
+                #expect(forget.stdout.contains("is kept by the object lock until"), "\(forget.stdout)")
+                let remaining = try BunkerProcess.run(["snapshots", "--json"], environment: e)
+                #expect((try json(remaining.stdout) as? [Any])?.count == 2, "\(remaining.stdout)")
 
                 // The same from bunker.toml: a named repository's object_lock is what init uses.
                 try (TestRepository.password + "\n").write(toFile: dir + "/archive-password", atomically: true, encoding: .utf8)
