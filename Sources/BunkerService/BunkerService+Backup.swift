@@ -36,6 +36,9 @@ extension BunkerService {
             if configuration.server.archiveChecksum == .afterBackup {
                 // The Clinical Dashboard API answers the ZIP's SHA-256 with the backup; a failure
                 // here costs only that value (null until the first export), never the backup.
+                // The backup is committed and its job ended: the ZIP is only read, so the next
+                // backup, restore or cleanup need not wait for it.
+                JobRunner.current?.writesDone()
                 progress?.update { $0.currentPath = "ZIP checksum" }
                 do {
                     try await recordArchiveChecksum(snapshot: result.snapshotID.hex)

@@ -24,7 +24,7 @@ public struct RetentionDuration: Sendable, Equatable, Hashable, Codable, CustomS
     /// Parses `30d`, `2w`, `1y6m`, `12h`, `0`; a bare number is a number of days.
     public init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let invalid = BunkerError(.invalidArgument, "\"\(text)\" is not a duration; write a number with a unit: 30d (days), 2w (weeks), 6m (months), 1y (years), 12h (hours), or combine them: 1y6m.")
+        let invalid = BunkerError(.invalidArgument, "\"\(text)\" is not a duration; write a number with a unit: 30d (days), 2w (weeks), 6m (months), 1y (years), 12h (hours), or combine them: 1y6m; 0 for none. There is no unit below an hour.")
         guard !trimmed.isEmpty else { throw invalid }
         self.init()
         if let days = Int(trimmed), days >= 0 {

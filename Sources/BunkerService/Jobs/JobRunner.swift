@@ -290,6 +290,18 @@ public final class JobRunner: Sendable {
         }
     }
 
+    /// The job's writes are committed and what it still does only reads: it goes on as a
+    /// reader, and the one-writer claim passes to whoever asks next.
+    fileprivate func writesDone(_ key: UInt64) {
+        state.withLock { state in
+            guard state.live[key]?.access == .writes else { return }
+            state.live[key]?.access = .reads
+            state.writer = nil
+            state.claimFile?.release()
+            state.claimFile = nil
+        }
+    }
+
     fileprivate func started(_ key: UInt64, jobID: String) {
         state.withLock { state in state.live[key]?.jobID = jobID }
     }
@@ -306,6 +318,12 @@ final class JobContext: Sendable {
         self.runner = runner
         self.key = key
         self.announce = announce
+    }
+
+    /// Called by a writer once what it writes is committed and its end row written, before
+    /// work that only reads (a backup's ZIP checksum): other writers need not wait for that.
+    func writesDone() {
+        runner.writesDone(key)
     }
 
     /// Called by each audited operation once its start row is written; the first one is the

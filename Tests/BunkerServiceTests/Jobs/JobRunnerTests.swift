@@ -52,6 +52,32 @@ import Testing
         try await scheduled
     }
 
+    /// A backup whose snapshot is committed goes on to work out its ZIP checksum, which only
+    /// reads: from then on it is a reader, and the next writer is not told "busy".
+    @Test func aWriterWhoseWritesAreDoneNoLongerHoldsTheClaim() async throws {
+        let runner = JobRunner()
+        let (releaseAlice, alice) = Gate.make()
+        async let first: Void = runner.run(JobOptions("a backup by alice", access: .writes)) {
+            JobRunner.current?.writesDone()
+            await alice.wait()
+        }
+        try await waitUntil { runner.running().first?.access == .reads }
+        // Carol's restore is not told "busy": it takes the claim while Alice's job still runs.
+        let (releaseCarol, carol) = Gate.make()
+        async let second: Void = runner.run(JobOptions("a restore by carol", access: .writes)) { await carol.wait() }
+        try await waitUntil { runner.running().count == 2 }
+        #expect(runner.running().map(\.label) == ["a backup by alice", "a restore by carol"])
+        // Alice's job ends, and does not release the claim that is Carol's now.
+        releaseAlice()
+        try await first
+        let error = await #expect(throws: BunkerError.self) {
+            try await runner.run(JobOptions("a backup by dave", access: .writes)) {}
+        }
+        #expect(error?.message.contains("a restore by carol is running") == true, "\(error?.message ?? "")")
+        releaseCarol()
+        try await second
+    }
+
     @Test func readersRunBesideAWriter() async throws {
         let runner = JobRunner()
         let (release, running) = Gate.make()
