@@ -124,6 +124,7 @@ extension BunkerService {
         guard target.hasPrefix("/"), !target.split(separator: "/").contains("..") else {
             throw BunkerError(.invalidArgument, "The place to restore to must be an absolute directory path on the server without \"..\", like /srv/restores/ticket-4711.")
         }
+        try configuration.checkRestoreTargetIsOutsideLiveData(target, repository: (repository.storage.backend as? LocalStorage)?.root)
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
             throw BunkerError(.objectExists, "\(target) already holds files: restore into a new or empty directory, so that nothing is overwritten.")
         }

@@ -144,6 +144,26 @@ import Testing
             }
             #expect(relative?.code == .invalidArgument)
 
+            // Never into the live source, the repository or the data directory, nor through a
+            // link to one of them; nothing is created there.
+            try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/studies")
+            for inside in [dir + "/studies/restored", dir + "/link/restored", dir + "/repo/data/restored", dir + "/repo", dir + "/data/restored"] {
+                let error = await #expect(throws: BunkerError.self) {
+                    try await service.restoreFiles(snapshot: id, paths: ["studies/2025/a.txt"], into: inside, by: .localUser(), reason: "test")
+                }
+                #expect(error?.code == .invalidArgument, "\(inside)")
+                #expect(error?.message.contains("inside") == true, "\(error?.message ?? "")")
+                #expect(!FileManager.default.fileExists(atPath: inside + "/studies"), "\(inside)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/studies/restored"))
+
+            // A path the snapshot does not hold is refused, and leaves no directory behind.
+            let unmatched = await #expect(throws: BunkerError.self) {
+                try await service.restoreFiles(snapshot: id, paths: ["nope/x"], into: dir + "/nothing", by: .localUser(), reason: "test")
+            }
+            #expect(unmatched?.message.contains("No path in the snapshot matches") == true, "\(unmatched?.message ?? "")")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/nothing"))
+
             let report = try await service.restoreFiles(snapshot: id, paths: ["studies/2025/a.txt"], into: dir + "/new", by: .localUser(), reason: "test")
             #expect(report.filesRestored == 1)
             #expect(FileManager.default.contents(atPath: dir + "/new/studies/2025/a.txt") == Data("a.txt".utf8))

@@ -164,16 +164,24 @@ public final class Restorer: Sendable {
     public func restore(tree root: ID, to target: String) async throws -> RestoreReport {
         try Restorer.validateIncludes(includes)
         let target = FileSystem.absolute(target)
-        if mkdir(target, 0o700) != 0 && errno != EEXIST {
+        let created = mkdir(target, 0o700) == 0
+        if !created && errno != EEXIST {
             throw BunkerError(.invalidArgument, "Cannot create the restore target \(target): \(String(cString: strerror(errno))).")
         }
-        let handle: DirectoryHandle
         do {
-            handle = try DirectoryHandle(path: target)
+            let handle: DirectoryHandle
+            do {
+                handle = try DirectoryHandle(path: target)
+            } catch {
+                throw BunkerError(.invalidArgument, "The restore target \(target) is not a directory that can be opened: \(String(cString: strerror(errno))).")
+            }
+            return try await restore(tree: root, into: handle)
         } catch {
-            throw BunkerError(.invalidArgument, "The restore target \(target) is not a directory that can be opened: \(String(cString: strerror(errno))).")
+            // A restore that wrote nothing (no path matched, the snapshot could not be read)
+            // leaves no empty directory of its own behind; rmdir removes only an empty one.
+            if created { rmdir(target) }
+            throw error
         }
-        return try await restore(tree: root, into: handle)
     }
 
     /// Restores the tree `root` into an open directory.

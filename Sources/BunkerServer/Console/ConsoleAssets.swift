@@ -1002,7 +1002,7 @@ function restoreFilesDialog(backup, paths) {
   const form = h('form', { class: 'body' },
     h('h2', { id: 'dialog-title' }, 'Restore ', paths.length, paths.length === 1 ? ' file or folder' : ' files and folders'),
     h('ul', { class: 'small mono' }, paths.slice(0, 10).map((p) => h('li', {}, p)), paths.length > 10 ? h('li', {}, '… and ', paths.length - 10, ' more') : null),
-    h('p', {}, 'They are written into a directory on the server that does not exist yet or is empty, under their paths in the backup. Nothing is overwritten and the live data is not touched.'),
+    h('p', {}, 'They are written into a directory on the server that does not exist yet or is empty, outside the live data, the repository and Bunker\'s data directory, under their paths in the backup. Nothing is overwritten and the live data is not touched.'),
     h('label', { for: 'files-target' }, 'Directory on the server (absolute path)', target),
     h('div', { class: 'signature' },
       h('div', {}, h('strong', {}, 'Electronic signature')),

@@ -18,6 +18,26 @@ extension Configuration {
         }
     }
 
+    /// A restore "to another place" writes only outside what Bunker protects and keeps: not into
+    /// a live files source (the next backup would take the restored copies for the clinic's own
+    /// files, and a restore in place would delete them), not into the repository `repository`
+    /// (a local one's root) and not into the data directory (catalog and audit trail). Paths
+    /// are compared with their symbolic links resolved.
+    public func checkRestoreTargetIsOutsideLiveData(_ target: String, repository: String?) throws {
+        let resolved = Self.resolvingSymlinks(Self.absolute(target, relativeTo: nil))
+        let advice = "restore into a directory outside every source, the repository and the data directory, like /srv/restores/ticket-4711."
+        if let source = sourceContaining(resolved) {
+            throw BunkerError(.invalidArgument, "\(target) is inside source \(source.name) (\(source.tree)), the live data: a restore to another place never writes there; \(advice)")
+        }
+        for (what, place) in [("the repository", repository), ("Bunker's data directory", dataDirectory)] {
+            guard let place else { continue }
+            let kept = Self.resolvingSymlinks(Self.absolute(place, relativeTo: nil))
+            if resolved == kept || resolved.hasPrefix(kept.hasSuffix("/") ? kept : kept + "/") {
+                throw BunkerError(.invalidArgument, "\(target) is inside \(what) (\(place)): \(advice)")
+            }
+        }
+    }
+
     /// The source whose replaced tree holds `path` (links resolved), if any: its name and tree.
     func sourceContaining(_ path: String) -> (name: String, tree: String)? {
         let resolved = Self.resolvingSymlinks(path)
