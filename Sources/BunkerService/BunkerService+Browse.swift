@@ -157,12 +157,24 @@ extension BunkerService {
     }
 
     /// A snapshot by its full id (one read) or any other reference (a prefix, `latest`).
+    ///
+    /// The browser reads without a lock, so nothing reloads the index a long-running server read
+    /// at its start: a snapshot another process (a CLI or cron backup) wrote since has its blobs
+    /// in index files this process has not read. Its root listing unknown is the sign (a
+    /// snapshot is written after the index files of everything it holds), and the index is read
+    /// again then.
     private func snapshotByReference(_ reference: String) async throws -> (ID, Snapshot) {
-        if reference.count == 64, let id = ID(hex: reference) {
-            return (id, try await repository.loadSnapshot(id))
+        let (id, snapshot): (ID, Snapshot)
+        if reference.count == 64, let full = ID(hex: reference) {
+            (id, snapshot) = (full, try await repository.loadSnapshot(full))
+        } else {
+            let found = try await repository.findSnapshot(reference)
+            (id, snapshot) = (found.id, found.snapshot)
         }
-        let found = try await repository.findSnapshot(reference)
-        return (found.id, found.snapshot)
+        if repository.index.lookup(snapshot.tree) == nil {
+            try await repository.reloadIndexIfChanged()
+        }
+        return (id, snapshot)
     }
 
     /// `path`'s names, without empty ones and `.`; `..` is refused (the browser goes down only).

@@ -127,6 +127,26 @@ import Testing
         }
     }
 
+    /// `bunker serve` reads the index when it starts; a backup another process (the CLI, cron)
+    /// makes afterwards still opens in the browser, and its files download.
+    @Test func aBackupAnotherProcessMadeOpensInTheBrowser() async throws {
+        try await withTemporaryDirectory { dir in
+            let server = try await service(dir)
+            _ = try await server.backup(SourceBackupRequest(type: .files))
+            try Data("fresh".utf8).write(to: URL(fileURLWithPath: dir + "/studies/archive/fresh.txt"))
+            let other = BunkerService(configuration: server.configuration, repository: try await TestRepository.open(at: dir + "/repo"))
+            let id = try await other.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+
+            let folder = try await server.listFolder(snapshot: id, path: "studies/archive")
+            #expect(folder.entries.map(\.name) == ["fresh.txt"])
+            let received = Mutex(Data())
+            try await server.readFile(snapshot: String(id.prefix(8)), path: "studies/archive/fresh.txt", by: .localUser()) { data in
+                received.withLock { $0.append(data) }
+            }
+            #expect(received.withLock { $0 } == Data("fresh".utf8))
+        }
+    }
+
     @Test func chosenPathsAreRestoredOnlyIntoANewOrEmptyDirectory() async throws {
         try await withTemporaryDirectory { dir in
             let service = try await service(dir)

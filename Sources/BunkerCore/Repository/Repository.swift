@@ -220,7 +220,7 @@ public final class Repository: Sendable {
     /// it) or one this process has not read (another writer's, or a prune's). Packs this process
     /// wrote and has not indexed yet stay known: only a backup running beside the caller, under
     /// its own shared lock, has such packs, and no prune can have run meanwhile.
-    func reloadIndexIfChanged() async throws {
+    public func reloadIndexIfChanged() async throws {
         let loaded = Set(index.indexFileIDs)
         // A repository opened without its index (verify reads it itself) is left that way.
         guard !loaded.isEmpty || index.count > 0 else { return }
