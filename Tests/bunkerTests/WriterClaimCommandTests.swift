@@ -118,6 +118,8 @@ import Testing
             held.release()
             let status = try held.finish()
             #expect(status != 0, "a cancelled backup exited 0: \(held.output)")
+            #expect(held.output.contains("error: The operation was cancelled"), "\(held.output)")
+            #expect(!held.output.contains("CancellationError"), "\(held.output)")
 
             let job = try #require(try jobs(environment).first { $0["id"] as? String == id })
             #expect(job["state"] as? String == "failed", "\(job)")

@@ -177,6 +177,11 @@ struct OutputOptions: ParsableArguments {
         } catch let error as BunkerError {
             report(error)
             throw ExitCode(Self.exitCode(for: error.code))
+        } catch is CancellationError {
+            // `bunker jobs cancel`, the API's DELETE /jobs/{id} or the console's Cancel.
+            let error = BunkerError(.cancelled, "The operation was cancelled (bunker jobs cancel, the API or the web console). What it wrote is left as after a kill: the repository verifies, and the next run completes.")
+            report(error)
+            throw ExitCode(Self.exitCode(for: error.code))
         }
     }
 
