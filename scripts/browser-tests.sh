@@ -34,9 +34,11 @@ trap 'live_server_stop; rm -rf "$work"' EXIT
 live_server_fixture "$work" "browser-test-repository-password"
 head -c 300000 /dev/urandom > "$work/studies/2025/scan-0001.dcm"
 export CONSOLE_ADMIN_PASSWORD="browser-test-admin-password" CONSOLE_AUDITOR_PASSWORD="browser-test-auditor-password"
+export CONSOLE_VIEWER_PASSWORD="browser-test-viewer-password"
 "$bin" init --quiet
 BUNKER_USER_PASSWORD="$CONSOLE_ADMIN_PASSWORD" "$bin" user add admin --full-name "Ada Admin" --role SYSTEM_ADMIN --quiet
 BUNKER_USER_PASSWORD="$CONSOLE_AUDITOR_PASSWORD" "$bin" user add auditor --full-name "Otto Auditor" --role AUDITOR --quiet
+BUNKER_USER_PASSWORD="$CONSOLE_VIEWER_PASSWORD" "$bin" user add viewer --full-name "Vic Viewer" --role VIEWER --quiet
 "$bin" backup --quiet --type database --description "last night's database backup"
 "$bin" drill --quiet > /dev/null
 "$bin" hold add latest --reason "litigation 12" --quiet > /dev/null

@@ -26,6 +26,7 @@ RESTORE_TARGET = os.environ["CONSOLE_RESTORE_TARGET"]
 OUT = os.environ["BROWSER_TEST_OUTPUT"]
 ADMIN_PASSWORD = os.environ["CONSOLE_ADMIN_PASSWORD"]
 AUDITOR_PASSWORD = os.environ["CONSOLE_AUDITOR_PASSWORD"]
+VIEWER_PASSWORD = os.environ["CONSOLE_VIEWER_PASSWORD"]
 DOWNLOADS = os.path.join(OUT, "downloads")
 WAIT = 60
 
@@ -366,6 +367,16 @@ def run(c):
     d.find_element(By.LINK_TEXT, "Audit trail").click()
     c.find("#audit-table")
     c.shot("12-auditor-audit")
+
+    # A viewer, who may not read the health detail, still sees the repository's free space
+    # (from the statistics every role reads), as a share that can turn red.
+    c.logout()
+    c.login("viewer", VIEWER_PASSWORD)
+    c.text_in("#role", "VIEWER")
+    c.text_in("#card-space", "free of")
+    check("%" in c.find("#card-space").text, "the viewer's free-space card shows no share")
+    c.absent("#nav a[href='#/audit']")
+    c.shot("13-viewer-overview")
 
 
 def main():

@@ -1252,7 +1252,7 @@ export async function overviewPage(main, { ticket }) {
     };
   });
 
-  const free = health?.space ?? (stats.total_bytes ? { free_bytes: stats.free_bytes, total_bytes: stats.total_bytes, free_percent: 100 * stats.free_bytes / stats.total_bytes } : null);
+  const free = health?.space ?? (stats.filesystem_bytes ? { free_bytes: stats.free_bytes, total_bytes: stats.filesystem_bytes, free_percent: 100 * stats.free_bytes / stats.filesystem_bytes } : null);
   const lowSpace = free && free.free_percent < minFreePercent;
   const anyLate = sourceRows.some((r) => r.class === 'bad');
 
