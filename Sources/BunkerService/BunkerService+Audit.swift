@@ -73,7 +73,9 @@ extension BunkerService {
     /// The end row of a backup: the snapshot's id, and its metadata row in `backups`.
     static func backupRecorded(_ result: BackupResult, by actor: AuditActor) -> AuditedResult {
         let record = BackupRecord(id: result.snapshotID, snapshot: result.snapshot, createdBy: actor.name, userID: actor.userID)
-        var details = ["size_bytes": String(record.sizeBytes), "files": String(record.fileCount), "checksum": record.checksum]
+        // The root listing's id, the snapshot's content address: named `tree`, not `checksum`,
+        // which in the API is the SHA-256 of the backup's ZIP (worked out after this row).
+        var details = ["size_bytes": String(record.sizeBytes), "files": String(record.fileCount), "tree": record.checksum]
         if !result.warnings.isEmpty { details["warnings"] = String(result.warnings.count) }
         return AuditedResult(target: result.snapshotID.hex, details: details, change: { db in try record.insert(db) })
     }

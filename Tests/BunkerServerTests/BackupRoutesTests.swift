@@ -263,6 +263,11 @@ import Testing
             #expect(sum.output == "\(checksum)  \(filename)\n", "\(sum.output)")
             let listed = try array(try await api.send(.get, "/api/v1/backups", token: try await api.token("victor")))
             #expect(listed.first { $0["id"] as? String == id }?["checksum"] as? String == checksum)
+            // The audit trail's backup row names no other "checksum" than the one the API gives:
+            // it records the snapshot's root listing as `tree`.
+            let row = try #require(try api.catalog.auditRecords(AuditFilter(action: "backup")).last { $0.target == id && $0.outcome == .success })
+            #expect(row.detailValues["checksum"] == nil, "\(row.detailValues)")
+            #expect(row.detailValues["tree"]?.count == 64, "\(row.detailValues)")
             let test = try shell("unzip -tq '\(filename)'", in: out)
             #expect(test.status == 0, "\(test.output)")
             // -^ keeps control characters (the sample tree has a name with a tab) instead of escaping them.
