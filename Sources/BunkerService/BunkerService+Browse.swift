@@ -100,7 +100,7 @@ extension BunkerService {
         }
         let shown = (names + [name]).joined(separator: "/")
         let (id, treeID) = try await folderID(snapshot: reference, names: names)
-        guard let node = try await repository.loadTreeOutline(treeID).node(named: name) else {
+        guard let node = try Self.node(named: name, in: try await repository.loadTreeOutline(treeID)) else {
             throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
         }
         guard node.type == .file else {
@@ -139,7 +139,7 @@ extension BunkerService {
         var treeID = snapshot.tree
         for (depth, name) in names.enumerated() {
             let shown = names[...depth].joined(separator: "/")
-            guard let node = try await repository.loadTreeOutline(treeID).node(named: name) else {
+            guard let node = try Self.node(named: name, in: try await repository.loadTreeOutline(treeID)) else {
                 throw BunkerError(.objectNotFound, "Backup \(id.short) has nothing at \(shown).")
             }
             guard node.type == .directory, let subtree = node.subtree else {
@@ -175,6 +175,25 @@ extension BunkerService {
             try await repository.reloadIndexIfChanged()
         }
         return (id, snapshot)
+    }
+
+    /// The entry of a folder the browser names `name`, as its listing shows it: by its bytes, or
+    /// for a name that is not UTF-8 by the readable form the listing gives (U+FFFD for each bad
+    /// byte), when that form belongs to one entry alone. Only a name holding U+FFFD that no
+    /// entry has byte for byte looks at every entry.
+    static func node(named name: String, in outline: TreeOutline) throws -> Node? {
+        if let node = outline.node(named: name) { return node }
+        guard name.contains("\u{FFFD}") else { return nil }
+        var found: Node?
+        for index in 0..<outline.count {
+            let node = outline.node(at: index)
+            guard node.rawName != nil, node.name == name else { continue }
+            guard found == nil else {
+                throw BunkerError(.invalidArgument, "Several entries of this folder show as \(name) (their names are not UTF-8 and differ only in the bytes shown as \u{FFFD}); restore the folder to another place instead.")
+            }
+            found = node
+        }
+        return found
     }
 
     /// `path`'s names, without empty ones and `.`; `..` is refused (the browser goes down only).

@@ -147,6 +147,40 @@ import Testing
         }
     }
 
+    /// A name that is not UTF-8 is listed in a readable form (U+FFFD for the bad bytes); the
+    /// file downloads by that form, and a form two names share is refused, not guessed.
+    @Test func aFileWhoseNameIsNotUTF8DownloadsByTheNameItIsListedAs() async throws {
+        try await withTemporaryDirectory { dir in
+            func write(_ name: [UInt8], in folder: String, _ text: String) throws {
+                let path = Array((dir + "/studies/" + folder + "/").utf8) + name + [0]
+                let fd = path.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), O_CREAT | O_WRONLY, 0o644) }
+                #expect(fd >= 0)
+                _ = text.withCString { Foundation.write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+            let server = try await service(dir)
+            try FileManager.default.createDirectory(atPath: dir + "/studies/twins", withIntermediateDirectories: true)
+            try write(Array("bad-".utf8) + [0xFF, 0xFE] + Array("-name.txt".utf8), in: "archive", "odd")
+            try write(Array("x".utf8) + [0xFF], in: "twins", "one")
+            try write(Array("x".utf8) + [0xFE], in: "twins", "two")
+            let id = try await server.backup(SourceBackupRequest(type: .files)).snapshotID.hex
+
+            let listed = try await server.listFolder(snapshot: id, path: "studies/archive").entries.map(\.name)
+            #expect(listed == ["bad-\u{FFFD}\u{FFFD}-name.txt"])
+            let received = Mutex(Data())
+            try await server.readFile(snapshot: id, path: "studies/archive/" + listed[0], by: .localUser()) { data in
+                received.withLock { $0.append(data) }
+            }
+            #expect(received.withLock { $0 } == Data("odd".utf8))
+
+            let twin = try #require(try await server.listFolder(snapshot: id, path: "studies/twins").entries.first?.name)
+            let ambiguous = await #expect(throws: BunkerError.self) {
+                try await server.readFile(snapshot: id, path: "studies/twins/" + twin, by: .localUser()) { _ in }
+            }
+            #expect(ambiguous?.message.contains("Several entries") == true, "\(ambiguous?.message ?? "")")
+        }
+    }
+
     @Test func chosenPathsAreRestoredOnlyIntoANewOrEmptyDirectory() async throws {
         try await withTemporaryDirectory { dir in
             let service = try await service(dir)
