@@ -211,9 +211,21 @@ extension Source {
 
     /// A database's file for `--target DIR`: `DIR/NAME/FILE`, the file named as the record
     /// names it (`fallback` for snapshots that name none).
+    ///
+    /// `NAME` inside the target must be a directory of its own, never a symbolic link: one
+    /// placed there (by anyone who can write the target, or left by an earlier restore) would
+    /// take the database outside the target. The file itself is created with `O_EXCL`, which
+    /// follows no link either.
     func databaseDestination(in directory: String, record: SnapshotSource, fallback: String) throws -> RestoreDestination {
         let folder = directory + "/" + name
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if mkdir(folder, 0o700) != 0 && errno != EEXIST {
+            throw BunkerError(.permissionDenied, "Cannot create \(folder): \(String(cString: strerror(errno))).")
+        }
+        var info = stat()
+        guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw BunkerError(.objectExists, "\(folder) is in the way: it is not a directory (a symbolic link, say), and a restore never writes through one. Nothing was restored: move it away, or restore into an empty directory.")
+        }
         return .path(folder + "/" + (record.details?["file"] ?? fallback))
     }
 }

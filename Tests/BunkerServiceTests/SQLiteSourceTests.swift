@@ -66,6 +66,29 @@ import Testing
         }
     }
 
+    /// `--target DIR` writes the database to DIR/NAME/FILE; a symbolic link at DIR/NAME (put
+    /// there by anyone who can write the target) is refused, not followed out of the target.
+    @Test func aRestoreToADirectoryNeverWritesThroughALinkInIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try makeDatabase(at: dir + "/app.db", rows: 20)
+            let service = try await service(dir)
+            let backup = try await service.backup(SourceBackupRequest())
+            try FileManager.default.createDirectory(atPath: dir + "/target", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/outside", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/target/app-db", withDestinationPath: "../outside")
+            var request = SourceRestoreRequest(snapshot: backup.snapshotID.hex)
+            request.target = .directory(dir + "/target")
+            let error = await #expect(throws: BunkerError.self) { try await service.restore(request) }
+            #expect(error?.message.contains("is in the way") == true, "\(error?.message ?? "")")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/outside").isEmpty, "the restore wrote through the link")
+
+            // Without the link, the same restore writes the database inside the target.
+            try FileManager.default.removeItem(atPath: dir + "/target/app-db")
+            _ = try await service.restore(request)
+            #expect(FileManager.default.fileExists(atPath: dir + "/target/app-db/app.db"))
+        }
+    }
+
     @Test func restoreInPlaceTakesASafetyBackupFirst() async throws {
         try await withTemporaryDirectory { dir in
             let db = dir + "/app.db"
