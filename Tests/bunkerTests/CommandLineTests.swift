@@ -181,6 +181,56 @@ private func json(_ text: String) throws -> Any {
         }
     }
 
+    /// `restore latest` after a restore in place: the restore's safety copy is the newest
+    /// snapshot, but `latest` is still the newest backup, and with --source one that holds it.
+    @Test func latestIsNeverARestoresSafetyCopy() async throws {
+        try await withTemporaryDirectory { dir in
+            for name in ["studies", "letters"] {
+                mkdir(dir + "/" + name, 0o755)
+                try Data("first \(name)".utf8).write(to: URL(fileURLWithPath: dir + "/\(name)/a.txt"))
+            }
+            try """
+                data_dir = "\(dir)/data"
+
+                [repository]
+                path = "\(dir)/repo"
+
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+
+                [[source]]
+                name = "letters"
+                kind = "files"
+                path = "\(dir)/letters"
+                """.write(toFile: dir + "/bunker.toml", atomically: true, encoding: .utf8)
+            let e = ["BUNKER_CONFIG": dir + "/bunker.toml", "BUNKER_PASSWORD": TestRepository.password]
+            #expect(try BunkerProcess.run(["init"], environment: e).status == 0)
+            let backup = try BunkerProcess.run(["backup", "--json"], environment: e)
+            let id = try #require((try json(backup.stdout) as? [String: Any])?["snapshot_id"] as? String, "\(backup.stderr)")
+
+            try Data("changed".utf8).write(to: URL(fileURLWithPath: dir + "/studies/a.txt"))
+            let first = try BunkerProcess.run(["restore", "latest", "--source", "studies", "--reason", "test", "--json"], environment: e)
+            #expect(first.status == 0, "\(first.stderr)")
+            let safety = try #require((try json(first.stdout) as? [String: Any])?["safety_snapshot_id"] as? String)
+            #expect(safety != id)
+
+            // The newest snapshot is now the safety copy of studies alone.
+            let second = try BunkerProcess.run(["restore", "latest", "--source", "letters", "--reason", "test", "--json"], environment: e)
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect((try? json(second.stdout) as? [String: Any])?["snapshot_id"] as? String == id, "\(second.stdout)")
+            let third = try BunkerProcess.run(["restore", "latest", "--reason", "test", "--json"], environment: e)
+            #expect(third.status == 0, "\(third.stderr)")
+            #expect((try? json(third.stdout) as? [String: Any])?["snapshot_id"] as? String == id, "\(third.stdout)")
+            #expect(try String(contentsOfFile: dir + "/studies/a.txt", encoding: .utf8) == "first studies")
+            // A safety copy is still restored by its id.
+            let back = try BunkerProcess.run(["restore", String(safety.prefix(8)), "--target", dir + "/out"], environment: e)
+            #expect(back.status == 0, "\(back.stderr)")
+            #expect(try String(contentsOfFile: dir + "/out/studies/a.txt", encoding: .utf8) == "changed")
+        }
+    }
+
     @Test func keyCommandsAddAndRemovePasswords() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try await TestRepository.create(at: dir + "/repo")

@@ -28,7 +28,7 @@ extension BunkerCommand {
 
         @OptionGroup var repository: RepositoryOptions
 
-        @Argument(help: ArgumentHelp("Snapshot id (or a unique prefix, or latest).", valueName: "id"))
+        @Argument(help: ArgumentHelp("Snapshot id (or a unique prefix), or latest: the newest that is not a safety copy and holds the --source named.", valueName: "id"))
         var snapshot: String
 
         @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Restore into this directory instead of over the live data (created if missing).", valueName: "dir"))
@@ -122,7 +122,10 @@ extension BunkerCommand {
                     try await restorePhysical(service, into: pgdata)
                     return
                 }
-                let (id, s) = try await service.repository.findSnapshot(snapshot)
+                // `latest` is the newest backup that is not a safety copy (and holds --source).
+                let (id, s) = snapshot == "latest"
+                    ? try await service.latestRestorable(holding: sources)
+                    : try await service.repository.findSnapshot(snapshot)
                 // Plain-path snapshots, and --include, restore the tree as it is stored.
                 if s.sources == nil || !includes.isEmpty {
                     guard let target else {
