@@ -66,10 +66,19 @@ import Testing
             #expect(restored.status == 0, "\(restored.stderr)")
             #expect(try sqlite(dir + "/before.db", "SELECT count(*), sum(name = 'changed') FROM patients") == "1000|9")
 
-            // And the interrupted restore, run again, completes.
+            // The killed restore's staged copy is still beside the database…
+            func staged() throws -> [String] {
+                try FileManager.default.contentsOfDirectory(atPath: (db as NSString).deletingLastPathComponent)
+                    .filter { $0.hasPrefix("." + (db as NSString).lastPathComponent + ".bunker-restore-") }
+            }
+            #expect(!(try staged()).isEmpty, "the kill came after the database was staged")
+
+            // And the interrupted restore, run again, completes, and removes what the killed one staged.
             let again = try BunkerProcess.run(["restore", backupID, "--no-safety-backup"], environment: e)
             #expect(again.status == 0, "\(again.stderr)")
             #expect(try sqlite(db, "SELECT count(*), sum(name = 'changed') FROM patients") == "3000|0")
+            let left = try staged()
+            #expect(left.isEmpty, "\(left)")
         }
     }
 }

@@ -324,6 +324,7 @@ public struct PostgresSource: Source {
         if FileManager.default.fileExists(atPath: target) {
             throw BunkerError(.invalidArgument, "\(target) already exists; remove it or choose another path.")
         }
+        SystemCalls.removeStaleStaging(beside: target)
         let temp = SystemCalls.stagingPath(beside: target)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

@@ -69,8 +69,9 @@ public struct SQLiteSource: Source {
                 throw BunkerError(.invalidArgument, "\(target) is the live database of source \(name); restore it in place (without --to) so that a safety backup is taken first.")
             }
             if FileManager.default.fileExists(atPath: target) {
-                throw BunkerError(.invalidArgument, "\(target) already exists; remove it or choose another path (a database file is never overwritten by --to).")
+                throw BunkerError(.invalidArgument, "\(target) already exists; remove it or choose another path (a restore to another place never overwrites a database file).")
             }
+            SystemCalls.removeStaleStaging(beside: target)
             let staged = try await stage(file, beside: target, context: context)
             defer { unlink(staged) }
             for suffix in ["-wal", "-shm", "-journal"] { unlink(target + suffix) }
@@ -84,6 +85,7 @@ public struct SQLiteSource: Source {
             return result
         case .live:
             try FileManager.default.createDirectory(atPath: SystemCalls.directory(of: path), withIntermediateDirectories: true)
+            SystemCalls.removeStaleStaging(beside: path)
             let staged = try await stage(file, beside: path, context: context)
             defer {
                 for suffix in ["", "-journal", "-wal", "-shm"] { unlink(staged + suffix) }

@@ -47,4 +47,28 @@ enum SystemCalls {
         let base = (path as NSString).lastPathComponent
         return (dir.isEmpty ? "." : dir) + "/.\(base).\(label)-\(UUID().uuidString.prefix(8).lowercased())"
     }
+
+    /// Removes the files a killed restore staged beside `path` (``stagingPath(beside:label:)``
+    /// names, with SQLite's `-journal`, `-wal` and `-shm` beside them): a restore that is killed
+    /// while it writes or checks a staged database leaves a full-size copy nothing else removes.
+    /// Called by a restore to `path` before it stages its own, under the one-writer claim, so
+    /// no other restore's file can be among them. Regular files only; returns what it removed.
+    @discardableResult
+    static func removeStaleStaging(beside path: String, label: String = "bunker-restore") -> [String] {
+        let dir = directory(of: path)
+        let folder = dir.isEmpty ? "." : dir
+        let prefix = ".\((path as NSString).lastPathComponent).\(label)-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(prefix) {
+            var token = name.dropFirst(prefix.count)
+            for suffix in ["-journal", "-wal", "-shm"] where token.hasSuffix(suffix) { token = token.dropLast(suffix.count) }
+            guard token.count == 8, token.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { continue }
+            let stale = folder + "/" + name
+            var info = stat()
+            guard lstat(stale, &info) == 0, info.st_mode & S_IFMT == S_IFREG, unlink(stale) == 0 else { continue }
+            removed.append(stale)
+        }
+        return removed
+    }
 }
