@@ -293,7 +293,12 @@ extension BunkerService {
             message += " Already restored: \(outcome.sources.map(\.source).joined(separator: ", "))."
         }
         if let safety = outcome.safetySnapshotID {
-            message += " The safety snapshot \(String(safety.prefix(8))) holds the state before the attempt: `bunker restore \(String(safety.prefix(8)))` puts it back."
+            if outcome.sources.isEmpty, destination == nil || destination == .live {
+                // In place, a source that fails is as it was, and none was restored before it.
+                message += " Nothing was changed; the safety snapshot \(String(safety.prefix(8))) taken first holds the same state."
+            } else {
+                message += " The safety snapshot \(String(safety.prefix(8))) holds the state before the attempt: `bunker restore \(String(safety.prefix(8)))` puts it back."
+            }
         }
         return BunkerError(base.code, message, cause: RestoreFailure(safetySnapshotID: outcome.safetySnapshotID, underlying: base.cause))
     }

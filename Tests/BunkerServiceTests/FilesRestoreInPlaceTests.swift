@@ -111,6 +111,9 @@ import Testing
                 Issue.record("the restore must refuse")
             } catch let error as BunkerError {
                 #expect(error.message.contains("report.tmp"), "\(error.message)")
+                // Not a command line the user got wrong (exit 64): the live tree is in the way.
+                #expect(error.code == .objectExists)
+                #expect(error.message.contains("Nothing was changed") && !error.message.contains("puts it back"), "\(error.message)")
             }
             #expect(read(studies + "/report.tmp") == "new report")
             #expect(read(studies + "/a.txt") == "changed", "nothing was touched")

@@ -111,7 +111,7 @@ struct InPlaceRestore {
         try await self.plan(liveRoot, safety: try await safetyTree(), staged: .directory(new), relative: [], rootDevice: liveStatus.st_dev, skip: mountPoint ? stagingName : nil, into: &plan)
         guard plan.conflicts.isEmpty else {
             let listed = plan.conflicts.prefix(10).joined(separator: "; ")
-            throw BunkerError(.invalidArgument, "Source \(source) was not restored, and nothing in \(live) was changed: \(plan.conflicts.count) path(s) of the live tree that the restore must keep cannot be kept (\(listed)). Move them elsewhere, or restore with --target DIR.")
+            throw BunkerError(.objectExists, "Source \(source) was not restored, and nothing in \(live) was changed: \(plan.conflicts.count) path(s) of the live tree that the restore must keep cannot be kept (\(listed)). Move them elsewhere, or restore with --target DIR.")
         }
 
         // 3. Link what stays into the restored tree, then swap.
