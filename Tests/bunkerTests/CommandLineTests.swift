@@ -178,6 +178,24 @@ private func json(_ text: String) throws -> Any {
             let backup = try BunkerProcess.run(["backup"], environment: e)
             #expect(backup.status != 0)
             #expect(backup.stderr.contains("inside source studies"), "\(backup.stderr)")
+
+            // A data directory inside the source: refused by init and snapshots too, which open
+            // no catalog, before anything is created.
+            try """
+                data_dir = "\(dir)/studies/bunker-data"
+
+                [[source]]
+                name = "studies"
+                kind = "files"
+                path = "\(dir)/studies"
+                """.write(toFile: dir + "/inside.toml", atomically: true, encoding: .utf8)
+            let inside = ["BUNKER_CONFIG": dir + "/inside.toml", "BUNKER_PASSWORD": TestRepository.password]
+            for arguments in [["init", "--repo", dir + "/elsewhere"], ["snapshots", "--repo", dir + "/studies/made-elsewhere"]] {
+                let refused = try BunkerProcess.run(arguments, environment: inside)
+                #expect(refused.status == 64, "\(arguments): \(refused.stderr)")
+                #expect(refused.stderr.contains("data_dir") && refused.stderr.contains("inside source studies"), "\(refused.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/elsewhere"))
         }
     }
 

@@ -265,6 +265,9 @@ public struct Configuration: Sendable {
         try reader.rejectUnknown()
         try applyOverrides(environment)
         try checkRepositoryIsOutsideSources(repository.location)
+        // Here, not only when the catalog opens: `init` and `snapshots` open none, and a
+        // configuration that would roll the audit trail back is wrong whatever is run with it.
+        try checkDataDirectoryIsOutsideSources()
     }
 
     /// Reads a repository's table (`[repository]`, `[repositories.NAME]`): `path` or `url` with
