@@ -37,6 +37,19 @@ private func json(_ text: String) throws -> Any {
             #expect(restore.stdout.contains("SHA-256 checked"))
             #expect(compareTrees(dir + "/src", dir + "/out/src") == [])
 
+            // Something in the target's way (a link where a folder goes) is not followed, and is
+            // told as the target's problem, not as damage to the snapshot.
+            try FileManager.default.createDirectory(atPath: dir + "/blocked/src", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/elsewhere", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/blocked/src/docs", withDestinationPath: dir + "/elsewhere")
+            let blocked = try BunkerProcess.run(["restore", String(id.prefix(8)), "--target", dir + "/blocked"], environment: e)
+            #expect(blocked.status == 7, "\(blocked.stderr)")
+            #expect(blocked.stdout.contains("the target was in the way") && !blocked.stdout.contains("see the damage"), "\(blocked.stdout)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/elsewhere").isEmpty)
+            let blockedJSON = try BunkerProcess.run(["restore", String(id.prefix(8)), "--target", dir + "/blocked", "--json"], environment: e)
+            let failures = try #require(((try json(blockedJSON.stdout) as? [String: Any])?["report"] as? [String: Any])?["failures"] as? [[String: Any]])
+            #expect(!failures.isEmpty && failures.allSatisfy { $0["in_target"] as? Bool == true }, "\(failures)")
+
             let verify = try BunkerProcess.run(["verify", "--read-data", "--json"], environment: e)
             #expect(verify.status == 0)
             let report = try #require(try json(verify.stdout) as? [String: Any])

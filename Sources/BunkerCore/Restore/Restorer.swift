@@ -77,10 +77,14 @@ public struct RestoreFailure: Sendable, Codable, Equatable {
     public var message: String
     /// The target's filesystem was full.
     public var storageFull = false
+    /// The target was the obstacle (something in the way, no permission, no room), not the
+    /// snapshot: its data may be whole.
+    public var inTarget = false
 
     enum CodingKeys: String, CodingKey {
         case path, message
         case storageFull = "storage_full"
+        case inTarget = "in_target"
     }
 }
 
@@ -268,8 +272,8 @@ public final class Restorer: Sendable {
         return traverse ? .traverse : .none
     }
 
-    private func fail(_ path: String, _ message: String, storageFull: Bool = false) {
-        failures.withLock { $0.append(RestoreFailure(path: path, message: message, storageFull: storageFull)) }
+    private func fail(_ path: String, _ message: String, storageFull: Bool = false, inTarget: Bool = false) {
+        failures.withLock { $0.append(RestoreFailure(path: path, message: message, storageFull: storageFull, inTarget: inTarget || storageFull)) }
         progress?.update { $0.errors += 1 }
     }
 
@@ -308,7 +312,7 @@ public final class Restorer: Sendable {
         case .directory:
             let created = FileName.with(name) { mkdirat(dir.fd, $0, 0o700) } == 0
             if !created && errno != EEXIST {
-                fail(relative, "Cannot create directory: \(String(cString: strerror(errno))).")
+                fail(relative, "Cannot create directory: \(String(cString: strerror(errno))).", inTarget: true)
                 return
             }
             // An existing directory is reused; anything else there (a symlink above all, which
@@ -317,7 +321,7 @@ public final class Restorer: Sendable {
             do {
                 handle = try dir.openDirectory(name)
             } catch {
-                fail(relative, "Something that is not a directory is in the way; move it and restore again.")
+                fail(relative, "Something that is not a directory is in the way; move it and restore again.", inTarget: true)
                 return
             }
             guard let subtree = node.subtree else {
@@ -343,7 +347,7 @@ public final class Restorer: Sendable {
                 FileName.with(temp) { symlinkat(target, dir.fd, $0) }
             }
             guard made == 0 else {
-                fail(relative, "Cannot create symlink: \(String(cString: strerror(errno))).")
+                fail(relative, "Cannot create symlink: \(String(cString: strerror(errno))).", inTarget: true)
                 return
             }
             applyMetadata(node, in: dir, name: temp)
@@ -361,7 +365,7 @@ public final class Restorer: Sendable {
             let made = FileName.with(temp) { mknodat(dir.fd, $0, type | 0o600, dev_t(node.rdev ?? 0)) }
             guard made == 0 else {
                 let err = errno
-                fail(relative, "Cannot create the \(node.type.article): \(String(cString: strerror(err)))\(err == EPERM ? " (device files need root)" : "").")
+                fail(relative, "Cannot create the \(node.type.article): \(String(cString: strerror(err)))\(err == EPERM ? " (device files need root)" : "").", inTarget: true)
                 return
             }
             applyMetadata(node, in: dir, name: temp)
@@ -386,7 +390,7 @@ public final class Restorer: Sendable {
         guard renamed == 0 else {
             let message = String(cString: strerror(errno))
             _ = FileName.with(temp) { unlinkat(dir.fd, $0, 0) }
-            fail(relative, "Cannot put the \(what) in place: \(message).")
+            fail(relative, "Cannot put the \(what) in place: \(message).", inTarget: true)
             return false
         }
         return true
@@ -396,7 +400,7 @@ public final class Restorer: Sendable {
         let temp = Restorer.temporaryName()
         let fd = FileName.with(temp) { openat(dir.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard fd >= 0 else {
-            fail(relative, "Cannot create the file: \(String(cString: strerror(errno))).")
+            fail(relative, "Cannot create the file: \(String(cString: strerror(errno))).", inTarget: true)
             return
         }
         var keep = false

@@ -224,8 +224,11 @@ extension BunkerCommand {
                 for failure in report.failures { Output.error("\(failure.path): \(failure.message)") }
                 if !repository.output.quiet {
                     print("Restored \(report.filesRestored) files (\(Output.bytes(report.bytesRestored))), \(report.directoriesRestored) directories, \(report.symlinksRestored) symlinks from snapshot \(id.short) to \(target); every file's SHA-256 checked.")
-                    if !report.failures.isEmpty {
+                    let damaged = report.failures.filter { !$0.inTarget }.count
+                    if damaged > 0 {
                         print("\(report.failures.count) entries could NOT be restored (listed above); run `bunker verify --read-data` to see the damage.")
+                    } else if !report.failures.isEmpty {
+                        print("\(report.failures.count) entries could NOT be written into \(target) (listed above): the target was in the way, not the snapshot. Clear the way, or restore into an empty directory, and restore again.")
                     }
                 }
             }
