@@ -54,6 +54,27 @@ import Testing
         }
     }
 
+    /// A restore killed before its first journal was written leaves a staging directory that
+    /// is empty or holds only `journal.tmp`; the next restore removes it. A directory under a
+    /// staging name that holds anything else is not Bunker's to remove.
+    @Test func aStagingDirectoryKilledBeforeItsJournalIsRemovedByTheNextRestore() async throws {
+        try await withTemporaryDirectory { dir in
+            let studies = dir + "/studies"
+            try write("a", studies + "/a.txt")
+            let service = try await service(dir)
+            let backup = try await service.backup(SourceBackupRequest(type: .files))
+            try FileManager.default.createDirectory(atPath: dir + "/.studies.bunker-restore-0a1b2c3d", withIntermediateDirectories: true)
+            try write(#"{"phase":"sta"#, dir + "/.studies.bunker-restore-4e5f6a7b/journal.tmp")
+            try write("someone's", dir + "/.studies.bunker-restore-8c9d0e1f/notes.txt")
+            try write("changed", studies + "/a.txt")
+            _ = try await service.restore(SourceRestoreRequest(snapshot: backup.snapshotID.hex))
+            #expect(read(studies + "/a.txt") == "a")
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("bunker-restore") }
+            #expect(left == [".studies.bunker-restore-8c9d0e1f"], "\(left)")
+            #expect(read(dir + "/.studies.bunker-restore-8c9d0e1f/notes.txt") == "someone's")
+        }
+    }
+
     /// Entries the safety backup could not capture (here, in a repository of format version 2:
     /// a FIFO and a name that is not UTF-8) are left exactly where they are.
     @Test func whatTheSafetyBackupCouldNotCaptureStays() async throws {

@@ -467,8 +467,17 @@ struct InPlaceRestore {
             for name in try inside.entries() where FileName.display(name).hasPrefix(insidePrefix) { places.append((inside, name)) }
         }
         for (parent, name) in places {
-            guard let staging = try? parent.openDirectory(name), let journal = try SwapJournal.read(from: staging), journal.live == live else {
-                // Not one of ours (no journal): never touched.
+            guard let staging = try? parent.openDirectory(name) else { continue }
+            guard let journal = try SwapJournal.read(from: staging), journal.live == live else {
+                // A restore killed before its first journal was written left its staging
+                // directory (named as ours) empty, or holding only `journal.tmp`: nothing was
+                // staged or swapped, and it goes. Anything else without a journal is not ours
+                // and is never touched.
+                let temp = Array("journal.tmp".utf8)
+                if try staging.entries().allSatisfy({ $0 == temp }), flock(staging.fd, LOCK_EX | LOCK_NB) == 0 {
+                    _ = FileName.with(temp) { unlinkat(staging.fd, $0, 0) }
+                    _ = FileName.with(name) { unlinkat(parent.fd, $0, AT_REMOVEDIR) }
+                }
                 continue
             }
             // A restore still running holds the lock: its work is not interrupted.
