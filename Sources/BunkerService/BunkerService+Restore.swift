@@ -170,7 +170,9 @@ extension BunkerService {
         do {
             return try await source.liveDataExists()
         } catch let error as BunkerError {
-            throw BunkerError(error.code, "\(error.message) Nothing was restored, and the live data is unchanged: make the source reachable and try again.", cause: error)
+            // The message carries the error's own; its cause, not the error, goes on (else the
+            // text says the same thing twice).
+            throw BunkerError(error.code, "\(error.message) Nothing was restored, and the live data is unchanged: make the source reachable and try again.", cause: error.cause)
         }
     }
 

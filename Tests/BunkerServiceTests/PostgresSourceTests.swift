@@ -372,6 +372,8 @@ import Testing
                     #expect(error.message.contains("Cannot tell whether source clinic has live data to protect"), "\(error.message)")
                     #expect(error.message.contains("Connection refused (injected)"), "\(error.message)")
                     #expect(error.message.contains("Nothing was restored"), "\(error.message)")
+                    // What the user reads (the message with its causes) names the failure once.
+                    #expect(error.description.components(separatedBy: "Connection refused (injected)").count == 2, "\(error.description)")
                 }
                 #expect(FileManager.default.fileExists(atPath: dir + "/bin/psql.failed"), "the injected failure happened")
                 #expect(try fingerprint(cluster, "clinic") == damaged, "the live database is untouched")

@@ -161,7 +161,7 @@ public struct PostgresSource: Source {
                                                    what: "Looking up database \(database)")
             return !found.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         } catch let error as BunkerError {
-            throw BunkerError(error.code, "Cannot tell whether source \(name) has live data to protect (\(origin)): \(error.message)", cause: error)
+            throw BunkerError(error.code, "Cannot tell whether source \(name) has live data to protect (\(origin)): \(error.message)", cause: error.cause)
         }
     }
 
