@@ -457,12 +457,19 @@ import Testing
                 (.post, "/api/v1/backup", "{\"backup_type\": \"everything\"}", 400),
                 (.post, "/api/v1/backup", "{\"description\": 5}", 400),
                 (.post, "/api/v1/backup", "{\"async\": \"yes\"}", 400),
+                (.post, "/api/v1/backup", "null", 400),
+                (.post, "/api/v1/backup", "[1]", 400),
             ]
             for (method, uri, body, status) in cases {
                 let response = try await api.send(method, uri, token: alice, raw: body)
                 #expect(response.status.code == status, "\(method) \(uri) \(body ?? "")")
-                #expect(try object(response).keys.sorted() == ["error", "message"], "\(method) \(uri)")
+                let answer = try object(response)
+                #expect(answer.keys.sorted() == ["error", "message"], "\(method) \(uri)")
+                // Messages people can act on: never a decoder's "Type mismatch for `` key".
+                #expect((answer["message"] as? String)?.contains("``") == false, "\(method) \(uri): \(answer)")
             }
+            let many = try object(try await api.send(.get, "/api/v1/backups?limit=many", token: alice))
+            #expect((many["message"] as? String)?.contains("limit must be a whole number") == true, "\(many)")
         }
     }
 

@@ -59,6 +59,13 @@ struct APIError: Error, HTTPResponseError {
 /// without the server's paths), one of Hummingbird's (a malformed body, an unknown route) by its
 /// status, and anything else into a 500 that names no internals (the log has them).
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// A decoding error's text for people: the decoder names no key when the body as a whole
+    /// is of the wrong kind (`null`, a list), and says "Type mismatch for `` key".
+    static func readable(_ body: String?) -> String? {
+        guard let body, body.contains("for `` key") else { return body }
+        return "The request body is not a JSON object with the fields this route takes (GET /api/v1/openapi.json describes them)."
+    }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -74,7 +81,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.contentTooLarge, code: "invalid_request", "The request body is larger than the \(context.maxUploadSize) bytes this server accepts.")
         } catch let error as HTTPError {
             let code = error.status == .notFound ? "not_found" : error.status.code < 500 ? "invalid_request" : "internal"
-            throw APIError(error.status, code: code, error.body ?? error.status.reasonPhrase)
+            throw APIError(error.status, code: code, Self.readable(error.body) ?? error.status.reasonPhrase)
         } catch {
             context.logger.error("request failed: \(error)")
             throw APIError(.internalServerError, code: "internal", "The server failed to answer; the error is in its log.")

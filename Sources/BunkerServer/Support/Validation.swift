@@ -33,11 +33,12 @@ enum Validate {
     /// The `limit` query of a listing (backups, jobs): 1 to 1000, 50 when absent.
     static func listLimit(_ request: Request, context: BunkerRequestContext) throws -> Int {
         struct LimitQuery: Decodable {
-            var limit: Int?
+            var limit: String?
         }
-        let limit = try request.query(as: LimitQuery.self, context: context).limit ?? 50
-        guard (1...1000).contains(limit) else {
-            throw APIError(.badRequest, code: "invalid_request", "limit must be between 1 and 1000.")
+        // Read as text, so that `limit=many` is told what limit takes, not a decoder's words.
+        guard let text = try request.query(as: LimitQuery.self, context: context).limit else { return 50 }
+        guard let limit = Int(text), (1...1000).contains(limit) else {
+            throw APIError(.badRequest, code: "invalid_request", "limit must be a whole number from 1 to 1000 (default 50).")
         }
         return limit
     }
