@@ -45,11 +45,18 @@ private func json(_ run: BunkerProcess.Outcome) throws -> Any {
             let unknown = try BunkerProcess.run(["token", "revoke", "nobody", "--json"], environment: e)
             #expect(unknown.status != 0 && unknown.stdout.contains("token_not_found"), "\(unknown.stdout)")
             #expect(try BunkerProcess.run(["token", "create", "prometheus", "--role", "VIEWER"], environment: e).status != 0)
-            #expect(try BunkerProcess.run(["token", "create", "x", "--role", "VIEWER", "--expires", "soon"], environment: e).status != 0)
+            #expect(try BunkerProcess.run(["token", "create", "x", "--role", "VIEWER", "--expires", "soon"], environment: e).status == 64)
+            #expect(try BunkerProcess.run(["token", "create", "x", "--role", "VIEWER", "--expires", "0d"], environment: e).status == 64)
+            // Durations as everywhere else in Bunker: m is months, not minutes; years and weeks work.
+            let months = try #require(try json(BunkerProcess.run(["token", "create", "half-year", "--role", "VIEWER", "--expires", "6m", "--json"], environment: e)) as? [String: Any])
+            let sixMonths = try #require((months["expires_at"] as? String).flatMap(Timestamp.parse))
+            #expect(sixMonths.timeIntervalSinceNow > 180 * 86400 && sixMonths.timeIntervalSinceNow < 185 * 86400, "\(months)")
+            let year = try BunkerProcess.run(["token", "create", "yearly", "--role", "VIEWER", "--expires", "1y"], environment: e)
+            #expect(year.status == 0, "\(year.stderr)")
             #expect(try BunkerProcess.run(["token", "create", "x", "--role", "ROOT"], environment: e).status != 0)
 
             let audit = try #require(try json(BunkerProcess.run(["audit", "list", "--json"], environment: e)) as? [[String: Any]])
-            #expect(audit.map { $0["action"] as? String } == ["token.create", "token.create", "token.create", "token.revoke"])
+            #expect(audit.map { $0["action"] as? String } == ["token.create", "token.create", "token.create", "token.revoke", "token.create", "token.create"])
             #expect(audit.allSatisfy { $0["actor"] as? String == AuditActor.localUser().name })
         }
     }

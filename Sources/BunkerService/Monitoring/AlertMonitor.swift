@@ -120,7 +120,10 @@ public final class AlertMonitor: Sendable {
 
         let reference = reading.lastSuccessfulBackup ?? state.watchingSince
         let age = time.timeIntervalSince(reference)
-        if age > overdueAfter && state.overdueRaisedFor != reference {
+        // The state file keeps whole seconds (ISO 8601): compared at that precision, or a
+        // backup time with a fraction never matches the reloaded state, and every `bunker
+        // check` (and every round of `bunker serve`) sent the alert again.
+        if age > overdueAfter && state.overdueRaisedFor.map(Self.wholeSeconds) != Self.wholeSeconds(reference) {
             state.overdueRaisedFor = reference
             let hours = String(format: "%.1f", age / 3600)
             var facts: [NotificationEvent.Fact] = [.init("Threshold", String(format: "%.0f hours", overdueAfter / 3600))]
@@ -228,6 +231,10 @@ public final class AlertMonitor: Sendable {
         state.walLagRaisedFor = lagRaised
         state.walGapRaisedFor = gapRaised
         return alerts
+    }
+
+    private static func wholeSeconds(_ date: Date) -> Int64 {
+        Int64(date.timeIntervalSince1970.rounded(.down))
     }
 
     private func load() -> State? {

@@ -16,7 +16,7 @@ extension NotificationEvent {
             .init("Sources", names.joined(separator: ", ")),
             .init("Size", size(snapshot.summary?.totalBytes ?? 0)),
             .init("Added to the repository", size(snapshot.summary?.dataAddedStored ?? 0) + " stored"),
-            .init("Checksum (root tree SHA-256 id)", snapshot.tree.hex),
+            .init("Snapshot tree (content address; not the ZIP checksum)", snapshot.tree.hex),
             .init("Duration", String(format: "%.1f s", snapshot.summary?.durationSeconds ?? 0)),
         ]
         if let description = snapshot.description { facts.append(.init("Description", description)) }

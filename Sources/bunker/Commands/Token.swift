@@ -30,18 +30,34 @@ extension BunkerCommand {
             @Option(help: ArgumentHelp("SYSTEM_ADMIN, AUDITOR or VIEWER: what the token may do.", valueName: "role"))
             var role: Role
 
-            @Option(help: ArgumentHelp("How long the token lasts (such as 90d or 12h), or never.", valueName: "duration"))
+            @Option(help: ArgumentHelp("How long the token lasts: 90d, 12h, 2w, 6m (months), 1y, combined as 1y6m, or never.", valueName: "duration"))
             var expires = "365d"
 
+            /// The lifetime, in the calendar units retention and the rest of Bunker use (`m` is
+            /// months); nil for `never`.
+            var lifetime: RetentionDuration? {
+                get throws {
+                    guard expires != "never" else { return nil }
+                    let lifetime = try RetentionDuration(parsing: expires)
+                    guard !lifetime.isZero else {
+                        throw BunkerError(.invalidArgument, "--expires \(expires) would end the token at once; give a duration such as 90d, or never.")
+                    }
+                    return lifetime
+                }
+            }
+
             func validate() throws {
-                if expires != "never" { _ = try seconds(expires, option: "--expires") }
+                do {
+                    _ = try lifetime
+                } catch let error as BunkerError {
+                    throw ValidationError("--expires: \(error.message)")
+                }
             }
 
             func run() async throws {
                 try await options.output.run {
                     let catalog = try options.catalog()
-                    let lifetime = expires == "never" ? nil : try seconds(expires, option: "--expires")
-                    let expiresAt = lifetime.map { catalog.options.now().addingTimeInterval($0) }
+                    let expiresAt = try lifetime.map { $0.added(to: catalog.options.now()) }
                     let (token, record) = try catalog.createServiceToken(named: name, role: role, expiresAt: expiresAt, by: .localUser())
                     if options.output.json {
                         Output.printJSON(CreatedTokenOutput(token: token, listed: TokenOutput(record, now: catalog.options.now())))

@@ -36,6 +36,21 @@ import Testing
         }
     }
 
+    /// Backup times carry fractions of a second; the state file keeps whole seconds. Each
+    /// `bunker check` is a new monitor on the same state file: one alert for the episode.
+    @Test func theOverdueAlertOfABackupTimeWithAFractionIsSentOnceAcrossRuns() async throws {
+        try await withTemporaryDirectory { dir in
+            let clock = ManualClock(utc("2026-12-03T22:00:00Z"))
+            let reading = MonitorReading(lastSuccessfulBackup: utc("2026-12-01T20:11:57Z").addingTimeInterval(0.947), space: nil)
+            var sent: [NotificationEvent.Kind] = []
+            for minute in 0..<3 {
+                clock.set(utc("2026-12-03T22:00:00Z").addingTimeInterval(Double(minute) * 60))
+                sent += AlertMonitor(overdueHours: 48, minFreePercent: 20, stateFile: dir + "/alerts.json", now: { clock.now }).evaluate(reading).map(\.kind)
+            }
+            #expect(sent == [.backupOverdue])
+        }
+    }
+
     @Test func walLagIsRaisedOncePerNewestArchivedFileAfterTheThreshold() async throws {
         try await withTemporaryDirectory { dir in
             let clock = ManualClock(utc("2026-12-03T12:00:00Z"))

@@ -92,7 +92,8 @@ import Testing
             #expect(raw.contains("Subject: [Bunker] Backup of studies succeeded"))
             let body = decodedText(raw)
             #expect(body.contains("Snapshot: \(backup.snapshotID.hex)"))
-            #expect(body.contains("Checksum (root tree SHA-256 id): \(backup.snapshot.tree.hex)"))
+            #expect(body.contains("Snapshot tree (content address; not the ZIP checksum): \(backup.snapshot.tree.hex)"))
+            #expect(!body.contains("Checksum"), "a mail that says checksum would be compared with sha256sum of the ZIP")
             #expect(body.contains("Started by: victor"))
             #expect(try service.catalog().auditRecords().filter { $0.action == "notify" }.last?.outcome == .success)
         }
