@@ -86,7 +86,7 @@ extension NotificationEvent {
         return NotificationEvent(kind: .restoreFailed, time: now, title: "Restore of snapshot \(request.snapshot.prefix(8)) FAILED", facts: facts, actions: options)
     }
 
-    static func verifyFailed(_ report: CheckReport?, error: (any Error)?, now: Date) -> NotificationEvent {
+    static func verifyFailed(_ report: CheckReport?, error: (any Error)?, scope: String = "the repository", now: Date) -> NotificationEvent {
         var facts: [Fact] = []
         if let report {
             facts.append(.init("Errors", String(report.errors.count)))
@@ -94,7 +94,7 @@ extension NotificationEvent {
         }
         if let error { facts.append(.init("Error", (error as? BunkerError)?.message ?? "\(error)")) }
         return NotificationEvent(
-            kind: .verifyFailed, time: now, title: "Verification of the repository found problems", facts: facts,
+            kind: .verifyFailed, time: now, title: "Verification of \(scope) found problems", facts: facts,
             actions: [
                 "Run `bunker verify --read-data` for the full list; it names the snapshots and files each damaged object affects.",
                 "Take a new backup now (`bunker backup`): data still present on the sources is stored again.",

@@ -99,6 +99,31 @@ import Testing
         }
     }
 
+    /// The DermAI strategy's `verify latest` from cron: a damaged backup is told, as a failed
+    /// verify of the repository is; a reference that names no backup is not a failed check.
+    @Test func aFailedVerifyOfOneBackupIsNotified() async throws {
+        try await withTemporaryDirectory { dir in
+            let port = try freeTCPPort()
+            // Started once for its certificate, then stopped: the events wait in the outbox.
+            try SMTPTestServer.start(mode: .starttls, in: dir + "/smtp", port: port).stop()
+            let clock = ManualClock(Date())
+            let service = try await service(dir, smtpPort: port, clock: clock)
+            let backup = try await service.backup(SourceBackupRequest(), by: .system)
+            // Waiting in the outbox (entries made in the same millisecond come in any order).
+            let verifyEvents = { (service.notificationOutbox()?.pending ?? []).filter { $0.kind == .verifyFailed }.count }
+            _ = try damageLargestPack(in: dir + "/repo")
+
+            let report = try await service.verify(snapshot: "latest", by: .system)
+            #expect(!report.ok)
+            #expect(verifyEvents() == 1)
+            let row = try #require(try service.catalog().auditRecords(AuditFilter(action: "verify")).last)
+            #expect(row.target == backup.snapshotID.hex, "the audit trail names the backup, not `latest`")
+
+            await #expect(throws: BunkerError.self) { try await service.verify(snapshot: "ffffffff", by: .system) }
+            #expect(verifyEvents() == 1, "a reference to no backup is not a failed verify")
+        }
+    }
+
     @Test func aFailedRestoreSendsACriticalMailNamingTheSafetySnapshotAndASignedWebhook() async throws {
         try await withTemporaryDirectory { dir in
             let server = try SMTPTestServer.start(mode: .starttls, in: dir + "/smtp")
