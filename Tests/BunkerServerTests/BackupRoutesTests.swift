@@ -185,13 +185,17 @@ import Testing
             let unsigned = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["reason": "ticket 4711"])
             #expect(unsigned.status == .forbidden)
             #expect(try object(unsigned)["error"] as? String == "signature_required")
+            // The Clinical Dashboard backup guide's own body: refused as unsigned, not as lacking a reason.
+            let guide = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["create_safety_backup": true])
+            #expect(guide.status == .forbidden, "\(String(buffer: guide.body))")
+            #expect(try object(guide)["error"] as? String == "signature_required")
             let wrong = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "not-her-password", "reason": "ticket 4711"])
             #expect(wrong.status == .forbidden)
             #expect(try object(wrong)["error"] as? String == "signature_invalid")
             let noReason = try await api.send(.post, "/api/v1/restore/\(id)", token: alice, json: ["password": "alice-password"])
             #expect(noReason.status == .badRequest)
             let denied = try api.catalog.auditRecords(AuditFilter(action: "esign")).filter { $0.outcome == .denied }
-            #expect(denied.count == 2)
+            #expect(denied.count == 3)
             #expect(try Data(contentsOf: URL(fileURLWithPath: note)) != original, "nothing was restored yet")
             #expect(try api.catalog.auditRecords(AuditFilter(action: "restore")).isEmpty)
 

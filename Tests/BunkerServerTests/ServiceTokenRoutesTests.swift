@@ -75,13 +75,13 @@ import Testing
             let note = api.studies + "/studies/2024/patient-001/note-1.txt"
             try Data("changed after the backup".utf8).write(to: URL(fileURLWithPath: note))
 
-            for body: [String: Any] in [["reason": "upgrade failed"], ["password": "alice-password", "reason": "upgrade failed"]] {
+            for body: [String: Any] in [["reason": "upgrade failed"], ["password": "alice-password", "reason": "upgrade failed"], ["create_safety_backup": true]] {
                 let response = try await api.send(.post, "/api/v1/restore/\(id)", token: token, json: body)
                 #expect(response.status == .forbidden)
                 #expect(try object(response)["error"] as? String == "signature_required")
             }
             let denied = try api.catalog.auditRecords(AuditFilter(action: "esign"))
-            #expect(denied.count == 2 && denied.allSatisfy { $0.actor == "token:ci-upgrade" && $0.outcome == .denied })
+            #expect(denied.count == 3 && denied.allSatisfy { $0.actor == "token:ci-upgrade" && $0.outcome == .denied })
             #expect(denied.first?.reason?.contains("service token") == true)
             #expect(try api.catalog.auditRecords(AuditFilter(action: "restore")).isEmpty)
             #expect(try String(contentsOfFile: note, encoding: .utf8) == "changed after the backup")
