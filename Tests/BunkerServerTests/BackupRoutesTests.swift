@@ -472,6 +472,8 @@ import Testing
                 // Messages people can act on: never a decoder's "Type mismatch for `` key".
                 #expect((answer["message"] as? String)?.contains("``") == false, "\(method) \(uri): \(answer)")
             }
+            let everything = try object(try await api.send(.post, "/api/v1/backup", token: alice, raw: "{\"backup_type\": \"everything\"}"))
+            #expect((everything["message"] as? String)?.hasPrefix("\"everything\" is not one of the values") == true, "\(everything)")
             let many = try object(try await api.send(.get, "/api/v1/backups?limit=many", token: alice))
             #expect((many["message"] as? String)?.contains("limit must be a whole number") == true, "\(many)")
         }

@@ -62,8 +62,17 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     /// A decoding error's text for people: the decoder names no key when the body as a whole
     /// is of the wrong kind (`null`, a list), and says "Type mismatch for `` key".
     static func readable(_ body: String?) -> String? {
-        guard let body, body.contains("for `` key") else { return body }
-        return "The request body is not a JSON object with the fields this route takes (GET /api/v1/openapi.json describes them)."
+        guard let body else { return nil }
+        if body.contains("for `` key") {
+            return "The request body is not a JSON object with the fields this route takes (GET /api/v1/openapi.json describes them)."
+        }
+        // "Cannot initialize BackupType from invalid String value everything": a field outside
+        // its set of values.
+        if let range = body.range(of: " from invalid String value "), body.contains("Cannot initialize ") {
+            let value = body[range.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: ". "))
+            return "\"\(value)\" is not one of the values this field takes (GET /api/v1/openapi.json lists them)."
+        }
+        return body
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
