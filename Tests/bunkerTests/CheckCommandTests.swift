@@ -112,6 +112,10 @@ import Testing
             let bad = try BunkerProcess.run(["verify", "latest"], environment: e)
             #expect(bad.status == 7, "\(bad.stdout) \(bad.stderr)")
             #expect(bad.stderr.contains("affects snapshot"), "\(bad.stderr)")
+            // Said as the backup `latest` is, not as "latest".
+            let snapshots = try #require(try JSONSerialization.jsonObject(with: Data(BunkerProcess.run(["snapshots", "--json"], environment: e).stdout.utf8)) as? [[String: Any]])
+            let id = try #require(snapshots.first?["id"] as? String)
+            #expect(bad.stdout.contains("Checked backup \(id.prefix(8)):"), "\(bad.stdout)")
 
             let unknown = try BunkerProcess.run(["verify", "deadbeef"], environment: e)
             #expect(unknown.status != 0 && unknown.status != 7, "\(unknown.status) \(unknown.stderr)")

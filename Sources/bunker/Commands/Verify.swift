@@ -35,9 +35,13 @@ extension BunkerCommand {
             try await repository.output.run {
                 let subset = try readDataSubset.map(DataSubset.init(parsing:))
                 let service = try await repository.service(loadIndex: snapshot != nil)
+                // `latest` or a prefix, said as the backup it is.
+                var chosen: ID?
+                if let snapshot { chosen = try await service.repository.findSnapshot(snapshot).id }
+                let backup = chosen
                 let report = try await repository.job(service, "verify", access: .reads) { progress in
-                    if let snapshot {
-                        return try await service.verify(snapshot: snapshot, progress: progress)
+                    if let backup {
+                        return try await service.verify(snapshot: backup.hex, progress: progress)
                     }
                     return try await service.verify(readData: readData, subset: subset, progress: progress)
                 }
@@ -56,8 +60,8 @@ extension BunkerCommand {
                     }
                     if !repository.output.quiet {
                         var line = "Checked \(report.snapshots) snapshots, \(report.indexFiles) index files, \(report.packs) packs, \(report.blobs) blobs"
-                        if let snapshot {
-                            line = "Checked backup \(snapshot): read \(report.packsRead) packs (\(Output.bytes(report.bytesRead))) holding its \(report.blobs) blobs"
+                        if let backup {
+                            line = "Checked backup \(backup.short): read \(report.packsRead) pack\(report.packsRead == 1 ? "" : "s") (\(Output.bytes(report.bytesRead))) holding its \(report.blobs) blobs"
                         } else if readData || subset != nil {
                             line += "; read \(report.packsRead) packs (\(Output.bytes(report.bytesRead)))"
                             if let s = report.subset { line += " of subset \(s)" }
