@@ -23,9 +23,14 @@ import Testing
             let backup = try await api.send(.post, "/api/v1/backup", token: token, json: ["backup_type": "full"])
             #expect(backup.status == .forbidden)
             #expect(try object(backup)["error"] as? String == "forbidden")
-            let denied = try #require(try api.catalog.auditRecords().last)
-            #expect(denied.actor == "token:dashboard" && denied.action == "backup.write" && denied.outcome == .denied)
+            let denied = try #require(try api.catalog.auditRecords().last { $0.action == "backup.write" })
+            #expect(denied.actor == "token:dashboard" && denied.outcome == .denied)
             #expect(try api.catalog.backups(limit: 10).isEmpty)
+            // Every use is audited under the token's name, reads too: route and status.
+            let uses = try api.catalog.auditRecords(AuditFilter(action: "token.use"))
+            #expect(uses.allSatisfy { $0.actor == "token:dashboard" }, "\(uses.map(\.actor))")
+            #expect(uses.contains { $0.target == "GET /api/v1/auth/me" && $0.outcome == .success && $0.detailValues["status"] == "200" }, "\(uses.map(\.target))")
+            #expect(uses.contains { $0.target == "POST /api/v1/backup" && $0.outcome == .failure && $0.detailValues["status"] == "403" }, "\(uses.map(\.target))")
         }
     }
 

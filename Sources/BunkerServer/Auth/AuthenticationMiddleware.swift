@@ -43,8 +43,23 @@ struct AuthenticationMiddleware: RouterMiddleware {
                 throw APIError(.unauthorized, code: "unauthenticated", "This service token is unknown, revoked or expired: `bunker token list` on the server shows its state; make a new one with `bunker token create`.")
             }
             var context = context
-            context.identity = Identity(token: record)
-            return try await next(request, context)
+            let identity = Identity(token: record)
+            context.identity = identity
+            // Every use of a service token is audited under its name, reads too (a person's
+            // reads are not: a token is a standing credential, and its trail is what shows who
+            // used it, where, and when): the route and the status it was answered with.
+            let use = "\(request.method.rawValue) \(request.uri.path)"
+            let actor = identity.actor(requestID: context.id)
+            do {
+                let response = try await next(request, context)
+                try? catalog.record("token.use", target: use, outcome: response.status.code < 400 ? .success : .failure,
+                                    details: ["status": String(response.status.code)], by: actor)
+                return response
+            } catch {
+                let status = (error as? any HTTPResponseError)?.status.code ?? 500
+                try? catalog.record("token.use", target: use, outcome: .failure, details: ["status": String(status)], by: actor)
+                throw error
+            }
         }
         guard let (userID, generation) = await tokens.verify(token),
               let user = try catalog.user(id: userID), user.active, user.tokenGeneration == generation else { throw refused }
