@@ -31,6 +31,10 @@ import Testing
             #expect(uses.allSatisfy { $0.actor == "token:dashboard" }, "\(uses.map(\.actor))")
             #expect(uses.contains { $0.target == "GET /api/v1/auth/me" && $0.outcome == .success && $0.detailValues["status"] == "200" }, "\(uses.map(\.target))")
             #expect(uses.contains { $0.target == "POST /api/v1/backup" && $0.outcome == .failure && $0.detailValues["status"] == "403" }, "\(uses.map(\.target))")
+            // An unknown backup: the service's error, answered as 404, is recorded as 404.
+            #expect(try await api.send(.get, "/api/v1/backup/deadbeefdeadbeef", token: token).status == .notFound)
+            let missing = try #require(try api.catalog.auditRecords(AuditFilter(action: "token.use")).last)
+            #expect(missing.target == "GET /api/v1/backup/deadbeefdeadbeef" && missing.detailValues["status"] == "404", "\(missing.detailValues)")
         }
     }
 

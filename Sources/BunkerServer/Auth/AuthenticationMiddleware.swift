@@ -1,3 +1,4 @@
+import BunkerCore
 import BunkerService
 import Hummingbird
 
@@ -56,7 +57,8 @@ struct AuthenticationMiddleware: RouterMiddleware {
                                     details: ["status": String(response.status.code)], by: actor)
                 return response
             } catch {
-                let status = (error as? any HTTPResponseError)?.status.code ?? 500
+                // As the error middleware will answer it (a BunkerError is mapped there).
+                let status = (error as? any HTTPResponseError)?.status.code ?? (error as? BunkerError).map { APIError($0).status.code } ?? 500
                 try? catalog.record("token.use", target: use, outcome: .failure, details: ["status": String(status)], by: actor)
                 throw error
             }
