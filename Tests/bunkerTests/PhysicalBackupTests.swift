@@ -523,8 +523,14 @@ import Testing
             _ = try a("INSERT INTO sentinel VALUES ('streamed')")
             let segment = try a("SELECT pg_walfile_name(pg_current_wal_lsn())")
             try await Task.sleep(for: .seconds(4))
-            // Stopped while the server is still up: it stops its pg_receivewal too.
-            Foundation.kill(streamer, SIGTERM)
+            // Stopped while the server is still up: it stops its pg_receivewal too. SIGTERM goes
+            // to bunker itself, as systemd sends it: runuser, in front of it as root, passes a
+            // SIGTERM on and SIGKILLs its child 2 s later (util-linux: "Session terminated,
+            // killing shell... killed"), which on a loaded machine came before bunker had
+            // stopped its pg_receivewal.
+            let running = Self.commandLines().first { $0.contains(" wal stream ") && $0.contains(dir) && !$0.contains("runuser") }
+            let target = running.flatMap { $0.split(separator: " ").first.flatMap { pid_t($0) } } ?? streamer
+            Foundation.kill(target, SIGTERM)
             _ = try? waitForExit(streamer, "bunker wal stream")
             let left = Self.commandLines().filter { $0.contains("pg_receivewal") && $0.contains(dir) }
             #expect(left.isEmpty, "pg_receivewal outlived bunker wal stream: \(left)")
