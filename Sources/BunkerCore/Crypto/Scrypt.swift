@@ -25,7 +25,7 @@ enum Scrypt {
                 bunker_scrypt_romix(buffer.baseAddress! + lane * laneBytes, r, UInt64(n))
             }
             guard status == 0 else {
-                throw BunkerError(.outOfMemory, "Deriving the key needs \((n * laneBytes) >> 20) MiB of memory (scrypt N=\(n) r=\(r)), which this system did not give: free some memory or raise the process's limit (ulimit -v).")
+                throw BunkerError(.outOfMemory, "Deriving the key needs \((n * laneBytes / Int(BUNKER_SCRYPT_TABLE_STRIDE)) >> 20) MiB of memory (scrypt N=\(n) r=\(r)), which this system did not give: free some memory or raise the process's limit (ulimit -v).")
             }
         }
         return pbkdf2(password: password, salt: lanes, length: length)

@@ -69,6 +69,33 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 
+    /// `verify --read-data` does not hash a pack whose every unit and header it authenticated
+    /// (Checker says why that covers every byte): a changed byte anywhere in the pack, in a
+    /// unit, between units, in the sealed header or in its length, must still be found.
+    @Test func aChangedByteAnywhereInAPackIsFoundByReadingData() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let pack = try await packOfFile(repo, result, ["large.bin"])
+            let path = packPath(dir, pack)
+            chmod(path, 0o600)
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            let size = original.count
+            let headerLength = Int(original[(size - 4)...].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian)
+            let places = [0, size / 3, size - 4 - headerLength, size - 4 - headerLength / 2, size - 5, size - 4, size - 1]
+            for place in places {
+                var bytes = original
+                bytes[place] ^= 0x01
+                try bytes.write(to: URL(fileURLWithPath: path))
+                let report = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+                let issue = report.errors.first { $0.object == "data/\(pack.hex)" }
+                #expect(issue?.kind == "damaged_pack", "a bit changed at byte \(place) of \(size) went unseen")
+            }
+            try original.write(to: URL(fileURLWithPath: path))
+            let whole = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
+            #expect(whole.ok, "the pack restored, nothing is damaged: \(whole.errors)")
+        }
+    }
+
     /// A blob that decrypts but is not the one its id names (another plaintext sealed with the
     /// repository's key: what a bug or a forged pack would give) passes authentication. A
     /// restore reads file content without checking each blob against its id and checks the
