@@ -199,17 +199,24 @@ enum PackFormat {
 
     /// Reads and authenticates a whole pack's header from the pack's bytes.
     static func readHeader(of pack: Data, id: ID, key: MasterKey) throws -> [PackedBlob] {
-        guard pack.count >= 4 + MasterKey.sealOverhead else {
+        try readHeader(tail: pack, packSize: pack.count, id: id, key: key)
+    }
+
+    /// Reads and authenticates a pack's header from the pack's last bytes (`tail`, which must hold
+    /// the sealed header and its length) and the pack's size: its units, as the header lists them,
+    /// must fill the pack up to the header.
+    static func readHeader(tail: Data, packSize: Int, id: ID, key: MasterKey) throws -> [PackedBlob] {
+        guard tail.count <= packSize, tail.count >= 4 + MasterKey.sealOverhead else {
             throw BunkerError(.corruptObject, "Pack \(id.short) is too short to hold a header (truncated?).")
         }
-        let lengthStart = pack.startIndex + pack.count - 4
-        let headerLength = Int(pack[lengthStart..<(lengthStart + 4)].littleEndianUInt32)
-        guard headerLength >= MasterKey.sealOverhead, headerLength <= pack.count - 4 else {
+        let lengthStart = tail.startIndex + tail.count - 4
+        let headerLength = Int(tail[lengthStart..<(lengthStart + 4)].littleEndianUInt32)
+        guard headerLength >= MasterKey.sealOverhead, headerLength <= tail.count - 4 else {
             throw BunkerError(.corruptObject, "Pack \(id.short) has an impossible header length (truncated?).")
         }
-        let sealed = pack[(lengthStart - headerLength)..<lengthStart]
+        let sealed = tail[(lengthStart - headerLength)..<lengthStart]
         let blobs = try decodeHeader(try key.open(sealed), pack: id)
-        guard dataLength(blobs) == pack.count - 4 - headerLength else {
+        guard dataLength(blobs) == packSize - 4 - headerLength else {
             throw BunkerError(.corruptObject, "Pack \(id.short)'s header does not match its size.")
         }
         return blobs

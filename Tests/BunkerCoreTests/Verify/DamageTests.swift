@@ -96,6 +96,43 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 
+    /// From a local directory, `verify --read-data` checks a pack in runs of about a MiB, never
+    /// holding a whole pack, yet reads every byte of it; from an object store it loads each pack
+    /// whole, once (a request per run would multiply the requests).
+    @Test func aLocalVerifyReadsEveryByteOfAPackButNeverTheWholePackAtOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            try TreeGenerator.writeRandomFile(dir + "/src/large.bin", size: 10 << 20, seed: 31)
+            try Data(repeating: 0x41, count: 3 << 20).write(to: URL(fileURLWithPath: dir + "/src/text.txt"))
+            let repo = try await TestRepository.create(at: dir + "/repo", packSize: 4 << 20)
+            _ = try await TestRepository.backup(repo, [dir + "/src"])
+
+            let counting = LoadCountingStorage(try StorageLocation.storage(for: dir + "/repo"))
+            let local = try await Repository.open(storage: counting, password: TestRepository.password)
+            let report = try await Checker(repository: local).check(readData: true)
+            #expect(report.ok, "\(report.errors)")
+            let sizes = Dictionary(uniqueKeysWithValues: try await local.storage.list(.pack).map { ($0.handle.name, $0.size) })
+            #expect(sizes.values.contains { $0 > 2 * Checker.runBytes }, "the test needs packs of several runs: \(sizes)")
+            let ranges = Dictionary(grouping: counting.packRanges, by: \.pack)
+            #expect(Set(ranges.keys) == Set(sizes.keys), "every pack is read")
+            for (pack, loads) in ranges {
+                let size = try #require(sizes[pack])
+                #expect(loads.allSatisfy { $0.range != nil && $0.range!.count < size }, "pack \(pack) of \(size) bytes was loaded whole")
+                #expect(loads.allSatisfy { $0.range!.count <= Checker.runBytes }, "a run is about a MiB: \(loads.map { $0.range!.count })")
+                var covered = IndexSet()
+                for load in loads { covered.insert(integersIn: load.range!) }
+                #expect(covered == IndexSet(integersIn: 0..<size), "every byte of pack \(pack) is read")
+            }
+
+            let (remote, remoteCounting) = try await TestRepository.openCounting(at: dir + "/repo")
+            let remoteReport = try await Checker(repository: remote).check(readData: true)
+            #expect(remoteReport.ok)
+            // (The walk of the snapshot's trees reads listings by range on its own.)
+            let whole = remoteCounting.packRanges.filter { $0.range == nil }.map(\.pack)
+            #expect(whole.sorted() == sizes.keys.sorted(), "each pack is loaded whole once: \(remoteCounting.packLoads)")
+        }
+    }
+
     /// A blob that decrypts but is not the one its id names (another plaintext sealed with the
     /// repository's key: what a bug or a forged pack would give) passes authentication. A
     /// restore reads file content without checking each blob against its id and checks the
