@@ -292,7 +292,7 @@ struct BackupController {
     // MARK: Download and verify
 
     /// The export ZIP, streamed as it is made (chunked): no copy of it is written to the server's
-    /// disk, and no more than four pieces of it (each at most a repository chunk, 4 MiB by
+    /// disk, and no more than four pieces of it (each at most a repository chunk, 2 MiB by
     /// default) wait in memory for the client, however slowly it reads. What can fail before the first byte (no such backup, no repository) is an error
     /// answer; a failure later (a damaged pack, the repository locked by a prune) ends the
     /// connection without the chunked body's end, so no client takes the archive for whole, and
