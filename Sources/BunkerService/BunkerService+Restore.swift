@@ -79,6 +79,26 @@ public struct RestoreOutcome: Sendable, Codable {
 }
 
 extension BunkerService {
+    /// What `restore latest` restores: the newest snapshot that is not a safety copy and holds
+    /// every source named (`--source`). A restore's own safety copy is the newest snapshot right
+    /// after it, and holds only the sources that restore replaced: `restore latest` would
+    /// otherwise bring back what the last restore replaced, or find the next source missing. A
+    /// safety copy is restored by its id.
+    public func latestRestorable(holding names: [String]) async throws -> (id: ID, snapshot: Snapshot) {
+        let all = try await repository.snapshots()
+        if let found = all.last(where: { entry in
+            guard !entry.snapshot.tags.contains("safety") else { return false }
+            return names.allSatisfy { name in entry.snapshot.sources?.contains { $0.name == name } == true }
+        }) {
+            return found
+        }
+        guard !all.isEmpty else {
+            throw BunkerError(.snapshotNotFound, "The repository has no snapshots yet; run `bunker backup` first.")
+        }
+        let which = names.isEmpty ? "" : " holding source\(names.count == 1 ? "" : "s") \(names.joined(separator: ", "))"
+        throw BunkerError(.snapshotNotFound, "The repository holds no backup\(which) but safety copies; give a snapshot id (`bunker snapshots` lists them, safety copies tagged safety).")
+    }
+
     /// Restores sources from a snapshot, the safe way.
     ///
     /// 1. The data the restore needs is checked first: every pack it reads must hash to its name
