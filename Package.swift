@@ -129,7 +129,8 @@ let package = Package(
             // lld, for relative relocations packed (RELR, glibc 2.36): the 88,000 the binary has
             // took 2 MB of relocation table that every command read in at start, and peak memory
             // is measured per command (issue 19). Swift's default linker here, gold, cannot pack
-            // them; lld ships with the toolchain.
+            // them; lld ships with the toolchain. The binary then needs glibc 2.36 or later to
+            // start (Debian 12, Ubuntu 23.04): build on the system it is to run on.
             linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux]))]
         ),
         .testTarget(

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// The output depends only on the bytes, the level and zlib's version, never on how the input
 /// was split: ``ZipWriter`` also feeds it in fixed blocks, so that an entry's bytes are the same
-/// whether they came from 4 MiB repository chunks or 1 MiB file reads.
+/// whether they came from repository chunks (up to 2 or 4 MiB) or 1 MiB file reads.
 final class Deflater {
     /// The z_stream lives at a fixed address: zlib's state points back at it.
     private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)

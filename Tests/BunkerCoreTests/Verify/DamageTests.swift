@@ -69,9 +69,8 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 
-    /// `verify --read-data` does not hash a pack whose every unit and header it authenticated
-    /// (Checker says why that covers every byte): a changed byte anywhere in the pack, in a
-    /// unit, between units, in the sealed header or in its length, must still be found.
+    /// A changed byte anywhere in a pack, in a unit, in the sealed header or in its length, is
+    /// found by `verify --read-data`, which checks a local pack in runs (never whole).
     @Test func aChangedByteAnywhereInAPackIsFoundByReadingData() async throws {
         try await withTemporaryDirectory { dir in
             let (repo, result) = try await makeRepository(in: dir)
@@ -93,6 +92,33 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
             try original.write(to: URL(fileURLWithPath: path))
             let whole = try await Checker(repository: try await TestRepository.open(at: dir + "/repo")).check(readData: true)
             #expect(whole.ok, "the pack restored, nothing is damaged: \(whole.errors)")
+        }
+    }
+
+    /// A unit sealed again with its own plaintext (another nonce) authenticates and holds the
+    /// right blob, but the pack is no longer the one its name says, which a restore's check and
+    /// `bunker copy` refuse: verify must say so too, locally (in runs) and from an object store.
+    @Test func aPackNoLongerMatchingItsNameIsDamagedThoughEveryUnitAuthenticates() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, result) = try await makeRepository(in: dir)
+            let location = try await locationOfFile(repo, result, ["large.bin"])
+            let path = packPath(dir, location.pack)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            let range = Int(location.blob.offset)..<(Int(location.blob.offset) + Int(location.blob.length))
+            let resealed = try repo.key.seal(try repo.key.open(Data(bytes[range])))
+            try #require(resealed.count == range.count && resealed != Data(bytes[range]))
+            bytes.replaceSubrange(range, with: resealed)
+            chmod(path, 0o600)
+            try bytes.write(to: URL(fileURLWithPath: path))
+
+            let local = try await TestRepository.open(at: dir + "/repo")
+            let (remote, _) = try await TestRepository.openCounting(at: dir + "/repo")
+            for (name, repository) in [("local", local), ("remote", remote)] {
+                let report = try await Checker(repository: repository).check(readData: true)
+                let issue = report.errors.first { $0.object == "data/\(location.pack.hex)" }
+                #expect(issue?.kind == "damaged_pack", "\(name)")
+                #expect(issue?.message.contains("SHA-256 does not match its name") == true, "\(name): \(issue?.message ?? "no issue")")
+            }
         }
     }
 
