@@ -5,14 +5,16 @@ import Foundation
 /// ignored.
 ///
 /// Swift's concurrency runs on libdispatch's worker threads, which block every asynchronous
-/// signal, and a program started from one inherits that mask; a command that turns SIGINT and
-/// SIGTERM into cancellation (``untilStopped``) ignores them, and an ignored signal stays ignored
+/// signal, and a program started from one inherits that mask; a signal Bunker was started
+/// ignoring (SIGHUP under `nohup`, SIGINT and SIGQUIT for a shell's background job) stays ignored
 /// across `exec` (Foundation resets neither). `pg_receivewal` then ignored the SIGTERM meant to
 /// stop it and outlived `bunker wal stream`. PostgreSQL's server resets its own signals; its
 /// tools do not.
 ///
 /// For the moment of the spawn an ignored stop signal takes its default action in Bunker too:
-/// one that arrives then ends Bunker at once, as it would without the cancellation.
+/// one that arrives then ends Bunker at once. Only a signal found ignored is touched and set
+/// back: a handler (libdispatch's, for a signal source) is left alone, so nothing may install
+/// one for these signals while a spawn runs (``untilStopped`` installs its own first).
 func withStopSignalsUnblocked<T>(_ spawn: () throws -> T) rethrows -> T {
     let signals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     var stopping = sigset_t()

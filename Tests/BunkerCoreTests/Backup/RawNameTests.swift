@@ -69,6 +69,32 @@ import Testing
         }
     }
 
+    /// A listing orders and finds its nodes by the bytes of their names, whether a name is kept
+    /// as text or as raw bytes: byte values above 0x7F after ASCII, a prefix before the names it
+    /// starts, canonically equivalent spellings apart.
+    @Test func aListingOrdersAndFindsNamesByTheirBytes() {
+        var generator = SystemRandomNumberGenerator()
+        var names: Set<[UInt8]> = [Self.latin1, Self.badDirectory, Self.composed, Self.decomposed,
+                                   Array("a".utf8), Array("ab".utf8), Array("a\u{7F}".utf8), [0x61, 0xC3, 0xA9], [0xFF], [0x7F]]
+        while names.count < 400 {
+            let length = Int.random(in: 1...6, using: &generator)
+            // Few distinct bytes, so that many names share prefixes or are prefixes of others.
+            names.insert((0..<length).map { _ in [0x61, 0x62, 0x7F, 0x80, 0xC3, 0xA9, 0xFF].randomElement(using: &generator)! })
+        }
+        let nodes = names.shuffled(using: &generator).map { Node(nameBytes: $0, type: .file, mode: 0o644, mtimeNanoseconds: 0, uid: 0, gid: 0) }
+        let tree = Tree(nodes: nodes)
+        let expected = names.sorted { $0.lexicographicallyPrecedes($1) }
+        #expect(tree.nodes.map(\.nameBytes) == expected)
+        for name in expected {
+            #expect(tree.node(nameBytes: name)?.nameBytes == name)
+            var copy = tree
+            #expect(copy.takeNode(nameBytes: name)?.nameBytes == name)
+        }
+        for missing in [[], [0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61], [0x00], [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]] as [[UInt8]] where !names.contains(missing) {
+            #expect(tree.node(nameBytes: missing) == nil)
+        }
+    }
+
     @Test func anOlderRepositorySkipsWhatItsFormatCannotStoreWithAWarning() async throws {
         try await withTemporaryDirectory { dir in
             try Self.makeTree(at: dir + "/src")
