@@ -14,7 +14,8 @@ import Foundation
 /// For the moment of the spawn an ignored stop signal takes its default action in Bunker too:
 /// one that arrives then ends Bunker at once. Only a signal found ignored is touched and set
 /// back: a handler (libdispatch's, for a signal source) is left alone, so nothing may install
-/// one for these signals while a spawn runs (``untilStopped`` installs its own first).
+/// one for these signals while a spawn runs (``untilStopped`` starts its work only once
+/// libdispatch has registered its sources).
 func withStopSignalsUnblocked<T>(_ spawn: () throws -> T) rethrows -> T {
     let signals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     var stopping = sigset_t()
@@ -23,17 +24,30 @@ func withStopSignalsUnblocked<T>(_ spawn: () throws -> T) rethrows -> T {
     var previousMask = sigset_t()
     pthread_sigmask(SIG_UNBLOCK, &stopping, &previousMask)
     var ignored: [Int32] = []
-    for signal in signals {
-        var current = sigaction()
-        // SIG_IGN is the handler address 1 (a C macro Swift sees only as a value to pass).
-        if sigaction(signal, nil, &current) == 0, withUnsafeBytes(of: current.__sigaction_handler, { $0.load(as: UInt.self) }) == 1 {
-            ignored.append(signal)
-            Glibc.signal(signal, SIG_DFL)
-        }
+    for signal in signals where disposition(of: signal) == .ignored {
+        ignored.append(signal)
+        Glibc.signal(signal, SIG_DFL)
     }
     defer {
         for signal in ignored { Glibc.signal(signal, SIG_IGN) }
         pthread_sigmask(SIG_SETMASK, &previousMask, nil)
     }
     return try spawn()
+}
+
+/// What a signal does when it comes: its default action, nothing, or a handler's work.
+enum SignalDisposition {
+    case defaultAction, ignored, caught
+}
+
+/// What `signal` does now in this process (nil if `sigaction` refuses the number).
+func disposition(of signal: Int32) -> SignalDisposition? {
+    var current = sigaction()
+    guard sigaction(signal, nil, &current) == 0 else { return nil }
+    // SIG_DFL and SIG_IGN are the handler addresses 0 and 1 (C macros Swift sees only as values).
+    switch withUnsafeBytes(of: current.__sigaction_handler, { $0.load(as: UInt.self) }) {
+    case 0: return .defaultAction
+    case 1: return .ignored
+    default: return .caught
+    }
 }
