@@ -169,7 +169,7 @@ public final class Archiver: Sendable {
         switch item {
         case .path(let path, let name, let excludes):
             let rules = try ExcludeRules(request.excludes + excludes)
-            return try await saveEntry(at: EntryLocation(directory: nil, name: Array(path.utf8)), path: path, relative: "", name: Array(name.utf8), parent: parent, excludes: rules, savers: savers)?.node
+            return try await saveEntry(at: EntryLocation(directory: nil, name: Array(path.utf8)), path: EntryPath(root: path), name: Array(name.utf8), parent: parent, excludes: rules, savers: savers)?.node
         case .file(let path, let name):
             let location = EntryLocation(directory: nil, name: Array(path.utf8))
             let status = FileStatus(try location.status())
@@ -284,16 +284,16 @@ public final class Archiver: Sendable {
     /// `parent` is the parent snapshot's node for the entry, consumed: the entry's directory no
     /// longer holds its chunk list (see ``Tree/takeNode(nameBytes:)``), and a changed file lets
     /// it go before it is read again.
-    private func saveEntry(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
-        switch try examine(at: location, path: path, relative: relative, name: name, parent: parent, excludes: excludes) {
+    private func saveEntry(at location: EntryLocation, path: EntryPath, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
+        switch try examine(at: location, path: path, name: name, parent: parent, excludes: excludes) {
         case .settled(let saved):
             return saved
         case .pending(let work):
-            return try await finish(work, at: location, path: path, relative: relative, excludes: excludes, savers: savers)
+            return try await finish(work, at: location, path: path, excludes: excludes, savers: savers)
         }
     }
 
-    /// What ``examine(at:path:relative:name:parent:excludes:)`` made of an entry: settled there,
+    /// What ``examine(at:path:name:parent:excludes:)`` made of an entry: settled there,
     /// or work that reads a file or a directory, which may take long.
     private enum Examined: Sendable {
         case settled(SavedEntry?)
@@ -314,14 +314,14 @@ public final class Archiver: Sendable {
     }
 
     /// The part of saving an entry that never waits: its `lstat`, the excludes, and everything
-    /// but directories and files to read, which are left to ``finish(_:at:path:relative:excludes:savers:)``.
+    /// but directories and files to read, which are left to ``finish(_:at:path:excludes:savers:)``.
     ///
     /// Most entries of a backup with a parent snapshot end here (unchanged files), so that
     /// ``saveChildren(of:path:relative:entries:parentTree:excludes:savers:)`` runs it in line:
     /// a task for each file cost a fifth of a no-change backup's time on the benchmark (0.28-0.31 s
     /// with one, 0.22-0.23 s without: task allocation, malloc arenas locked across threads,
     /// wake-ups), more than the `lstat` it ran.
-    private func examine(at location: EntryLocation, path: String, relative: String, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules) throws -> Examined {
+    private func examine(at location: EntryLocation, path: EntryPath, name: [UInt8], parent: consuming Node?, excludes: ExcludeRules) throws -> Examined {
         let status: FileStatus
         do {
             status = FileStatus(try location.status())
@@ -329,17 +329,18 @@ public final class Archiver: Sendable {
             warn(error.message)
             return .settled(nil)
         }
-        if !relative.isEmpty, excludes.excludes(name: FileName.display(name), absolute: path, relative: relative, isDirectory: status.kind == .directory) {
+        if !path.isRoot, !excludes.isEmpty,
+           excludes.excludes(name: FileName.display(name), absolute: path.absolute, relative: path.relative, isDirectory: status.kind == .directory) {
             return .settled(nil)
         }
         let storesRawNames = repository.config.storesRawNames
         if !storesRawNames {
             if status.kind.isSpecial {
-                warn("Skipped \(path): this repository (format version \(repository.config.version)) cannot record sockets, pipes and device files; a repository made by `bunker init` now can.")
+                warn("Skipped \(path.absolute): this repository (format version \(repository.config.version)) cannot record sockets, pipes and device files; a repository made by `bunker init` now can.")
                 return .settled(nil)
             }
             if String(validating: name, as: UTF8.self) == nil {
-                warn("Skipped \(path): its name is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store; a repository made by `bunker init` now can.")
+                warn("Skipped \(path.absolute): its name is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store; a repository made by `bunker init` now can.")
                 return .settled(nil)
             }
         }
@@ -354,7 +355,7 @@ public final class Archiver: Sendable {
             do {
                 let target = try location.readLink()
                 if !storesRawNames && String(validating: target, as: UTF8.self) == nil {
-                    warn("Skipped \(path): its target is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store.")
+                    warn("Skipped \(path.absolute): its target is not valid UTF-8, which this repository (format version \(repository.config.version)) cannot store.")
                     return .settled(nil)
                 }
                 node.linkTargetBytes = target
@@ -390,8 +391,8 @@ public final class Archiver: Sendable {
         return .settled(SavedEntry(node: node, sameAsParent: parent != nil && node == parent))
     }
 
-    /// Reads a directory or file that ``examine(at:path:relative:name:parent:excludes:)`` left.
-    private func finish(_ work: consuming PendingEntry, at location: EntryLocation, path: String, relative: String, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
+    /// Reads a directory or file that ``examine(at:path:name:parent:excludes:)`` left.
+    private func finish(_ work: consuming PendingEntry, at location: EntryLocation, path: EntryPath, excludes: ExcludeRules, savers: Savers) async throws -> SavedEntry? {
         switch consume work {
         case .directory(let status, var node, let parent):
             let parentTree = await listing(of: parent)
@@ -401,14 +402,14 @@ public final class Archiver: Sendable {
                 handle = try location.openDirectory(expecting: status)
                 entries = try handle.entries()
             } catch let error as BunkerError {
-                warn("\(path): \(error.message)")
+                warn("\(path.absolute): \(error.message)")
                 return nil
             }
             // The parent snapshot's listing is handed to the children node by node, and the new
             // one is not held past its encoding (`TreeSaver` consumes it): for a folder holding a
             // 4 GiB database each names half a million chunks (18 MB), beside the 38 MB of JSON
             // being stored.
-            let (nodes, sameAsParent) = try await saveChildren(of: handle, path: path, relative: relative, entries: entries, parentTree: consume parentTree, excludes: excludes, savers: savers)
+            let (nodes, sameAsParent) = try await saveChildren(of: handle, path: path.absolute, relative: path.relative, entries: entries, parentTree: consume parentTree, excludes: excludes, savers: savers)
             let tree = Tree(nodes: consume nodes)
             let previous = parent?.subtree
             let unchanged = sameAsParent && previous != nil && repository.index.contains(previous!)
@@ -424,7 +425,7 @@ public final class Archiver: Sendable {
             return SavedEntry(node: node, sameAsParent: parent != nil && node == parent)
         case .file(let status, var node, let isNew):
             do {
-                record(try await savers.files.saveFile(at: location, expecting: status, path: path), in: &node)
+                record(try await savers.files.saveFile(at: location, expecting: status, path: path.absolute), in: &node)
             } catch let error as BunkerError where error.code == .sourceIO {
                 warn(error.message)
                 return nil
@@ -437,7 +438,7 @@ public final class Archiver: Sendable {
     }
 
     /// `work` if its entry is still what its `lstat` found, else the entry examined again.
-    private func recheck(_ work: PendingEntry, at location: EntryLocation, path: String, relative: String, name: [UInt8], excludes: ExcludeRules) throws -> Examined {
+    private func recheck(_ work: PendingEntry, at location: EntryLocation, path: EntryPath, name: [UInt8], excludes: ExcludeRules) throws -> Examined {
         let before = work.status
         if let now = try? FileStatus(location.status()), now.kind == before.kind, now.device == before.device,
            now.inode == before.inode, now.size == before.size, now.mtimeNanoseconds == before.mtimeNanoseconds {
@@ -445,13 +446,52 @@ public final class Archiver: Sendable {
         }
         switch work {
         case .directory(_, _, let parent):
-            return try examine(at: location, path: path, relative: relative, name: name, parent: parent, excludes: excludes)
+            return try examine(at: location, path: path, name: name, parent: parent, excludes: excludes)
         case .file(_, _, let isNew):
             // The parent's node is gone (a file to read lets go of its chunk list): the file is
             // read whatever it is now, and counted as new or changed as it was first.
-            let again = try examine(at: location, path: path, relative: relative, name: name, parent: nil, excludes: excludes)
+            let again = try examine(at: location, path: path, name: name, parent: nil, excludes: excludes)
             if case .pending(.file(let status, let node, _)) = again { return .pending(.file(status, node, isNew: isNew)) }
             return again
+        }
+    }
+
+    /// An entry's path, absolute and below the backed-up directory, spelled out only when a
+    /// message, an exclude rule or a file's reading needs it: a no-change backup settles most
+    /// entries with an `lstat` and a look at the parent snapshot, and building two strings for
+    /// each of half a million files cost more than that look.
+    private struct EntryPath: Sendable {
+        /// The containing directory's absolute path, or a backup item's whole path.
+        private let directory: String
+        /// The containing directory's path below the backed-up one; nil for a backup item.
+        private let directoryRelative: String?
+        private let name: [UInt8]
+
+        /// A backup item: the directory or file the user named.
+        init(root path: String) {
+            directory = path
+            directoryRelative = nil
+            name = []
+        }
+
+        /// The entry `name` in the directory at `path` (`relative` below the backed-up one).
+        init(in path: String, relative: String, name: [UInt8]) {
+            directory = path
+            directoryRelative = relative
+            self.name = name
+        }
+
+        var isRoot: Bool { directoryRelative == nil }
+
+        var absolute: String {
+            isRoot ? directory : directory + "/" + FileName.display(name)
+        }
+
+        /// Empty for a backup item.
+        var relative: String {
+            guard let directoryRelative else { return "" }
+            let text = FileName.display(name)
+            return directoryRelative.isEmpty ? text : directoryRelative + "/" + text
         }
     }
 
@@ -495,11 +535,9 @@ public final class Archiver: Sendable {
                     while let (done, saved) = try await group.next() { results[done] = saved }
                 }
                 let name = entries[i]
-                let text = FileName.display(name)
-                let childPath = path + "/" + text
-                let childRelative = relative.isEmpty ? text : relative + "/" + text
+                let childPath = EntryPath(in: path, relative: relative, name: name)
                 let location = EntryLocation(directory: dir, name: name)
-                var step = try examine(at: location, path: childPath, relative: childRelative, name: name, parent: parentTree?.takeNode(nameBytes: name), excludes: excludes)
+                var step = try examine(at: location, path: childPath, name: name, parent: parentTree?.takeNode(nameBytes: name), excludes: excludes)
                 if case .pending(let work) = step, inFlight >= window {
                     if let (done, saved) = try await group.next() {
                         results[done] = saved
@@ -508,7 +546,7 @@ public final class Archiver: Sendable {
                     // The wait can be long (16 folders being walked): an entry changed meanwhile
                     // is taken as it is now, not refused as swapped when it is opened.
                     FaultPoints.hit("backup-window-wait")
-                    step = try recheck(work, at: location, path: childPath, relative: childRelative, name: name, excludes: excludes)
+                    step = try recheck(work, at: location, path: childPath, name: name, excludes: excludes)
                 }
                 switch step {
                 case .settled(let saved):
@@ -516,7 +554,7 @@ public final class Archiver: Sendable {
                 case .pending(let work):
                     group.addTask {
                         do {
-                            return (i, try await self.finish(work, at: location, path: childPath, relative: childRelative, excludes: excludes, savers: savers))
+                            return (i, try await self.finish(work, at: location, path: childPath, excludes: excludes, savers: savers))
                         } catch {
                             failed.raise()
                             throw error
@@ -529,11 +567,16 @@ public final class Archiver: Sendable {
                 results[done] = saved
             }
         }
-        let saved = results.compactMap { $0 }
+        var nodes: [Node] = []
+        nodes.reserveCapacity(results.count)
+        var allSameAsParent = true
+        for case let saved? in consume results {
+            nodes.append(saved.node)
+            allSameAsParent = allSameAsParent && saved.sameAsParent
+        }
         // Each saved entry that is the parent's node took a name the parent has, so as many
         // of them as the parent has nodes make the same listing.
-        let sameAsParent = saved.count == parentCount && saved.allSatisfy(\.sameAsParent)
-        return (saved.map(\.node), sameAsParent)
+        return (nodes, nodes.count == parentCount && allSameAsParent)
     }
 }
 

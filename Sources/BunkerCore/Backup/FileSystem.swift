@@ -128,33 +128,49 @@ public final class DirectoryHandle: Sendable {
     }
 
     /// The names in this directory, as bytes, sorted by their bytes (without `.` and `..`).
+    ///
+    /// Read with `getdents64` into one buffer rather than through `opendir`: a walk lists every
+    /// directory once, and `fdopendir` cost a descriptor, a 32 KiB allocation and a `closedir` for
+    /// each (a tenth of a no-change backup of half a million files went to listing directories).
     public func entries() throws -> [[UInt8]] {
-        // fdopendir takes over the descriptor it is given: hand it a duplicate.
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0, let d = fdopendir(copy) else {
-            let err = errno
-            if copy >= 0 { close(copy) }
-            throw BunkerError(.sourceIO, "Cannot list a directory: \(String(cString: strerror(err))).")
+        // Listings read the directory from its start; the offset is this descriptor's own.
+        guard lseek(fd, 0, SEEK_SET) == 0 else {
+            throw BunkerError(.sourceIO, "Cannot list a directory: \(String(cString: strerror(errno))).")
         }
-        defer { closedir(d) }
-        rewinddir(d)
         var names: [[UInt8]] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(d) else {
-                if errno != 0 { throw BunkerError(.sourceIO, "Cannot list a directory: \(String(cString: strerror(errno))).") }
-                break
+        try withUnsafeTemporaryAllocation(byteCount: DirectoryHandle.listingBufferSize, alignment: 8) { buffer in
+            while true {
+                let count = getdents64(fd, buffer.baseAddress!, buffer.count)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw BunkerError(.sourceIO, "Cannot list a directory: \(String(cString: strerror(errno))).")
+                }
+                if count == 0 { break }
+                // Each record: d_ino (8), d_off (8), d_reclen (2), d_type (1), then the name and
+                // its NUL, padded to 8 bytes.
+                var at = 0
+                while at < count {
+                    let length = Int(buffer.load(fromByteOffset: at + 16, as: UInt16.self))
+                    let start = buffer.baseAddress! + at + 19
+                    let nameLength = strnlen(start.assumingMemoryBound(to: CChar.self), length - 19)
+                    let name = UnsafeRawBufferPointer(start: start, count: nameLength)
+                    if !(nameLength == 1 && name[0] == 0x2E) && !(nameLength == 2 && name[0] == 0x2E && name[1] == 0x2E) {
+                        names.append(Array(name))
+                    }
+                    at += length
+                }
             }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in
-                let bytes = raw.bindMemory(to: UInt8.self)
-                let length = bytes.firstIndex(of: 0) ?? bytes.count
-                return Array(bytes[0..<length])
-            }
-            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
         }
-        return names.sorted { $0.lexicographicallyPrecedes($1) }
+        return names.sorted { FileName.precedes($0, $1) }
     }
+
+    /// The `getdents64` buffer: room for a few hundred names per call.
+    static let listingBufferSize = 32 << 10
 }
+
+/// getdents64(2): the directory entries after the descriptor's offset, as the kernel lays them out.
+@_silgen_name("getdents64")
+func getdents64(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int
 
 /// renameat2(2), which glibc declares only for _GNU_SOURCE.
 @_silgen_name("renameat2")
@@ -168,10 +184,21 @@ public let renameExchange: UInt32 = 2
 /// Names as bytes: C strings made from them, and readable forms for messages.
 public enum FileName {
     /// Calls `body` with `name` as a NUL-terminated C string.
+    ///
+    /// The string is made on the stack: a walk makes one for each `lstat` and `open`.
     public static func with<R>(_ name: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
-        try (name + [0]).withUnsafeBufferPointer { buffer in
-            try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
+        try withUnsafeTemporaryAllocation(of: CChar.self, capacity: name.count + 1) { buffer in
+            name.withUnsafeBytes { bytes in
+                _ = UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, from: bytes)
+            }
+            buffer[name.count] = 0
+            return try body(UnsafePointer(buffer.baseAddress!))
         }
+    }
+
+    /// Whether `a` sorts before `b` by their bytes, as listings order names (``Node/compareNames(_:_:)``).
+    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { a in b.withUnsafeBytes { b in Node.compareNames(a, b) < 0 } }
     }
 
     /// A readable form of a name (U+FFFD for bytes that are not UTF-8).

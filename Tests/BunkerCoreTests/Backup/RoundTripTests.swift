@@ -68,6 +68,22 @@ import Testing
         }
     }
 
+    @Test func anAbsoluteExcludePatternMatchesTheWholePath() async throws {
+        try await withTemporaryDirectory { dir in
+            try TreeGenerator.makeSampleTree(at: dir + "/src", largeFileSize: 10_000)
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            var request = BackupRequest(paths: [dir + "/src"])
+            // A pattern that starts with / is matched against the absolute path; the same
+            // pattern without the directory's own path matches nothing.
+            request.excludes = [dir + "/src/studies/2025/*.dcm", "/studies/2024/*"]
+            let result = try await Archiver(repository: repo, request: request).run()
+            _ = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: dir + "/out")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out/src/studies/2025/image-b.dcm"))
+            #expect(FileManager.default.fileExists(atPath: dir + "/out/src/studies/2025/small-0.bin"))
+            #expect(try !FileManager.default.contentsOfDirectory(atPath: dir + "/out/src/studies/2024").isEmpty)
+        }
+    }
+
     @Test func incrementalBackupSkipsUnchangedFiles() async throws {
         try await withTemporaryDirectory { dir in
             try TreeGenerator.makeSampleTree(at: dir + "/src")
