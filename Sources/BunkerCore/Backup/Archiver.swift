@@ -344,7 +344,15 @@ public final class Archiver: Sendable {
                 return .settled(nil)
             }
         }
-        var node = Node(nameBytes: name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+        var node: Node
+        if let parent, parent.hasName(name) {
+            // The parent snapshot's node lends its name: making and validating a String for each
+            // of half a million names took 5 % of a no-change backup's CPU.
+            node = Node(name: parent.name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+            node.rawName = parent.rawName
+        } else {
+            node = Node(nameBytes: name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
+        }
         switch status.kind {
         case .fifo, .socket:
             summary.withLock { $0.totalFiles += 1 }

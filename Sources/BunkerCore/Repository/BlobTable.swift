@@ -327,17 +327,22 @@ final class BlobTable: @unchecked Sendable {
         directory[65_536] = Int32(sorted)
     }
 
+    /// The slot of `id` among the sorted ones.
+    ///
+    /// Ids are uniform, so the bits after a bucket's 16 say where in the bucket an id sits: the
+    /// search starts there and walks to it, a slot or two away, where a binary search touched
+    /// four or five cache lines of a bucket (a no-change backup looks up every chunk of every
+    /// unchanged file, a million at 10 GiB).
     private func findSorted(_ id: ID) -> Int? {
         guard sorted > 0 else { return nil }
         let bucket = BlobTable.bucket(id)
-        var low = Int(directory[bucket]), high = Int(directory[bucket + 1])
-        while low < high {
-            let middle = (low + high) / 2
-            let candidate = slots![middle].id
-            if candidate == id { return middle }
-            if BlobTable.less(candidate, id) { low = middle + 1 } else { high = middle }
-        }
-        return nil
+        let low = Int(directory[bucket]), high = Int(directory[bucket + 1])
+        guard low < high else { return nil }
+        let fraction = (id.w0 << 16) >> 32
+        var i = low + Int((fraction * UInt64(high - low)) >> 32)
+        while i < high - 1, BlobTable.less(slots![i].id, id) { i += 1 }
+        while i > low, BlobTable.less(id, slots![i].id) { i -= 1 }
+        return slots![i].id == id ? i : nil
     }
 
     /// The order of the table: the ids' words as numbers, the first most significant. Any total

@@ -130,6 +130,11 @@ public struct Node: Codable, Sendable, Equatable {
         return a.count - b.count
     }
 
+    /// Whether this node's name is exactly these bytes.
+    func hasName(_ bytes: [UInt8]) -> Bool {
+        withNameBytes { a in bytes.withUnsafeBytes { Node.compareNames(a, $0) == 0 } }
+    }
+
     /// Whether this node's name sorts before `other`'s in a listing.
     func nameSortsBefore(_ other: Node) -> Bool {
         withNameBytes { a in other.withNameBytes { b in Node.compareNames(a, b) < 0 } }

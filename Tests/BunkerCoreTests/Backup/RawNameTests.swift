@@ -69,6 +69,33 @@ import Testing
         }
     }
 
+    /// A second backup takes unchanged entries' names from the parent snapshot's listing: names
+    /// that are not UTF-8 keep their bytes there too, changed file or not.
+    @Test func anIncrementalBackupKeepsNamesThatAreNotUTF8() async throws {
+        try await withTemporaryDirectory { dir in
+            try Self.makeTree(at: dir + "/src")
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            _ = try await TestRepository.backup(repo, [dir + "/src"])
+            let src = try DirectoryHandle(path: dir + "/src")
+            _ = FileName.with(Self.latin1) { unlinkat(src.fd, $0, 0) }
+            try Self.write("changed", at: src, Self.latin1)
+            let second = try await TestRepository.backup(repo, [dir + "/src"])
+            #expect(second.warnings.isEmpty, "\(second.warnings)")
+            #expect(second.snapshot.summary?.filesChanged == 1)
+
+            let report = try await Restorer(loader: repo).restore(tree: second.snapshot.tree, to: dir + "/out")
+            #expect(report.failures.isEmpty, "\(report.failures)")
+            let restored = try DirectoryHandle(path: dir + "/out/src")
+            #expect(try restored.entries() == src.entries())
+            #expect(Self.read(at: restored, Self.latin1) == "changed")
+            #expect(Self.read(at: try restored.openDirectory(Self.badDirectory), Array("inner".utf8)) == "inside")
+            let root = try await repo.loadTree(second.snapshot.tree)
+            let tree = try await repo.loadTree(root.nodes[0].subtree!)
+            #expect(tree.node(nameBytes: Self.badDirectory)?.rawName == Data(Self.badDirectory))
+            #expect(tree.node(nameBytes: Self.latin1)?.rawName == Data(Self.latin1))
+        }
+    }
+
     /// A listing orders and finds its nodes by the bytes of their names, whether a name is kept
     /// as text or as raw bytes: byte values above 0x7F after ASCII, a prefix before the names it
     /// starts, canonically equivalent spellings apart.

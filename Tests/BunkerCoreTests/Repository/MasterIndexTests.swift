@@ -118,6 +118,29 @@ import Testing
         Self.expectAgrees(index, model, absent: gone)
     }
 
+    /// The lookup starts where a uniform id would sit in its bucket; ids that are not uniform
+    /// (a crowded bucket, ids alike in their first bytes) must be found all the same.
+    @Test func idsCrowdedIntoOneBucketAreFoundAndTheirNeighboursAreNot() {
+        var rng = SeededGenerator(seed: 23)
+        func id(prefix: [UInt8]) -> ID {
+            ID(bytes: prefix + (prefix.count..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        }
+        var blobs: [PackedBlob] = []
+        // Alike in their first 6 bytes (one bucket, one starting guess), in their first 2 (one
+        // bucket), and spread out, as real ids are.
+        for i in 0..<6_000 {
+            let prefix: [UInt8] = i % 3 == 0 ? [7, 7, 7, 7, 7, 7] : i % 3 == 1 ? [9, 9] : []
+            blobs.append(PackedBlob(type: .data, id: id(prefix: prefix), offset: UInt32(i * 100), length: 90, rawLength: 0))
+        }
+        let pack = Self.randomID(&rng)
+        let index = MasterIndex()
+        index.add(IndexFile(packs: [(pack, blobs)]), name: Self.randomID(&rng))
+        var model = Model()
+        for blob in blobs { model.known[blob.id] = (pack, blob) }
+        let absent = (0..<300).map { i in id(prefix: i % 3 == 0 ? [7, 7, 7, 7, 7, 7] : i % 3 == 1 ? [9, 9] : []) }
+        Self.expectAgrees(index, model, absent: absent + [ID(bytes: [UInt8](repeating: 0, count: 32)), ID(bytes: [UInt8](repeating: 255, count: 32))])
+    }
+
     @Test func aBlobWrittenHereAndNamedByAnotherIndexFileIsCountedOnce() {
         var rng = SeededGenerator(seed: 13)
         let index = MasterIndex()
