@@ -113,20 +113,25 @@ public struct Chunker {
         }
     }
 
-    /// Ensures that a whole maximum-size chunk (or the rest of the input) is buffered.
+    /// Ensures that a whole chunk of the largest size the next cut can make (or the rest of the
+    /// input) is buffered.
     private mutating func fill() throws {
-        if eof || end - start >= parameters.maxSize { return }
-        if buffer.count - start < parameters.maxSize {
-            // Too little room after `start`: move the remainder (less than one maximum chunk)
-            // to the front. With a buffer of two maximum chunks this happens once per
-            // maximum-chunk of input, so each byte is copied at most about once.
+        // Fixed-size chunks need only their own size: the move to the front below then copies
+        // less than one page chunk per buffer of input, where waiting for a maximum chunk
+        // copied every byte of a database once more (5 % of a 10 GiB day-change backup's CPU).
+        let needed = fixedSize ?? parameters.maxSize
+        if eof || end - start >= needed { return }
+        if buffer.count - start < needed {
+            // Too little room after `start`: move the remainder (less than one chunk) to the
+            // front. With a buffer of two maximum chunks this happens once per maximum chunk of
+            // content-defined input, so each byte is copied at most about once.
             if end > start {
                 buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: end - start)
             }
             end -= start
             start = 0
         }
-        while !eof && end < buffer.count && end - start < parameters.maxSize {
+        while !eof && end < buffer.count && end - start < needed {
             let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[end...]))
             if n == 0 { eof = true } else { end += n }
         }

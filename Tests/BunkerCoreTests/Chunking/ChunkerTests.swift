@@ -8,21 +8,26 @@ import Testing
 
     /// Cuts `data` and returns the chunk lengths.
     static func cut(_ data: Data, parameters: ChunkerParameters = parameters) throws -> [Int] {
+        try chunks(data, parameters: parameters).map(\.count)
+    }
+
+    /// Cuts `data`, read `readSize` bytes at a time (odd sizes exercise the refills), and returns
+    /// the chunks.
+    static func chunks(_ data: Data, parameters: ChunkerParameters = parameters, fixedSize: Int? = nil, readSize: Int = 7919) throws -> [Data] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: parameters.maxSize * 2, alignment: 16)
         defer { buffer.deallocate() }
         var offset = 0
-        var chunker = Chunker(parameters: parameters, gear: Chunker.gearTable(seed: parameters.seed), buffer: buffer) { target in
-            // Feed odd-sized reads to exercise refills.
-            let n = min(target.count, 7919, data.count - offset)
+        var chunker = Chunker(parameters: parameters, gear: Chunker.gearTable(seed: parameters.seed), buffer: buffer, fixedSize: fixedSize) { target in
+            let n = min(target.count, readSize, data.count - offset)
             data.withUnsafeBytes { src in
                 target.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
             }
             offset += n
             return n
         }
-        var lengths: [Int] = []
-        while let length = try chunker.next({ $0.count }) { lengths.append(length) }
-        return lengths
+        var chunks: [Data] = []
+        while let chunk = try chunker.next({ Data($0) }) { chunks.append(chunk) }
+        return chunks
     }
 
     @Test func chunksRespectMinimumAndMaximumAndCoverTheInput() throws {
@@ -33,6 +38,19 @@ import Testing
         #expect(lengths.dropLast().allSatisfy { $0 >= 4 << 10 && $0 <= 64 << 10 })
         let average = Double(data.count) / Double(lengths.count)
         #expect(average > 8192 && average < 32768, "average \(average) is near 16 KiB")
+    }
+
+    /// Page-aligned chunks (a database's) have exactly their size, whether the reads bring less
+    /// than a chunk or many at once, and cover the input in order.
+    @Test func fixedSizeChunksAreExactWhateverTheReads() throws {
+        var rng = SeededGenerator(seed: 4)
+        let data = rng.bytes((1 << 20) + 12_345)
+        for readSize in [1_000, 4_095, 8_192, 7_919, 200_000, 1 << 20] {
+            let chunks = try Self.chunks(data, fixedSize: 8_192, readSize: readSize)
+            #expect(chunks.dropLast().allSatisfy { $0.count == 8_192 }, "reads of \(readSize)")
+            #expect(chunks.last?.count == data.count % 8_192, "reads of \(readSize)")
+            #expect(chunks.reduce(into: Data()) { $0.append($1) } == data, "reads of \(readSize)")
+        }
     }
 
     @Test func anInsertionShiftsNoLaterBoundary() throws {
