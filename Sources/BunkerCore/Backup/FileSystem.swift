@@ -129,12 +129,14 @@ public final class DirectoryHandle: Sendable {
 
     /// The names in this directory, as bytes, sorted by their bytes (without `.` and `..`).
     ///
-    /// Read with `getdents64` into one buffer rather than through `opendir`: a walk lists every
-    /// directory once, and `fdopendir` cost a descriptor, a 32 KiB allocation and a `closedir` for
+    /// Read with `getdents64` on this descriptor rather than through `opendir`: a walk lists every
+    /// directory once, and `fdopendir` cost a second descriptor, its `DIR` and a `closedir` for
     /// each (a tenth of a no-change backup of half a million files went to listing directories).
+    /// The read position belongs to the open directory: not for two listings of one handle at once.
     public func entries() throws -> [[UInt8]] {
-        // Listings read the directory from its start; the offset is this descriptor's own.
-        guard lseek(fd, 0, SEEK_SET) == 0 else {
+        // A listing reads the directory from its start. A directory that cannot seek (some FUSE
+        // filesystems) is read from where it is, which for a handle listed once is its start.
+        guard lseek(fd, 0, SEEK_SET) == 0 || errno == ESPIPE else {
             throw BunkerError(.sourceIO, "Cannot list a directory: \(String(cString: strerror(errno))).")
         }
         var names: [[UInt8]] = []
@@ -151,6 +153,9 @@ public final class DirectoryHandle: Sendable {
                 var at = 0
                 while at < count {
                     let length = Int(buffer.load(fromByteOffset: at + 16, as: UInt16.self))
+                    guard length >= 20, at + length <= count else {
+                        throw BunkerError(.sourceIO, "Cannot list a directory: the system returned a malformed entry.")
+                    }
                     let start = buffer.baseAddress! + at + 19
                     let nameLength = strnlen(start.assumingMemoryBound(to: CChar.self), length - 19)
                     let name = UnsafeRawBufferPointer(start: start, count: nameLength)
@@ -185,12 +190,11 @@ public let renameExchange: UInt32 = 2
 public enum FileName {
     /// Calls `body` with `name` as a NUL-terminated C string.
     ///
-    /// The string is made on the stack: a walk makes one for each `lstat` and `open`.
+    /// The string is made on the stack when under 1 KiB, as a single name always is: a walk makes
+    /// one for each `lstat` and `open`.
     public static func with<R>(_ name: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         try withUnsafeTemporaryAllocation(of: CChar.self, capacity: name.count + 1) { buffer in
-            name.withUnsafeBytes { bytes in
-                _ = UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, from: bytes)
-            }
+            name.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
             buffer[name.count] = 0
             return try body(UnsafePointer(buffer.baseAddress!))
         }

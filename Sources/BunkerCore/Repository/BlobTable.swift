@@ -1,8 +1,8 @@
 import Foundation
 
 /// Where the master index keeps its blobs: one sorted array of fixed-size slots, found through a
-/// directory of their first 16 bits, plus a small hash table of the blobs added since the array
-/// was last sorted.
+/// directory of the top 16 bits of their ids' first word (``ID/w0``), plus a small hash table of
+/// the blobs added since the array was last sorted.
 ///
 /// At 10 GiB the benchmark's repository holds 1.2 million blobs. In a `[ID: Entry]` they took
 /// 126 MB (2^21 buckets of 60 bytes once past 1.05 million), and growing it held the old table
@@ -10,7 +10,8 @@ import Foundation
 /// 48-byte slot, and a bundle's place in its pack is kept once for all its members (``units``);
 /// the array grows with `realloc`, which moves large blocks by remapping pages rather than
 /// copying them; the index files are added one at a time and sorted once. Ids are keyed hashes, uniform in every bit, so the directory splits the array into
-/// buckets of about n / 65,536 slots and a lookup is a binary search of a handful of them.
+/// buckets of about n / 65,536 slots, and a lookup starts where the id's next bits place it in its
+/// bucket (see ``findSorted(_:)``).
 ///
 /// Not thread-safe: ``MasterIndex`` only touches it under its lock, and a fresh one is handed
 /// to that lock whole (hence `@unchecked Sendable`).

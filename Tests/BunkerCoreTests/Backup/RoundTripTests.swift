@@ -75,7 +75,7 @@ import Testing
             var request = BackupRequest(paths: [dir + "/src"])
             // A pattern that starts with / is matched against the absolute path; the same
             // pattern without the directory's own path matches nothing.
-            request.excludes = [dir + "/src/studies/2025/*.dcm", "/studies/2024/*"]
+            request.excludes = [(dir as NSString).standardizingPath + "/src/studies/2025/*.dcm", "/studies/2024/*"]
             let result = try await Archiver(repository: repo, request: request).run()
             _ = try await Restorer(loader: repo).restore(tree: result.snapshot.tree, to: dir + "/out")
             #expect(!FileManager.default.fileExists(atPath: dir + "/out/src/studies/2025/image-b.dcm"))

@@ -119,25 +119,30 @@ import Testing
     }
 
     /// The lookup starts where a uniform id would sit in its bucket; ids that are not uniform
-    /// (a crowded bucket, ids alike in their first bytes) must be found all the same.
+    /// (a crowded bucket, ids alike in the bits that place them) must be found all the same.
     @Test func idsCrowdedIntoOneBucketAreFoundAndTheirNeighboursAreNot() {
         var rng = SeededGenerator(seed: 23)
-        func id(prefix: [UInt8]) -> ID {
-            ID(bytes: prefix + (prefix.count..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        // The bucket is the top 16 bits of the first word, bytes 6 and 7 as it is loaded here;
+        // the starting guess comes from bytes 2 to 5.
+        func id(_ kind: Int) -> ID {
+            var bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let fixed = kind == 0 ? 2..<8 : kind == 1 ? 6..<8 : 0..<0
+            for i in fixed { bytes[i] = 7 }
+            return ID(bytes: bytes)
         }
         var blobs: [PackedBlob] = []
-        // Alike in their first 6 bytes (one bucket, one starting guess), in their first 2 (one
-        // bucket), and spread out, as real ids are.
         for i in 0..<6_000 {
-            let prefix: [UInt8] = i % 3 == 0 ? [7, 7, 7, 7, 7, 7] : i % 3 == 1 ? [9, 9] : []
-            blobs.append(PackedBlob(type: .data, id: id(prefix: prefix), offset: UInt32(i * 100), length: 90, rawLength: 0))
+            blobs.append(PackedBlob(type: .data, id: id(i % 3), offset: UInt32(i * 100), length: 90, rawLength: 0))
         }
+        // A third share one bucket and one starting guess, a third one bucket, a third are spread.
+        #expect(Set(blobs.enumerated().filter { $0.offset % 3 == 0 }.map { $0.element.id.w0 >> 16 }).count == 1)
+        #expect(Set(blobs.enumerated().filter { $0.offset % 3 == 1 }.map { $0.element.id.w0 >> 48 }).count == 1)
         let pack = Self.randomID(&rng)
         let index = MasterIndex()
         index.add(IndexFile(packs: [(pack, blobs)]), name: Self.randomID(&rng))
         var model = Model()
         for blob in blobs { model.known[blob.id] = (pack, blob) }
-        let absent = (0..<300).map { i in id(prefix: i % 3 == 0 ? [7, 7, 7, 7, 7, 7] : i % 3 == 1 ? [9, 9] : []) }
+        let absent = (0..<300).map { id($0 % 3) }
         Self.expectAgrees(index, model, absent: absent + [ID(bytes: [UInt8](repeating: 0, count: 32)), ID(bytes: [UInt8](repeating: 255, count: 32))])
     }
 
