@@ -350,7 +350,6 @@ public final class Archiver: Sendable {
             // of half a million names took 5 % of a no-change backup's CPU. Only a name kept as
             // text, which is then exactly what `Node(nameBytes:)` would make of these bytes.
             node = Node(name: parent.name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
-            node.rawName = parent.rawName
         } else {
             node = Node(nameBytes: name, type: status.kind, mode: status.mode, mtimeNanoseconds: status.mtimeNanoseconds, uid: status.uid, gid: status.gid)
         }
