@@ -53,12 +53,14 @@ final class BlobSaver: Sendable {
     /// and a 36-byte header entry per member instead of 69 bytes of seal and entry. Each member
     /// keeps its own id, so deduplication stays per chunk.
     ///
-    /// The plaintexts are let go of as soon as they are sealed (see ``seal(_:type:)``).
-    func save(_ type: BlobType, _ plaintexts: consuming [Data]) async throws -> [ID] {
+    /// The plaintexts are let go of as soon as they are sealed (see ``seal(_:type:)``). `known`
+    /// holds their ids when the caller computed them on the way (``FileSaver``), nil otherwise.
+    func save(_ type: BlobType, _ plaintexts: consuming [Data], ids known: [ID]? = nil) async throws -> [ID] {
+        precondition(known == nil || known!.count == plaintexts.count)
         var ids: [ID] = []
         var fresh: [(id: ID, plaintext: Data)] = []
-        for plaintext in plaintexts {
-            let id = repository.key.blobID(of: plaintext)
+        for (i, plaintext) in plaintexts.enumerated() {
+            let id = known?[i] ?? repository.key.blobID(of: plaintext)
             ids.append(id)
             if session.claim(id) { fresh.append((id, plaintext)) }
         }

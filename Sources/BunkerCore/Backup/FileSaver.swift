@@ -78,7 +78,7 @@ final class FileSaver: Sendable {
         let buffer = buffers.take()
         defer { buffers.put(buffer) }
         var chunker = Chunker(parameters: repository.config.chunker, gear: gear, buffer: buffer.memory, fixedSize: fixedSize, read: read)
-        var hasher = SHA256()
+        var hasher = ContentHasher(key: repository.key)
         var total: UInt64 = 0
         var ids: [ID] = []
         // Chunks go to the sealing tasks in batches of about half a MiB, so that small
@@ -87,6 +87,7 @@ final class FileSaver: Sendable {
             var results: [[ID]?] = []
             var inFlight = 0
             var batch: [Data] = []
+            var batchIDs: [ID] = []
             var batchBytes = 0
             func dispatch() async throws {
                 // A safe point to stop a cancelled backup: what was dispatched is settled by
@@ -98,18 +99,20 @@ final class FileSaver: Sendable {
                     inFlight -= 1
                 }
                 let work = batch
+                let ids = batchIDs.isEmpty ? nil : batchIDs
                 let position = results.count
                 results.append(nil)
                 batch = []
+                batchIDs = []
                 batchBytes = 0
-                group.addTask { (position, try await self.blobs.save(.data, work)) }
+                group.addTask { (position, try await self.blobs.save(.data, work, ids: ids)) }
                 inFlight += 1
             }
             // `ready` waits (suspended) for a whole chunk's input, so `next` does not block.
             while true {
                 try await ready()
                 guard let chunk = try chunker.next({ bytes -> Data in
-                    hasher.update(bufferPointer: bytes)
+                    if let id = hasher.add(chunk: bytes) { batchIDs.append(id) }
                     return Data(bytes)
                 }) else { break }
                 total += UInt64(chunk.count)
@@ -130,7 +133,37 @@ final class FileSaver: Sendable {
                 results[i] = nil
             }
         }
-        return Content(chunks: ids, sha256: ID(digest: hasher.finalize()).hex, size: total)
+        return Content(chunks: ids, sha256: hasher.finalize().hex, size: total)
+    }
+
+    /// The SHA-256 of a file's content and, where the processor hashes two messages at once
+    /// (``SHA256Stream``), each chunk's id in the same pass over its bytes: they were the two
+    /// largest hashing jobs of a backup, over the same bytes. Elsewhere the ids are left to the
+    /// ``BlobSaver``'s sealing tasks, as before.
+    private struct ContentHasher {
+        private let key: KeyedSHA256?
+        private var paired = SHA256Stream()
+        private var alone = SHA256()
+
+        init(key: MasterKey) {
+            self.key = key.pairedIDs
+        }
+
+        /// Adds the next chunk of the content; returns the chunk's id when it was computed here.
+        mutating func add(chunk bytes: UnsafeRawBufferPointer) -> ID? {
+            guard let key else {
+                alone.update(bufferPointer: bytes)
+                return nil
+            }
+            var chunk = key.start()
+            SHA256Stream.update(&paired, &chunk, with: bytes)
+            return key.finalize(chunk)
+        }
+
+        /// The SHA-256 of the whole content.
+        consuming func finalize() -> ID {
+            key == nil ? ID(digest: alone.finalize()) : paired.finalize()
+        }
     }
 
     /// The page size of an SQLite database file, read from its header; nil for other files.

@@ -13,6 +13,9 @@ public struct MasterKey: Sendable {
     /// padded key blocks and built two key arrays for every blob, two of the 68 SHA-256 blocks a
     /// database's 4 KiB page chunk took.
     private let keyed: HMAC<SHA256>
+    /// The same HMAC on ``SHA256Stream``s, where the processor has the SHA extensions: a backup
+    /// hashes each chunk for its id in the same pass as the file's SHA-256 (``FileSaver``).
+    let pairedIDs: KeyedSHA256?
 
     /// A fresh random key.
     public static func generate() -> MasterKey {
@@ -23,6 +26,7 @@ public struct MasterKey: Sendable {
         self.encryption = encryption
         self.mac = mac
         self.keyed = HMAC<SHA256>(key: mac)
+        self.pairedIDs = SHA256Stream.isAvailable ? KeyedSHA256(key: mac) : nil
     }
 
     /// Whether `other` is the same key material: two repositories made with
