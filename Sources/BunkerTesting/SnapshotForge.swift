@@ -31,6 +31,30 @@ public final class SnapshotForge: @unchecked Sendable {
         return node
     }
 
+    /// File nodes whose contents are stored together in one bundle, each under the id of its
+    /// `content` but holding `stored` where given: a blob that is not what its id says (what a
+    /// bug or a forged pack would give), though it authenticates and its pack is named by its
+    /// SHA-256. The nodes' SHA-256 is that of `content`.
+    public func bundledFiles(_ files: [(name: [UInt8], content: String, stored: String?)]) async throws -> [Node] {
+        var members: [(id: ID, length: Int)] = []
+        var plaintext = Data()
+        var nodes: [Node] = []
+        for file in files {
+            let content = Data(file.content.utf8)
+            let stored = Data((file.stored ?? file.content).utf8)
+            let id = repository.key.blobID(of: content)
+            members.append((id, stored.count))
+            plaintext.append(stored)
+            var node = Node(nameBytes: file.name, type: .file, mode: 0o644, mtimeNanoseconds: 1_700_000_000_000_000_000, uid: geteuid(), gid: getegid())
+            node.content = [id]
+            node.size = UInt64(content.count)
+            node.sha256 = ID.sha256(of: Array(content)).hex
+            nodes.append(node)
+        }
+        try await packer.add([Packer.Entry(bundle: members, sealed: try repository.key.seal(plaintext), rawLength: 0)])
+        return nodes
+    }
+
     /// A symlink node.
     public func symlink(_ name: [UInt8], to target: [UInt8]) -> Node {
         var node = Node(nameBytes: name, type: .symlink, mode: 0o777, mtimeNanoseconds: 1_700_000_000_000_000_000, uid: geteuid(), gid: getegid())

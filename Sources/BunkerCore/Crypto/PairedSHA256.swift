@@ -41,8 +41,14 @@ struct SHA256Stream {
 
     /// Adds the same `bytes` to two messages, in lockstep where both have whole blocks to hash.
     static func update(_ a: inout SHA256Stream, _ b: inout SHA256Stream, with bytes: UnsafeRawBufferPointer) {
-        var restA = a.fillPending(from: bytes)
-        var restB = b.fillPending(from: bytes)
+        update(&a, with: bytes, &b, with: bytes)
+    }
+
+    /// Adds `bytesA` to `a` and `bytesB` to `b`, in lockstep for as many whole blocks as both
+    /// have; the rest of the longer one is hashed alone.
+    static func update(_ a: inout SHA256Stream, with bytesA: UnsafeRawBufferPointer, _ b: inout SHA256Stream, with bytesB: UnsafeRawBufferPointer) {
+        var restA = a.fillPending(from: bytesA)
+        var restB = b.fillPending(from: bytesB)
         let both = min(restA.count, restB.count) / 64
         if both > 0 {
             withUnsafeMutableBytes(of: &a.state) { stateA in
@@ -56,7 +62,6 @@ struct SHA256Stream {
             restA = UnsafeRawBufferPointer(rebasing: restA[(both * 64)...])
             restB = UnsafeRawBufferPointer(rebasing: restB[(both * 64)...])
         }
-        // At most a block of either is left over beside the other's.
         a.update(restA)
         b.update(restB)
     }
@@ -87,7 +92,7 @@ struct SHA256Stream {
     /// returns what is left of `bytes`.
     private mutating func fillPending(from bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         let held = Int(length % 64)
-        guard held > 0 || bytes.count < 64 else { return bytes }
+        guard !bytes.isEmpty, held > 0 || bytes.count < 64 else { return bytes }
         let taken = min(64 - held, bytes.count)
         withUnsafeMutableBytes(of: &pending) { block in
             block.baseAddress!.advanced(by: held).copyMemory(from: bytes.baseAddress!, byteCount: taken)

@@ -82,6 +82,28 @@ struct PairedSHA256Tests {
         }
     }
 
+    /// What a verify does: a pack's sealed bytes and its blobs' plaintexts, of other lengths.
+    @Test func twoStreamsOfDifferentMessagesInLockstep() {
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<30 {
+            let first = Self.bytes(Int.random(in: 0...30_000, using: &generator), seed: 2000 + UInt64(round))
+            let second = Self.bytes(Int.random(in: 0...30_000, using: &generator), seed: 3000 + UInt64(round))
+            var a = SHA256Stream()
+            var b = SHA256Stream()
+            var (at, bt) = (0, 0)
+            while at < first.count || bt < second.count {
+                let pieceA = min(first.count - at, Int.random(in: 0...5000, using: &generator))
+                let pieceB = min(second.count - bt, Int.random(in: 0...5000, using: &generator))
+                first[at..<(at + pieceA)].withUnsafeBytes { bytesA in
+                    second[bt..<(bt + pieceB)].withUnsafeBytes { bytesB in SHA256Stream.update(&a, with: bytesA, &b, with: bytesB) }
+                }
+                (at, bt) = (at + pieceA, bt + pieceB)
+            }
+            #expect(a.finalize() == Self.sha256(first), "round \(round)")
+            #expect(b.finalize() == Self.sha256(second), "round \(round)")
+        }
+    }
+
     @Test func keyedIDsAreSwiftCryptosHMAC() {
         for (keyLength, seed) in [(32, 1), (16, 2), (64, 3), (100, 4)] {
             let key = SymmetricKey(data: Self.bytes(keyLength, seed: UInt64(seed)))

@@ -122,6 +122,39 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
         }
     }
 
+    /// A bundle member that authenticates but is not what its id says, in a pack named by its
+    /// SHA-256: only the check of each blob against its id finds it (a local verify computes the
+    /// pack's hash and the blobs' ids together). Verify must name the pack and that blob alone,
+    /// locally (in runs) and from an object store.
+    @Test func aBlobNotMatchingItsIDIsFoundThoughItsPackMatchesItsName() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try await TestRepository.create(at: dir + "/repo")
+            let forge = SnapshotForge(repo)
+            var rng = SeededGenerator(seed: 5)
+            func text(_ count: Int) -> String {
+                String((0..<count).map { _ in "abcdefghijklmnopqrstuvwxyz .,\n".randomElement(using: &rng)! })
+            }
+            let nodes = try await forge.bundledFiles([
+                (Array("a.txt".utf8), text(5000), nil),
+                (Array("b.txt".utf8), text(7001), text(7001)),
+                (Array("c.txt".utf8), text(300), nil),
+            ])
+            try await forge.snapshot(nodes)
+            let wrong = nodes[1].content![0]
+            let pack = try #require(repo.index.lookup(wrong)?.pack)
+
+            let local = try await TestRepository.open(at: dir + "/repo")
+            let (remote, _) = try await TestRepository.openCounting(at: dir + "/repo")
+            for (name, repository) in [("local", local), ("remote", remote)] {
+                let report = try await Checker(repository: repository).check(readData: true)
+                #expect(report.errors.map(\.object) == ["data/\(pack.hex)"], "\(name): \(report.errors.map(\.message))")
+                let message = report.errors.first?.message ?? ""
+                #expect(message.contains("1 of its") && message.contains(wrong.short), "\(name): \(message)")
+                #expect(!message.contains("SHA-256 does not match"), "\(name): the pack is what its name says: \(message)")
+            }
+        }
+    }
+
     /// From a local directory, `verify --read-data` checks a pack in runs of about a MiB, never
     /// holding a whole pack, yet reads every byte of it; from an object store it loads each pack
     /// whole, once (a request per run would multiply the requests).
