@@ -686,21 +686,53 @@ private struct PackHashing {
             alone.update(data: sealed)
             return blobs.allSatisfy { (try? repository.extractBlob($0, from: plaintext, pack: pack)) != nil }
         }
-        // Each blob is paired with as much of the sealed bytes as it is long, in order; what is
-        // left of either is hashed alone.
-        var left = sealed
+        var plaintexts: [(id: ID, bytes: Data)] = []
         for blob in blobs {
             guard let plain = try? repository.extractBlob(blob, from: plaintext, pack: pack, checked: false) else { return false }
-            let cipher = left.prefix(plain.count)
-            left = left.dropFirst(cipher.count)
-            var id = keyed.start()
-            cipher.withUnsafeBytes { cipher in
-                plain.withUnsafeBytes { plain in SHA256Stream.update(&paired, with: cipher, &id, with: plain) }
-            }
-            guard keyed.finalize(id) == blob.id else { return false }
+            plaintexts.append((blob.id, plain))
         }
-        left.withUnsafeBytes { paired.update($0) }
+        // Two lanes: the unit's sealed bytes (into the pack's hash) start on one, the blobs'
+        // plaintexts follow one another on both, so that nearly every block is hashed in
+        // lockstep with another (a unit's plaintext is up to several times its sealed length).
+        // A blob's id is compared as soon as its plaintext ends.
+        var waiting = plaintexts.makeIterator()
+        func nextBlob() -> Message? {
+            waiting.next().map { Message(stream: keyed.start(), left: $0.bytes, blob: $0.id) }
+        }
+        var lanes = (Message(stream: paired, left: sealed, blob: nil) as Message?, nextBlob())
+        while lanes.0 != nil || lanes.1 != nil {
+            if var first = lanes.0, var second = lanes.1 {
+                let both = min(first.left.count, second.left.count)
+                first.left.prefix(both).withUnsafeBytes { a in
+                    second.left.prefix(both).withUnsafeBytes { b in SHA256Stream.update(&first.stream, with: a, &second.stream, with: b) }
+                }
+                first.left = first.left.dropFirst(both)
+                second.left = second.left.dropFirst(both)
+                lanes = (first, second)
+            } else if var alone = lanes.0 ?? lanes.1 {
+                alone.left.withUnsafeBytes { alone.stream.update($0) }
+                alone.left = Data()
+                lanes = (alone, nil)
+            }
+            for lane in 0..<2 {
+                guard let message = lane == 0 ? lanes.0 : lanes.1, message.left.isEmpty else { continue }
+                if let id = message.blob {
+                    guard keyed.finalize(message.stream) == id else { return false }
+                } else {
+                    paired = message.stream
+                }
+                if lane == 0 { lanes.0 = nextBlob() } else { lanes.1 = nextBlob() }
+            }
+        }
         return true
+    }
+
+    /// A message being hashed on one of ``add(unit:holding:plaintext:)``'s lanes: a blob's
+    /// plaintext for its id, or (`blob` nil) a unit's sealed bytes for the pack's hash.
+    private struct Message {
+        var stream: SHA256Stream
+        var left: Data
+        let blob: ID?
     }
 
     /// The pack's SHA-256.
