@@ -74,7 +74,8 @@ TARGET static inline void store_state(uint32_t state[8], __m128i abef, __m128i c
         abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E)); \
     } while (0)
 
-TARGET void bunker_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks) {
+TARGET void bunker_sha256_blocks(uint32_t state[8], const void *bytes, size_t blocks) {
+    const uint8_t *data = bytes;
     const __m128i big_endian = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i abef, cdgh;
     load_state(state, &abef, &cdgh);
@@ -97,7 +98,8 @@ TARGET void bunker_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t 
     store_state(state, abef, cdgh);
 }
 
-TARGET void bunker_sha256_blocks_x2(uint32_t a[8], const uint8_t *data_a, uint32_t b[8], const uint8_t *data_b, size_t blocks) {
+TARGET void bunker_sha256_blocks_x2(uint32_t a[8], const void *bytes_a, uint32_t b[8], const void *bytes_b, size_t blocks) {
+    const uint8_t *data_a = bytes_a, *data_b = bytes_b;
     const __m128i big_endian = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i abef_a, cdgh_a, abef_b, cdgh_b;
     load_state(a, &abef_a, &cdgh_a);
@@ -133,10 +135,16 @@ TARGET void bunker_sha256_blocks_x2(uint32_t a[8], const uint8_t *data_a, uint32
 
 #else
 
+// Never called (see bunker_sha256_hw_available); a digest computed here would be wrong, so a
+// caller that forgot to ask stops at once instead.
 int bunker_sha256_hw_available(void) { return 0; }
-void bunker_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks) { (void)state; (void)data; (void)blocks; }
-void bunker_sha256_blocks_x2(uint32_t a[8], const uint8_t *data_a, uint32_t b[8], const uint8_t *data_b, size_t blocks) {
+void bunker_sha256_blocks(uint32_t state[8], const void *data, size_t blocks) {
+    (void)state; (void)data; (void)blocks;
+    __builtin_trap();
+}
+void bunker_sha256_blocks_x2(uint32_t a[8], const void *data_a, uint32_t b[8], const void *data_b, size_t blocks) {
     (void)a; (void)data_a; (void)b; (void)data_b; (void)blocks;
+    __builtin_trap();
 }
 
 #endif

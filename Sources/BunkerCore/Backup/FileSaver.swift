@@ -99,13 +99,13 @@ final class FileSaver: Sendable {
                     inFlight -= 1
                 }
                 let work = batch
-                let ids = batchIDs.isEmpty ? nil : batchIDs
+                let known = batchIDs.isEmpty ? nil : batchIDs
                 let position = results.count
                 results.append(nil)
                 batch = []
                 batchIDs = []
                 batchBytes = 0
-                group.addTask { (position, try await self.blobs.save(.data, work, ids: ids)) }
+                group.addTask { (position, try await self.blobs.save(.data, work, ids: known)) }
                 inFlight += 1
             }
             // `ready` waits (suspended) for a whole chunk's input, so `next` does not block.
@@ -140,6 +140,12 @@ final class FileSaver: Sendable {
     /// (``SHA256Stream``), each chunk's id in the same pass over its bytes: they were the two
     /// largest hashing jobs of a backup, over the same bytes. Elsewhere the ids are left to the
     /// ``BlobSaver``'s sealing tasks, as before.
+    ///
+    /// The trade: a chunk's id is computed on the task reading its file, not on a sealing task.
+    /// On two cores that is all gain (a 1 GiB first backup: 0.5 CPU s less of 5.5); on many
+    /// cores a single large file would be read at the pair's 3 GB/s at most (two streams of
+    /// 1.5 GB/s), against 1.8 GB/s for the file's hash alone before, still above what zstd
+    /// compresses on one core.
     private struct ContentHasher {
         private let key: KeyedSHA256?
         private var paired = SHA256Stream()

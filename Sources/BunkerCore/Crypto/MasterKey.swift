@@ -14,7 +14,8 @@ public struct MasterKey: Sendable {
     /// database's 4 KiB page chunk took.
     private let keyed: HMAC<SHA256>
     /// The same HMAC on ``SHA256Stream``s, where the processor has the SHA extensions: a backup
-    /// hashes each chunk for its id in the same pass as the file's SHA-256 (``FileSaver``).
+    /// hashes each chunk for its id in the same pass as the file's SHA-256 (``FileSaver``), a
+    /// verify each blob with its pack's SHA-256 (``PackHashing``).
     let pairedIDs: KeyedSHA256?
 
     /// A fresh random key.

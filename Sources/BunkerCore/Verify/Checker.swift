@@ -268,7 +268,9 @@ public struct Checker: Sendable {
                 let head = unit.first!
                 let from = data.startIndex + Int(head.offset) - start
                 let sealed = data[from..<(from + Int(head.length))]
-                guard let plaintext = try? repository.openUnit(sealed, head, pack: pack, decompressor: decompressor) else { return nil }
+                // The units tile the run (the header agrees with the index), so `from` is
+                // `hashed`; anything between them would be hashed too.
+                guard from >= hashed, let plaintext = try? repository.openUnit(sealed, head, pack: pack, decompressor: decompressor) else { return nil }
                 hash.add(data[hashed..<from])
                 guard hash.add(unit: sealed, holding: unit, plaintext: plaintext) else { return nil }
                 hashed = sealed.endIndex
@@ -649,94 +651,5 @@ private struct IndexedPackLists {
 
     mutating func blobs(of pack: ID, in file: ID) async throws -> [PackedBlob] {
         try await packs(in: file)[pack] ?? []
-    }
-}
-
-/// A pack's SHA-256 computed while its blobs are checked against their ids: each unit's sealed
-/// bytes and its blobs' plaintexts are hashed as two chains in lockstep where the processor allows
-/// (``SHA256Stream``; verify hashes both, and this is about a tenth of its CPU time on this project's
-/// machine), one after the other with swift-crypto elsewhere.
-private struct PackHashing {
-    private let repository: Repository
-    private let pack: ID
-    private let keyed: KeyedSHA256?
-    private var alone = SHA256()
-    private var paired = SHA256Stream()
-
-    init(repository: Repository, pack: ID) {
-        self.repository = repository
-        self.pack = pack
-        self.keyed = repository.key.pairedIDs
-    }
-
-    /// Adds bytes of the pack that are not a unit being checked (the header).
-    mutating func add(_ bytes: Data) {
-        guard !bytes.isEmpty else { return }
-        if keyed == nil {
-            alone.update(data: bytes)
-        } else {
-            bytes.withUnsafeBytes { paired.update($0) }
-        }
-    }
-
-    /// Adds a unit's `sealed` bytes and checks that each of its blobs, found in the unit's
-    /// `plaintext`, hashes to its id; false when one does not (or lies outside the unit).
-    mutating func add(unit sealed: Data, holding blobs: some Collection<PackedBlob>, plaintext: Data) -> Bool {
-        guard let keyed else {
-            alone.update(data: sealed)
-            return blobs.allSatisfy { (try? repository.extractBlob($0, from: plaintext, pack: pack)) != nil }
-        }
-        var plaintexts: [(id: ID, bytes: Data)] = []
-        for blob in blobs {
-            guard let plain = try? repository.extractBlob(blob, from: plaintext, pack: pack, checked: false) else { return false }
-            plaintexts.append((blob.id, plain))
-        }
-        // Two lanes: the unit's sealed bytes (into the pack's hash) start on one, the blobs'
-        // plaintexts follow one another on both, so that nearly every block is hashed in
-        // lockstep with another (a unit's plaintext is up to several times its sealed length).
-        // A blob's id is compared as soon as its plaintext ends.
-        var waiting = plaintexts.makeIterator()
-        func nextBlob() -> Message? {
-            waiting.next().map { Message(stream: keyed.start(), left: $0.bytes, blob: $0.id) }
-        }
-        var lanes = (Message(stream: paired, left: sealed, blob: nil) as Message?, nextBlob())
-        while lanes.0 != nil || lanes.1 != nil {
-            if var first = lanes.0, var second = lanes.1 {
-                let both = min(first.left.count, second.left.count)
-                first.left.prefix(both).withUnsafeBytes { a in
-                    second.left.prefix(both).withUnsafeBytes { b in SHA256Stream.update(&first.stream, with: a, &second.stream, with: b) }
-                }
-                first.left = first.left.dropFirst(both)
-                second.left = second.left.dropFirst(both)
-                lanes = (first, second)
-            } else if var alone = lanes.0 ?? lanes.1 {
-                alone.left.withUnsafeBytes { alone.stream.update($0) }
-                alone.left = Data()
-                lanes = (alone, nil)
-            }
-            for lane in 0..<2 {
-                guard let message = lane == 0 ? lanes.0 : lanes.1, message.left.isEmpty else { continue }
-                if let id = message.blob {
-                    guard keyed.finalize(message.stream) == id else { return false }
-                } else {
-                    paired = message.stream
-                }
-                if lane == 0 { lanes.0 = nextBlob() } else { lanes.1 = nextBlob() }
-            }
-        }
-        return true
-    }
-
-    /// A message being hashed on one of ``add(unit:holding:plaintext:)``'s lanes: a blob's
-    /// plaintext for its id, or (`blob` nil) a unit's sealed bytes for the pack's hash.
-    private struct Message {
-        var stream: SHA256Stream
-        var left: Data
-        let blob: ID?
-    }
-
-    /// The pack's SHA-256.
-    consuming func finalize() -> ID {
-        keyed == nil ? ID(digest: alone.finalize()) : paired.finalize()
     }
 }

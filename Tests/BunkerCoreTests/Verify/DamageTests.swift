@@ -1,4 +1,4 @@
-import BunkerCore
+@testable import BunkerCore
 import BunkerTesting
 import Foundation
 import Testing
@@ -126,31 +126,36 @@ private func packPath(_ dir: String, _ pack: ID) -> String {
     /// SHA-256: only the check of each blob against its id finds it (a local verify computes the
     /// pack's hash and the blobs' ids together). Verify must name the pack and that blob alone,
     /// locally (in runs) and from an object store.
-    @Test func aBlobNotMatchingItsIDIsFoundThoughItsPackMatchesItsName() async throws {
-        try await withTemporaryDirectory { dir in
-            let repo = try await TestRepository.create(at: dir + "/repo")
-            let forge = SnapshotForge(repo)
-            var rng = SeededGenerator(seed: 5)
-            func text(_ count: Int) -> String {
-                String((0..<count).map { _ in "abcdefghijklmnopqrstuvwxyz .,\n".randomElement(using: &rng)! })
-            }
-            let nodes = try await forge.bundledFiles([
-                (Array("a.txt".utf8), text(5000), nil),
-                (Array("b.txt".utf8), text(7001), text(7001)),
-                (Array("c.txt".utf8), text(300), nil),
-            ])
-            try await forge.snapshot(nodes)
-            let wrong = nodes[1].content![0]
-            let pack = try #require(repo.index.lookup(wrong)?.pack)
+    /// With the SHA extensions (ids and the pack's hash in one pass) and without them.
+    @Test(arguments: [true, false])
+    func aBlobNotMatchingItsIDIsFoundThoughItsPackMatchesItsName(extensions: Bool) async throws {
+        try await SHA256Stream.$disabledForTesting.withValue(!extensions) {
+            try await withTemporaryDirectory { dir in
+                let repo = try await TestRepository.create(at: dir + "/repo")
+                let forge = SnapshotForge(repo)
+                var rng = SeededGenerator(seed: 5)
+                func text(_ count: Int) -> String {
+                    String((0..<count).map { _ in "abcdefghijklmnopqrstuvwxyz .,\n".randomElement(using: &rng)! })
+                }
+                let nodes = try await forge.bundledFiles([
+                    (Array("a.txt".utf8), text(5000), nil),
+                    (Array("b.txt".utf8), text(7001), text(7001)),
+                    (Array("c.txt".utf8), text(300), nil),
+                ])
+                try await forge.snapshot(nodes)
+                let wrong = nodes[1].content![0]
+                let pack = try #require(repo.index.lookup(wrong)?.pack)
 
-            let local = try await TestRepository.open(at: dir + "/repo")
-            let (remote, _) = try await TestRepository.openCounting(at: dir + "/repo")
-            for (name, repository) in [("local", local), ("remote", remote)] {
-                let report = try await Checker(repository: repository).check(readData: true)
-                #expect(report.errors.map(\.object) == ["data/\(pack.hex)"], "\(name): \(report.errors.map(\.message))")
-                let message = report.errors.first?.message ?? ""
-                #expect(message.contains("1 of its") && message.contains(wrong.short), "\(name): \(message)")
-                #expect(!message.contains("SHA-256 does not match"), "\(name): the pack is what its name says: \(message)")
+                let local = try await TestRepository.open(at: dir + "/repo")
+                let (remote, _) = try await TestRepository.openCounting(at: dir + "/repo")
+                for (name, repository) in [("local", local), ("remote", remote)] {
+                    let report = try await Checker(repository: repository).check(readData: true)
+                    #expect(report.errors.map(\.object) == ["data/\(pack.hex)"], "\(name): \(report.errors.map(\.message))")
+                    let message = report.errors.first?.message ?? ""
+                    #expect(message.contains("1 of its") && message.contains(wrong.short), "\(name): \(message)")
+                    #expect(!message.contains("SHA-256 does not match"), "\(name): the pack is what its name says: \(message)")
+                }
+                #expect((local.key.pairedIDs != nil) == (extensions && SHA256Stream.isAvailable))
             }
         }
     }

@@ -5,13 +5,22 @@ import Foundation
 /// SHA-256 over a message handed over piece by piece, on the processor's SHA extensions, so that
 /// two messages can be hashed in lockstep (``update(_:_:with:)``): about 1.7 times the speed of
 /// hashing them one after the other on this project's machines (`Sources/CSHA256/sha256.c` says
-/// why). Only where ``isAvailable``; elsewhere callers hash with swift-crypto.
+/// why). ``update(_:)`` and ``finalize()`` may be called only where ``isAvailable``; elsewhere
+/// callers hash with swift-crypto.
 ///
 /// A backup hashes every byte it reads twice, once for the file's SHA-256 and once for the keyed
-/// id of its chunk (``KeyedSHA256``); this is what lets it do both in one pass.
-struct SHA256Stream {
-    /// Whether this processor has the SHA extensions the streams need.
-    static let isAvailable = bunker_sha256_hw_available() != 0
+/// id of its chunk (``KeyedSHA256``); this is what lets it do both in one pass. A verify hashes
+/// each pack and every blob in it (``PackHashing``).
+struct SHA256Stream: Sendable {
+    /// Whether this processor has the SHA extensions the streams need, unless a test turned them
+    /// off (``disabledForTesting``).
+    static var isAvailable: Bool { hardware && !disabledForTesting }
+
+    private static let hardware = bunker_sha256_hw_available() != 0
+
+    /// Set by tests, so that the swift-crypto paths beside every use of the streams (see
+    /// ``MasterKey/pairedIDs``) are tested on machines that have the extensions too.
+    @TaskLocal static var disabledForTesting = false
 
     /// H0 to H7.
     private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
@@ -20,7 +29,7 @@ struct SHA256Stream {
     /// Bytes hashed so far.
     private var length: UInt64 = 0
 
-    /// A new message. Check ``isAvailable`` first.
+    /// A new message.
     init() {
         state = (0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19)
     }
@@ -30,9 +39,7 @@ struct SHA256Stream {
         var rest = fillPending(from: bytes)
         let blocks = rest.count / 64
         if blocks > 0 {
-            withUnsafeMutableBytes(of: &state) { state in
-                bunker_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), rest.baseAddress!.assumingMemoryBound(to: UInt8.self), blocks)
-            }
+            compress(rest.baseAddress!, blocks: blocks)
             length += UInt64(blocks * 64)
             rest = UnsafeRawBufferPointer(rebasing: rest[(blocks * 64)...])
         }
@@ -53,8 +60,8 @@ struct SHA256Stream {
         if both > 0 {
             withUnsafeMutableBytes(of: &a.state) { stateA in
                 withUnsafeMutableBytes(of: &b.state) { stateB in
-                    bunker_sha256_blocks_x2(stateA.baseAddress!.assumingMemoryBound(to: UInt32.self), restA.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                            stateB.baseAddress!.assumingMemoryBound(to: UInt32.self), restB.baseAddress!.assumingMemoryBound(to: UInt8.self), both)
+                    bunker_sha256_blocks_x2(stateA.baseAddress!.assumingMemoryBound(to: UInt32.self), restA.baseAddress!,
+                                            stateB.baseAddress!.assumingMemoryBound(to: UInt32.self), restB.baseAddress!, both)
                 }
             }
             a.length += UInt64(both * 64)
@@ -78,14 +85,19 @@ struct SHA256Stream {
             withUnsafeBytes(of: pending) { tail.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<held])) }
             tail[held] = 0x80
             tail.storeBytes(of: (length &* 8).bigEndian, toByteOffset: blocks * 64 - 8, as: UInt64.self)
-            withUnsafeMutableBytes(of: &state) { state in
-                bunker_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), tail.baseAddress!.assumingMemoryBound(to: UInt8.self), blocks)
-            }
+            compress(UnsafeRawPointer(tail.baseAddress!), blocks: blocks)
         }
         // The digest is H0 to H7, each big-endian.
         var digest = (state.0.bigEndian, state.1.bigEndian, state.2.bigEndian, state.3.bigEndian,
                       state.4.bigEndian, state.5.bigEndian, state.6.bigEndian, state.7.bigEndian)
         return withUnsafeBytes(of: &digest) { ID(bytes: $0) }
+    }
+
+    /// Runs the compression function over `blocks` whole blocks at `data`.
+    private mutating func compress(_ data: UnsafeRawPointer, blocks: Int) {
+        withUnsafeMutableBytes(of: &state) { state in
+            bunker_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), data, blocks)
+        }
     }
 
     /// Completes the pending block from the front of `bytes` and hashes it when it is whole;
@@ -99,11 +111,8 @@ struct SHA256Stream {
         }
         length += UInt64(taken)
         if held + taken == 64 {
-            withUnsafeMutableBytes(of: &state) { state in
-                withUnsafeBytes(of: pending) { block in
-                    bunker_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), block.baseAddress!.assumingMemoryBound(to: UInt8.self), 1)
-                }
-            }
+            let block = pending
+            withUnsafeBytes(of: block) { compress($0.baseAddress!, blocks: 1) }
         }
         return UnsafeRawBufferPointer(rebasing: bytes[taken...])
     }
@@ -117,42 +126,3 @@ struct SHA256Stream {
     }
 }
 
-/// HMAC-SHA-256 (RFC 2104) under one key with ``SHA256Stream``s: the states after the padded key
-/// are computed once, and each message starts from a copy.
-struct KeyedSHA256: Sendable {
-    private let inner: SHA256Stream
-    private let outer: SHA256Stream
-
-    /// Check ``SHA256Stream/isAvailable`` first.
-    init(key: SymmetricKey) {
-        var block = [UInt8](repeating: 0, count: 64)
-        key.withUnsafeBytes { key in
-            if key.count > 64 {
-                block.replaceSubrange(0..<32, with: Array(SHA256.hash(data: key)))
-            } else {
-                block.replaceSubrange(0..<key.count, with: key)
-            }
-        }
-        var inner = SHA256Stream()
-        var outer = SHA256Stream()
-        block.map { $0 ^ 0x36 }.withUnsafeBytes { inner.update($0) }
-        block.map { $0 ^ 0x5c }.withUnsafeBytes { outer.update($0) }
-        self.inner = inner
-        self.outer = outer
-    }
-
-    /// A stream for one message: add the message to it, then ``finalize(_:)``.
-    func start() -> SHA256Stream {
-        inner
-    }
-
-    /// The HMAC of the message added to `stream`.
-    func finalize(_ stream: consuming SHA256Stream) -> ID {
-        var outer = outer
-        // An ID's words hold the digest's 32 bytes in order.
-        withUnsafeBytes(of: stream.finalize()) { outer.update($0) }
-        return outer.finalize()
-    }
-}
-
-extension SHA256Stream: Sendable {}
