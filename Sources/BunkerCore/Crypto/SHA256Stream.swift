@@ -125,4 +125,3 @@ struct SHA256Stream: Sendable {
         length += UInt64(bytes.count)
     }
 }
-
